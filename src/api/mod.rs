@@ -1,0 +1,1 @@
+//! api (skeleton; filled in by the core issue)

@@ -1,0 +1,1 @@
+//! controller (skeleton; filled in by the core issue)

@@ -1,0 +1,1 @@
+//! lifecycle (skeleton; filled in by the core issue)

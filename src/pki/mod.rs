@@ -1,0 +1,1 @@
+//! pki (skeleton; filled in by the core issue)

@@ -1,0 +1,1 @@
+//! provider (skeleton; filled in by the core issue)

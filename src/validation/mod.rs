@@ -1,0 +1,1 @@
+//! validation (skeleton; filled in by the core issue)

@@ -1,0 +1,1 @@
+//! in-memory kube-apiserver

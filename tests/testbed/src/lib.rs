@@ -1,0 +1,2 @@
+//! The testbed: an in-memory Kubernetes API server, a test DNS server and a cluster emulation.
+pub mod apiserver;
