@@ -1,2 +1,3 @@
 //! The testbed: an in-memory Kubernetes API server, a test DNS server and a cluster emulation.
 pub mod apiserver;
+pub mod dns;

@@ -1,0 +1,1 @@
+//! The test DNS server (hickory-server, in-memory zones).
