@@ -1,5 +1,14 @@
 //! CRD structural schemas (`openAPIV3Schema`, as JSON): validation, defaulting and pruning.
-use serde_json::Value;
+//!
+//! Messages follow kube-apiserver: the structural schema is checked by kube-openapi's validator
+//! (`spec.replicas in body should be greater than or equal to 1`) and its errors are turned into
+//! field errors by apiextensions-apiserver (`Invalid value: 0: spec.replicas in body ...`,
+//! `Unsupported value: "X": supported values: "A", "B"`, `Required value`, `Too many: 3: must have
+//! at most 2 items`, `Too long: may not be more than 5 bytes`), plus the list-type uniqueness check
+//! (`Duplicate value: "a"`).
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// One field error, as kube-apiserver reports it in a 422 `Invalid` status's `details.causes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,18 +22,720 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    fn new(reason: &str, field: &str, message: String) -> Self {
+        FieldError { reason: reason.to_string(), field: field.to_string(), message }
+    }
+
+    /// `Required value` (with an optional detail).
+    pub fn required(field: &str, detail: &str) -> Self {
+        let mut m = "Required value".to_string();
+        if !detail.is_empty() {
+            m.push_str(": ");
+            m.push_str(detail);
+        }
+        Self::new("FieldValueRequired", field, m)
+    }
+
+    /// `Invalid value: <value>: <detail>`.
+    pub fn invalid(field: &str, value: &Value, detail: &str) -> Self {
+        Self::new("FieldValueInvalid", field, with_detail(format!("Invalid value: {}", go_value(value)), detail))
+    }
+
+    /// Like [`FieldError::invalid`], with reason `FieldValueTypeInvalid`.
+    pub fn type_invalid(field: &str, value: &Value, detail: &str) -> Self {
+        Self::new("FieldValueTypeInvalid", field, with_detail(format!("Invalid value: {}", go_value(value)), detail))
+    }
+
+    /// `Unsupported value: "X": supported values: "A", "B"`.
+    pub fn not_supported(field: &str, value: &Value, supported: &[String]) -> Self {
+        let quoted: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
+        let detail = if quoted.is_empty() { String::new() } else { format!("supported values: {}", quoted.join(", ")) };
+        Self::new("FieldValueNotSupported", field, with_detail(format!("Unsupported value: {}", go_value(value)), &detail))
+    }
+
+    /// `Too long: may not be more than N bytes`.
+    pub fn too_long(field: &str, max: i64) -> Self {
+        let detail = if max >= 0 { format!("may not be more than {max} bytes") } else { "value is too long".to_string() };
+        Self::new("FieldValueTooLong", field, format!("Too long: {detail}"))
+    }
+
+    /// `Too many: N: must have at most M items`.
+    pub fn too_many(field: &str, actual: i64, max: i64) -> Self {
+        let detail = if max >= 0 { format!("must have at most {max} items") } else { "has too many items".to_string() };
+        let head = if actual >= 0 { format!("Too many: {actual}") } else { "Too many".to_string() };
+        Self::new("FieldValueTooMany", field, format!("{head}: {detail}"))
+    }
+
+    /// `Duplicate value: <value>`.
+    pub fn duplicate(field: &str, value: &Value) -> Self {
+        Self::new("FieldValueDuplicate", field, format!("Duplicate value: {}", go_value(value)))
+    }
+
+    /// `Forbidden: <detail>`.
+    pub fn forbidden(field: &str, detail: &str) -> Self {
+        Self::new("FieldValueForbidden", field, with_detail("Forbidden".to_string(), detail))
+    }
+
+    /// The whole error as kube-apiserver prints it in a Status message: `spec.x: Invalid value: ...`.
+    pub fn to_string_with_field(&self) -> String {
+        if self.field.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_string_with_field())
+    }
+}
+
+fn with_detail(mut s: String, detail: &str) -> String {
+    if !detail.is_empty() {
+        s.push_str(": ");
+        s.push_str(detail);
+    }
+    s
+}
+
+/// A string quoted as Go's `%q` does (close enough: JSON escaping).
+pub(crate) fn go_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// A float as Go's `%v` prints it: `%g` with the shortest precision, so the exponent form is used
+/// when the decimal exponent is below -4 or at least 6 (`1e+06`, `1.5e-05`, `123456`).
+pub(crate) fn go_float(f: f64) -> String {
+    if f == 0.0 {
+        return "0".to_string();
+    }
+    if !f.is_finite() {
+        return if f.is_nan() { "NaN".into() } else if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let e = format!("{f:e}"); // shortest digits, e.g. "1.5e6", "-2e-7"
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..6).contains(&exp) {
+        format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    } else {
+        format!("{f}")
+    }
+}
+
+/// A JSON number as Go prints it (int64 for whole JSON numbers without a fraction, as
+/// kube-apiserver's JSON decoder produces them, float64 otherwise).
+pub(crate) fn go_number(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        i.to_string()
+    } else if let Some(u) = n.as_u64() {
+        u.to_string()
+    } else {
+        go_float(n.as_f64().unwrap_or(0.0))
+    }
+}
+
+/// A bad value as `field.Error.ErrorBody` prints it: strings quoted, simple types plain,
+/// composite values as JSON.
+pub(crate) fn go_value(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => go_number(n),
+        Value::String(s) => go_quote(s),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// The JSON type name of a value as kube-openapi infers it (`integer` for whole numbers without a
+/// fraction, as kube-apiserver's decoder produces int64 for them).
+pub(crate) fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) => {
+            if n.is_i64() || n.is_u64() {
+                "integer"
+            } else {
+                "number"
+            }
+        }
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+pub(crate) fn child_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+pub(crate) fn index_path(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+fn flag(schema: &Value, name: &str) -> bool {
+    schema.get(name).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn is_nullable(schema: &Value) -> bool {
+    flag(schema, "nullable")
+}
+
+/// Schema of a property of an object node: `properties[key]`, else a schema-valued
+/// `additionalProperties`.
+pub(crate) fn property_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
+    if let Some(p) = schema.get("properties").and_then(|p| p.get(key)) {
+        return Some(p);
+    }
+    match schema.get("additionalProperties") {
+        Some(ap @ Value::Object(_)) => Some(ap),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pruning
+// ---------------------------------------------------------------------------------------------
+
 /// Removes fields the schema does not declare (honouring `x-kubernetes-preserve-unknown-fields`,
 /// `additionalProperties`, and never touching `apiVersion`, `kind` or the contents of `metadata` at
 /// the root). Returns the paths it removed, so `fieldValidation=Strict` can refuse them.
-pub fn prune(_schema: &Value, _obj: &mut Value) -> Vec<String> {
-    Vec::new()
+pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
+    let mut removed = Vec::new();
+    prune_node(schema, obj, "", true, &mut removed);
+    removed
 }
 
+fn prune_node(schema: &Value, value: &mut Value, path: &str, root: bool, removed: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+            let embedded = flag(schema, "x-kubernetes-embedded-resource");
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                let kpath = format!("{path}.{key}");
+                if (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                    // Type meta and object meta are the server's business, not the schema's.
+                    continue;
+                }
+                if let Some(ps) = props.and_then(|p| p.get(&key)) {
+                    if let Some(v) = map.get_mut(&key) {
+                        prune_node(ps, v, &kpath, false, removed);
+                    }
+                    continue;
+                }
+                match additional {
+                    Some(ap @ Value::Object(_)) => {
+                        if let Some(v) = map.get_mut(&key) {
+                            prune_node(ap, v, &kpath, false, removed);
+                        }
+                        continue;
+                    }
+                    Some(Value::Bool(true)) => continue,
+                    _ => {}
+                }
+                if preserve {
+                    continue;
+                }
+                map.remove(&key);
+                removed.push(kpath);
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = schema.get("items") {
+                for (i, v) in items.iter_mut().enumerate() {
+                    prune_node(is, v, &format!("{path}[{i}]"), false, removed);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaulting
+// ---------------------------------------------------------------------------------------------
+
 /// Fills `default` values, recursively, as kube-apiserver does after pruning.
-pub fn apply_defaults(_schema: &Value, _obj: &mut Value) {}
+///
+/// Like kube-apiserver's structural defaulting: a property that is absent, or `null` while not
+/// `nullable`, gets its default; defaults are applied top-down, so a defaulted object gets its own
+/// nested defaults; `items` and `additionalProperties` are recursed into; afterwards `null`
+/// values of non-nullable properties without a default are dropped.
+pub fn apply_defaults(schema: &Value, obj: &mut Value) {
+    default_node(schema, obj, true);
+}
+
+fn default_node(schema: &Value, value: &mut Value, root: bool) {
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, ps) in props {
+                    if root && k == "metadata" {
+                        continue;
+                    }
+                    let Some(def) = ps.get("default") else { continue };
+                    let set = match map.get(k) {
+                        None => true,
+                        Some(Value::Null) => !is_nullable(ps),
+                        Some(_) => false,
+                    };
+                    if set {
+                        map.insert(k.clone(), def.clone());
+                    }
+                }
+            }
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for k in keys {
+                if root && matches!(k.as_str(), "metadata" | "apiVersion" | "kind") {
+                    continue;
+                }
+                let Some(ps) = property_schema(schema, &k) else { continue };
+                let drop = {
+                    let v = map.get_mut(&k).expect("key present");
+                    if v.is_null() {
+                        !is_nullable(ps) && ps.get("default").is_none()
+                    } else {
+                        default_node(ps, v, false);
+                        false
+                    }
+                };
+                if drop {
+                    map.remove(&k);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(is) = schema.get("items") {
+                for v in items.iter_mut() {
+                    if v.is_null() && !is_nullable(is) {
+                        if let Some(def) = is.get("default") {
+                            *v = def.clone();
+                        }
+                    }
+                    default_node(is, v, false);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------------
 
 /// Checks the object against the schema (types, required, enum, formats, min/max, lengths,
 /// items, patterns, nullable, ...). Does not run CEL rules (see [`super::cel`]).
-pub fn validate(_schema: &Value, _obj: &Value) -> Vec<FieldError> {
-    Vec::new()
+pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_node(schema, obj, "", true, &mut errs);
+    errs
 }
+
+/// kube-openapi's message prefix: `<path> in body`.
+fn in_body(path: &str) -> String {
+    if path.is_empty() {
+        "body".to_string()
+    } else {
+        format!("{path} in body")
+    }
+}
+
+fn type_ok(expected: &str, v: &Value) -> bool {
+    let actual = json_type(v);
+    match expected {
+        "integer" => actual == "integer" || v.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite()),
+        "number" => actual == "integer" || actual == "number",
+        other => other == actual,
+    }
+}
+
+fn validate_node(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut Vec<FieldError>) {
+    if !schema.is_object() {
+        return;
+    }
+    let nullable = is_nullable(schema);
+    let int_or_string = flag(schema, "x-kubernetes-int-or-string");
+    let ty = schema.get("type").and_then(Value::as_str);
+
+    // Type (and nullability).
+    if v.is_null() {
+        if (ty.is_some() || int_or_string) && !nullable {
+            let tn = if int_or_string { "integer,string" } else { ty.unwrap_or_default() };
+            let msg = format!("{} must be of type {}: \"null\"", in_body(path), tn);
+            errs.push(FieldError::type_invalid(path, &Value::String("null".into()), &msg));
+        }
+        return;
+    }
+    if int_or_string {
+        if !(type_ok("integer", v) || type_ok("string", v)) {
+            let actual = json_type(v);
+            let msg = format!("{} must be of type integer,string: {}", in_body(path), go_quote(actual));
+            errs.push(FieldError::type_invalid(path, &Value::String(actual.into()), &msg));
+            return;
+        }
+    } else if let Some(t) = ty {
+        if !type_ok(t, v) {
+            let actual = json_type(v);
+            let msg = format!("{} must be of type {}: {}", in_body(path), t, go_quote(actual));
+            errs.push(FieldError::type_invalid(path, &Value::String(actual.into()), &msg));
+            return;
+        }
+    }
+
+    // allOf / anyOf / oneOf / not.
+    validate_combinators(schema, v, path, errs);
+
+    match v {
+        Value::String(s) => validate_string(schema, s, v, path, errs),
+        Value::Number(_) => validate_number(schema, v, path, errs),
+        _ => {}
+    }
+
+    // enum
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        if !options.iter().any(|o| json_equal(o, v)) {
+            let supported: Vec<String> = options
+                .iter()
+                .map(|o| match o {
+                    Value::String(s) => s.clone(),
+                    other => serde_json::to_string(other).unwrap_or_default(),
+                })
+                .collect();
+            errs.push(FieldError::not_supported(path, v, &supported));
+        }
+    }
+
+    match v {
+        Value::Array(items) => validate_array(schema, items, path, errs),
+        Value::Object(map) => validate_object(schema, map, path, root, errs),
+        _ => {}
+    }
+}
+
+fn validate_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let len = s.chars().count() as i64;
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_i64) {
+        if len > max {
+            errs.push(FieldError::too_long(path, max));
+        }
+    }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_i64) {
+        if len < min {
+            let msg = format!("{} should be at least {} chars long", in_body(path), min);
+            errs.push(FieldError::invalid(path, v, &msg));
+        }
+    }
+    if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
+        match cached_regex(p) {
+            Some(re) => {
+                if !re.is_match(s) {
+                    let msg = format!("{} should match '{}'", in_body(path), p);
+                    errs.push(FieldError::invalid(path, v, &msg));
+                }
+            }
+            None => {
+                let msg = format!("{}: invalid pattern '{}'", in_body(path), p);
+                errs.push(FieldError::invalid(path, v, &msg));
+            }
+        }
+    }
+    if let Some(fmt) = schema.get("format").and_then(Value::as_str) {
+        if let Some(false) = format_ok(fmt, s) {
+            let msg = format!("{} must be of type {}: {}", in_body(path), fmt, go_quote(s));
+            errs.push(FieldError::type_invalid(path, v, &msg));
+        }
+    }
+}
+
+/// `Some(valid)` for the formats kube-apiserver checks, `None` for formats it ignores.
+fn format_ok(format: &str, s: &str) -> Option<bool> {
+    use base64::Engine;
+    let ok = match format {
+        "byte" => base64::engine::general_purpose::STANDARD.decode(s).is_ok(),
+        "date-time" | "datetime" => {
+            chrono::DateTime::parse_from_rfc3339(s).is_ok()
+                || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+        }
+        "date" => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+        "uuid" => {
+            let b = s.as_bytes();
+            b.len() == 36
+                && b.iter().enumerate().all(|(i, c)| {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        *c == b'-'
+                    } else {
+                        c.is_ascii_hexdigit()
+                    }
+                })
+        }
+        "ipv4" => s.parse::<std::net::Ipv4Addr>().is_ok(),
+        "ipv6" => s.parse::<std::net::Ipv6Addr>().is_ok(),
+        "cidr" => match s.split_once('/') {
+            Some((ip, bits)) => {
+                let bits: Option<u8> = bits.parse().ok();
+                match (ip.parse::<std::net::IpAddr>(), bits) {
+                    (Ok(std::net::IpAddr::V4(_)), Some(b)) => b <= 32,
+                    (Ok(std::net::IpAddr::V6(_)), Some(b)) => b <= 128,
+                    _ => false,
+                }
+            }
+            None => false,
+        },
+        "hostname" => {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                })
+        }
+        "email" => match s.split_once('@') {
+            Some((local, domain)) => !local.is_empty() && domain.contains('.') && !domain.starts_with('.'),
+            None => false,
+        },
+        "uri" => s.split_once(':').is_some_and(|(scheme, _)| {
+            !scheme.is_empty() && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        }),
+        "mac" => {
+            let parts: Vec<&str> = s.split([':', '-']).collect();
+            (parts.len() == 6 || parts.len() == 8)
+                && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+        }
+        _ => return None,
+    };
+    Some(ok)
+}
+
+fn cached_regex(p: &str) -> Option<regex::Regex> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
+    guard.entry(p.to_string()).or_insert_with(|| regex::Regex::new(p).ok()).clone()
+}
+
+fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(x) = v.as_f64() else { return };
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+        let exclusive = flag(schema, "exclusiveMaximum");
+        if (exclusive && x >= max) || (!exclusive && x > max) {
+            let rel = if exclusive { "less than" } else { "less than or equal to" };
+            let msg = format!("{} should be {} {}", in_body(path), rel, go_float(max));
+            errs.push(FieldError::invalid(path, v, &msg));
+        }
+    }
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+        let exclusive = flag(schema, "exclusiveMinimum");
+        if (exclusive && x <= min) || (!exclusive && x < min) {
+            let rel = if exclusive { "greater than" } else { "greater than or equal to" };
+            let msg = format!("{} should be {} {}", in_body(path), rel, go_float(min));
+            errs.push(FieldError::invalid(path, v, &msg));
+        }
+    }
+    if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64) {
+        if m > 0.0 {
+            let q = x / m;
+            if (q - q.round()).abs() > 1e-9 {
+                let msg = format!("{} should be a multiple of {}", in_body(path), go_float(m));
+                errs.push(FieldError::invalid(path, v, &msg));
+            }
+        }
+    }
+}
+
+fn validate_array(schema: &Value, items: &[Value], path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(is) = schema.get("items") {
+        for (i, item) in items.iter().enumerate() {
+            validate_node(is, item, &index_path(path, i), false, errs);
+        }
+    }
+    let n = items.len() as i64;
+    if let Some(min) = schema.get("minItems").and_then(Value::as_i64) {
+        if n < min {
+            let msg = format!("{} should have at least {} items", in_body(path), min);
+            errs.push(FieldError::invalid(path, &Value::from(n), &msg));
+        }
+    }
+    if let Some(max) = schema.get("maxItems").and_then(Value::as_i64) {
+        if n > max {
+            errs.push(FieldError::too_many(path, n, max));
+        }
+    }
+    match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+        Some("set") => {
+            for (i, item) in items.iter().enumerate() {
+                if items[..i].iter().any(|prev| json_equal(prev, item)) {
+                    errs.push(FieldError::duplicate(&index_path(path, i), item));
+                }
+            }
+        }
+        Some("map") => {
+            let keys: Vec<String> = schema
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let item_schema = schema.get("items");
+            let key_of = |item: &Value| -> Option<Map<String, Value>> {
+                let obj = item.as_object()?;
+                let mut m = Map::new();
+                for k in &keys {
+                    let val = obj
+                        .get(k)
+                        .cloned()
+                        .or_else(|| item_schema.and_then(|s| s.pointer(&format!("/properties/{k}/default")).cloned()));
+                    if let Some(val) = val {
+                        m.insert(k.clone(), val);
+                    }
+                }
+                Some(m)
+            };
+            let all: Vec<Option<Map<String, Value>>> = items.iter().map(key_of).collect();
+            for i in 0..all.len() {
+                let Some(k) = &all[i] else { continue };
+                if all[..i].iter().flatten().any(|p| map_equal(p, k)) {
+                    errs.push(FieldError::duplicate(&index_path(path, i), &Value::Object(k.clone())));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn map_equal(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| json_equal(v, w)))
+}
+
+/// Deep equality of JSON values with numbers compared by value (`1 == 1.0`).
+pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(i), Some(j)) = (x.as_i64(), y.as_i64()) {
+                i == j
+            } else {
+                x.as_f64() == y.as_f64()
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
+        (Value::Object(x), Value::Object(y)) => map_equal(x, y),
+        _ => a == b,
+    }
+}
+
+fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, root: bool, errs: &mut Vec<FieldError>) {
+    if let Some(req) = schema.get("required").and_then(Value::as_array) {
+        for r in req.iter().filter_map(Value::as_str) {
+            if root && r == "metadata" {
+                continue;
+            }
+            if !map.contains_key(r) {
+                errs.push(FieldError::required(&child_path(path, r), ""));
+            }
+        }
+    }
+    let n = map.len() as i64;
+    if let Some(max) = schema.get("maxProperties").and_then(Value::as_i64) {
+        if n > max {
+            errs.push(FieldError::too_many(path, n, max));
+        }
+    }
+    if let Some(min) = schema.get("minProperties").and_then(Value::as_i64) {
+        if n < min {
+            let msg = format!("{} should have at least {} properties", in_body(path), min);
+            errs.push(FieldError::invalid(path, &Value::from(n), &msg));
+        }
+    }
+    let embedded = flag(schema, "x-kubernetes-embedded-resource");
+    let props = schema.get("properties").and_then(Value::as_object);
+    let additional = schema.get("additionalProperties");
+    for (k, v) in map {
+        if root && k == "metadata" {
+            continue;
+        }
+        if embedded && k == "metadata" {
+            continue;
+        }
+        let cpath = child_path(path, k);
+        if let Some(ps) = props.and_then(|p| p.get(k)) {
+            validate_node(ps, v, &cpath, false, errs);
+        } else if let Some(ap @ Value::Object(_)) = additional {
+            validate_node(ap, v, &cpath, false, errs);
+        } else if let Some(Value::Bool(false)) = additional {
+            if props.is_some() || !flag(schema, "x-kubernetes-preserve-unknown-fields") {
+                let msg = format!("{}.{} in body is a forbidden property", if path.is_empty() { "" } else { path }, k);
+                errs.push(FieldError::forbidden(&cpath, &msg));
+            }
+        }
+    }
+    if embedded {
+        for k in ["apiVersion", "kind"] {
+            if map.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+                errs.push(FieldError::required(&child_path(path, k), "must not be empty"));
+            }
+        }
+    }
+}
+
+fn validate_combinators(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let sub_errors = |s: &Value| -> Vec<FieldError> {
+        let mut e = Vec::new();
+        validate_node(s, v, path, false, &mut e);
+        e
+    };
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        let mut inner = Vec::new();
+        for s in all {
+            inner.extend(sub_errors(s));
+        }
+        if !inner.is_empty() {
+            errs.extend(inner);
+            let msg = format!("{} must validate all the schemas (allOf)", in_body(path));
+            errs.push(FieldError::invalid(path, v, &msg));
+        }
+    }
+    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+        let results: Vec<Vec<FieldError>> = any.iter().map(sub_errors).collect();
+        if !any.is_empty() && results.iter().all(|r| !r.is_empty()) {
+            for r in &results {
+                errs.extend(r.iter().cloned());
+            }
+            let msg = format!("{} must validate at least one schema (anyOf)", in_body(path));
+            errs.push(FieldError::invalid(path, v, &msg));
+        }
+    }
+    if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
+        let results: Vec<Vec<FieldError>> = one.iter().map(sub_errors).collect();
+        let passing = results.iter().filter(|r| r.is_empty()).count();
+        if !one.is_empty() && passing != 1 {
+            if passing == 0 {
+                for r in &results {
+                    errs.extend(r.iter().cloned());
+                }
+            }
+            let msg = format!("{} must validate one and only one schema (oneOf)", in_body(path));
+            errs.push(FieldError::invalid(path, v, &msg));
+        }
+    }
+    if let Some(not) = schema.get("not") {
+        if not.is_object() && sub_errors(not).is_empty() {
+            let msg = format!("{} must not validate the schema (not)", in_body(path));
+            errs.push(FieldError::invalid(path, v, &msg));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
