@@ -1,0 +1,459 @@
+//! `CertificateOrder`: one certificate's whole life, from purchase to a renewed TLS Secret.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, SecretKeyRef};
+
+/// Every domain is a DNS name as users write it: lowercase ASCII or Unicode labels (converted to
+/// punycode by the operator), optionally a leading `*.`; no scheme, port, path or trailing dot.
+pub const DOMAINS_RULE: &str = r"self.all(d, d.matches('^(\\*\\.)?([a-z0-9\\x{80}-\\x{10FFFF}]([-a-z0-9\\x{80}-\\x{10FFFF}]{0,61}[a-z0-9\\x{80}-\\x{10FFFF}])?\\.)+[a-z0-9\\x{80}-\\x{10FFFF}]([-a-z0-9\\x{80}-\\x{10FFFF}]{0,61}[a-z0-9\\x{80}-\\x{10FFFF}])?$'))";
+
+/// Buys one certificate from a provider, validates it and keeps it, renewed, in a TLS Secret.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "certorder.io",
+    version = "v1alpha1",
+    kind = "CertificateOrder",
+    plural = "certificateorders",
+    singular = "certificateorder",
+    namespaced,
+    status = "CertificateOrderStatus",
+    shortname = "certorder",
+    shortname = "co",
+    category = "certorder",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.product.type"),
+    printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domains[0]"),
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.providerRef.name"),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.certificate.notAfter"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.domains.exists(d, d.startsWith('*.')) || self.domainValidation.method == 'DNS'")
+    .message("wildcard names (*.example.com) can only be validated by DNS: set spec.domainValidation.method to DNS, or remove the wildcard names")
+    .field_path(".domainValidation.method"))]
+#[x_kube(validation = Rule::new("self.product.type == 'DV' || has(self.organization)")
+    .message("OV and EV certificates need spec.organization (the company the CA verifies)")
+    .reason(Reason::FieldValueRequired)
+    .field_path(".organization"))]
+#[x_kube(validation = Rule::new("self.product.type == 'DV' || has(self.applicant)")
+    .message("OV and EV certificates need spec.applicant (the person the CA calls during review)")
+    .reason(Reason::FieldValueRequired)
+    .field_path(".applicant"))]
+#[x_kube(validation = Rule::new("self.product.type == 'DV' || (has(self.documents) && has(self.documents.confirmationLetter))")
+    .message("OV and EV certificates need spec.documents.confirmationLetter: a Secret key holding the company's stamped confirmation letter")
+    .reason(Reason::FieldValueRequired)
+    .field_path(".documents"))]
+pub struct CertificateOrderSpec {
+    /// The `ClusterCertificateProvider` to buy from.
+    pub provider_ref: ProviderRef,
+    /// What to buy.
+    pub product: Product,
+    /// DNS names of the certificate, 1 to 100; the first is the common name. Wildcards
+    /// (`*.example.com`) need DNS validation. Unicode names are converted to punycode.
+    #[schemars(length(min = 1, max = 100))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(inner(length(min = 1, max = 253)))]
+    #[x_kube(validation = Rule::new(DOMAINS_RULE)
+        .message("each domain must be a lowercase DNS name such as example.com, www.example.com or *.example.com (no scheme, port, path or trailing dot)"))]
+    pub domains: Vec<String>,
+    /// The private key generated in the cluster for this certificate.
+    #[serde(default)]
+    pub private_key: PrivateKeySpec,
+    /// Name of the `kubernetes.io/tls` Secret the certificate is written to (same namespace).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Labels and annotations copied onto the TLS Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_template: Option<SecretTemplate>,
+    /// The company the CA verifies (OV and EV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
+    /// The person the CA contacts (OV and EV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applicant: Option<Applicant>,
+    /// Documents the CA needs (OV and EV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents: Option<Documents>,
+    /// How the domains are proven.
+    #[serde(default)]
+    pub domain_validation: DomainValidation,
+    /// How long before expiry to renew, as a duration (`720h`). Default: a third of the lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub renew_before: Option<String>,
+    /// Cancel the vendor order when the CertificateOrder is deleted before issuance.
+    #[serde(default)]
+    pub cancel_on_delete: bool,
+}
+
+/// The `ClusterCertificateProvider` an order buys from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The vendor's product.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    /// Brand (CA), e.g. `DigiCert`, `GeoTrust`, `CFCA`. Free text for the local provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    /// The vendor's product name, e.g. `SecureSite OV`. Free text for the local provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Validation level: `DV` (domain), `OV` (organization) or `EV` (extended).
+    #[serde(rename = "type")]
+    pub type_: CertificateType,
+    /// Years bought. Certificates last at most 200 days, so a multi-year purchase is several issuances.
+    #[serde(default = "default_validity_years")]
+    #[schemars(range(min = 1, max = 5))]
+    pub validity_years: u32,
+}
+
+fn default_validity_years() -> u32 {
+    1
+}
+
+/// Validation level of the certificate.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CertificateType {
+    DV,
+    OV,
+    EV,
+}
+
+impl CertificateType {
+    /// OV and EV go through documents and the CA's organization review.
+    pub fn needs_organization_review(self) -> bool {
+        !matches!(self, CertificateType::DV)
+    }
+}
+
+/// The private key, generated in the cluster; the vendor only ever sees a CSR.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.size) || (self.algorithm == 'RSA' ? self.size in [2048, 3072, 4096] : self.size in [256, 384])")
+    .message("privateKey.size must be 256 or 384 for ECDSA, and 2048, 3072 or 4096 for RSA")
+    .field_path(".size"))]
+pub struct PrivateKeySpec {
+    /// `ECDSA` (default) or `RSA`.
+    #[serde(default)]
+    pub algorithm: KeyAlgorithm,
+    /// Curve size for ECDSA (256 default, 384) or modulus for RSA (2048 default, 3072, 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+    /// `Always` (default): a new key on every renewal. `Never`: keep the key across renewals.
+    #[serde(default)]
+    pub rotation_policy: RotationPolicy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum KeyAlgorithm {
+    #[default]
+    ECDSA,
+    RSA,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RotationPolicy {
+    #[default]
+    Always,
+    Never,
+}
+
+/// Labels and annotations for the TLS Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The company, as the vendor's "complete info" form asks for it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    /// Registered name of the company.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// Department, e.g. `IT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<String>,
+    #[schemars(length(min = 1, max = 512))]
+    pub address: String,
+    #[schemars(length(min = 1, max = 128))]
+    pub city: String,
+    /// Province or state.
+    #[schemars(length(min = 1, max = 128))]
+    pub region: String,
+    /// ISO 3166-1 alpha-2 country code, e.g. `CN`.
+    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
+    pub country: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[schemars(length(min = 1, max = 64))]
+    pub phone: String,
+    /// Kind of organization as the vendor names it (e.g. `Enterprise`, `Government`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    /// Kind of registration code (e.g. `UnifiedSocialCreditCode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_type: Option<String>,
+    /// The registration code itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// The person who applies; the CA phones and emails them during review.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Applicant {
+    #[schemars(length(min = 1, max = 128))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 64))]
+    pub phone: String,
+    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"))]
+    pub email: String,
+    /// Job title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// Documents for the organization review.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Documents {
+    /// The company's stamped confirmation letter (PDF, JPG or PNG), in a Secret of this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_letter: Option<SecretKeyRef>,
+}
+
+/// How the domains are proven to the CA.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainValidation {
+    /// `DNS` (a TXT record) or `HTTP` (a file under /.well-known/pki-validation/).
+    #[serde(default)]
+    pub method: ValidationMethod,
+    /// Settings of DNS validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsValidation>,
+    /// Settings of HTTP file validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpValidation>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ValidationMethod {
+    #[default]
+    DNS,
+    HTTP,
+}
+
+/// DNS validation. In manual mode (the only one today) the status lists the TXT records to create
+/// and the operator checks them against the zone's authoritative name servers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsValidation {}
+
+/// HTTP file validation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpValidation {
+    /// `ingressClassName` of the Ingress that routes the validation path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+}
+
+/// Where an order is in the vendor's lifecycle.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
+pub enum Phase {
+    /// Accepted, nothing bought yet (or about to buy).
+    #[default]
+    Pending,
+    /// Bought; the vendor holds an empty order.
+    Purchased,
+    /// Applicant, company and CSR sent.
+    InfoSubmitted,
+    /// The confirmation letter is with the vendor (OV/EV).
+    DocumentsUploaded,
+    /// The CA is reviewing the organization (OV/EV), which takes days.
+    OrganizationReview,
+    /// Waiting for the CA to see the DNS record or file.
+    DomainValidation,
+    /// The TLS Secret holds a verified certificate.
+    Issued,
+    /// The CA turned the order down; fix the spec to resubmit.
+    Rejected,
+    /// Stopped; only a change of the spec (or credentials) can help.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Purchased => "Purchased",
+            Phase::InfoSubmitted => "InfoSubmitted",
+            Phase::DocumentsUploaded => "DocumentsUploaded",
+            Phase::OrganizationReview => "OrganizationReview",
+            Phase::DomainValidation => "DomainValidation",
+            Phase::Issued => "Issued",
+            Phase::Rejected => "Rejected",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the operator knows; written only by the operator, once per reconcile, by server-side apply.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateOrderStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled` and one per step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// What the order is doing or waiting for, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The domains in use, as ASCII (punycode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// The vendor order behind this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<VendorOrder>,
+    /// Name of the Secret holding the private key until the certificate is issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_secret: Option<String>,
+    /// Domain validation, one entry per domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub challenges: Vec<Challenge>,
+    /// The certificate in the TLS Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateInfo>,
+    /// When the certificate will be renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<DateTime<Utc>>,
+    /// Failures in a row of the current step; reset on success.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+    /// The last failure, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<DateTime<Utc>>,
+    /// Earliest time the operator acts again on its own (backoff or polling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The vendor order, recorded before it is bought so a crash cannot buy twice.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VendorOrder {
+    /// Name the operator gives the vendor order; unique to this CertificateOrder. Recorded before
+    /// buying: after a crash the operator looks this name up before it buys again.
+    pub name: String,
+    /// The vendor's id once bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When the purchase was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase_requested_time: Option<DateTime<Utc>>,
+    /// The vendor's own state code, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The spec generation whose info (CSR, company, applicant) the vendor holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info_generation: Option<i64>,
+    /// The spec generation whose confirmation letter the vendor holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents_generation: Option<i64>,
+    /// The CA's reason when it rejected the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
+    /// The spec generation the rejection applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_generation: Option<i64>,
+    /// Certificates issued under this purchase (a multi-year purchase has several).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub issuances: u32,
+}
+
+/// One domain's validation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Challenge {
+    /// The domain being validated (ASCII).
+    pub domain: String,
+    pub method: ValidationMethod,
+    /// DNS: the TXT record's full name. HTTP: the URL the CA fetches.
+    pub target: String,
+    /// The exact TXT value or file content the CA expects.
+    pub expected_value: String,
+    /// What the operator's own check saw, the way the CA will look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<SelfCheck>,
+}
+
+/// The result of the operator's check of one challenge.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfCheck {
+    /// Whether the CA would see the expected value.
+    pub passed: bool,
+    /// What was actually seen (values found, or the first bytes served).
+    #[serde(default)]
+    pub seen: String,
+    /// What is wrong, in words a person can act on; empty when passed.
+    #[serde(default)]
+    pub diagnosis: String,
+    /// Which server answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    pub last_check_time: DateTime<Utc>,
+}
+
+/// The certificate the TLS Secret holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateInfo {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    pub issuer: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    /// SHA-256 of the leaf's DER, lowercase hex.
+    pub sha256_fingerprint: String,
+    pub secret_name: String,
+    /// The spec generation it was issued for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+}
