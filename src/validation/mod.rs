@@ -1,1 +1,3 @@
-//! validation (skeleton; filled in by the core issue)
+//! Domain control validation: the checks a CA makes before it trusts that the order controls a name.
+
+pub mod dns;
