@@ -154,8 +154,10 @@ async fn long_and_many_values_come_back_whole_over_tcp() {
     values.push(&long);
     dns.set_txt(NAME, &values).await.unwrap(); // > 1232 bytes: UDP answer is truncated
     let checker = checker_for(&[&dns]);
+    let before = dns.queries();
     let seen = checker.check_txt(NAME, &long).await;
     assert!(seen.matched, "{}", seen.diagnosis);
+    assert_eq!(dns.queries() - before, 2, "a truncated UDP answer, then the same query over TCP");
     assert_eq!(seen.found.len(), 13);
     assert!(seen.found.contains(&long));
 }
