@@ -61,7 +61,7 @@ fn leaf_has_the_extensions_a_server_certificate_needs() {
     assert!(!leaf.is_ca());
     assert!(leaf.extended_key_usage().unwrap().unwrap().value.server_auth);
     assert!(leaf.key_usage().unwrap().unwrap().value.digital_signature());
-    assert_eq!(leaf.raw_serial().len() >= 16, true, "128-bit serial");
+    assert!(leaf.raw_serial().len() >= 16, "128-bit serial");
     let ski = match ca.get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER) {
         Ok(Some(ext)) => match ext.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(k) => k.0.to_vec(),
@@ -178,7 +178,7 @@ fn local_ca_round_trips_through_pem() {
     let leaf_key = generate_key(KeyAlgorithm::EcdsaP384).unwrap();
     let domains = names(&["x.example"]);
     let chain = back.issue(&build_csr(&leaf_key, &domains).unwrap(), &domains, Duration::days(30), Utc::now()).unwrap();
-    verify_issued(&chain, &leaf_key, &domains, Utc::now(), Some(&[cert.clone()])).unwrap();
+    verify_issued(&chain, &leaf_key, &domains, Utc::now(), Some(std::slice::from_ref(&cert))).unwrap();
 
     let other = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
     assert!(matches!(LocalCa::from_pem(&cert, other.to_pem()), Err(CaError::CaKeyMismatch)));
