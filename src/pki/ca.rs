@@ -2,11 +2,11 @@
 //! CSRs, with exactly the requested names.
 
 use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
-use rand::RngCore;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
@@ -28,7 +28,10 @@ pub enum CaError {
     #[error("the CSR is not acceptable: {0}")]
     InvalidCsr(String),
     #[error("the CSR names [{}] but the order asks for [{}]", .csr.join(", "), .requested.join(", "))]
-    NamesDiffer { csr: Vec<String>, requested: Vec<String> },
+    NamesDiffer {
+        csr: Vec<String>,
+        requested: Vec<String>,
+    },
     #[error("no names requested")]
     NoNames,
     #[error("the certificate lifetime must be positive (got {0})")]
@@ -68,9 +71,19 @@ impl LocalCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         params.serial_number = Some(random_serial());
-        set_validity(&mut params, now - Duration::minutes(1), now + Duration::days(CA_LIFETIME_DAYS))?;
-        let cert = params.self_signed(&key_pair).map_err(|e| CaError::Sign(e.to_string()))?;
-        Ok(LocalCa { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key })
+        set_validity(
+            &mut params,
+            now - Duration::minutes(1),
+            now + Duration::days(CA_LIFETIME_DAYS),
+        )?;
+        let cert = params
+            .self_signed(&key_pair)
+            .map_err(|e| CaError::Sign(e.to_string()))?;
+        Ok(LocalCa {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key,
+        })
     }
 
     /// Loads a CA from its certificate and key PEM (as kept in the provider's Secret).
@@ -84,13 +97,20 @@ impl LocalCa {
         let (_, cert) =
             X509Certificate::from_der(&der).map_err(|e| CaError::InvalidCa(e.to_string()))?;
         if !cert.is_ca() {
-            return Err(CaError::InvalidCa(format!("{} is not a CA certificate", cert.subject())));
+            return Err(CaError::InvalidCa(format!(
+                "{} is not a CA certificate",
+                cert.subject()
+            )));
         }
         if !key.matches_spki(cert.public_key()) {
             return Err(CaError::CaKeyMismatch);
         }
         let cert_pem = super::verify::certificates_to_pem(std::slice::from_ref(&der));
-        Ok(LocalCa { cert_pem, cert_der: der, key })
+        Ok(LocalCa {
+            cert_pem,
+            cert_der: der,
+            key,
+        })
     }
 
     /// `(certificate PEM, PKCS#8 key PEM)`.
@@ -126,7 +146,10 @@ impl LocalCa {
             v
         };
         if normalise(&csr.dns_names) != normalise(names) {
-            return Err(CaError::NamesDiffer { csr: csr.dns_names.clone(), requested: names.to_vec() });
+            return Err(CaError::NamesDiffer {
+                csr: csr.dns_names.clone(),
+                requested: names.to_vec(),
+            });
         }
         let public_key = SubjectPublicKeyInfo::from_der(&csr.public_key_der)
             .map_err(|e| CaError::InvalidCsr(format!("unsupported public key: {e}")))?;
@@ -154,7 +177,9 @@ impl LocalCa {
         let key_pair: KeyPair = self.key.key_pair()?;
         let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), key_pair)
             .map_err(|e| CaError::InvalidCa(e.to_string()))?;
-        let leaf = params.signed_by(&public_key, &issuer).map_err(|e| CaError::Sign(e.to_string()))?;
+        let leaf = params
+            .signed_by(&public_key, &issuer)
+            .map_err(|e| CaError::Sign(e.to_string()))?;
         Ok(format!("{}{}", leaf.pem(), self.cert_pem))
     }
 }

@@ -20,10 +20,13 @@ pub fn build_csr(key: &PrivateKey, domains: &[String]) -> Result<String, PkiErro
                 reason: "not ASCII; convert it to punycode first".into(),
             });
         }
-        let ia5 = domain.clone().try_into().map_err(|e: rcgen::Error| PkiError::InvalidDomain {
-            domain: domain.clone(),
-            reason: e.to_string(),
-        })?;
+        let ia5 = domain
+            .clone()
+            .try_into()
+            .map_err(|e: rcgen::Error| PkiError::InvalidDomain {
+                domain: domain.clone(),
+                reason: e.to_string(),
+            })?;
         sans.push(SanType::DnsName(ia5));
     }
     let mut params = CertificateParams::default();
@@ -66,7 +69,9 @@ pub fn parse_csr_der(der: &[u8]) -> Result<ParsedCsr, PkiError> {
     let (_, csr) = X509CertificationRequest::from_der(der)
         .map_err(|e| PkiError::InvalidCsr(format!("cannot be parsed: {e}")))?;
     csr.verify_signature().map_err(|e| {
-        PkiError::InvalidCsr(format!("its signature does not verify with its own public key ({e})"))
+        PkiError::InvalidCsr(format!(
+            "its signature does not verify with its own public key ({e})"
+        ))
     })?;
     let info = &csr.certification_request_info;
     let common_name = info
@@ -107,10 +112,17 @@ mod tests {
     #[test]
     fn round_trip_for_each_algorithm() {
         let domains = names(&["example.com", "*.example.com", "www.xn--fiqs8s.example"]);
-        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Rsa2048] {
+        for alg in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::Rsa2048,
+        ] {
             let key = generate_key(alg).unwrap();
             let pem = build_csr(&key, &domains).unwrap();
-            assert!(pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"), "{pem}");
+            assert!(
+                pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+                "{pem}"
+            );
             let parsed = parse_csr(&pem).unwrap();
             assert_eq!(parsed.common_name.as_deref(), Some("example.com"));
             assert_eq!(parsed.dns_names, domains);
@@ -122,7 +134,9 @@ mod tests {
     fn refuses_bad_input() {
         let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
         assert!(matches!(build_csr(&key, &[]), Err(PkiError::NoDomains)));
-        let err = build_csr(&key, &names(&["bücher.example"])).unwrap_err().to_string();
+        let err = build_csr(&key, &names(&["bücher.example"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("punycode"), "{err}");
 
         let good = build_csr(&key, &names(&["a.example"])).unwrap();

@@ -166,13 +166,20 @@ impl PrivateKey {
 
     /// Reads a private key from PKCS#8 DER.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, PkiError> {
-        let key_pair = KeyPair::try_from(der)
-            .map_err(|e| PkiError::InvalidKey(format!("unsupported or malformed PKCS#8 key: {e}")))?;
+        let key_pair = KeyPair::try_from(der).map_err(|e| {
+            PkiError::InvalidKey(format!("unsupported or malformed PKCS#8 key: {e}"))
+        })?;
         let spki_der = key_pair.subject_public_key_info();
         let public_key_raw = key_pair.der_bytes().to_vec();
         let algorithm = algorithm_of_spki(&spki_der)?;
         let pkcs8_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
-        Ok(PrivateKey { algorithm, pkcs8_pem, pkcs8_der: der.to_vec(), spki_der, public_key_raw })
+        Ok(PrivateKey {
+            algorithm,
+            pkcs8_pem,
+            pkcs8_der: der.to_vec(),
+            spki_der,
+            public_key_raw,
+        })
     }
 
     /// The key's algorithm (for RSA, by its modulus size).
@@ -258,7 +265,10 @@ pub(crate) fn algorithm_of_spki(spki_der: &[u8]) -> Result<KeyAlgorithm, PkiErro
 
 fn modulus_bits(modulus: &[u8]) -> usize {
     let trimmed: &[u8] = {
-        let start = modulus.iter().position(|b| *b != 0).unwrap_or(modulus.len());
+        let start = modulus
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(modulus.len());
         &modulus[start..]
     };
     match trimmed.first() {
@@ -278,7 +288,10 @@ mod tests {
             let key = generate_key(alg).expect("generate");
             eprintln!("generate_key({alg}) took {:?}", started.elapsed());
             assert_eq!(key.algorithm(), alg, "{alg}");
-            assert!(key.to_pem().starts_with("-----BEGIN PRIVATE KEY-----"), "{alg}");
+            assert!(
+                key.to_pem().starts_with("-----BEGIN PRIVATE KEY-----"),
+                "{alg}"
+            );
             let again = PrivateKey::from_pem(key.to_pem()).expect("parse back");
             assert_eq!(again.algorithm(), alg);
             assert_eq!(again.public_key_der(), key.public_key_der());
@@ -318,8 +331,14 @@ mod tests {
         for (input, want) in [
             ("", "no PRIVATE KEY block"),
             ("hello", "no PRIVATE KEY block"),
-            ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "malformed PKCS#8"),
-            ("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n", "PKCS#8"),
+            (
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "malformed PKCS#8",
+            ),
+            (
+                "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+                "PKCS#8",
+            ),
         ] {
             let err = PrivateKey::from_pem(input).expect_err(input).to_string();
             assert!(err.contains(want), "{input:?}: {err}");

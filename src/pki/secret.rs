@@ -34,9 +34,7 @@ pub fn tls_secret_data(
     data.insert(TLS_KEY.to_owned(), key_pem.as_bytes().to_vec());
     let ca = match ca_pem {
         Some(ca) => Some(ca.as_bytes().to_vec()),
-        None if ders.len() > 1 => {
-            Some(certificates_to_pem(&ders[ders.len() - 1..]).into_bytes())
-        }
+        None if ders.len() > 1 => Some(certificates_to_pem(&ders[ders.len() - 1..]).into_bytes()),
         None => None,
     };
     if let Some(ca) = ca {
