@@ -6,8 +6,221 @@
 //! - [`cel`]: `x-kubernetes-validations` rules.
 //! - [`smp`]: strategic merge patch for built-in kinds.
 //! - [`ssa`]: server-side apply and `managedFields`.
+//!
+//! The server: [`registry`] (served kinds), [`store`] (objects, resourceVersions, history),
+//! [`ops`] (write semantics), [`watch`], [`discovery`], [`openapi`], [`table`], [`selectors`],
+//! [`gc`] (garbage collector and namespace controller), [`faults`] (fault injection, counters),
+//! [`http`] (routing).
 
 pub mod cel;
 pub mod schema;
 pub mod smp;
 pub mod ssa;
+
+pub mod crd;
+pub mod discovery;
+pub mod error;
+pub mod faults;
+pub mod gc;
+pub mod http;
+pub mod ops;
+pub mod openapi;
+pub mod registry;
+pub mod selectors;
+pub mod store;
+pub mod table;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+pub use faults::{FaultAnswer, FaultMatch, Faults};
+use store::{ObjKey, Store};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to listen on; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// Events kept for watches to resume from; older resourceVersions get 410 Gone.
+    pub history_window: usize,
+    /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
+    pub bookmark_interval: Duration,
+    /// Watch timeout when the client gives no `timeoutSeconds`.
+    pub default_watch_timeout: Duration,
+    /// Bearer token; a random one when None.
+    pub token: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            history_window: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+            default_watch_timeout: Duration::from_secs(1800),
+            token: None,
+        }
+    }
+}
+
+/// State shared by the HTTP handlers, watches, the garbage collector and the [`ApiServer`] handle.
+pub struct Shared {
+    pub store: Mutex<Store>,
+    pub faults: Faults,
+    pub token: String,
+    pub options: Options,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A running in-memory API server; shuts down when dropped.
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    kubeconfig: tempfile::TempDir,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// The kubeconfig text for a server at `url` with `token`.
+pub fn kubeconfig_yaml(url: &str, token: &str) -> String {
+    let v = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testbed", "cluster": {"server": url}}],
+        "users": [{"name": "testbed", "user": {"token": token}}],
+        "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": "testbed", "namespace": "default"}}],
+        "current-context": "testbed",
+        "preferences": {},
+    });
+    serde_yaml::to_string(&v).expect("yaml")
+}
+
+impl ApiServer {
+    /// Starts a server on a free loopback port. Panics if it cannot (test infrastructure).
+    pub async fn start() -> ApiServer {
+        Self::start_with(Options::default()).await.expect("start the testbed API server")
+    }
+
+    pub async fn start_with(options: Options) -> anyhow::Result<ApiServer> {
+        let listener = tokio::net::TcpListener::bind(options.addr).await?;
+        let addr = listener.local_addr()?;
+        let token = options.token.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut store = Store::new(options.history_window);
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let ri = store.registry.get("", "v1", "namespaces").expect("namespaces");
+            let opts = ops::WriteOpts { field_manager: "testbed".into(), ..Default::default() };
+            ops::create(&mut store, &ri, None, json!({"metadata": {"name": ns}}), &opts, false)
+                .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
+        }
+        let shared = Arc::new(Shared { store: Mutex::new(store), faults: Faults::default(), token: token.clone(), options, shutdown: rx });
+        let app = axum::Router::new().fallback(http::handle).with_state(shared.clone());
+        let mut stop = tx.subscribe();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        });
+        tokio::spawn(gc::run(shared.clone()));
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig_yaml(&format!("http://{addr}"), &token))?;
+        Ok(ApiServer { shared, addr, kubeconfig: dir, shutdown: tx })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A kubeconfig file (bearer token, `server: http://127.0.0.1:PORT`, namespace `default`).
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.kubeconfig.path().join("kubeconfig")
+    }
+
+    pub fn kubeconfig_dir(&self) -> &Path {
+        self.kubeconfig.path()
+    }
+
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    /// kube config for this server (default namespace `default`).
+    pub fn config(&self) -> kube::Config {
+        let mut c = kube::Config::new(self.url().parse().expect("url"));
+        c.default_namespace = "default".into();
+        c.auth_info = serde_json::from_value(json!({"token": self.shared.token})).expect("auth info");
+        c
+    }
+
+    /// A kube client for this server.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config()).expect("kube client")
+    }
+
+    /// Fault injection and request counters.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// Requests served so far for `verb` on `resource` (plural or `plural/subresource`).
+    pub fn request_count(&self, verb: &str, resource: &str) -> u64 {
+        self.shared.faults.count(verb, resource)
+    }
+
+    /// Ends every open watch.
+    pub fn drop_watches(&self) {
+        self.shared.faults.drop_watches();
+    }
+
+    /// Forgets the watch history: every watch from an earlier resourceVersion now gets 410 Gone.
+    pub fn compact(&self) {
+        self.shared.store.lock().unwrap().compact();
+    }
+
+    /// Changes the number of events kept for watches.
+    pub fn set_history_window(&self, events: usize) {
+        self.shared.store.lock().unwrap().set_history_limit(events);
+    }
+
+    /// The current (latest) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.lock().unwrap().rv()
+    }
+
+    /// Reads an object directly from the store (`group` "" for core), bypassing HTTP.
+    pub fn object(&self, group: &str, plural: &str, namespace: Option<&str>, name: &str) -> Option<serde_json::Value> {
+        let key = ObjKey {
+            storage: registry::storage_key(group, plural),
+            namespace: namespace.unwrap_or_default().to_string(),
+            name: name.to_string(),
+        };
+        self.shared.store.lock().unwrap().get(&key).map(|o| (*o).clone())
+    }
+
+    /// Number of stored objects of a resource, in one namespace or all.
+    pub fn object_count(&self, group: &str, plural: &str, namespace: Option<&str>) -> usize {
+        let store = self.shared.store.lock().unwrap();
+        store.list_iter(&registry::storage_key(group, plural), namespace, None).count()
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}

@@ -1,0 +1,163 @@
+//! Watch streams: newline-delimited JSON events from a resourceVersion, with selectors,
+//! bookmarks, timeouts, 410 Gone for a resourceVersion older than the history window.
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Shared;
+use super::error::ApiError;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::store::{Event, EventType, watch_line};
+
+/// What a watch request asks for.
+#[derive(Debug, Clone)]
+pub struct WatchParams {
+    pub storage: String,
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    /// None: resourceVersion absent or "0" (start with the current state as ADDED events).
+    pub resource_version: Option<u64>,
+    pub bookmarks: bool,
+    pub send_initial_events: bool,
+    pub timeout: Duration,
+    /// apiVersion and kind the client asked for (objects and bookmarks are reported in it).
+    pub api_version: String,
+    pub kind: String,
+}
+
+impl WatchParams {
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    fn line_for(&self, t: EventType, obj: &Value, ev: Option<&Event>) -> Bytes {
+        if obj["apiVersion"].as_str() == Some(self.api_version.as_str()) {
+            match ev {
+                Some(e) if std::ptr::eq(obj, &*e.object) => e.line(t),
+                _ => watch_line(t.as_str(), obj),
+            }
+        } else {
+            let mut o = obj.clone();
+            o["apiVersion"] = json!(self.api_version);
+            watch_line(t.as_str(), &o)
+        }
+    }
+
+    /// The event as this watcher sees it: selector changes turn MODIFIED into ADDED or DELETED.
+    fn translate(&self, ev: &Event) -> Option<Bytes> {
+        if ev.storage != self.storage {
+            return None;
+        }
+        if let Some(ns) = &self.namespace
+            && ev.namespace != *ns
+        {
+            return None;
+        }
+        let now = self.matches(&ev.object);
+        let t = match ev.kind {
+            EventType::Added => now.then_some(EventType::Added)?,
+            EventType::Deleted => now.then_some(EventType::Deleted)?,
+            EventType::Modified => {
+                let before = ev.old.as_ref().is_some_and(|o| self.matches(o));
+                match (before, now) {
+                    (true, true) => EventType::Modified,
+                    (false, true) => EventType::Added,
+                    (true, false) => EventType::Deleted,
+                    (false, false) => return None,
+                }
+            }
+        };
+        Some(self.line_for(t, &ev.object, Some(ev)))
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        watch_line("BOOKMARK", &json!({"kind": self.kind, "apiVersion": self.api_version, "metadata": meta}))
+    }
+}
+
+/// Starts a watch and answers with its stream.
+pub fn serve(shared: Arc<Shared>, p: WatchParams) -> Response {
+    let mut initial: Vec<Bytes> = Vec::new();
+    let mut gone = false;
+    let (mut rx, mut last_rv) = {
+        let store = shared.store.lock().unwrap();
+        match p.resource_version {
+            Some(rv) if !p.send_initial_events => match store.events_since(rv) {
+                Some(evs) => initial.extend(evs.iter().filter_map(|e| p.translate(e))),
+                None => {
+                    let err = ApiError::gone(format!("too old resource version: {rv} ({})", store.compacted_rv()));
+                    initial.push(watch_line("ERROR", &err.status()));
+                    gone = true;
+                }
+            },
+            _ => {
+                for (_, _, o) in store.list_iter(&p.storage, p.namespace.as_deref(), None) {
+                    if p.matches(o) {
+                        initial.push(p.line_for(EventType::Added, o, None));
+                    }
+                }
+            }
+        }
+        (store.subscribe(), store.rv())
+    };
+    if p.send_initial_events && !gone {
+        initial.push(p.bookmark(last_rv, true));
+    }
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let mut drops = shared.faults.watch_drops();
+    let mut shutdown = shared.shutdown.clone();
+    let bookmark_every = shared.options.bookmark_interval;
+    tokio::spawn(async move {
+        for line in initial {
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+        if gone {
+            return;
+        }
+        let deadline = tokio::time::sleep(p.timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(bookmark_every);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = drops.changed() => return,
+                _ = shutdown.changed() => return,
+                _ = ticker.tick(), if p.bookmarks => {
+                    if tx.send(Ok(p.bookmark(last_rv, false))).await.is_err() { return; }
+                }
+                r = rx.recv() => match r {
+                    Ok(ev) => {
+                        if ev.rv <= last_rv { continue; }
+                        last_rv = ev.rv;
+                        if let Some(line) = p.translate(&ev)
+                            && tx.send(Ok(line)).await.is_err() { return; }
+                    }
+                    // A watcher too slow for the broadcast buffer is closed; the client resumes
+                    // from its last resourceVersion, like after any dropped watch.
+                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
+                },
+            }
+        }
+        if p.bookmarks {
+            let _ = tx.send(Ok(p.bookmark(last_rv, false))).await;
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(body_rx);
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .expect("response")
+}
