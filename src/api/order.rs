@@ -365,6 +365,9 @@ pub struct CertificateOrderStatus {
     pub last_failure: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<DateTime<Utc>>,
+    /// The spec generation that failed for good; a new generation tries again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_generation: Option<i64>,
     /// Earliest time the operator acts again on its own (backoff or polling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_time: Option<DateTime<Utc>>,
@@ -390,12 +393,16 @@ pub struct VendorOrder {
     /// The vendor's own state code, verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// The spec generation whose info (CSR, company, applicant) the vendor holds.
+    /// What the vendor's state means for the order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub info_generation: Option<i64>,
-    /// The spec generation whose confirmation letter the vendor holds.
+    pub stage: Option<VendorStage>,
+    /// Digest of what was sent with the info (domains, company, applicant, CSR key); a change
+    /// resubmits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub documents_generation: Option<i64>,
+    pub info_digest: Option<String>,
+    /// Digest of the confirmation letter the vendor holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents_digest: Option<String>,
     /// The CA's reason when it rejected the order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
@@ -405,6 +412,27 @@ pub struct VendorOrder {
     /// Certificates issued under this purchase (a multi-year purchase has several).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub issuances: u32,
+}
+
+/// The vendor's state, as it matters to the order.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum VendorStage {
+    /// Bought; waiting for the applicant, company and CSR.
+    AwaitingInfo,
+    /// Waiting for the confirmation letter (OV/EV).
+    AwaitingDocuments,
+    /// The CA reviews the organization (OV/EV).
+    OrganizationReview,
+    /// The CA waits to see the DNS records or files.
+    DomainValidation,
+    /// Everything is verified: the certificate can be downloaded.
+    Issuable,
+    /// The CA turned the order down.
+    Rejected,
+    /// The vendor order was cancelled or refunded.
+    Cancelled,
+    /// A state code the operator does not know; shown verbatim in `state`.
+    Unknown,
 }
 
 /// One domain's validation.
@@ -453,7 +481,6 @@ pub struct CertificateInfo {
     /// SHA-256 of the leaf's DER, lowercase hex.
     pub sha256_fingerprint: String,
     pub secret_name: String,
-    /// The spec generation it was issued for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<i64>,
+    /// SHA-256 of the private key's public half, lowercase hex.
+    pub key_fingerprint: String,
 }

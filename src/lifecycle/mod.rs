@@ -1,6 +1,26 @@
-//! The phase machine: a pure function from (spec, status, observations, now) to the next step.
+//! The phase machine: pure functions from (spec, status, observations, now) to the next step.
+//!
+//! The controller runs `decide` → act → `absorb` until `decide` says to wait, then writes the
+//! status that `summarize` derives, once. The status holds facts (what was bought, sent,
+//! checked, installed); phase, conditions and message are derived from them, so a crash at any
+//! point and a re-run converge to the same place. No I/O, no clock reads: time comes in as `now`.
+
+mod domains;
+mod summary;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::api::{
+    CertificateInfo, CertificateOrderSpec, CertificateOrderStatus, Challenge, SelfCheck, ValidationMethod,
+    VendorOrder, VendorStage,
+};
+pub use domains::{dns_record_name, normalize_domains};
+pub use summary::summarize;
 
 /// How often the operator looks again, by step; configurable with `certorder run` flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,5 +50,553 @@ impl Default for Timing {
             backoff_initial: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
         }
+    }
+}
+
+/// The order as the lifecycle sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderView<'a> {
+    pub spec: &'a CertificateOrderSpec,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// `metadata.uid`: names the vendor order, so a crash cannot buy twice.
+    pub uid: &'a str,
+    /// `certorder renew` asked for a renewal at this time.
+    pub renew_requested: Option<DateTime<Utc>>,
+}
+
+/// What the controller saw before deciding.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub now: DateTime<Utc>,
+    pub provider: ProviderObs,
+    /// The Secret holding the key of the certificate being bought, if any.
+    pub pending_key: Option<KeyObs>,
+    pub letter: LetterObs,
+    /// What the TLS Secret holds.
+    pub installed: InstalledObs,
+    /// When the vendor was last asked about this order (kept in memory).
+    pub last_poll: Option<DateTime<Utc>>,
+    /// When the domains were last self-checked, and how many checks in a row failed (in memory).
+    pub last_self_check: Option<DateTime<Utc>>,
+    pub self_check_failures: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderObs {
+    Ready,
+    /// The provider cannot be used; the message says what to fix.
+    Unusable(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyObs {
+    pub secret: String,
+    /// SHA-256 of the public key, lowercase hex.
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LetterObs {
+    /// DV: no documents.
+    NotNeeded,
+    /// The referenced Secret or key does not exist; the message says which.
+    Missing(String),
+    /// It exists but cannot be sent (size, type); the message says why.
+    Invalid(String),
+    Present { digest: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstalledObs {
+    /// No TLS Secret, or one without a usable certificate.
+    Missing,
+    /// The TLS Secret holds a certificate that matches its key, chains and is not expired.
+    /// `covers` tells whether it also has every name of the spec.
+    Certificate { info: CertificateInfo, covers: bool },
+    /// The TLS Secret exists but is not usable (garbage, expired, key mismatch): it is replaced.
+    Unusable(String),
+}
+
+/// The vendor's answer to a poll, normalised by the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorView {
+    pub stage: VendorStage,
+    /// The vendor's state code, verbatim.
+    pub state: String,
+    pub challenges: Vec<ChallengeSpec>,
+    pub rejection_reason: Option<String>,
+}
+
+/// One validation the vendor asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChallengeSpec {
+    pub domain: String,
+    pub method: ValidationMethod,
+    /// DNS: the record name. HTTP: the URL.
+    pub target: String,
+    pub expected_value: String,
+}
+
+/// What the controller should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Generate a private key for the certificate being bought, in a Secret (reusing the
+    /// installed key when `rotationPolicy: Never`).
+    GenerateKey,
+    /// Record in status, durably, the vendor order name about to be bought.
+    RecordPurchaseIntent,
+    /// Find the vendor order by its recorded name, and buy it only when it does not exist.
+    Purchase,
+    /// Send domains, company, applicant and the CSR; `digest` identifies what is sent.
+    SubmitInfo { digest: String },
+    /// Upload the confirmation letter.
+    UploadLetter { digest: String },
+    /// Ask the vendor where the order is.
+    Poll,
+    /// Check every challenge the way the CA will.
+    SelfCheck,
+    /// Download the certificate, verify it against the key and names, write the TLS Secret.
+    Install,
+    /// The TLS Secret already holds a verified certificate the status does not know about yet
+    /// (a crash after the Secret was written): record it.
+    AdoptInstalled,
+    /// The certificate is installed: delete the pending key Secret.
+    DiscardPendingKey,
+}
+
+impl Step {
+    /// The status must be written before the next step (the purchase intent).
+    pub fn persist_before_next(&self) -> bool {
+        matches!(self, Step::RecordPurchaseIntent)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::GenerateKey => "GenerateKey",
+            Step::RecordPurchaseIntent => "RecordPurchaseIntent",
+            Step::Purchase => "Purchase",
+            Step::SubmitInfo { .. } => "SubmitInfo",
+            Step::UploadLetter { .. } => "UploadLetter",
+            Step::Poll => "Poll",
+            Step::SelfCheck => "SelfCheck",
+            Step::Install => "Install",
+            Step::AdoptInstalled => "AdoptInstalled",
+            Step::DiscardPendingKey => "DiscardPendingKey",
+        }
+    }
+}
+
+/// Whether a retry can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network, rate limit, API server hiccup: retried with backoff.
+    Transient,
+    /// Only a change by a person can help (credentials, refused input): waits for a new spec.
+    Permanent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        StepError { kind: ErrorKind::Transient, message: message.into() }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        StepError { kind: ErrorKind::Permanent, message: message.into() }
+    }
+}
+
+/// What came of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    KeyGenerated { secret: String },
+    PurchaseIntentRecorded,
+    Purchased { id: String },
+    InfoSubmitted { digest: String },
+    LetterUploaded { digest: String },
+    Polled(VendorView),
+    SelfChecked(Vec<(String, SelfCheck)>),
+    Installed(CertificateInfo),
+    PendingKeyDiscarded,
+    Failed { step: &'static str, error: StepError },
+}
+
+/// The lifecycle's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Act(Step),
+    /// Nothing to do now. Look again after this long; `None`: only when something changes.
+    Wait(Option<Duration>),
+}
+
+/// Why the spec cannot be processed, when the schema could not say it at admission.
+pub fn spec_problem(spec: &CertificateOrderSpec) -> Option<String> {
+    let domains = match normalize_domains(&spec.domains) {
+        Ok(d) => d,
+        Err(e) => return Some(e),
+    };
+    if spec.domain_validation.method == ValidationMethod::HTTP {
+        if let Some(w) = domains.iter().find(|d| d.starts_with("*.")) {
+            return Some(format!(
+                "{w} is a wildcard name, which can only be validated by DNS: set spec.domainValidation.method to DNS"
+            ));
+        }
+        return Some(
+            "HTTP file validation is not available in this version of certorder: set spec.domainValidation.method to DNS"
+                .into(),
+        );
+    }
+    if spec.product.type_.needs_organization_review() {
+        let letter = spec.documents.as_ref().and_then(|d| d.confirmation_letter.as_ref());
+        if spec.organization.is_none() || spec.applicant.is_none() || letter.is_none() {
+            return Some(
+                "OV and EV certificates need spec.organization, spec.applicant and spec.documents.confirmationLetter"
+                    .into(),
+            );
+        }
+    }
+    if let Some(rb) = &spec.renew_before {
+        if parse_go_duration(rb).is_none() {
+            return Some(format!("spec.renewBefore {rb:?} is not a duration such as 720h"));
+        }
+    }
+    None
+}
+
+/// The name the operator gives the vendor order: unique to this CertificateOrder.
+pub fn vendor_order_name(uid: &str) -> String {
+    format!("certorder-{uid}")
+}
+
+/// Identifies what is sent with the info: a change of any of it means sending it again.
+pub fn info_digest(spec: &CertificateOrderSpec, domains: &[String], key_fingerprint: &str) -> String {
+    let sent = serde_json::json!({
+        "domains": domains,
+        "product": spec.product,
+        "organization": spec.organization,
+        "applicant": spec.applicant,
+        "method": spec.domain_validation.method,
+        "key": key_fingerprint,
+    });
+    let hash = Sha256::digest(sent.to_string().as_bytes());
+    hex::encode(&hash[..12])
+}
+
+/// When an installed certificate is renewed: `renewBefore` before expiry, by default a third of
+/// its lifetime.
+pub fn renewal_time(spec: &CertificateOrderSpec, cert: &CertificateInfo) -> DateTime<Utc> {
+    let lifetime = cert.not_after - cert.not_before;
+    let before = spec
+        .renew_before
+        .as_deref()
+        .and_then(parse_go_duration)
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .filter(|d| *d < lifetime)
+        .unwrap_or(lifetime / 3);
+    cert.not_after - before
+}
+
+/// Parses a Go duration (`720h`, `1h30m`, `90s`, `1.5h`).
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * seconds;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+fn doubling(initial: Duration, max: Duration, failures: u32) -> Duration {
+    initial.saturating_mul(1u32 << failures.min(16)).min(max)
+}
+
+/// The backoff after `failures` transient failures in a row.
+pub fn backoff(timing: &Timing, failures: u32) -> Duration {
+    doubling(timing.backoff_initial, timing.backoff_max, failures.saturating_sub(1))
+}
+
+fn until(now: DateTime<Utc>, then: DateTime<Utc>) -> Duration {
+    (then - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+fn since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> Option<Duration> {
+    then.map(|t| (now - t).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Whether the installed certificate is the one the spec wants and not yet due for renewal.
+fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed) -> bool {
+    let InstalledObs::Certificate { info, covers: true } = &obs.installed else {
+        return false;
+    };
+    if obs.now >= renewal_time(order.spec, info) {
+        return false;
+    }
+    if let Some(requested) = order.renew_requested {
+        if requested > info.not_before && requested <= obs.now {
+            return false;
+        }
+    }
+    // Issued by an earlier spec whose vendor-side info differs (say, a new applicant): reissue.
+    let Ok(domains) = normalize_domains(&order.spec.domains) else { return false };
+    match status.order.as_ref().and_then(|o| o.info_digest.as_ref()) {
+        Some(sent) if status.certificate.as_ref().map(|c| &c.sha256_fingerprint) == Some(&info.sha256_fingerprint) => {
+            *sent == info_digest(order.spec, &domains, &info.key_fingerprint)
+        }
+        _ => true,
+    }
+}
+
+/// The next step for the order.
+pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed, timing: &Timing) -> Decision {
+    let now = obs.now;
+    if spec_problem(order.spec).is_some() || status.failed_generation == Some(order.generation) {
+        return Decision::Wait(None);
+    }
+    if let ProviderObs::Unusable(_) = obs.provider {
+        return Decision::Wait(Some(timing.letter_poll));
+    }
+    if status.failures > 0 {
+        if let Some(next) = status.next_attempt_time.filter(|t| *t > now) {
+            return Decision::Wait(Some(until(now, next)));
+        }
+    }
+
+    if installed_is_current(order, status, obs) {
+        let InstalledObs::Certificate { info, .. } = &obs.installed else { unreachable!("checked above") };
+        if status.certificate.as_ref() != Some(info) {
+            return Decision::Act(Step::AdoptInstalled);
+        }
+        if obs.pending_key.is_some() || status.private_key_secret.is_some() {
+            return Decision::Act(Step::DiscardPendingKey);
+        }
+        return Decision::Wait(Some(until(now, renewal_time(order.spec, info))));
+    }
+
+    // A (new) certificate is needed.
+    let Some(key) = &obs.pending_key else {
+        return Decision::Act(Step::GenerateKey);
+    };
+    if let InstalledObs::Certificate { info, covers: true } = &obs.installed {
+        let unknown = status.certificate.as_ref().map(|c| &c.sha256_fingerprint) != Some(&info.sha256_fingerprint);
+        if info.key_fingerprint == key.fingerprint && unknown && now < renewal_time(order.spec, info) {
+            return Decision::Act(Step::AdoptInstalled);
+        }
+    }
+    let vendor = match &status.order {
+        Some(v) if !v.name.is_empty() => v,
+        _ => return Decision::Act(Step::RecordPurchaseIntent),
+    };
+    if vendor.id.is_none() {
+        return Decision::Act(Step::Purchase);
+    }
+    let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
+    let digest = info_digest(order.spec, &domains, &key.fingerprint);
+    let rejected = vendor.rejected_generation == Some(order.generation);
+    if vendor.info_digest.as_deref() != Some(digest.as_str()) {
+        if rejected {
+            return Decision::Wait(None);
+        }
+        return Decision::Act(Step::SubmitInfo { digest });
+    }
+    if rejected {
+        return Decision::Wait(None);
+    }
+    if order.spec.product.type_.needs_organization_review() {
+        match &obs.letter {
+            LetterObs::Present { digest } => {
+                if vendor.documents_digest.as_deref() != Some(digest.as_str()) {
+                    return Decision::Act(Step::UploadLetter { digest: digest.clone() });
+                }
+            }
+            LetterObs::Missing(_) | LetterObs::Invalid(_) => {
+                if vendor.documents_digest.is_none() {
+                    return Decision::Wait(Some(timing.letter_poll));
+                }
+            }
+            LetterObs::NotNeeded => {}
+        }
+    }
+
+    let poll_due = |interval: Duration| since(now, obs.last_poll).is_none_or(|s| s >= interval);
+    let poll_wait = |interval: Duration| interval.saturating_sub(since(now, obs.last_poll).unwrap_or(interval));
+    match vendor.stage {
+        None => Decision::Act(Step::Poll),
+        Some(VendorStage::Issuable) => Decision::Act(Step::Install),
+        Some(VendorStage::Rejected) | Some(VendorStage::Cancelled) => Decision::Wait(None),
+        Some(VendorStage::AwaitingInfo) | Some(VendorStage::AwaitingDocuments) | Some(VendorStage::Unknown) => {
+            if poll_due(timing.validation_poll) {
+                Decision::Act(Step::Poll)
+            } else {
+                Decision::Wait(Some(poll_wait(timing.validation_poll)))
+            }
+        }
+        Some(stage @ (VendorStage::OrganizationReview | VendorStage::DomainValidation)) => {
+            let all_passed =
+                !status.challenges.is_empty() && status.challenges.iter().all(|c| c.self_check.as_ref().is_some_and(|s| s.passed));
+            let check_interval = doubling(timing.self_check_initial, timing.self_check_max, obs.self_check_failures);
+            let check_due = since(now, obs.last_self_check).is_none_or(|s| s >= check_interval);
+            if !status.challenges.is_empty() && !all_passed && check_due {
+                return Decision::Act(Step::SelfCheck);
+            }
+            // Ask the vendor often once our own check passes; while it fails, only now and then
+            // (our view of DNS may differ from the CA's).
+            let poll_interval = if stage == VendorStage::OrganizationReview || !all_passed {
+                timing.review_poll
+            } else {
+                timing.validation_poll
+            };
+            if poll_due(poll_interval) {
+                return Decision::Act(Step::Poll);
+            }
+            let mut wait = poll_wait(poll_interval);
+            if !status.challenges.is_empty() && !all_passed {
+                let since_check = since(now, obs.last_self_check).unwrap_or(Duration::ZERO);
+                wait = wait.min(check_interval.saturating_sub(since_check));
+            }
+            Decision::Wait(Some(wait))
+        }
+    }
+}
+
+/// Folds a step's outcome into the status facts. Derived fields are left to [`summarize`].
+pub fn absorb(order: &OrderView, mut status: CertificateOrderStatus, outcome: Outcome, timing: &Timing, now: DateTime<Utc>) -> CertificateOrderStatus {
+    let succeeded = !matches!(outcome, Outcome::Failed { .. });
+    match outcome {
+        Outcome::KeyGenerated { secret } => status.private_key_secret = Some(secret),
+        Outcome::PurchaseIntentRecorded => {
+            status.order = Some(VendorOrder {
+                name: vendor_order_name(order.uid),
+                purchase_requested_time: Some(now),
+                ..VendorOrder::default()
+            });
+        }
+        Outcome::Purchased { id } => {
+            let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            vendor.id = Some(id);
+        }
+        Outcome::InfoSubmitted { digest } => {
+            let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            vendor.info_digest = Some(digest);
+            vendor.stage = None;
+            vendor.state = None;
+            vendor.rejected_generation = None;
+            status.challenges.clear();
+        }
+        Outcome::LetterUploaded { digest } => {
+            let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            vendor.documents_digest = Some(digest);
+            vendor.stage = None;
+            vendor.rejected_generation = None;
+        }
+        Outcome::Polled(view) => {
+            let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            vendor.stage = Some(view.stage);
+            vendor.state = Some(view.state);
+            match view.stage {
+                VendorStage::Rejected => {
+                    vendor.rejected_generation = Some(order.generation);
+                    vendor.rejection_reason =
+                        Some(view.rejection_reason.unwrap_or_else(|| "the CA gave no reason".into()));
+                }
+                VendorStage::Cancelled => {
+                    status.failed_generation = Some(order.generation);
+                    status.last_failure = Some("the vendor order was cancelled; buy a new one by recreating the CertificateOrder".into());
+                    status.last_failure_time = Some(now);
+                }
+                _ => {}
+            }
+            status.challenges = view
+                .challenges
+                .into_iter()
+                .map(|c| {
+                    let previous = status
+                        .challenges
+                        .iter()
+                        .find(|p| p.domain == c.domain && p.target == c.target && p.expected_value == c.expected_value);
+                    Challenge {
+                        self_check: previous.and_then(|p| p.self_check.clone()),
+                        domain: c.domain,
+                        method: c.method,
+                        target: c.target,
+                        expected_value: c.expected_value,
+                    }
+                })
+                .collect();
+        }
+        Outcome::SelfChecked(results) => {
+            for (domain, check) in results {
+                if let Some(challenge) = status.challenges.iter_mut().find(|c| c.domain == domain) {
+                    challenge.self_check = Some(merge_check(challenge.self_check.take(), check));
+                }
+            }
+        }
+        Outcome::Installed(info) => {
+            status.renewal_time = Some(renewal_time(order.spec, &info));
+            let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            vendor.issuances += 1;
+            status.certificate = Some(info);
+            status.challenges.clear();
+        }
+        Outcome::PendingKeyDiscarded => status.private_key_secret = None,
+        Outcome::Failed { step, error } => {
+            status.last_failure = Some(format!("{step}: {}", error.message));
+            status.last_failure_time = Some(now);
+            match error.kind {
+                ErrorKind::Transient => {
+                    status.failures = status.failures.saturating_add(1);
+                    let wait = chrono::Duration::from_std(backoff(timing, status.failures)).unwrap_or_default();
+                    status.next_attempt_time = Some(now + wait);
+                }
+                ErrorKind::Permanent => {
+                    status.failures = status.failures.saturating_add(1);
+                    status.failed_generation = Some(order.generation);
+                    status.next_attempt_time = None;
+                }
+            }
+        }
+    }
+    if succeeded {
+        status.failures = 0;
+        status.next_attempt_time = None;
+    }
+    status
+}
+
+/// Keeps the recorded check time when nothing about the result changed in the last five
+/// minutes, so a re-check that sees the same thing does not cost a status write.
+fn merge_check(previous: Option<SelfCheck>, new: SelfCheck) -> SelfCheck {
+    match previous {
+        Some(p)
+            if p.passed == new.passed
+                && p.seen == new.seen
+                && p.diagnosis == new.diagnosis
+                && p.server == new.server
+                && new.last_check_time - p.last_check_time < chrono::Duration::minutes(5) =>
+        {
+            p
+        }
+        _ => new,
     }
 }

@@ -1,0 +1,219 @@
+//! Phase, conditions and message, derived from the status facts and what was observed.
+
+use super::{info_digest, installed_is_current, normalize_domains, spec_problem, InstalledObs, LetterObs, Observed, OrderView, ProviderObs};
+use crate::api::{CertificateOrderStatus, Condition, Phase, ValidationMethod, VendorStage};
+
+/// Condition types, in the order they are listed.
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+pub const PURCHASED: &str = "Purchased";
+pub const INFO_SUBMITTED: &str = "InfoSubmitted";
+pub const DOCUMENTS_UPLOADED: &str = "DocumentsUploaded";
+pub const ORGANIZATION_VERIFIED: &str = "OrganizationVerified";
+pub const DOMAINS_VERIFIED: &str = "DomainsVerified";
+
+struct Cond {
+    type_: &'static str,
+    status: bool,
+    reason: &'static str,
+    message: String,
+}
+
+fn cond(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Cond {
+    Cond { type_, status, reason, message: message.into() }
+}
+
+/// Derives phase, conditions (keeping each one's transition time while its status holds),
+/// message and observed generation.
+pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Observed) -> CertificateOrderStatus {
+    let generation = order.generation;
+    let review = order.spec.product.type_.needs_organization_review();
+    let vendor = status.order.clone().unwrap_or_default();
+    let problem = spec_problem(order.spec);
+    let provider_problem = match &obs.provider {
+        ProviderObs::Unusable(m) => Some(m.clone()),
+        ProviderObs::Ready => None,
+    };
+    let failed = status.failed_generation == Some(generation);
+    let rejected = vendor.rejected_generation == Some(generation);
+    let current = installed_is_current(order, &status, obs);
+    let usable_cert = matches!(&obs.installed, InstalledObs::Certificate { covers: true, .. })
+        && status.certificate.is_some();
+    let ready = usable_cert && (current || renewing(order, &status, obs));
+    status.domains = normalize_domains(&order.spec.domains).unwrap_or_default();
+
+    let letter_ref = order.spec.documents.as_ref().and_then(|d| d.confirmation_letter.as_ref());
+    let info_sent = current
+        || match (&obs.pending_key, &vendor.info_digest) {
+            (Some(key), Some(sent)) => *sent == info_digest(order.spec, &status.domains, &key.fingerprint),
+            _ => false,
+        };
+    let docs_sent = vendor.documents_digest.is_some();
+    let org_verified = current
+        || matches!(vendor.stage, Some(VendorStage::DomainValidation) | Some(VendorStage::Issuable));
+    let domains_verified = current || vendor.stage == Some(VendorStage::Issuable);
+
+    let (phase, reason, message): (Phase, &'static str, String) = if let Some(p) = problem {
+        (Phase::Failed, "InvalidSpec", p)
+    } else if failed {
+        let why = status.last_failure.clone().unwrap_or_else(|| "the last step failed".into());
+        (Phase::Failed, "Failed", format!("{why}; change the spec to try again"))
+    } else if let Some(p) = provider_problem {
+        (status.phase, "ProviderNotReady", p)
+    } else if current {
+        let cert = status.certificate.as_ref();
+        let expires = cert.map(|c| c.not_after.to_rfc3339()).unwrap_or_default();
+        (
+            Phase::Issued,
+            "Issued",
+            format!("certificate issued and stored in Secret {}, expires {expires}", order.spec.secret_name),
+        )
+    } else if rejected {
+        let why = vendor.rejection_reason.clone().unwrap_or_default();
+        (
+            Phase::Rejected,
+            "Rejected",
+            format!("the CA rejected the order: {why}; fix the spec (company, applicant or letter) to resubmit"),
+        )
+    } else if vendor.id.is_none() {
+        let message = if vendor.name.is_empty() {
+            "preparing the purchase".to_string()
+        } else {
+            format!("buying vendor order {}", vendor.name)
+        };
+        (Phase::Pending, "Purchasing", message)
+    } else if !info_sent {
+        (Phase::Purchased, "SubmittingInfo", "bought; sending domains, company, applicant and CSR".into())
+    } else if review && !docs_sent {
+        let message = match (&obs.letter, letter_ref) {
+            (LetterObs::Missing(m) | LetterObs::Invalid(m), _) => m.clone(),
+            (_, Some(r)) => format!("uploading the confirmation letter from Secret {} key {}", r.name, r.key),
+            _ => "waiting for the confirmation letter".into(),
+        };
+        (Phase::InfoSubmitted, "WaitingForDocuments", message)
+    } else {
+        match vendor.stage {
+            None if review => (Phase::DocumentsUploaded, "DocumentsUploaded", "documents uploaded; asking the vendor for the next step".into()),
+            None => (Phase::InfoSubmitted, "InfoSubmitted", "info submitted; asking the vendor for the challenges".into()),
+            Some(VendorStage::AwaitingInfo) => (Phase::InfoSubmitted, "VendorProcessing", "the vendor is processing the submitted info".into()),
+            Some(VendorStage::AwaitingDocuments) => (Phase::InfoSubmitted, "WaitingForDocuments", "the vendor is waiting for the documents".into()),
+            Some(VendorStage::OrganizationReview) => (
+                Phase::OrganizationReview,
+                "WaitingForReview",
+                format!(
+                    "the CA is reviewing the organization (this takes days; answer its calls and emails){}",
+                    challenge_hint(&status)
+                ),
+            ),
+            Some(VendorStage::DomainValidation) => (
+                Phase::DomainValidation,
+                "WaitingForDomainValidation",
+                format!("waiting for the CA to validate the domains{}", challenge_hint(&status)),
+            ),
+            Some(VendorStage::Issuable) => (Phase::DomainValidation, "Downloading", "the certificate is issued; downloading and verifying it".into()),
+            Some(VendorStage::Rejected) | Some(VendorStage::Cancelled) => (status.phase, "Stopped", "the vendor stopped the order".into()),
+            Some(VendorStage::Unknown) => (
+                status.phase,
+                "UnknownVendorState",
+                format!("the vendor reports state {:?}, which certorder does not know", vendor.state.clone().unwrap_or_default()),
+            ),
+        }
+    };
+
+    let stalled = matches!(phase, Phase::Failed | Phase::Rejected) || reason == "ProviderNotReady";
+    let mut message = message;
+    if status.failures > 0 && !failed {
+        if let Some(f) = &status.last_failure {
+            message = format!("{message} (retrying after failure {}: {f})", status.failures);
+        }
+    }
+    let ready_cond = if ready {
+        let why = if current { "Issued" } else { "Renewing" };
+        cond(READY, true, why, format!("Secret {} holds a verified certificate", order.spec.secret_name))
+    } else {
+        cond(READY, false, reason, message.clone())
+    };
+    let mut conds = vec![
+        ready_cond,
+        cond(RECONCILING, !stalled && !current, if current || stalled { "Idle" } else { reason }, if current || stalled { String::new() } else { message.clone() }),
+        cond(STALLED, stalled, if stalled { reason } else { "Progressing" }, if stalled { message.clone() } else { String::new() }),
+        cond(PURCHASED, vendor.id.is_some(), if vendor.id.is_some() { "Purchased" } else { "NotPurchased" }, vendor.id.clone().map(|id| format!("vendor order {id}")).unwrap_or_default()),
+        cond(INFO_SUBMITTED, info_sent, if info_sent { "Submitted" } else { "NotSubmitted" }, ""),
+    ];
+    if review {
+        conds.push(cond(DOCUMENTS_UPLOADED, docs_sent || current, if docs_sent || current { "Uploaded" } else { "NotUploaded" }, ""));
+        conds.push(cond(
+            ORGANIZATION_VERIFIED,
+            org_verified,
+            if org_verified { "Verified" } else if rejected { "Rejected" } else { "InReview" },
+            if rejected { vendor.rejection_reason.clone().unwrap_or_default() } else { String::new() },
+        ));
+    }
+    let failing: Vec<String> = status
+        .challenges
+        .iter()
+        .filter_map(|c| c.self_check.as_ref().filter(|s| !s.passed).map(|s| format!("{}: {}", c.domain, s.diagnosis)))
+        .collect();
+    conds.push(cond(
+        DOMAINS_VERIFIED,
+        domains_verified,
+        if domains_verified { "Verified" } else if failing.is_empty() { "Pending" } else { "SelfCheckFailing" },
+        failing.join("; "),
+    ));
+
+    status.conditions = conds
+        .into_iter()
+        .map(|c| {
+            let text = if c.status { "True" } else { "False" };
+            let since = status
+                .conditions
+                .iter()
+                .find(|old| old.type_ == c.type_ && old.status == text)
+                .map(|old| old.last_transition_time)
+                .unwrap_or(obs.now);
+            Condition {
+                type_: c.type_.into(),
+                status: text.into(),
+                reason: c.reason.into(),
+                message: c.message,
+                last_transition_time: since,
+                observed_generation: Some(generation),
+            }
+        })
+        .collect();
+    status.phase = phase;
+    status.message = Some(message);
+    status.observed_generation = Some(generation);
+    status
+}
+
+/// A renewal is under way and the installed certificate is still good for the spec.
+fn renewing(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed) -> bool {
+    match (&obs.installed, &status.certificate) {
+        (InstalledObs::Certificate { info, covers: true }, Some(known)) => {
+            info.sha256_fingerprint == known.sha256_fingerprint && info.not_after > obs.now && spec_problem(order.spec).is_none()
+        }
+        _ => false,
+    }
+}
+
+/// ": create TXT _dnsauth.example.com = "v" (self-check: …)" for challenges not yet seen.
+fn challenge_hint(status: &CertificateOrderStatus) -> String {
+    let pending: Vec<String> = status
+        .challenges
+        .iter()
+        .filter(|c| !c.self_check.as_ref().is_some_and(|s| s.passed))
+        .map(|c| {
+            let what = match c.method {
+                ValidationMethod::DNS => format!("create TXT {} = {:?}", c.target, c.expected_value),
+                ValidationMethod::HTTP => format!("serve {:?} at {}", c.expected_value, c.target),
+            };
+            match &c.self_check {
+                Some(s) => format!("{what} (self-check: {})", s.diagnosis),
+                None => what,
+            }
+        })
+        .collect();
+    if pending.is_empty() { String::new() } else { format!("; {}", pending.join("; ")) }
+}

@@ -1,0 +1,604 @@
+//! Table tests of the phase machine: every phase, every transition, backoff and rejection.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+use crate::api::*;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+}
+
+fn spec(type_: CertificateType) -> CertificateOrderSpec {
+    let ov = type_ != CertificateType::DV;
+    CertificateOrderSpec {
+        provider_ref: ProviderRef { name: "local".into() },
+        product: Product { brand: None, name: None, type_, validity_years: 1 },
+        domains: vec!["example.com".into(), "www.example.com".into()],
+        private_key: PrivateKeySpec::default(),
+        secret_name: "example-tls".into(),
+        secret_template: None,
+        organization: ov.then(|| Organization {
+            name: "ACME Ltd".into(),
+            division: None,
+            address: "1 Road".into(),
+            city: "Shanghai".into(),
+            region: "Shanghai".into(),
+            country: "CN".into(),
+            postal_code: None,
+            phone: "+86 21 0000".into(),
+            type_: None,
+            code_type: None,
+            code: None,
+        }),
+        applicant: ov.then(|| Applicant {
+            name: "Li Lei".into(),
+            phone: "+86 138".into(),
+            email: "li@example.com".into(),
+            title: None,
+        }),
+        documents: ov.then(|| Documents {
+            confirmation_letter: Some(SecretKeyRef { name: "letter".into(), key: "letter.pdf".into() }),
+        }),
+        domain_validation: DomainValidation::default(),
+        renew_before: None,
+        cancel_on_delete: false,
+    }
+}
+
+fn view(spec: &CertificateOrderSpec, generation: i64) -> OrderView<'_> {
+    OrderView { spec, generation, uid: "uid-1", renew_requested: None }
+}
+
+fn obs(now: DateTime<Utc>, letter: LetterObs) -> Observed {
+    Observed {
+        now,
+        provider: ProviderObs::Ready,
+        pending_key: None,
+        letter,
+        installed: InstalledObs::Missing,
+        last_poll: None,
+        last_self_check: None,
+        self_check_failures: 0,
+    }
+}
+
+fn key() -> KeyObs {
+    KeyObs { secret: "example-tls-key".into(), fingerprint: "k1".into() }
+}
+
+fn cert(now: DateTime<Utc>, key_fingerprint: &str) -> CertificateInfo {
+    CertificateInfo {
+        serial: "01".into(),
+        issuer: "CN=certorder local CA".into(),
+        not_before: now,
+        not_after: now + chrono::Duration::days(90),
+        sha256_fingerprint: format!("fp-{key_fingerprint}"),
+        secret_name: "example-tls".into(),
+        key_fingerprint: key_fingerprint.into(),
+    }
+}
+
+fn challenge(domain: &str) -> ChallengeSpec {
+    ChallengeSpec {
+        domain: domain.into(),
+        method: ValidationMethod::DNS,
+        target: dns_record_name(domain),
+        expected_value: format!("token-{domain}"),
+    }
+}
+
+fn polled(stage: VendorStage) -> Outcome {
+    Outcome::Polled(VendorView {
+        stage,
+        state: format!("{stage:?}"),
+        challenges: vec![challenge("example.com"), challenge("www.example.com")],
+        rejection_reason: (stage == VendorStage::Rejected).then(|| "the company name does not match the licence".into()),
+    })
+}
+
+fn check(passed: bool, now: DateTime<Utc>) -> SelfCheck {
+    SelfCheck {
+        passed,
+        seen: if passed { "token".into() } else { String::new() },
+        diagnosis: if passed { String::new() } else { "TXT record not found".into() },
+        server: Some("127.0.0.1:53".into()),
+        last_check_time: now,
+    }
+}
+
+/// A status that has bought, submitted info for key `k1`, and (for OV) uploaded the letter.
+fn submitted(spec: &CertificateOrderSpec, stage: Option<VendorStage>) -> CertificateOrderStatus {
+    let domains = normalize_domains(&spec.domains).unwrap();
+    CertificateOrderStatus {
+        private_key_secret: Some("example-tls-key".into()),
+        order: Some(VendorOrder {
+            name: vendor_order_name("uid-1"),
+            id: Some("local-uid-1".into()),
+            info_digest: Some(info_digest(spec, &domains, "k1")),
+            documents_digest: spec.product.type_.needs_organization_review().then(|| "letter-1".into()),
+            stage,
+            ..VendorOrder::default()
+        }),
+        ..CertificateOrderStatus::default()
+    }
+}
+
+#[test]
+fn decide_table() {
+    let now = t0();
+    let dv = spec(CertificateType::DV);
+    let ov = spec(CertificateType::OV);
+    let letter = LetterObs::Present { digest: "letter-1".into() };
+    let digest_k1 = info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1");
+    let timing = Timing::default();
+
+    struct Case {
+        name: &'static str,
+        spec: CertificateOrderSpec,
+        status: CertificateOrderStatus,
+        obs: Observed,
+        want: Decision,
+    }
+    let base = |letter: LetterObs| Observed { pending_key: Some(key()), ..obs(now, letter) };
+    let with_challenges = |mut s: CertificateOrderStatus, passed: Option<bool>| {
+        s.challenges = ["example.com", "www.example.com"]
+            .iter()
+            .map(|d| {
+                let c = challenge(d);
+                Challenge {
+                    domain: c.domain,
+                    method: c.method,
+                    target: c.target,
+                    expected_value: c.expected_value,
+                    self_check: passed.map(|p| check(p, now)),
+                }
+            })
+            .collect();
+        s
+    };
+    let cases = vec![
+        Case { name: "new order generates its key", spec: dv.clone(), status: Default::default(), obs: obs(now, LetterObs::NotNeeded), want: Decision::Act(Step::GenerateKey) },
+        Case { name: "with a key, the purchase is recorded before it is made", spec: dv.clone(), status: Default::default(), obs: base(LetterObs::NotNeeded), want: Decision::Act(Step::RecordPurchaseIntent) },
+        Case {
+            name: "recorded intent buys (looking the name up first)",
+            spec: dv.clone(),
+            status: CertificateOrderStatus { order: Some(VendorOrder { name: vendor_order_name("uid-1"), ..Default::default() }), ..Default::default() },
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::Purchase),
+        },
+        Case {
+            name: "bought order gets its info",
+            spec: dv.clone(),
+            status: CertificateOrderStatus { order: Some(VendorOrder { name: "n".into(), id: Some("1".into()), ..Default::default() }), ..Default::default() },
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::SubmitInfo { digest: digest_k1.clone() }),
+        },
+        Case { name: "DV after info polls for challenges", spec: dv.clone(), status: submitted(&dv, None), obs: base(LetterObs::NotNeeded), want: Decision::Act(Step::Poll) },
+        Case {
+            name: "OV uploads the letter after the info",
+            spec: ov.clone(),
+            status: { let mut s = submitted(&ov, None); s.order.as_mut().unwrap().documents_digest = None; s },
+            obs: base(letter.clone()),
+            want: Decision::Act(Step::UploadLetter { digest: "letter-1".into() }),
+        },
+        Case {
+            name: "OV without its letter waits for it",
+            spec: ov.clone(),
+            status: { let mut s = submitted(&ov, None); s.order.as_mut().unwrap().documents_digest = None; s },
+            obs: base(LetterObs::Missing("Secret letter not found".into())),
+            want: Decision::Wait(Some(timing.letter_poll)),
+        },
+        Case {
+            name: "a restamped letter is uploaded again",
+            spec: ov.clone(),
+            status: submitted(&ov, Some(VendorStage::OrganizationReview)),
+            obs: base(LetterObs::Present { digest: "letter-2".into() }),
+            want: Decision::Act(Step::UploadLetter { digest: "letter-2".into() }),
+        },
+        Case {
+            name: "challenges not yet checked are self-checked (in parallel with the review)",
+            spec: ov.clone(),
+            status: with_challenges(submitted(&ov, Some(VendorStage::OrganizationReview)), None),
+            obs: Observed { last_poll: Some(now), ..base(letter.clone()) },
+            want: Decision::Act(Step::SelfCheck),
+        },
+        Case {
+            name: "during review with checks passing, the vendor is polled at the review pace",
+            spec: ov.clone(),
+            status: with_challenges(submitted(&ov, Some(VendorStage::OrganizationReview)), Some(true)),
+            obs: Observed { last_poll: Some(now - chrono::Duration::seconds(100)), ..base(letter.clone()) },
+            want: Decision::Wait(Some(timing.review_poll - Duration::from_secs(100))),
+        },
+        Case {
+            name: "a failing check is retried with backoff",
+            spec: dv.clone(),
+            status: with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), Some(false)),
+            obs: Observed { last_poll: Some(now), last_self_check: Some(now - chrono::Duration::seconds(3)), self_check_failures: 2, ..base(LetterObs::NotNeeded) },
+            want: Decision::Wait(Some(Duration::from_secs(5))),
+        },
+        Case {
+            name: "passing checks poll the vendor",
+            spec: dv.clone(),
+            status: with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), Some(true)),
+            obs: Observed { last_poll: Some(now - chrono::Duration::seconds(61)), ..base(LetterObs::NotNeeded) },
+            want: Decision::Act(Step::Poll),
+        },
+        Case { name: "issuable installs", spec: dv.clone(), status: submitted(&dv, Some(VendorStage::Issuable)), obs: base(LetterObs::NotNeeded), want: Decision::Act(Step::Install) },
+        Case {
+            name: "rejected waits for a new spec",
+            spec: ov.clone(),
+            status: { let mut s = submitted(&ov, Some(VendorStage::Rejected)); s.order.as_mut().unwrap().rejected_generation = Some(1); s },
+            obs: base(letter.clone()),
+            want: Decision::Wait(None),
+        },
+        Case {
+            name: "installed and current waits for renewal, after discarding the pending key",
+            spec: dv.clone(),
+            status: { let mut s = submitted(&dv, Some(VendorStage::Issuable)); s.certificate = Some(cert(now, "k1")); s },
+            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true }, ..base(LetterObs::NotNeeded) },
+            want: Decision::Act(Step::DiscardPendingKey),
+        },
+        Case {
+            name: "settled: wait until the renewal time",
+            spec: dv.clone(),
+            status: { let mut s = submitted(&dv, Some(VendorStage::Issuable)); s.certificate = Some(cert(now, "k1")); s.private_key_secret = None; s },
+            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true }, ..obs(now, LetterObs::NotNeeded) },
+            want: Decision::Wait(Some(Duration::from_secs(60 * 86400))),
+        },
+        Case {
+            name: "a Secret written before a crash is adopted, not bought again",
+            spec: dv.clone(),
+            status: submitted(&dv, Some(VendorStage::Issuable)),
+            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true }, ..base(LetterObs::NotNeeded) },
+            want: Decision::Act(Step::AdoptInstalled),
+        },
+        Case {
+            name: "due for renewal: a new key",
+            spec: dv.clone(),
+            status: { let mut s = submitted(&dv, Some(VendorStage::Issuable)); s.certificate = Some(cert(now - chrono::Duration::days(61), "k1")); s.private_key_secret = None; s },
+            obs: Observed { installed: InstalledObs::Certificate { info: cert(now - chrono::Duration::days(61), "k1"), covers: true }, ..obs(now, LetterObs::NotNeeded) },
+            want: Decision::Act(Step::GenerateKey),
+        },
+        Case {
+            name: "a certificate missing a new domain is reissued",
+            spec: { let mut s = dv.clone(); s.domains.push("api.example.com".into()); s },
+            status: { let mut s = submitted(&dv, Some(VendorStage::Issuable)); s.certificate = Some(cert(now, "k1")); s.private_key_secret = None; s },
+            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: false }, ..obs(now, LetterObs::NotNeeded) },
+            want: Decision::Act(Step::GenerateKey),
+        },
+        Case {
+            name: "backoff after a transient failure",
+            spec: dv.clone(),
+            status: CertificateOrderStatus { failures: 2, next_attempt_time: Some(now + chrono::Duration::seconds(7)), ..Default::default() },
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Wait(Some(Duration::from_secs(7))),
+        },
+        Case {
+            name: "a permanent failure waits for a new generation",
+            spec: dv.clone(),
+            status: CertificateOrderStatus { failed_generation: Some(1), ..Default::default() },
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Wait(None),
+        },
+        Case {
+            name: "an unusable provider is looked at again later",
+            spec: dv.clone(),
+            status: Default::default(),
+            obs: Observed { provider: ProviderObs::Unusable("ClusterCertificateProvider local not found".into()), ..base(LetterObs::NotNeeded) },
+            want: Decision::Wait(Some(timing.letter_poll)),
+        },
+        Case {
+            name: "a wildcard with HTTP validation never starts",
+            spec: { let mut s = dv.clone(); s.domains = vec!["*.example.com".into()]; s.domain_validation.method = ValidationMethod::HTTP; s },
+            status: Default::default(),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Wait(None),
+        },
+    ];
+    for case in cases {
+        let got = decide(&view(&case.spec, 1), &case.status, &case.obs, &timing);
+        assert_eq!(got, case.want, "{}", case.name);
+    }
+}
+
+/// A scripted vendor and controller, to walk an order through its whole life with the real
+/// `decide`/`absorb`/`summarize` and record the steps and phases it goes through.
+struct Walk {
+    spec: CertificateOrderSpec,
+    generation: i64,
+    status: CertificateOrderStatus,
+    obs: Observed,
+    vendor_stage: VendorStage,
+    dns_ready: bool,
+    purchases: u32,
+    steps: Vec<&'static str>,
+    phases: Vec<Phase>,
+}
+
+impl Walk {
+    fn new(spec: CertificateOrderSpec, letter: LetterObs) -> Walk {
+        Walk {
+            spec,
+            generation: 1,
+            status: CertificateOrderStatus::default(),
+            obs: obs(t0(), letter),
+            vendor_stage: VendorStage::AwaitingInfo,
+            dns_ready: false,
+            purchases: 0,
+            steps: Vec::new(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// One reconcile: steps until the lifecycle waits; the status is summarised once at the end.
+    fn reconcile(&mut self) -> Decision {
+        let timing = Timing::default();
+        let spec = self.spec.clone();
+        let order = OrderView { spec: &spec, generation: self.generation, uid: "uid-1", renew_requested: None };
+        for _ in 0..20 {
+            let step = match decide(&order, &self.status, &self.obs, &timing) {
+                Decision::Act(step) => step,
+                wait => {
+                    self.status = summarize(&order, std::mem::take(&mut self.status), &self.obs);
+                    if self.phases.last() != Some(&self.status.phase) {
+                        self.phases.push(self.status.phase);
+                    }
+                    return wait;
+                }
+            };
+            self.steps.push(step.name());
+            let outcome = self.act(&step);
+            self.status = absorb(&order, std::mem::take(&mut self.status), outcome, &timing, self.obs.now);
+        }
+        panic!("no wait after 20 steps: {:?}", self.steps);
+    }
+
+    fn act(&mut self, step: &Step) -> Outcome {
+        let now = self.obs.now;
+        let review = self.spec.product.type_.needs_organization_review();
+        match step {
+            Step::GenerateKey => {
+                self.obs.pending_key = Some(KeyObs { secret: "k".into(), fingerprint: format!("key-{}", self.steps.len()) });
+                Outcome::KeyGenerated { secret: "k".into() }
+            }
+            Step::RecordPurchaseIntent => Outcome::PurchaseIntentRecorded,
+            Step::Purchase => {
+                self.purchases += 1;
+                Outcome::Purchased { id: "1".into() }
+            }
+            Step::SubmitInfo { digest } => {
+                self.vendor_stage = if review { VendorStage::AwaitingDocuments } else { VendorStage::DomainValidation };
+                Outcome::InfoSubmitted { digest: digest.clone() }
+            }
+            Step::UploadLetter { digest } => {
+                self.vendor_stage = VendorStage::OrganizationReview;
+                Outcome::LetterUploaded { digest: digest.clone() }
+            }
+            Step::Poll => {
+                self.obs.last_poll = Some(now);
+                if self.vendor_stage == VendorStage::DomainValidation && self.dns_ready {
+                    self.vendor_stage = VendorStage::Issuable;
+                }
+                polled(self.vendor_stage)
+            }
+            Step::SelfCheck => {
+                self.obs.last_self_check = Some(now);
+                let results = self.status.challenges.iter().map(|c| (c.domain.clone(), check(self.dns_ready, now))).collect();
+                Outcome::SelfChecked(results)
+            }
+            Step::Install => {
+                let key = self.obs.pending_key.clone().unwrap();
+                let info = cert(now, &key.fingerprint);
+                self.obs.installed = InstalledObs::Certificate { info: info.clone(), covers: true };
+                Outcome::Installed(info)
+            }
+            Step::AdoptInstalled => match &self.obs.installed {
+                InstalledObs::Certificate { info, .. } => Outcome::Installed(info.clone()),
+                other => panic!("adopt without a certificate: {other:?}"),
+            },
+            Step::DiscardPendingKey => {
+                self.obs.pending_key = None;
+                Outcome::PendingKeyDiscarded
+            }
+        }
+    }
+
+    fn later(&mut self, seconds: i64) {
+        self.obs.now += chrono::Duration::seconds(seconds);
+    }
+}
+
+#[test]
+fn dv_skips_documents_and_review() {
+    let mut walk = Walk::new(spec(CertificateType::DV), LetterObs::NotNeeded);
+    let wait = walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::DomainValidation);
+    assert!(matches!(wait, Decision::Wait(Some(_))), "{wait:?}");
+    assert!(walk.status.message.as_deref().unwrap().contains("create TXT _dnsauth.example.com"), "{:?}", walk.status.message);
+    walk.dns_ready = true;
+    walk.later(3);
+    walk.reconcile();
+    walk.later(61);
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::Issued);
+    assert_eq!(walk.purchases, 1);
+    assert_eq!(
+        walk.steps,
+        ["GenerateKey", "RecordPurchaseIntent", "Purchase", "SubmitInfo", "Poll", "SelfCheck", "SelfCheck", "Poll", "Install", "DiscardPendingKey"]
+    );
+    assert_eq!(walk.phases, [Phase::DomainValidation, Phase::Issued]);
+    assert!(!walk.steps.contains(&"UploadLetter"));
+    let ready = walk.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Issued"));
+    assert!(walk.status.renewal_time.is_some());
+    // Settled: another reconcile changes nothing.
+    let before = walk.status.clone();
+    walk.later(10);
+    assert!(matches!(walk.reconcile(), Decision::Wait(Some(_))));
+    assert_eq!(walk.status, before);
+}
+
+#[test]
+fn ov_goes_through_documents_review_rejection_and_resubmission() {
+    let mut walk = Walk::new(spec(CertificateType::OV), LetterObs::Missing("Secret letter not found: create it".into()));
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::InfoSubmitted);
+    assert!(walk.status.message.as_deref().unwrap().contains("Secret letter not found"));
+
+    walk.obs.letter = LetterObs::Present { digest: "letter-1".into() };
+    walk.later(30);
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::OrganizationReview);
+    assert!(walk.steps.contains(&"UploadLetter"));
+
+    // The CA rejects the organization.
+    walk.vendor_stage = VendorStage::Rejected;
+    walk.later(600);
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::Rejected);
+    assert!(walk.status.message.as_deref().unwrap().contains("does not match the licence"));
+    let stalled = walk.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!(stalled.status, "True");
+    // Nothing happens until the spec changes.
+    let steps = walk.steps.len();
+    walk.later(3600);
+    assert_eq!(walk.reconcile(), Decision::Wait(None));
+    assert_eq!(walk.steps.len(), steps);
+
+    // The user fixes the company name: a new generation resubmits info and the letter.
+    walk.spec.organization.as_mut().unwrap().name = "ACME Limited".into();
+    walk.generation = 2;
+    walk.obs.letter = LetterObs::Present { digest: "letter-2".into() };
+    walk.vendor_stage = VendorStage::AwaitingInfo;
+    walk.reconcile();
+    assert_eq!(&walk.steps[steps..steps + 3], ["SubmitInfo", "UploadLetter", "Poll"]);
+    assert_eq!(walk.status.phase, Phase::OrganizationReview);
+
+    // Approved; the CA now waits for the DNS records, then sees them.
+    walk.vendor_stage = VendorStage::DomainValidation;
+    walk.later(600);
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::DomainValidation);
+    walk.dns_ready = true;
+    walk.later(600);
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::Issued);
+    assert_eq!(walk.purchases, 1);
+    assert_eq!(
+        walk.phases,
+        [Phase::InfoSubmitted, Phase::OrganizationReview, Phase::Rejected, Phase::OrganizationReview, Phase::DomainValidation, Phase::Issued]
+    );
+}
+
+#[test]
+fn transient_failures_back_off_exponentially_capped_and_reset_on_success() {
+    let dv = spec(CertificateType::DV);
+    let order = view(&dv, 1);
+    let timing = Timing::default();
+    let mut status = CertificateOrderStatus { order: Some(VendorOrder { name: "n".into(), ..Default::default() }), ..Default::default() };
+    let mut waits = Vec::new();
+    for _ in 0..10 {
+        status = absorb(&order, status, Outcome::Failed { step: "Purchase", error: StepError::transient("vendor answered 153") }, &timing, t0());
+        waits.push((status.next_attempt_time.unwrap() - t0()).num_seconds());
+    }
+    assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
+    assert_eq!(status.failures, 10);
+    assert_eq!(status.last_failure.as_deref(), Some("Purchase: vendor answered 153"));
+    status = absorb(&order, status, Outcome::Purchased { id: "1".into() }, &timing, t0());
+    assert_eq!((status.failures, status.next_attempt_time), (0, None));
+
+    status = absorb(&order, status, Outcome::Failed { step: "SubmitInfo", error: StepError::permanent("credentials refused") }, &timing, t0());
+    assert_eq!(status.failed_generation, Some(1));
+    let summary = summarize(&order, status.clone(), &obs(t0(), LetterObs::NotNeeded));
+    assert_eq!(summary.phase, Phase::Failed);
+    assert!(summary.message.unwrap().contains("credentials refused"));
+    // A new generation tries again.
+    assert_eq!(decide(&view(&dv, 2), &status, &Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::NotNeeded) }, &timing), Decision::Act(Step::SubmitInfo { digest: info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1") }));
+}
+
+#[test]
+fn a_crash_between_intent_and_purchase_looks_up_before_buying() {
+    // The intent was written, then the operator died: the next decision is Purchase, whose
+    // action looks the recorded name up first; the name is stable for the order.
+    let dv = spec(CertificateType::DV);
+    let order = view(&dv, 1);
+    let status = absorb(&order, CertificateOrderStatus::default(), Outcome::PurchaseIntentRecorded, &Timing::default(), t0());
+    assert!(Step::RecordPurchaseIntent.persist_before_next());
+    assert_eq!(status.order.as_ref().unwrap().name, "certorder-uid-1");
+    let again = absorb(&order, status.clone(), Outcome::Failed { step: "Purchase", error: StepError::transient("timeout") }, &Timing::default(), t0());
+    assert_eq!(again.order, status.order);
+}
+
+#[test]
+fn self_check_times_are_kept_while_nothing_changes() {
+    let dv = spec(CertificateType::DV);
+    let order = view(&dv, 1);
+    let timing = Timing::default();
+    let status = absorb(&order, submitted(&dv, None), polled(VendorStage::DomainValidation), &timing, t0());
+    let first = absorb(&order, status, Outcome::SelfChecked(vec![("example.com".into(), check(false, t0()))]), &timing, t0());
+    let later = t0() + chrono::Duration::seconds(30);
+    let second = absorb(&order, first.clone(), Outcome::SelfChecked(vec![("example.com".into(), check(false, later))]), &timing, later);
+    assert_eq!(first, second, "an unchanged result must not change the status");
+    let passed = absorb(&order, second, Outcome::SelfChecked(vec![("example.com".into(), check(true, later))]), &timing, later);
+    assert!(passed.challenges[0].self_check.as_ref().unwrap().passed);
+    // A new poll keeps results of unchanged challenges.
+    let repolled = absorb(&order, passed, polled(VendorStage::DomainValidation), &timing, later);
+    assert!(repolled.challenges[0].self_check.as_ref().unwrap().passed);
+}
+
+#[test]
+fn conditions_keep_their_transition_time() {
+    let dv = spec(CertificateType::DV);
+    let order = view(&dv, 1);
+    let o = Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::NotNeeded) };
+    let first = summarize(&order, submitted(&dv, Some(VendorStage::DomainValidation)), &o);
+    let later = Observed { now: t0() + chrono::Duration::hours(1), ..o.clone() };
+    let second = summarize(&order, first.clone(), &later);
+    assert_eq!(first.conditions, second.conditions);
+    for c in &second.conditions {
+        assert_eq!(c.observed_generation, Some(1));
+    }
+    let ready = second.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "WaitingForDomainValidation"));
+}
+
+#[test]
+fn phases_from_facts() {
+    let dv = spec(CertificateType::DV);
+    let ov = spec(CertificateType::OV);
+    let with_key = |letter| Observed { pending_key: Some(key()), ..obs(t0(), letter) };
+    let single_label = { let mut s = dv.clone(); s.domains = vec!["localhost".into()]; s };
+    let cases: Vec<(&str, &CertificateOrderSpec, CertificateOrderStatus, Observed, Phase)> = vec![
+        ("nothing yet", &dv, Default::default(), obs(t0(), LetterObs::NotNeeded), Phase::Pending),
+        ("bought", &dv, CertificateOrderStatus { order: Some(VendorOrder { name: "n".into(), id: Some("1".into()), ..Default::default() }), ..Default::default() }, with_key(LetterObs::NotNeeded), Phase::Purchased),
+        ("OV info sent, no letter", &ov, { let mut s = submitted(&ov, None); s.order.as_mut().unwrap().documents_digest = None; s }, with_key(LetterObs::Missing("x".into())), Phase::InfoSubmitted),
+        ("OV letter sent", &ov, submitted(&ov, None), with_key(LetterObs::Present { digest: "letter-1".into() }), Phase::DocumentsUploaded),
+        ("OV in review", &ov, submitted(&ov, Some(VendorStage::OrganizationReview)), with_key(LetterObs::Present { digest: "letter-1".into() }), Phase::OrganizationReview),
+        ("validating", &dv, submitted(&dv, Some(VendorStage::DomainValidation)), with_key(LetterObs::NotNeeded), Phase::DomainValidation),
+        ("provider gone keeps the phase", &dv, CertificateOrderStatus { phase: Phase::DomainValidation, ..submitted(&dv, Some(VendorStage::DomainValidation)) }, Observed { provider: ProviderObs::Unusable("gone".into()), ..with_key(LetterObs::NotNeeded) }, Phase::DomainValidation),
+        ("invalid spec", &single_label, Default::default(), obs(t0(), LetterObs::NotNeeded), Phase::Failed),
+    ];
+    for (name, spec, status, observed, want) in cases {
+        let got = summarize(&view(spec, 1), status, &observed);
+        assert_eq!(got.phase, want, "{name}: {:?}", got.message);
+    }
+}
+
+#[test]
+fn durations_and_renewal() {
+    assert_eq!(parse_go_duration("720h"), Some(Duration::from_secs(720 * 3600)));
+    assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_go_duration("10d"), None);
+    assert_eq!(parse_go_duration(""), None);
+    let mut dv = spec(CertificateType::DV);
+    let c = cert(t0(), "k");
+    assert_eq!(renewal_time(&dv, &c), t0() + chrono::Duration::days(60));
+    dv.renew_before = Some("240h".into());
+    assert_eq!(renewal_time(&dv, &c), t0() + chrono::Duration::days(80));
+    dv.renew_before = Some("9000h".into());
+    assert_eq!(renewal_time(&dv, &c), t0() + chrono::Duration::days(60), "longer than the lifetime falls back to a third");
+}
