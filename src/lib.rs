@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod controller;
+pub mod crdgen;
 pub mod lifecycle;
 pub mod pki;
 pub mod provider;
+pub mod tools;
 pub mod validation;

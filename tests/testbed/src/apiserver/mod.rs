@@ -13,6 +13,7 @@
 //! [`http`] (routing).
 
 pub mod cel;
+pub mod patchmeta;
 pub mod schema;
 pub mod smp;
 pub mod ssa;
