@@ -231,6 +231,14 @@ async fn resource_request(
         return Err(not_found_path());
     }
     let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the testbed API server does not implement the {ct} encoding; send application/json"),
+        ));
+    }
     match verb {
         "get" => get(sh, &ri, ns, rp.name.as_deref().unwrap(), parts, query),
         "list" => list(sh, &ri, ns, parts, query),

@@ -30,6 +30,7 @@ pub mod registry;
 pub mod selectors;
 pub mod store;
 pub mod table;
+pub mod tls;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -84,14 +85,53 @@ pub struct ApiServer {
     addr: SocketAddr,
     kubeconfig: tempfile::TempDir,
     shutdown: tokio::sync::watch::Sender<bool>,
+    ca_pem: String,
 }
 
-/// The kubeconfig text for a server at `url` with `token`.
-pub fn kubeconfig_yaml(url: &str, token: &str) -> String {
+/// Accepts connections until shutdown; each one is TLS when it starts with a handshake record.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: tokio_rustls::TlsAcceptor,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let builder = hyper::server::conn::http1::Builder::new();
+            let mut first = [0u8; 1];
+            let is_tls = matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16);
+            if is_tls {
+                let Ok(s) = tls.accept(stream).await else { return };
+                let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(s), svc).with_upgrades();
+                tokio::select! { _ = conn => {}, _ = stop.changed() => {} }
+            } else {
+                let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).with_upgrades();
+                tokio::select! { _ = conn => {}, _ = stop.changed() => {} }
+            }
+        });
+    }
+}
+
+/// The kubeconfig text for a server at `url` with `token` (and the CA of its HTTPS certificate).
+pub fn kubeconfig_yaml(url: &str, token: &str, ca_pem: Option<&str>) -> String {
+    use base64::Engine;
+    let mut cluster = json!({"server": url});
+    if let Some(ca) = ca_pem {
+        cluster["certificate-authority-data"] = json!(base64::engine::general_purpose::STANDARD.encode(ca));
+    }
     let v = json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "testbed", "cluster": {"server": url}}],
+        "clusters": [{"name": "testbed", "cluster": cluster}],
         "users": [{"name": "testbed", "user": {"token": token}}],
         "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": "testbed", "namespace": "default"}}],
         "current-context": "testbed",
@@ -120,30 +160,35 @@ impl ApiServer {
         }
         let shared = Arc::new(Shared { store: Mutex::new(store), faults: Faults::default(), token: token.clone(), options, shutdown: rx });
         let app = axum::Router::new().fallback(http::handle).with_state(shared.clone());
-        let mut stop = tx.subscribe();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-        });
+        let cert = tls::generate()?;
+        tokio::spawn(serve(listener, app, tokio_rustls::TlsAcceptor::from(cert.config.clone()), tx.subscribe()));
         tokio::spawn(gc::run(shared.clone()));
         let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("kubeconfig"), kubeconfig_yaml(&format!("http://{addr}"), &token))?;
-        Ok(ApiServer { shared, addr, kubeconfig: dir, shutdown: tx })
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig_yaml(&format!("https://{addr}"), &token, Some(&cert.ca_pem)))?;
+        Ok(ApiServer { shared, addr, kubeconfig: dir, shutdown: tx, ca_pem: cert.ca_pem })
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (the same port also speaks HTTPS, see [`Self::https_url`]).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://127.0.0.1:PORT`, with the certificate of [`Self::ca_pem`].
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// PEM of the CA that signed the serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// A kubeconfig file (bearer token, `server: http://127.0.0.1:PORT`, namespace `default`).
+    /// A kubeconfig file: bearer token, `server: https://127.0.0.1:PORT` with the CA's data, namespace
+    /// `default`. HTTPS because client-go (kubectl) only sends credentials over TLS.
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.kubeconfig.path().join("kubeconfig")
     }

@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = ApiServer::start_with(options).await?;
     if let Some(out) = &args.kubeconfig_out {
-        std::fs::write(out, kubeconfig_yaml(&server.url(), server.token()))?;
+        std::fs::write(out, kubeconfig_yaml(&server.https_url(), server.token(), Some(server.ca_pem())))?;
     }
     println!("listening on {}", server.url());
     println!("kubeconfig: {}", args.kubeconfig_out.as_deref().unwrap_or(&server.kubeconfig_path()).display());
