@@ -314,4 +314,45 @@ mod tests {
         let errs = check_document(&bad_secret).1.join("\n");
         assert!(errs.contains("not a valid Secret"), "{errs}");
     }
+
+    // ---- README.md -------------------------------------------------------------------------
+
+    /// Every field path of a schema whose children are not listed themselves (leaves, maps, lists,
+    /// empty objects): `spec.providerRef.name`, `status.challenges`, `status.challenges[].domain`.
+    fn field_paths(schema: &Value, prefix: &str, out: &mut Vec<String>) {
+        if let Some(props) = schema["properties"].as_object() {
+            for (key, sub) in props {
+                if prefix.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "spec" | "status") {
+                    field_paths(sub, key, out);
+                    continue;
+                }
+                let path = format!("{prefix}.{key}");
+                if sub["properties"].as_object().is_none_or(|p| p.is_empty()) {
+                    out.push(path.clone());
+                }
+                if sub["type"] == "array" {
+                    field_paths(&sub["items"], &format!("{path}[]"), out);
+                } else {
+                    field_paths(sub, &path, out);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_field() {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        let mut missing = Vec::new();
+        for kind in ["CertificateOrder", "ClusterCertificateProvider"] {
+            let mut paths = Vec::new();
+            field_paths(&schema_of(kind).unwrap(), "", &mut paths);
+            assert!(paths.len() > 5, "{kind}: {paths:?}");
+            missing.extend(paths.into_iter().filter(|p| !readme.contains(&format!("`{p}`"))).map(|p| format!("{kind} {p}")));
+        }
+        assert!(
+            missing.is_empty(),
+            "README.md's field reference lacks (write each path in backticks):\n  {}",
+            missing.join("\n  ")
+        );
+    }
 }
