@@ -310,4 +310,107 @@ mod tests {
             json!({"metadata": {"annotations": {"certorder.io/renew-requested": "2026-03-15T08:09:10Z"}}})
         );
     }
+
+    // ---- against the testbed API server, through a kubeconfig as a person would ----------------
+
+    mod on_testbed {
+        use super::*;
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        use kube::api::PostParams;
+        use kube::CustomResourceExt;
+        use std::path::Path;
+        use testbed::apiserver::ApiServer;
+
+        async fn install_crds(client: &kube::Client) {
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd()] {
+                crds.create(&PostParams::default(), &crd).await.expect("the testbed accepts the CRD");
+            }
+            let orders: Api<CertificateOrder> = Api::namespaced(client.clone(), "web");
+            for _ in 0..50 {
+                if orders.list(&Default::default()).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the CertificateOrder CRD never became served");
+        }
+
+        async fn create<K>(api: &Api<K>, object: K)
+        where
+            K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+        {
+            api.create(&PostParams::default(), &object).await.expect("create");
+        }
+
+        fn annotations(order: &CertificateOrder) -> std::collections::BTreeMap<String, String> {
+            order.metadata.annotations.clone().unwrap_or_default()
+        }
+
+        #[tokio::test]
+        async fn approve_reject_and_renew_through_a_kubeconfig() {
+            let server = ApiServer::start().await;
+            let admin = server.client();
+            install_crds(&admin).await;
+            let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+            let mut web = k8s_openapi::api::core::v1::Namespace::default();
+            web.metadata.name = Some("web".into());
+            create(&namespaces, web).await;
+            let providers: Api<ClusterCertificateProvider> = Api::all(admin.clone());
+            create(&providers, local(ReviewMode::Manual)).await;
+            let mut auto = local(ReviewMode::Automatic);
+            auto.metadata.name = Some("local-auto".into());
+            create(&providers, auto).await;
+            let orders: Api<CertificateOrder> = Api::namespaced(admin.clone(), "web");
+            // The OV example carries the company, applicant and letter the admission rules ask for.
+            let ov_example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ov-order.yaml");
+            let mut ov: CertificateOrder = serde_yaml::from_str(&std::fs::read_to_string(ov_example).unwrap()).unwrap();
+            ov.metadata = order("OV", None).metadata;
+            create(&orders, ov).await;
+            let mut dv = order("DV", None);
+            dv.metadata.name = Some("dv".into());
+            dv.spec.provider_ref.name = "local-auto".into();
+            create(&orders, dv).await;
+
+            let target = Target {
+                kubeconfig: Some(server.kubeconfig_path()),
+                context: None,
+                namespace: Some("web".into()),
+            };
+            let (client, namespace) = connect(&target).await.expect("the testbed's kubeconfig works");
+            assert_eq!(namespace, "web");
+
+            // Reject, then approve: the reason goes away, the generation is recorded.
+            let said = review(client.clone(), "web", "shop", reject("licence expired")).await.unwrap();
+            assert!(said.contains("web/shop rejected (generation 1): licence expired"), "{said}");
+            let a = annotations(&orders.get("shop").await.unwrap());
+            assert_eq!(a.get(REVIEW_ANNOTATION).map(String::as_str), Some("rejected"));
+            assert_eq!(a.get(REVIEW_REASON_ANNOTATION).map(String::as_str), Some("licence expired"));
+
+            let mut fixed = orders.get("shop").await.unwrap();
+            fixed.spec.domains.push("checkout.example.com".into());
+            orders.replace("shop", &PostParams::default(), &fixed).await.unwrap();
+            let said = review(client.clone(), "web", "shop", Review::Approve).await.unwrap();
+            assert!(said.contains("web/shop approved (generation 2)"), "{said}");
+            let a = annotations(&orders.get("shop").await.unwrap());
+            assert_eq!(a.get(REVIEW_ANNOTATION).map(String::as_str), Some("approved"));
+            assert_eq!(a.get(REVIEW_GENERATION_ANNOTATION).map(String::as_str), Some("2"));
+            assert_eq!(a.get(REVIEW_REASON_ANNOTATION), None);
+
+            // Refusals.
+            let err = review(client.clone(), "web", "nope", Review::Approve).await.unwrap_err().to_string();
+            assert!(err.contains("CertificateOrder web/nope does not exist"), "{err}");
+            let err = review(client.clone(), "web", "dv", Review::Approve).await.unwrap_err().to_string();
+            assert!(err.contains("reviews orders automatically"), "{err}");
+            assert_eq!(annotations(&orders.get("dv").await.unwrap()).get(REVIEW_ANNOTATION), None);
+            let err = renew(client.clone(), "other", "shop", Utc::now()).await.unwrap_err().to_string();
+            assert!(err.contains("CertificateOrder other/shop does not exist"), "{err}");
+
+            // Renew.
+            let now = DateTime::parse_from_rfc3339("2026-05-01T10:00:00Z").unwrap().with_timezone(&Utc);
+            renew(client, "web", "dv", now).await.unwrap();
+            let a = annotations(&orders.get("dv").await.unwrap());
+            assert_eq!(a.get(RENEW_ANNOTATION).map(String::as_str), Some("2026-05-01T10:00:00Z"));
+        }
+    }
 }
