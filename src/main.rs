@@ -441,4 +441,34 @@ mod tests {
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+    #[test]
+    fn the_readme_lists_every_run_flag_with_its_env_and_default() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let command = Cli::command();
+        let run = command.find_subcommand("run").unwrap();
+        let mut problems = Vec::new();
+        for arg in run.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" {
+                continue;
+            }
+            let Some(line) = readme.lines().find(|l| l.starts_with(&format!("| `--{long}"))) else {
+                problems.push(format!("no row for --{long}"));
+                continue;
+            };
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                if !line.contains(&format!("[`{env}`]")) {
+                    problems.push(format!("--{long}: env {env} missing"));
+                }
+            }
+            for default in arg.get_default_values() {
+                let default = default.to_string_lossy();
+                if !line.contains(&format!("`{default}`")) {
+                    problems.push(format!("--{long}: default `{default}` missing"));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "README.md's `certorder run` flags table is out of date:\n  {}", problems.join("\n  "));
+    }
 }
