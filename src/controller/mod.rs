@@ -1,7 +1,41 @@
 //! The kube-runtime Controller: observe → decide (the pure lifecycle) → act → one status write.
+//!
+//! It watches orders, the Secrets it labelled (never every Secret in the cluster) and providers;
+//! reads come from those caches, `managedFields` stripped. Requeues come from the lifecycle's
+//! decision; nothing hot-loops.
 
+mod act;
+mod context;
+pub mod metrics;
+mod observe;
+
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn, Instrument};
+
+pub use context::Context;
+pub use observe::pending_key_secret_name;
+
+use crate::api::{
+    CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, Phase, ValidationMethod, FINALIZER,
+    MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, RENEW_ANNOTATION,
+};
+use crate::lifecycle::{self, absorb, decide, normalize_domains, summarize, Decision, OrderView, Outcome, ProviderObs};
+use crate::provider::OrderContext;
+use crate::validation::dns::{DnsChecker, DnsCheckerConfig};
 
 /// Everything `certorder run` is configured with, parsed once by `main.rs`.
 #[derive(Clone, Debug)]
@@ -34,8 +68,323 @@ impl Default for Config {
     }
 }
 
+/// Most steps one reconcile takes before it writes and looks again.
+const MAX_STEPS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+        }
+    }
+}
+
 /// Runs the controller until the process is told to stop.
-pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
-    let _ = (client, config, Duration::ZERO);
-    anyhow::bail!("the controller is being written")
+pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+    let dns_config = if config.dns_servers.is_empty() {
+        DnsCheckerConfig::default()
+    } else {
+        DnsCheckerConfig::with_nameservers(config.dns_servers.clone())
+    };
+    let dns = Arc::new(DnsChecker::new(dns_config)?);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics_server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone()));
+
+    let namespaces: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.watch_namespaces.iter().cloned().map(Some).collect()
+    };
+    let labelled = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")).any_semantic();
+
+    // Providers are cluster-scoped and few.
+    let (providers, provider_writer) = reflector::store::<ClusterCertificateProvider>();
+    let provider_stream = watcher(Api::<ClusterCertificateProvider>::all(client.clone()), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(provider_writer)
+        .applied_objects();
+    tokio::spawn(provider_stream.for_each(|_| async {}));
+
+    let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() });
+    let mut controllers = Vec::new();
+    for ns in namespaces {
+        let orders: Api<CertificateOrder> = scoped(&client, ns.as_deref());
+        let secrets: Api<Secret> = scoped(&client, ns.as_deref());
+        let (secret_store, secret_writer) = reflector::store::<Secret>();
+        let secret_stream = watcher(secrets, labelled.clone())
+            .default_backoff()
+            .modify(|s| s.managed_fields_mut().clear())
+            .reflect(secret_writer)
+            .touched_objects();
+        let (order_store, order_writer) = reflector::store::<CertificateOrder>();
+        let order_stream = watcher(orders, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|o| o.managed_fields_mut().clear())
+            .reflect(order_writer)
+            .applied_objects();
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            config.clone(),
+            secret_store,
+            providers.clone(),
+            dns.clone(),
+            recorder.clone(),
+            metrics.clone(),
+        ));
+        let ready_metrics = metrics.clone();
+        let controller = Controller::for_stream(order_stream, order_store)
+            .watches_stream(secret_stream, |secret: Secret| {
+                let order = secret.labels().get(ORDER_LABEL)?.clone();
+                Some(ObjectRef::new(&order).within(&secret.namespace()?))
+            })
+            .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx)
+            .for_each(move |result| {
+                ready_metrics.set_ready();
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "reconcile did not complete");
+                }
+                futures::future::ready(())
+            });
+        controllers.push(controller);
+    }
+    info!(namespaces = ?config.watch_namespaces, "certorder controller started");
+    futures::future::join_all(controllers).await;
+    metrics_server.abort();
+    Ok(())
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Whether the order publishes something a garbage collector cannot remove, or must cancel its
+/// vendor order: only then does it carry a finalizer (and only then pay for one).
+fn needs_finalizer(order: &CertificateOrder) -> bool {
+    order.spec.cancel_on_delete || order.spec.domain_validation.method == ValidationMethod::HTTP
+}
+
+fn error_policy(order: Arc<CertificateOrder>, error: &Error, ctx: Arc<Context>) -> Action {
+    let uid = order.uid().unwrap_or_default();
+    ctx.metrics.reconcile_failed(error.category());
+    let mut errors = 0;
+    ctx.remember(&uid, |m| {
+        m.errors = m.errors.saturating_add(1);
+        errors = m.errors;
+    });
+    let wait = Duration::from_millis(500).saturating_mul(1 << errors.min(7)).min(Duration::from_secs(60));
+    warn!(order = %format!("{}/{}", order.namespace().unwrap_or_default(), order.name_any()), error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+async fn reconcile(order: Arc<CertificateOrder>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = order.namespace().unwrap_or_default();
+    let name = order.name_any();
+    let phase = order.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    let span = tracing::info_span!("reconcile", order = %format!("{ns}/{name}"), %phase);
+    let result = reconcile_order(&order, &ctx).instrument(span).await;
+    ctx.metrics.reconciled(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.remember(&order.uid().unwrap_or_default(), |m| m.errors = 0);
+    }
+    result
+}
+
+async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Action, Error> {
+    let ns = order.namespace().unwrap_or_default();
+    let name = order.name_any();
+    let uid = order.uid().unwrap_or_default();
+    let orders: Api<CertificateOrder> = Api::namespaced(ctx.client.clone(), &ns);
+
+    // The cache may still hold the object from before our last status write.
+    let version = order.resource_version().and_then(|v| v.parse::<u64>().ok());
+    if let (Some(seen), Some(written)) = (version, ctx.memory(&uid).written_version) {
+        if seen < written {
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+    }
+
+    if order.metadata.deletion_timestamp.is_some() {
+        return finalize(order, ctx, &orders).await;
+    }
+    let has_finalizer = order.finalizers().iter().any(|f| f == FINALIZER);
+    if needs_finalizer(order) && !has_finalizer {
+        let patch = json!({"metadata": {"finalizers": order.finalizers().iter().cloned().chain([FINALIZER.to_string()]).collect::<Vec<_>>(), "resourceVersion": order.resource_version()}});
+        orders.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        return Ok(Action::await_change());
+    }
+
+    let generation = order.metadata.generation.unwrap_or_default();
+    let renew_requested = order
+        .annotations()
+        .get(RENEW_ANNOTATION)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let view = OrderView { spec: &order.spec, generation, uid: &uid, renew_requested };
+    let original = order.status.clone().unwrap_or_default();
+    let mut status = original.clone();
+    let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
+
+    let provider = ctx.provider(&order.spec.provider_ref.name).await;
+    let provider_obs = match &provider {
+        Ok(_) => ProviderObs::Ready,
+        Err(message) => ProviderObs::Unusable(message.clone()),
+    };
+    let now = Utc::now();
+    let mut seen = observe::observe(ctx, order, &domains, &provider_obs, now).await?;
+    let timing = match &provider {
+        Ok(p) => p.timing(&ctx.config.timing),
+        Err(_) => ctx.config.timing.clone(),
+    };
+
+    let mut taken = BTreeSet::new();
+    let mut wait = None;
+    for _ in 0..MAX_STEPS {
+        seen.observed.now = Utc::now();
+        let step = match decide(&view, &status, &seen.observed, &timing) {
+            Decision::Act(step) => step,
+            Decision::Wait(w) => {
+                wait = w;
+                break;
+            }
+        };
+        // A step that comes back in the same reconcile waits for the next one.
+        if !taken.insert(step.name()) {
+            wait = Some(Duration::from_secs(1));
+            break;
+        }
+        let Ok(provider) = &provider else { break };
+        let vendor = status.order.clone().unwrap_or_default();
+        let pctx = OrderContext {
+            namespace: &ns,
+            name: &name,
+            uid: &uid,
+            generation,
+            spec: &order.spec,
+            domains: &domains,
+            vendor: &vendor,
+            annotations: order.annotations(),
+            now: seen.observed.now,
+        };
+        let outcome = act::act(ctx, order, provider, &step, &pctx, &status.challenges, &mut seen).await;
+        let ok = !matches!(outcome, Outcome::Failed { .. });
+        ctx.metrics.step(step.name(), ok);
+        if let Outcome::Failed { error, .. } = &outcome {
+            warn!(step = step.name(), error = %error.message, "step failed");
+        }
+        status = absorb(&view, status, outcome, &timing, seen.observed.now);
+        if step.persist_before_next() && !provider.purchase_is_idempotent() {
+            status = summarize(&view, status, &seen.observed);
+            write_status(ctx, &orders, order, &status).await?;
+        }
+    }
+
+    let status = summarize(&view, status, &seen.observed);
+    if status != original {
+        write_status(ctx, &orders, order, &status).await?;
+        if status.phase != original.phase {
+            phase_event(ctx, order, &status).await;
+        }
+    }
+    Ok(match wait {
+        Some(w) => Action::requeue(w.max(Duration::from_millis(100))),
+        None => Action::await_change(),
+    })
+}
+
+/// The one status write of a reconcile: server-side apply under the `certorder` manager.
+async fn write_status(ctx: &Context, orders: &Api<CertificateOrder>, order: &CertificateOrder, status: &CertificateOrderStatus) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": CertificateOrder::api_version(&()),
+        "kind": CertificateOrder::kind(&()),
+        "status": status,
+    });
+    let written = orders.patch_status(&order.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await?;
+    ctx.metrics.status_written();
+    if let Some(v) = written.resource_version().and_then(|v| v.parse::<u64>().ok()) {
+        ctx.remember(&order.uid().unwrap_or_default(), |m| m.written_version = Some(v));
+    }
+    Ok(())
+}
+
+async fn phase_event(ctx: &Context, order: &CertificateOrder, status: &CertificateOrderStatus) {
+    let type_ = match status.phase {
+        Phase::Failed | Phase::Rejected => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    let event = KubeEvent {
+        type_,
+        reason: status.phase.to_string(),
+        note: status.message.clone().map(|m| m.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &order.object_ref(&())).await {
+        warn!(error = %e, "cannot publish an event");
+    }
+}
+
+/// Deletion: cancel the vendor order when asked (before issuance), then let go. Owned objects
+/// (the pending key) go with the order; the TLS Secret stays.
+async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<CertificateOrder>) -> Result<Action, Error> {
+    let uid = order.uid().unwrap_or_default();
+    if !order.finalizers().iter().any(|f| f == FINALIZER) {
+        ctx.forget(&uid);
+        return Ok(Action::await_change());
+    }
+    let status = order.status.clone().unwrap_or_default();
+    let issued = status.certificate.is_some();
+    if order.spec.cancel_on_delete && !issued {
+        if let (Some(vendor), Ok(provider)) = (&status.order, ctx.provider(&order.spec.provider_ref.name).await) {
+            if vendor.id.is_some() {
+                let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
+                let ns = order.namespace().unwrap_or_default();
+                let name = order.name_any();
+                let pctx = OrderContext {
+                    namespace: &ns,
+                    name: &name,
+                    uid: &uid,
+                    generation: order.metadata.generation.unwrap_or_default(),
+                    spec: &order.spec,
+                    domains: &domains,
+                    vendor,
+                    annotations: order.annotations(),
+                    now: Utc::now(),
+                };
+                if let Err(e) = provider.cancel(&pctx).await {
+                    if e.retryable {
+                        warn!(error = %e, "cannot cancel the vendor order yet");
+                        return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));
+                    }
+                    warn!(error = %e, "the vendor refused to cancel the order; letting go of it");
+                }
+            }
+        }
+    }
+    let remaining: Vec<String> = order.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": order.resource_version()}});
+    match orders.patch(&order.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.forget(&uid);
+    Ok(Action::await_change())
 }

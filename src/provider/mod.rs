@@ -1,1 +1,142 @@
-//! provider (skeleton; filled in by the core issue)
+//! Certificate vendors behind one interface. The CRD's `spec` picks the backend in one place
+//! ([`Provider::from_spec`]); every error says whether a retry can help.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::api::{CertificateOrderSpec, ClusterCertificateProviderSpec, VendorOrder};
+use crate::lifecycle::{StepError, Timing, VendorView};
+
+/// What a provider needs to know about the order it acts on.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderContext<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub generation: i64,
+    pub spec: &'a CertificateOrderSpec,
+    /// The spec's domains as ASCII.
+    pub domains: &'a [String],
+    pub vendor: &'a VendorOrder,
+    pub annotations: &'a BTreeMap<String, String>,
+    pub now: DateTime<Utc>,
+}
+
+/// A provider's refusal or failure: whether a retry can help, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ProviderError { retryable: true, message: message.into() }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ProviderError { retryable: false, message: message.into() }
+    }
+}
+
+impl From<ProviderError> for StepError {
+    fn from(e: ProviderError) -> Self {
+        if e.retryable { StepError::transient(e.message) } else { StepError::permanent(e.message) }
+    }
+}
+
+/// A configured provider, built from a `ClusterCertificateProvider`.
+pub enum Provider {
+    Local(local::LocalProvider),
+}
+
+impl Provider {
+    /// The kind, as shown in the provider's status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Provider::Local(_) => "local",
+        }
+    }
+
+    /// Whether buying twice under one name is impossible by construction, so the purchase need
+    /// not be recorded before it is made (saves a status write per order).
+    pub fn purchase_is_idempotent(&self) -> bool {
+        match self {
+            Provider::Local(_) => true,
+        }
+    }
+
+    /// How often to poll: the local CA answers at once, vendors take days.
+    pub fn timing(&self, base: &Timing) -> Timing {
+        match self {
+            Provider::Local(_) => Timing {
+                review_poll: base.review_poll.min(std::time::Duration::from_secs(5)),
+                validation_poll: base.validation_poll.min(std::time::Duration::from_secs(3)),
+                ..base.clone()
+            },
+        }
+    }
+
+    /// Finds the vendor order by `ctx.vendor.name`, and buys it only when none exists.
+    pub async fn purchase(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
+        match self {
+            Provider::Local(p) => p.purchase(ctx),
+        }
+    }
+
+    /// Sends domains, company, applicant and the CSR.
+    pub async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
+        match self {
+            Provider::Local(p) => p.submit_info(ctx, csr_pem),
+        }
+    }
+
+    /// Uploads the confirmation letter.
+    pub async fn upload_letter(&self, ctx: &OrderContext<'_>, letter: &[u8], file_name: &str) -> Result<(), ProviderError> {
+        match self {
+            Provider::Local(p) => p.upload_letter(ctx, letter, file_name),
+        }
+    }
+
+    /// Where the order is, and which validations the vendor asks for.
+    pub async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
+        match self {
+            Provider::Local(p) => p.poll(ctx).await,
+        }
+    }
+
+    /// The issued chain (leaf first) as PEM.
+    pub async fn download(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<String, ProviderError> {
+        match self {
+            Provider::Local(p) => p.download(ctx, csr_pem).await,
+        }
+    }
+
+    /// Cancels the vendor order (before issuance).
+    pub async fn cancel(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
+        match self {
+            Provider::Local(_) => {
+                let _ = ctx;
+                Ok(())
+            }
+        }
+    }
+
+    /// CA certificates an issued chain must lead to, when the provider knows them.
+    pub fn trust_anchors(&self) -> Option<Vec<String>> {
+        match self {
+            Provider::Local(p) => Some(vec![p.ca_pem().to_string()]),
+        }
+    }
+}
+
+/// Which kind a provider spec asks for, or what to fix.
+pub fn kind_of(spec: &ClusterCertificateProviderSpec) -> Result<&'static str, String> {
+    match &spec.local {
+        Some(_) => Ok("local"),
+        None => Err("the provider sets no kind: set spec.local".into()),
+    }
+}

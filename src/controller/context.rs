@@ -1,0 +1,193 @@
+//! What every reconcile shares: the client, caches of what the operator watches, configured
+//! providers, and a little memory per order that is not worth a status write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::Config;
+use crate::api::{ClusterCertificateProvider, MANAGED_BY_LABEL, MANAGER};
+use crate::pki::{LocalCa, TLS_CRT, TLS_KEY};
+use crate::provider::{local::LocalProvider, Provider};
+use crate::validation::dns::DnsChecker;
+
+/// Per-order memory: polls and checks are cheap to repeat after a restart, so their times live
+/// here rather than in status writes.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    pub last_poll: Option<DateTime<Utc>>,
+    pub last_self_check: Option<DateTime<Utc>>,
+    pub self_check_failures: u32,
+    /// Reconcile errors in a row, for the error policy's backoff.
+    pub errors: u32,
+    /// The resourceVersion of the operator's last status write: an older object in the cache
+    /// is stale and must not be acted on.
+    pub written_version: Option<u64>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub secrets: Store<Secret>,
+    pub providers: Store<ClusterCertificateProvider>,
+    pub dns: Arc<DnsChecker>,
+    pub recorder: Recorder,
+    pub metrics: Arc<super::metrics::Metrics>,
+    memory: Mutex<HashMap<String, Memory>>,
+    built: tokio::sync::Mutex<HashMap<String, (String, Arc<Provider>)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: Config,
+        secrets: Store<Secret>,
+        providers: Store<ClusterCertificateProvider>,
+        dns: Arc<DnsChecker>,
+        recorder: Recorder,
+        metrics: Arc<super::metrics::Metrics>,
+    ) -> Context {
+        Context {
+            client,
+            config,
+            secrets,
+            providers,
+            dns,
+            recorder,
+            metrics,
+            memory: Mutex::default(),
+            built: tokio::sync::Mutex::default(),
+        }
+    }
+
+    pub fn memory(&self, uid: &str) -> Memory {
+        self.memory.lock().expect("memory lock").get(uid).cloned().unwrap_or_default()
+    }
+
+    pub fn remember(&self, uid: &str, update: impl FnOnce(&mut Memory)) {
+        update(self.memory.lock().expect("memory lock").entry(uid.to_string()).or_default());
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.memory.lock().expect("memory lock").remove(uid);
+    }
+
+    /// A Secret the operator labelled, from the cache.
+    pub fn cached_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.secrets.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The provider an order names, built once per provider generation; `Err` says what to fix.
+    pub async fn provider(&self, name: &str) -> Result<Arc<Provider>, String> {
+        let Some(object) = self.providers.get(&ObjectRef::new(name)) else {
+            return Err(format!(
+                "ClusterCertificateProvider {name:?} not found: create it, or fix spec.providerRef.name"
+            ));
+        };
+        let version = format!("{}/{}", object.uid().unwrap_or_default(), object.metadata.generation.unwrap_or_default());
+        let mut built = self.built.lock().await;
+        if let Some((v, provider)) = built.get(name) {
+            if *v == version {
+                return Ok(provider.clone());
+            }
+        }
+        let result = self.build_provider(&object).await;
+        self.report_provider(&object, &result).await;
+        let provider = Arc::new(result?);
+        built.insert(name.to_string(), (version, provider.clone()));
+        Ok(provider)
+    }
+
+    async fn build_provider(&self, object: &ClusterCertificateProvider) -> Result<Provider, String> {
+        let name = object.name_any();
+        let Some(local) = &object.spec.local else {
+            return Err(format!("ClusterCertificateProvider {name:?} sets no kind: set spec.local"));
+        };
+        let ca = self.local_ca(&local.ca_secret_ref.namespace, &local.ca_secret_ref.name).await.map_err(|e| {
+            format!(
+                "ClusterCertificateProvider {name:?}: CA Secret {}/{}: {e}",
+                local.ca_secret_ref.namespace, local.ca_secret_ref.name
+            )
+        })?;
+        LocalProvider::new(local, ca, self.dns.clone())
+            .map(Provider::Local)
+            .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
+    }
+
+    /// Loads the local CA from its Secret, generating it on first use.
+    async fn local_ca(&self, namespace: &str, name: &str) -> Result<LocalCa, String> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let existing = api.get_opt(name).await.map_err(|e| format!("cannot read it: {e}"))?;
+        let secret = match existing {
+            Some(secret) => secret,
+            None => {
+                let ca = LocalCa::generate("certorder local CA").map_err(|e| e.to_string())?;
+                let (cert, key) = ca.to_pem();
+                let secret: Secret = serde_json::from_value(json!({
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY_LABEL: MANAGER}},
+                    "type": "kubernetes.io/tls",
+                    "stringData": {TLS_CRT: cert, TLS_KEY: key},
+                }))
+                .map_err(|e| e.to_string())?;
+                match api.create(&PostParams::default(), &secret).await {
+                    Ok(_) => return Ok(ca),
+                    // Another replica created it first: use theirs.
+                    Err(kube::Error::Api(s)) if s.code == 409 => api.get(name).await.map_err(|e| e.to_string())?,
+                    Err(e) => return Err(format!("cannot create it: {e}")),
+                }
+            }
+        };
+        let field = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .ok_or_else(|| format!("it has no {key}"))
+        };
+        LocalCa::from_pem(&field(TLS_CRT)?, &field(TLS_KEY)?).map_err(|e| e.to_string())
+    }
+
+    /// Writes the provider's kind and Ready condition, when they change.
+    async fn report_provider(&self, object: &ClusterCertificateProvider, result: &Result<Provider, String>) {
+        let (status, reason, message) = match result {
+            Ok(p) => ("True", "Ready", format!("{} provider ready", p.kind())),
+            Err(e) => ("False", "Invalid", e.clone()),
+        };
+        let current = object.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        if current.is_some_and(|c| c.status == status && c.message == message)
+            && object.status.as_ref().and_then(|s| s.observed_generation) == object.metadata.generation
+        {
+            return;
+        }
+        let since = match current {
+            Some(c) if c.status == status => c.last_transition_time,
+            _ => Utc::now(),
+        };
+        let patch = json!({
+            "apiVersion": "certorder.io/v1alpha1",
+            "kind": "ClusterCertificateProvider",
+            "status": {
+                "kind": crate::provider::kind_of(&object.spec).ok(),
+                "observedGeneration": object.metadata.generation,
+                "conditions": [{
+                    "type": "Ready", "status": status, "reason": reason, "message": message,
+                    "lastTransitionTime": since, "observedGeneration": object.metadata.generation,
+                }],
+            },
+        });
+        let api: Api<ClusterCertificateProvider> = Api::all(self.client.clone());
+        if let Err(e) = api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await {
+            tracing::warn!(provider = %object.name_any(), error = %e, "cannot write the provider's status");
+        }
+    }
+}

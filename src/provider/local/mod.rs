@@ -1,0 +1,224 @@
+//! The built-in CA: a vendor in miniature, run by the operator. It has the vendor's steps — an
+//! organization review (manual through `certorder approve`/`reject`, or automatic) and a real
+//! DNS check of every domain before it issues — and keeps no state of its own: what it knows
+//! about an order is the order (its status and review annotations), so restarts lose nothing.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use sha2::{Digest, Sha256};
+
+use super::{OrderContext, ProviderError};
+use crate::api::{
+    LocalProvider as LocalProviderSpec, ReviewMode, ValidationMethod, VendorStage, MAX_LIFETIME_HOURS, REVIEW_ANNOTATION,
+    REVIEW_GENERATION_ANNOTATION, REVIEW_REASON_ANNOTATION,
+};
+use crate::lifecycle::{dns_record_name, parse_go_duration, ChallengeSpec, VendorView};
+use crate::pki::ca::LocalCa;
+use crate::validation::dns::DnsChecker;
+
+/// Default lifetime of issued certificates: 90 days.
+pub const DEFAULT_LIFETIME_HOURS: i64 = 90 * 24;
+/// Largest confirmation letter accepted, as vendors limit uploads.
+pub const MAX_LETTER_BYTES: usize = 10 * 1024 * 1024;
+
+pub struct LocalProvider {
+    ca: LocalCa,
+    /// Secret for deriving challenge tokens: the CA key, so tokens cannot be guessed.
+    token_secret: Vec<u8>,
+    review: ReviewMode,
+    lifetime: Duration,
+    dns: Arc<DnsChecker>,
+}
+
+/// The state codes the local CA reports, in the style of a vendor's.
+pub mod state {
+    pub const AWAITING_REVIEW: &str = "AWAITING_REVIEW";
+    pub const VALIDATING: &str = "DOMAIN_VALIDATING";
+    pub const ISSUABLE: &str = "APPROVED";
+    pub const REJECTED: &str = "REJECTED";
+}
+
+impl LocalProvider {
+    /// Builds the provider from its spec and its CA. Refuses lifetimes the CA/Browser Forum
+    /// does not allow.
+    pub fn new(spec: &LocalProviderSpec, ca: LocalCa, dns: Arc<DnsChecker>) -> Result<LocalProvider, ProviderError> {
+        let lifetime = match &spec.certificate_lifetime {
+            None => Duration::hours(DEFAULT_LIFETIME_HOURS),
+            Some(text) => {
+                let d = parse_go_duration(text).ok_or_else(|| {
+                    ProviderError::permanent(format!("spec.local.certificateLifetime {text:?} is not a duration such as 2160h"))
+                })?;
+                Duration::from_std(d).map_err(|_| ProviderError::permanent("spec.local.certificateLifetime is too long"))?
+            }
+        };
+        if lifetime > Duration::hours(MAX_LIFETIME_HOURS) {
+            return Err(ProviderError::permanent(format!(
+                "spec.local.certificateLifetime is {}h, above the CA/Browser Forum maximum of {MAX_LIFETIME_HOURS}h (200 days): lower it",
+                lifetime.num_hours()
+            )));
+        }
+        if lifetime < Duration::hours(1) {
+            return Err(ProviderError::permanent("spec.local.certificateLifetime must be at least 1h"));
+        }
+        let token_secret = ca.to_pem().1.into_bytes();
+        Ok(LocalProvider { ca, token_secret, review: spec.review, lifetime, dns })
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    pub fn purchase(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
+        Ok(format!("local-{}", ctx.uid))
+    }
+
+    pub fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
+        let csr = crate::pki::parse_csr(csr_pem).map_err(|e| ProviderError::permanent(format!("the CSR is unusable: {e}")))?;
+        let mut asked: Vec<String> = csr.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let mut wanted = ctx.domains.to_vec();
+        asked.sort();
+        wanted.sort();
+        if asked != wanted {
+            return Err(ProviderError::permanent(format!(
+                "the CSR names {asked:?} differ from the order's domains {wanted:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn upload_letter(&self, _ctx: &OrderContext<'_>, letter: &[u8], file_name: &str) -> Result<(), ProviderError> {
+        check_letter(letter, file_name)
+    }
+
+    /// The review decision and the CA's own DNS check of every domain.
+    pub async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
+        let challenges = self.challenges(ctx);
+        if ctx.spec.product.type_.needs_organization_review() {
+            match self.review_decision(ctx) {
+                Review::Rejected(reason) => {
+                    return Ok(VendorView {
+                        stage: VendorStage::Rejected,
+                        state: state::REJECTED.into(),
+                        challenges,
+                        rejection_reason: Some(reason),
+                    });
+                }
+                Review::Pending => {
+                    return Ok(VendorView {
+                        stage: VendorStage::OrganizationReview,
+                        state: state::AWAITING_REVIEW.into(),
+                        challenges,
+                        rejection_reason: None,
+                    });
+                }
+                Review::Approved => {}
+            }
+        }
+        let validated = self.domains_validated(&challenges).await;
+        let (stage, code) = if validated {
+            (VendorStage::Issuable, state::ISSUABLE)
+        } else {
+            (VendorStage::DomainValidation, state::VALIDATING)
+        };
+        Ok(VendorView { stage, state: code.into(), challenges, rejection_reason: None })
+    }
+
+    /// Issues the certificate, after checking once more what a CA checks.
+    pub async fn download(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<String, ProviderError> {
+        let view = self.poll(ctx).await?;
+        if view.stage != VendorStage::Issuable {
+            return Err(ProviderError::retryable(format!("the local CA will not issue yet: state {}", view.state)));
+        }
+        self.ca
+            .issue(csr_pem, ctx.domains, self.lifetime, ctx.now)
+            .map_err(|e| ProviderError::permanent(format!("the local CA refused to issue: {e}")))
+    }
+
+    fn review_decision(&self, ctx: &OrderContext<'_>) -> Review {
+        if self.review == ReviewMode::Automatic {
+            return Review::Approved;
+        }
+        let for_this_spec = ctx
+            .annotations
+            .get(REVIEW_GENERATION_ANNOTATION)
+            .and_then(|g| g.parse::<i64>().ok())
+            == Some(ctx.generation);
+        match (ctx.annotations.get(REVIEW_ANNOTATION).map(String::as_str), for_this_spec) {
+            (Some("approved"), true) => Review::Approved,
+            (Some("rejected"), true) => Review::Rejected(
+                ctx.annotations
+                    .get(REVIEW_REASON_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_else(|| "rejected by the reviewer, who gave no reason".into()),
+            ),
+            _ => Review::Pending,
+        }
+    }
+
+    /// One TXT record per domain, with a token bound to the CA, the order and what was submitted.
+    fn challenges(&self, ctx: &OrderContext<'_>) -> Vec<ChallengeSpec> {
+        let submitted = ctx.vendor.info_digest.as_deref().unwrap_or_default();
+        ctx.domains
+            .iter()
+            .map(|domain| {
+                let mut h = Sha256::new();
+                for part in [self.token_secret.as_slice(), ctx.uid.as_bytes(), submitted.as_bytes(), domain.as_bytes()] {
+                    h.update((part.len() as u64).to_be_bytes());
+                    h.update(part);
+                }
+                ChallengeSpec {
+                    domain: domain.clone(),
+                    method: ValidationMethod::DNS,
+                    target: dns_record_name(domain),
+                    expected_value: format!("certorder-{}", hex::encode(&h.finalize()[..16])),
+                }
+            })
+            .collect()
+    }
+
+    async fn domains_validated(&self, challenges: &[ChallengeSpec]) -> bool {
+        let checks = challenges.iter().map(|c| self.dns.check_txt(&c.target, &c.expected_value));
+        futures::future::join_all(checks).await.iter().all(|o| o.matched)
+    }
+}
+
+enum Review {
+    Pending,
+    Approved,
+    Rejected(String),
+}
+
+/// Refuses letters a vendor would refuse: empty, too big, or not a PDF, JPEG or PNG.
+pub fn check_letter(letter: &[u8], file_name: &str) -> Result<(), ProviderError> {
+    if letter.is_empty() {
+        return Err(ProviderError::permanent(format!("the confirmation letter {file_name:?} is empty")));
+    }
+    if letter.len() > MAX_LETTER_BYTES {
+        return Err(ProviderError::permanent(format!(
+            "the confirmation letter {file_name:?} is {} bytes; the limit is {MAX_LETTER_BYTES}: scan it at a lower resolution",
+            letter.len()
+        )));
+    }
+    let known = letter.starts_with(b"%PDF") || letter.starts_with(&[0xFF, 0xD8, 0xFF]) || letter.starts_with(b"\x89PNG");
+    if !known {
+        return Err(ProviderError::permanent(format!(
+            "the confirmation letter {file_name:?} is not a PDF, JPEG or PNG file: store the scanned, stamped letter"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letters() {
+        assert!(check_letter(b"%PDF-1.4 ...", "a.pdf").is_ok());
+        assert!(check_letter(b"\x89PNG\r\n", "a.png").is_ok());
+        assert!(check_letter(b"", "a.pdf").unwrap_err().message.contains("empty"));
+        assert!(check_letter(b"hello", "a.txt").unwrap_err().message.contains("not a PDF"));
+        assert!(check_letter(&vec![b'%'; MAX_LETTER_BYTES + 1], "a.pdf").unwrap_err().message.contains("limit"));
+    }
+}
