@@ -1,0 +1,493 @@
+//! The in-memory API server against kube-rs, kube-runtime and the real kubectl.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use serde_json::{Value, json};
+use testbed::{ApiServer, FaultAnswer, FaultMatch};
+
+fn code(r: Result<impl std::fmt::Debug, kube::Error>) -> (u16, String) {
+    match r {
+        Err(kube::Error::Api(s)) => (s.code, s.reason.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..Default::default()
+    }
+}
+
+async fn eventually<F: FnMut() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, mut f: F) {
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn create_ns(server: &ApiServer, name: &str) {
+    let api: Api<Namespace> = Api::all(server.client());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    api.create(&PostParams::default(), &ns).await.unwrap();
+}
+
+const WIDGET_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.size <= 10"
+              message: "size must be at most 10"
+            properties:
+              size: {type: integer, default: 1}
+              color: {type: string, enum: [red, blue]}
+              tags: {type: array, items: {type: string}, x-kubernetes-list-type: set}
+          status:
+            type: object
+            properties:
+              phase: {type: string}
+"#;
+
+async fn widgets(server: &ApiServer) -> Api<DynamicObject> {
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client());
+    let crd: CustomResourceDefinition = serde_yaml::from_str(WIDGET_CRD).unwrap();
+    let created = crds.create(&PostParams::default(), &crd).await.unwrap();
+    let conds = created.status.unwrap().conditions.unwrap();
+    assert!(conds.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets");
+    Api::namespaced_with(server.client(), "default", &ar)
+}
+
+fn widget(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+#[tokio::test]
+async fn crud_conflicts_and_errors() {
+    let server = ApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let pp = PostParams::default();
+
+    let a = api.create(&pp, &cm("a", &[("k", "1")])).await.unwrap();
+    let uid = a.metadata.uid.clone().unwrap();
+    assert!(a.metadata.creation_timestamp.is_some());
+    let rv1: u64 = a.metadata.resource_version.clone().unwrap().parse().unwrap();
+    assert_eq!(code(api.create(&pp, &cm("a", &[])).await), (409, "AlreadyExists".into()));
+
+    // update with a stale resourceVersion is a conflict; without one it is unconditional
+    let mut fresh = api.get("a").await.unwrap();
+    fresh.data = Some(BTreeMap::from([("k".into(), "2".into())]));
+    let updated = api.replace("a", &pp, &fresh).await.unwrap();
+    let rv2: u64 = updated.metadata.resource_version.clone().unwrap().parse().unwrap();
+    assert!(rv2 > rv1);
+    assert_eq!(updated.metadata.uid.as_deref(), Some(uid.as_str()));
+    assert_eq!(code(api.replace("a", &pp, &fresh).await), (409, "Conflict".into()));
+    let mut blind = cm("a", &[("k", "3")]);
+    blind.metadata.resource_version = None;
+    assert_eq!(api.replace("a", &pp, &blind).await.unwrap().data.unwrap()["k"], "3");
+
+    // merge patch and JSON patch
+    let p = api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "x"}}))).await.unwrap();
+    assert_eq!(p.data.as_ref().unwrap()["m"], "x");
+    let jp: json_patch::Patch = serde_json::from_value(json!([{"op": "replace", "path": "/data/k", "value": "4"}])).unwrap();
+    let p = api.patch("a", &PatchParams::default(), &Patch::<()>::Json(jp)).await.unwrap();
+    assert_eq!(p.data.unwrap()["k"], "4");
+    // a patch carrying a stale resourceVersion is a conflict
+    let stale = Patch::Merge(json!({"metadata": {"resourceVersion": rv1.to_string()}, "data": {"z": "1"}}));
+    assert_eq!(code(api.patch("a", &PatchParams::default(), &stale).await).0, 409);
+
+    // generateName
+    let mut g = cm("", &[]);
+    g.metadata.name = None;
+    g.metadata.generate_name = Some("gen-".into());
+    let g = api.create(&pp, &g).await.unwrap();
+    assert!(g.metadata.name.unwrap().starts_with("gen-"));
+
+    // namespace must exist; invalid names are 422
+    let other: Api<ConfigMap> = Api::namespaced(server.client(), "nope");
+    assert_eq!(code(other.create(&pp, &cm("a", &[])).await), (404, "NotFound".into()));
+    assert_eq!(code(api.create(&pp, &cm("Bad_Name", &[])).await), (422, "Invalid".into()));
+
+    // list with selectors and pages
+    for i in 0..25 {
+        let mut c = cm(&format!("l{i:02}"), &[]);
+        c.metadata.labels = Some(BTreeMap::from([("tier".into(), if i % 2 == 0 { "even" } else { "odd" }.into())]));
+        api.create(&pp, &c).await.unwrap();
+    }
+    let even = api.list(&ListParams::default().labels("tier=even")).await.unwrap();
+    assert_eq!(even.items.len(), 13);
+    let not_even = api.list(&ListParams::default().labels("tier notin (even)")).await.unwrap();
+    assert_eq!(not_even.items.len(), 12 + 2, "odd ones plus the two unlabelled");
+    let by_name = api.list(&ListParams::default().fields("metadata.name=l03")).await.unwrap();
+    assert_eq!(by_name.items.len(), 1);
+    let page = api.list(&ListParams::default().labels("tier").limit(10)).await.unwrap();
+    assert_eq!(page.items.len(), 10);
+    let token = page.metadata.continue_.clone().expect("continue token");
+    let rest = api.list(&ListParams::default().labels("tier").limit(10).continue_token(&token)).await.unwrap();
+    assert_eq!(rest.items[0].metadata.name.as_deref(), Some("l10"));
+
+    // delete, then it is gone
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    assert_eq!(code(api.get("a").await), (404, "NotFound".into()));
+    let dc = api.delete_collection(&DeleteParams::default(), &ListParams::default().labels("tier=odd")).await.unwrap();
+    assert!(dc.is_left());
+    assert_eq!(api.list(&ListParams::default().labels("tier")).await.unwrap().items.len(), 13);
+    assert!(server.request_count("create", "configmaps") >= 27);
+}
+
+#[tokio::test]
+async fn bearer_token_is_required() {
+    let server = ApiServer::start().await;
+    let mut config = server.config();
+    config.auth_info = Default::default();
+    let anon = kube::Client::try_from(config).unwrap();
+    let api: Api<ConfigMap> = Api::default_namespaced(anon);
+    assert_eq!(code(api.list(&ListParams::default()).await), (401, "Unauthorized".into()));
+}
+
+#[tokio::test]
+async fn status_subresource_and_generation() {
+    let server = ApiServer::start().await;
+    let api = widgets(&server).await;
+    let w = api.create(&PostParams::default(), &widget("w", json!({"size": 2}))).await.unwrap();
+    assert_eq!(w.metadata.generation, Some(1));
+    // the main endpoint ignores status
+    let p = api
+        .patch("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Ready"}, "metadata": {"labels": {"a": "b"}}})))
+        .await
+        .unwrap();
+    assert!(p.data.get("status").is_none());
+    assert_eq!(p.metadata.generation, Some(1), "metadata changes do not bump generation");
+    // the status endpoint changes only status
+    let s = api
+        .patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Ready"}, "spec": {"size": 9}})))
+        .await
+        .unwrap();
+    assert_eq!(s.data["status"]["phase"], "Ready");
+    assert_eq!(s.data["spec"]["size"], 2);
+    assert_eq!(s.metadata.generation, Some(1));
+    let g = api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 3}}))).await.unwrap();
+    assert_eq!(g.metadata.generation, Some(2));
+    assert_eq!(g.data["status"]["phase"], "Ready");
+    // a no-op write does not change the resourceVersion
+    let again = api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 3}}))).await.unwrap();
+    assert_eq!(again.metadata.resource_version, g.metadata.resource_version);
+    // SMP is refused for custom resources, like kube-apiserver does
+    let smp = api.patch("w", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"size": 4}}))).await;
+    assert_eq!(code(smp).0, 415);
+}
+
+#[tokio::test]
+async fn crd_schema_defaults_pruning_and_cel() {
+    let server = ApiServer::start().await;
+    let api = widgets(&server).await;
+    let pp = PostParams::default();
+    let w = api.create(&pp, &widget("d", json!({"color": "red", "unknown": 1}))).await.unwrap();
+    assert_eq!(w.data["spec"]["size"], 1, "defaulted");
+    assert!(w.data["spec"].get("unknown").is_none(), "pruned");
+    let strict = PatchParams::default().validation_strict();
+    let (c, reason) = code(api.patch("d", &strict, &Patch::Merge(json!({"spec": {"bogus": true}}))).await);
+    assert_eq!((c, reason.as_str()), (400, "BadRequest"));
+    let bad_enum = api.create(&pp, &widget("e", json!({"color": "green"}))).await;
+    assert_eq!(code(bad_enum), (422, "Invalid".into()));
+    let bad_type = api.create(&pp, &widget("t", json!({"size": "big"}))).await;
+    assert_eq!(code(bad_type), (422, "Invalid".into()));
+    match api.create(&pp, &widget("c", json!({"size": 11}))).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(s.message.contains("size must be at most 10"), "{}", s.message);
+        }
+        other => panic!("CEL rule not enforced: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_side_apply_with_two_managers() {
+    let server = ApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let a = PatchParams::apply("alice");
+    let b = PatchParams::apply("bob");
+    api.patch("s", &a, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1", "y": "1"}}))).await.unwrap();
+    let both = api.patch("s", &b, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"z": "1"}}))).await.unwrap();
+    let data = both.data.clone().unwrap();
+    assert_eq!((data["x"].as_str(), data["z"].as_str()), ("1", "1"), "bob's apply keeps alice's fields");
+    let managers: Vec<_> = both.metadata.managed_fields.unwrap().iter().filter_map(|m| m.manager.clone()).collect();
+    assert!(managers.contains(&"alice".to_string()) && managers.contains(&"bob".to_string()), "{managers:?}");
+    // bob setting alice's field differently conflicts, unless forced
+    let take = Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"z": "1", "x": "2"}}));
+    assert_eq!(code(api.patch("s", &b, &take).await), (409, "Conflict".into()));
+    let forced = api.patch("s", &b.clone().force(), &take).await.unwrap();
+    assert_eq!(forced.data.unwrap()["x"], "2");
+    // alice stops applying y: it is removed
+    let a2 = api.patch("s", &a, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {}}))).await.unwrap();
+    let d = a2.data.unwrap_or_default();
+    assert!(!d.contains_key("y"), "{d:?}");
+    assert_eq!(d["x"], "2");
+}
+
+#[tokio::test]
+async fn finalizers_and_garbage_collection() {
+    let server = ApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let pp = PostParams::default();
+    let mut f = cm("fin", &[]);
+    f.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    api.create(&pp, &f).await.unwrap();
+    let del = api.delete("fin", &DeleteParams::default()).await.unwrap();
+    assert!(del.is_left(), "still there");
+    let held = api.get("fin").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    api.patch("fin", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    assert_eq!(code(api.get("fin").await).0, 404, "removing the last finalizer deletes it");
+
+    // background: dependents of a deleted owner are deleted
+    let owner = api.create(&pp, &cm("owner", &[])).await.unwrap();
+    let oref = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid.unwrap()}]);
+    let mut dep: ConfigMap = cm("dep", &[]);
+    dep.metadata.owner_references = Some(serde_json::from_value(oref.clone()).unwrap());
+    api.create(&pp, &dep).await.unwrap();
+    api.delete("owner", &DeleteParams::default()).await.unwrap();
+    eventually("dependent deleted", || async { api.get_opt("dep").await.unwrap().is_none() }).await;
+
+    // orphan: the dependent stays, without the owner reference
+    let owner2 = api.create(&pp, &cm("owner2", &[])).await.unwrap();
+    let mut dep2 = cm("dep2", &[]);
+    dep2.metadata.owner_references = Some(serde_json::from_value(json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": owner2.metadata.uid.unwrap()}])).unwrap());
+    api.create(&pp, &dep2).await.unwrap();
+    api.delete("owner2", &DeleteParams::orphan()).await.unwrap();
+    eventually("owner gone", || async { api.get_opt("owner2").await.unwrap().is_none() }).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let kept = api.get("dep2").await.unwrap();
+    assert!(kept.metadata.owner_references.unwrap_or_default().is_empty());
+
+    // deleting a namespace deletes its content
+    create_ns(&server, "doomed").await;
+    let doomed: Api<ConfigMap> = Api::namespaced(server.client(), "doomed");
+    doomed.create(&pp, &cm("x", &[])).await.unwrap();
+    let nss: Api<Namespace> = Api::all(server.client());
+    nss.delete("doomed", &DeleteParams::default()).await.unwrap();
+    eventually("namespace gone", || async { nss.get_opt("doomed").await.unwrap().is_none() }).await;
+    assert_eq!(server.object_count("", "configmaps", Some("doomed")), 0);
+}
+
+#[tokio::test]
+async fn deleting_a_crd_removes_its_objects_and_stops_serving() {
+    let server = ApiServer::start().await;
+    let api = widgets(&server).await;
+    api.create(&PostParams::default(), &widget("a", json!({}))).await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client());
+    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
+    assert_eq!(server.object_count("example.com", "widgets", None), 0);
+    assert_eq!(code(api.list(&ListParams::default()).await).0, 404);
+}
+
+#[tokio::test]
+async fn watch_events_selectors_bookmarks_and_gone() {
+    let server = ApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let pp = PostParams::default();
+    let mut c = cm("w", &[]);
+    c.metadata.labels = Some(BTreeMap::from([("app".into(), "x".into())]));
+    let created = api.create(&pp, &c).await.unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+
+    // from "0": the current state as ADDED first
+    let wp = WatchParams::default().labels("app=x").timeout(5);
+    let mut s = api.watch(&wp, "0").await.unwrap().boxed();
+    assert!(matches!(s.try_next().await.unwrap(), Some(WatchEvent::Added(o)) if o.metadata.name.as_deref() == Some("w")));
+    // leaving the selector is a DELETED for this watcher
+    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "y"}}}))).await.unwrap();
+    assert!(matches!(s.try_next().await.unwrap(), Some(WatchEvent::Deleted(_))));
+    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}}))).await.unwrap();
+    assert!(matches!(s.try_next().await.unwrap(), Some(WatchEvent::Added(_))));
+
+    // from a resourceVersion: only what happened after it
+    let mut s2 = api.watch(&WatchParams::default().timeout(5), &rv).await.unwrap().boxed();
+    assert!(matches!(s2.try_next().await.unwrap(), Some(WatchEvent::Modified(_))));
+
+    // bookmarks
+    let server2 = ApiServer::start_with(testbed::ApiServerOptions { bookmark_interval: Duration::from_millis(100), ..Default::default() }).await.unwrap();
+    let api2: Api<ConfigMap> = Api::default_namespaced(server2.client());
+    let mut s3 = api2.watch(&WatchParams { bookmarks: true, ..WatchParams::default() }.timeout(5), &server2.resource_version().to_string()).await.unwrap().boxed();
+    assert!(matches!(s3.try_next().await.unwrap(), Some(WatchEvent::Bookmark(_))));
+
+    // too old: 410 in the stream
+    api.create(&pp, &cm("w2", &[])).await.unwrap();
+    server.compact();
+    let mut s4 = api.watch(&WatchParams::default().timeout(5), &rv).await.unwrap().boxed();
+    match s4.try_next().await.unwrap() {
+        Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410),
+        other => panic!("expected 410, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflector_converges_through_dropped_watches_and_410() {
+    let server = ApiServer::start().await;
+    create_ns(&server, "w").await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "w");
+    let pp = PostParams::default();
+    api.create(&pp, &cm("a1", &[])).await.unwrap();
+    api.create(&pp, &cm("a2", &[])).await.unwrap();
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default())).default_backoff();
+    let task = tokio::spawn(stream.for_each(|_| async {}));
+    let names = |r: &reflector::Store<ConfigMap>| {
+        let mut v: Vec<String> = r.state().iter().filter_map(|o| o.metadata.name.clone()).collect();
+        v.sort();
+        v
+    };
+    eventually("initial list", || async { names(&reader) == ["a1", "a2"] }).await;
+    let lists = server.request_count("list", "configmaps");
+
+    // a dropped watch resumes from its resourceVersion without a re-list
+    server.drop_watches();
+    api.create(&pp, &cm("a3", &[])).await.unwrap();
+    api.delete("a1", &DeleteParams::default()).await.unwrap();
+    eventually("after dropped watch", || async { names(&reader) == ["a2", "a3"] }).await;
+    assert_eq!(server.request_count("list", "configmaps"), lists);
+
+    // a 410 makes the watcher re-list
+    server.faults().inject(FaultMatch::default().verb("watch").resource("configmaps"), FaultAnswer::InternalError, 1);
+    server.drop_watches();
+    api.create(&pp, &cm("a4", &[])).await.unwrap();
+    api.patch("a2", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "2"}}))).await.unwrap();
+    server.compact();
+    eventually("after 410", || async {
+        names(&reader) == ["a2", "a3", "a4"]
+            && reader.state().iter().any(|o| o.data.as_ref().is_some_and(|d| d.get("v").map(String::as_str) == Some("2")))
+    })
+    .await;
+    assert!(server.request_count("list", "configmaps") > lists, "re-listed after 410");
+    task.abort();
+}
+
+#[tokio::test]
+async fn faults_and_counters() {
+    let server = ApiServer::start().await;
+    let mut config = server.config();
+    config.default_retry = false; // see the 429 rather than kube-rs retrying it
+    let api: Api<ConfigMap> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
+    api.create(&PostParams::default(), &cm("f", &[])).await.unwrap();
+    server.faults().inject(FaultMatch::default().verb("get").resource("configmaps").name("f"), FaultAnswer::InternalError, 1);
+    server.faults().inject(FaultMatch::default().verb("list"), FaultAnswer::TooManyRequests { retry_after_secs: 1 }, 1);
+    server.faults().inject(FaultMatch::default().verb("update"), FaultAnswer::Conflict, 1);
+    assert_eq!(code(api.get("f").await).0, 500);
+    assert!(api.get("f").await.is_ok());
+    assert_eq!(code(api.list(&ListParams::default()).await), (429, "TooManyRequests".into()));
+    assert_eq!(code(api.replace("f", &PostParams::default(), &cm("f", &[])).await).0, 409);
+    assert_eq!(server.request_count("get", "configmaps"), 2);
+    server.faults().set_latency(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    api.get("f").await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(200));
+}
+
+fn kubectl(server: &ApiServer, home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new("kubectl");
+    cmd.args(args)
+        .env("KUBECONFIG", server.kubeconfig_path())
+        .env("HOME", home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl on PATH");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_with_default_flags() {
+    let server = ApiServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_path_buf();
+    let run = |args: &'static [&'static str], stdin: Option<String>| {
+        let (ok, out, err) = kubectl(&server, &h, args, stdin.as_deref());
+        assert!(ok, "kubectl {args:?} failed: {err}\n{out}");
+        (out, err)
+    };
+    let (out, _) = tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(WIDGET_CRD.into())));
+    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"), "{out}");
+    let (out, _) = tokio::task::block_in_place(|| run(&["wait", "--for", "condition=established", "--timeout=10s", "crd/widgets.example.com"], None));
+    assert!(out.contains("condition met"), "{out}");
+    let w = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3, color: red}\n";
+    let (out, _) = tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(w.into())));
+    assert!(out.contains("widget.example.com/w1 created"), "{out}");
+    let (out, _) = tokio::task::block_in_place(|| run(&["get", "widgets"], None));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].split_whitespace().eq(["NAME", "SIZE", "COLOR"]), "{out}");
+    assert!(lines[1].split_whitespace().eq(["w1", "3", "red"]), "{out}");
+    let (out, _) = tokio::task::block_in_place(|| run(&["get", "wd", "w1", "-o", "json"], None));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["spec"]["size"], 3);
+    assert!(v["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string());
+
+    // client-side apply twice: the second is a strategic merge patch
+    let cm1 = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: \"1\", b: \"1\"}\n";
+    let cm2 = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: \"2\"}\n";
+    tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(cm1.into())));
+    let (out, _) = tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(cm2.into())));
+    assert!(out.contains("configmap/cfg configured"), "{out}");
+    assert!(server.request_count("patch", "configmaps") >= 1);
+    let (out, _) = tokio::task::block_in_place(|| run(&["get", "cm", "cfg", "-o", "jsonpath={.data}"], None));
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"a": "2"}), "SMP applied and b removed");
+
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: nginx}]\n";
+    tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(deploy.into())));
+    let (out, _) = tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(deploy.replace("replicas: 1", "replicas: 2")))) ;
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    let (out, _) = tokio::task::block_in_place(|| run(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"], None));
+    assert_eq!(out.trim(), "2");
+
+    // server-side apply
+    let ss = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {k: v}\n";
+    let (out, _) = tokio::task::block_in_place(|| run(&["apply", "--server-side", "-f", "-"], Some(ss.into())));
+    assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
+    let (out, _) = tokio::task::block_in_place(|| run(&["get", "cm", "ssa", "-o", "json"], None));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["data"]["k"], "v");
+    assert!(v["metadata"]["managedFields"].as_array().unwrap().iter().any(|m| m["manager"] == "kubectl" && m["operation"] == "Apply"));
+
+    // unknown fields are refused under kubectl's default (strict) validation
+    let (ok, _, err) = tokio::task::block_in_place(|| kubectl(&server, &h, &["apply", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\nbogus: 1\n")));
+    assert!(!ok && err.contains("unknown field \"bogus\""), "{err}");
+
+    let (out, _) = tokio::task::block_in_place(|| run(&["delete", "widget", "w1"], None));
+    assert!(out.contains("widget.example.com \"w1\" deleted"), "{out}");
+    assert_eq!(server.object_count("example.com", "widgets", None), 0);
+}
