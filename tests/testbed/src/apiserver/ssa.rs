@@ -1,5 +1,24 @@
 //! Server-side apply (`application/apply-patch+yaml`) with `managedFields` (FieldsV1).
-use serde_json::Value;
+//!
+//! Follows kube-apiserver's field manager (structured-merge-diff):
+//! - an applier's set is the leaves of its applied configuration, plus the items of associative
+//!   lists (`k:{...}`) and sets (`v:...`); `apiVersion`, `kind`, `metadata.name`, ... are never
+//!   owned;
+//! - the configuration is merged into the live object (maps recursively unless atomic, lists by
+//!   their list type: atomic lists replaced, sets united, map lists merged item by item by key);
+//! - what the applier applied last time and omits now is removed, unless another manager owns it;
+//! - a change to a field another manager owns is a conflict (none when the value is the same:
+//!   the field becomes shared); `force` takes the field over;
+//! - a non-apply write (`record_update`) gives the changed fields to the writer's `Update` entry
+//!   and takes them from everyone else.
+//!
+//! Known simplifications: items of associative lists keep the live order (new ones are appended);
+//! one entry per (manager, operation, subresource) regardless of apiVersion; no conversion between
+//! versions; list types of built-in kinds come from [`super::patchmeta`]'s table.
+use super::patchmeta;
+use super::schema::{json_equal, property_schema};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How a list is merged, from `x-kubernetes-list-type` / `x-kubernetes-list-map-keys` (CRDs) or
 /// from the built-in kinds' patch metadata.
@@ -31,18 +50,880 @@ pub struct Conflict {
 /// Server-side apply of `applied` by `manager` onto `live` (None when creating). `subresource` is
 /// `Some("status")` for the status endpoint. Returns the merged object with updated
 /// `metadata.managedFields`, or the conflicts (409) when `force` is false.
+///
+/// A no-op apply (nothing changes, ownership included) returns `live` unchanged, so the caller
+/// can skip the write as kube-apiserver does.
 pub fn apply(
     live: Option<&Value>,
     applied: &Value,
-    _manager: &str,
-    _force: bool,
-    _subresource: Option<&str>,
-    _types: &TypeInfo,
+    manager: &str,
+    force: bool,
+    subresource: Option<&str>,
+    types: &TypeInfo,
 ) -> Result<Value, Vec<Conflict>> {
-    let _ = live;
-    Ok(applied.clone())
+    let t = Types { info: types };
+    let live_obj = live.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
+    let original_entries = live.map(parse_entries).unwrap_or_default();
+    let mut entries = original_entries.clone();
+    if live.is_some() && entries.is_empty() {
+        // Objects written before any field manager: everything belongs to one Update manager.
+        let mut all = FieldSet::new();
+        collect_all(&live_obj, &t, &mut Vec::new(), &mut Vec::new(), &mut all);
+        strip(&mut all);
+        if !all.is_empty() {
+            entries.push(Entry::new("before-first-apply", "Update", api_version_of(&live_obj, types), None, all));
+        }
+    }
+
+    let mut config = without_managed_fields(applied);
+    if subresource == Some("status") {
+        config = status_only(&config);
+    }
+    let mut merged = merge(Some(&live_obj), &config, &t, &mut Vec::new());
+    let mut new_set = FieldSet::new();
+    collect_apply(&config, &t, &mut Vec::new(), &mut Vec::new(), &mut new_set);
+    strip(&mut new_set);
+
+    let me = entries.iter().position(|e| e.is(manager, "Apply", subresource));
+    let last_set = me.map(|i| entries[i].set.clone()).unwrap_or_default();
+
+    // Remove what this manager applied before and no longer applies, unless someone else owns it.
+    let mut owned_by_others = FieldSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        if Some(i) != me {
+            owned_by_others.extend(e.set.iter().cloned());
+        }
+    }
+    let mut to_remove: Vec<&Path> = last_set
+        .iter()
+        .filter(|p| !new_set.contains(*p))
+        .filter(|p| !owns_path_or_below(&owned_by_others, p) && !owns_path_or_below(&new_set, p))
+        .filter(|p| !(1..p.len()).any(|n| new_set.contains(&p[..n])))
+        .collect();
+    // Shallow first: removing an item before its fields keeps its key findable.
+    to_remove.sort_by_key(|p| p.len());
+    for p in to_remove {
+        if remove_path(&mut merged, p, &t, &mut Vec::new()) {
+            remove_empty_ancestors(&mut merged, p, &t, &owned_by_others, &new_set);
+        }
+    }
+
+    // Conflicts: fields other managers own that this apply changes.
+    let cmp = compare(&live_obj, &merged, &t);
+    let changed: FieldSet = cmp.added.union(&cmp.modified).cloned().collect();
+    let mut conflicts = Vec::new();
+    let mut taken: Vec<(usize, FieldSet)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if Some(i) == me {
+            continue;
+        }
+        let c: FieldSet = e.set.intersection(&changed).cloned().collect();
+        if !c.is_empty() {
+            conflicts.extend(c.iter().map(|p| Conflict { manager: e.manager.clone(), field: path_string(p) }));
+            taken.push((i, c));
+        }
+    }
+    if !force && !conflicts.is_empty() {
+        conflicts.sort_by(|a, b| (&a.manager, &a.field).cmp(&(&b.manager, &b.field)));
+        return Err(conflicts);
+    }
+    for (i, c) in taken {
+        entries[i].set.retain(|p| !c.contains(p));
+    }
+    for (i, e) in entries.iter_mut().enumerate() {
+        if Some(i) != me {
+            e.set.retain(|p| !cmp.removed.contains(p));
+        }
+    }
+
+    let object_changed = merged != live_obj;
+    let api_version = api_version_of(applied, types);
+    match me {
+        Some(i) => {
+            let e = &mut entries[i];
+            if object_changed || e.set != new_set {
+                e.time = Some(now());
+            }
+            e.set = new_set;
+            e.api_version = api_version;
+        }
+        None => {
+            let mut e = Entry::new(manager, "Apply", api_version, subresource, new_set);
+            e.time = Some(now());
+            entries.push(e);
+        }
+    }
+    entries.retain(|e| !e.set.is_empty());
+
+    if let Some(live) = live {
+        if !object_changed && same_entries(&entries, &original_entries) {
+            return Ok(live.clone());
+        }
+    }
+    set_managed_fields(&mut merged, &entries);
+    Ok(merged)
 }
 
 /// Records a non-apply write (create, update, patch) by `manager` in `new.metadata.managedFields`:
 /// the manager's `Update` entry owns the fields it changed, which other managers lose.
-pub fn record_update(_old: Option<&Value>, _new: &mut Value, _manager: &str, _subresource: Option<&str>, _types: &TypeInfo) {}
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subresource: Option<&str>, types: &TypeInfo) {
+    let t = Types { info: types };
+    // Managed fields: the ones the client sent, if any (`[{}]` resets them), else the old ones.
+    let mut entries = match new.pointer("/metadata/managedFields") {
+        Some(Value::Array(a)) if a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty) => Vec::new(),
+        Some(Value::Array(a)) if !a.is_empty() => parse_entries(new),
+        _ => old.map(parse_entries).unwrap_or_default(),
+    };
+    let old_obj = old.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
+    let new_obj = without_managed_fields(new);
+    let mut cmp = compare(&old_obj, &new_obj, &t);
+    strip(&mut cmp.added);
+    strip(&mut cmp.modified);
+    strip(&mut cmp.removed);
+    let touched: FieldSet = cmp.added.union(&cmp.modified).cloned().collect();
+
+    let me = entries.iter().position(|e| e.is(manager, "Update", subresource));
+    for (i, e) in entries.iter_mut().enumerate() {
+        if Some(i) != me {
+            e.set.retain(|p| !touched.contains(p) && !cmp.removed.contains(p));
+        }
+    }
+    if !touched.is_empty() {
+        let api_version = api_version_of(new, types);
+        match me {
+            Some(i) => {
+                let e = &mut entries[i];
+                e.set.retain(|p| !cmp.removed.contains(p));
+                e.set.extend(touched);
+                e.time = Some(now());
+                e.api_version = api_version;
+            }
+            None => {
+                let mut e = Entry::new(manager, "Update", api_version, subresource, touched);
+                e.time = Some(now());
+                entries.push(e);
+            }
+        }
+    } else if let Some(i) = me {
+        entries[i].set.retain(|p| !cmp.removed.contains(p));
+    }
+    entries.retain(|e| !e.set.is_empty());
+    set_managed_fields(new, &entries);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths and field sets
+// ---------------------------------------------------------------------------------------------
+
+/// One step of a field path, as FieldsV1 spells it: `f:name`, `k:{"type":"Ready"}`, `v:"x"`, `i:0`.
+/// Keys and values are kept as canonical JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum PE {
+    Field(String),
+    Key(String),
+    Val(String),
+    Index(usize),
+}
+
+type Path = Vec<PE>;
+type FieldSet = BTreeSet<Path>;
+
+fn field(name: &str) -> PE {
+    PE::Field(name.to_string())
+}
+
+/// Paths kube-apiserver never records in managed fields.
+fn strip(set: &mut FieldSet) {
+    let meta = ["name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName", "generation", "managedFields", "resourceVersion"];
+    set.remove(&vec![field("apiVersion")]);
+    set.remove(&vec![field("kind")]);
+    set.remove(&vec![field("metadata")]);
+    for m in meta {
+        set.remove(&vec![field("metadata"), field(m)]);
+    }
+    set.retain(|p| !(p.len() > 2 && p[0] == field("metadata") && p[1] == field("managedFields")));
+}
+
+fn owns_path_or_below(set: &FieldSet, p: &Path) -> bool {
+    set.range(p.clone()..).next().is_some_and(|q| q.starts_with(p))
+}
+
+/// `.spec.containers[name="app"].image`, as structured-merge-diff prints paths in conflicts.
+fn path_string(p: &Path) -> String {
+    let mut s = String::new();
+    for pe in p {
+        match pe {
+            PE::Field(n) => {
+                s.push('.');
+                s.push_str(n);
+            }
+            PE::Key(k) => {
+                let parts: Vec<String> = match serde_json::from_str::<Value>(k) {
+                    Ok(Value::Object(m)) => m.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                    _ => vec![k.clone()],
+                };
+                s.push_str(&format!("[{}]", parts.join(",")));
+            }
+            PE::Val(v) => s.push_str(&format!("[={v}]")),
+            PE::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn pe_to_key(pe: &PE) -> String {
+    match pe {
+        PE::Field(n) => format!("f:{n}"),
+        PE::Key(k) => format!("k:{k}"),
+        PE::Val(v) => format!("v:{v}"),
+        PE::Index(i) => format!("i:{i}"),
+    }
+}
+
+fn pe_from_key(k: &str) -> Option<PE> {
+    let (kind, rest) = k.split_at_checked(2)?;
+    match kind {
+        "f:" => Some(PE::Field(rest.to_string())),
+        "k:" => {
+            let v: Value = serde_json::from_str(rest).ok()?;
+            let m = v.as_object()?;
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut sorted = Map::new();
+            for key in keys {
+                sorted.insert(key.clone(), m[key].clone());
+            }
+            Some(PE::Key(Value::Object(sorted).to_string()))
+        }
+        "v:" => serde_json::from_str::<Value>(rest).ok().map(|v| PE::Val(v.to_string())),
+        "i:" => rest.parse().ok().map(PE::Index),
+        _ => None,
+    }
+}
+
+fn fields_v1_to_set(v: &Value) -> FieldSet {
+    fn walk(node: &Map<String, Value>, prefix: &mut Path, out: &mut FieldSet) {
+        for (k, child) in node {
+            if k == "." {
+                if !prefix.is_empty() {
+                    out.insert(prefix.clone());
+                }
+                continue;
+            }
+            let Some(pe) = pe_from_key(k) else { continue };
+            prefix.push(pe);
+            match child.as_object() {
+                Some(m) if !m.is_empty() => walk(m, prefix, out),
+                _ => {
+                    out.insert(prefix.clone());
+                }
+            }
+            prefix.pop();
+        }
+    }
+    let mut out = FieldSet::new();
+    if let Some(m) = v.as_object() {
+        walk(m, &mut Vec::new(), &mut out);
+    }
+    out
+}
+
+fn set_to_fields_v1(set: &FieldSet) -> Value {
+    #[derive(Default)]
+    struct Node {
+        member: bool,
+        children: BTreeMap<PE, Node>,
+    }
+    let mut root = Node::default();
+    for p in set {
+        let mut n = &mut root;
+        for pe in p {
+            n = n.children.entry(pe.clone()).or_default();
+        }
+        n.member = true;
+    }
+    fn encode(n: &Node) -> Value {
+        let mut m = Map::new();
+        if n.member && !n.children.is_empty() {
+            m.insert(".".to_string(), Value::Object(Map::new()));
+        }
+        for (pe, c) in &n.children {
+            m.insert(pe_to_key(pe), encode(c));
+        }
+        Value::Object(m)
+    }
+    encode(&root)
+}
+
+// ---------------------------------------------------------------------------------------------
+// managedFields entries
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: Option<String>,
+    subresource: Option<String>,
+    set: FieldSet,
+}
+
+impl Entry {
+    fn new(manager: &str, operation: &str, api_version: String, subresource: Option<&str>, set: FieldSet) -> Self {
+        Entry {
+            manager: manager.to_string(),
+            operation: operation.to_string(),
+            api_version,
+            time: None,
+            subresource: subresource.filter(|s| !s.is_empty()).map(str::to_string),
+            set,
+        }
+    }
+
+    fn is(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource.as_deref().unwrap_or("") == subresource.unwrap_or("")
+    }
+
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("manager".into(), Value::String(self.manager.clone()));
+        m.insert("operation".into(), Value::String(self.operation.clone()));
+        m.insert("apiVersion".into(), Value::String(self.api_version.clone()));
+        if let Some(t) = &self.time {
+            m.insert("time".into(), Value::String(t.clone()));
+        }
+        m.insert("fieldsType".into(), Value::String("FieldsV1".into()));
+        m.insert("fieldsV1".into(), set_to_fields_v1(&self.set));
+        if let Some(s) = &self.subresource {
+            m.insert("subresource".into(), Value::String(s.clone()));
+        }
+        Value::Object(m)
+    }
+}
+
+fn parse_entries(obj: &Value) -> Vec<Entry> {
+    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else { return Vec::new() };
+    list.iter()
+        .filter_map(|e| {
+            let manager = e.get("manager").and_then(Value::as_str).unwrap_or("").to_string();
+            let operation = e.get("operation").and_then(Value::as_str)?.to_string();
+            Some(Entry {
+                manager,
+                operation,
+                api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string(),
+                time: e.get("time").and_then(Value::as_str).map(str::to_string),
+                subresource: e.get("subresource").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
+                set: e.get("fieldsV1").map(fields_v1_to_set).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
+    a.len() == b.len() && a.iter().all(|e| b.contains(e))
+}
+
+/// Writes the entries, in kube-apiserver's order: Apply before Update, then by time, manager,
+/// apiVersion and subresource.
+fn set_managed_fields(obj: &mut Value, entries: &[Entry]) {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|p, q| {
+        (&p.operation, &p.time, &p.manager, &p.api_version, &p.subresource).cmp(&(
+            &q.operation,
+            &q.time,
+            &q.manager,
+            &q.api_version,
+            &q.subresource,
+        ))
+    });
+    let list: Vec<Value> = sorted.iter().map(|e| e.to_json()).collect();
+    if !obj.is_object() {
+        return;
+    }
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
+    if list.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+fn without_managed_fields(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    v
+}
+
+fn status_only(config: &Value) -> Value {
+    let mut out = Map::new();
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = config.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    let mut meta = Map::new();
+    for k in ["name", "namespace"] {
+        if let Some(v) = config.pointer(&format!("/metadata/{k}")) {
+            meta.insert(k.into(), v.clone());
+        }
+    }
+    out.insert("metadata".into(), Value::Object(meta));
+    if let Some(s) = config.get("status") {
+        out.insert("status".into(), s.clone());
+    }
+    Value::Object(out)
+}
+
+fn api_version_of(obj: &Value, types: &TypeInfo) -> String {
+    obj.get("apiVersion").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| types.api_version.clone())
+}
+
+fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types: list types and atomic maps by path
+// ---------------------------------------------------------------------------------------------
+
+struct Types<'a> {
+    info: &'a TypeInfo,
+}
+
+impl Types<'_> {
+    fn builtin_rules(&self, names: &[String]) -> bool {
+        self.info.schema.is_none() || names.first().map(String::as_str) == Some("metadata")
+    }
+
+    fn schema_at(&self, names: &[String]) -> Option<&Value> {
+        let mut cur = self.info.schema.as_ref()?;
+        for n in names {
+            while let Some(items) = cur.get("items").filter(|i| i.is_object()) {
+                cur = items;
+            }
+            cur = property_schema(cur, n)?;
+        }
+        Some(cur)
+    }
+
+    fn list_type(&self, names: &[String]) -> ListType {
+        if self.builtin_rules(names) {
+            let path: Vec<&str> = names.iter().map(String::as_str).collect();
+            let m = patchmeta::list_meta(&self.info.api_version, &self.info.kind, &path);
+            return if m.set {
+                ListType::Set
+            } else if !m.map_keys.is_empty() {
+                ListType::Map(m.map_keys.iter().map(|s| s.to_string()).collect())
+            } else {
+                ListType::Atomic
+            };
+        }
+        let Some(s) = self.schema_at(names) else { return ListType::Atomic };
+        match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
+            Some("set") => ListType::Set,
+            Some("map") => ListType::Map(
+                s.get("x-kubernetes-list-map-keys")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .unwrap_or_default(),
+            ),
+            _ => ListType::Atomic,
+        }
+    }
+
+    fn atomic_map(&self, names: &[String]) -> bool {
+        if names.is_empty() {
+            return false;
+        }
+        if self.builtin_rules(names) {
+            let path: Vec<&str> = names.iter().map(String::as_str).collect();
+            return patchmeta::atomic_map(&self.info.api_version, &self.info.kind, &path);
+        }
+        self.schema_at(names)
+            .and_then(|s| s.get("x-kubernetes-map-type"))
+            .and_then(Value::as_str)
+            == Some("atomic")
+    }
+
+    /// The default of a list-map key field, used when an item omits it (Kubernetes defaults
+    /// `protocol` to `TCP` before apply's merge sees ports).
+    fn key_default(&self, names: &[String], key: &str) -> Option<Value> {
+        if self.builtin_rules(names) {
+            return (key == "protocol").then(|| Value::String("TCP".into()));
+        }
+        self.schema_at(names)?.get("items")?.get("properties")?.get(key)?.get("default").cloned()
+    }
+
+    /// The `k:` text of an item of a map list: its key fields as JSON with sorted names.
+    fn item_key(&self, names: &[String], keys: &[String], item: &Value) -> Option<String> {
+        let obj = item.as_object()?;
+        let mut sorted: Vec<&String> = keys.iter().collect();
+        sorted.sort();
+        let mut m = Map::new();
+        for k in sorted {
+            if let Some(v) = obj.get(k).cloned().or_else(|| self.key_default(names, k)) {
+                m.insert(k.clone(), v);
+            }
+        }
+        if m.is_empty() {
+            return None;
+        }
+        Some(Value::Object(m).to_string())
+    }
+}
+
+/// The path element of item `i` of the list at `names`.
+fn item_pe(t: &Types, names: &[String], lt: &ListType, i: usize, item: &Value) -> PE {
+    match lt {
+        ListType::Set => PE::Val(item.to_string()),
+        ListType::Map(keys) => t.item_key(names, keys, item).map(PE::Key).unwrap_or(PE::Index(i)),
+        ListType::Atomic => PE::Index(i),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Merge, field sets, comparison, removal
+// ---------------------------------------------------------------------------------------------
+
+fn merge(live: Option<&Value>, cfg: &Value, t: &Types, names: &mut Vec<String>) -> Value {
+    match (live, cfg) {
+        (Some(Value::Object(l)), Value::Object(c)) if !t.atomic_map(names) => {
+            let mut out = l.clone();
+            for (k, v) in c {
+                if v.is_null() {
+                    out.remove(k);
+                    continue;
+                }
+                names.push(k.clone());
+                let merged = merge(l.get(k), v, t, names);
+                names.pop();
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (Some(Value::Array(l)), Value::Array(c)) => match t.list_type(names) {
+            ListType::Atomic => cfg.clone(),
+            ListType::Set => {
+                let mut out = l.clone();
+                for item in c {
+                    if !out.iter().any(|o| json_equal(o, item)) {
+                        out.push(item.clone());
+                    }
+                }
+                Value::Array(out)
+            }
+            ListType::Map(keys) => {
+                let mut out = l.clone();
+                for item in c {
+                    let k = t.item_key(names, &keys, item);
+                    let pos = k.as_ref().and_then(|k| out.iter().position(|o| t.item_key(names, &keys, o).as_ref() == Some(k)));
+                    match pos {
+                        Some(p) => {
+                            let m = merge(Some(&out[p]), item, t, names);
+                            out[p] = m;
+                        }
+                        None => out.push(item.clone()),
+                    }
+                }
+                Value::Array(out)
+            }
+        },
+        _ => cfg.clone(),
+    }
+}
+
+/// The set an applier gets from its configuration: leaves, empty maps, list items.
+fn collect_apply(v: &Value, t: &Types, names: &mut Vec<String>, path: &mut Path, out: &mut FieldSet) {
+    match v {
+        Value::Null => {}
+        Value::Object(m) if !m.is_empty() && !t.atomic_map(names) => {
+            for (k, c) in m {
+                if c.is_null() {
+                    continue;
+                }
+                names.push(k.clone());
+                path.push(PE::Field(k.clone()));
+                collect_apply(c, t, names, path, out);
+                path.pop();
+                names.pop();
+            }
+        }
+        Value::Array(items) => {
+            let lt = t.list_type(names);
+            if lt == ListType::Atomic {
+                out.insert(path.clone());
+                return;
+            }
+            for (i, item) in items.iter().enumerate() {
+                path.push(item_pe(t, names, &lt, i, item));
+                out.insert(path.clone());
+                if matches!(lt, ListType::Map(_)) {
+                    if let Value::Object(m) = item {
+                        for (k, c) in m {
+                            names.push(k.clone());
+                            path.push(PE::Field(k.clone()));
+                            collect_apply(c, t, names, path, out);
+                            path.pop();
+                            names.pop();
+                        }
+                    }
+                }
+                path.pop();
+            }
+        }
+        _ => {
+            if !path.is_empty() {
+                out.insert(path.clone());
+            }
+        }
+    }
+}
+
+/// Every path of a value, intermediate nodes included (what an Update that adds it owns).
+fn collect_all(v: &Value, t: &Types, names: &mut Vec<String>, path: &mut Path, out: &mut FieldSet) {
+    if !path.is_empty() {
+        out.insert(path.clone());
+    }
+    match v {
+        Value::Object(m) if !t.atomic_map(names) => {
+            for (k, c) in m {
+                names.push(k.clone());
+                path.push(PE::Field(k.clone()));
+                collect_all(c, t, names, path, out);
+                path.pop();
+                names.pop();
+            }
+        }
+        Value::Array(items) => {
+            let lt = t.list_type(names);
+            if lt == ListType::Atomic {
+                return;
+            }
+            for (i, item) in items.iter().enumerate() {
+                path.push(item_pe(t, names, &lt, i, item));
+                out.insert(path.clone());
+                if matches!(lt, ListType::Map(_)) {
+                    if let Value::Object(m) = item {
+                        for (k, c) in m {
+                            names.push(k.clone());
+                            path.push(PE::Field(k.clone()));
+                            collect_all(c, t, names, path, out);
+                            path.pop();
+                            names.pop();
+                        }
+                    }
+                }
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+#[derive(Default, Debug)]
+struct Comparison {
+    added: FieldSet,
+    modified: FieldSet,
+    removed: FieldSet,
+}
+
+fn compare(old: &Value, new: &Value, t: &Types) -> Comparison {
+    let mut c = Comparison::default();
+    compare_at(Some(old), Some(new), t, &mut Vec::new(), &mut Vec::new(), &mut c);
+    c
+}
+
+fn compare_at(old: Option<&Value>, new: Option<&Value>, t: &Types, names: &mut Vec<String>, path: &mut Path, c: &mut Comparison) {
+    match (old, new) {
+        (None, None) => {}
+        (None, Some(n)) => collect_all(n, t, names, path, &mut c.added),
+        (Some(o), None) => collect_all(o, t, names, path, &mut c.removed),
+        (Some(Value::Object(o)), Some(Value::Object(n))) if !t.atomic_map(names) => {
+            let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+            for k in keys {
+                names.push(k.clone());
+                path.push(PE::Field(k.clone()));
+                compare_at(o.get(k), n.get(k), t, names, path, c);
+                path.pop();
+                names.pop();
+            }
+        }
+        (Some(Value::Array(o)), Some(Value::Array(n))) if t.list_type(names) != ListType::Atomic => {
+            let lt = t.list_type(names);
+            let index = |items: &[Value]| -> BTreeMap<PE, usize> {
+                items.iter().enumerate().map(|(i, item)| (item_pe(t, names, &lt, i, item), i)).collect()
+            };
+            let oi = index(o);
+            let ni = index(n);
+            let pes: BTreeSet<&PE> = oi.keys().chain(ni.keys()).collect();
+            for pe in pes {
+                let ov = oi.get(pe).map(|&i| &o[i]);
+                let nv = ni.get(pe).map(|&i| &n[i]);
+                path.push(pe.clone());
+                match (ov, nv, &lt) {
+                    (Some(ov), Some(nv), ListType::Map(_)) => {
+                        // Compare the item's fields (the item itself is unchanged).
+                        if let (Value::Object(om), Value::Object(nm)) = (ov, nv) {
+                            let keys: BTreeSet<&String> = om.keys().chain(nm.keys()).collect();
+                            for k in keys {
+                                names.push(k.clone());
+                                path.push(PE::Field(k.clone()));
+                                compare_at(om.get(k), nm.get(k), t, names, path, c);
+                                path.pop();
+                                names.pop();
+                            }
+                        } else if !json_equal(ov, nv) {
+                            c.modified.insert(path.clone());
+                        }
+                    }
+                    (Some(_), Some(_), _) => {}
+                    (None, Some(nv), ListType::Map(_)) => collect_item(nv, t, names, path, &mut c.added),
+                    (Some(ov), None, ListType::Map(_)) => collect_item(ov, t, names, path, &mut c.removed),
+                    (None, Some(_), _) => {
+                        c.added.insert(path.clone());
+                    }
+                    (Some(_), None, _) => {
+                        c.removed.insert(path.clone());
+                    }
+                    (None, None, _) => {}
+                }
+                path.pop();
+            }
+        }
+        (Some(o), Some(n)) => {
+            if !json_equal(o, n) {
+                if !path.is_empty() {
+                    c.modified.insert(path.clone());
+                }
+                // Anything below the old value that the new one no longer has is gone.
+                let mut below = FieldSet::new();
+                collect_all(o, t, names, path, &mut below);
+                below.remove(path.as_slice());
+                c.removed.extend(below);
+            }
+        }
+    }
+}
+
+/// A map-list item and all of its fields.
+fn collect_item(item: &Value, t: &Types, names: &mut Vec<String>, path: &mut Path, out: &mut FieldSet) {
+    out.insert(path.clone());
+    if let Value::Object(m) = item {
+        for (k, c) in m {
+            names.push(k.clone());
+            path.push(PE::Field(k.clone()));
+            collect_all(c, t, names, path, out);
+            path.pop();
+            names.pop();
+        }
+    }
+}
+
+/// Finds the container of the value at `path` and the position there; the callback gets the
+/// parent value and the last path element.
+fn with_parent<R>(obj: &mut Value, path: &[PE], t: &Types, names: &mut Vec<String>, f: &mut dyn FnMut(&mut Value, &PE, &[String]) -> R) -> Option<R> {
+    let (first, rest) = path.split_first()?;
+    if rest.is_empty() {
+        return Some(f(obj, first, names));
+    }
+    let child: &mut Value = match first {
+        PE::Field(n) => {
+            names.push(n.clone());
+            let r = obj.get_mut(n.as_str());
+            match r {
+                Some(c) => c,
+                None => {
+                    names.pop();
+                    return None;
+                }
+            }
+        }
+        pe => {
+            let idx = find_item(obj, pe, t, names)?;
+            &mut obj.as_array_mut()?[idx]
+        }
+    };
+    let pushed = matches!(first, PE::Field(_));
+    let r = with_parent(child, rest, t, names, f);
+    if pushed {
+        names.pop();
+    }
+    r
+}
+
+fn find_item(list: &Value, pe: &PE, t: &Types, names: &[String]) -> Option<usize> {
+    let items = list.as_array()?;
+    let lt = t.list_type(names);
+    match pe {
+        PE::Index(i) => (*i < items.len()).then_some(*i),
+        _ => items.iter().enumerate().position(|(i, item)| &item_pe(t, names, &lt, i, item) == pe),
+    }
+}
+
+fn remove_path(obj: &mut Value, path: &[PE], t: &Types, names: &mut Vec<String>) -> bool {
+    with_parent(obj, path, t, names, &mut |parent, last, names| match last {
+        PE::Field(n) => parent.as_object_mut().and_then(|m| m.remove(n)).is_some(),
+        pe => match find_item(parent, pe, t, names) {
+            Some(i) => {
+                parent.as_array_mut().map(|a| a.remove(i));
+                true
+            }
+            None => false,
+        },
+    })
+    .unwrap_or(false)
+}
+
+fn value_at<'a>(obj: &'a Value, path: &[PE], t: &Types, names: &mut Vec<String>) -> Option<&'a Value> {
+    let mut cur = obj;
+    let depth = names.len();
+    for pe in path {
+        cur = match pe {
+            PE::Field(n) => {
+                names.push(n.clone());
+                cur.get(n.as_str())?
+            }
+            pe => {
+                let i = find_item(cur, pe, t, names)?;
+                cur.get(i)?
+            }
+        };
+    }
+    names.truncate(depth);
+    Some(cur)
+}
+
+/// After pruning `removed`, drops the maps and lists above it that became empty and that no one
+/// owns (the applier had them only because of what it removed).
+fn remove_empty_ancestors(obj: &mut Value, removed: &Path, t: &Types, others: &FieldSet, mine: &FieldSet) {
+    for n in (1..removed.len()).rev() {
+        let prefix = &removed[..n];
+        if prefix.len() == 1 && prefix[0] == field("metadata") {
+            return;
+        }
+        let prefix_vec = prefix.to_vec();
+        if owns_path_or_below(others, &prefix_vec) || owns_path_or_below(mine, &prefix_vec) {
+            return;
+        }
+        let mut names = Vec::new();
+        let empty = match value_at(obj, prefix, t, &mut names) {
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        if !empty || !remove_path(obj, prefix, t, &mut Vec::new()) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
