@@ -98,7 +98,6 @@ pub fn apply(
         .iter()
         .filter(|p| !new_set.contains(*p))
         .filter(|p| !owns_path_or_below(&owned_by_others, p) && !owns_path_or_below(&new_set, p))
-        .filter(|p| !(1..p.len()).any(|n| new_set.contains(&p[..n])))
         .collect();
     // Shallow first: removing an item before its fields keeps its key findable.
     to_remove.sort_by_key(|p| p.len());

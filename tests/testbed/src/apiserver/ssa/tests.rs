@@ -426,3 +426,12 @@ fn conflict_paths_print_like_structured_merge_diff() {
         assert_eq!(path_string(&p), want);
     }
 }
+
+#[test]
+fn applying_an_empty_map_removes_the_fields_applied_before() {
+    let types = cm_types();
+    let live = apply(None, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1", "y": "1"}}), "alice", false, None, &types).unwrap();
+    let out = apply(Some(&live), &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {}}), "alice", false, None, &types).unwrap();
+    assert_eq!(out["data"], json!({}));
+    assert_eq!(fields(&out, "alice", "Apply"), json!({"f:data": {}}));
+}
