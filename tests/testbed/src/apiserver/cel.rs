@@ -40,8 +40,13 @@ pub fn compile_errors(schema: &Value) -> Vec<FieldError> {
 }
 
 fn compile_walk(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    let Some(obj) = schema.as_object() else { return };
-    if let Some(rules) = obj.get("x-kubernetes-validations").and_then(Value::as_array) {
+    let Some(obj) = schema.as_object() else {
+        return;
+    };
+    if let Some(rules) = obj
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    {
         for (i, rule) in rules.iter().enumerate() {
             let rpath = format!("{path}.x-kubernetes-validations[{i}]");
             let Some(src) = rule.get("rule").and_then(Value::as_str) else {
@@ -50,19 +55,36 @@ fn compile_walk(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
             };
             if let Err(e) = compile(src) {
                 let detail = format!("compilation failed: {e}");
-                errs.push(FieldError::invalid(&format!("{rpath}.rule"), &Value::String(src.into()), &detail));
+                errs.push(FieldError::invalid(
+                    &format!("{rpath}.rule"),
+                    &Value::String(src.into()),
+                    &detail,
+                ));
             }
             if let Some(m) = rule.get("messageExpression").and_then(Value::as_str) {
                 if let Err(e) = compile(m) {
                     let detail = format!("messageExpression compilation failed: {e}");
-                    errs.push(FieldError::invalid(&format!("{rpath}.messageExpression"), &Value::String(m.into()), &detail));
+                    errs.push(FieldError::invalid(
+                        &format!("{rpath}.messageExpression"),
+                        &Value::String(m.into()),
+                        &detail,
+                    ));
                 }
             }
             if let Some(r) = rule.get("reason").and_then(Value::as_str) {
-                let allowed = ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"];
+                let allowed = [
+                    "FieldValueInvalid",
+                    "FieldValueForbidden",
+                    "FieldValueRequired",
+                    "FieldValueDuplicate",
+                ];
                 if !allowed.contains(&r) {
                     let supported: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
-                    errs.push(FieldError::not_supported(&format!("{rpath}.reason"), &Value::String(r.into()), &supported));
+                    errs.push(FieldError::not_supported(
+                        &format!("{rpath}.reason"),
+                        &Value::String(r.into()),
+                        &supported,
+                    ));
                 }
             }
         }
@@ -95,8 +117,10 @@ fn env() -> Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Env::stdlib();
-        env.add_extension(cel::extensions::strings).expect("strings extension");
-        env.add_extension(cel::extensions::lists).expect("lists extension");
+        env.add_extension(cel::extensions::strings)
+            .expect("strings extension");
+        env.add_extension(cel::extensions::lists)
+            .expect("lists extension");
         Arc::new(env)
     })
     .clone()
@@ -120,7 +144,10 @@ fn compile(src: &str) -> CompileResult {
         .compile(src)
         .map(|program| {
             let uses_old_self = program.references().has_variable("oldSelf");
-            Arc::new(Compiled { program, uses_old_self })
+            Arc::new(Compiled {
+                program,
+                uses_old_self,
+            })
         })
         .map_err(|e| e.to_string().trim().to_string());
     let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,11 +162,21 @@ fn compile(src: &str) -> CompileResult {
 // Walking the schema
 // ---------------------------------------------------------------------------------------------
 
-fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool, errs: &mut Vec<FieldError>) {
+fn walk(
+    schema: &Value,
+    new: &Value,
+    old: Option<&Value>,
+    path: &str,
+    root: bool,
+    errs: &mut Vec<FieldError>,
+) {
     if !schema.is_object() || new.is_null() {
         return;
     }
-    if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
+    if let Some(rules) = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    {
         for rule in rules {
             eval_rule(schema, rule, new, old, path, root, errs);
         }
@@ -150,24 +187,31 @@ fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool
                 if root && matches!(k.as_str(), "metadata" | "apiVersion" | "kind") {
                     continue;
                 }
-                let Some(ps) = property_schema(schema, k) else { continue };
+                let Some(ps) = property_schema(schema, k) else {
+                    continue;
+                };
                 let old_child = old.and_then(|o| o.get(k));
                 walk(ps, v, old_child, &child_path(path, k), false, errs);
             }
         }
         Value::Array(items) => {
-            let Some(is) = schema.get("items") else { return };
-            let map_keys: Option<Vec<&str>> = match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
-                Some("map") => schema
-                    .get("x-kubernetes-list-map-keys")
-                    .and_then(Value::as_array)
-                    .map(|ks| ks.iter().filter_map(Value::as_str).collect()),
-                _ => None,
+            let Some(is) = schema.get("items") else {
+                return;
             };
+            let map_keys: Option<Vec<&str>> =
+                match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                    Some("map") => schema
+                        .get("x-kubernetes-list-map-keys")
+                        .and_then(Value::as_array)
+                        .map(|ks| ks.iter().filter_map(Value::as_str).collect()),
+                    _ => None,
+                };
             let old_items = old.and_then(Value::as_array);
             for (i, item) in items.iter().enumerate() {
                 let old_item = match (&map_keys, old_items) {
-                    (Some(keys), Some(olds)) => olds.iter().find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
+                    (Some(keys), Some(olds)) => olds
+                        .iter()
+                        .find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
                     _ => None,
                 };
                 walk(is, item, old_item, &index_path(path, i), false, errs);
@@ -178,19 +222,35 @@ fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool
 }
 
 fn schema_type(schema: &Value) -> String {
-    schema.get("type").and_then(Value::as_str).unwrap_or("").to_string()
+    schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 fn rule_error_string(rule: &Value) -> String {
-    let msg = rule.get("message").and_then(Value::as_str).unwrap_or("").trim();
+    let msg = rule
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
     if !msg.is_empty() {
         return msg.to_string();
     }
-    rule.get("rule").and_then(Value::as_str).unwrap_or("").trim().to_string()
+    rule.get("rule")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 fn rule_message_or_default(rule: &Value) -> String {
-    let msg = rule.get("message").and_then(Value::as_str).unwrap_or("").trim();
+    let msg = rule
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
     if msg.is_empty() {
         format!("failed rule: {}", rule_error_string(rule))
     } else {
@@ -198,18 +258,39 @@ fn rule_message_or_default(rule: &Value) -> String {
     }
 }
 
-fn eval_rule(schema: &Value, rule: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool, errs: &mut Vec<FieldError>) {
-    let Some(src) = rule.get("rule").and_then(Value::as_str) else { return };
-    let shown_path = if root && path.is_empty() { "<nil>".to_string() } else { path.to_string() };
+fn eval_rule(
+    schema: &Value,
+    rule: &Value,
+    new: &Value,
+    old: Option<&Value>,
+    path: &str,
+    root: bool,
+    errs: &mut Vec<FieldError>,
+) {
+    let Some(src) = rule.get("rule").and_then(Value::as_str) else {
+        return;
+    };
+    let shown_path = if root && path.is_empty() {
+        "<nil>".to_string()
+    } else {
+        path.to_string()
+    };
     let ty = Value::String(schema_type(schema));
     let compiled = match compile(src) {
         Ok(c) => c,
         Err(e) => {
-            errs.push(FieldError::invalid(&shown_path, &ty, &format!("rule compile error: compilation failed: {e}")));
+            errs.push(FieldError::invalid(
+                &shown_path,
+                &ty,
+                &format!("rule compile error: compilation failed: {e}"),
+            ));
             return;
         }
     };
-    let optional_old = rule.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false);
+    let optional_old = rule
+        .get("optionalOldSelf")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if compiled.uses_old_self && old.is_none() && !optional_old {
         // A transition rule without a correlated old value is not evaluated (creates, new items).
         return;
@@ -245,7 +326,10 @@ fn eval_rule(schema: &Value, rule: &Value, new: &Value, old: Option<&Value>, pat
                     message = m;
                 }
             }
-            let reason = rule.get("reason").and_then(Value::as_str).unwrap_or("FieldValueInvalid");
+            let reason = rule
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("FieldValueInvalid");
             errs.push(match reason {
                 "FieldValueForbidden" => FieldError::forbidden(&field, &message),
                 "FieldValueRequired" => FieldError::required(&field, &message),
@@ -254,7 +338,10 @@ fn eval_rule(schema: &Value, rule: &Value, new: &Value, old: Option<&Value>, pat
             });
         }
         Ok(other) => {
-            let detail = format!("rule did not evaluate to a bool (got {}) evaluating rule: {rule_err}", type_name(&other));
+            let detail = format!(
+                "rule did not evaluate to a bool (got {}) evaluating rule: {rule_err}",
+                type_name(&other)
+            );
             errs.push(FieldError::invalid(&shown_path, &ty, &detail));
         }
         Err(e) => {
@@ -278,7 +365,9 @@ fn eval_error_text(e: &ExecutionError) -> String {
         ExecutionError::DivisionByZero(_) => "division by zero".to_string(),
         ExecutionError::RemainderByZero(_) => "modulus by zero".to_string(),
         ExecutionError::IndexOutOfBounds(i) => format!("index out of bounds: {}", cel_to_json(i)),
-        ExecutionError::NoSuchOverload(_) | ExecutionError::UnsupportedBinaryOperator(..) => "no such overload".to_string(),
+        ExecutionError::NoSuchOverload(_) | ExecutionError::UnsupportedBinaryOperator(..) => {
+            "no such overload".to_string()
+        }
         ExecutionError::UndeclaredReference(r) => format!("no such attribute: {r}"),
         other => other.to_string(),
     }
@@ -300,13 +389,17 @@ fn type_name(v: &CelValue) -> &'static str {
 }
 
 fn cel_to_json(v: &CelValue) -> String {
-    v.json().map(|j| j.to_string()).unwrap_or_else(|_| format!("{v:?}"))
+    v.json()
+        .map(|j| j.to_string())
+        .unwrap_or_else(|_| format!("{v:?}"))
 }
 
 fn eval_message_expression(src: &str, ctx: &Context) -> Option<String> {
     let compiled = compile(src).ok()?;
     match compiled.program.execute(ctx) {
-        Ok(CelValue::String(s)) if !s.trim().is_empty() && !s.contains('\n') => Some(s.trim().to_string()),
+        Ok(CelValue::String(s)) if !s.trim().is_empty() && !s.contains('\n') => {
+            Some(s.trim().to_string())
+        }
         _ => None,
     }
 }
@@ -354,8 +447,27 @@ fn root_view(v: &Value, root: bool) -> Value {
 // ---------------------------------------------------------------------------------------------
 
 const CEL_RESERVED: &[&str] = &[
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if", "import", "let",
-    "loop", "package", "namespace", "return", "var", "void", "while",
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
 ];
 
 /// Kubernetes' escaping of property names for CEL: `__` → `__underscores__`, `.` → `__dot__`,
@@ -424,7 +536,9 @@ fn to_cel(schema: Option<&Value>, v: &Value) -> CelValue {
             CelValue::List(Arc::new(items.iter().map(|i| to_cel(is, i)).collect()))
         }
         Value::Object(map) => {
-            let props = schema.and_then(|s| s.get("properties")).and_then(Value::as_object);
+            let props = schema
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object);
             let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(map.len());
             for (k, val) in map {
                 let (name, ps) = match props.and_then(|p| p.get(k)) {
@@ -452,13 +566,17 @@ fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
     }
     let mut total_ns: f64 = 0.0;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_end == 0 {
             return None;
         }
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_end];
         rest = &rest[unit_end..];
         let scale = match unit {
@@ -482,49 +600,92 @@ fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
 
 fn register_functions(ctx: &mut Context) {
     // Names the environment already declares are skipped (add_function refuses them).
-    let _ = ctx.add_function("isSorted", |This(this): This<CelValue>| -> Result<bool, ExecutionError> {
-        let items = list_of(&this, "isSorted")?;
-        for w in items.windows(2) {
-            match w[0].partial_cmp(&w[1]) {
-                Some(std::cmp::Ordering::Greater) => return Ok(false),
-                Some(_) => {}
-                None => return Err(ExecutionError::ValuesNotComparable(w[0].clone(), w[1].clone())),
-            }
-        }
-        Ok(true)
-    });
-    let _ = ctx.add_function("sum", |This(this): This<CelValue>| -> Result<CelValue, ExecutionError> {
-        let items = list_of(&this, "sum")?;
-        let mut int_acc: i64 = 0;
-        let mut float_acc: f64 = 0.0;
-        let mut is_float = false;
-        for i in items.iter() {
-            match i {
-                CelValue::Int(x) => int_acc = int_acc.checked_add(*x).ok_or_else(|| ExecutionError::function_error("sum", "integer overflow"))?,
-                CelValue::UInt(x) => int_acc += *x as i64,
-                CelValue::Float(x) => {
-                    is_float = true;
-                    float_acc += x
-                }
-                CelValue::Duration(_) => return Err(ExecutionError::function_error("sum", "durations are not supported")),
-                other => return Err(ExecutionError::function_error("sum", format!("unsupported item {other:?}"))),
-            }
-        }
-        Ok(if is_float { CelValue::Float(float_acc + int_acc as f64) } else { CelValue::Int(int_acc) })
-    });
-    for (name, want) in [("min", std::cmp::Ordering::Less), ("max", std::cmp::Ordering::Greater)] {
-        let _ = ctx.add_function(name, move |This(this): This<CelValue>| -> Result<CelValue, ExecutionError> {
-            let items = list_of(&this, name)?;
-            let mut best = items.first().cloned().ok_or_else(|| ExecutionError::function_error(name, "list is empty"))?;
-            for i in items.iter().skip(1) {
-                match i.partial_cmp(&best) {
-                    Some(o) if o == want => best = i.clone(),
+    let _ = ctx.add_function(
+        "isSorted",
+        |This(this): This<CelValue>| -> Result<bool, ExecutionError> {
+            let items = list_of(&this, "isSorted")?;
+            for w in items.windows(2) {
+                match w[0].partial_cmp(&w[1]) {
+                    Some(std::cmp::Ordering::Greater) => return Ok(false),
                     Some(_) => {}
-                    None => return Err(ExecutionError::ValuesNotComparable(best.clone(), i.clone())),
+                    None => {
+                        return Err(ExecutionError::ValuesNotComparable(
+                            w[0].clone(),
+                            w[1].clone(),
+                        ))
+                    }
                 }
             }
-            Ok(best)
-        });
+            Ok(true)
+        },
+    );
+    let _ = ctx.add_function(
+        "sum",
+        |This(this): This<CelValue>| -> Result<CelValue, ExecutionError> {
+            let items = list_of(&this, "sum")?;
+            let mut int_acc: i64 = 0;
+            let mut float_acc: f64 = 0.0;
+            let mut is_float = false;
+            for i in items.iter() {
+                match i {
+                    CelValue::Int(x) => {
+                        int_acc = int_acc.checked_add(*x).ok_or_else(|| {
+                            ExecutionError::function_error("sum", "integer overflow")
+                        })?
+                    }
+                    CelValue::UInt(x) => int_acc += *x as i64,
+                    CelValue::Float(x) => {
+                        is_float = true;
+                        float_acc += x
+                    }
+                    CelValue::Duration(_) => {
+                        return Err(ExecutionError::function_error(
+                            "sum",
+                            "durations are not supported",
+                        ))
+                    }
+                    other => {
+                        return Err(ExecutionError::function_error(
+                            "sum",
+                            format!("unsupported item {other:?}"),
+                        ))
+                    }
+                }
+            }
+            Ok(if is_float {
+                CelValue::Float(float_acc + int_acc as f64)
+            } else {
+                CelValue::Int(int_acc)
+            })
+        },
+    );
+    for (name, want) in [
+        ("min", std::cmp::Ordering::Less),
+        ("max", std::cmp::Ordering::Greater),
+    ] {
+        let _ = ctx.add_function(
+            name,
+            move |This(this): This<CelValue>| -> Result<CelValue, ExecutionError> {
+                let items = list_of(&this, name)?;
+                let mut best = items
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| ExecutionError::function_error(name, "list is empty"))?;
+                for i in items.iter().skip(1) {
+                    match i.partial_cmp(&best) {
+                        Some(o) if o == want => best = i.clone(),
+                        Some(_) => {}
+                        None => {
+                            return Err(ExecutionError::ValuesNotComparable(
+                                best.clone(),
+                                i.clone(),
+                            ))
+                        }
+                    }
+                }
+                Ok(best)
+            },
+        );
     }
     let _ = ctx.add_function("isURL", |s: Arc<String>| -> bool { is_url(&s) });
 }
@@ -532,7 +693,10 @@ fn register_functions(ctx: &mut Context) {
 fn list_of<'a>(v: &'a CelValue, func: &str) -> Result<&'a Arc<Vec<CelValue>>, ExecutionError> {
     match v {
         CelValue::List(l) => Ok(l),
-        other => Err(ExecutionError::function_error(func, format!("expected a list, got {}", type_name(other)))),
+        other => Err(ExecutionError::function_error(
+            func,
+            format!("expected a list, got {}", type_name(other)),
+        )),
     }
 }
 

@@ -31,13 +31,28 @@ pub struct ListMeta {
 
 impl ListMeta {
     fn atomic() -> Self {
-        ListMeta { strategy: PatchStrategy::Replace, merge_key: None, map_keys: Vec::new(), set: false }
+        ListMeta {
+            strategy: PatchStrategy::Replace,
+            merge_key: None,
+            map_keys: Vec::new(),
+            set: false,
+        }
     }
     fn keyed(merge_key: &'static str, map_keys: &[&'static str]) -> Self {
-        ListMeta { strategy: PatchStrategy::Merge, merge_key: Some(merge_key), map_keys: map_keys.to_vec(), set: false }
+        ListMeta {
+            strategy: PatchStrategy::Merge,
+            merge_key: Some(merge_key),
+            map_keys: map_keys.to_vec(),
+            set: false,
+        }
     }
     fn primitive_set() -> Self {
-        ListMeta { strategy: PatchStrategy::Merge, merge_key: None, map_keys: Vec::new(), set: true }
+        ListMeta {
+            strategy: PatchStrategy::Merge,
+            merge_key: None,
+            map_keys: Vec::new(),
+            set: true,
+        }
     }
 }
 
@@ -45,7 +60,9 @@ const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralCon
 
 /// Patch metadata of the list at `path` (field names from the root) of a built-in kind.
 pub fn list_meta(_api_version: &str, kind: &str, path: &[&str]) -> ListMeta {
-    let Some((&last, parents)) = path.split_last() else { return ListMeta::atomic() };
+    let Some((&last, parents)) = path.split_last() else {
+        return ListMeta::atomic();
+    };
     let parent = parents.last().copied().unwrap_or("");
     let in_container = CONTAINER_LISTS.contains(&parent);
     match (parents, last) {
@@ -60,7 +77,9 @@ pub fn list_meta(_api_version: &str, kind: &str, path: &[&str]) -> ListMeta {
     match last {
         l if CONTAINER_LISTS.contains(&l) && parent == "spec" => ListMeta::keyed("name", &["name"]),
         "ports" if in_container => ListMeta::keyed("containerPort", &["containerPort", "protocol"]),
-        "ports" if kind == "Service" && path == ["spec", "ports"] => ListMeta::keyed("port", &["port", "protocol"]),
+        "ports" if kind == "Service" && path == ["spec", "ports"] => {
+            ListMeta::keyed("port", &["port", "protocol"])
+        }
         "env" if in_container => ListMeta::keyed("name", &["name"]),
         "volumeMounts" if in_container => ListMeta::keyed("mountPath", &["mountPath"]),
         "volumeDevices" if in_container => ListMeta::keyed("devicePath", &["devicePath"]),
@@ -73,7 +92,9 @@ pub fn list_meta(_api_version: &str, kind: &str, path: &[&str]) -> ListMeta {
         }
         "resourceClaims" if parent == "spec" => ListMeta::keyed("name", &["name"]),
         "schedulingGates" if parent == "spec" => ListMeta::keyed("name", &["name"]),
-        "secrets" if kind == "ServiceAccount" && parents.is_empty() => ListMeta::keyed("name", &["name"]),
+        "secrets" if kind == "ServiceAccount" && parents.is_empty() => {
+            ListMeta::keyed("name", &["name"])
+        }
         "conditions" if parent == "status" => ListMeta::keyed("type", &["type"]),
         "taints" if kind == "Node" => ListMeta::keyed("key", &["key", "effect"]),
         _ => ListMeta::atomic(),
@@ -107,28 +128,102 @@ mod tests {
     #[test]
     fn table_of_associative_lists() {
         let cases: Vec<(&str, Vec<&str>, Option<&str>, Vec<&str>, bool)> = vec![
-            ("Pod", vec!["spec", "containers"], Some("name"), vec!["name"], false),
-            ("Deployment", vec!["spec", "template", "spec", "initContainers"], Some("name"), vec!["name"], false),
-            ("Deployment", vec!["spec", "template", "spec", "containers", "env"], Some("name"), vec!["name"], false),
-            ("Pod", vec!["spec", "containers", "ports"], Some("containerPort"), vec!["containerPort", "protocol"], false),
-            ("Service", vec!["spec", "ports"], Some("port"), vec!["port", "protocol"], false),
-            ("Pod", vec!["spec", "containers", "volumeMounts"], Some("mountPath"), vec!["mountPath"], false),
-            ("Pod", vec!["spec", "volumes"], Some("name"), vec!["name"], false),
-            ("ConfigMap", vec!["metadata", "ownerReferences"], Some("uid"), vec!["uid"], false),
-            ("Deployment", vec!["status", "conditions"], Some("type"), vec!["type"], false),
+            (
+                "Pod",
+                vec!["spec", "containers"],
+                Some("name"),
+                vec!["name"],
+                false,
+            ),
+            (
+                "Deployment",
+                vec!["spec", "template", "spec", "initContainers"],
+                Some("name"),
+                vec!["name"],
+                false,
+            ),
+            (
+                "Deployment",
+                vec!["spec", "template", "spec", "containers", "env"],
+                Some("name"),
+                vec!["name"],
+                false,
+            ),
+            (
+                "Pod",
+                vec!["spec", "containers", "ports"],
+                Some("containerPort"),
+                vec!["containerPort", "protocol"],
+                false,
+            ),
+            (
+                "Service",
+                vec!["spec", "ports"],
+                Some("port"),
+                vec!["port", "protocol"],
+                false,
+            ),
+            (
+                "Pod",
+                vec!["spec", "containers", "volumeMounts"],
+                Some("mountPath"),
+                vec!["mountPath"],
+                false,
+            ),
+            (
+                "Pod",
+                vec!["spec", "volumes"],
+                Some("name"),
+                vec!["name"],
+                false,
+            ),
+            (
+                "ConfigMap",
+                vec!["metadata", "ownerReferences"],
+                Some("uid"),
+                vec!["uid"],
+                false,
+            ),
+            (
+                "Deployment",
+                vec!["status", "conditions"],
+                Some("type"),
+                vec!["type"],
+                false,
+            ),
             ("Secret", vec!["metadata", "finalizers"], None, vec![], true),
             ("Pod", vec!["spec", "tolerations"], None, vec![], false),
             ("ClusterRole", vec!["rules"], None, vec![], false),
             ("RoleBinding", vec!["subjects"], None, vec![], false),
             ("Ingress", vec!["spec", "rules"], None, vec![], false),
-            ("Pod", vec!["spec", "containers", "args"], None, vec![], false),
-            ("Service", vec!["status", "loadBalancer", "ingress"], None, vec![], false),
+            (
+                "Pod",
+                vec!["spec", "containers", "args"],
+                None,
+                vec![],
+                false,
+            ),
+            (
+                "Service",
+                vec!["status", "loadBalancer", "ingress"],
+                None,
+                vec![],
+                false,
+            ),
         ];
         for (kind, path, key, keys, set) in cases {
             let m = list_meta("v1", kind, &path);
-            assert_eq!((m.merge_key, m.map_keys.clone(), m.set), (key, keys, set), "{kind} {path:?}");
+            assert_eq!(
+                (m.merge_key, m.map_keys.clone(), m.set),
+                (key, keys, set),
+                "{kind} {path:?}"
+            );
             let merging = key.is_some() || set;
-            assert_eq!(m.strategy == PatchStrategy::Merge, merging, "{kind} {path:?}");
+            assert_eq!(
+                m.strategy == PatchStrategy::Merge,
+                merging,
+                "{kind} {path:?}"
+            );
         }
     }
 

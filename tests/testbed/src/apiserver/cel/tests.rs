@@ -40,7 +40,9 @@ fn order(spec: Value) -> Value {
 }
 
 fn lines(errs: &[FieldError]) -> Vec<String> {
-    errs.iter().map(|e| format!("{} | {} | {}", e.reason, e.field, e.message)).collect()
+    errs.iter()
+        .map(|e| format!("{} | {} | {}", e.reason, e.field, e.message))
+        .collect()
 }
 
 #[test]
@@ -52,7 +54,9 @@ fn operator_rules_pass_and_fail_with_their_messages() {
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (
             json!({"domains": ["*.example.com"], "domainValidation": {"method": "HTTP"}, "product": {"type": "DV"}}),
-            vec![r#"FieldValueInvalid | spec | Invalid value: "object": wildcard names (*.example.com) can only be validated by DNS"#],
+            vec![
+                r#"FieldValueInvalid | spec | Invalid value: "object": wildcard names (*.example.com) can only be validated by DNS"#,
+            ],
         ),
         (
             json!({"domains": ["example.com"], "domainValidation": {"method": "HTTP"}, "product": {"type": "OV"}}),
@@ -64,16 +68,22 @@ fn operator_rules_pass_and_fail_with_their_messages() {
         (
             json!({"domains": ["example.com"], "domainValidation": {"method": "HTTP"}, "product": {"type": "OV"},
                    "organization": {"name": "ACME"}, "documents": {}}),
-            vec![r#"FieldValueInvalid | spec | Invalid value: "object": OV and EV certificates need spec.documents.confirmationLetter"#],
+            vec![
+                r#"FieldValueInvalid | spec | Invalid value: "object": OV and EV certificates need spec.documents.confirmationLetter"#,
+            ],
         ),
         (
             json!({"domains": ["Example.com", "example.com."], "domainValidation": {"method": "DNS"}, "product": {"type": "DV"}}),
-            vec![r#"FieldValueInvalid | spec.domains | Invalid value: "array": each domain must be a lowercase DNS name"#],
+            vec![
+                r#"FieldValueInvalid | spec.domains | Invalid value: "array": each domain must be a lowercase DNS name"#,
+            ],
         ),
         (
             json!({"domains": ["example.com"], "domainValidation": {"method": "DNS"}, "product": {"type": "DV"},
                    "privateKey": {"algorithm": "ECDSA", "size": 2048}}),
-            vec![r#"FieldValueInvalid | spec.privateKey | Invalid value: "object": privateKey.size must be 256 or 384 for ECDSA, and 2048, 3072 or 4096 for RSA"#],
+            vec![
+                r#"FieldValueInvalid | spec.privateKey | Invalid value: "object": privateKey.size must be 256 or 384 for ECDSA, and 2048, 3072 or 4096 for RSA"#,
+            ],
         ),
     ];
     for (spec, want) in cases {
@@ -86,10 +96,16 @@ fn operator_rules_pass_and_fail_with_their_messages() {
 fn accessing_an_absent_field_is_an_evaluation_error() {
     // Missing `domainValidation`: the first rule reads it and fails to evaluate, as in Kubernetes.
     let schema = order_schema();
-    let got = lines(&validate_rules(&schema, &order(json!({"domains": ["*.a.com"], "product": {"type": "DV"}})), None));
+    let got = lines(&validate_rules(
+        &schema,
+        &order(json!({"domains": ["*.a.com"], "product": {"type": "DV"}})),
+        None,
+    ));
     assert_eq!(
         got,
-        vec![r#"FieldValueInvalid | spec | Invalid value: "object": no such key: domainValidation evaluating rule: wildcard names (*.example.com) can only be validated by DNS"#]
+        vec![
+            r#"FieldValueInvalid | spec | Invalid value: "object": no such key: domainValidation evaluating rule: wildcard names (*.example.com) can only be validated by DNS"#
+        ]
     );
 }
 
@@ -166,7 +182,11 @@ fn cel_library_as_kubernetes_rules_use_it() {
         ("int(self.n) + 1 == 4 && string(self.n) == '3'", true),
     ];
     for (rule, want) in cases {
-        assert_eq!(spec_rule_passes(rule, spec.clone()), Ok(want), "rule {rule}");
+        assert_eq!(
+            spec_rule_passes(rule, spec.clone()),
+            Ok(want),
+            "rule {rule}"
+        );
     }
 }
 
@@ -174,7 +194,10 @@ fn cel_library_as_kubernetes_rules_use_it() {
 fn evaluation_errors_are_reported_with_the_rule() {
     let spec = json!({"name": "x", "n": 1});
     let err = spec_rule_passes("self.n / 0 == 1", spec.clone()).unwrap_err();
-    assert_eq!(err, r#"Invalid value: "object": division by zero evaluating rule: self.n / 0 == 1"#);
+    assert_eq!(
+        err,
+        r#"Invalid value: "object": division by zero evaluating rule: self.n / 0 == 1"#
+    );
     let err = spec_rule_passes("self.name + 1 == 'x'", spec.clone()).unwrap_err();
     assert!(err.contains("call arguments did not match a supported operator, function or macro signature for rule: self.name + 1 == 'x'"), "{err}");
     let err = spec_rule_passes("self.name", spec).unwrap_err();
@@ -184,16 +207,20 @@ fn evaluation_errors_are_reported_with_the_rule() {
 #[test]
 fn default_message_message_expression_field_path_and_reason() {
     let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
-        "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "m": {"type": "object", "additionalProperties": {"type": "string"}}},
-        "x-kubernetes-validations": [
-            {"rule": "self.min <= self.max"},
-            {"rule": "self.min <= self.max", "messageExpression": "'min (' + string(self.min) + ') must not exceed max (' + string(self.max) + ')'"},
-            {"rule": "self.min <= self.max", "message": "static", "messageExpression": "''"},
-            {"rule": "self.min <= self.max", "message": "on max", "fieldPath": ".max", "reason": "FieldValueForbidden"},
-            {"rule": "self.min <= self.max", "message": "needed", "fieldPath": ".m['a.b']", "reason": "FieldValueRequired"},
-            {"rule": "self.min <= self.max", "reason": "FieldValueDuplicate"}
-        ]}}});
-    let got = lines(&validate_rules(&schema, &json!({"spec": {"min": 5, "max": 2}}), None));
+    "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "m": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "x-kubernetes-validations": [
+        {"rule": "self.min <= self.max"},
+        {"rule": "self.min <= self.max", "messageExpression": "'min (' + string(self.min) + ') must not exceed max (' + string(self.max) + ')'"},
+        {"rule": "self.min <= self.max", "message": "static", "messageExpression": "''"},
+        {"rule": "self.min <= self.max", "message": "on max", "fieldPath": ".max", "reason": "FieldValueForbidden"},
+        {"rule": "self.min <= self.max", "message": "needed", "fieldPath": ".m['a.b']", "reason": "FieldValueRequired"},
+        {"rule": "self.min <= self.max", "reason": "FieldValueDuplicate"}
+    ]}}});
+    let got = lines(&validate_rules(
+        &schema,
+        &json!({"spec": {"min": 5, "max": 2}}),
+        None,
+    ));
     assert_eq!(
         got,
         vec![
@@ -235,9 +262,21 @@ fn root_rules_see_name_but_print_nil_path() {
         {"rule": "self.metadata.name.startsWith('ok-')", "message": "name must start with ok-"},
         {"rule": "!has(self.metadata.namespace)", "message": "namespace is hidden from rules"}
     ], "properties": {"spec": {"type": "object"}}});
-    assert!(validate_rules(&schema, &json!({"metadata": {"name": "ok-1", "namespace": "n"}, "spec": {}}), None).is_empty());
-    let got = lines(&validate_rules(&schema, &json!({"metadata": {"name": "bad", "namespace": "n"}, "spec": {}}), None));
-    assert_eq!(got, vec![r#"FieldValueInvalid | <nil> | Invalid value: "object": name must start with ok-"#]);
+    assert!(validate_rules(
+        &schema,
+        &json!({"metadata": {"name": "ok-1", "namespace": "n"}, "spec": {}}),
+        None
+    )
+    .is_empty());
+    let got = lines(&validate_rules(
+        &schema,
+        &json!({"metadata": {"name": "bad", "namespace": "n"}, "spec": {}}),
+        None,
+    ));
+    assert_eq!(
+        got,
+        vec![r#"FieldValueInvalid | <nil> | Invalid value: "object": name must start with ok-"#]
+    );
 }
 
 #[test]
@@ -286,7 +325,13 @@ fn compile_errors_are_reported_with_schema_paths() {
             "openAPIV3Schema.properties[spec].properties[xs].items.x-kubernetes-validations[0].rule",
         ]
     );
-    assert!(errs[0].message.starts_with(r#"Invalid value: "self.a ==": compilation failed: ERROR: <input>:1:10: Syntax error"#), "{}", errs[0].message);
+    assert!(
+        errs[0].message.starts_with(
+            r#"Invalid value: "self.a ==": compilation failed: ERROR: <input>:1:10: Syntax error"#
+        ),
+        "{}",
+        errs[0].message
+    );
     assert!(compile_errors(&order_schema()).is_empty());
 
     // Evaluating a schema with a broken rule reports the compile error instead of passing.
@@ -297,16 +342,32 @@ fn compile_errors_are_reported_with_schema_paths() {
 
 #[test]
 fn property_names_are_escaped_as_in_kubernetes() {
-    for (name, want) in [("x-y", "x__dash__y"), ("a.b", "a__dot__b"), ("a/b", "a__slash__b"), ("a__b", "a__underscores__b"), ("if", "__if__"), ("plain", "plain")] {
+    for (name, want) in [
+        ("x-y", "x__dash__y"),
+        ("a.b", "a__dot__b"),
+        ("a/b", "a__slash__b"),
+        ("a__b", "a__underscores__b"),
+        ("if", "__if__"),
+        ("plain", "plain"),
+    ] {
         assert_eq!(escape_property(name), want);
     }
 }
 
 #[test]
 fn go_durations_parse() {
-    assert_eq!(parse_go_duration("1h30m"), Some(chrono::Duration::minutes(90)));
-    assert_eq!(parse_go_duration("1.5s"), Some(chrono::Duration::milliseconds(1500)));
-    assert_eq!(parse_go_duration("-2m"), Some(chrono::Duration::minutes(-2)));
+    assert_eq!(
+        parse_go_duration("1h30m"),
+        Some(chrono::Duration::minutes(90))
+    );
+    assert_eq!(
+        parse_go_duration("1.5s"),
+        Some(chrono::Duration::milliseconds(1500))
+    );
+    assert_eq!(
+        parse_go_duration("-2m"),
+        Some(chrono::Duration::minutes(-2))
+    );
     assert_eq!(parse_go_duration("0"), Some(chrono::Duration::zero()));
     assert_eq!(parse_go_duration("10"), None);
     assert_eq!(parse_go_duration("5d"), None);
@@ -316,6 +377,15 @@ fn go_durations_parse() {
 fn unused_scalar_rule_schema_helper_compiles() {
     // The helper's schema is valid and its rules compile.
     assert!(compile_errors(&scalar_rule(json!({"rule": "self.size() > 0"}))).is_empty());
-    let errs = validate_rules(&scalar_rule(json!({"rule": "self.size() > 0"})), &json!({"spec": {"name": ""}}), None);
-    assert_eq!(lines(&errs), vec![r#"FieldValueInvalid | spec.name | Invalid value: "string": failed rule: self.size() > 0"#]);
+    let errs = validate_rules(
+        &scalar_rule(json!({"rule": "self.size() > 0"})),
+        &json!({"spec": {"name": ""}}),
+        None,
+    );
+    assert_eq!(
+        lines(&errs),
+        vec![
+            r#"FieldValueInvalid | spec.name | Invalid value: "string": failed rule: self.size() > 0"#
+        ]
+    );
 }

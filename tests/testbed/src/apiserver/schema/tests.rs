@@ -77,7 +77,9 @@ fn with_spec(patch: Value) -> Value {
 }
 
 fn msgs(errs: &[FieldError]) -> Vec<String> {
-    errs.iter().map(|e| format!("{} | {} | {}", e.reason, e.field, e.message)).collect()
+    errs.iter()
+        .map(|e| format!("{} | {} | {}", e.reason, e.field, e.message))
+        .collect()
 }
 
 #[test]
@@ -223,7 +225,10 @@ fn required_fields_are_reported() {
     let got = msgs(&validate(&order_schema(), &obj));
     assert_eq!(
         got,
-        vec!["FieldValueRequired | spec.domains | Required value", "FieldValueRequired | spec.validation | Required value"]
+        vec![
+            "FieldValueRequired | spec.domains | Required value",
+            "FieldValueRequired | spec.validation | Required value"
+        ]
     );
 }
 
@@ -234,15 +239,21 @@ fn type_error_stops_deeper_checks_and_root_metadata_is_not_checked() {
     let got = msgs(&validate(&schema, &obj));
     assert_eq!(
         got,
-        vec![r#"FieldValueTypeInvalid | spec | Invalid value: "string": spec in body must be of type object: "string""#]
+        vec![
+            r#"FieldValueTypeInvalid | spec | Invalid value: "string": spec in body must be of type object: "string""#
+        ]
     );
 }
 
 #[test]
 fn enum_of_numbers_lists_json_values() {
-    let schema = json!({"type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}});
+    let schema =
+        json!({"type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}});
     let got = msgs(&validate(&schema, &json!({"n": 3})));
-    assert_eq!(got, vec![r#"FieldValueNotSupported | n | Unsupported value: 3: supported values: "1", "2""#]);
+    assert_eq!(
+        got,
+        vec![r#"FieldValueNotSupported | n | Unsupported value: 3: supported values: "1", "2""#]
+    );
 }
 
 #[test]
@@ -264,12 +275,25 @@ fn any_all_not() {
         ]
     );
     let got = msgs(&validate(&schema, &json!({"not": "forbidden"})));
-    assert_eq!(got, vec![r#"FieldValueInvalid | not | Invalid value: "forbidden": not in body must not validate the schema (not)"#]);
+    assert_eq!(
+        got,
+        vec![
+            r#"FieldValueInvalid | not | Invalid value: "forbidden": not in body must not validate the schema (not)"#
+        ]
+    );
 }
 
 #[test]
 fn go_float_formatting() {
-    for (f, want) in [(1.0, "1"), (1.5, "1.5"), (123456.0, "123456"), (1e6, "1e+06"), (1.5e-5, "1.5e-05"), (0.001, "0.001"), (-2.0, "-2")] {
+    for (f, want) in [
+        (1.0, "1"),
+        (1.5, "1.5"),
+        (123456.0, "123456"),
+        (1e6, "1e+06"),
+        (1.5e-5, "1.5e-05"),
+        (0.001, "0.001"),
+        (-2.0, "-2"),
+    ] {
         assert_eq!(go_float(f), want, "{f}");
     }
 }
@@ -285,7 +309,15 @@ fn prune_removes_undeclared_fields_and_reports_paths() {
     obj["extra"] = json!("x");
     obj["metadata"]["whatever"] = json!("kept"); // metadata at the root is not the schema's business
     let removed = prune(&order_schema(), &mut obj);
-    assert_eq!(removed, vec![".spec.unknown", ".spec.contacts[0].phone", ".status.bogus", ".extra"]);
+    assert_eq!(
+        removed,
+        vec![
+            ".spec.unknown",
+            ".spec.contacts[0].phone",
+            ".status.bogus",
+            ".extra"
+        ]
+    );
     assert_eq!(obj["spec"]["contacts"], json!([{"name": "a"}]));
     assert_eq!(obj["status"], json!({"phase": "Ready"}));
     assert!(obj.get("extra").is_none());
@@ -311,7 +343,10 @@ fn prune_honours_preserve_unknown_fields_additional_properties_and_embedded_reso
     let mut obj = json!({"t": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"k": "v"}, "spec": {}}});
     let removed = prune(&schema, &mut obj);
     assert_eq!(removed, vec![".t.spec"]);
-    assert_eq!(obj, json!({"t": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"k": "v"}}}));
+    assert_eq!(
+        obj,
+        json!({"t": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"k": "v"}}})
+    );
 
     // preserve-unknown-fields with declared properties still prunes inside the declared ones.
     let schema = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
