@@ -478,7 +478,7 @@ async fn real_kubectl_with_default_flags() {
     let ss = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {k: v}\n";
     let (out, _) = tokio::task::block_in_place(|| run(&["apply", "--server-side", "-f", "-"], Some(ss.into())));
     assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
-    let (out, _) = tokio::task::block_in_place(|| run(&["get", "cm", "ssa", "-o", "json"], None));
+    let (out, _) = tokio::task::block_in_place(|| run(&["get", "cm", "ssa", "-o", "json", "--show-managed-fields"], None));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["data"]["k"], "v");
     assert!(v["metadata"]["managedFields"].as_array().unwrap().iter().any(|m| m["manager"] == "kubectl" && m["operation"] == "Apply"));
