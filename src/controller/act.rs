@@ -157,8 +157,12 @@ async fn generate_key(ctx: &Context, order: &CertificateOrder, seen: &mut Observ
     }))
     .expect("a Secret from a literal");
     let key = match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &secret).await {
-        Ok(_) => key,
+        Ok(_) => {
+            tracing::debug!(secret = %name, "created the pending key");
+            key
+        }
         Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(secret = %name, "the pending key exists; reusing it");
             // Created before a crash, or the cache is behind: keep the key that exists when it fits.
             let existing = match api.get(&name).await {
                 Ok(existing) => existing,

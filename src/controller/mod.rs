@@ -285,6 +285,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         };
         let outcome = act::act(ctx, order, provider, &step, &pctx, &status.challenges, &mut seen).await;
         let ok = !matches!(outcome, Outcome::Failed { .. });
+        tracing::debug!(step = step.name(), ok, "step taken");
         ctx.metrics.step(step.name(), ok);
         if let Outcome::Failed { error, .. } = &outcome {
             warn!(step = step.name(), error = %error.message, "step failed");
@@ -297,6 +298,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     }
 
     let status = summarize(&view, status, &seen.observed);
+    tracing::debug!(phase = %status.phase, ?wait, changed = status != original, "reconciled");
     if status != original {
         write_status(ctx, &orders, order, &status).await?;
         if status.phase != original.phase {

@@ -393,3 +393,12 @@ fn tls_secret_data_holds_leaf_chain_key_and_ca() {
         Err(VerifyError::NoCertificate)
     ));
 }
+
+#[test]
+fn fingerprint_survives_pem_round_trip() {
+    for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Rsa2048] {
+        let key = generate_key(alg).unwrap();
+        let back = PrivateKey::from_pem(key.to_pem()).unwrap();
+        assert_eq!(key.public_key_fingerprint(), back.public_key_fingerprint(), "{alg}");
+    }
+}

@@ -491,3 +491,21 @@ async fn real_kubectl_with_default_flags() {
     assert!(out.contains("widget.example.com \"w1\" deleted"), "{out}");
     assert_eq!(server.object_count("example.com", "widgets", None), 0);
 }
+
+#[tokio::test]
+async fn secret_string_data_is_folded_into_data() {
+    let server = testbed::ApiServer::start().await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(server.client(), "default");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "s"},
+        "data": {"a": "b2xk", "b": "a2VlcA=="},
+        "stringData": {"a": "new", "c": "plain"},
+    }))
+    .unwrap();
+    secrets.create(&Default::default(), &secret).await.unwrap();
+    let stored = secrets.get("s").await.unwrap();
+    assert!(stored.string_data.is_none(), "stringData is never stored");
+    let data = stored.data.unwrap();
+    let text = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    assert_eq!((text("a"), text("b"), text("c")), ("new".into(), "keep".into(), "plain".into()));
+}

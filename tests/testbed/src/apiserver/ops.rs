@@ -200,6 +200,9 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
     let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let warnings = match &ri.kind_info {
         KindInfo::Builtin { roundtrip } => {
+            if ri.group.is_empty() && ri.kind == "Secret" {
+                fold_string_data(obj);
+            }
             let kept = roundtrip(obj).map_err(|e| {
                 ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", ri.kind, ri.version, ri.kind))
             })?;
@@ -235,6 +238,22 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         }
     }
     Ok(warnings)
+}
+
+/// A Secret's `stringData` is write-only: kube-apiserver merges it into `data` (base64, taking
+/// precedence) and never stores it.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    if !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        obj["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
 }
 
 fn generate_name(prefix: &str) -> String {
