@@ -263,7 +263,7 @@ async fn ov_order_with_manual_review_is_issued_after_approval() {
     let status = issued.status.as_ref().unwrap();
     assert_eq!(status.observed_generation, issued.metadata.generation);
     let cert = status.certificate.as_ref().unwrap();
-    assert_eq!(cert.issuer, "CN=certorder local CA");
+    assert!(cert.issuer.starts_with("CN=certorder local CA"), "{}", cert.issuer);
     assert!(status.renewal_time.is_some());
 
     let secret = assert_verified_secret(&env, "acme-tls", &["shop.example.com", "www.shop.example.com"], "manual").await;
