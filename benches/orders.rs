@@ -1,0 +1,200 @@
+//! Benchmark: N DV orders (default 1,000) with the local provider, automatic review and DNS
+//! validation, through the real `certorder` binary against the testbed. Prints figures; asserts
+//! nothing about time.
+//!
+//!     cargo bench --bench orders                     # 1,000 orders, 60 s settle window
+//!     BENCH_ORDERS=200 BENCH_SETTLE_SECS=10 cargo bench --bench orders
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use certorder::api::{CertificateOrder, ClusterCertificateProvider, Phase};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, CustomResourceExt, ResourceExt};
+use serde_json::json;
+use testbed::dns::TestDns;
+use testbed::{ApiServer, ApiServerOptions};
+
+const NS: &str = "bench";
+const ZONE: &str = "bench.test";
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Peak resident set of a process, from /proc (Linux), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn writes(counts: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((verb, resource), n) in counts {
+        if matches!(verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection") {
+            *out.entry(format!("{verb} {resource}")).or_default() += n;
+        }
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let orders_wanted = env_number("BENCH_ORDERS", 1000) as usize;
+    let settle = Duration::from_secs(env_number("BENCH_SETTLE_SECS", 60));
+    let api = ApiServer::start_with(ApiServerOptions { history_window: 200_000, ..ApiServerOptions::default() }).await?;
+    let dns = Arc::new(TestDns::start(&[ZONE]).await?);
+    let client = api.client();
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd()] {
+        crds.create(&PostParams::default(), &crd).await?;
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [NS, "certorder-system"] {
+        namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}}))?).await?;
+    }
+    let providers: Api<ClusterCertificateProvider> = Api::all(client.clone());
+    providers
+        .patch(
+            "local-auto",
+            &PatchParams::apply("bench"),
+            &Patch::Apply(json!({
+                "apiVersion": "certorder.io/v1alpha1", "kind": "ClusterCertificateProvider",
+                "metadata": {"name": "local-auto"},
+                "spec": {"local": {"caSecretRef": {"name": "local-auto-ca", "namespace": "certorder-system"}, "review": "Automatic"}},
+            })),
+        )
+        .await?;
+
+    let operator = Operator(
+        Command::new(env!("CARGO_BIN_EXE_certorder"))
+            .args(["run", "--metrics-addr", "127.0.0.1:0", "--dns-servers", &dns.addr().to_string(), "--log-level", "warn"])
+            .env("KUBECONFIG", api.kubeconfig_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    );
+    let pid = operator.0.id();
+
+    // The DNS operator in the benchmark: publish each order's TXT records as soon as the status
+    // lists them, like a person (or external-dns) would.
+    let orders: Api<CertificateOrder> = Api::namespaced(client.clone(), NS);
+    let publisher = {
+        let orders = orders.clone();
+        let dns = dns.clone();
+        tokio::spawn(async move {
+            let mut published = HashSet::new();
+            let mut stream = watcher(orders, watcher::Config::default()).applied_objects().boxed();
+            while let Ok(Some(order)) = stream.try_next().await {
+                let Some(status) = &order.status else { continue };
+                for c in &status.challenges {
+                    if published.insert((c.target.clone(), c.expected_value.clone())) {
+                        let _ = dns.set_txt(&c.target, &[c.expected_value.as_str()]).await;
+                    }
+                }
+            }
+        })
+    };
+
+    api.faults().reset_counts();
+    let started = Instant::now();
+    futures::stream::iter(0..orders_wanted)
+        .map(|i| {
+            let orders = orders.clone();
+            async move {
+                let order: CertificateOrder = serde_json::from_value(json!({
+                    "apiVersion": "certorder.io/v1alpha1", "kind": "CertificateOrder",
+                    "metadata": {"name": format!("o{i}"), "namespace": NS},
+                    "spec": {"providerRef": {"name": "local-auto"}, "product": {"type": "DV"},
+                             "domains": [format!("o{i}.{ZONE}")], "secretName": format!("o{i}-tls")},
+                }))
+                .expect("order literal");
+                orders.create(&PostParams::default(), &order).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let created = started.elapsed();
+
+    // Wait for every order to be Issued, watching (not polling) the orders.
+    let mut issued = HashSet::new();
+    let mut stream = watcher(orders.clone(), watcher::Config::default()).applied_objects().boxed();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while issued.len() < orders_wanted {
+        let next = tokio::time::timeout(Duration::from_secs(30), stream.try_next()).await;
+        match next {
+            Ok(Ok(Some(order))) => {
+                if order.status.as_ref().is_some_and(|s| s.phase == Phase::Issued) {
+                    issued.insert(order.name_any());
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Err(_) => eprintln!("... {} of {orders_wanted} issued after {:.1} s", issued.len(), started.elapsed().as_secs_f64()),
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let counts = api.faults().counts();
+    let rss_at_issue = peak_rss_mib(pid);
+
+    println!("== certorder benchmark: {orders_wanted} DV orders, local provider, automatic review, DNS validation");
+    println!("orders created in          {:>8.2} s", created.as_secs_f64());
+    println!("all issued after           {:>8.2} s  ({} of {orders_wanted} issued)", elapsed.as_secs_f64(), issued.len());
+    println!("orders per second          {:>8.1}", issued.len() as f64 / elapsed.as_secs_f64());
+    if let Some(rss) = rss_at_issue {
+        println!("operator peak RSS          {rss:>8.1} MiB");
+    }
+    println!("API requests per order (all clients; the benchmark's own creates and watches included):");
+    let mut by_verb: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((verb, _), n) in &counts {
+        *by_verb.entry(verb.as_str()).or_default() += n;
+    }
+    for (verb, n) in &by_verb {
+        println!("  {verb:<18} {:>8.2}", *n as f64 / orders_wanted as f64);
+    }
+    println!("operator writes per order through issuance:");
+    let mut total = 0;
+    for (what, n) in writes(&counts) {
+        // The benchmark itself creates each order once.
+        let n = if what == "create certificateorders" { n.saturating_sub(orders_wanted as u64) } else { n };
+        if n == 0 {
+            continue;
+        }
+        total += n;
+        println!("  {what:<32} {:>6.2}", n as f64 / orders_wanted as f64);
+    }
+    println!("  {:<32} {:>6.2}", "total", total as f64 / orders_wanted as f64);
+
+    api.faults().reset_counts();
+    tokio::time::sleep(settle).await;
+    let after = writes(&api.faults().counts());
+    let settled: u64 = after.values().sum();
+    println!("API writes in the {} s after all were issued: {settled} {after:?}", settle.as_secs());
+    if let Some(rss) = peak_rss_mib(pid) {
+        println!("operator peak RSS (end)    {rss:>8.1} MiB");
+    }
+    publisher.abort();
+    drop(operator);
+    Ok(())
+}
