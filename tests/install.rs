@@ -1,0 +1,688 @@
+//! Installing certorder the way users do, checked against the testbed API server:
+//!
+//! - the Helm chart `charts/certorder`: `.ci/helm-check.py` lints and renders it with the real Helm
+//!   engine (the helm-python-sdk package, pinned in `.ci/requirements.txt`); here the rendered
+//!   objects are parsed as the Kubernetes types they claim, their RBAC is checked for least
+//!   privilege, they are applied with the real `kubectl`, and the operator binary is started with
+//!   the arguments of the rendered Deployment and takes an order from the chart's default provider
+//!   to `Issued` (the README's quickstart);
+//! - the chart's `crds/` equals the CRDs the code generates;
+//! - `examples/` applies with `kubectl` and `kubectl get certorders -A` shows the printer columns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use serde::Deserialize;
+use serde_json::Value;
+use testbed::ApiServer;
+
+const RELEASE_NAMESPACE: &str = "certorder-system";
+const VARIANTS: [&str; 4] = ["default", "all-on", "namespaced", "minimal"];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---- rendering ---------------------------------------------------------------------------------
+
+/// Runs `.ci/helm-check.py` once for the whole test binary and returns the directory holding
+/// `<variant>.yaml` and `<variant>-notes.txt`. The script fails (and so every chart test) when lint
+/// reports an error or a warning, or when the schema accepts a wrong value.
+fn rendered_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-rendered");
+        let _ = std::fs::remove_dir_all(&out);
+        let result = Command::new("python3")
+            .arg(repo().join(".ci/helm-check.py"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("python3 on PATH (the chart checks run .ci/helm-check.py with it)");
+        let stdout = String::from_utf8_lossy(&result.stdout);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            result.status.success(),
+            ".ci/helm-check.py failed:\n{stdout}\n{stderr}\n(install its package with: python3 -m pip install -r .ci/requirements.txt)"
+        );
+        assert!(stdout.contains("helm-check: ok"), "{stdout}");
+        out
+    })
+}
+
+/// The objects of one rendered variant, as JSON, in the order Helm rendered them.
+fn rendered(variant: &str) -> Vec<Value> {
+    let path = rendered_dir().join(format!("{variant}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    yaml_documents(&text)
+}
+
+fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| serde_yaml::Value::deserialize(d).expect("rendered YAML parses"))
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).expect("YAML maps to JSON"))
+        .collect()
+}
+
+fn kind_of(o: &Value) -> (&str, &str) {
+    (o["apiVersion"].as_str().unwrap_or_default(), o["kind"].as_str().unwrap_or_default())
+}
+
+fn name_of(o: &Value) -> String {
+    let name = o["metadata"]["name"].as_str().unwrap_or_default();
+    match o["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{} {ns}/{name}", kind_of(o).1),
+        None => format!("{} {name}", kind_of(o).1),
+    }
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    objects.iter().filter(move |o| o["kind"] == kind)
+}
+
+fn typed<T: serde::de::DeserializeOwned>(o: &Value) -> T {
+    serde_json::from_value(o.clone()).unwrap_or_else(|e| panic!("{}: {e}", name_of(o)))
+}
+
+/// The fields of `original` that `roundtrip` lost: what the typed decoding did not recognise.
+fn lost_fields(original: &Value, roundtrip: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, roundtrip) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                match b.get(k) {
+                    Some(w) => lost_fields(v, w, &format!("{path}.{k}"), out),
+                    None if v.is_null() => {}
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                lost_fields(v, w, &format!("{path}[{i}]"), out);
+            }
+        }
+        (a, b) if a == b => {}
+        (a, b) => out.push(format!("{path}: {a} became {b}")),
+    }
+}
+
+/// Decodes `o` into `T` and encodes it again; every field must survive (a misspelt or misplaced
+/// field is silently dropped by the typed decoding, so a plain parse would not catch it).
+fn parses_as<T: serde::Serialize + serde::de::DeserializeOwned>(o: &Value) -> Result<(), String> {
+    let t: T = serde_json::from_value(o.clone()).map_err(|e| format!("does not parse: {e}"))?;
+    let back = serde_json::to_value(&t).unwrap();
+    let mut lost = Vec::new();
+    lost_fields(o, &back, "", &mut lost);
+    if lost.is_empty() { Ok(()) } else { Err(format!("unknown or mistyped fields: {}", lost.join(", "))) }
+}
+
+/// The ServiceMonitor fields the chart sets (prometheus-operator's monitoring.coreos.com/v1 is not
+/// in k8s-openapi); unknown fields are refused.
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitor {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: ServiceMonitorSpec,
+}
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitorSpec {
+    selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    endpoints: Vec<ServiceMonitorEndpoint>,
+}
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitorEndpoint {
+    port: String,
+    path: String,
+    interval: String,
+    scrape_timeout: String,
+}
+
+/// Why `o` is not the Kubernetes object it claims to be; `Ok` when it is.
+fn check_type(o: &Value) -> Result<(), String> {
+    use k8s_openapi::api::*;
+    match kind_of(o) {
+        ("apps/v1", "Deployment") => parses_as::<apps::v1::Deployment>(o),
+        ("v1", "Service") => parses_as::<core::v1::Service>(o),
+        ("v1", "ServiceAccount") => parses_as::<core::v1::ServiceAccount>(o),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => parses_as::<rbac::v1::ClusterRole>(o),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => parses_as::<rbac::v1::ClusterRoleBinding>(o),
+        ("rbac.authorization.k8s.io/v1", "Role") => parses_as::<rbac::v1::Role>(o),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => parses_as::<rbac::v1::RoleBinding>(o),
+        ("policy/v1", "PodDisruptionBudget") => parses_as::<policy::v1::PodDisruptionBudget>(o),
+        ("monitoring.coreos.com/v1", "ServiceMonitor") => parses_as::<ServiceMonitor>(o),
+        ("certorder.io/v1alpha1", "ClusterCertificateProvider") => {
+            parses_as::<certorder::api::ClusterCertificateProvider>(o)
+        }
+        (api_version, kind) => Err(format!("{api_version} {kind} is not a kind the chart should render")),
+    }
+}
+
+#[test]
+fn rendered_objects_are_the_kubernetes_types_they_claim() {
+    let mut problems = Vec::new();
+    let mut counts = BTreeMap::new();
+    for variant in VARIANTS {
+        let objects = rendered(variant);
+        for o in &objects {
+            if let Err(e) = check_type(o) {
+                problems.push(format!("{variant}: {}: {e}", name_of(o)));
+            }
+            let labels = &o["metadata"]["labels"];
+            if labels["app.kubernetes.io/managed-by"] != "Helm" || labels["app.kubernetes.io/instance"] != "certorder" {
+                problems.push(format!("{variant}: {} lacks the chart's labels: {labels}", name_of(o)));
+            }
+        }
+        let mut kinds: Vec<&str> = objects.iter().map(|o| kind_of(o).1).collect();
+        kinds.sort();
+        counts.insert(variant, kinds.join(","));
+    }
+    assert!(problems.is_empty(), "rendered objects that are not what they claim:\n  {}", problems.join("\n  "));
+    // What each variant renders; a new or vanished object must be a deliberate change.
+    let expected = [
+        ("default", "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount"),
+        ("all-on", "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,PodDisruptionBudget,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor"),
+        ("namespaced", "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount"),
+        ("minimal", "Deployment,Service"),
+    ];
+    for (variant, kinds) in expected {
+        assert_eq!(counts[variant], kinds, "objects rendered for {variant}");
+    }
+}
+
+#[test]
+fn the_type_check_catches_a_misplaced_field() {
+    let mut deployment = rendered("default").into_iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(check_type(&deployment), Ok(()));
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = serde_json::json!({"httpGet": {"path": "/healthz"}});
+    let err = check_type(&deployment).unwrap_err();
+    assert!(err.contains(".spec.template.spec.containers[0].livenessprobe"), "{err}");
+    let mut role = rendered("default").into_iter().find(|o| o["kind"] == "Role").unwrap();
+    role["rules"][0]["verbs"] = serde_json::json!("get");
+    assert!(check_type(&role).unwrap_err().contains("does not parse"));
+    let monitor = rendered("all-on").into_iter().find(|o| o["kind"] == "ServiceMonitor").unwrap();
+    assert_eq!(check_type(&monitor), Ok(()));
+    let mut monitor = monitor;
+    monitor["spec"]["endpoints"][0]["scrapeTimout"] = "5s".into();
+    assert!(check_type(&monitor).is_err());
+}
+
+// ---- RBAC --------------------------------------------------------------------------------------
+
+/// What the operator does in a namespace whose orders it watches: (API group, resource, verbs).
+const NEEDED_IN_WATCHED_NAMESPACES: &[(&str, &str, &[&str])] = &[
+    ("certorder.io", "certificateorders", &["get", "list", "watch", "patch"]),
+    ("certorder.io", "certificateorders/status", &["get", "patch", "update"]),
+    ("", "secrets", &["get", "list", "watch", "create", "patch", "update", "delete"]),
+    ("", "events", &["create", "patch"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+    ("", "configmaps", &["get", "list", "watch", "create", "patch", "delete"]),
+    ("", "pods", &["get", "list", "watch", "create", "patch", "delete"]),
+    ("", "services", &["get", "list", "watch", "create", "patch", "delete"]),
+    ("networking.k8s.io", "ingresses", &["get", "list", "watch", "create", "patch", "delete"]),
+    ("gateway.networking.k8s.io", "httproutes", &["get", "list", "watch", "create", "patch", "delete"]),
+];
+/// Cluster-wide, in every mode.
+const NEEDED_CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
+    ("certorder.io", "clustercertificateproviders", &["get", "list", "watch"]),
+    ("certorder.io", "clustercertificateproviders/status", &["patch"]),
+];
+/// In the operator's own namespace, in every mode.
+const NEEDED_IN_OWN_NAMESPACE: &[(&str, &str, &[&str])] = &[
+    ("", "secrets", &["get", "create"]),
+    ("coordination.k8s.io", "leases", &["get", "create", "update", "patch"]),
+];
+
+/// Every (group, resource, verb) the rules grant.
+fn grants(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for r in rules {
+        for g in r.api_groups.iter().flatten() {
+            for res in r.resources.iter().flatten() {
+                for v in &r.verbs {
+                    out.insert((g.clone(), res.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn expand(needed: &[&[(&str, &str, &[&str])]]) -> BTreeSet<(String, String, String)> {
+    needed
+        .iter()
+        .flat_map(|n| n.iter())
+        .flat_map(|(g, r, vs)| vs.iter().map(move |v| (g.to_string(), r.to_string(), v.to_string())))
+        .collect()
+}
+
+/// What the operator's ServiceAccount may do, per namespace ("" for cluster-wide), following the
+/// bindings to their roles.
+fn effective_permissions(objects: &[Value]) -> BTreeMap<String, BTreeSet<(String, String, String)>> {
+    let sa: ServiceAccount = typed(of_kind(objects, "ServiceAccount").next().expect("a ServiceAccount"));
+    let sa_name = sa.metadata.name.unwrap();
+    let binds_sa = |subjects: &Option<Vec<k8s_openapi::api::rbac::v1::Subject>>| {
+        subjects.iter().flatten().any(|s| {
+            s.kind == "ServiceAccount" && s.name == sa_name && s.namespace.as_deref() == Some(RELEASE_NAMESPACE)
+        })
+    };
+    let cluster_roles: BTreeMap<String, ClusterRole> = of_kind(objects, "ClusterRole")
+        .map(|o| typed::<ClusterRole>(o))
+        .map(|r| (r.metadata.name.clone().unwrap(), r))
+        .collect();
+    let roles: BTreeMap<(String, String), Role> = of_kind(objects, "Role")
+        .map(|o| typed::<Role>(o))
+        .map(|r| ((r.metadata.namespace.clone().unwrap(), r.metadata.name.clone().unwrap()), r))
+        .collect();
+    let mut out: BTreeMap<String, BTreeSet<_>> = BTreeMap::new();
+    for b in of_kind(objects, "ClusterRoleBinding").map(|o| typed::<ClusterRoleBinding>(o)) {
+        assert_eq!(b.role_ref.kind, "ClusterRole");
+        if binds_sa(&b.subjects) {
+            let role = cluster_roles.get(&b.role_ref.name).expect("the bound ClusterRole is rendered");
+            out.entry(String::new()).or_default().extend(grants(role.rules.as_deref().unwrap_or_default()));
+        }
+    }
+    for b in of_kind(objects, "RoleBinding").map(|o| typed::<RoleBinding>(o)) {
+        let ns = b.metadata.namespace.clone().unwrap();
+        assert_eq!(b.role_ref.kind, "Role", "RoleBinding {ns}/{:?} must bind a Role of its namespace", b.metadata.name);
+        if binds_sa(&b.subjects) {
+            let role = roles.get(&(ns.clone(), b.role_ref.name.clone())).expect("the bound Role is rendered");
+            out.entry(ns).or_default().extend(grants(role.rules.as_deref().unwrap_or_default()));
+        }
+    }
+    out
+}
+
+fn rbac_problems(objects: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for o in objects.iter().filter(|o| matches!(kind_of(o).1, "ClusterRole" | "Role")) {
+        let rules: Vec<PolicyRule> = serde_json::from_value(o["rules"].clone()).unwrap_or_default();
+        for rule in &rules {
+            let lists = [&rule.api_groups, &rule.resources, &Some(rule.verbs.clone())];
+            if lists.iter().any(|l| l.iter().flatten().any(|s| s.contains('*'))) {
+                problems.push(format!("{} has a wildcard: {rule:?}", name_of(o)));
+            }
+            if rule.resource_names.is_some() || rule.non_resource_urls.is_some() {
+                problems.push(format!("{} grants more than resources: {rule:?}", name_of(o)));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn rbac_grants_exactly_what_the_operator_needs_and_no_wildcards() {
+    for variant in ["default", "all-on", "namespaced"] {
+        let objects = rendered(variant);
+        let problems = rbac_problems(&objects);
+        assert!(problems.is_empty(), "{variant}:\n  {}", problems.join("\n  "));
+
+        let deployment: Deployment = typed(of_kind(&objects, "Deployment").next().unwrap());
+        let args = deployment.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
+        let watched: Vec<String> = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--watch-namespaces="))
+            .map(|l| l.split(',').map(String::from).collect())
+            .unwrap_or_default();
+
+        let perms = effective_permissions(&objects);
+        let cluster = perms.get("").cloned().unwrap_or_default();
+        let mut expected: BTreeMap<String, BTreeSet<_>> = BTreeMap::new();
+        if watched.is_empty() {
+            expected.insert(String::new(), expand(&[NEEDED_CLUSTER_WIDE, NEEDED_IN_WATCHED_NAMESPACES]));
+        } else {
+            expected.insert(String::new(), expand(&[NEEDED_CLUSTER_WIDE]));
+            for ns in &watched {
+                expected.insert(ns.clone(), expand(&[NEEDED_IN_WATCHED_NAMESPACES]));
+            }
+            // No cluster-wide access to anything namespaced, Secrets above all.
+            assert!(
+                !cluster.iter().any(|(_, r, _)| r == "secrets"),
+                "{variant}: watchNamespaces is set but a ClusterRole grants Secrets: {cluster:?}"
+            );
+        }
+        expected
+            .entry(RELEASE_NAMESPACE.into())
+            .or_default()
+            .extend(expand(&[NEEDED_IN_OWN_NAMESPACE]));
+        // Nothing more and nothing less than needed, namespace by namespace.
+        let namespaces: BTreeSet<&String> = perms.keys().chain(expected.keys()).collect();
+        let mut wrong = Vec::new();
+        for ns in namespaces {
+            let (has, needs) = (perms.get(ns).cloned().unwrap_or_default(), expected.get(ns).cloned().unwrap_or_default());
+            let scope = if ns.is_empty() { "cluster-wide".to_string() } else { format!("in namespace {ns}") };
+            wrong.extend(needs.difference(&has).map(|p| format!("missing {scope}: {p:?}")));
+            wrong.extend(has.difference(&needs).map(|p| format!("not needed {scope}: {p:?}")));
+        }
+        assert!(wrong.is_empty(), "{variant} (watchNamespaces {watched:?}), the ServiceAccount's permissions:\n  {}", wrong.join("\n  "));
+    }
+    // Without RBAC the chart renders none.
+    let minimal = rendered("minimal");
+    assert!(minimal.iter().all(|o| !kind_of(o).0.starts_with("rbac.")), "minimal renders RBAC");
+}
+
+#[test]
+fn the_rbac_checks_catch_a_wildcard_and_cluster_wide_secrets() {
+    let mut objects = rendered("namespaced");
+    let role = objects.iter_mut().find(|o| o["kind"] == "ClusterRole").unwrap();
+    role["rules"][0]["verbs"] = serde_json::json!(["*"]);
+    role["rules"][1]["resources"] = serde_json::json!(["secrets"]);
+    let problems = rbac_problems(&objects);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let cluster = effective_permissions(&objects).remove("").unwrap();
+    assert!(cluster.iter().any(|(_, r, _)| r == "secrets"));
+}
+
+// ---- the Deployment ----------------------------------------------------------------------------
+
+#[test]
+fn the_deployment_is_restricted_and_probes_the_health_endpoints() {
+    for variant in VARIANTS {
+        let objects = rendered(variant);
+        let deployment: Deployment = typed(of_kind(&objects, "Deployment").next().unwrap());
+        let spec = deployment.spec.unwrap();
+        assert_eq!(spec.replicas, Some(1), "{variant}");
+        assert_eq!(spec.strategy.unwrap().type_.as_deref(), Some("Recreate"), "{variant}: no two operators at once");
+        let pod = spec.template.spec.unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true), "{variant}");
+        assert!(psc.run_as_user.is_some_and(|u| u != 0), "{variant}");
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault", "{variant}");
+        assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.volumes.is_none(), "{variant}");
+        let c = &pod.containers[0];
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{variant}");
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{variant}");
+        assert_eq!(sc.privileged, None, "{variant}");
+        assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]), "{variant}");
+        assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault", "{variant}");
+
+        // The probes hit the operator's own endpoints on the port it is told to listen on.
+        let args = c.args.clone().unwrap();
+        assert_eq!(args[0], "run", "{variant}");
+        let addr: std::net::SocketAddr = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--metrics-addr="))
+            .expect("--metrics-addr")
+            .parse()
+            .unwrap();
+        let port = c.ports.as_ref().unwrap().iter().find(|p| p.name.as_deref() == Some("metrics")).unwrap();
+        assert_eq!(port.container_port, i32::from(addr.port()), "{variant}");
+        for (probe, path) in [(&c.liveness_probe, "/healthz"), (&c.readiness_probe, "/readyz")] {
+            let get = probe.clone().unwrap().http_get.unwrap();
+            assert_eq!(get.path.as_deref(), Some(path), "{variant}");
+            assert_eq!(get.port, k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into()));
+        }
+        let env: BTreeMap<String, String> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| {
+                let field = e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.clone());
+                (e.name.clone(), field.or(e.value.clone()).unwrap_or_default())
+            })
+            .collect();
+        assert_eq!(env.get("POD_NAMESPACE").map(String::as_str), Some("metadata.namespace"), "{variant}");
+
+        // The metrics Service selects the Pod and targets the named port.
+        let service: Service = typed(of_kind(&objects, "Service").next().unwrap());
+        let selector = service.spec.as_ref().unwrap().selector.clone().unwrap();
+        let labels = spec.template.metadata.unwrap().labels.unwrap();
+        assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)), "{variant}: {selector:?} vs {labels:?}");
+        assert_eq!(spec.selector.match_labels.unwrap(), selector, "{variant}");
+        let sport = &service.spec.unwrap().ports.unwrap()[0];
+        assert_eq!(sport.name.as_deref(), Some("metrics"));
+        assert_eq!(sport.target_port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into())));
+    }
+
+    // The all-on values reach the Deployment.
+    let objects = rendered("all-on");
+    let deployment: Deployment = typed(of_kind(&objects, "Deployment").next().unwrap());
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap();
+    for arg in [
+        "--metrics-addr=0.0.0.0:9090",
+        "--log-format=json",
+        "--log-level=info,certorder=debug",
+        "--concurrency=4",
+        "--watch-namespaces=team-a,team-b",
+        "--dns-servers=10.0.0.10,10.0.0.11:5353",
+        "--review-poll=30m",
+    ] {
+        assert!(args.iter().any(|a| a == arg), "{arg} missing from {args:?}");
+    }
+    assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example.com/platform/certorder:0.1.0-test"));
+    assert_eq!(pod.priority_class_name.as_deref(), Some("system-cluster-critical"));
+    assert_eq!(pod.service_account_name.as_deref(), Some("certorder-operator"));
+    assert!(pod.tolerations.is_some() && pod.affinity.is_some() && pod.node_selector.is_some() && pod.image_pull_secrets.is_some());
+    let pdb: PodDisruptionBudget = typed(of_kind(&objects, "PodDisruptionBudget").next().unwrap());
+    assert!(pdb.spec.unwrap().selector.unwrap().match_labels.is_some());
+    let provider = of_kind(&objects, "ClusterCertificateProvider").next().unwrap();
+    assert_eq!(provider["spec"]["local"]["review"], "Automatic");
+    assert_eq!(provider["spec"]["local"]["caSecretRef"]["namespace"], RELEASE_NAMESPACE);
+
+    // NOTES.txt tells the next command.
+    let notes = std::fs::read_to_string(rendered_dir().join("default-notes.txt")).unwrap();
+    assert!(notes.contains("kubectl -n certorder-system rollout status deployment/certorder"), "{notes}");
+    assert!(notes.contains("kubectl get certorders -A -w"), "{notes}");
+    let notes = std::fs::read_to_string(rendered_dir().join("namespaced-notes.txt")).unwrap();
+    assert!(notes.contains("It watches orders in: team-a, team-b."), "{notes}");
+}
+
+// ---- CRDs --------------------------------------------------------------------------------------
+
+#[test]
+fn the_charts_crds_equal_the_generated_crds() {
+    let dir = repo().join("charts/certorder/crds");
+    let problems = certorder::crdgen::diff_dir(&dir).expect("charts/certorder/crds is readable");
+    assert!(
+        problems.is_empty(),
+        "charts/certorder/crds/ differs from the CRDs the code generates:\n  {}\nregenerate both with:\n  {}\n  cargo run -p certorder -- crd --out-dir charts/certorder/crds",
+        problems.join("\n  "),
+        certorder::crdgen::REGENERATE_COMMAND
+    );
+    // And so equals crds/ (kept equal to the code by src/crdgen.rs's test), byte for byte.
+    for file in certorder::crdgen::crds() {
+        let top = std::fs::read_to_string(repo().join("crds").join(&file.file_name)).unwrap();
+        let chart = std::fs::read_to_string(dir.join(&file.file_name)).unwrap();
+        assert_eq!(top, chart, "{} differs between crds/ and charts/certorder/crds/", file.file_name);
+    }
+}
+
+/// The rows of a kubectl table, each cell found under its column's header (empty cells included).
+fn table(out: &str) -> Vec<BTreeMap<String, String>> {
+    let mut lines = out.lines();
+    let header = lines.next().expect("a header line");
+    let mut starts: Vec<(usize, &str)> = Vec::new();
+    let mut at = 0;
+    for word in header.split_whitespace() {
+        let start = at + header[at..].find(word).unwrap();
+        starts.push((start, word));
+        at = start + word.len();
+    }
+    lines
+        .map(|line| {
+            starts
+                .iter()
+                .enumerate()
+                .map(|(i, (start, name))| {
+                    let end = starts.get(i + 1).map_or(line.len(), |(s, _)| (*s).min(line.len()));
+                    let cell = line.get((*start).min(line.len())..end).unwrap_or_default();
+                    (name.to_string(), cell.trim().to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+// ---- kubectl against the testbed --------------------------------------------------------------
+
+struct Kubectl<'a> {
+    server: &'a ApiServer,
+    home: tempfile::TempDir,
+}
+
+impl<'a> Kubectl<'a> {
+    fn new(server: &'a ApiServer) -> Self {
+        Kubectl { server, home: tempfile::tempdir().unwrap() }
+    }
+
+    /// Runs kubectl with the testbed's kubeconfig; returns (success, stdout, stderr).
+    fn try_run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.server.kubeconfig_path())
+            .env("HOME", self.home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl on PATH");
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let (ok, out, err) = tokio::task::block_in_place(|| self.try_run(args, None));
+        assert!(ok, "kubectl {} failed:\n{err}\n{out}", args.join(" "));
+        out
+    }
+
+    fn apply_stdin(&self, yaml: &str) -> String {
+        let (ok, out, err) = tokio::task::block_in_place(|| self.try_run(&["apply", "-f", "-"], Some(yaml)));
+        assert!(ok, "kubectl apply failed:\n{err}\n{out}\n---\n{yaml}");
+        out
+    }
+
+    /// `kubectl apply -f DIR` of the CRDs, then waits until they are served.
+    fn install_crds(&self, dir: &Path) {
+        let out = self.run(&["apply", "-f", dir.to_str().unwrap()]);
+        assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/certificateorders.certorder.io created"), "{out}");
+        self.run(&["wait", "--for=condition=established", "--timeout=20s", "crd/certificateorders.certorder.io", "crd/clustercertificateproviders.certorder.io"]);
+    }
+}
+
+/// prometheus-operator's ServiceMonitor CRD, reduced to what lets the testbed store one.
+const SERVICE_MONITOR_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_chart_applies_with_kubectl() {
+    let server = ApiServer::start().await;
+    let kubectl = Kubectl::new(&server);
+    kubectl.install_crds(&repo().join("charts/certorder/crds"));
+    kubectl.apply_stdin(SERVICE_MONITOR_CRD);
+    kubectl.run(&["wait", "--for=condition=established", "--timeout=20s", "crd/servicemonitors.monitoring.coreos.com"]);
+    for ns in [RELEASE_NAMESPACE, "team-a", "team-b"] {
+        kubectl.apply_stdin(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"));
+    }
+    let mut applied = 0;
+    for variant in VARIANTS {
+        let path = rendered_dir().join(format!("{variant}.yaml"));
+        let out = kubectl.run(&["apply", "-f", path.to_str().unwrap()]);
+        let objects = rendered(variant);
+        assert_eq!(out.lines().count(), objects.len(), "{variant}: one line per object:\n{out}");
+        for o in &objects {
+            let (api_version, _) = kind_of(o);
+            let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+            let plural = match o["kind"].as_str().unwrap() {
+                "ClusterCertificateProvider" => "clustercertificateproviders".to_string(),
+                "PodDisruptionBudget" => "poddisruptionbudgets".to_string(),
+                kind => format!("{}s", kind.to_lowercase()),
+            };
+            let stored = server
+                .object(group, &plural, o["metadata"]["namespace"].as_str(), o["metadata"]["name"].as_str().unwrap())
+                .unwrap_or_else(|| panic!("{variant}: {} was not stored", name_of(o)));
+            assert_eq!(stored["metadata"]["labels"], o["metadata"]["labels"], "{variant}: {}", name_of(o));
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 10 + 14 + 12 + 2);
+    // The stored default provider is what the CRD accepts (defaults applied by the server).
+    let provider = server.object("certorder.io", "clustercertificateproviders", None, "local").unwrap();
+    assert_eq!(provider["spec"]["local"]["caSecretRef"]["namespace"], RELEASE_NAMESPACE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
+    let server = ApiServer::start().await;
+    let kubectl = Kubectl::new(&server);
+    kubectl.install_crds(&repo().join("crds"));
+    let out = kubectl.run(&["apply", "-f", repo().join("examples").to_str().unwrap()]);
+    for line in [
+        "clustercertificateprovider.certorder.io/local created",
+        "clustercertificateprovider.certorder.io/local-auto created",
+        "certificateorder.certorder.io/example-com created",
+        "certificateorder.certorder.io/shop-example-com created",
+        "certificateorder.certorder.io/wildcard-example-com created",
+        "secret/acme-confirmation-letter created",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} not in:\n{out}");
+    }
+
+    // The plural, and the short name `co`, list the orders with the CRD's printer columns. No
+    // controller runs here, so Phase and Expires are empty.
+    for resource in ["certificateorders", "co"] {
+        let out = kubectl.run(&["get", resource, "-A"]);
+        let rows = table(&out);
+        assert_eq!(
+            out.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+            ["NAMESPACE", "NAME", "PHASE", "TYPE", "DOMAIN", "PROVIDER", "EXPIRES", "AGE"],
+            "{out}"
+        );
+        let shown: BTreeSet<[&str; 7]> = rows
+            .iter()
+            .map(|r| ["NAMESPACE", "NAME", "PHASE", "TYPE", "DOMAIN", "PROVIDER", "EXPIRES"].map(|c| r[c].as_str()))
+            .collect();
+        let expected: BTreeSet<[&str; 7]> = [
+            ["default", "example-com", "", "DV", "example.com", "local-auto", ""],
+            ["default", "shop-example-com", "", "OV", "shop.example.com", "local", ""],
+            ["default", "wildcard-example-com", "", "DV", "*.example.com", "local-auto", ""],
+        ]
+        .into_iter()
+        .collect();
+        assert!(expected.is_subset(&shown), "{out}");
+    }
+
+    let out = kubectl.run(&["get", "ccp"]);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "KIND", "READY", "AGE"], "{out}");
+    assert!(out.lines().any(|l| l.starts_with("local-auto ")), "{out}");
+
+    // Applying again changes nothing.
+    let out = kubectl.run(&["apply", "-f", repo().join("examples").to_str().unwrap()]);
+    assert!(out.lines().all(|l| l.ends_with(" unchanged")), "{out}");
+}
