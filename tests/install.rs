@@ -686,3 +686,162 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
     let out = kubectl.run(&["apply", "-f", repo().join("examples").to_str().unwrap()]);
     assert!(out.lines().all(|l| l.ends_with(" unchanged")), "{out}");
 }
+
+// ---- the quickstart: the chart's Deployment runs the operator -----------------------------------
+
+/// The operator process; killed when the test ends, however it ends.
+struct Operator {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status code of `GET path` on `addr`, or None when nothing answers.
+fn http_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn eventually<T>(what: &str, operator: &Operator, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}; operator log:\n{}", operator.log());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The README's quickstart on the testbed: install the rendered chart (default values) with
+/// kubectl, start the operator binary exactly as the chart's Deployment runs it, apply the OV
+/// example against the chart's default provider, approve it with `certorder approve` and see the
+/// TLS Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_deployment_runs_the_operator_through_the_quickstart() {
+    let server = ApiServer::start().await;
+    let dns = testbed::dns::TestDns::start(&["example.com"]).await.expect("test DNS");
+    let kubectl = Kubectl::new(&server);
+    kubectl.install_crds(&repo().join("charts/certorder/crds"));
+    kubectl.apply_stdin(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {RELEASE_NAMESPACE}\n"));
+    kubectl.run(&["apply", "-f", rendered_dir().join("default.yaml").to_str().unwrap()]);
+
+    // The container as the chart renders it.
+    let objects = rendered("default");
+    let deployment: Deployment = typed(of_kind(&objects, "Deployment").next().unwrap());
+    let container = deployment.spec.unwrap().template.spec.unwrap().containers.remove(0);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut args: Vec<String> = container
+        .args
+        .unwrap()
+        .into_iter()
+        // The only change: a free local port instead of the Pod's 0.0.0.0:8080.
+        .map(|a| if a.starts_with("--metrics-addr=") { format!("--metrics-addr={metrics}") } else { a })
+        .collect();
+    // What operator.dnsServers and extraArgs would add: the test zone's server, shorter waits.
+    args.extend(
+        [
+            format!("--dns-servers={}", dns.addr()),
+            "--self-check-initial=200ms".into(),
+            "--self-check-max=1s".into(),
+            "--backoff-initial=200ms".into(),
+            "--backoff-max=2s".into(),
+            "--letter-poll=1s".into(),
+        ]
+        .into_iter(),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_certorder"));
+    command.args(&args).env_clear().env("KUBECONFIG", server.kubeconfig_path());
+    for env in container.env.unwrap() {
+        let value = match env.value_from.and_then(|v| v.field_ref).map(|f| f.field_path) {
+            Some(path) if path == "metadata.namespace" => RELEASE_NAMESPACE.to_string(),
+            Some(path) if path == "metadata.name" => "certorder-5d9f8-abcde".to_string(),
+            Some(path) => panic!("the test does not know the downward API field {path}"),
+            None => env.value.unwrap_or_default(),
+        };
+        command.env(env.name, value);
+    }
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("install-operator.log");
+    let operator = Operator {
+        child: command
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the certorder binary"),
+        log,
+    };
+
+    // The liveness probe's endpoint answers.
+    eventually("/healthz", &operator, || (http_status(metrics, "/healthz") == Some(200)).then_some(())).await;
+
+    // The OV example, as the README's quickstart applies it.
+    for file in ["examples/ov-confirmation-letter-secret.yaml", "examples/ov-order.yaml"] {
+        kubectl.run(&["apply", "-f", repo().join(file).to_str().unwrap()]);
+    }
+    let phase = |server: &ApiServer| {
+        server
+            .object("certorder.io", "certificateorders", Some("default"), "shop-example-com")
+            .and_then(|o| o["status"]["phase"].as_str().map(String::from))
+    };
+    eventually("OrganizationReview", &operator, || (phase(&server).as_deref() == Some("OrganizationReview")).then_some(())).await;
+    // The chart's default provider, used by the order, becomes Ready; its CA is generated in the
+    // release namespace.
+    eventually("the default provider Ready", &operator, || {
+        let p = server.object("certorder.io", "clustercertificateproviders", None, "local")?;
+        let ready = p["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.then_some(())
+    })
+    .await;
+    let ca = server.object("", "secrets", Some(RELEASE_NAMESPACE), "certorder-local-ca").expect("the CA Secret");
+    assert_eq!(ca["type"], "kubernetes.io/tls");
+
+    // Readiness follows the first reconcile.
+    eventually("/readyz", &operator, || (http_status(metrics, "/readyz") == Some(200)).then_some(())).await;
+
+    // `kubectl certorder approve` (the binary is the plugin).
+    let out = Command::new(env!("CARGO_BIN_EXE_certorder"))
+        .args(["approve", "shop-example-com", "-n", "default"])
+        .env("KUBECONFIG", server.kubeconfig_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "approve: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The user creates the TXT records the status lists.
+    let order = eventually("the challenges", &operator, || {
+        let o = server.object("certorder.io", "certificateorders", Some("default"), "shop-example-com")?;
+        (o["status"]["challenges"].as_array()?.len() == 2).then_some(o)
+    })
+    .await;
+    for c in order["status"]["challenges"].as_array().unwrap() {
+        dns.set_txt(c["target"].as_str().unwrap(), &[c["expectedValue"].as_str().unwrap()]).await.unwrap();
+    }
+    eventually("Issued", &operator, || (phase(&server).as_deref() == Some("Issued")).then_some(())).await;
+
+    let secret = server.object("", "secrets", Some("default"), "shop-example-com-tls").expect("the TLS Secret");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let out = kubectl.run(&["get", "certificateorders", "-n", "default"]);
+    let row = table(&out).into_iter().find(|r| r["NAME"] == "shop-example-com").expect("the order's row");
+    assert_eq!((row["PHASE"].as_str(), row["TYPE"].as_str(), row["PROVIDER"].as_str()), ("Issued", "OV", "local"), "{out}");
+    assert!(!row["EXPIRES"].is_empty(), "{out}");
+    assert_eq!(http_status(metrics, "/metrics"), Some(200));
+}
