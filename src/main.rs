@@ -50,6 +50,15 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Serve domain-validation files (runs in the solver Pod HTTP validation creates).
+    Solver {
+        /// Directory of the mounted validation ConfigMap (files named `<domain>_<file>`).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8089")]
+        listen: SocketAddr,
+    },
     /// Ask for the order's certificate to be renewed now.
     Renew {
         /// Name of the CertificateOrder.
@@ -98,6 +107,13 @@ struct RunArgs {
     /// [default: each zone's authoritative servers, found through the system resolver].
     #[arg(long, env = "CERTORDER_DNS_SERVERS", value_delimiter = ',', value_parser = parse_name_server)]
     dns_servers: Vec<SocketAddr>,
+    /// Port the HTTP self-check and the local CA fetch validation files on (what a CA uses: 80).
+    #[arg(long, env = "CERTORDER_HTTP_VALIDATION_PORT", default_value_t = 80,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    http_validation_port: u16,
+    /// Image of the HTTP validation solver Pod [default: the operator's own image].
+    #[arg(long, env = "CERTORDER_SOLVER_IMAGE", default_value = certorder::controller::DEFAULT_SOLVER_IMAGE)]
+    solver_image: String,
     /// Orders reconciled at once.
     #[arg(long, env = "CERTORDER_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -186,6 +202,8 @@ impl RunArgs {
             namespace,
             metrics_addr: self.metrics_addr,
             dns_servers: self.dns_servers.clone(),
+            http_validation_port: self.http_validation_port,
+            solver_image: self.solver_image.clone(),
             concurrency: self.concurrency,
             timing,
         })
@@ -342,6 +360,10 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Solver { dir, listen } => {
+            init_tracing(LogFormat::Text, "info")?;
+            certorder::validation::solver::run(dir, listen).await
+        }
         Command::Approve { name, target } => review(name, target, Review::Approve).await,
         Command::Reject {
             name,
@@ -427,6 +449,8 @@ mod tests {
         assert_eq!(config.namespace, "certorder-system");
         assert_eq!(config.metrics_addr, want.metrics_addr);
         assert_eq!(config.concurrency, want.concurrency);
+        assert_eq!(config.http_validation_port, 80);
+        assert_eq!(config.solver_image, want.solver_image);
         assert!(config.watch_namespaces.is_empty() && config.dns_servers.is_empty());
     }
 

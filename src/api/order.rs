@@ -268,13 +268,46 @@ pub enum ValidationMethod {
 #[serde(rename_all = "camelCase")]
 pub struct DnsValidation {}
 
-/// HTTP file validation.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+/// HTTP file validation: the operator publishes each file in a ConfigMap, serves it with a solver
+/// Pod and Service (`certorder solver`), and routes `/.well-known/pki-validation/<file>` of every
+/// domain to it: by a new Ingress (default), by paths added to an existing Ingress
+/// (`ingressName`), or by an HTTPRoute attached to a Gateway (`gatewayRef`). All of it is removed
+/// once the certificate is issued or the order is deleted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.ingressName) && has(self.gatewayRef))")
+    .message("set at most one of ingressName (add paths to an existing Ingress) and gatewayRef (attach an HTTPRoute)")
+    .field_path(".gatewayRef"))]
 pub struct HttpValidation {
-    /// `ingressClassName` of the Ingress that routes the validation path.
+    /// `ingressClassName` of the Ingress the operator creates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_class_name: Option<String>,
+    /// An existing Ingress of this namespace to add the validation paths to (and remove them from
+    /// afterwards), for ingress controllers that give each Ingress its own address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ingress_name: Option<String>,
+    /// A Gateway API Gateway to attach an HTTPRoute to, instead of an Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ref: Option<GatewayRef>,
+    /// Image of the solver Pod. Default: the operator's own image (`certorder run --solver-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver_image: Option<String>,
+}
+
+/// The parent Gateway of the HTTPRoute (`parentRefs[0]`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRef {
+    /// Name of the Gateway.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the Gateway. Default: the order's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The Gateway's listener to attach to (it must accept plain HTTP on port 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
 }
 
 /// Where an order is in the vendor's lifecycle.
@@ -371,6 +404,20 @@ pub struct CertificateOrderStatus {
     /// Earliest time the operator acts again on its own (backoff or polling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_time: Option<DateTime<Utc>>,
+    /// HTTP validation: what the operator published (ConfigMap, solver, route) and must remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<PublishedValidation>,
+}
+
+/// The objects serving the validation files, as published.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedValidation {
+    /// Identifies the files and the route published; a change publishes again.
+    pub digest: String,
+    /// The user's existing Ingress the validation paths were added to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_name: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -466,6 +513,15 @@ pub struct SelfCheck {
     /// Which server answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// HTTP: the status code of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// HTTP: where a redirect pointed (the CA follows none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_target: Option<String>,
+    /// HTTP: how many bytes the body had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_length: Option<u64>,
     pub last_check_time: DateTime<Utc>,
 }
 

@@ -12,7 +12,10 @@ use serde_json::json;
 
 use super::context::Context;
 use super::observe::{certificate_info, key_algorithm, pending_key_secret_name, secret_field, Observation};
-use crate::api::{CertificateOrder, Challenge, RotationPolicy, SelfCheck, ValidationMethod, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL};
+use crate::api::{
+    CertificateOrder, Challenge, PublishedValidation, RotationPolicy, SelfCheck, ValidationMethod, MANAGED_BY_LABEL, MANAGER,
+    ORDER_LABEL,
+};
 use crate::lifecycle::{InstalledObs, KeyObs, Outcome, Step, StepError};
 use crate::pki::{self, PrivateKey, TLS_KEY, TLS_SECRET_TYPE};
 use crate::provider::{OrderContext, Provider};
@@ -44,6 +47,7 @@ pub async fn act(
     step: &Step,
     pctx: &OrderContext<'_>,
     challenges: &[Challenge],
+    published: Option<&PublishedValidation>,
     seen: &mut Observation,
 ) -> Outcome {
     let name = step.name();
@@ -82,6 +86,16 @@ pub async fn act(
                 Err(e) => failed(name, e),
             }
         }
+        Step::PublishChallenges { digest } => {
+            match super::publish::publish(&ctx.client, order, challenges, digest, &ctx.config.solver_image, published).await {
+                Ok(p) => Outcome::Published(p),
+                Err(e) => failed(name, e),
+            }
+        }
+        Step::Unpublish => match super::publish::unpublish(&ctx.client, order, published).await {
+            Ok(()) => Outcome::Unpublished,
+            Err(e) => failed(name, e),
+        },
         Step::SelfCheck => self_check(ctx, pctx, challenges, seen).await,
         Step::Install => install(ctx, order, provider, pctx, seen).await,
         Step::AdoptInstalled => match &seen.observed.installed {
@@ -202,16 +216,25 @@ async fn self_check(ctx: &Context, pctx: &OrderContext<'_>, challenges: &[Challe
                     seen: o.found.join(", "),
                     diagnosis: if o.matched { String::new() } else { o.diagnosis },
                     server: (!o.server.is_empty()).then_some(o.server),
+                    status_code: None,
+                    redirect_target: None,
+                    content_length: None,
                     last_check_time: pctx.now,
                 }
             }
-            ValidationMethod::HTTP => SelfCheck {
-                passed: false,
-                seen: String::new(),
-                diagnosis: "HTTP file validation is not available in this version".into(),
-                server: None,
-                last_check_time: pctx.now,
-            },
+            ValidationMethod::HTTP => {
+                let o = ctx.http.check(&c.target, &c.expected_value).await;
+                SelfCheck {
+                    passed: o.passed,
+                    seen: o.first_bytes,
+                    diagnosis: o.diagnosis,
+                    server: o.server,
+                    status_code: o.status_code,
+                    redirect_target: o.location,
+                    content_length: o.content_length,
+                    last_check_time: pctx.now,
+                }
+            }
         };
         (c.domain.clone(), check)
     });

@@ -17,6 +17,7 @@ use crate::api::{ClusterCertificateProvider, MANAGED_BY_LABEL, MANAGER};
 use crate::pki::{LocalCa, TLS_CRT, TLS_KEY};
 use crate::provider::{local::LocalProvider, Provider};
 use crate::validation::dns::DnsChecker;
+use crate::validation::http::HttpChecker;
 
 /// Per-order memory: polls and checks are cheap to repeat after a restart, so their times live
 /// here rather than in status writes.
@@ -38,6 +39,8 @@ pub struct Context {
     pub secrets: Store<Secret>,
     pub providers: Store<ClusterCertificateProvider>,
     pub dns: Arc<DnsChecker>,
+    /// Fetches HTTP validation files as a CA does (self-check and the local CA).
+    pub http: Arc<HttpChecker>,
     pub recorder: Recorder,
     pub metrics: Arc<super::metrics::Metrics>,
     memory: Mutex<HashMap<String, Memory>>,
@@ -54,11 +57,13 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<super::metrics::Metrics>,
     ) -> Context {
+        let http = Arc::new(HttpChecker::new(dns.clone(), config.http_validation_port));
         Context {
             client,
             config,
             secrets,
             providers,
+            http,
             dns,
             recorder,
             metrics,
@@ -116,7 +121,7 @@ impl Context {
                 local.ca_secret_ref.namespace, local.ca_secret_ref.name
             )
         })?;
-        LocalProvider::new(local, ca, self.dns.clone())
+        LocalProvider::new(local, ca, self.dns.clone(), self.http.clone())
             .map(Provider::Local)
             .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
     }

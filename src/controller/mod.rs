@@ -8,6 +8,7 @@ mod act;
 mod context;
 pub mod metrics;
 mod observe;
+mod publish;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ pub use context::Context;
 pub use observe::pending_key_secret_name;
 
 use crate::api::{
-    CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, Phase, ValidationMethod, FINALIZER,
+    CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, Phase, SelfCheck, ValidationMethod, FINALIZER,
     MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, RENEW_ANNOTATION,
 };
 use crate::lifecycle::{self, absorb, decide, normalize_domains, summarize, Decision, OrderView, Outcome, ProviderObs};
@@ -51,6 +52,11 @@ pub struct Config {
     pub dns_servers: Vec<SocketAddr>,
     /// Orders reconciled at once.
     pub concurrency: u16,
+    /// Port the HTTP self-check and the local CA fetch validation files on (80 in real life;
+    /// tests point it at an emulated ingress).
+    pub http_validation_port: u16,
+    /// Image of the HTTP validation solver Pod (the operator's own image).
+    pub solver_image: String,
     /// Timing of polls and backoff.
     pub timing: crate::lifecycle::Timing,
 }
@@ -63,10 +69,15 @@ impl Default for Config {
             metrics_addr: "0.0.0.0:8080".parse().expect("static address"),
             dns_servers: Vec::new(),
             concurrency: 16,
+            http_validation_port: 80,
+            solver_image: DEFAULT_SOLVER_IMAGE.into(),
             timing: crate::lifecycle::Timing::default(),
         }
     }
 }
+
+/// The operator's own image, which also runs `certorder solver`.
+pub const DEFAULT_SOLVER_IMAGE: &str = concat!("ghcr.io/certorder/certorder:", env!("CARGO_PKG_VERSION"));
 
 /// Most steps one reconcile takes before it writes and looks again.
 const MAX_STEPS: usize = 16;
@@ -283,7 +294,9 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             annotations: order.annotations(),
             now: seen.observed.now,
         };
-        let outcome = act::act(ctx, order, provider, &step, &pctx, &status.challenges, &mut seen).await;
+        let outcome = act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen).await;
+        let before: Vec<(String, Option<SelfCheck>)> =
+            status.challenges.iter().map(|c| (c.domain.clone(), c.self_check.clone())).collect();
         let ok = !matches!(outcome, Outcome::Failed { .. });
         tracing::debug!(step = step.name(), ok, "step taken");
         ctx.metrics.step(step.name(), ok);
@@ -291,6 +304,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             warn!(step = step.name(), error = %error.message, "step failed");
         }
         status = absorb(&view, status, outcome, &timing, seen.observed.now);
+        self_check_events(ctx, order, &before, &status).await;
         if step.persist_before_next() && !provider.purchase_is_idempotent() {
             status = summarize(&view, status, &seen.observed);
             write_status(ctx, &orders, order, &status).await?;
@@ -326,6 +340,36 @@ async fn write_status(ctx: &Context, orders: &Api<CertificateOrder>, order: &Cer
     Ok(())
 }
 
+/// An event for every challenge whose self-check diagnosis changed: a warning with what is wrong,
+/// or a note that it now passes.
+async fn self_check_events(ctx: &Context, order: &CertificateOrder, before: &[(String, Option<SelfCheck>)], status: &CertificateOrderStatus) {
+    for challenge in &status.challenges {
+        let Some(now) = &challenge.self_check else { continue };
+        let previous = before.iter().find(|(d, _)| *d == challenge.domain).and_then(|(_, c)| c.as_ref());
+        if previous.is_some_and(|p| p.passed == now.passed && p.diagnosis == now.diagnosis) {
+            continue;
+        }
+        if now.passed && previous.is_none() {
+            continue;
+        }
+        let (type_, reason, note) = if now.passed {
+            (EventType::Normal, "SelfCheckPassed", format!("{}: the CA will find {}", challenge.domain, challenge.target))
+        } else {
+            (EventType::Warning, "SelfCheckFailed", format!("{}: {}", challenge.domain, now.diagnosis))
+        };
+        let event = KubeEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "SelfCheck".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &order.object_ref(&())).await {
+            warn!(error = %e, "cannot publish an event");
+        }
+    }
+}
+
 async fn phase_event(ctx: &Context, order: &CertificateOrder, status: &CertificateOrderStatus) {
     let type_ = match status.phase {
         Phase::Failed | Phase::Rejected => EventType::Warning,
@@ -352,6 +396,12 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
         return Ok(Action::await_change());
     }
     let status = order.status.clone().unwrap_or_default();
+    if order.spec.domain_validation.method == ValidationMethod::HTTP || status.published.is_some() {
+        if let Err(e) = publish::unpublish(&ctx.client, order, status.published.as_ref()).await {
+            warn!(error = %e.message, "cannot remove the validation files yet");
+            return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));
+        }
+    }
     let issued = status.certificate.is_some();
     if order.spec.cancel_on_delete && !issued {
         if let (Some(vendor), Ok(provider)) = (&status.order, ctx.provider(&order.spec.provider_ref.name).await) {

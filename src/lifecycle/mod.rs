@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    CertificateInfo, CertificateOrderSpec, CertificateOrderStatus, Challenge, SelfCheck, ValidationMethod,
-    VendorOrder, VendorStage,
+    CertificateInfo, CertificateOrderSpec, CertificateOrderStatus, Challenge, PublishedValidation, SelfCheck,
+    ValidationMethod, VendorOrder, VendorStage,
 };
 pub use domains::{dns_record_name, normalize_domains};
 pub use summary::summarize;
@@ -154,6 +154,9 @@ pub enum Step {
     UploadLetter { digest: String },
     /// Ask the vendor where the order is.
     Poll,
+    /// HTTP validation: publish the files the challenges ask for (ConfigMap, solver Pod and
+    /// Service, route); `digest` identifies what is published.
+    PublishChallenges { digest: String },
     /// Check every challenge the way the CA will.
     SelfCheck,
     /// Download the certificate, verify it against the key and names, write the TLS Secret.
@@ -163,6 +166,9 @@ pub enum Step {
     AdoptInstalled,
     /// The certificate is installed: delete the pending key Secret.
     DiscardPendingKey,
+    /// The domains are validated (the certificate is installed): remove what HTTP validation
+    /// published, including paths added to the user's Ingress.
+    Unpublish,
 }
 
 impl Step {
@@ -179,10 +185,12 @@ impl Step {
             Step::SubmitInfo { .. } => "SubmitInfo",
             Step::UploadLetter { .. } => "UploadLetter",
             Step::Poll => "Poll",
+            Step::PublishChallenges { .. } => "PublishChallenges",
             Step::SelfCheck => "SelfCheck",
             Step::Install => "Install",
             Step::AdoptInstalled => "AdoptInstalled",
             Step::DiscardPendingKey => "DiscardPendingKey",
+            Step::Unpublish => "Unpublish",
         }
     }
 }
@@ -220,9 +228,11 @@ pub enum Outcome {
     InfoSubmitted { digest: String },
     LetterUploaded { digest: String },
     Polled(VendorView),
+    Published(PublishedValidation),
     SelfChecked(Vec<(String, SelfCheck)>),
     Installed(CertificateInfo),
     PendingKeyDiscarded,
+    Unpublished,
     Failed { step: &'static str, error: StepError },
 }
 
@@ -246,10 +256,12 @@ pub fn spec_problem(spec: &CertificateOrderSpec) -> Option<String> {
                 "{w} is a wildcard name, which can only be validated by DNS: set spec.domainValidation.method to DNS"
             ));
         }
-        return Some(
-            "HTTP file validation is not available in this version of certorder: set spec.domainValidation.method to DNS"
-                .into(),
-        );
+        let http = spec.domain_validation.http.clone().unwrap_or_default();
+        if http.ingress_name.is_some() && http.gateway_ref.is_some() {
+            return Some(
+                "spec.domainValidation.http sets both ingressName and gatewayRef: set at most one".into(),
+            );
+        }
     }
     if spec.product.type_.needs_organization_review() {
         let letter = spec.documents.as_ref().and_then(|d| d.confirmation_letter.as_ref());
@@ -285,6 +297,30 @@ pub fn info_digest(spec: &CertificateOrderSpec, domains: &[String], key_fingerpr
     });
     let hash = Sha256::digest(sent.to_string().as_bytes());
     hex::encode(&hash[..12])
+}
+
+/// Identifies what HTTP validation publishes: the files (domain, URL, content) and how they are
+/// routed. A change of either publishes again.
+pub fn publish_digest(spec: &CertificateOrderSpec, challenges: &[Challenge]) -> String {
+    let files: Vec<_> = challenges
+        .iter()
+        .filter(|c| c.method == ValidationMethod::HTTP)
+        .map(|c| (&c.domain, &c.target, &c.expected_value))
+        .collect();
+    let published = serde_json::json!({"files": files, "route": spec.domain_validation.http});
+    let hash = Sha256::digest(published.to_string().as_bytes());
+    hex::encode(&hash[..12])
+}
+
+/// HTTP validation has files to publish that are not published as they are now.
+fn publish_needed(spec: &CertificateOrderSpec, status: &CertificateOrderStatus) -> Option<String> {
+    if spec.domain_validation.method != ValidationMethod::HTTP
+        || !status.challenges.iter().any(|c| c.method == ValidationMethod::HTTP)
+    {
+        return None;
+    }
+    let digest = publish_digest(spec, &status.challenges);
+    (status.published.as_ref().map(|p| p.digest.as_str()) != Some(digest.as_str())).then_some(digest)
 }
 
 /// When an installed certificate is renewed: `renewBefore` before expiry, by default a third of
@@ -388,6 +424,9 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
         if status.certificate.as_ref() != Some(info) {
             return Decision::Act(Step::AdoptInstalled);
         }
+        if status.published.is_some() {
+            return Decision::Act(Step::Unpublish);
+        }
         if obs.pending_key.is_some() || status.private_key_secret.is_some() {
             return Decision::Act(Step::DiscardPendingKey);
         }
@@ -457,6 +496,9 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
                 !status.challenges.is_empty() && status.challenges.iter().all(|c| c.self_check.as_ref().is_some_and(|s| s.passed));
             let check_interval = doubling(timing.self_check_initial, timing.self_check_max, obs.self_check_failures);
             let check_due = since(now, obs.last_self_check).is_none_or(|s| s >= check_interval);
+            if let Some(digest) = publish_needed(order.spec, status) {
+                return Decision::Act(Step::PublishChallenges { digest });
+            }
             if !status.challenges.is_empty() && !all_passed && check_due {
                 return Decision::Act(Step::SelfCheck);
             }
@@ -545,6 +587,8 @@ pub fn absorb(order: &OrderView, mut status: CertificateOrderStatus, outcome: Ou
                 })
                 .collect();
         }
+        Outcome::Published(published) => status.published = Some(published),
+        Outcome::Unpublished => status.published = None,
         Outcome::SelfChecked(results) => {
             for (domain, check) in results {
                 if let Some(challenge) = status.challenges.iter_mut().find(|c| c.domain == domain) {
@@ -593,6 +637,9 @@ fn merge_check(previous: Option<SelfCheck>, new: SelfCheck) -> SelfCheck {
                 && p.seen == new.seen
                 && p.diagnosis == new.diagnosis
                 && p.server == new.server
+                && p.status_code == new.status_code
+                && p.redirect_target == new.redirect_target
+                && p.content_length == new.content_length
                 && new.last_check_time - p.last_check_time < chrono::Duration::minutes(5) =>
         {
             p

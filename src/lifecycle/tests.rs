@@ -90,6 +90,23 @@ fn challenge(domain: &str) -> ChallengeSpec {
     }
 }
 
+fn http_spec(type_: CertificateType) -> CertificateOrderSpec {
+    let mut s = spec(type_);
+    s.domain_validation.method = ValidationMethod::HTTP;
+    s.domain_validation.http = Some(HttpValidation { ingress_class_name: Some("nginx".into()), ..Default::default() });
+    s
+}
+
+fn http_challenge(domain: &str) -> Challenge {
+    Challenge {
+        domain: domain.into(),
+        method: ValidationMethod::HTTP,
+        target: format!("http://{domain}/.well-known/pki-validation/fileauth.txt"),
+        expected_value: format!("token-{domain}"),
+        self_check: None,
+    }
+}
+
 fn polled(stage: VendorStage) -> Outcome {
     Outcome::Polled(VendorView {
         stage,
@@ -105,6 +122,9 @@ fn check(passed: bool, now: DateTime<Utc>) -> SelfCheck {
         seen: if passed { "token".into() } else { String::new() },
         diagnosis: if passed { String::new() } else { "TXT record not found".into() },
         server: Some("127.0.0.1:53".into()),
+        status_code: None,
+        redirect_target: None,
+        content_length: None,
         last_check_time: now,
     }
 }
@@ -159,6 +179,23 @@ fn decide_table() {
             .collect();
         s
     };
+    let http_dv = http_spec(CertificateType::DV);
+    let http_files = vec![http_challenge("example.com"), http_challenge("www.example.com")];
+    let http_digest = publish_digest(&http_dv, &http_files);
+    let http_status_at = |published: Option<&str>, passed: Option<bool>, stage: VendorStage| {
+        let mut s = submitted(&http_dv, Some(stage));
+        s.challenges = http_files
+            .iter()
+            .cloned()
+            .map(|mut c| {
+                c.self_check = passed.map(|p| check(p, now));
+                c
+            })
+            .collect();
+        s.published = published.map(|d| PublishedValidation { digest: d.into(), ingress_name: None });
+        s
+    };
+    let http_status = |published: Option<&str>, passed: Option<bool>| http_status_at(published, passed, VendorStage::DomainValidation);
     let cases = vec![
         Case { name: "new order generates its key", spec: dv.clone(), status: Default::default(), obs: obs(now, LetterObs::NotNeeded), want: Decision::Act(Step::GenerateKey) },
         Case { name: "with a key, the purchase is recorded before it is made", spec: dv.clone(), status: Default::default(), obs: base(LetterObs::NotNeeded), want: Decision::Act(Step::RecordPurchaseIntent) },
@@ -291,6 +328,71 @@ fn decide_table() {
             want: Decision::Wait(Some(timing.letter_poll)),
         },
         Case {
+            name: "HTTP: files not yet published are published before any self-check",
+            spec: http_spec(CertificateType::DV),
+            status: http_status(None, None),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::PublishChallenges { digest: http_digest.clone() }),
+        },
+        Case {
+            name: "HTTP: published files are self-checked",
+            spec: http_spec(CertificateType::DV),
+            status: http_status(Some(&http_digest), None),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::SelfCheck),
+        },
+        Case {
+            name: "HTTP: a failing self-check of published files waits for the re-check, publishing nothing",
+            spec: http_spec(CertificateType::DV),
+            status: http_status(Some(&http_digest), Some(false)),
+            obs: Observed { last_self_check: Some(now), last_poll: Some(now), ..base(LetterObs::NotNeeded) },
+            want: Decision::Wait(Some(timing.self_check_initial)),
+        },
+        Case {
+            name: "HTTP: new file contents (or another route) are published again",
+            spec: http_spec(CertificateType::DV),
+            status: http_status(Some("old-digest"), Some(true)),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::PublishChallenges { digest: http_digest.clone() }),
+        },
+        Case {
+            name: "HTTP: OV files are published while the CA reviews the organization",
+            spec: http_spec(CertificateType::OV),
+            status: {
+                let ov_http = http_spec(CertificateType::OV);
+                let mut s = submitted(&ov_http, Some(VendorStage::OrganizationReview));
+                s.challenges = vec![http_challenge("example.com"), http_challenge("www.example.com")];
+                s
+            },
+            obs: base(letter.clone()),
+            want: Decision::Act(Step::PublishChallenges { digest: http_digest.clone() }),
+        },
+        Case {
+            name: "HTTP: the vendor can issue: install first, the files stay until then",
+            spec: http_spec(CertificateType::DV),
+            status: http_status_at(Some(&http_digest), Some(true), VendorStage::Issuable),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::Install),
+        },
+        Case {
+            name: "HTTP: issued with files still published removes them before the pending key",
+            spec: http_spec(CertificateType::DV),
+            status: CertificateOrderStatus {
+                certificate: Some(cert(now, "k1")),
+                published: Some(PublishedValidation { digest: http_digest.clone(), ingress_name: None }),
+                ..submitted(&http_spec(CertificateType::DV), Some(VendorStage::Issuable))
+            },
+            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true }, ..base(LetterObs::NotNeeded) },
+            want: Decision::Act(Step::Unpublish),
+        },
+        Case {
+            name: "DNS orders publish nothing",
+            spec: dv.clone(),
+            status: with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), None),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::SelfCheck),
+        },
+        Case {
             name: "a wildcard with HTTP validation never starts",
             spec: { let mut s = dv.clone(); s.domains = vec!["*.example.com".into()]; s.domain_validation.method = ValidationMethod::HTTP; s },
             status: Default::default(),
@@ -314,6 +416,7 @@ struct Walk {
     vendor_stage: VendorStage,
     dns_ready: bool,
     purchases: u32,
+    published: u32,
     steps: Vec<&'static str>,
     phases: Vec<Phase>,
 }
@@ -328,6 +431,7 @@ impl Walk {
             vendor_stage: VendorStage::AwaitingInfo,
             dns_ready: false,
             purchases: 0,
+            published: 0,
             steps: Vec::new(),
             phases: Vec::new(),
         }
@@ -382,8 +486,23 @@ impl Walk {
                 if self.vendor_stage == VendorStage::DomainValidation && self.dns_ready {
                     self.vendor_stage = VendorStage::Issuable;
                 }
-                polled(self.vendor_stage)
+                match polled(self.vendor_stage) {
+                    Outcome::Polled(mut view) if self.spec.domain_validation.method == ValidationMethod::HTTP => {
+                        for c in &mut view.challenges {
+                            let h = http_challenge(&c.domain);
+                            c.method = h.method;
+                            c.target = h.target;
+                        }
+                        Outcome::Polled(view)
+                    }
+                    other => other,
+                }
             }
+            Step::PublishChallenges { digest } => {
+                self.published += 1;
+                Outcome::Published(PublishedValidation { digest: digest.clone(), ingress_name: None })
+            }
+            Step::Unpublish => Outcome::Unpublished,
             Step::SelfCheck => {
                 self.obs.last_self_check = Some(now);
                 let results = self.status.challenges.iter().map(|c| (c.domain.clone(), check(self.dns_ready, now))).collect();
@@ -439,6 +558,65 @@ fn dv_skips_documents_and_review() {
     walk.later(10);
     assert!(matches!(walk.reconcile(), Decision::Wait(Some(_))));
     assert_eq!(walk.status, before);
+}
+
+#[test]
+fn http_validation_publishes_once_checks_and_unpublishes_after_issuance() {
+    let mut walk = Walk::new(http_spec(CertificateType::DV), LetterObs::NotNeeded);
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::DomainValidation);
+    assert!(walk.status.published.is_some());
+    assert!(walk.status.message.as_deref().unwrap().contains("/.well-known/pki-validation/fileauth.txt"), "{:?}", walk.status.message);
+    // The self-check fails a while: nothing is published again.
+    walk.later(3);
+    walk.reconcile();
+    assert_eq!(walk.published, 1);
+    walk.dns_ready = true;
+    walk.later(5);
+    walk.reconcile();
+    walk.later(61);
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::Issued);
+    assert_eq!(
+        walk.steps,
+        [
+            "GenerateKey", "RecordPurchaseIntent", "Purchase", "SubmitInfo", "Poll", "PublishChallenges", "SelfCheck",
+            "SelfCheck", "SelfCheck", "Poll", "Install", "Unpublish", "DiscardPendingKey"
+        ]
+    );
+    assert_eq!(walk.published, 1);
+    assert!(walk.status.published.is_none(), "nothing left published once issued");
+    let before = walk.status.clone();
+    walk.later(10);
+    assert!(matches!(walk.reconcile(), Decision::Wait(Some(_))));
+    assert_eq!(walk.status, before);
+}
+
+#[test]
+fn http_validation_is_refused_only_for_wildcards() {
+    let http = http_spec(CertificateType::DV);
+    assert_eq!(spec_problem(&http), None);
+    let mut wild = http.clone();
+    wild.domains.push("*.example.com".into());
+    assert!(spec_problem(&wild).unwrap().contains("*.example.com is a wildcard name, which can only be validated by DNS"));
+    let mut both = http.clone();
+    both.domain_validation.http = Some(HttpValidation {
+        ingress_name: Some("web".into()),
+        gateway_ref: Some(GatewayRef { name: "gw".into(), ..Default::default() }),
+        ..Default::default()
+    });
+    assert!(spec_problem(&both).unwrap().contains("at most one"));
+    // The digest follows the files and the route, not the self-check results.
+    let files = vec![http_challenge("example.com")];
+    let mut checked = files.clone();
+    checked[0].self_check = Some(check(true, t0()));
+    assert_eq!(publish_digest(&http, &files), publish_digest(&http, &checked));
+    let mut other_route = http.clone();
+    other_route.domain_validation.http = Some(HttpValidation { ingress_name: Some("web".into()), ..Default::default() });
+    assert_ne!(publish_digest(&http, &files), publish_digest(&other_route, &files));
+    let mut other_value = files.clone();
+    other_value[0].expected_value = "new".into();
+    assert_ne!(publish_digest(&http, &files), publish_digest(&http, &other_value));
 }
 
 #[test]

@@ -239,6 +239,60 @@ impl DnsChecker {
         Ok(targets)
     }
 
+    /// The addresses `host` resolves to, as the CA fetching an HTTP challenge would find them:
+    /// A records (CNAMEs followed) asked of the configured name servers, or the system resolver
+    /// when none are configured. `Err` says why the name does not resolve.
+    pub async fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        let Some(servers) = &self.config.nameservers else {
+            let found = tokio::net::lookup_host((host, 0)).await.map_err(|e| e.to_string())?;
+            let ips: Vec<IpAddr> = found.map(|a| a.ip()).collect();
+            return if ips.is_empty() { Err("no addresses".into()) } else { Ok(ips) };
+        };
+        let mut name = fqdn(host)?;
+        let mut last = String::from("no name server configured");
+        'hops: for _ in 0..=MAX_CNAME_HOPS {
+            for server in servers {
+                let response = match query(*server, &name, RecordType::A, &self.config).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        last = format!("{server}: {e}");
+                        continue;
+                    }
+                };
+                match response.metadata.response_code {
+                    ResponseCode::NoError => {}
+                    ResponseCode::NXDomain => return Err(format!("{} does not exist ({server})", show(&name))),
+                    other => {
+                        last = format!("{server} answered {other}");
+                        continue;
+                    }
+                }
+                let mut ips = Vec::new();
+                let mut cname = None;
+                for record in &response.answers {
+                    if record.name.to_lowercase() != name.to_lowercase() {
+                        continue;
+                    }
+                    match &record.data {
+                        RData::A(a) => ips.push(IpAddr::V4(a.0)),
+                        RData::CNAME(c) => cname = Some(c.0.clone()),
+                        _ => {}
+                    }
+                }
+                if !ips.is_empty() {
+                    return Ok(ips);
+                }
+                if let Some(target) = cname {
+                    name = target;
+                    continue 'hops;
+                }
+                return Err(format!("{} has no A record ({server})", show(&name)));
+            }
+            return Err(last);
+        }
+        Err(format!("more than {MAX_CNAME_HOPS} CNAMEs"))
+    }
+
     async fn ask_txt(&self, server: SocketAddr, name: &Name) -> Seen {
         let response = match query(server, name, RecordType::TXT, &self.config).await {
             Ok(r) => r,

@@ -1,6 +1,7 @@
 //! The built-in CA: a vendor in miniature, run by the operator. It has the vendor's steps — an
 //! organization review (manual through `certorder approve`/`reject`, or automatic) and a real
-//! DNS check of every domain before it issues — and keeps no state of its own: what it knows
+//! check of every domain before it issues (the DNS TXT record, or for `method: HTTP` the file
+//! `fileauth.txt` fetched over plain HTTP as the vendor's CA does) — and keeps no state of its own: what it knows
 //! about an order is the order (its status and review annotations), so restarts lose nothing.
 
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use crate::api::{
 use crate::lifecycle::{dns_record_name, parse_go_duration, ChallengeSpec, VendorView};
 use crate::pki::ca::LocalCa;
 use crate::validation::dns::DnsChecker;
+use crate::validation::http::{HttpChecker, WELL_KNOWN};
+
+/// The file name the local CA asks for, as the vendor does.
+pub const FILE_NAME: &str = "fileauth.txt";
 
 /// Default lifetime of issued certificates: 90 days.
 pub const DEFAULT_LIFETIME_HOURS: i64 = 90 * 24;
@@ -29,6 +34,7 @@ pub struct LocalProvider {
     review: ReviewMode,
     lifetime: Duration,
     dns: Arc<DnsChecker>,
+    http: Arc<HttpChecker>,
 }
 
 /// The state codes the local CA reports, in the style of a vendor's.
@@ -42,7 +48,7 @@ pub mod state {
 impl LocalProvider {
     /// Builds the provider from its spec and its CA. Refuses lifetimes the CA/Browser Forum
     /// does not allow.
-    pub fn new(spec: &LocalProviderSpec, ca: LocalCa, dns: Arc<DnsChecker>) -> Result<LocalProvider, ProviderError> {
+    pub fn new(spec: &LocalProviderSpec, ca: LocalCa, dns: Arc<DnsChecker>, http: Arc<HttpChecker>) -> Result<LocalProvider, ProviderError> {
         let lifetime = match &spec.certificate_lifetime {
             None => Duration::hours(DEFAULT_LIFETIME_HOURS),
             Some(text) => {
@@ -62,7 +68,7 @@ impl LocalProvider {
             return Err(ProviderError::permanent("spec.local.certificateLifetime must be at least 1h"));
         }
         let token_secret = ca.to_pem().1.into_bytes();
-        Ok(LocalProvider { ca, token_secret, review: spec.review, lifetime, dns })
+        Ok(LocalProvider { ca, token_secret, review: spec.review, lifetime, dns, http })
     }
 
     pub fn ca_pem(&self) -> &str {
@@ -156,7 +162,8 @@ impl LocalProvider {
         }
     }
 
-    /// One TXT record per domain, with a token bound to the CA, the order and what was submitted.
+    /// One TXT record (or, for `method: HTTP`, one `fileauth.txt`) per domain, with a token bound
+    /// to the CA, the order and what was submitted.
     fn challenges(&self, ctx: &OrderContext<'_>) -> Vec<ChallengeSpec> {
         let submitted = ctx.vendor.info_digest.as_deref().unwrap_or_default();
         ctx.domains
@@ -167,19 +174,35 @@ impl LocalProvider {
                     h.update((part.len() as u64).to_be_bytes());
                     h.update(part);
                 }
-                ChallengeSpec {
-                    domain: domain.clone(),
-                    method: ValidationMethod::DNS,
-                    target: dns_record_name(domain),
-                    expected_value: format!("certorder-{}", hex::encode(&h.finalize()[..16])),
+                let expected_value = format!("certorder-{}", hex::encode(&h.finalize()[..16]));
+                match ctx.spec.domain_validation.method {
+                    ValidationMethod::DNS => ChallengeSpec {
+                        domain: domain.clone(),
+                        method: ValidationMethod::DNS,
+                        target: dns_record_name(domain),
+                        expected_value,
+                    },
+                    ValidationMethod::HTTP => ChallengeSpec {
+                        domain: domain.clone(),
+                        method: ValidationMethod::HTTP,
+                        target: format!("http://{domain}{WELL_KNOWN}{FILE_NAME}"),
+                        expected_value,
+                    },
                 }
             })
             .collect()
     }
 
+    /// The CA's own look at every challenge: the TXT record at the zone's name servers, or the
+    /// file over plain HTTP (no redirects, exact bytes).
     async fn domains_validated(&self, challenges: &[ChallengeSpec]) -> bool {
-        let checks = challenges.iter().map(|c| self.dns.check_txt(&c.target, &c.expected_value));
-        futures::future::join_all(checks).await.iter().all(|o| o.matched)
+        let checks = challenges.iter().map(|c| async move {
+            match c.method {
+                ValidationMethod::DNS => self.dns.check_txt(&c.target, &c.expected_value).await.matched,
+                ValidationMethod::HTTP => self.http.check(&c.target, &c.expected_value).await.passed,
+            }
+        });
+        futures::future::join_all(checks).await.into_iter().all(|ok| ok)
     }
 }
 
