@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The certorder operator image:
-#   docker build -t certorder/certorder:0.1.0 .
+#   docker build -t ghcr.io/certorder/certorder:0.1.0 .
 # The binary is also the kubectl plugin and the domain-validation solver (`certorder solver`).
 
 # ---- build ----------------------------------------------------------------------------------------

@@ -434,6 +434,7 @@ fn the_deployment_is_restricted_and_probes_the_health_endpoints() {
             })
             .collect();
         assert_eq!(env.get("POD_NAMESPACE").map(String::as_str), Some("metadata.namespace"), "{variant}");
+        assert_eq!(env.get("CERTORDER_SOLVER_IMAGE"), c.image.as_ref(), "{variant}: solver Pods run the operator's image");
 
         // The metrics Service selects the Pod and targets the named port.
         let service: Service = typed(of_kind(&objects, "Service").next().unwrap());
@@ -648,6 +649,7 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
         "certificateorder.certorder.io/example-com created",
         "certificateorder.certorder.io/shop-example-com created",
         "certificateorder.certorder.io/wildcard-example-com created",
+        "certificateorder.certorder.io/www-example-org created",
         "secret/acme-confirmation-letter created",
     ] {
         assert!(out.lines().any(|l| l == line), "{line:?} not in:\n{out}");
@@ -671,6 +673,7 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
             ["default", "example-com", "", "DV", "example.com", "local-auto", ""],
             ["default", "shop-example-com", "", "OV", "shop.example.com", "local", ""],
             ["default", "wildcard-example-com", "", "DV", "*.example.com", "local-auto", ""],
+            ["default", "www-example-org", "", "DV", "www.example.org", "local-auto", ""],
         ]
         .into_iter()
         .collect();
@@ -844,4 +847,42 @@ async fn the_charts_deployment_runs_the_operator_through_the_quickstart() {
     assert_eq!((row["PHASE"].as_str(), row["TYPE"].as_str(), row["PROVIDER"].as_str()), ("Issued", "OV", "local"), "{out}");
     assert!(!row["EXPIRES"].is_empty(), "{out}");
     assert_eq!(http_status(metrics, "/metrics"), Some(200));
+}
+
+// ---- the README ---------------------------------------------------------------------------------
+
+/// Dotted paths of the schema's leaves: `image.repository`, `watchNamespaces`, `resources`.
+fn value_paths(schema: &Value, prefix: &str, out: &mut Vec<String>) {
+    for (key, sub) in schema["properties"].as_object().into_iter().flatten() {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        if sub["properties"].is_object() {
+            value_paths(sub, &path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_chart_value_is_in_values_yaml_and_the_readme() {
+    let chart = repo().join("charts/certorder");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(chart.join("values.schema.json")).unwrap()).unwrap();
+    let values: Value = serde_yaml::from_str(&std::fs::read_to_string(chart.join("values.yaml")).unwrap()).unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut paths = Vec::new();
+    value_paths(&schema, "", &mut paths);
+    paths.retain(|p| p != "global");
+    assert!(paths.len() > 30, "{paths:?}");
+    let mut problems = Vec::new();
+    for path in &paths {
+        if values.pointer(&format!("/{}", path.replace('.', "/"))).is_none() {
+            problems.push(format!("{path} is in values.schema.json but not values.yaml"));
+        }
+        if !readme.contains(&format!("| `{path}` |")) {
+            problems.push(format!("{path} is missing from the README's \"Chart values\" table"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The quickstart installs the chart the way NOTES.txt and the tests assume.
+    assert!(readme.contains("helm install certorder ./charts/certorder -n certorder-system --create-namespace"));
 }
