@@ -301,6 +301,7 @@ mod tests {
                     review,
                     certificate_lifetime: None,
                 }),
+                ucloud: None,
             },
         )
     }
@@ -330,7 +331,7 @@ mod tests {
         let automatic = local(ReviewMode::Automatic);
         let vendor = ClusterCertificateProvider::new(
             "local",
-            ClusterCertificateProviderSpec { local: None },
+            ClusterCertificateProviderSpec { local: None, ucloud: None },
         );
         let cases: Vec<(
             CertificateOrder,

@@ -33,9 +33,15 @@ impl Drop for Env {
 
 impl Env {
     async fn start() -> Env {
+        // The operator's output goes to the test's output and to CAPTURED_LOGS, which tests search
+        // (for secrets that must never appear). UCloud request logs are on, so they can be searched.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "warn".into())
+            .add_directive("certorder::provider::ucloud=debug".parse().unwrap());
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-            .with_test_writer()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(tracing_subscriber::fmt::writer::MakeWriterExt::and(tracing_subscriber::fmt::TestWriter::new, || CapturedLog))
             .try_init();
         let api = ApiServer::start().await;
         let dns = TestDns::start(&["example.com", "example.org"]).await.expect("test DNS");
@@ -49,9 +55,22 @@ impl Env {
             let object: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
             namespaces.create(&PostParams::default(), &object).await.expect("create namespace");
         }
+        let controller = spawn_controller(&client, dns.addr());
+        Env { api, dns, client, controller }
+    }
+
+    /// Stops the operator wherever it is (as a crash would) and starts a new one.
+    fn restart_controller(&mut self) {
+        self.controller.abort();
+        self.controller = spawn_controller(&self.client, self.dns.addr());
+    }
+}
+
+fn spawn_controller(client: &Client, dns: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+    {
         let config = certorder::controller::Config {
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            dns_servers: vec![dns.addr()],
+            dns_servers: vec![dns],
             timing: Timing {
                 self_check_initial: Duration::from_millis(200),
                 self_check_max: Duration::from_secs(1),
@@ -63,13 +82,34 @@ impl Env {
             ..Default::default()
         };
         let controller_client = client.clone();
-        let controller = tokio::spawn(async move {
+        tokio::spawn(async move {
             if let Err(e) = certorder::controller::run(controller_client, config).await {
                 panic!("controller stopped: {e:#}");
             }
-        });
-        Env { api, dns, client, controller }
+        })
     }
+}
+
+/// Everything the operator logged in this test binary.
+static CAPTURED_LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct CapturedLog;
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED_LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured_logs() -> String {
+    String::from_utf8_lossy(&CAPTURED_LOGS.lock().unwrap()).into_owned()
+}
+
+impl Env {
 
     fn orders(&self) -> Api<CertificateOrder> {
         Api::namespaced(self.client.clone(), NS)
@@ -411,4 +451,420 @@ where
         assert!(tokio::time::Instant::now() < deadline, "condition not met in 30 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// UCloud USSL, through the simulator.
+
+const USSL_PUBLIC_KEY: &str = "ucloud-e2e@example.com1296235120854146120";
+const USSL_PRIVATE_KEY: &str = "46f09bb9fab4f12dfc160dae12273d5332b5debe-e2e";
+
+/// A UCloud provider `name` pointed at the simulator, with its key pair in a Secret.
+async fn ucloud_provider(env: &Env, sim: &testbed::ussl::UsslSim, name: &str, private_key: &str) {
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "certorder-system");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{name}-credentials"), "namespace": "certorder-system"},
+        "stringData": {"PublicKey": USSL_PUBLIC_KEY, "PrivateKey": private_key},
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.expect("create credentials Secret");
+    env.apply(json!({
+        "apiVersion": "certorder.io/v1alpha1",
+        "kind": "ClusterCertificateProvider",
+        "metadata": {"name": name},
+        "spec": {"ucloud": {
+            "endpoint": sim.endpoint(),
+            "projectId": "org-e2e",
+            "credentialsSecretRef": {"name": format!("{name}-credentials"), "namespace": "certorder-system"},
+            "requestsPerSecond": 50,
+            "reviewPollInterval": "1s",
+            "validationPollInterval": "1s",
+        }},
+    }))
+    .await;
+}
+
+async fn ucloud_env() -> (Env, testbed::ussl::UsslSim) {
+    let env = Env::start().await;
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
+    ucloud_provider(&env, &sim, "ucloud", USSL_PRIVATE_KEY).await;
+    (env, sim)
+}
+
+fn ucloud_dv_order(name: &str, domains: &[&str], provider: &str) -> Value {
+    let mut order = dv_order(name, domains, provider);
+    order["spec"]["product"] = json!({"brand": "TrustAsia", "name": "TrustAsiaDVG5", "type": "DV"});
+    order
+}
+
+/// The TLS Secret holds a chain to the simulator's CA, for every name, matching its key.
+async fn assert_ussl_secret(env: &Env, sim: &testbed::ussl::UsslSim, secret_name: &str, domains: &[&str]) {
+    let secret = env.secrets().get(secret_name).await.expect("TLS Secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = secret.data.clone().unwrap();
+    let text = |k: &str| String::from_utf8(data.get(k).unwrap_or_else(|| panic!("no {k}")).0.clone()).unwrap();
+    let key = PrivateKey::from_pem(&text("tls.key")).expect("tls.key is a key");
+    let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
+    let info = pki::verify_issued(&text("tls.crt"), &key, &domains, chrono::Utc::now(), Some(&[sim.ca_pem()]))
+        .expect("the Secret's certificate verifies against the simulator's CA");
+    assert!(info.issuer.contains("USSL simulator root CA"), "{}", info.issuer);
+}
+
+fn vendor_id(order: &CertificateOrder) -> Option<String> {
+    order.status.as_ref()?.order.as_ref()?.id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_dv_order_with_dns_validation_is_bought_validated_and_installed() {
+    let (env, sim) = ucloud_env().await;
+    env.apply(ucloud_dv_order("shop", &["shop.example.com", "www.shop.example.com"], "ucloud")).await;
+
+    let validating = env.wait_phase("shop", Phase::DomainValidation).await;
+    let status = validating.status.as_ref().unwrap();
+    let vendor = status.order.as_ref().unwrap();
+    assert_eq!(vendor.state.as_deref(), Some("DOMAIN_AUTH"), "the vendor's state code, verbatim");
+    let mut targets: Vec<&str> = status.challenges.iter().map(|c| c.target.as_str()).collect();
+    targets.sort();
+    assert_eq!(targets, ["_dnsauth.shop.example.com", "_dnsauth.www.shop.example.com"]);
+    // The simulator validates over DNS itself: nothing is issued before the records exist.
+    let sim_order = sim.orders().into_iter().next().unwrap();
+    assert_eq!(sim_order.state, "DOMAIN_AUTH");
+    assert_eq!(Some(sim_order.id.to_string()), vendor.id);
+    assert_eq!(sim_order.domains, ["shop.example.com", "www.shop.example.com"]);
+
+    env.publish_challenges(&validating).await;
+    let issued = env.wait_phase("shop", Phase::Issued).await;
+    assert!(has_condition(&issued, "Ready", "True"));
+    assert_ussl_secret(&env, &sim, "shop-tls", &["shop.example.com", "www.shop.example.com"]).await;
+    assert_eq!(sim.purchases(), 1);
+    assert_eq!(sim.orders()[0].state, "COMPLETED");
+    let csr = sim.orders()[0].csr.clone().unwrap();
+    assert!(csr.contains("BEGIN CERTIFICATE REQUEST"), "the operator's own CSR was sent (CSROnline=0)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_a_restart_right_after_the_purchase_call_buys_only_once() {
+    let (mut env, sim) = ucloud_env().await;
+    sim.set_download_shape(testbed::ussl::DownloadShape::Zip);
+    // The purchase is made at once but answered late: the operator is stopped while it waits.
+    sim.set_purchase_delay(Duration::from_secs(30));
+    env.apply(ucloud_dv_order("crash", &["crash.example.org"], "ucloud")).await;
+    wait_until(|| async { sim.purchases() == 1 }).await;
+    env.restart_controller();
+    sim.set_purchase_delay(Duration::ZERO);
+
+    // The intent was recorded before the purchase call; the id never was.
+    let before = env.orders().get("crash").await.unwrap();
+    let vendor = before.status.as_ref().unwrap().order.clone().unwrap();
+    assert!(vendor.name.starts_with("certorder-"), "{vendor:?}");
+    assert!(vendor.purchase_requested_time.is_some());
+
+    let validating = env.wait_phase("crash", Phase::DomainValidation).await;
+    assert_eq!(vendor_id(&validating), Some(sim.orders()[0].id.to_string()), "the order bought before the restart was adopted");
+    env.publish_challenges(&validating).await;
+    env.wait_phase("crash", Phase::Issued).await;
+    assert_ussl_secret(&env, &sim, "crash-tls", &["crash.example.org"]).await;
+    assert_eq!(sim.purchases(), 1, "exactly one purchase");
+    assert!(vendor_id(&before).is_none() || vendor_id(&before) == vendor_id(&validating));
+    assert_eq!(sim.calls("PurchaseCertificate"), 1);
+    assert!(sim.calls("GetCertificateList") >= 2, "looked up before buying, and again after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_gateway_faults_are_ridden_out_and_bad_credentials_stop_the_order() {
+    let (env, sim) = ucloud_env().await;
+    // Rate limited twice, unavailable once, then a proxy's HTML page.
+    sim.fail_next(2, testbed::ussl::Fault::RetCode(153));
+    sim.fail_next(1, testbed::ussl::Fault::RetCode(150));
+    sim.fail_next(1, testbed::ussl::Fault::Garbage);
+    env.apply(ucloud_dv_order("flaky", &["flaky.example.com"], "ucloud")).await;
+    let validating = env.wait_phase("flaky", Phase::DomainValidation).await;
+    assert_eq!(sim.pending_faults(), 0, "every fault was served");
+    let failure = validating.status.as_ref().unwrap().last_failure.clone().unwrap_or_default();
+    assert!(failure.contains("UCloud") && failure.contains("retrying"), "{failure}");
+    env.publish_challenges(&validating).await;
+    env.wait_phase("flaky", Phase::Issued).await;
+    assert_eq!(sim.purchases(), 1);
+
+    // A provider whose private key is wrong: the order stops and says what to fix.
+    const WRONG_KEY: &str = "wrong-private-key-e2e-7f3a9c";
+    ucloud_provider(&env, &sim, "ucloud-bad", WRONG_KEY).await;
+    env.apply(ucloud_dv_order("badcreds", &["bad.example.com"], "ucloud-bad")).await;
+    let failed = env.wait_phase("badcreds", Phase::Failed).await;
+    let message = failed.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        message.contains("UCloud refused the credentials (RetCode 171): check PublicKey/PrivateKey in Secret certorder-system/ucloud-bad-credentials"),
+        "{message}"
+    );
+    assert!(has_condition(&failed, "Stalled", "True"));
+    assert_eq!(sim.purchases(), 1, "nothing bought with bad credentials");
+    // The keys appear nowhere: not in the operator's logs (UCloud requests were logged), status or events.
+    let logs = captured_logs();
+    assert!(logs.contains("UCloud request"), "request logging was on");
+    for secret in [WRONG_KEY, USSL_PRIVATE_KEY] {
+        assert!(!logs.contains(secret), "a private key appeared in the logs");
+        assert!(!serde_json::to_string(&failed).unwrap().contains(secret));
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    let all = events.list(&Default::default()).await.unwrap();
+    assert!(all.items.iter().any(|e| e.note.as_deref().is_some_and(|m| m.contains("RetCode 171"))), "the failure was announced");
+    assert!(!serde_json::to_string(&all).unwrap().contains(WRONG_KEY));
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP file validation, through the testbed's cluster emulation: the operator publishes the file,
+// the emulated kubelet runs the real `certorder solver` for the solver Pod, the emulated ingress
+// controller routes by Host and path, and the local CA fetches the file over plain HTTP.
+
+/// An `Env` whose operator (self-check and local CA) fetches validation files from the emulated
+/// ingress controller's front door, where the test DNS server points the names.
+struct HttpEnv {
+    env: Env,
+    cluster: testbed::cluster::Cluster,
+}
+
+impl std::ops::Deref for HttpEnv {
+    type Target = Env;
+    fn deref(&self) -> &Env {
+        &self.env
+    }
+}
+
+impl HttpEnv {
+    async fn start(names: &[&str]) -> HttpEnv {
+        let mut env = Env::start().await;
+        let cluster = testbed::cluster::Cluster::start(env.client.clone(), env!("CARGO_BIN_EXE_certorder")).await.expect("cluster emulation");
+        for name in names {
+            env.dns.set_a(name, std::net::Ipv4Addr::LOCALHOST).await.expect("set A");
+        }
+        // The operator Env::start began knows nothing of the front door: replace it.
+        env.controller.abort();
+        let config = certorder::controller::Config {
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            dns_servers: vec![env.dns.addr()],
+            http_validation_port: cluster.port(),
+            timing: Timing {
+                self_check_initial: Duration::from_millis(200),
+                self_check_max: Duration::from_secs(1),
+                backoff_initial: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(2),
+                letter_poll: Duration::from_secs(1),
+                ..Timing::default()
+            },
+            ..Default::default()
+        };
+        let client = env.client.clone();
+        env.controller = tokio::spawn(async move {
+            if let Err(e) = certorder::controller::run(client, config).await {
+                panic!("controller stopped: {e:#}");
+            }
+        });
+        HttpEnv { env, cluster }
+    }
+
+    fn ingresses(&self) -> Api<k8s_openapi::api::networking::v1::Ingress> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// A user's Ingress of the emulated class: `host` with `paths` (path, type, service).
+    async fn user_ingress(&self, name: &str, host: &str, paths: &[(&str, &str, &str)], annotations: Value) {
+        let paths: Vec<Value> = paths
+            .iter()
+            .map(|(path, type_, service)| json!({"path": path, "pathType": type_, "backend": {"service": {"name": service, "port": {"number": 80}}}}))
+            .collect();
+        let ingress: k8s_openapi::api::networking::v1::Ingress = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": NS, "annotations": annotations},
+            "spec": {"ingressClassName": testbed::cluster::INGRESS_CLASS, "rules": [{"host": host, "http": {"paths": paths}}]},
+        }))
+        .unwrap();
+        self.ingresses().create(&PostParams::default(), &ingress).await.expect("create the user's Ingress");
+    }
+
+    /// Names of the objects of `kind` labelled for `order`.
+    async fn published(&self, order: &str) -> Vec<String> {
+        let lp = kube::api::ListParams::default().labels(&format!("certorder.io/order={order}"));
+        let mut names = Vec::new();
+        macro_rules! collect {
+            ($kind:ty) => {
+                for o in Api::<$kind>::namespaced(self.client.clone(), NS).list(&lp).await.unwrap() {
+                    names.push(format!("{}/{}", stringify!($kind).rsplit("::").next().unwrap(), o.name_any()));
+                }
+            };
+        }
+        collect!(k8s_openapi::api::core::v1::ConfigMap);
+        collect!(k8s_openapi::api::core::v1::Pod);
+        collect!(k8s_openapi::api::core::v1::Service);
+        collect!(k8s_openapi::api::networking::v1::Ingress);
+        names
+    }
+
+    /// The events about `order` with `reason`.
+    async fn events(&self, order: &str, reason: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), NS);
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(order) && e.reason.as_deref() == Some(reason))
+            .map(|e| e.note.unwrap_or_default())
+            .collect()
+    }
+
+    /// Whether the local CA fetched `url`'s path for its host, and what it got.
+    fn ca_fetches(&self, host: &str) -> Vec<u16> {
+        self.cluster
+            .served()
+            .into_iter()
+            .filter(|s| s.host == host && s.user_agent == certorder::provider::local::CA_AGENT && s.path == "/.well-known/pki-validation/fileauth.txt")
+            .map(|s| s.status)
+            .collect()
+    }
+}
+
+fn with_http(mut order: Value, provider: &str, http: Value) -> Value {
+    order["spec"]["providerRef"]["name"] = json!(provider);
+    order["spec"]["domainValidation"] = json!({"method": "HTTP", "http": http});
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_dv_and_ov_orders_are_issued_through_the_emulated_ingress_and_leave_nothing_behind() {
+    let env = HttpEnv::start(&["web.example.com", "www.web.example.com", "shop.example.com", "www.shop.example.com"]).await;
+    env.provider("auto", "Automatic").await;
+    env.apply(letter_secret()).await;
+    // The OV order adds its paths to the user's own Ingress, which serves the shop.
+    env.cluster.serve_static(NS, "shop-web", testbed::cluster::StaticBackend::html("<!doctype html><title>shop</title>"));
+    env.user_ingress("shop-site", "shop.example.com", &[("/", "Prefix", "shop-web")], json!({})).await;
+    let users_before = env.ingresses().get("shop-site").await.unwrap().spec;
+
+    env.apply(with_http(dv_order("web", &["web.example.com", "www.web.example.com"], "auto"), "auto", json!({"ingressClassName": testbed::cluster::INGRESS_CLASS}))).await;
+    env.apply(with_http(ov_order("acme", "ACME Ltd"), "auto", json!({"ingressName": "shop-site"}))).await;
+
+    let validating = env
+        .wait_for("web", "HTTP challenges published", |o| o.status.as_ref().is_some_and(|s| s.published.is_some() && !s.challenges.is_empty()))
+        .await;
+    let challenges = &validating.status.as_ref().unwrap().challenges;
+    assert_eq!(challenges[0].target, "http://web.example.com/.well-known/pki-validation/fileauth.txt");
+    let published = env.published("web").await;
+    for kind in ["ConfigMap", "Pod", "Service", "Ingress"] {
+        assert!(published.contains(&format!("{kind}/certorder-solver-web")), "{published:?}");
+    }
+    let cm: k8s_openapi::api::core::v1::ConfigMap =
+        Api::namespaced(env.client.clone(), NS).get("certorder-solver-web").await.unwrap();
+    assert_eq!(cm.owner_references()[0].name, "web");
+    assert_eq!(cm.data.unwrap()["web.example.com_fileauth.txt"], challenges[0].expected_value, "exact, no newline");
+
+    for name in ["web", "acme"] {
+        env.wait_phase(name, Phase::Issued).await;
+    }
+    assert_verified_secret(&env, "web-tls", &["web.example.com", "www.web.example.com"], "auto").await;
+    assert_verified_secret(&env, "acme-tls", &["shop.example.com", "www.shop.example.com"], "auto").await;
+    // The local CA fetched every file itself through the front door and got it.
+    for host in ["web.example.com", "www.web.example.com", "shop.example.com", "www.shop.example.com"] {
+        assert!(env.ca_fetches(host).contains(&200), "the CA fetched {host}: {:?}", env.cluster.served());
+    }
+    assert!(env.cluster.solver_starts() >= 2);
+
+    // Afterwards nothing the orders published is left, and the user's Ingress is as it was.
+    wait_until(|| async { env.published("web").await.is_empty() && env.published("acme").await.is_empty() }).await;
+    wait_until(|| async { env.ingresses().get("shop-site").await.unwrap().spec == users_before }).await;
+    wait_until(|| async { env.cluster.running_solvers() == 0 }).await;
+    for name in ["web", "acme"] {
+        let order = env.orders().get(name).await.unwrap();
+        assert!(order.status.as_ref().unwrap().published.is_none(), "{name}");
+        assert!(order.status.as_ref().unwrap().challenges.is_empty(), "{name}");
+    }
+}
+
+/// Starts one HTTP order whose file the CA cannot get as it should, and waits for the diagnosis.
+async fn diagnosed(env: &HttpEnv, order: Value, diagnosis: &str) -> certorder::api::SelfCheck {
+    let name = order["metadata"]["name"].as_str().unwrap().to_string();
+    let host = order["spec"]["domains"][0].as_str().unwrap().to_string();
+    env.apply(order).await;
+    let failing = env
+        .wait_for(&name, diagnosis, |o| {
+            o.status.as_ref().is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| c.diagnosis.starts_with(diagnosis))))
+        })
+        .await;
+    let check = failing.status.unwrap().challenges[0].self_check.clone().unwrap();
+    assert!(!check.passed);
+    wait_until(|| async { env.events(&name, "SelfCheckFailed").await.iter().any(|n| n.contains(diagnosis)) }).await;
+    // The CA has looked too, and the order does not advance.
+    wait_until(|| async { !env.ca_fetches(&host).is_empty() }).await;
+    let order = env.orders().get(&name).await.unwrap();
+    let status = order.status.as_ref().unwrap();
+    assert_eq!(status.phase, Phase::DomainValidation, "{status:?}");
+    assert!(status.certificate.is_none());
+    assert!(env.secrets().get_opt(&format!("{name}-tls")).await.unwrap().is_none());
+    let domains = condition(&order, "DomainsVerified").unwrap();
+    assert_eq!((domains.status.as_str(), domains.reason.as_str()), ("False", "SelfCheckFailing"));
+    assert!(domains.message.contains(diagnosis), "{}", domains.message);
+    check
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_validation_through_a_route_that_redirects_to_https_is_diagnosed() {
+    let env = HttpEnv::start(&["secure.example.com"]).await;
+    env.provider("auto", "Automatic").await;
+    env.cluster.serve_static(NS, "secure-web", testbed::cluster::StaticBackend::html("<html>secure</html>"));
+    env.user_ingress("secure", "secure.example.com", &[("/", "Prefix", "secure-web")], json!({testbed::cluster::FORCE_SSL_REDIRECT: "true"})).await;
+    let order = with_http(dv_order("secure", &["secure.example.com"], "auto"), "auto", json!({"ingressName": "secure"}));
+    let check = diagnosed(&env, order, "redirected to https").await;
+    assert_eq!(check.status_code, Some(308));
+    assert_eq!(check.redirect_target.as_deref(), Some("https://secure.example.com/.well-known/pki-validation/fileauth.txt"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_validation_of_content_with_a_trailing_newline_is_diagnosed() {
+    let env = HttpEnv::start(&["legacy.example.com"]).await;
+    env.provider("auto", "Automatic").await;
+    // The operator's Ingress goes to a class this cluster does not serve; the user's own file
+    // server answers the path, with a newline after the value as editors write it.
+    env.user_ingress("legacy", "legacy.example.com", &[("/.well-known/pki-validation/fileauth.txt", "Exact", "legacy-files")], json!({})).await;
+    let order = with_http(dv_order("legacy", &["legacy.example.com"], "auto"), "auto", json!({"ingressClassName": "elsewhere"}));
+    env.apply(order.clone()).await;
+    let listed = env.wait_for("legacy", "challenges", |o| o.status.as_ref().is_some_and(|s| !s.challenges.is_empty())).await;
+    let value = listed.status.unwrap().challenges[0].expected_value.clone();
+    env.cluster.serve_static(NS, "legacy-files", testbed::cluster::StaticBackend::text(format!("{value}\n").as_bytes()));
+    let check = diagnosed(&env, order, "content has a trailing newline").await;
+    assert_eq!(check.status_code, Some(200));
+    assert_eq!(check.content_length, Some(value.len() as u64 + 1));
+    assert!(check.seen.ends_with("\\n"), "{}", check.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_validation_of_a_host_that_routes_elsewhere_is_diagnosed() {
+    let env = HttpEnv::start(&["brochure.example.com"]).await;
+    env.provider("auto", "Automatic").await;
+    env.cluster.serve_static(NS, "brochure-web", testbed::cluster::StaticBackend::html("<!DOCTYPE html><html><body>Welcome</body></html>"));
+    env.user_ingress("brochure", "brochure.example.com", &[("/", "Prefix", "brochure-web")], json!({})).await;
+    let order = with_http(dv_order("brochure", &["brochure.example.com"], "auto"), "auto", json!({"ingressClassName": "elsewhere"}));
+    let check = diagnosed(&env, order, "served by another backend (got HTML").await;
+    assert_eq!(check.status_code, Some(200));
+    assert!(check.seen.starts_with("<!DOCTYPE html>"), "{}", check.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_with_http_validation_that_gets_past_admission_fails_with_a_clear_message() {
+    let env = HttpEnv::start(&[]).await;
+    env.provider("auto", "Automatic").await;
+    // An API server that did not check the CRD's rules (an older one, say): drop them.
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    let mut crd = crds.get("certificateorders.certorder.io").await.unwrap();
+    for version in &mut crd.spec.versions {
+        if let Some(spec) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()).and_then(|s| s.properties.as_mut()).and_then(|p| p.get_mut("spec")) {
+            spec.x_kubernetes_validations = None;
+        }
+    }
+    crds.replace("certificateorders.certorder.io", &PostParams::default(), &crd).await.unwrap();
+    let order = with_http(dv_order("wild", &["example.com", "*.example.com"], "auto"), "auto", json!({}));
+    env.apply(order).await;
+    let failed = env.wait_phase("wild", Phase::Failed).await;
+    let message = failed.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(message.contains("*.example.com is a wildcard name, which can only be validated by DNS"), "{message}");
+    assert_eq!(condition(&failed, "Ready").unwrap().reason, "InvalidSpec");
+    assert!(env.published("wild").await.is_empty(), "nothing published for a refused order");
 }

@@ -230,7 +230,7 @@ const NEEDED_IN_WATCHED_NAMESPACES: &[(&str, &str, &[&str])] = &[
     ("", "configmaps", &["get", "list", "watch", "create", "patch", "delete"]),
     ("", "pods", &["get", "list", "watch", "create", "patch", "delete"]),
     ("", "services", &["get", "list", "watch", "create", "patch", "delete"]),
-    ("networking.k8s.io", "ingresses", &["get", "list", "watch", "create", "patch", "delete"]),
+    ("networking.k8s.io", "ingresses", &["get", "list", "watch", "create", "patch", "update", "delete"]),
     ("gateway.networking.k8s.io", "httproutes", &["get", "list", "watch", "create", "patch", "delete"]),
 ];
 /// Cluster-wide, in every mode.

@@ -25,14 +25,46 @@ pub const MAX_LIFETIME_HOURS: i64 = 200 * 24;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.local)")
-    .message("set spec.local: the built-in CA is the only kind of provider in this version")
-    .reason(Reason::FieldValueRequired)
-    .field_path(".local"))]
+#[x_kube(validation = Rule::new("has(self.local) != has(self.ucloud)")
+    .message("set exactly one of spec.local (the built-in CA) and spec.ucloud (a UCloud USSL account)")
+    .reason(Reason::FieldValueRequired))]
 pub struct ClusterCertificateProviderSpec {
     /// The built-in CA: for trying certorder without a vendor account, and for internal PKI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalProvider>,
+    /// A UCloud account buying from USSL, UCloud's certificate store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ucloud: Option<UcloudProvider>,
+}
+
+/// A UCloud account: orders buy the products of UCloud's SSL certificate service (USSL).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UcloudProvider {
+    /// API endpoint; default `https://api.ucloud.cn` (inside UCloud's VPCs `http://api.service.ucloud.cn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    pub endpoint: Option<String>,
+    /// Project the certificates are bought in; empty means the account's default project
+    /// (sub-accounts must set it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Secret with the API key pair under the keys `PublicKey` and `PrivateKey`.
+    pub credentials_secret_ref: NamespacedSecretRef,
+    /// Calls per second to the API, shared by every order of this provider; default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub requests_per_second: Option<u32>,
+    /// How often to ask the vendor while the CA reviews an organization, as a duration;
+    /// default the operator's `--review-poll` (10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub review_poll_interval: Option<String>,
+    /// How often to ask the vendor while it validates domains, as a duration; default the
+    /// operator's `--validation-poll` (1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub validation_poll_interval: Option<String>,
 }
 
 /// A CA run by the operator, with the vendor's steps: review (manual or automatic) and real

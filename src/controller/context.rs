@@ -112,8 +112,11 @@ impl Context {
 
     async fn build_provider(&self, object: &ClusterCertificateProvider) -> Result<Provider, String> {
         let name = object.name_any();
+        if let Some(ucloud) = &object.spec.ucloud {
+            return self.ucloud_provider(&name, ucloud).await;
+        }
         let Some(local) = &object.spec.local else {
-            return Err(format!("ClusterCertificateProvider {name:?} sets no kind: set spec.local"));
+            return Err(format!("ClusterCertificateProvider {name:?} sets no kind: set spec.local or spec.ucloud"));
         };
         let ca = self.local_ca(&local.ca_secret_ref.namespace, &local.ca_secret_ref.name).await.map_err(|e| {
             format!(
@@ -123,6 +126,36 @@ impl Context {
         })?;
         LocalProvider::new(local, ca, self.dns.clone(), self.http.clone())
             .map(Provider::Local)
+            .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
+    }
+
+    /// A UCloud client with the key pair from the provider's Secret (read by name, never cached
+    /// or logged): one client, and one rate limiter, per provider generation.
+    async fn ucloud_provider(&self, name: &str, spec: &crate::api::UcloudProvider) -> Result<Provider, String> {
+        let reference = &spec.credentials_secret_ref;
+        let secret_name = format!("{}/{}", reference.namespace, reference.name);
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &reference.namespace);
+        let secret = match api.get_opt(&reference.name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                return Err(format!(
+                    "ClusterCertificateProvider {name:?}: credentials Secret {secret_name} not found: create it with keys PublicKey and PrivateKey"
+                ));
+            }
+            Err(e) => return Err(format!("ClusterCertificateProvider {name:?}: cannot read credentials Secret {secret_name}: {e}")),
+        };
+        let field = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("ClusterCertificateProvider {name:?}: Secret {secret_name} has no key {key}: store the UCloud API key pair under PublicKey and PrivateKey"))
+        };
+        let credentials = crate::provider::ucloud::Credentials { public_key: field("PublicKey")?, private_key: field("PrivateKey")? };
+        crate::provider::ucloud::UcloudProvider::new(spec, credentials, secret_name)
+            .map(Provider::Ucloud)
             .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
     }
 

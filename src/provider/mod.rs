@@ -2,6 +2,7 @@
 //! ([`Provider::from_spec`]); every error says whether a retry can help.
 
 pub mod local;
+pub mod ucloud;
 
 use std::collections::BTreeMap;
 
@@ -51,6 +52,7 @@ impl From<ProviderError> for StepError {
 /// A configured provider, built from a `ClusterCertificateProvider`.
 pub enum Provider {
     Local(local::LocalProvider),
+    Ucloud(ucloud::UcloudProvider),
 }
 
 impl Provider {
@@ -58,6 +60,7 @@ impl Provider {
     pub fn kind(&self) -> &'static str {
         match self {
             Provider::Local(_) => "local",
+            Provider::Ucloud(_) => "ucloud",
         }
     }
 
@@ -66,6 +69,8 @@ impl Provider {
     pub fn purchase_is_idempotent(&self) -> bool {
         match self {
             Provider::Local(_) => true,
+            // The vendor takes a product name, not ours: a purchase must be recorded as intended first.
+            Provider::Ucloud(_) => false,
         }
     }
 
@@ -77,6 +82,7 @@ impl Provider {
                 validation_poll: base.validation_poll.min(std::time::Duration::from_secs(3)),
                 ..base.clone()
             },
+            Provider::Ucloud(p) => p.timing(base),
         }
     }
 
@@ -84,6 +90,7 @@ impl Provider {
     pub async fn purchase(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
         match self {
             Provider::Local(p) => p.purchase(ctx),
+            Provider::Ucloud(p) => p.purchase(ctx).await,
         }
     }
 
@@ -91,6 +98,7 @@ impl Provider {
     pub async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
         match self {
             Provider::Local(p) => p.submit_info(ctx, csr_pem),
+            Provider::Ucloud(p) => p.submit_info(ctx, csr_pem).await,
         }
     }
 
@@ -98,6 +106,7 @@ impl Provider {
     pub async fn upload_letter(&self, ctx: &OrderContext<'_>, letter: &[u8], file_name: &str) -> Result<(), ProviderError> {
         match self {
             Provider::Local(p) => p.upload_letter(ctx, letter, file_name),
+            Provider::Ucloud(p) => p.upload_letter(ctx, letter, file_name).await,
         }
     }
 
@@ -105,6 +114,7 @@ impl Provider {
     pub async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
         match self {
             Provider::Local(p) => p.poll(ctx).await,
+            Provider::Ucloud(p) => p.poll(ctx).await,
         }
     }
 
@@ -112,6 +122,7 @@ impl Provider {
     pub async fn download(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<String, ProviderError> {
         match self {
             Provider::Local(p) => p.download(ctx, csr_pem).await,
+            Provider::Ucloud(p) => p.download(ctx).await,
         }
     }
 
@@ -122,6 +133,16 @@ impl Provider {
                 let _ = ctx;
                 Ok(())
             }
+            Provider::Ucloud(p) => p.cancel(ctx).await,
+        }
+    }
+
+    /// The confirmation-letter template the vendor offers, for the user to fill in and stamp;
+    /// `None` when the provider has none.
+    pub async fn letter_template(&self, ctx: &OrderContext<'_>) -> Result<Option<ucloud::VendorFile>, ProviderError> {
+        match self {
+            Provider::Local(_) => Ok(None),
+            Provider::Ucloud(p) => p.letter_template(ctx).await.map(Some),
         }
     }
 
@@ -129,14 +150,17 @@ impl Provider {
     pub fn trust_anchors(&self) -> Option<Vec<String>> {
         match self {
             Provider::Local(p) => Some(vec![p.ca_pem().to_string()]),
+            Provider::Ucloud(_) => None,
         }
     }
 }
 
 /// Which kind a provider spec asks for, or what to fix.
 pub fn kind_of(spec: &ClusterCertificateProviderSpec) -> Result<&'static str, String> {
-    match &spec.local {
-        Some(_) => Ok("local"),
-        None => Err("the provider sets no kind: set spec.local".into()),
+    match (&spec.local, &spec.ucloud) {
+        (Some(_), None) => Ok("local"),
+        (None, Some(_)) => Ok("ucloud"),
+        (Some(_), Some(_)) => Err("the provider sets two kinds: set only one of spec.local and spec.ucloud".into()),
+        (None, None) => Err("the provider sets no kind: set spec.local or spec.ucloud".into()),
     }
 }

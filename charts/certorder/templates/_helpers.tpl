@@ -84,10 +84,13 @@ says why it is there.
   resources: ["configmaps", "pods", "services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # HTTP domain validation: the route that sends /.well-known/pki-validation/ to the solver, as an
-# Ingress or a Gateway API HTTPRoute.
+# Ingress of its own (server-side apply: patch) or as paths added to and removed from the user's
+# existing Ingress (spec.domainValidation.http.ingressName: get, then update with its
+# resourceVersion so a concurrent change is never overwritten).
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# ... or a Gateway API HTTPRoute attached to spec.domainValidation.http.gatewayRef.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

@@ -2,5 +2,6 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod dns;
+pub mod ussl;
 
 pub use apiserver::{ApiServer, FaultAnswer, FaultMatch, Faults, Options as ApiServerOptions};

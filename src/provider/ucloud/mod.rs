@@ -1,0 +1,402 @@
+//! UCloud USSL: the vendor behind the reference flow. The client signs every call with the
+//! account's key pair (read from a Secret, never logged); this module turns an order's steps into
+//! USSL actions and the vendor's answers into the lifecycle's terms.
+//!
+//! Buying twice is prevented by looking before buying: `PurchaseCertificate` takes the product's
+//! name, not one of ours, so a purchase lost in a crash is found by `GetCertificateList` as an
+//! order of the same product, created after the purchase intent was recorded, that no info has
+//! been sent for yet. One such order is adopted; several make the order stop and ask a person.
+
+pub mod client;
+pub mod wire;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{OrderContext, ProviderError};
+use crate::api::{UcloudProvider as UcloudSpec, ValidationMethod, VendorStage};
+use crate::lifecycle::{dns_record_name, parse_go_duration, ChallengeSpec, Timing, VendorView};
+pub use client::{Client, Credentials};
+
+/// Default API endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://api.ucloud.cn";
+/// Default rate of calls, shared by every order of one provider.
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 5;
+/// How far the vendor's clock may be behind ours when matching a lost purchase by time.
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
+
+pub struct UcloudProvider {
+    client: Client,
+    review_poll: Option<Duration>,
+    validation_poll: Option<Duration>,
+}
+
+/// A file the vendor offers the user, such as the confirmation-letter template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorFile {
+    pub file_name: String,
+    pub data: Vec<u8>,
+}
+
+impl UcloudProvider {
+    /// `secret` names the credentials Secret (`namespace/name`) in messages.
+    pub fn new(spec: &UcloudSpec, credentials: Credentials, secret: String) -> Result<UcloudProvider, ProviderError> {
+        let interval = |field: &str, text: &Option<String>| -> Result<Option<Duration>, ProviderError> {
+            match text {
+                None => Ok(None),
+                Some(t) => parse_go_duration(t)
+                    .map(Some)
+                    .ok_or_else(|| ProviderError::permanent(format!("spec.ucloud.{field} {t:?} is not a duration such as 10m"))),
+            }
+        };
+        let review_poll = interval("reviewPollInterval", &spec.review_poll_interval)?;
+        let validation_poll = interval("validationPollInterval", &spec.validation_poll_interval)?;
+        let endpoint = spec.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+        let client = Client::new(
+            endpoint,
+            spec.project_id.clone(),
+            credentials,
+            secret,
+            spec.requests_per_second.unwrap_or(DEFAULT_REQUESTS_PER_SECOND),
+        )
+        .map_err(ProviderError::permanent)?;
+        Ok(UcloudProvider { client, review_poll, validation_poll })
+    }
+
+    /// The vendor takes minutes to validate and days to review; the spec may say otherwise.
+    pub fn timing(&self, base: &Timing) -> Timing {
+        Timing {
+            review_poll: self.review_poll.unwrap_or(base.review_poll),
+            validation_poll: self.validation_poll.unwrap_or(base.validation_poll),
+            ..base.clone()
+        }
+    }
+
+    fn id(ctx: &OrderContext<'_>) -> Result<i64, ProviderError> {
+        let id = ctx.vendor.id.as_deref().ok_or_else(|| ProviderError::retryable("the vendor order id is not recorded yet"))?;
+        id.parse().map_err(|_| ProviderError::permanent(format!("the recorded vendor order id {id:?} is not a UCloud certificate id")))
+    }
+
+    fn product(ctx: &OrderContext<'_>) -> Result<(String, String), ProviderError> {
+        let product = &ctx.spec.product;
+        match (product.brand.as_deref(), product.name.as_deref()) {
+            (Some(brand), Some(name)) if !brand.is_empty() && !name.is_empty() => Ok((brand.to_string(), name.to_string())),
+            _ => Err(ProviderError::permanent(
+                "UCloud needs spec.product.brand and spec.product.name: a CertificateBrand and CertificateName from ListCertificateCommodity (for example TrustAsia / TrustAsiaDVG5)",
+            )),
+        }
+    }
+
+    /// Finds a purchase an earlier attempt made (see the module docs), or buys.
+    pub async fn purchase(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
+        let (brand, name) = Self::product(ctx)?;
+        if let Some(id) = self.find_lost_purchase(ctx, &brand, &name).await? {
+            tracing::info!(vendor_id = %id, "found the vendor order bought before a restart; not buying again");
+            return Ok(id);
+        }
+        let params = params(json!({
+            "CertificateBrand": brand,
+            "CertificateName": name,
+            "DomainsCount": ctx.domains.len(),
+            "ValidYear": ctx.spec.product.validity_years.to_string(),
+        }));
+        let answer = self.client.call("PurchaseCertificate", params).await?;
+        wire::purchased_id(&answer).ok_or_else(|| {
+            // Bought, but the id is unreadable: the next attempt finds it by listing.
+            ProviderError::retryable("UCloud answered PurchaseCertificate without a CertificateID; looking the order up on the next attempt")
+        })
+    }
+
+    async fn find_lost_purchase(&self, ctx: &OrderContext<'_>, brand: &str, name: &str) -> Result<Option<String>, ProviderError> {
+        let Some(intent) = ctx.vendor.purchase_requested_time else { return Ok(None) };
+        let answer = self
+            .client
+            .call("GetCertificateList", params(json!({"Mode": "purchase", "Brand": brand, "Sort": "2", "Page": 1, "PageSize": 100})))
+            .await?;
+        let since = (intent - CLOCK_SKEW).timestamp();
+        let candidates: Vec<String> = wire::certificate_list(&answer)
+            .into_iter()
+            .filter(|c| lost_purchase_candidate(c, name, since))
+            .filter_map(|c| c.id)
+            .collect();
+        match candidates.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            many => Err(ProviderError::permanent(format!(
+                "UCloud holds {} orders of {brand} {name} bought since this order decided to buy and not yet filled in ({}); certorder cannot tell which is this order's, so it stops rather than buy again: record the right one with kubectl edit --subresource=status (status.order.id), or cancel the extra ones in the console and change the spec",
+                many.len(),
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// Sends domains, company, applicant and the operator's own CSR (`CSROnline=0`). After an
+    /// issuance, the same purchase is re-issued with the new CSR instead.
+    pub async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
+        let id = Self::id(ctx)?;
+        let method = match ctx.spec.domain_validation.method {
+            ValidationMethod::DNS => "DNS",
+            ValidationMethod::HTTP => "FILE",
+        };
+        if ctx.vendor.issuances > 0 {
+            let p = params(json!({"CertificateID": id, "CSROnline": "0", "CSR": csr_pem, "Domains": ctx.domains.join(",")}));
+            self.client.call("ReIssueCertificateCSRInfo", p).await?;
+            return Ok(());
+        }
+        let mut p = params(json!({
+            "CertificateID": id,
+            "Domains": ctx.domains.join(","),
+            "CSROnline": 0,
+            "CSR": csr_pem,
+            "DVAuthMethod": method,
+        }));
+        if let Some(org) = &ctx.spec.organization {
+            let mut put = |k: &str, v: &str| {
+                p.insert(k.into(), Value::String(v.into()));
+            };
+            put("CompanyName", &org.name);
+            put("CompanyAddress", &org.address);
+            put("CompanyRegion", &org.region);
+            put("CompanyCity", &org.city);
+            put("CompanyCountry", &org.country);
+            put("CompanyDivision", org.division.as_deref().unwrap_or("IT"));
+            put("CompanyPhone", &org.phone);
+            for (k, v) in [
+                ("CompanyPostalCode", &org.postal_code),
+                ("CompanyType", &org.type_),
+                ("CompanyCodeType", &org.code_type),
+                ("CompanyCode", &org.code),
+            ] {
+                if let Some(v) = v {
+                    put(k, v);
+                }
+            }
+        }
+        if let Some(a) = &ctx.spec.applicant {
+            p.insert("AdminName".into(), a.name.clone().into());
+            p.insert("AdminPhone".into(), a.phone.clone().into());
+            p.insert("AdminEmail".into(), a.email.clone().into());
+            p.insert("AdminTitle".into(), a.title.clone().unwrap_or_else(|| "Administrator".into()).into());
+        }
+        self.client.call("ComplementCSRInfo", p).await?;
+        Ok(())
+    }
+
+    /// Uploads the letter, base64-encoded, after the checks a vendor makes (size, file type).
+    pub async fn upload_letter(&self, ctx: &OrderContext<'_>, letter: &[u8], file_name: &str) -> Result<(), ProviderError> {
+        super::local::check_letter(letter, file_name)?;
+        let id = Self::id(ctx)?;
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, letter);
+        self.client.call("UploadConfirmLetter", params(json!({"CertificateID": id, "ConfirmLetter": encoded}))).await?;
+        Ok(())
+    }
+
+    /// The confirmation-letter template the user fills in and stamps.
+    pub async fn letter_template(&self, ctx: &OrderContext<'_>) -> Result<VendorFile, ProviderError> {
+        let id = Self::id(ctx)?;
+        let answer = self.client.call("DownloadConfirmLetterTemp", params(json!({"CertificateID": id}))).await?;
+        let url = wire::letter_template_url(&answer)
+            .ok_or_else(|| ProviderError::retryable("UCloud answered DownloadConfirmLetterTemp without a FileUrl; retrying"))?;
+        let data = self.client.fetch(&url, "confirmation letter template").await?;
+        let file_name = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .filter(|n| !n.is_empty() && n.contains('.'))
+            .unwrap_or("confirmation-letter-template.docx")
+            .to_string();
+        Ok(VendorFile { file_name, data })
+    }
+
+    /// The order's state and, while the CA validates (or reviews) it, the validations it asks for.
+    pub async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
+        let id = Self::id(ctx)?;
+        let answer = self.client.call("GetCertificateDetailInfo", params(json!({"CertificateID": id}))).await?;
+        let detail = wire::detail(&answer);
+        let code = detail.state_code.clone().unwrap_or_default();
+        let stage = stage_of(&code);
+        let state = if code.is_empty() {
+            format!("(no StateCode; State {:?})", detail.state.clone().unwrap_or_default())
+        } else {
+            code.clone()
+        };
+        let challenges = match stage {
+            VendorStage::OrganizationReview | VendorStage::DomainValidation => {
+                match self.client.call("GetDVAuthInfo", params(json!({"CertificateID": id}))).await {
+                    Ok(answer) => challenges(&answer, ctx.domains),
+                    Err(e) if e.retryable => return Err(e),
+                    // Not available in this state (the review comes first): none yet.
+                    Err(e) => {
+                        tracing::debug!(error = %e.message, "no validation info yet");
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        let rejection_reason = (stage == VendorStage::Rejected).then(|| {
+            detail.reason.clone().or(detail.state.clone()).unwrap_or_else(|| format!("state {code}, no reason given"))
+        });
+        Ok(VendorView { stage, state, challenges, rejection_reason })
+    }
+
+    /// The issued chain, leaf first: inline PEM (newer answers) or the zip at `CertificateUrl`.
+    pub async fn download(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
+        let id = Self::id(ctx)?;
+        let answer = self.client.call("DownloadCertificate", params(json!({"CertificateID": id}))).await?;
+        match wire::download(&answer) {
+            wire::Download::Inline { certificate, ca } => Ok(join_pem(&[certificate, ca])),
+            wire::Download::Url(url) => {
+                let zip = self.client.fetch(&url, "certificate zip").await?;
+                chain_from_zip(&zip).map_err(|e| ProviderError::retryable(format!("the certificate zip from UCloud is unusable: {e}; retrying")))
+            }
+            wire::Download::Nothing => Err(ProviderError::retryable(
+                "UCloud answered DownloadCertificate with neither Certificate nor CertificateUrl; retrying",
+            )),
+        }
+    }
+
+    pub async fn cancel(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
+        let id = Self::id(ctx)?;
+        self.client.call("CancelCertificateOrder", params(json!({"CertificateID": id}))).await?;
+        Ok(())
+    }
+}
+
+fn params(value: Value) -> BTreeMap<String, Value> {
+    match value {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Whether a listed order may be the one a lost `PurchaseCertificate` bought: this product,
+/// created since the intent, nothing sent for it yet.
+pub fn lost_purchase_candidate(c: &wire::ListedCertificate, product: &str, since: i64) -> bool {
+    let fresh = !matches!(stage_of(&c.state_code), VendorStage::Issuable | VendorStage::Rejected | VendorStage::Cancelled);
+    (c.mode.is_empty() || c.mode.eq_ignore_ascii_case("purchase"))
+        && c.name.eq_ignore_ascii_case(product)
+        && c.domains.trim().is_empty()
+        && c.create_time.is_some_and(|t| t >= since)
+        && fresh
+}
+
+/// The vendor's `StateCode` in the lifecycle's terms. Codes certorder does not know are
+/// `Unknown` and shown verbatim, never guessed into a phase.
+pub fn stage_of(code: &str) -> VendorStage {
+    let c = code.to_ascii_uppercase();
+    match c.as_str() {
+        "COMPLETED" | "RENEWED" | "ISSUED" => return VendorStage::Issuable,
+        "REJECTED" | "SECURITY_REVIEW_FAILED" => return VendorStage::Rejected,
+        _ => {}
+    }
+    if c.contains("CANCEL") || c.contains("REFUND") {
+        VendorStage::Cancelled
+    } else if c.contains("LETTER") || c.contains("DOCUMENT") || c.contains("MATERIAL") {
+        VendorStage::AwaitingDocuments
+    } else if c.contains("REVIEW") {
+        VendorStage::OrganizationReview
+    } else if c.contains("AUTH") || c.contains("VERIFY") || c.contains("VALIDAT") || c.contains("ISSUING") {
+        VendorStage::DomainValidation
+    } else if c.contains("PENDING") || c.contains("APPLY") {
+        VendorStage::AwaitingInfo
+    } else {
+        VendorStage::Unknown
+    }
+}
+
+/// The validations `GetDVAuthInfo` asks for, as challenges. DNS keys that are a bare label are
+/// made into a name under the domain.
+pub fn challenges(answer: &Value, domains: &[String]) -> Vec<ChallengeSpec> {
+    let (method, auths) = wire::dv_auth(answer);
+    auths
+        .into_iter()
+        .filter(|a| !a.value.is_empty())
+        .filter_map(|a| {
+            let domain = if a.domain.is_empty() { domains.first().cloned()? } else { a.domain.to_ascii_lowercase() };
+            let kind = if a.auth_type.is_empty() { method.clone() } else { a.auth_type.clone() };
+            let is_file = kind.to_ascii_uppercase().contains("FILE") || (!a.path.is_empty() && !kind.to_ascii_uppercase().contains("DNS"));
+            let base = domain.trim_start_matches("*.").to_string();
+            if is_file {
+                let file = if a.key.is_empty() { "fileauth.txt".to_string() } else { a.key.clone() };
+                let path = if a.path.is_empty() {
+                    format!("/.well-known/pki-validation/{file}")
+                } else if a.path.ends_with(&file) {
+                    a.path.clone()
+                } else {
+                    format!("{}/{file}", a.path.trim_end_matches('/'))
+                };
+                let path = if path.starts_with('/') { path } else { format!("/{path}") };
+                Some(ChallengeSpec {
+                    domain,
+                    method: ValidationMethod::HTTP,
+                    target: format!("http://{base}{path}"),
+                    expected_value: a.value,
+                })
+            } else {
+                let target = if a.key.is_empty() {
+                    dns_record_name(&domain)
+                } else if a.key.contains('.') {
+                    a.key.trim_end_matches('.').to_ascii_lowercase()
+                } else {
+                    format!("{}.{base}", a.key.to_ascii_lowercase())
+                };
+                Some(ChallengeSpec { domain, method: ValidationMethod::DNS, target, expected_value: a.value })
+            }
+        })
+        .collect()
+}
+
+fn join_pem(parts: &[String]) -> String {
+    let mut out = String::new();
+    for p in parts {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        out.push_str(p);
+        out.push('\n');
+    }
+    out
+}
+
+/// The chain from the older zip answer: the Nginx bundle when there is one, otherwise every
+/// certificate file in the zip, leaf first as listed, without repeats.
+pub fn chain_from_zip(bytes: &[u8]) -> Result<String, String> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let mut files: Vec<(String, String)> = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
+        if entry.is_dir() || entry.size() > client::MAX_BODY_BYTES as u64 {
+            continue;
+        }
+        let name = entry.name().to_string();
+        let mut text = String::new();
+        if entry.read_to_string(&mut text).is_err() || !text.contains("-----BEGIN CERTIFICATE-----") {
+            continue;
+        }
+        files.push((name, text));
+    }
+    if let Some((_, nginx)) = files.iter().find(|(n, _)| n.to_ascii_lowercase().starts_with("nginx/")) {
+        return Ok(nginx.clone());
+    }
+    let mut blocks: Vec<String> = Vec::new();
+    for (_, text) in &files {
+        for block in text.split_inclusive("-----END CERTIFICATE-----") {
+            let Some(start) = block.find("-----BEGIN CERTIFICATE-----") else { continue };
+            let block = block[start..].trim().to_string();
+            if !blocks.contains(&block) {
+                blocks.push(block);
+            }
+        }
+    }
+    if blocks.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(join_pem(&blocks))
+}

@@ -1,0 +1,301 @@
+//! The signature test vector, every documented answer example (odd ones included), errors by
+//! kind and the state mapping.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use super::client::{classify, redacted, signature};
+use super::wire::{self, Download};
+use super::*;
+
+fn map(v: Value) -> BTreeMap<String, Value> {
+    params(v)
+}
+
+#[test]
+fn reproduces_the_documented_signature() {
+    let p = map(json!({
+        "Action": "DescribeUHostInstance",
+        "Region": "cn-bj2",
+        "Limit": 10,
+        "PublicKey": "ucloudsomeone@example.com1296235120854146120",
+    }));
+    assert_eq!(signature(&p, "46f09bb9fab4f12dfc160dae12273d5332b5debe"), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
+    // The Signature parameter itself is not signed; a different key gives a different one.
+    let mut with_sig = p.clone();
+    with_sig.insert("Signature".into(), json!("x"));
+    assert_eq!(signature(&with_sig, "46f09bb9fab4f12dfc160dae12273d5332b5debe"), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
+    assert_ne!(signature(&p, "another key"), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
+}
+
+#[test]
+fn signs_values_as_documented() {
+    assert_eq!(client::sign_value(&json!(true)), "true");
+    assert_eq!(client::sign_value(&json!(42.0)), "42");
+    assert_eq!(client::sign_value(&json!(0.5)), "0.5");
+    assert_eq!(client::sign_value(&json!(10)), "10");
+    assert_eq!(client::sign_value(&json!("a b")), "a b");
+}
+
+#[test]
+fn logging_redacts_keys_and_signature() {
+    let p = map(json!({"PublicKey": "pub-123", "Signature": "sig-456", "CSR": "-----BEGIN CERTIFICATE REQUEST-----", "CertificateID": 7}));
+    let text = redacted(&p);
+    assert!(!text.contains("pub-123") && !text.contains("sig-456"), "{text}");
+    assert!(text.contains("CertificateID=7"), "{text}");
+    assert!(!text.contains("BEGIN"), "{text}");
+}
+
+#[test]
+fn gateway_errors_by_kind() {
+    for code in [110, 130, 150, 153] {
+        let e = classify("GetCertificateDetailInfo", code, "busy", "certorder-system/ucloud");
+        assert!(e.retryable, "{code}: {e:?}");
+        assert!(e.message.contains(&format!("RetCode {code}")));
+    }
+    let e = classify("PurchaseCertificate", 171, "Signature VerifyAC Error", "certorder-system/ucloud");
+    assert!(!e.retryable);
+    assert_eq!(
+        e.message,
+        "UCloud refused the credentials (RetCode 171): check PublicKey/PrivateKey in Secret certorder-system/ucloud"
+    );
+    let e = classify("PurchaseCertificate", 172, "", "ns/s");
+    assert!(!e.retryable && e.message.contains("check PublicKey in Secret ns/s"));
+    let e = classify("PurchaseCertificate", 299, "no permission", "ns/s");
+    assert!(!e.retryable && e.message.contains("USSL") && e.message.contains("RetCode 299"));
+    let e = classify("ComplementCSRInfo", 8034, "Domains invalid", "ns/s");
+    assert!(!e.retryable);
+    assert_eq!(e.message, "UCloud refused ComplementCSRInfo (RetCode 8034): Domains invalid");
+}
+
+#[test]
+fn state_codes_map_to_stages_and_unknown_ones_stay_unknown() {
+    let table = [
+        ("COMPLETED", VendorStage::Issuable),
+        ("RENEWED", VendorStage::Issuable),
+        ("REJECTED", VendorStage::Rejected),
+        ("SECURITY_REVIEW_FAILED", VendorStage::Rejected),
+        ("DOMAIN_AUTH", VendorStage::DomainValidation),
+        ("AUTHING", VendorStage::DomainValidation),
+        ("VERIFYING", VendorStage::DomainValidation),
+        ("ISSUING", VendorStage::DomainValidation),
+        ("ORG_REVIEWING", VendorStage::OrganizationReview),
+        ("PENDING_CONFIRM_LETTER", VendorStage::AwaitingDocuments),
+        ("PENDING_INFO", VendorStage::AwaitingInfo),
+        ("APPLYING", VendorStage::AwaitingInfo),
+        ("CANCELLED", VendorStage::Cancelled),
+        ("REFUNDED", VendorStage::Cancelled),
+        ("HYNPXWjV", VendorStage::Unknown),
+        ("", VendorStage::Unknown),
+    ];
+    for (code, stage) in table {
+        assert_eq!(stage_of(code), stage, "{code}");
+    }
+}
+
+// --- every documented answer example, verbatim ---
+
+#[test]
+fn parses_purchase_certificate_example() {
+    let answer = json!({"Action": "PurchaseCertificateResponse", "CertificateID": 5234233, "RetCode": 0});
+    assert_eq!(wire::purchased_id(&answer).as_deref(), Some("5234233"));
+    // A string id and a lowerCamel name are read as well.
+    assert_eq!(wire::purchased_id(&json!({"certificateId": "77"})).as_deref(), Some("77"));
+    assert_eq!(wire::purchased_id(&json!({"RetCode": 0})), None);
+}
+
+#[test]
+fn parses_complement_csr_info_example() {
+    // Random strings where the table promises nothing in particular: nothing breaks.
+    let answer = json!({
+        "Action": "ComplementCSRInfoResponse", "ApplyTime": 5, "AuthMethod": "DNS",
+        "Auths": [{"AppName": "aBnsVqxQ"}], "CN": "IiLtCrBm", "CertificateState": "HYNPXWjV", "RetCode": 0
+    });
+    assert_eq!(wire::int(&answer, "RetCode"), Some(0));
+    // Its Auths entry has no value: no challenge comes of it.
+    assert!(challenges(&answer, &["a.example.com".into()]).is_empty());
+}
+
+#[test]
+fn parses_get_dv_auth_info_example_in_lower_camel_case() {
+    let answer = json!({
+        "Action": "GetDVAuthInfoResponse",
+        "AuthMethod": "DNS",
+        "Auths": [{
+            "authKey": "s5iljpx7j6dvmup5i4nyxwb4z3rfvnwj.bestenover.com",
+            "authValue": "s20170106185910.bestenover.com",
+            "domain": "www.bestenover.com"
+        }],
+        "RetCode": 0
+    });
+    let (method, auths) = wire::dv_auth(&answer);
+    assert_eq!(method, "DNS");
+    assert_eq!(auths[0].key, "s5iljpx7j6dvmup5i4nyxwb4z3rfvnwj.bestenover.com");
+    let c = challenges(&answer, &["www.bestenover.com".into()]);
+    assert_eq!(
+        c,
+        vec![ChallengeSpec {
+            domain: "www.bestenover.com".into(),
+            method: ValidationMethod::DNS,
+            target: "s5iljpx7j6dvmup5i4nyxwb4z3rfvnwj.bestenover.com".into(),
+            expected_value: "s20170106185910.bestenover.com".into(),
+        }]
+    );
+}
+
+#[test]
+fn dv_auth_in_the_field_table_shape_file_and_dns() {
+    let answer = json!({
+        "AuthMethod": "FILE",
+        "Auths": [
+            {"Domain": "shop.example.com", "AuthType": "FILE", "AuthKey": "fileauth.txt", "AuthValue": "token-1", "AuthPath": "/.well-known/pki-validation/"},
+            {"Domain": "*.example.org", "AuthType": "DNS_TXT", "AuthKey": "_dnsauth", "AuthValue": "token-2"},
+        ],
+        "RetCode": 0
+    });
+    let c = challenges(&answer, &[]);
+    assert_eq!(c[0].method, ValidationMethod::HTTP);
+    assert_eq!(c[0].target, "http://shop.example.com/.well-known/pki-validation/fileauth.txt");
+    assert_eq!(c[0].expected_value, "token-1");
+    assert_eq!(c[1].method, ValidationMethod::DNS);
+    assert_eq!(c[1].target, "_dnsauth.example.org");
+    assert_eq!(c[1].domain, "*.example.org");
+}
+
+#[test]
+fn parses_get_certificate_detail_info_example_with_lists_of_random_strings() {
+    let answer = json!({
+        "Action": "GetCertificateDetailInfoResponse",
+        "ApplicantInfo": ["LrzNadXe", "BQJRVJxy", "ClffevkI", "ZwjaZITz", "oYagollE", "JIElzmgO"],
+        "CertificateInfo": ["TdmUzaEH", "zUQjWBQr", "NxjVlyUz", "iDFxLWwR", "agdrDiDq", "ULgIbciT", "OBrRuztS", "ztPyBlnr"],
+        "CompanyInfo": "WsUvPcYh",
+        "OrderInfo": ["kbrFPjha", "fzakPjID", "AznNhMdG", "LQtKEHdw", "FjPEnuyL", "AcfKpFit", "eevTUVBD"],
+        "RetCode": 0
+    });
+    // The wrong types read as "no state": the order's stage is Unknown, not a guess.
+    let d = wire::detail(&answer);
+    assert_eq!(d, wire::Detail::default());
+    assert_eq!(stage_of(d.state_code.as_deref().unwrap_or_default()), VendorStage::Unknown);
+}
+
+#[test]
+fn parses_get_certificate_detail_info_in_the_field_table_shape() {
+    let answer = json!({
+        "RetCode": 0,
+        "CertificateInfo": {"CertificateID": "12", "StateCode": "REJECTED", "State": "审核失败", "Name": "SecureSiteOV",
+                            "Domains": "shop.example.com", "RejectReason": "the licence does not match", "IssuedDate": "0"}
+    });
+    let d = wire::detail(&answer);
+    assert_eq!(d.state_code.as_deref(), Some("REJECTED"));
+    assert_eq!(d.reason.as_deref(), Some("the licence does not match"));
+    assert_eq!(d.name.as_deref(), Some("SecureSiteOV"));
+}
+
+#[test]
+fn parses_get_certificate_list_example() {
+    let answer = json!({
+        "Action": "GetCertificateListResponse",
+        "CertificateList": [
+            {"Domains": "www.bestenover.com", "Expire": 1515455999, "ID": 1, "Mode": "purchase",
+             "Name": "TestCSROnlineFreeSSL", "State": "订单完成", "Type": "Synamtic-亚洲诚信(1年)"},
+            {"Domains": "bestenover.com", "Expire": 1544918399, "ID": 6, "Mode": "trust",
+             "Name": "TestTrustedCertificate", "State": "托管中", "Type": "COMODO CA Limited-PositiveSSL(3年)"}
+        ],
+        "RetCode": 0,
+        "TotalCount": 2
+    });
+    let list = wire::certificate_list(&answer);
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id.as_deref(), Some("1"));
+    assert_eq!(list[0].name, "TestCSROnlineFreeSSL");
+    assert_eq!(list[1].mode, "trust");
+    assert_eq!(list[0].create_time, None);
+}
+
+#[test]
+fn a_lost_purchase_is_recognised_only_when_it_can_be_nothing_else() {
+    let fresh = wire::ListedCertificate {
+        id: Some("9".into()),
+        name: "TrustAsiaDVG5".into(),
+        mode: "purchase".into(),
+        state_code: "PENDING_INFO".into(),
+        create_time: Some(wire::seconds(1_700_000_100_000)),
+        ..Default::default()
+    };
+    assert!(lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_000));
+    assert!(!lost_purchase_candidate(&fresh, "SecureSiteOV", 1_700_000_000), "another product");
+    assert!(!lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_200), "bought before the intent");
+    let filled = wire::ListedCertificate { domains: "a.example.com".into(), ..fresh.clone() };
+    assert!(!lost_purchase_candidate(&filled, "TrustAsiaDVG5", 1_700_000_000), "already filled in by another order");
+    let undated = wire::ListedCertificate { create_time: None, ..fresh.clone() };
+    assert!(!lost_purchase_candidate(&undated, "TrustAsiaDVG5", 1_700_000_000), "no time: cannot tell");
+    let done = wire::ListedCertificate { state_code: "COMPLETED".into(), ..fresh };
+    assert!(!lost_purchase_candidate(&done, "TrustAsiaDVG5", 1_700_000_000));
+}
+
+#[test]
+fn parses_both_download_shapes() {
+    let v2 = json!({
+        "Action": "DownloadCertificateResponse",
+        "CertCA": {"FileData": "-----BEGIN CERTIFICATE----------END CERTIFICATE-----", "FileName": "CertificateCA.pem"},
+        "Certificate": {"FileData": "-----BEGIN CERTIFICATE----------END CERTIFICATE-----", "FileName": "Certificate.pem"},
+        "CsrOnline": 0,
+        "RetCode": 0
+    });
+    assert_eq!(
+        wire::download(&v2),
+        Download::Inline {
+            certificate: "-----BEGIN CERTIFICATE----------END CERTIFICATE-----".into(),
+            ca: "-----BEGIN CERTIFICATE----------END CERTIFICATE-----".into()
+        }
+    );
+    // The older example's URL is a random string: not a URL, so nothing to download.
+    let v1 = json!({"Action": "DownloadCertificateResponse", "CertificateUrl": "mXDzUQXz", "RetCode": 0});
+    assert_eq!(wire::download(&v1), Download::Nothing);
+    let v1 = json!({"CertificateUrl": "https://ussl.example/c.zip", "RetCode": 0});
+    assert_eq!(wire::download(&v1), Download::Url("https://ussl.example/c.zip".into()));
+}
+
+#[test]
+fn parses_the_other_documented_examples() {
+    for answer in [
+        json!({"Action": "UploadConfirmLetterResponse", "RetCode": 0}),
+        json!({"Action": "CancelCertificateOrderResponse", "RetCode": 0}),
+        json!({"Action": "RenewCertificateOrderResponse", "RetCode": 0}),
+        json!({"Action": "ReIssueCertificateCSRInfoResponse", "RetCode": 0}),
+    ] {
+        assert_eq!(wire::int(&answer, "RetCode"), Some(0));
+    }
+    // DownloadConfirmLetterTemp's example has no FileUrl at all, though the table requires it.
+    assert_eq!(wire::letter_template_url(&json!({"Action": "DownloadConfirmLetterTempResponse", "RetCode": 0})), None);
+    assert_eq!(
+        wire::letter_template_url(&json!({"FileUrl": "https://ussl.example/letter.docx", "RetCode": "0"})).as_deref(),
+        Some("https://ussl.example/letter.docx")
+    );
+    // RetCode as a string still counts.
+    assert_eq!(wire::int(&json!({"RetCode": "153"}), "RetCode"), Some(153));
+}
+
+fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text) in files {
+        out.start_file(*name, zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+        out.write_all(text.as_bytes()).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+#[test]
+fn reads_the_chain_from_the_older_zip() {
+    let leaf = "-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----";
+    let ca = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----";
+    let bundle = format!("{leaf}\n{ca}\n");
+    let z = zip_of(&[("Apache/a.crt", leaf), ("Apache/root_bundle.crt", ca), ("Nginx/a.pem", &bundle), ("readme.txt", "hi")]);
+    assert_eq!(chain_from_zip(&z).unwrap(), bundle);
+    let z = zip_of(&[("a.crt", leaf), ("ca.crt", ca), ("again.crt", leaf)]);
+    assert_eq!(chain_from_zip(&z).unwrap(), format!("{leaf}\n{ca}\n"));
+    assert!(chain_from_zip(&zip_of(&[("readme.txt", "hi")])).is_err());
+    assert!(chain_from_zip(b"not a zip").is_err());
+}

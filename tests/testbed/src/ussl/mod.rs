@@ -1,0 +1,684 @@
+//! A simulator of UCloud's USSL API for tests: the documented actions and answer shapes, the
+//! documented SHA1 signature (RetCode 171 on a bad one), required parameters, orders in memory,
+//! an organization review a test approves or rejects (or sets to automatic), real domain
+//! validation (DNS TXT through the test DNS server it is given; files over plain HTTP, no
+//! redirects followed), real certificates from its own CA for the submitted CSR, downloads in
+//! both shapes, and faults on demand (RetCode 153 or 150, or garbage, for the next N calls).
+//!
+//! ```no_run
+//! # async fn demo(dns: std::net::SocketAddr) {
+//! let sim = testbed::ussl::UsslSim::start("pub", "priv", dns).await;
+//! println!("endpoint {}", sim.endpoint());
+//! sim.fail_next(2, testbed::ussl::Fault::RetCode(153));
+//! assert_eq!(sim.purchases(), 0);
+//! # }
+//! ```
+
+mod ca;
+pub mod validate;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+pub use ca::{csr_names, TestCa};
+
+/// How the organization review of OV/EV orders is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Review {
+    /// The test calls [`UsslSim::approve`] or [`UsslSim::reject`].
+    Manual,
+    /// Approved as soon as the letter is uploaded.
+    Automatic,
+}
+
+/// What the next calls answer instead of doing their work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A gateway error with this RetCode (153 rate limited, 150 unavailable, …).
+    RetCode(i64),
+    /// HTTP 502 with an HTML body.
+    Garbage,
+}
+
+/// Which shape `DownloadCertificate` answers in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownloadShape {
+    /// The newer answer: `Certificate` / `CertCA` with inline PEM `FileData`.
+    Inline,
+    /// The older answer: `CertificateUrl` pointing at a zip.
+    Zip,
+}
+
+/// State codes the simulator uses.
+pub mod state {
+    pub const PENDING_INFO: &str = "PENDING_INFO";
+    pub const PENDING_LETTER: &str = "PENDING_CONFIRM_LETTER";
+    pub const REVIEWING: &str = "ORG_REVIEWING";
+    pub const DOMAIN_AUTH: &str = "DOMAIN_AUTH";
+    pub const COMPLETED: &str = "COMPLETED";
+    pub const REJECTED: &str = "REJECTED";
+    pub const CANCELLED: &str = "CANCELLED";
+}
+
+/// An order as the simulator holds it.
+#[derive(Clone, Debug)]
+pub struct SimOrder {
+    pub id: i64,
+    pub brand: String,
+    pub product: String,
+    pub domains_count: i64,
+    pub domains: Vec<String>,
+    pub method: String,
+    pub csr: Option<String>,
+    pub state: String,
+    pub reject_reason: Option<String>,
+    pub letter: Option<Vec<u8>>,
+    /// Token per domain of the current submission.
+    pub tokens: BTreeMap<String, String>,
+    pub chain: Option<String>,
+    pub create_time_ms: i64,
+    pub submissions: u32,
+    pub company: Option<String>,
+}
+
+impl SimOrder {
+    fn needs_review(&self) -> bool {
+        let p = self.product.to_ascii_uppercase();
+        p.contains("OV") || p.contains("EV")
+    }
+}
+
+struct Inner {
+    next_id: i64,
+    orders: BTreeMap<i64, SimOrder>,
+    review: Review,
+    faults: VecDeque<Fault>,
+    purchase_delay: Duration,
+    shape: DownloadShape,
+    files: HashMap<String, Vec<u8>>,
+    calls: BTreeMap<String, usize>,
+    http_target: Option<SocketAddr>,
+}
+
+struct Sim {
+    public_key: String,
+    private_key: String,
+    dns: SocketAddr,
+    base_url: String,
+    ca: TestCa,
+    purchases: AtomicUsize,
+    inner: Mutex<Inner>,
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct UsslSim {
+    sim: Arc<Sim>,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for UsslSim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl UsslSim {
+    /// Starts on 127.0.0.1 (a random port), accepting the key pair `public_key`/`private_key`
+    /// and validating DNS through the name server at `dns`.
+    pub async fn start(public_key: &str, private_key: &str, dns: SocketAddr) -> UsslSim {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the USSL simulator");
+        let addr = listener.local_addr().expect("local address");
+        let sim = Arc::new(Sim {
+            public_key: public_key.into(),
+            private_key: private_key.into(),
+            dns,
+            base_url: format!("http://{addr}"),
+            ca: TestCa::generate(),
+            purchases: AtomicUsize::new(0),
+            inner: Mutex::new(Inner {
+                next_id: 1000,
+                orders: BTreeMap::new(),
+                review: Review::Manual,
+                faults: VecDeque::new(),
+                purchase_delay: Duration::ZERO,
+                shape: DownloadShape::Inline,
+                files: HashMap::new(),
+                calls: BTreeMap::new(),
+                http_target: None,
+            }),
+        });
+        let router = Router::new()
+            .route("/", get(api_get).post(api_post))
+            .route("/files/{name}", get(file))
+            .with_state(sim.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        UsslSim { sim, addr, task }
+    }
+
+    /// The endpoint to configure in `spec.ucloud.endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The root CA every issued chain leads to.
+    pub fn ca_pem(&self) -> String {
+        self.sim.ca.cert_pem().to_string()
+    }
+
+    /// Successful `PurchaseCertificate` calls so far.
+    pub fn purchases(&self) -> usize {
+        self.sim.purchases.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `action` received (signed or not, faulted or not).
+    pub fn calls(&self, action: &str) -> usize {
+        self.inner().calls.get(action).copied().unwrap_or(0)
+    }
+
+    pub fn set_review(&self, review: Review) {
+        self.inner().review = review;
+    }
+
+    /// The next `n` API calls answer `fault`.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        let mut inner = self.inner();
+        for _ in 0..n {
+            inner.faults.push_back(fault.clone());
+        }
+    }
+
+    /// Faults not yet served.
+    pub fn pending_faults(&self) -> usize {
+        self.inner().faults.len()
+    }
+
+    /// `PurchaseCertificate` records the order at once but answers only after `delay`.
+    pub fn set_purchase_delay(&self, delay: Duration) {
+        self.inner().purchase_delay = delay;
+    }
+
+    pub fn set_download_shape(&self, shape: DownloadShape) {
+        self.inner().shape = shape;
+    }
+
+    /// Where file validation connects (an ingress); the request carries the domain as Host.
+    /// Unset: the domain itself on port 80.
+    pub fn set_http_target(&self, addr: SocketAddr) {
+        self.inner().http_target = Some(addr);
+    }
+
+    pub fn orders(&self) -> Vec<SimOrder> {
+        self.inner().orders.values().cloned().collect()
+    }
+
+    /// Approves the organization review of an order under review.
+    pub fn approve(&self, id: i64) -> Result<(), String> {
+        let mut inner = self.inner();
+        let order = inner.orders.get_mut(&id).ok_or("no such order")?;
+        if order.state != state::REVIEWING {
+            return Err(format!("order {id} is {}, not under review", order.state));
+        }
+        order.state = state::DOMAIN_AUTH.into();
+        Ok(())
+    }
+
+    /// Rejects the organization review with a reason.
+    pub fn reject(&self, id: i64, reason: &str) -> Result<(), String> {
+        let mut inner = self.inner();
+        let order = inner.orders.get_mut(&id).ok_or("no such order")?;
+        if order.state != state::REVIEWING {
+            return Err(format!("order {id} is {}, not under review", order.state));
+        }
+        order.state = state::REJECTED.into();
+        order.reject_reason = Some(reason.into());
+        Ok(())
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.sim.inner.lock().expect("simulator lock")
+    }
+}
+
+/// The documented signature, as the gateway checks it.
+pub fn signature(params: &Map<String, Value>, private_key: &str) -> String {
+    let sorted: BTreeMap<&String, &Value> = params.iter().filter(|(k, _)| *k != "Signature").collect();
+    let mut text = String::new();
+    for (name, value) in sorted {
+        text.push_str(name);
+        text.push_str(&sign_value(value));
+    }
+    text.push_str(private_key);
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sign_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) if f.fract() == 0.0 => format!("{}", f as i64),
+            (_, _, Some(f)) => format!("{f}"),
+            _ => n.to_string(),
+        },
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+async fn file(State(sim): State<Arc<Sim>>, Path(name): Path<String>) -> Response {
+    let data = sim.inner.lock().expect("simulator lock").files.get(&name).cloned();
+    match data {
+        Some(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn api_get(State(sim): State<Arc<Sim>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let params: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    handle(sim, params).await
+}
+
+async fn api_post(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(params)) => handle(sim, params).await,
+        _ => answer("", 230, "the body must be a JSON object of parameters", json!({})),
+    }
+}
+
+fn answer(action: &str, code: i64, message: &str, extra: Value) -> Response {
+    let mut body = json!({"Action": format!("{action}Response"), "RetCode": code});
+    if !message.is_empty() {
+        body["Message"] = Value::String(message.into());
+    }
+    if let Value::Object(extra) = extra {
+        for (k, v) in extra {
+            body[k] = v;
+        }
+    }
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+fn text(params: &Map<String, Value>, name: &str) -> Option<String> {
+    params.get(name).map(sign_value).filter(|s| !s.is_empty())
+}
+
+fn int(params: &Map<String, Value>, name: &str) -> Option<i64> {
+    text(params, name).and_then(|s| s.parse().ok())
+}
+
+const REQUIRED: &[(&str, &[&str])] = &[
+    ("PurchaseCertificate", &["CertificateBrand", "CertificateName", "DomainsCount", "ValidYear"]),
+    ("ComplementCSRInfo", &["CertificateID", "Domains", "CSROnline", "DVAuthMethod"]),
+    ("ReIssueCertificateCSRInfo", &["CertificateID", "CSROnline"]),
+    ("UploadConfirmLetter", &["CertificateID", "ConfirmLetter"]),
+    ("DownloadConfirmLetterTemp", &["CertificateID"]),
+    ("GetDVAuthInfo", &["CertificateID"]),
+    ("GetCertificateDetailInfo", &["CertificateID"]),
+    ("GetCertificateList", &["Mode"]),
+    ("DownloadCertificate", &["CertificateID"]),
+    ("CancelCertificateOrder", &["CertificateID"]),
+];
+
+/// Company and applicant fields an OV/EV order must send with its info.
+const ORGANIZATION_FIELDS: &[&str] = &[
+    "CompanyName", "CompanyAddress", "CompanyRegion", "CompanyCity", "CompanyCountry", "CompanyDivision",
+    "AdminName", "AdminPhone", "AdminEmail", "AdminTitle",
+];
+
+async fn handle(sim: Arc<Sim>, params: Map<String, Value>) -> Response {
+    let Some(action) = text(&params, "Action") else {
+        return answer("", 160, "Missing Action", json!({}));
+    };
+    let fault = {
+        let mut inner = sim.inner.lock().expect("simulator lock");
+        *inner.calls.entry(action.clone()).or_default() += 1;
+        inner.faults.pop_front()
+    };
+    match fault {
+        Some(Fault::RetCode(code)) => return answer(&action, code, &format!("simulated gateway error {code}"), json!({})),
+        Some(Fault::Garbage) => {
+            return (StatusCode::BAD_GATEWAY, [(header::CONTENT_TYPE, "text/html")], "<html><body>502 Bad Gateway</body></html>")
+                .into_response();
+        }
+        None => {}
+    }
+    let Some(sig) = text(&params, "Signature") else {
+        return answer(&action, 170, "Missing signature", json!({}));
+    };
+    if text(&params, "PublicKey").as_deref() != Some(sim.public_key.as_str()) {
+        return answer(&action, 172, "User not exists", json!({}));
+    }
+    if sig != signature(&params, &sim.private_key) {
+        return answer(&action, 171, "Signature VerifyAC Error", json!({}));
+    }
+    let Some((_, required)) = REQUIRED.iter().find(|(a, _)| *a == action) else {
+        return answer(&action, 161, "Action not exists", json!({}));
+    };
+    if let Some(missing) = required.iter().find(|p| text(&params, p).is_none()) {
+        return answer(&action, 230, &format!("Missing params: {missing}"), json!({}));
+    }
+    if action == "PurchaseCertificate" {
+        return purchase(&sim, &params).await;
+    }
+    if action == "GetCertificateList" {
+        return list(&sim, &params);
+    }
+    let Some(id) = int(&params, "CertificateID") else {
+        return answer(&action, 230, "Params [CertificateID] not available", json!({}));
+    };
+    if !sim.inner.lock().expect("simulator lock").orders.contains_key(&id) {
+        return answer(&action, 8011, &format!("certificate {id} not found"), json!({}));
+    }
+    match action.as_str() {
+        "ComplementCSRInfo" | "ReIssueCertificateCSRInfo" => complement(&sim, &action, id, &params),
+        "UploadConfirmLetter" => upload_letter(&sim, id, &params),
+        "DownloadConfirmLetterTemp" => letter_template(&sim, id),
+        "GetDVAuthInfo" => dv_auth(&sim, id),
+        "GetCertificateDetailInfo" => detail(&sim, id).await,
+        "DownloadCertificate" => download(&sim, id),
+        "CancelCertificateOrder" => cancel(&sim, id),
+        _ => answer(&action, 161, "Action not exists", json!({})),
+    }
+}
+
+async fn purchase(sim: &Sim, params: &Map<String, Value>) -> Response {
+    let delay = {
+        let mut inner = sim.inner.lock().expect("simulator lock");
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let order = SimOrder {
+            id,
+            brand: text(params, "CertificateBrand").unwrap_or_default(),
+            product: text(params, "CertificateName").unwrap_or_default(),
+            domains_count: int(params, "DomainsCount").unwrap_or(1),
+            domains: Vec::new(),
+            method: String::new(),
+            csr: None,
+            state: state::PENDING_INFO.into(),
+            reject_reason: None,
+            letter: None,
+            tokens: BTreeMap::new(),
+            chain: None,
+            create_time_ms: chrono::Utc::now().timestamp_millis(),
+            submissions: 0,
+            company: None,
+        };
+        inner.orders.insert(id, order);
+        sim.purchases.fetch_add(1, Ordering::SeqCst);
+        (inner.purchase_delay, id)
+    };
+    if !delay.0.is_zero() {
+        tokio::time::sleep(delay.0).await;
+    }
+    answer("PurchaseCertificate", 0, "", json!({"CertificateID": delay.1}))
+}
+
+fn list(sim: &Sim, params: &Map<String, Value>) -> Response {
+    let inner = sim.inner.lock().expect("simulator lock");
+    let brand = text(params, "Brand");
+    let mut items: Vec<&SimOrder> = inner.orders.values().filter(|o| brand.as_ref().is_none_or(|b| *b == o.brand)).collect();
+    if text(params, "Sort").as_deref() == Some("2") {
+        items.reverse();
+    }
+    let list: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            json!({
+                "CertificateID": o.id, "CertificateSN": format!("ussl-{}", o.id), "Mode": "purchase",
+                "Name": o.product, "Brand": o.brand, "Domains": o.domains.join(","), "DomainsCount": o.domains_count,
+                "StateCode": o.state, "State": o.state, "CreateTime": o.create_time_ms,
+            })
+        })
+        .collect();
+    answer("GetCertificateList", 0, "", json!({"TotalCount": list.len(), "CertificateList": list}))
+}
+
+fn token() -> String {
+    let n: u128 = rand::random();
+    format!("{n:032x}")
+}
+
+fn complement(sim: &Sim, action: &str, id: i64, params: &Map<String, Value>) -> Response {
+    let mut inner = sim.inner.lock().expect("simulator lock");
+    let review = inner.review;
+    let order = inner.orders.get_mut(&id).expect("checked");
+    let reissue = action == "ReIssueCertificateCSRInfo";
+    if reissue != (order.state == state::COMPLETED) {
+        let why = if reissue { "only an issued certificate can be re-issued" } else { "the order is issued: use ReIssueCertificateCSRInfo" };
+        return answer(action, 8040, why, json!({}));
+    }
+    if order.state == state::CANCELLED {
+        return answer(action, 8041, "the order is cancelled", json!({}));
+    }
+    if text(params, "CSROnline").as_deref() != Some("0") {
+        return answer(action, 8042, "the simulator supports CSROnline=0 only", json!({}));
+    }
+    let Some(csr) = text(params, "CSR") else {
+        return answer(action, 230, "Missing params: CSR (required when CSROnline=0)", json!({}));
+    };
+    let domains_text = text(params, "Domains").unwrap_or_else(|| order.domains.join(","));
+    let mut domains: Vec<String> = domains_text.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
+    if order.needs_review() && !reissue {
+        if let Some(missing) = ORGANIZATION_FIELDS.iter().find(|p| text(params, p).is_none()) {
+            return answer(action, 230, &format!("Missing params: {missing} (required for OV/EV)"), json!({}));
+        }
+    }
+    match csr_names(&csr) {
+        Ok(names) => {
+            let mut wanted = domains.clone();
+            wanted.sort();
+            if names != wanted {
+                return answer(action, 8043, &format!("the CSR names {names:?} differ from Domains {wanted:?}"), json!({}));
+            }
+        }
+        Err(e) => return answer(action, 8044, &e, json!({})),
+    }
+    if domains.len() as i64 > order.domains_count {
+        return answer(action, 8045, &format!("{} domains, but {} were bought", domains.len(), order.domains_count), json!({}));
+    }
+    order.method = text(params, "DVAuthMethod").unwrap_or_else(|| order.method.clone()).to_ascii_uppercase();
+    order.csr = Some(csr);
+    order.company = text(params, "CompanyName").or(order.company.take());
+    order.tokens = domains.iter().map(|d| (d.clone(), token())).collect();
+    order.submissions += 1;
+    order.reject_reason = None;
+    order.chain = None;
+    std::mem::swap(&mut order.domains, &mut domains);
+    order.state = if !order.needs_review() || reissue {
+        state::DOMAIN_AUTH.into()
+    } else if order.letter.is_none() {
+        state::PENDING_LETTER.into()
+    } else if review == Review::Automatic {
+        state::DOMAIN_AUTH.into()
+    } else {
+        state::REVIEWING.into()
+    };
+    answer(action, 0, "", json!({}))
+}
+
+fn is_letter(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"%PDF") || bytes.starts_with(&[0xFF, 0xD8, 0xFF]) || bytes.starts_with(b"\x89PNG")
+}
+
+fn upload_letter(sim: &Sim, id: i64, params: &Map<String, Value>) -> Response {
+    let action = "UploadConfirmLetter";
+    let encoded = text(params, "ConfirmLetter").unwrap_or_default();
+    let Ok(bytes) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.as_bytes()) else {
+        return answer(action, 8050, "ConfirmLetter is not base64", json!({}));
+    };
+    if !is_letter(&bytes) {
+        return answer(action, 8051, "the confirmation letter must be a PDF, JPG or PNG", json!({}));
+    }
+    let mut inner = sim.inner.lock().expect("simulator lock");
+    let review = inner.review;
+    let order = inner.orders.get_mut(&id).expect("checked");
+    if !order.needs_review() {
+        return answer(action, 8052, "DV orders take no confirmation letter", json!({}));
+    }
+    order.letter = Some(bytes);
+    if order.state == state::PENDING_LETTER {
+        order.state = if review == Review::Automatic { state::DOMAIN_AUTH.into() } else { state::REVIEWING.into() };
+    }
+    answer(action, 0, "", json!({}))
+}
+
+fn letter_template(sim: &Sim, id: i64) -> Response {
+    let mut inner = sim.inner.lock().expect("simulator lock");
+    let name = format!("confirm-letter-{id}.docx");
+    inner.files.insert(name.clone(), letter_template_bytes(id));
+    answer("DownloadConfirmLetterTemp", 0, "", json!({"FileUrl": format!("{}/files/{name}", sim.base_url)}))
+}
+
+/// The template the simulator hands out: a small zip, as a .docx is.
+pub fn letter_template_bytes(id: i64) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    out.start_file("word/document.xml", options).expect("zip entry");
+    let _ = write!(out, "<w:document>Confirmation letter for certificate order {id}: fill in, stamp, scan.</w:document>");
+    out.finish().expect("zip").into_inner()
+}
+
+fn auths(order: &SimOrder) -> Vec<Value> {
+    order
+        .tokens
+        .iter()
+        .map(|(domain, token)| {
+            let base = domain.trim_start_matches("*.");
+            if order.method == "FILE" {
+                json!({"Domain": domain, "AuthType": "FILE", "AuthKey": "fileauth.txt", "AuthValue": token,
+                       "AuthPath": "/.well-known/pki-validation/fileauth.txt"})
+            } else {
+                // lowerCamel names, as the documented example shows them.
+                json!({"domain": domain, "authType": "DNS_TXT", "authKey": format!("_dnsauth.{base}"), "authValue": token})
+            }
+        })
+        .collect()
+}
+
+fn dv_auth(sim: &Sim, id: i64) -> Response {
+    let inner = sim.inner.lock().expect("simulator lock");
+    let order = &inner.orders[&id];
+    if ![state::REVIEWING, state::DOMAIN_AUTH, state::COMPLETED].contains(&order.state.as_str()) {
+        return answer("GetDVAuthInfo", 8060, &format!("no validation info in state {}", order.state), json!({}));
+    }
+    let method = if order.method == "FILE" { "FILE" } else { "DNS" };
+    answer("GetDVAuthInfo", 0, "", json!({"AuthMethod": method, "Auths": auths(order)}))
+}
+
+async fn detail(sim: &Sim, id: i64) -> Response {
+    let (order, http_target) = {
+        let inner = sim.inner.lock().expect("simulator lock");
+        (inner.orders[&id].clone(), inner.http_target)
+    };
+    if order.state == state::DOMAIN_AUTH {
+        let mut all = true;
+        for (domain, token) in &order.tokens {
+            let base = domain.trim_start_matches("*.");
+            let ok = if order.method == "FILE" {
+                let url = format!("http://{base}/.well-known/pki-validation/fileauth.txt");
+                validate::http_file(&url, http_target, token).await.is_ok()
+            } else {
+                validate::dns_txt(sim.dns, &format!("_dnsauth.{base}"), token).await.is_ok()
+            };
+            all &= ok;
+        }
+        if all {
+            let serial = id as u64 * 1000 + u64::from(order.submissions);
+            let issued = order.csr.as_deref().ok_or_else(|| "no CSR".to_string()).and_then(|csr| sim.ca.issue(csr, serial));
+            let mut inner = sim.inner.lock().expect("simulator lock");
+            if let Some(o) = inner.orders.get_mut(&id) {
+                if o.state == state::DOMAIN_AUTH && o.submissions == order.submissions {
+                    match issued {
+                        Ok(leaf) => {
+                            o.chain = Some(leaf);
+                            o.state = state::COMPLETED.into();
+                        }
+                        Err(e) => {
+                            o.state = state::REJECTED.into();
+                            o.reject_reason = Some(format!("the CA could not issue: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let inner = sim.inner.lock().expect("simulator lock");
+    let o = &inner.orders[&id];
+    let mut info = json!({
+        "CertificateID": o.id, "Type": "purchase", "CertificateType": if o.needs_review() { "OV" } else { "DV" },
+        "CaOrganization": "USSL simulator", "Name": o.product, "Brand": o.brand, "Domains": o.domains.join(","),
+        "DomainsCount": o.domains_count, "Mode": "purchase", "CSROnline": 0, "State": o.state, "StateCode": o.state,
+    });
+    if let Some(reason) = &o.reject_reason {
+        info["RejectReason"] = Value::String(reason.clone());
+    }
+    let mut extra = json!({"CertificateInfo": info});
+    if let Some(company) = &o.company {
+        extra["CompanyInfo"] = json!({"Name": company});
+    }
+    answer("GetCertificateDetailInfo", 0, "", extra)
+}
+
+fn download(sim: &Sim, id: i64) -> Response {
+    let mut inner = sim.inner.lock().expect("simulator lock");
+    let shape = inner.shape;
+    let order = inner.orders[&id].clone();
+    let Some(leaf) = order.chain.filter(|_| order.state == state::COMPLETED) else {
+        return answer("DownloadCertificate", 8070, &format!("the certificate is not issued (state {})", order.state), json!({}));
+    };
+    let ca = sim.ca.cert_pem().to_string();
+    match shape {
+        DownloadShape::Inline => answer(
+            "DownloadCertificate",
+            0,
+            "",
+            json!({"Certificate": {"FileData": leaf, "FileName": "Certificate.pem"}, "CertCA": {"FileData": ca, "FileName": "CertificateCA.pem"}, "CsrOnline": 0}),
+        ),
+        DownloadShape::Zip => {
+            use std::io::Write;
+            let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+            for (name, data) in [
+                ("Apache/certificate.crt".to_string(), leaf.clone()),
+                ("Apache/root_bundle.crt".to_string(), ca.clone()),
+                ("Nginx/certificate.pem".to_string(), format!("{}\n{}", leaf.trim(), ca)),
+                ("readme.txt".to_string(), "USSL simulator".to_string()),
+            ] {
+                out.start_file(name, options).expect("zip entry");
+                out.write_all(data.as_bytes()).expect("zip write");
+            }
+            let bytes = out.finish().expect("zip").into_inner();
+            let name = format!("cert-{id}-{}.zip", token());
+            inner.files.insert(name.clone(), bytes);
+            answer("DownloadCertificate", 0, "", json!({"CertificateUrl": format!("{}/files/{name}", sim.base_url)}))
+        }
+    }
+}
+
+fn cancel(sim: &Sim, id: i64) -> Response {
+    let mut inner = sim.inner.lock().expect("simulator lock");
+    let order = inner.orders.get_mut(&id).expect("checked");
+    if order.state == state::COMPLETED {
+        return answer("CancelCertificateOrder", 8080, "an issued certificate cannot be cancelled", json!({}));
+    }
+    order.state = state::CANCELLED.into();
+    answer("CancelCertificateOrder", 0, "", json!({}))
+}
