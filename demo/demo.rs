@@ -67,7 +67,8 @@ async fn main() -> anyhow::Result<()> {
 
     let orders: Api<CertificateOrder> = Api::all(client.clone());
     let mut phases: BTreeMap<String, Phase> = BTreeMap::new();
-    let mut published = std::collections::HashSet::new();
+    // Every TXT value asked for at each name, across orders (a wildcard and its apex share one).
+    let mut records: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     let mut approved = std::collections::HashSet::new();
     let started = Instant::now();
     let mut stream = watcher(orders.clone(), watcher::Config::default()).applied_objects().boxed();
@@ -85,16 +86,11 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         for c in &status.challenges {
-            if published.insert((c.target.clone(), c.expected_value.clone())) {
-                let values: Vec<String> = status
-                    .challenges
-                    .iter()
-                    .filter(|o| o.target == c.target)
-                    .map(|o| o.expected_value.clone())
-                    .collect();
+            let values = records.entry(c.target.clone()).or_default();
+            if values.insert(c.expected_value.clone()) {
                 let refs: Vec<&str> = values.iter().map(String::as_str).collect();
                 dns.set_txt(&c.target, &refs).await?;
-                println!("         DNS: TXT {} = {:?} (as your DNS provider would)", c.target, refs);
+                println!("         DNS: TXT {} += {:?} (as your DNS provider would)", c.target, c.expected_value);
             }
         }
         if status.phase == Phase::OrganizationReview && approved.insert(name.clone()) {

@@ -89,7 +89,7 @@ mod tests {
             "\"x-kubernetes-list-type\":\"set\"",
             "\"maxItems\":100",
             "\"jsonPath\":\".spec.domains[0]\"",
-            "\"shortNames\":[\"certorder\",\"co\"]",
+            "\"shortNames\":[\"certorder\",\"certorders\",\"co\"]",
         ] {
             assert!(order.contains(needle), "CertificateOrder CRD lacks {needle}");
         }

@@ -24,13 +24,14 @@ pub const DOMAINS_RULE: &str = r"self.all(d, d.matches('^(\\*\\.)?([a-z0-9\\x{80
     namespaced,
     status = "CertificateOrderStatus",
     shortname = "certorder",
+    shortname = "certorders",
     shortname = "co",
     category = "certorder",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.product.type"),
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domains[0]"),
     printcolumn(name = "Provider", type_ = "string", json_path = ".spec.providerRef.name"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.certificate.notAfter"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.certificate.notAfter"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
