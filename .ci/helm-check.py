@@ -10,6 +10,14 @@
    DIR/<variant>.yaml and its NOTES.txt to DIR/<variant>-notes.txt;
 3. checks that wrong values are refused by values.schema.json with a message naming the value.
 
+    python3 .ci/helm-check.py --install KUBECONFIG
+
+instead installs the chart with Helm into the cluster of KUBECONFIG (`helm install certorder
+./charts/certorder -n certorder-system`, CRDs included), checks with kubectl that every object of
+the release exists, uninstalls it and checks they are gone (the CRDs stay, as with Helm). Releases
+are kept in memory, not in Secrets, so the testbed (which speaks JSON only, while Helm stores
+releases with protobuf) can serve it.
+
 tests/install.rs runs this script, then parses the rendered objects as Kubernetes types and
 applies them with kubectl to the testbed API server. Exits non-zero, saying why, on any problem.
 """
@@ -17,8 +25,11 @@ applies them with kubectl to the testbed API server. Exits non-zero, saying why,
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
+import subprocess
 import sys
+import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "certorder"
@@ -48,7 +59,10 @@ def pinned_version() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=pathlib.Path, help="directory for the rendered manifests")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--out", type=pathlib.Path, help="directory for the rendered manifests")
+    mode.add_argument("--install", metavar="KUBECONFIG", type=pathlib.Path,
+                      help="install and uninstall the chart in this cluster")
     args = parser.parse_args()
 
     want = pinned_version()
@@ -60,6 +74,8 @@ def main() -> int:
         sys.exit(f"helm-python-sdk {helm.__version__} is installed but .ci/requirements.txt pins {want}; "
                  f"install it with: python3 -m pip install -r {REQUIREMENTS.relative_to(ROOT)}")
     print(f"helm-python-sdk {helm.__version__} (Helm {helm.helm_sdk_version()})")
+    if args.install:
+        return install_and_uninstall(helm, args.install)
 
     all_on = helm.values_from_yaml((CHART / "ci" / "all-on-values.yaml").read_text())
     variants = {
@@ -116,6 +132,43 @@ def main() -> int:
             print(f"  {p}", file=sys.stderr)
         return 1
     print("helm-check: ok")
+    return 0
+
+
+def kubectl(kubeconfig: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    return subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True, check=False)
+
+
+def install_and_uninstall(helm, kubeconfig: pathlib.Path) -> int:
+    """`helm install`, every object there, `helm uninstall`, every object gone."""
+    config = helm.Config(kubeconfig_path=kubeconfig, namespace=NAMESPACE, storage_driver="memory")
+    release = config.install(CHART, RELEASE, namespace=NAMESPACE, timeout=120)
+    if release["status"] != "deployed":
+        print(f"helm install: release is {release['status']}", file=sys.stderr)
+        return 1
+    print(f"helm install {RELEASE}: {release['status']}, revision {release['revision']}")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as manifest:
+        manifest.write(release["manifest"])
+        manifest.flush()
+        got = kubectl(kubeconfig, "get", "-f", manifest.name, "-o", "name")
+        if got.returncode != 0:
+            print(f"after helm install, kubectl get -f <manifest> failed:\n{got.stderr}", file=sys.stderr)
+            return 1
+        names = got.stdout.split()
+        print(f"installed {len(names)} objects: {' '.join(names)}")
+        crds = kubectl(kubeconfig, "get", "crd", "-o", "name").stdout.split()
+        for crd in ("certificateorders.certorder.io", "clustercertificateproviders.certorder.io"):
+            if f"customresourcedefinition.apiextensions.k8s.io/{crd}" not in crds:
+                print(f"helm install did not install the CRD {crd} from crds/", file=sys.stderr)
+                return 1
+        result = config.uninstall(RELEASE, timeout=120)
+        print(f"helm uninstall {RELEASE}: {result['release']['status']}")
+        left = kubectl(kubeconfig, "get", "-f", manifest.name, "-o", "name", "--ignore-not-found")
+        if left.returncode != 0 or left.stdout.strip():
+            print(f"after helm uninstall these remain:\n{left.stdout}{left.stderr}", file=sys.stderr)
+            return 1
+    print("helm-check: installed and uninstalled")
     return 0
 
 

@@ -476,7 +476,7 @@ fn the_deployment_is_restricted_and_probes_the_health_endpoints() {
     // NOTES.txt tells the next command.
     let notes = std::fs::read_to_string(rendered_dir().join("default-notes.txt")).unwrap();
     assert!(notes.contains("kubectl -n certorder-system rollout status deployment/certorder"), "{notes}");
-    assert!(notes.contains("kubectl get certorders -A -w"), "{notes}");
+    assert!(notes.contains("kubectl get certificateorders -A -w"), "{notes}");
     let notes = std::fs::read_to_string(rendered_dir().join("namespaced-notes.txt")).unwrap();
     assert!(notes.contains("It watches orders in: team-a, team-b."), "{notes}");
 }
@@ -688,6 +688,36 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
     // Applying again changes nothing.
     let out = kubectl.run(&["apply", "-f", repo().join("examples").to_str().unwrap()]);
     assert!(out.lines().all(|l| l.ends_with(" unchanged")), "{out}");
+}
+
+/// The real `helm install` and `helm uninstall` (Helm's engine through helm-python-sdk) against the
+/// testbed: the CRDs come from the chart's crds/ folder, every object of the release is created,
+/// and uninstalling removes them all but the CRDs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_and_uninstalls_the_chart() {
+    let server = ApiServer::start().await;
+    let kubectl = Kubectl::new(&server);
+    // `--create-namespace` creates it with protobuf, which the testbed does not speak.
+    kubectl.apply_stdin(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {RELEASE_NAMESPACE}\n"));
+    let out = tokio::task::block_in_place(|| {
+        Command::new("python3")
+            .arg(repo().join(".ci/helm-check.py"))
+            .arg("--install")
+            .arg(server.kubeconfig_path())
+            .env("HOME", kubectl.home.path())
+            .output()
+            .expect("python3 on PATH")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "helm install/uninstall failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("helm install certorder: deployed"), "{stdout}");
+    assert!(stdout.contains("installed 10 objects"), "{stdout}");
+    assert!(stdout.contains("helm uninstall certorder: uninstalled"), "{stdout}");
+    for crd in ["certificateorders.certorder.io", "clustercertificateproviders.certorder.io"] {
+        assert!(server.object("apiextensions.k8s.io", "customresourcedefinitions", None, crd).is_some(), "{crd} stays");
+    }
+    assert!(server.object("apps", "deployments", Some(RELEASE_NAMESPACE), "certorder").is_none());
+    assert!(server.object("certorder.io", "clustercertificateproviders", None, "local").is_none());
 }
 
 // ---- the quickstart: the chart's Deployment runs the operator -----------------------------------
