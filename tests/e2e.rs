@@ -868,3 +868,82 @@ async fn a_wildcard_with_http_validation_that_gets_past_admission_fails_with_a_c
     assert_eq!(condition(&failed, "Ready").unwrap().reason, "InvalidSpec");
     assert!(env.published("wild").await.is_empty(), "nothing published for a refused order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    use std::sync::{Arc, Mutex};
+
+    let env = Env::start().await;
+    env.provider("auto", "Automatic").await;
+    env.apply(dv_order("site", &["renew.example.com"], "auto")).await;
+    let validating = env.wait_phase("site", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
+    let issued = env.wait_phase("site", Phase::Issued).await;
+    let first = issued.status.as_ref().unwrap().certificate.clone().unwrap();
+    let key_of = |s: &Secret| s.data.as_ref().unwrap()["tls.key"].0.clone();
+    let old_key = key_of(&env.secrets().get("site-tls").await.unwrap());
+
+    // Watch the Secret and the order's Ready condition through the renewal.
+    let secret_events = Arc::new(Mutex::new(Vec::<String>::new()));
+    let not_ready = Arc::new(Mutex::new(Vec::<String>::new()));
+    let secret_watch = {
+        let (secrets, seen) = (env.secrets(), secret_events.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher(secrets, watcher::Config::default().fields("metadata.name=site-tls")).boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                match event {
+                    watcher::Event::Apply(s) => seen.lock().unwrap().push(format!("modified {}", s.annotations()["certorder.io/serial"])),
+                    watcher::Event::Delete(_) => seen.lock().unwrap().push("deleted".to_string()),
+                    _ => {}
+                }
+            }
+        })
+    };
+    let order_watch = {
+        let (orders, bad) = (env.orders(), not_ready.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher(orders, watcher::Config::default()).boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = event {
+                    if !has_condition(&o, "Ready", "True") {
+                        bad.lock().unwrap().push(format!("{:?}", condition(&o, "Ready")));
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let out = env.cli(&["renew", "site", "-n", NS]);
+    assert!(out.status.success(), "renew: {}", String::from_utf8_lossy(&out.stderr));
+    // The CA hands out new challenges for the new key.
+    let old_values: Vec<String> = validating.status.as_ref().unwrap().challenges.iter().map(|c| c.expected_value.clone()).collect();
+    let renewing = env
+        .wait_for("site", "new challenges", |o| {
+            o.status.as_ref().is_some_and(|s| !s.challenges.is_empty() && s.challenges.iter().all(|c| !old_values.contains(&c.expected_value)))
+        })
+        .await;
+    assert!(has_condition(&renewing, "Ready", "True"), "the old certificate is still good while renewing");
+    env.publish_challenges(&renewing).await;
+    let renewed = env
+        .wait_for("site", "a new certificate", |o| {
+            o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued && s.certificate.as_ref().is_some_and(|c| c.serial != first.serial))
+        })
+        .await;
+    let second = renewed.status.as_ref().unwrap().certificate.clone().unwrap();
+    assert_ne!(second.key_fingerprint, first.key_fingerprint, "rotationPolicy Always: a new key");
+    let secret = assert_verified_secret(&env, "site-tls", &["renew.example.com"], "auto").await;
+    assert_ne!(key_of(&secret), old_key);
+    assert_eq!(renewed.status.as_ref().unwrap().order.as_ref().unwrap().issuances, 2);
+
+    // Answered once: nothing more happens.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = env.orders().get("site").await.unwrap();
+    assert_eq!(later.status.as_ref().unwrap().certificate.as_ref().unwrap().serial, second.serial);
+    secret_watch.abort();
+    order_watch.abort();
+    assert_eq!(*secret_events.lock().unwrap(), [format!("modified {}", second.serial)], "the Secret is replaced in one write, never deleted");
+    assert!(not_ready.lock().unwrap().is_empty(), "Ready went away during the renewal: {:?}", not_ready.lock().unwrap());
+}

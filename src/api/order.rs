@@ -402,6 +402,9 @@ pub struct CertificateOrderStatus {
     /// The spec generation that failed for good; a new generation tries again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_generation: Option<i64>,
+    /// The `certorder renew` request (its time) the installed certificate answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_request_answered: Option<DateTime<Utc>>,
     /// Earliest time the operator acts again on its own (backoff or polling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_time: Option<DateTime<Utc>>,

@@ -390,7 +390,7 @@ fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs:
         return false;
     }
     if let Some(requested) = order.renew_requested {
-        if requested > info.not_before && requested <= obs.now {
+        if requested <= obs.now && status.renew_request_answered != Some(requested) {
             return false;
         }
     }
@@ -598,6 +598,7 @@ pub fn absorb(order: &OrderView, mut status: CertificateOrderStatus, outcome: Ou
         }
         Outcome::Installed(info) => {
             status.renewal_time = Some(renewal_time(order.spec, &info));
+            status.renew_request_answered = order.renew_requested.filter(|t| *t <= now);
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
             vendor.issuances += 1;
             status.certificate = Some(info);

@@ -780,3 +780,31 @@ fn durations_and_renewal() {
     dv.renew_before = Some("9000h".into());
     assert_eq!(renewal_time(&dv, &c), t0() + chrono::Duration::days(60), "longer than the lifetime falls back to a third");
 }
+
+#[test]
+fn a_renew_request_is_answered_by_exactly_one_issuance() {
+    let dv = spec(CertificateType::DV);
+    let timing = Timing::default();
+    let now = t0();
+    let requested = now - chrono::Duration::seconds(10);
+    let order = OrderView { spec: &dv, generation: 1, uid: "uid-1", renew_requested: Some(requested) };
+    let old = cert(now - chrono::Duration::days(1), "k1");
+    let mut status = submitted(&dv, Some(VendorStage::Issuable));
+    status.certificate = Some(old.clone());
+    status.private_key_secret = None;
+    let installed_old = Observed { installed: InstalledObs::Certificate { info: old, covers: true }, ..obs(now, LetterObs::NotNeeded) };
+    assert_eq!(decide(&order, &status, &installed_old, &timing), Decision::Act(Step::GenerateKey));
+
+    // The new certificate's notBefore is backdated before the request, as CAs do.
+    let new = cert(requested - chrono::Duration::minutes(1), "k2");
+    let domains = normalize_domains(&dv.domains).unwrap();
+    status.order.as_mut().unwrap().info_digest = Some(info_digest(&dv, &domains, "k2"));
+    let status = absorb(&order, status, Outcome::Installed(new.clone()), &timing, now);
+    assert_eq!(status.renew_request_answered, Some(requested));
+    let installed_new = Observed { installed: InstalledObs::Certificate { info: new, covers: true }, ..obs(now, LetterObs::NotNeeded) };
+    assert!(matches!(decide(&order, &status, &installed_new, &timing), Decision::Wait(Some(_))), "answered: no second renewal");
+
+    // A later request renews again.
+    let again = OrderView { renew_requested: Some(now), ..order };
+    assert_eq!(decide(&again, &status, &installed_new, &timing), Decision::Act(Step::GenerateKey));
+}
