@@ -655,9 +655,9 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
         assert!(out.lines().any(|l| l == line), "{line:?} not in:\n{out}");
     }
 
-    // The plural, and the short name `co`, list the orders with the CRD's printer columns. No
+    // The short names `certorders` and `co`, and the plural, list the orders with the CRD's printer columns. No
     // controller runs here, so Phase and Expires are empty.
-    for resource in ["certificateorders", "co"] {
+    for resource in ["certorders", "certificateorders", "co"] {
         let out = kubectl.run(&["get", resource, "-A"]);
         let rows = table(&out);
         assert_eq!(
