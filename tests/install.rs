@@ -642,6 +642,8 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
     let server = ApiServer::start().await;
     let kubectl = Kubectl::new(&server);
     kubectl.install_crds(&repo().join("crds"));
+    // The namespace the chart installs into holds the UCloud example's credentials.
+    kubectl.apply_stdin(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {RELEASE_NAMESPACE}\n"));
     let out = kubectl.run(&["apply", "-f", repo().join("examples").to_str().unwrap()]);
     for line in [
         "clustercertificateprovider.certorder.io/local created",
@@ -651,6 +653,8 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
         "certificateorder.certorder.io/wildcard-example-com created",
         "certificateorder.certorder.io/www-example-org created",
         "secret/acme-confirmation-letter created",
+        "clustercertificateprovider.certorder.io/ucloud created",
+        "secret/ucloud-credentials created",
     ] {
         assert!(out.lines().any(|l| l == line), "{line:?} not in:\n{out}");
     }
@@ -683,11 +687,17 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
     let out = kubectl.run(&["get", "ccp"]);
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "KIND", "READY", "AGE"], "{out}");
-    assert!(out.lines().any(|l| l.starts_with("local-auto ")), "{out}");
+    for provider in ["local", "local-auto", "ucloud"] {
+        assert!(table(&out).iter().any(|r| r["NAME"] == provider), "{provider} not in:\n{out}");
+    }
 
-    // Applying again changes nothing.
+    // Applying again changes nothing; a Secret written with stringData is "configured" each time
+    // (the server folds stringData into data, so kubectl always finds it to send again).
     let out = kubectl.run(&["apply", "-f", repo().join("examples").to_str().unwrap()]);
-    assert!(out.lines().all(|l| l.ends_with(" unchanged")), "{out}");
+    assert!(
+        out.lines().all(|l| l.ends_with(" unchanged") || l == "secret/ucloud-credentials configured"),
+        "{out}"
+    );
 }
 
 /// The real `helm install` and `helm uninstall` (Helm's engine through helm-python-sdk) against the
