@@ -4,6 +4,7 @@
 pub mod api;
 pub mod controller;
 pub mod crdgen;
+pub mod inspect;
 pub mod lifecycle;
 pub mod pki;
 pub mod provider;

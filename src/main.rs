@@ -66,6 +66,25 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Show what an order did and what it waits for: phase, the exact DNS records or URLs with
+    /// what was seen, the certificate, failures, conditions and events.
+    Status {
+        /// Name of the CertificateOrder.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Run the order's domain self-checks now, as the CA will, and print each result; exits 1
+    /// when one fails.
+    Check {
+        /// Name of the CertificateOrder.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Name servers to ask instead of each zone's authoritative servers (IP[:PORT], comma list).
+        #[arg(long, env = "CERTORDER_DNS_SERVERS", value_delimiter = ',', value_parser = parse_name_server)]
+        dns_servers: Vec<SocketAddr>,
+    },
 }
 
 /// Which cluster and namespace, as kubectl picks them.
@@ -370,6 +389,20 @@ async fn main() -> anyhow::Result<()> {
             reason,
             target,
         } => review(name, target, Review::Reject { reason }).await,
+        Command::Status { name, target } => {
+            let (client, namespace) = tools::connect(&target.into()).await?;
+            print!("{}", certorder::inspect::status(client, &namespace, &name).await?);
+            Ok(())
+        }
+        Command::Check { name, target, dns_servers } => {
+            let (client, namespace) = tools::connect(&target.into()).await?;
+            let (report, passed) = certorder::inspect::check(client, &namespace, &name, dns_servers).await?;
+            print!("{report}");
+            if !passed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Renew { name, target } => {
             let (client, namespace) = tools::connect(&target.into()).await?;
             println!(

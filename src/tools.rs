@@ -69,6 +69,8 @@ pub enum ToolError {
     Infer(#[source] kube::config::InferConfigError),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("cannot run the check: {0}")]
+    Check(String),
 }
 
 /// Which cluster and namespace a tool talks to, as kubectl would pick them.

@@ -947,3 +947,43 @@ async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
     assert_eq!(*secret_events.lock().unwrap(), [format!("modified {}", second.serial)], "the Secret is replaced in one write, never deleted");
     assert!(not_ready.lock().unwrap().is_empty(), "Ready went away during the renewal: {:?}", not_ready.lock().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_check_explain_an_order_stuck_in_domain_validation() {
+    let env = Env::start().await;
+    env.provider("auto", "Automatic").await;
+    env.apply(dv_order("stuck", &["stuck.example.com"], "auto")).await;
+    let order = env
+        .wait_for("stuck", "a failing self-check", |o| {
+            o.status.as_ref().is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| !c.passed)))
+        })
+        .await;
+    let challenge = &order.status.as_ref().unwrap().challenges[0];
+    // A wrong value is published: the check must say what it found and what it wanted.
+    env.dns.set_txt("_dnsauth.stuck.example.com", &["a-stale-token"]).await.unwrap();
+
+    let out = env.cli(&["status", "stuck", "-n", NS]);
+    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "CertificateOrder shop/stuck",
+        "Phase:    DomainValidation",
+        &format!("TXT _dnsauth.stuck.example.com = \"{}\"", challenge.expected_value),
+        "self-check FAILING",
+        "DomainsVerified",
+        "Normal  DomainValidation",
+    ] {
+        assert!(report.contains(needle), "status lacks {needle:?}:\n{report}");
+    }
+
+    let dns = env.dns.addr().to_string();
+    let out = env.cli(&["check", "stuck", "-n", NS, "--dns-servers", &dns]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a failing check exits 1:\n{report}");
+    assert!(report.contains("FAIL stuck.example.com"), "{report}");
+    assert!(report.contains("a-stale-token"), "check shows what it found:\n{report}");
+
+    env.publish_challenges(&order).await;
+    let out = env.cli(&["check", "stuck", "-n", NS, "--dns-servers", &dns]);
+    assert!(out.status.success(), "check passes once the record is right: {}", String::from_utf8_lossy(&out.stdout));
+}
