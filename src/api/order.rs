@@ -454,6 +454,10 @@ pub struct VendorOrder {
     /// Digest of the confirmation letter the vendor holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub documents_digest: Option<String>,
+    /// ConfigMap in the order's namespace holding the vendor's confirmation-letter template, to
+    /// fill in, stamp, scan and store in the letter Secret; empty when the vendor offers none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub letter_template: Option<String>,
     /// The CA's reason when it rejected the order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,

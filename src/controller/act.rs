@@ -77,6 +77,7 @@ pub async fn act(
                 Err(e) => failed(name, e),
             }
         }
+        Step::OfferLetterTemplate => offer_letter_template(ctx, order, provider, pctx).await,
         Step::Poll => {
             let result = provider.poll(pctx).await;
             seen.observed.last_poll = Some(pctx.now);
@@ -123,6 +124,57 @@ fn csr(seen: &Observation, domains: &[String]) -> Result<String, Outcome> {
         .as_ref()
         .ok_or_else(|| failed("SubmitInfo", StepError::transient("the private key Secret disappeared")))?;
     pki::build_csr(key, domains).map_err(|e| failed("SubmitInfo", StepError::permanent(format!("cannot build the CSR: {e}"))))
+}
+
+/// Name of the ConfigMap that holds the vendor's confirmation-letter template for an order.
+pub fn letter_template_name(order: &str) -> String {
+    format!("{order}-letter-template")
+}
+
+/// Largest template put in a ConfigMap (the API server's limit is 1 MiB for the whole object).
+const MAX_TEMPLATE_BYTES: usize = 900 * 1024;
+
+/// Puts the vendor's confirmation-letter template in a ConfigMap owned by the order, so the user
+/// can fill it in and stamp it. A vendor that offers none (or refuses for good) is not an error:
+/// the order keeps waiting for the letter.
+async fn offer_letter_template(ctx: &Context, order: &CertificateOrder, provider: &Provider, pctx: &OrderContext<'_>) -> Outcome {
+    let step = "OfferLetterTemplate";
+    let file = match provider.letter_template(pctx).await {
+        Ok(Some(file)) if file.data.len() <= MAX_TEMPLATE_BYTES => file,
+        Ok(Some(file)) => {
+            tracing::warn!(bytes = file.data.len(), "the vendor's letter template is too big for a ConfigMap; not offering it");
+            return Outcome::LetterTemplateOffered { config_map: None };
+        }
+        Ok(None) => return Outcome::LetterTemplateOffered { config_map: None },
+        Err(e) if e.retryable => return failed(step, e),
+        Err(e) => {
+            tracing::warn!(error = %e.message, "the vendor gave no letter template");
+            return Outcome::LetterTemplateOffered { config_map: None };
+        }
+    };
+    let key: String = file
+        .file_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    let name = letter_template_name(&order.name_any());
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": pctx.namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGER, ORDER_LABEL: order.name_any()},
+            "annotations": {"certorder.io/purpose": "the vendor's confirmation-letter template: fill it in, stamp it, scan it and store the scan in the Secret spec.documents.confirmationLetter names"},
+            "ownerReferences": [owner_reference(order)],
+        },
+        "binaryData": {key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &file.data)},
+    });
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(ctx.client.clone(), pctx.namespace);
+    match api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await {
+        Ok(_) => Outcome::LetterTemplateOffered { config_map: Some(name) },
+        Err(e) => api_error(step, e),
+    }
 }
 
 fn owner_reference(order: &CertificateOrder) -> serde_json::Value {

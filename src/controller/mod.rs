@@ -318,6 +318,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         if status.phase != original.phase {
             phase_event(ctx, order, &status).await;
         }
+        delay_event(ctx, order, &original, &status).await;
     }
     Ok(match wait {
         Some(w) => Action::requeue(w.max(Duration::from_millis(100))),
@@ -390,6 +391,25 @@ async fn phase_event(ctx: &Context, order: &CertificateOrder, status: &Certifica
 /// Deletion: cancel the vendor order when asked (before issuance), then let go. Owned objects
 /// (the pending key) go with the order; the TLS Secret stays.
 async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<CertificateOrder>) -> Result<Action, Error> {
+/// A Warning event when a DV order becomes late (`IssuanceDelayed`), once.
+async fn delay_event(ctx: &Context, order: &CertificateOrder, before: &CertificateOrderStatus, after: &CertificateOrderStatus) {
+    let delayed = |s: &CertificateOrderStatus| s.conditions.iter().find(|c| c.type_ == lifecycle::summary::ISSUANCE_DELAYED).cloned();
+    let Some(condition) = delayed(after) else { return };
+    if delayed(before).is_some() {
+        return;
+    }
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: condition.type_.clone(),
+        note: Some(condition.message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &order.object_ref(&())).await {
+        warn!(error = %e, "cannot publish an event");
+    }
+}
+
     let uid = order.uid().unwrap_or_default();
     if !order.finalizers().iter().any(|f| f == FINALIZER) {
         ctx.forget(&uid);

@@ -6,7 +6,7 @@
 //! point and a re-run converge to the same place. No I/O, no clock reads: time comes in as `now`.
 
 mod domains;
-mod summary;
+pub mod summary;
 #[cfg(test)]
 mod tests;
 
@@ -152,6 +152,8 @@ pub enum Step {
     SubmitInfo { digest: String },
     /// Upload the confirmation letter.
     UploadLetter { digest: String },
+    /// The letter is missing: put the vendor's template in a ConfigMap next to the order, once.
+    OfferLetterTemplate,
     /// Ask the vendor where the order is.
     Poll,
     /// HTTP validation: publish the files the challenges ask for (ConfigMap, solver Pod and
@@ -184,6 +186,7 @@ impl Step {
             Step::Purchase => "Purchase",
             Step::SubmitInfo { .. } => "SubmitInfo",
             Step::UploadLetter { .. } => "UploadLetter",
+            Step::OfferLetterTemplate => "OfferLetterTemplate",
             Step::Poll => "Poll",
             Step::PublishChallenges { .. } => "PublishChallenges",
             Step::SelfCheck => "SelfCheck",
@@ -227,6 +230,8 @@ pub enum Outcome {
     Purchased { id: String },
     InfoSubmitted { digest: String },
     LetterUploaded { digest: String },
+    /// The template is in this ConfigMap; `None`: the vendor offers no template.
+    LetterTemplateOffered { config_map: Option<String> },
     Polled(VendorView),
     Published(PublishedValidation),
     SelfChecked(Vec<(String, SelfCheck)>),
@@ -471,6 +476,9 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
             }
             LetterObs::Missing(_) | LetterObs::Invalid(_) => {
                 if vendor.documents_digest.is_none() {
+                    if vendor.letter_template.is_none() {
+                        return Decision::Act(Step::OfferLetterTemplate);
+                    }
                     return Decision::Wait(Some(timing.letter_poll));
                 }
             }
@@ -545,6 +553,10 @@ pub fn absorb(order: &OrderView, mut status: CertificateOrderStatus, outcome: Ou
             vendor.state = None;
             vendor.rejected_generation = None;
             status.challenges.clear();
+        }
+        Outcome::LetterTemplateOffered { config_map } => {
+            let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            vendor.letter_template = Some(config_map.unwrap_or_default());
         }
         Outcome::LetterUploaded { digest } => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);

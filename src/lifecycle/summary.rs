@@ -12,6 +12,10 @@ pub const INFO_SUBMITTED: &str = "InfoSubmitted";
 pub const DOCUMENTS_UPLOADED: &str = "DocumentsUploaded";
 pub const ORGANIZATION_VERIFIED: &str = "OrganizationVerified";
 pub const DOMAINS_VERIFIED: &str = "DomainsVerified";
+/// Present (True) only when a DV order is not issued a day after it was bought.
+pub const ISSUANCE_DELAYED: &str = "IssuanceDelayed";
+/// How long a DV order may take before `IssuanceDelayed` suggests an OV product.
+pub const DV_ISSUANCE_WARNING: chrono::Duration = chrono::Duration::hours(24);
 
 struct Cond {
     type_: &'static str,
@@ -87,7 +91,10 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         (Phase::Purchased, "SubmittingInfo", "bought; sending domains, company, applicant and CSR".into())
     } else if review && !docs_sent {
         let message = match (&obs.letter, letter_ref) {
-            (LetterObs::Missing(m) | LetterObs::Invalid(m), _) => m.clone(),
+            (LetterObs::Missing(m) | LetterObs::Invalid(m), _) => match vendor.letter_template.as_deref() {
+                Some(cm) if !cm.is_empty() => format!("{m}; the vendor's letter template is in ConfigMap {cm}"),
+                _ => m.clone(),
+            },
             (_, Some(r)) => format!("uploading the confirmation letter from Secret {} key {}", r.name, r.key),
             _ => "waiting for the confirmation letter".into(),
         };
@@ -161,6 +168,21 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         if domains_verified { "Verified" } else if failing.is_empty() { "Pending" } else { "SelfCheckFailing" },
         failing.join("; "),
     ));
+    if let Some(purchased) = vendor.purchase_requested_time {
+        let waited = obs.now - purchased;
+        let dv = !order.spec.product.type_.needs_organization_review();
+        if dv && !current && !failed && !rejected && vendor.id.is_some() && vendor.issuances == 0 && waited >= DV_ISSUANCE_WARNING {
+            conds.push(cond(
+                ISSUANCE_DELAYED,
+                true,
+                "DVNotIssuedIn24h",
+                format!(
+                    "this DV order was bought {}h ago and is still not issued; check the challenges, or consider an OV product (spec.product.type: OV), which the CA verifies by documents and phone instead",
+                    waited.num_hours()
+                ),
+            ));
+        }
+    }
 
     status.conditions = conds
         .into_iter()

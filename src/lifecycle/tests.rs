@@ -222,11 +222,44 @@ fn decide_table() {
             want: Decision::Act(Step::UploadLetter { digest: "letter-1".into() }),
         },
         Case {
-            name: "OV without its letter waits for it",
+            name: "OV without its letter offers the vendor's template first",
             spec: ov.clone(),
             status: { let mut s = submitted(&ov, None); s.order.as_mut().unwrap().documents_digest = None; s },
             obs: base(LetterObs::Missing("Secret letter not found".into())),
+            want: Decision::Act(Step::OfferLetterTemplate),
+        },
+        Case {
+            name: "OV without its letter, template offered, waits for it",
+            spec: ov.clone(),
+            status: {
+                let mut s = submitted(&ov, None);
+                let v = s.order.as_mut().unwrap();
+                v.documents_digest = None;
+                v.letter_template = Some("example-letter-template".into());
+                s
+            },
+            obs: base(LetterObs::Missing("Secret letter not found".into())),
             want: Decision::Wait(Some(timing.letter_poll)),
+        },
+        Case {
+            name: "OV without its letter from a vendor with no template waits for it",
+            spec: ov.clone(),
+            status: {
+                let mut s = submitted(&ov, None);
+                let v = s.order.as_mut().unwrap();
+                v.documents_digest = None;
+                v.letter_template = Some(String::new());
+                s
+            },
+            obs: base(LetterObs::Invalid("not a PDF".into())),
+            want: Decision::Wait(Some(timing.letter_poll)),
+        },
+        Case {
+            name: "a letter already with the vendor needs no template",
+            spec: ov.clone(),
+            status: submitted(&ov, Some(VendorStage::OrganizationReview)),
+            obs: Observed { last_poll: Some(now), ..base(LetterObs::Missing("Secret letter not found".into())) },
+            want: Decision::Wait(Some(timing.review_poll)),
         },
         Case {
             name: "a restamped letter is uploaded again",
@@ -477,6 +510,7 @@ impl Walk {
                 self.vendor_stage = if review { VendorStage::AwaitingDocuments } else { VendorStage::DomainValidation };
                 Outcome::InfoSubmitted { digest: digest.clone() }
             }
+            Step::OfferLetterTemplate => Outcome::LetterTemplateOffered { config_map: Some("example-letter-template".into()) },
             Step::UploadLetter { digest } => {
                 self.vendor_stage = VendorStage::OrganizationReview;
                 Outcome::LetterUploaded { digest: digest.clone() }
@@ -807,4 +841,60 @@ fn a_renew_request_is_answered_by_exactly_one_issuance() {
     // A later request renews again.
     let again = OrderView { renew_requested: Some(now), ..order };
     assert_eq!(decide(&again, &status, &installed_new, &timing), Decision::Act(Step::GenerateKey));
+}
+
+#[test]
+fn the_letter_template_is_named_in_the_message_while_the_letter_is_missing() {
+    let ov = spec(CertificateType::OV);
+    let order = view(&ov, 1);
+    let mut status = submitted(&ov, None);
+    let v = status.order.as_mut().unwrap();
+    v.documents_digest = None;
+    v.letter_template = Some("example-letter-template".into());
+    let missing = Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::Missing("waiting for the confirmation letter".into())) };
+    let s = summarize(&order, status.clone(), &missing);
+    assert_eq!(s.phase, Phase::InfoSubmitted);
+    assert_eq!(
+        s.message.as_deref(),
+        Some("waiting for the confirmation letter; the vendor's letter template is in ConfigMap example-letter-template")
+    );
+    // A vendor without a template: the message is only what is missing.
+    status.order.as_mut().unwrap().letter_template = Some(String::new());
+    let s = summarize(&order, status, &missing);
+    assert_eq!(s.message.as_deref(), Some("waiting for the confirmation letter"));
+}
+
+#[test]
+fn a_dv_order_not_issued_a_day_after_purchase_suggests_ov() {
+    let dv = spec(CertificateType::DV);
+    let ov = spec(CertificateType::OV);
+    let now = t0();
+    let bought = |spec: &CertificateOrderSpec, hours: i64, issuances: u32| {
+        let mut s = submitted(spec, Some(VendorStage::DomainValidation));
+        let v = s.order.as_mut().unwrap();
+        v.purchase_requested_time = Some(now - chrono::Duration::hours(hours));
+        v.issuances = issuances;
+        s
+    };
+    let delayed = |spec: &CertificateOrderSpec, status: CertificateOrderStatus| {
+        let observed = Observed { pending_key: Some(key()), ..obs(now, LetterObs::NotNeeded) };
+        summarize(&view(spec, 1), status, &observed).conditions.into_iter().find(|c| c.type_ == summary::ISSUANCE_DELAYED)
+    };
+    let table: Vec<(&str, &CertificateOrderSpec, CertificateOrderStatus, bool)> = vec![
+        ("DV bought 25h ago, not issued", &dv, bought(&dv, 25, 0), true),
+        ("DV bought exactly 24h ago", &dv, bought(&dv, 24, 0), true),
+        ("DV bought 23h ago", &dv, bought(&dv, 23, 0), false),
+        ("OV bought 25h ago (reviews take days)", &ov, bought(&ov, 25, 0), false),
+        ("DV renewing under a purchase that already issued", &dv, bought(&dv, 400, 1), false),
+        ("DV not bought yet", &dv, CertificateOrderStatus::default(), false),
+        ("DV failed for good", &dv, { let mut s = bought(&dv, 25, 0); s.failed_generation = Some(1); s }, false),
+    ];
+    for (name, spec, status, want) in table {
+        let c = delayed(spec, status);
+        assert_eq!(c.is_some(), want, "{name}: {c:?}");
+        if let Some(c) = c {
+            assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "DVNotIssuedIn24h"), "{name}");
+            assert!(c.message.contains("consider an OV product"), "{name}: {}", c.message);
+        }
+    }
 }
