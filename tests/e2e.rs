@@ -880,6 +880,107 @@ async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
     env.apply(dv_order("site", &["renew.example.com"], "auto")).await;
     let validating = env.wait_phase("site", Phase::DomainValidation).await;
     env.publish_challenges(&validating).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_validation_through_a_gateway_httproute_is_issued_and_the_route_removed() {
+    let env = HttpEnv::start(&["gw.example.com"]).await;
+    // The Gateway API's HTTPRoute, as its CRD installs it (schema left open here).
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "httproutes.gateway.networking.k8s.io"},
+        "spec": {
+            "group": "gateway.networking.k8s.io",
+            "names": {"kind": "HTTPRoute", "plural": "httproutes", "singular": "httproute", "listKind": "HTTPRouteList"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    }))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(env.client.clone()).create(&PostParams::default(), &crd).await.expect("HTTPRoute CRD");
+    env.provider("auto", "Automatic").await;
+    let order = with_http(dv_order("gw", &["gw.example.com"], "auto"), "auto", json!({"gatewayRef": {"name": "public", "namespace": "infra", "sectionName": "http"}}));
+    env.apply(order).await;
+    let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let routes: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(env.client.clone(), NS, &kube::api::ApiResource::from_gvk_with_plural(&gvk, "httproutes"));
+    let mut route = None;
+    wait_until(|| async { routes.get_opt("certorder-solver-gw").await.unwrap().is_some() }).await;
+    if let Some(r) = routes.get_opt("certorder-solver-gw").await.unwrap() {
+        route = Some(r);
+    }
+    let route = route.unwrap();
+    assert_eq!(route.data["spec"]["parentRefs"][0]["name"], "public");
+    assert_eq!(route.data["spec"]["hostnames"], json!(["gw.example.com"]));
+    assert!(env.published("gw").await.iter().all(|o| !o.starts_with("Ingress/")), "no Ingress when a Gateway is asked for");
+    env.wait_phase("gw", Phase::Issued).await;
+    assert!(env.ca_fetches("gw.example.com").contains(&200), "{:?}", env.cluster.served());
+    wait_until(|| async { routes.get_opt("certorder-solver-gw").await.unwrap().is_none() && env.published("gw").await.is_empty() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and_file_validation() {
+    let env = HttpEnv::start(&["shop.example.com", "www.shop.example.com"]).await;
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
+    // The simulator fetches validation files the way a CA does: through the cluster's front door.
+    sim.set_http_target(std::net::SocketAddr::from(([127, 0, 0, 1], env.cluster.port())));
+    ucloud_provider(&env, &sim, "ucloud", USSL_PRIVATE_KEY).await;
+    let order = |company: &str| {
+        let mut o = with_http(ov_order("acme", company), "ucloud", json!({"ingressClassName": testbed::cluster::INGRESS_CLASS}));
+        o["spec"]["product"] = json!({"brand": "DigiCert", "name": "SecureSiteOV", "type": "OV"});
+        o
+    };
+    env.apply(order("ACME Ltd")).await;
+
+    // Bought and filled in; the vendor's letter template is offered next to the order.
+    let waiting = env
+        .wait_for("acme", "the letter template offered", |o| {
+            o.status.as_ref().and_then(|s| s.message.as_deref()).is_some_and(|m| m.contains("letter template is in ConfigMap acme-letter-template"))
+        })
+        .await;
+    assert_eq!(waiting.status.as_ref().unwrap().phase, Phase::InfoSubmitted);
+    assert!(waiting.status.as_ref().unwrap().message.as_deref().unwrap().contains("acme-letter"), "names the letter Secret");
+    let id = sim.orders()[0].id;
+    assert_eq!(sim.orders()[0].state, "PENDING_CONFIRM_LETTER");
+    let template: k8s_openapi::api::core::v1::ConfigMap = Api::namespaced(env.client.clone(), NS).get("acme-letter-template").await.unwrap();
+    let data = template.binary_data.clone().unwrap();
+    assert_eq!(data[&format!("confirm-letter-{id}.docx")].0, testbed::ussl::letter_template_bytes(id));
+    assert_eq!(template.labels().get("app.kubernetes.io/managed-by").map(String::as_str), Some("certorder"));
+    assert_eq!(template.labels().get("certorder.io/order").map(String::as_str), Some("acme"));
+    assert_eq!(template.owner_references()[0].name, "acme");
+    assert_eq!(sim.calls("DownloadConfirmLetterTemp"), 1, "fetched once");
+
+    // The user stores the stamped letter: it is uploaded and the CA reviews.
+    env.apply(letter_secret()).await;
+    let in_review = env.wait_phase("acme", Phase::OrganizationReview).await;
+    assert!(has_condition(&in_review, "DocumentsUploaded", "True"));
+    assert!(sim.orders()[0].letter.as_deref().unwrap().starts_with(b"%PDF"));
+
+    // The CA rejects it, with a reason the status shows.
+    sim.reject(id, "the company name does not match the business licence").unwrap();
+    let rejected = env.wait_phase("acme", Phase::Rejected).await;
+    assert!(rejected.status.as_ref().unwrap().message.as_deref().unwrap().contains("does not match the business licence"));
+    assert_eq!(rejected.status.as_ref().unwrap().order.as_ref().unwrap().state.as_deref(), Some("REJECTED"));
+    assert!(has_condition(&rejected, "Stalled", "True"));
+
+    // The user fixes the company name: the info is sent again, the CA reviews again and approves.
+    env.apply(order("ACME Limited")).await;
+    env.wait_for("acme", "resubmitted for review", |o| {
+        o.status.as_ref().is_some_and(|s| s.phase == Phase::OrganizationReview && s.observed_generation == Some(2))
+    })
+    .await;
+    assert_eq!(sim.orders()[0].company.as_deref(), Some("ACME Limited"));
+    assert_eq!(sim.orders()[0].submissions, 2);
+    sim.approve(id).unwrap();
+
+    // File validation: the operator publishes the files, the simulator fetches them through the ingress.
+    let issued = env.wait_phase("acme", Phase::Issued).await;
+    assert!(has_condition(&issued, "OrganizationVerified", "True"));
+    assert_ussl_secret(&env, &sim, "acme-tls", &["shop.example.com", "www.shop.example.com"]).await;
+    assert_eq!(sim.orders()[0].method, "FILE");
+    assert_eq!(sim.orders()[0].state, "COMPLETED");
+    assert_eq!(sim.purchases(), 1);
+    assert_eq!(sim.calls("DownloadConfirmLetterTemp"), 1);
+}
+
     let issued = env.wait_phase("site", Phase::Issued).await;
     let first = issued.status.as_ref().unwrap().certificate.clone().unwrap();
     let key_of = |s: &Secret| s.data.as_ref().unwrap()["tls.key"].0.clone();
