@@ -679,6 +679,7 @@ impl HttpEnv {
         }))
         .unwrap();
         self.ingresses().create(&PostParams::default(), &ingress).await.expect("create the user's Ingress");
+        wait_until(|| async { self.cluster.routes_host(host) }).await;
     }
 
     /// Names of the objects of `kind` labelled for `order`.
@@ -789,11 +790,19 @@ async fn diagnosed(env: &HttpEnv, order: Value, diagnosis: &str) -> certorder::a
             o.status.as_ref().is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| c.diagnosis.starts_with(diagnosis))))
         })
         .await;
-    let check = failing.status.unwrap().challenges[0].self_check.clone().unwrap();
-    assert!(!check.passed);
-    wait_until(|| async { env.events(&name, "SelfCheckFailed").await.iter().any(|n| n.contains(diagnosis)) }).await;
-    // The CA has looked too, and the order does not advance.
-    wait_until(|| async { !env.ca_fetches(&host).is_empty() }).await;
+    assert!(!failing.status.unwrap().challenges[0].self_check.as_ref().unwrap().passed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !env.events(&name, "SelfCheckFailed").await.iter().any(|n| n.contains(diagnosis)) {
+        let all = env.events(&name, "SelfCheckFailed").await;
+        assert!(tokio::time::Instant::now() < deadline, "no SelfCheckFailed event saying {diagnosis:?}: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The CA has looked too (after the route was in place), and the order does not advance.
+    let fetches = env.ca_fetches(&host).len();
+    while env.ca_fetches(&host).len() <= fetches {
+        assert!(tokio::time::Instant::now() < deadline, "the local CA never fetched {host}: {:?}", env.cluster.served());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let order = env.orders().get(&name).await.unwrap();
     let status = order.status.as_ref().unwrap();
     assert_eq!(status.phase, Phase::DomainValidation, "{status:?}");
@@ -802,6 +811,8 @@ async fn diagnosed(env: &HttpEnv, order: Value, diagnosis: &str) -> certorder::a
     let domains = condition(&order, "DomainsVerified").unwrap();
     assert_eq!((domains.status.as_str(), domains.reason.as_str()), ("False", "SelfCheckFailing"));
     assert!(domains.message.contains(diagnosis), "{}", domains.message);
+    let check = status.challenges[0].self_check.clone().unwrap();
+    assert!(check.diagnosis.starts_with(diagnosis), "{check:?}");
     check
 }
 
@@ -869,17 +880,6 @@ async fn a_wildcard_with_http_validation_that_gets_past_admission_fails_with_a_c
     assert!(env.published("wild").await.is_empty(), "nothing published for a refused order");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
-    use futures::StreamExt;
-    use kube::runtime::watcher;
-    use std::sync::{Arc, Mutex};
-
-    let env = Env::start().await;
-    env.provider("auto", "Automatic").await;
-    env.apply(dv_order("site", &["renew.example.com"], "auto")).await;
-    let validating = env.wait_phase("site", Phase::DomainValidation).await;
-    env.publish_challenges(&validating).await;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_validation_through_a_gateway_httproute_is_issued_and_the_route_removed() {
     let env = HttpEnv::start(&["gw.example.com"]).await;
@@ -981,6 +981,17 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
     assert_eq!(sim.calls("DownloadConfirmLetterTemp"), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    use std::sync::{Arc, Mutex};
+
+    let env = Env::start().await;
+    env.provider("auto", "Automatic").await;
+    env.apply(dv_order("site", &["renew.example.com"], "auto")).await;
+    let validating = env.wait_phase("site", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
     let issued = env.wait_phase("site", Phase::Issued).await;
     let first = issued.status.as_ref().unwrap().certificate.clone().unwrap();
     let key_of = |s: &Secret| s.data.as_ref().unwrap()["tls.key"].0.clone();

@@ -365,7 +365,10 @@ async fn self_check_events(ctx: &Context, order: &CertificateOrder, before: &[(S
             action: "SelfCheck".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &order.object_ref(&())).await {
+        // A recorder of its own: the shared one folds events of the same reason into a series and
+        // keeps the first note, and a new diagnosis must be read as such.
+        let recorder = Recorder::new(ctx.client.clone(), Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() });
+        if let Err(e) = recorder.publish(&event, &order.object_ref(&())).await {
             warn!(error = %e, "cannot publish an event");
         }
     }

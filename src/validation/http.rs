@@ -369,11 +369,20 @@ pub struct HttpChecker {
     dns: Arc<DnsChecker>,
     port: u16,
     timeout: Duration,
+    user_agent: &'static str,
 }
+
+/// The `User-Agent` of the operator's self-check.
+pub const SELF_CHECK_AGENT: &str = "certorder-self-check";
 
 impl HttpChecker {
     pub fn new(dns: Arc<DnsChecker>, port: u16) -> HttpChecker {
-        HttpChecker { dns, port, timeout: Duration::from_secs(10) }
+        HttpChecker { dns, port, timeout: Duration::from_secs(10), user_agent: SELF_CHECK_AGENT }
+    }
+
+    /// The same checker, introducing itself as `user_agent` (the local CA's own fetches).
+    pub fn with_user_agent(&self, user_agent: &'static str) -> HttpChecker {
+        HttpChecker { dns: self.dns.clone(), port: self.port, timeout: self.timeout, user_agent }
     }
 
     /// Fetches `url` and compares the body with `expected`, byte for byte.
@@ -396,7 +405,7 @@ impl HttpChecker {
             },
         };
         let addr = SocketAddr::new(ips[0], self.port);
-        match tokio::time::timeout(self.timeout, fetch(addr, &host, &path)).await {
+        match tokio::time::timeout(self.timeout, fetch(addr, &host, &path, self.user_agent)).await {
             Err(_) => HttpObservation::failure(
                 Some(addr.to_string()),
                 format!("connection timed out: no answer from {addr} within {:?}", self.timeout),
@@ -442,7 +451,7 @@ enum FetchError {
     Other(String),
 }
 
-async fn fetch(addr: SocketAddr, host: &str, path: &str) -> Result<Answer, FetchError> {
+async fn fetch(addr: SocketAddr, host: &str, path: &str, user_agent: &str) -> Result<Answer, FetchError> {
     let stream = match tokio::net::TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(FetchError::Refused),
@@ -453,7 +462,7 @@ async fn fetch(addr: SocketAddr, host: &str, path: &str) -> Result<Answer, Fetch
     let driver = tokio::spawn(connection);
     let request = http::Request::get(path)
         .header(http::header::HOST, host)
-        .header(http::header::USER_AGENT, "certorder-self-check")
+        .header(http::header::USER_AGENT, user_agent)
         .header(http::header::ACCEPT, "*/*")
         .body(http_body_util::Empty::<hyper::body::Bytes>::new())
         .map_err(|e| FetchError::Other(e.to_string()))?;

@@ -21,6 +21,8 @@ use crate::validation::http::{HttpChecker, WELL_KNOWN};
 
 /// The file name the local CA asks for, as the vendor does.
 pub const FILE_NAME: &str = "fileauth.txt";
+/// The `User-Agent` of the local CA's own fetches of validation files.
+pub const CA_AGENT: &str = "certorder-local-ca";
 
 /// Default lifetime of issued certificates: 90 days.
 pub const DEFAULT_LIFETIME_HOURS: i64 = 90 * 24;
@@ -68,6 +70,7 @@ impl LocalProvider {
             return Err(ProviderError::permanent("spec.local.certificateLifetime must be at least 1h"));
         }
         let token_secret = ca.to_pem().1.into_bytes();
+        let http = Arc::new(http.with_user_agent(CA_AGENT));
         Ok(LocalProvider { ca, token_secret, review: spec.review, lifetime, dns, http })
     }
 

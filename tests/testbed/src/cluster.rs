@@ -166,6 +166,11 @@ impl Cluster {
         self.state.lock().expect("cluster state").served.clone()
     }
 
+    /// Whether the front door has a route for `host` (the emulation has seen its Ingress).
+    pub fn routes_host(&self, host: &str) -> bool {
+        self.state.lock().expect("cluster state").routes.iter().any(|r| r.host.as_deref() == Some(host))
+    }
+
     /// Solver processes running now.
     pub fn running_solvers(&self) -> usize {
         self.state.lock().expect("cluster state").solvers.len()
