@@ -917,6 +917,32 @@ async fn http_validation_through_a_gateway_httproute_is_issued_and_the_route_rem
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_http_order_mid_validation_removes_its_paths_from_the_users_ingress() {
+    // half.example.com has no A record: the order stays in validation, saying why.
+    let env = HttpEnv::start(&[]).await;
+    env.provider("auto", "Automatic").await;
+    env.cluster.serve_static(NS, "half-web", testbed::cluster::StaticBackend::html("<html>half</html>"));
+    env.user_ingress("half-site", "half.example.com", &[("/", "Prefix", "half-web")], json!({})).await;
+    let before = env.ingresses().get("half-site").await.unwrap().spec;
+    env.apply(with_http(dv_order("half", &["half.example.com"], "auto"), "auto", json!({"ingressName": "half-site"}))).await;
+    let stuck = env
+        .wait_for("half", "name does not resolve", |o| {
+            o.status.as_ref().is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| c.diagnosis.starts_with("name does not resolve"))))
+        })
+        .await;
+    assert_eq!(stuck.status.as_ref().unwrap().phase, Phase::DomainValidation);
+    let patched = env.ingresses().get("half-site").await.unwrap().spec;
+    assert_ne!(patched, before, "the validation path was added to the user's Ingress");
+    assert!(!env.published("half").await.is_empty());
+
+    env.orders().delete("half", &DeleteParams::default()).await.expect("delete order");
+    wait_until(|| async { env.orders().get_opt("half").await.unwrap().is_none() }).await;
+    wait_until(|| async { env.published("half").await.is_empty() }).await;
+    assert_eq!(env.ingresses().get("half-site").await.unwrap().spec, before, "the user's Ingress is as it was");
+    wait_until(|| async { env.cluster.running_solvers() == 0 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and_file_validation() {
     let env = HttpEnv::start(&["shop.example.com", "www.shop.example.com"]).await;
     let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
