@@ -935,6 +935,12 @@ async fn deleting_an_http_order_mid_validation_removes_its_paths_from_the_users_
     assert_ne!(patched, before, "the validation path was added to the user's Ingress");
     assert!(!env.published("half").await.is_empty());
 
+    // A solver Pod that goes away (a node drained, say) comes back: nothing else recreates a bare Pod.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), NS);
+    let first = pods.get("certorder-solver-half").await.unwrap().uid();
+    pods.delete("certorder-solver-half", &DeleteParams::default()).await.expect("delete the solver Pod");
+    wait_until(|| async { pods.get_opt("certorder-solver-half").await.unwrap().is_some_and(|p| p.uid() != first) }).await;
+
     env.orders().delete("half", &DeleteParams::default()).await.expect("delete order");
     wait_until(|| async { env.orders().get_opt("half").await.unwrap().is_none() }).await;
     wait_until(|| async { env.published("half").await.is_empty() }).await;

@@ -89,7 +89,10 @@ pub async fn act(
         }
         Step::PublishChallenges { digest } => {
             match super::publish::publish(&ctx.client, order, challenges, digest, &ctx.config.solver_image, published).await {
-                Ok(p) => Outcome::Published(p),
+                Ok(p) => {
+                    seen.observed.solver_missing = false;
+                    Outcome::Published(p)
+                }
                 Err(e) => failed(name, e),
             }
         }

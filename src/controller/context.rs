@@ -43,6 +43,8 @@ pub struct Context {
     pub http: Arc<HttpChecker>,
     pub recorder: Recorder,
     pub metrics: Arc<super::metrics::Metrics>,
+    /// Metadata of the solver Pods the operator published (labelled), when watched.
+    pub solver_pods: Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>>,
     memory: Mutex<HashMap<String, Memory>>,
     built: tokio::sync::Mutex<HashMap<String, (String, Arc<Provider>)>>,
 }
@@ -67,9 +69,16 @@ impl Context {
             dns,
             recorder,
             metrics,
+            solver_pods: None,
             memory: Mutex::default(),
             built: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// Watches the solver Pods through `store`, so a Pod that disappears is published again.
+    pub fn with_solver_pods(mut self, store: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>) -> Context {
+        self.solver_pods = Some(store);
+        self
     }
 
     pub fn memory(&self, uid: &str) -> Memory {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::core::PartialObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
@@ -37,6 +38,7 @@ use crate::api::{
 use crate::lifecycle::{self, absorb, decide, normalize_domains, summarize, Decision, OrderView, Outcome, ProviderObs};
 use crate::provider::OrderContext;
 use crate::validation::dns::{DnsChecker, DnsCheckerConfig};
+use crate::validation::http::SOLVER_LABEL;
 
 /// Everything `certorder run` is configured with, parsed once by `main.rs`.
 #[derive(Clone, Debug)]
@@ -142,6 +144,15 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .modify(|o| o.managed_fields_mut().clear())
             .reflect(order_writer)
             .applied_objects();
+        // Solver Pods of HTTP validation (metadata only, by label): a Pod that disappears is
+        // published again.
+        let (pod_store, pod_writer) = reflector::store::<PartialObjectMeta<Pod>>();
+        let solver_pods = format!("{MANAGED_BY_LABEL}={MANAGER},{SOLVER_LABEL}");
+        let pod_stream = watcher(scoped::<PartialObjectMeta<Pod>>(&client, ns.as_deref()), watcher::Config::default().labels(&solver_pods).any_semantic())
+            .default_backoff()
+            .modify(|p| p.managed_fields_mut().clear())
+            .reflect(pod_writer)
+            .touched_objects();
         let ctx = Arc::new(Context::new(
             client.clone(),
             config.clone(),
@@ -150,12 +161,16 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             dns.clone(),
             recorder.clone(),
             metrics.clone(),
-        ));
+        ).with_solver_pods(pod_store));
         let ready_metrics = metrics.clone();
         let controller = Controller::for_stream(order_stream, order_store)
             .watches_stream(secret_stream, |secret: Secret| {
                 let order = secret.labels().get(ORDER_LABEL)?.clone();
                 Some(ObjectRef::new(&order).within(&secret.namespace()?))
+            })
+            .watches_stream(pod_stream, |pod: PartialObjectMeta<Pod>| {
+                let order = pod.labels().get(ORDER_LABEL)?.clone();
+                Some(ObjectRef::new(&order).within(&pod.namespace()?))
             })
             .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
             .shutdown_on_signal()

@@ -117,6 +117,19 @@ pub async fn letter(ctx: &Context, order: &CertificateOrder) -> Result<(LetterOb
     Ok((LetterObs::Present { digest }, Some((bytes, reference.key.clone()))))
 }
 
+/// HTTP validation published a solver Pod that the cache no longer holds (or holds being deleted).
+fn solver_missing(ctx: &Context, order: &CertificateOrder) -> bool {
+    let published = order.status.as_ref().is_some_and(|s| s.published.is_some());
+    let Some(pods) = &ctx.solver_pods else { return false };
+    if !published || order.spec.domain_validation.method != crate::api::ValidationMethod::HTTP {
+        return false;
+    }
+    let name = crate::validation::http::solver_name(&order.name_any());
+    let ns = order.namespace().unwrap_or_default();
+    pods.get(&kube::runtime::reflector::ObjectRef::new(&name).within(&ns))
+        .is_none_or(|pod| pod.metadata.deletion_timestamp.is_some())
+}
+
 /// Everything the lifecycle looks at, but for the provider (resolved by the caller).
 pub struct Observation {
     pub observed: Observed,
@@ -150,6 +163,7 @@ pub async fn observe(
             last_poll: memory.last_poll,
             last_self_check: memory.last_self_check,
             self_check_failures: memory.self_check_failures,
+            solver_missing: solver_missing(ctx, order),
         },
         pending_key,
         installed_key,

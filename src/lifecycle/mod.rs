@@ -80,6 +80,9 @@ pub struct Observed {
     /// When the domains were last self-checked, and how many checks in a row failed (in memory).
     pub last_self_check: Option<DateTime<Utc>>,
     pub self_check_failures: u32,
+    /// HTTP validation: the published solver Pod is gone (evicted, deleted); nothing recreates a
+    /// bare Pod but the operator.
+    pub solver_missing: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -505,6 +508,10 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
             let check_interval = doubling(timing.self_check_initial, timing.self_check_max, obs.self_check_failures);
             let check_due = since(now, obs.last_self_check).is_none_or(|s| s >= check_interval);
             if let Some(digest) = publish_needed(order.spec, status) {
+                return Decision::Act(Step::PublishChallenges { digest });
+            }
+            if obs.solver_missing && status.published.is_some() {
+                let digest = publish_digest(order.spec, &status.challenges);
                 return Decision::Act(Step::PublishChallenges { digest });
             }
             if !status.challenges.is_empty() && !all_passed && check_due {

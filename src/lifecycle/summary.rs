@@ -229,7 +229,7 @@ fn challenge_hint(status: &CertificateOrderStatus) -> String {
         .map(|c| {
             let what = match c.method {
                 ValidationMethod::DNS => format!("create TXT {} = {:?}", c.target, c.expected_value),
-                ValidationMethod::HTTP => format!("serve {:?} at {}", c.expected_value, c.target),
+                ValidationMethod::HTTP => format!("{} must answer {:?} (certorder publishes it)", c.target, c.expected_value),
             };
             match &c.self_check {
                 Some(s) => format!("{what} (self-check: {})", s.diagnosis),

@@ -62,6 +62,7 @@ fn obs(now: DateTime<Utc>, letter: LetterObs) -> Observed {
         last_poll: None,
         last_self_check: None,
         self_check_failures: 0,
+        solver_missing: false,
     }
 }
 
@@ -380,6 +381,13 @@ fn decide_table() {
             status: http_status(Some(&http_digest), Some(false)),
             obs: Observed { last_self_check: Some(now), last_poll: Some(now), ..base(LetterObs::NotNeeded) },
             want: Decision::Wait(Some(timing.self_check_initial)),
+        },
+        Case {
+            name: "HTTP: a solver Pod that disappeared is published again",
+            spec: http_spec(CertificateType::DV),
+            status: http_status(Some(&http_digest), Some(false)),
+            obs: Observed { last_self_check: Some(now), last_poll: Some(now), solver_missing: true, ..base(LetterObs::NotNeeded) },
+            want: Decision::Act(Step::PublishChallenges { digest: http_digest.clone() }),
         },
         Case {
             name: "HTTP: new file contents (or another route) are published again",

@@ -538,6 +538,12 @@ pub fn diagnose(expected: &str, answer: &Answer) -> String {
     if answer.status == 200 && answer.body == expected {
         return String::new();
     }
+    if matches!(answer.status, 502..=504) {
+        return format!(
+            "no ready backend behind the route ({}): is the solver Pod running and its Service ready?",
+            answer.status
+        );
+    }
     if looks_like_html(answer) {
         return format!(
             "served by another backend (got HTML, status {}): the request for this host and path does not reach the solver; check which Ingress or route serves the host",

@@ -168,6 +168,7 @@ fn diagnoses_say_what_to_fix() {
     assert!(diagnose("v1", &answer(200, None, "text/html", b"<!DOCTYPE html><html>shop</html>")).starts_with("served by another backend (got HTML"));
     assert!(diagnose("v1", &answer(404, None, "text/html", b"<html>default backend</html>")).starts_with("served by another backend (got HTML"));
     assert!(diagnose("v1", &answer(404, None, "text/plain", b"not found\n")).starts_with("answered 404"));
+    assert!(diagnose("v1", &answer(503, None, "text/html", b"<html>503</html>")).starts_with("no ready backend behind the route (503)"));
     assert!(diagnose("v1", &answer(200, None, "text/plain", b" v1 ")).starts_with("content has surrounding whitespace"));
     assert_eq!(diagnose("v1", &answer(200, None, "text/plain", b"v2")), "content differs from the expected value");
 }
