@@ -121,10 +121,10 @@ pub async fn publish(
 
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
     let routes = http_route_api(client, &ns);
-    if let Some(old) = previous.and_then(|p| p.ingress_name.as_deref()) {
-        if settings.ingress_name.as_deref() != Some(old) {
-            remove_paths(&ingresses, &owner, old).await?;
-        }
+    if let Some(old) = previous.and_then(|p| p.ingress_name.as_deref())
+        && settings.ingress_name.as_deref() != Some(old)
+    {
+        remove_paths(&ingresses, &owner, old).await?;
     }
     if let Some(gateway) = &settings.gateway_ref {
         delete(&ingresses, &object_name, "Ingress").await?;
@@ -253,10 +253,9 @@ pub async fn unpublish(
         .http
         .as_ref()
         .and_then(|h| h.ingress_name.clone())
+        && !users.contains(&named)
     {
-        if !users.contains(&named) {
-            users.push(named);
-        }
+        users.push(named);
     }
     for user in &users {
         remove_paths(&ingresses, &owner, user).await?;

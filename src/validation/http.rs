@@ -643,10 +643,11 @@ pub fn diagnose(expected: &str, answer: &Answer) -> String {
         return format!("answered {} instead of 200 with the file", answer.status);
     }
     let body = answer.body.as_slice();
-    if let Some(stripped) = body.strip_prefix(expected) {
-        if !stripped.is_empty() && stripped.iter().all(|b| matches!(b, b'\n' | b'\r')) {
-            return "content has a trailing newline: the file must hold exactly the value, with no newline or carriage return at the end".into();
-        }
+    if let Some(stripped) = body.strip_prefix(expected)
+        && !stripped.is_empty()
+        && stripped.iter().all(|b| matches!(b, b'\n' | b'\r'))
+    {
+        return "content has a trailing newline: the file must hold exactly the value, with no newline or carriage return at the end".into();
     }
     if body.trim_ascii() == expected {
         return "content has surrounding whitespace: the file must hold exactly the value".into();

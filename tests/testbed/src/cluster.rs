@@ -100,11 +100,16 @@ struct Solver {
     config_map: Option<String>,
 }
 
+/// `(namespace, name)` of an object.
+type Key = (String, String);
+/// A Service: its selector, and its ports (port → targetPort).
+type ServiceView = (BTreeMap<String, String>, BTreeMap<i32, i32>);
+
 #[derive(Default)]
 struct Inner {
     routes: Vec<Route>,
     /// (namespace, service) → (selector, port → targetPort)
-    services: HashMap<(String, String), (BTreeMap<String, String>, BTreeMap<i32, i32>)>,
+    services: HashMap<Key, ServiceView>,
     statics: HashMap<(String, String), StaticBackend>,
     /// (namespace, pod) → the running solver
     solvers: HashMap<(String, String), Solver>,
@@ -295,7 +300,7 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
     };
 
     // Kubelet: solver Pods.
-    let wanted: Vec<((String, String), String, BTreeMap<String, String>)> = pods
+    let wanted: Vec<(Key, String, BTreeMap<String, String>)> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| {
