@@ -682,3 +682,77 @@ fn cancel(sim: &Sim, id: i64) -> Response {
     order.state = state::CANCELLED.into();
     answer("CancelCertificateOrder", 0, "", json!({}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    const PUBLIC: &str = "ucloudsomeone@example.com1296235120854146120";
+    const PRIVATE: &str = "46f09bb9fab4f12dfc160dae12273d5332b5debe";
+
+    #[test]
+    fn checks_the_documented_signature() {
+        let params = json!({"Action": "DescribeUHostInstance", "Region": "cn-bj2", "Limit": 10, "PublicKey": PUBLIC});
+        assert_eq!(signature(params.as_object().unwrap(), PRIVATE), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
+    }
+
+    async fn call(sim: &UsslSim, mut params: Value, sign_with: Option<&str>) -> (u16, Value) {
+        if let Some(key) = sign_with {
+            let sig = signature(params.as_object().unwrap(), key);
+            params["Signature"] = Value::String(sig);
+        }
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let request = http::Request::post(format!("{}/", sim.endpoint()))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(params.to_string())))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_signatures_missing_parameters_and_unknown_actions_and_serves_faults() {
+        let sim = UsslSim::start(PUBLIC, PRIVATE, "127.0.0.1:9".parse().unwrap()).await;
+        let purchase = json!({"Action": "PurchaseCertificate", "PublicKey": PUBLIC, "CertificateBrand": "TrustAsia",
+                              "CertificateName": "TrustAsiaDVG5", "DomainsCount": 1, "ValidYear": "1"});
+        let (_, a) = call(&sim, purchase.clone(), Some("not the key")).await;
+        assert_eq!(a["RetCode"], 171);
+        let (_, a) = call(&sim, purchase.clone(), None).await;
+        assert_eq!(a["RetCode"], 170);
+        let mut other_user = purchase.clone();
+        other_user["PublicKey"] = json!("someone else");
+        assert_eq!(call(&sim, other_user, Some(PRIVATE)).await.1["RetCode"], 172);
+        let mut missing = purchase.clone();
+        missing.as_object_mut().unwrap().remove("ValidYear");
+        let (_, a) = call(&sim, missing, Some(PRIVATE)).await;
+        assert_eq!((a["RetCode"].clone(), a["Message"].clone()), (json!(230), json!("Missing params: ValidYear")));
+        let (_, a) = call(&sim, json!({"Action": "DescribeUHostInstance", "PublicKey": PUBLIC}), Some(PRIVATE)).await;
+        assert_eq!(a["RetCode"], 161);
+        assert_eq!(sim.purchases(), 0);
+
+        sim.fail_next(1, Fault::RetCode(153));
+        sim.fail_next(1, Fault::Garbage);
+        assert_eq!(call(&sim, purchase.clone(), Some(PRIVATE)).await.1["RetCode"], 153);
+        assert_eq!(call(&sim, purchase.clone(), Some(PRIVATE)).await, (502, Value::Null));
+        let (_, a) = call(&sim, purchase.clone(), Some(PRIVATE)).await;
+        assert_eq!(a["RetCode"], 0);
+        assert_eq!(a["Action"], "PurchaseCertificateResponse");
+        let id = a["CertificateID"].as_i64().unwrap();
+        assert_eq!(sim.purchases(), 1);
+        assert_eq!(sim.calls("PurchaseCertificate"), 7);
+
+        // Info without the CSR that CSROnline=0 requires is refused; an unknown id too.
+        let info = json!({"Action": "ComplementCSRInfo", "PublicKey": PUBLIC, "CertificateID": id, "Domains": "a.example.com",
+                          "CSROnline": 0, "DVAuthMethod": "DNS"});
+        assert_eq!(call(&sim, info, Some(PRIVATE)).await.1["RetCode"], 230);
+        let detail = json!({"Action": "GetCertificateDetailInfo", "PublicKey": PUBLIC, "CertificateID": 1});
+        assert_eq!(call(&sim, detail, Some(PRIVATE)).await.1["RetCode"], 8011);
+        let detail = json!({"Action": "GetCertificateDetailInfo", "PublicKey": PUBLIC, "CertificateID": id});
+        assert_eq!(call(&sim, detail, Some(PRIVATE)).await.1["CertificateInfo"]["StateCode"], "PENDING_INFO");
+    }
+}
