@@ -347,7 +347,10 @@ fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
             "--log-level {filter:?} is not a valid filter; try `info` or `info,certorder=debug`"
         )
     })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: log files and collectors get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

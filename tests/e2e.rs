@@ -541,6 +541,27 @@ async fn ucloud_dv_order_with_dns_validation_is_bought_validated_and_installed()
     assert_eq!(sim.orders()[0].state, "COMPLETED");
     let csr = sim.orders()[0].csr.clone().unwrap();
     assert!(csr.contains("BEGIN CERTIFICATE REQUEST"), "the operator's own CSR was sent (CSROnline=0)");
+
+    // Renewal re-issues under the same purchase with a new key and new challenges.
+    let first = issued.status.as_ref().unwrap().certificate.clone().unwrap();
+    let out = env.cli(&["renew", "shop", "-n", NS]);
+    assert!(out.status.success(), "renew: {}", String::from_utf8_lossy(&out.stderr));
+    let old_values: Vec<String> = validating.status.as_ref().unwrap().challenges.iter().map(|c| c.expected_value.clone()).collect();
+    let renewing = env
+        .wait_for("shop", "new challenges", |o| {
+            o.status.as_ref().is_some_and(|s| !s.challenges.is_empty() && s.challenges.iter().all(|c| !old_values.contains(&c.expected_value)))
+        })
+        .await;
+    assert_eq!(sim.calls("ReIssueCertificateCSRInfo"), 1);
+    env.publish_challenges(&renewing).await;
+    let renewed = env
+        .wait_for("shop", "a new certificate", |o| {
+            o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued && s.certificate.as_ref().is_some_and(|c| c.serial != first.serial))
+        })
+        .await;
+    assert_ne!(renewed.status.as_ref().unwrap().certificate.as_ref().unwrap().key_fingerprint, first.key_fingerprint);
+    assert_ussl_secret(&env, &sim, "shop-tls", &["shop.example.com", "www.shop.example.com"]).await;
+    assert_eq!(sim.purchases(), 1, "renewed under the same purchase");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1130,4 +1151,43 @@ async fn status_and_check_explain_an_order_stuck_in_domain_validation() {
     env.publish_challenges(&order).await;
     let out = env.cli(&["check", "stuck", "-n", NS, "--dns-servers", &dns]);
     assert!(out.status.success(), "check passes once the record is right: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_is_ready_with_no_orders_at_all() {
+    let api = ApiServer::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(api.client());
+    for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd()] {
+        crds.create(&PostParams::default(), &crd).await.expect("create CRD");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut operator = Command::new(env!("CARGO_BIN_EXE_certorder"))
+        .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}"), "--log-level", "warn"])
+        .env("KUBECONFIG", api.kubeconfig_path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the operator");
+    let get = |path: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.ok()?;
+        answer.split_whitespace().nth(1).map(str::to_string)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut ready = None;
+    while tokio::time::Instant::now() < deadline {
+        ready = get("/readyz").await;
+        if ready.as_deref() == Some("200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get("/healthz").await.as_deref(), Some("200"));
+    let metrics = get("/metrics").await;
+    let _ = operator.kill();
+    let _ = operator.wait();
+    assert_eq!(ready.as_deref(), Some("200"), "/readyz must turn ready once the caches are synced, orders or not");
+    assert_eq!(metrics.as_deref(), Some("200"));
 }

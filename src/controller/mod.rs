@@ -129,6 +129,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
 
     let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() });
     let mut controllers = Vec::new();
+    // Ready (for /readyz) once every cache has done its first full list: with no orders at all
+    // there may never be a reconcile to wait for.
+    let mut caches: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let provider_cache = providers.clone();
+    caches.push(Box::pin(async move { synced(&provider_cache).await }));
     for ns in namespaces {
         let orders: Api<CertificateOrder> = scoped(&client, ns.as_deref());
         let secrets: Api<Secret> = scoped(&client, ns.as_deref());
@@ -153,6 +158,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .modify(|p| p.managed_fields_mut().clear())
             .reflect(pod_writer)
             .touched_objects();
+        let (order_cache, secret_cache) = (order_store.clone(), secret_store.clone());
+        caches.push(Box::pin(async move {
+            synced(&order_cache).await;
+            synced(&secret_cache).await;
+        }));
         let ctx = Arc::new(Context::new(
             client.clone(),
             config.clone(),
@@ -162,7 +172,6 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             recorder.clone(),
             metrics.clone(),
         ).with_solver_pods(pod_store));
-        let ready_metrics = metrics.clone();
         let controller = Controller::for_stream(order_stream, order_store)
             .watches_stream(secret_stream, |secret: Secret| {
                 let order = secret.labels().get(ORDER_LABEL)?.clone();
@@ -176,7 +185,6 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx)
             .for_each(move |result| {
-                ready_metrics.set_ready();
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "reconcile did not complete");
                 }
@@ -184,10 +192,25 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             });
         controllers.push(controller);
     }
+    let ready_metrics = metrics.clone();
+    tokio::spawn(async move {
+        futures::future::join_all(caches).await;
+        ready_metrics.set_ready();
+        info!("caches synced; ready");
+    });
     info!(namespaces = ?config.watch_namespaces, "certorder controller started");
     futures::future::join_all(controllers).await;
     metrics_server.abort();
     Ok(())
+}
+
+/// Waits until a cache has done its first full list. The store's readiness signal wakes only
+/// one of its waiters (the controller waits on the same store), so look again now and then.
+async fn synced<K: kube::runtime::reflector::Lookup + Clone + 'static>(store: &kube::runtime::reflector::Store<K>)
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await.is_err() {}
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
