@@ -238,6 +238,58 @@ pub fn check_letter(letter: &[u8], file_name: &str) -> Result<(), ProviderError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{CertificateOrderSpec, VendorOrder};
+    use crate::validation::dns::DnsCheckerConfig;
+
+    /// For `method: HTTP` the CA asks for fileauth.txt on every domain and fetches it itself:
+    /// absent or with a trailing newline it keeps validating; served exactly, it can issue.
+    #[tokio::test]
+    async fn http_orders_are_issuable_only_when_the_file_is_served_byte_exact() {
+        let files = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let solver = tokio::spawn(crate::validation::solver::serve(listener, files.path().to_path_buf()));
+        // The domain is an address, so nothing needs resolving; the name servers are never asked.
+        let dns = Arc::new(DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap());
+        let http = Arc::new(HttpChecker::new(dns.clone(), port));
+        let spec: LocalProviderSpec = serde_json::from_value(serde_json::json!({
+            "caSecretRef": {"name": "ca", "namespace": "certorder-system"}, "review": "Automatic"
+        }))
+        .unwrap();
+        let provider = LocalProvider::new(&spec, LocalCa::generate("test CA").unwrap(), dns, http).unwrap();
+        let order: CertificateOrderSpec = serde_json::from_value(serde_json::json!({
+            "providerRef": {"name": "local"}, "product": {"type": "DV"}, "domains": ["127.0.0.1"],
+            "secretName": "tls", "domainValidation": {"method": "HTTP"},
+        }))
+        .unwrap();
+        let domains = vec!["127.0.0.1".to_string()];
+        let vendor = VendorOrder { info_digest: Some("d1".into()), ..Default::default() };
+        let annotations = Default::default();
+        let ctx = OrderContext {
+            namespace: "shop",
+            name: "o",
+            uid: "uid-1",
+            generation: 1,
+            spec: &order,
+            domains: &domains,
+            vendor: &vendor,
+            annotations: &annotations,
+            now: chrono::Utc::now(),
+        };
+
+        let view = provider.poll(&ctx).await.unwrap();
+        assert_eq!(view.stage, VendorStage::DomainValidation, "no file yet");
+        let challenge = &view.challenges[0];
+        assert_eq!(challenge.method, ValidationMethod::HTTP);
+        assert_eq!(challenge.target, "http://127.0.0.1/.well-known/pki-validation/fileauth.txt");
+        assert!(!challenge.expected_value.ends_with('\n'));
+        let file = files.path().join("127.0.0.1_fileauth.txt");
+        std::fs::write(&file, format!("{}\n", challenge.expected_value)).unwrap();
+        assert_eq!(provider.poll(&ctx).await.unwrap().stage, VendorStage::DomainValidation, "a trailing newline does not match");
+        std::fs::write(&file, &challenge.expected_value).unwrap();
+        assert_eq!(provider.poll(&ctx).await.unwrap().stage, VendorStage::Issuable);
+        solver.abort();
+    }
 
     #[test]
     fn letters() {
