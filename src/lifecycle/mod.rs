@@ -506,7 +506,10 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
             let all_passed =
                 !status.challenges.is_empty() && status.challenges.iter().all(|c| c.self_check.as_ref().is_some_and(|s| s.passed));
             let check_interval = doubling(timing.self_check_initial, timing.self_check_max, obs.self_check_failures);
-            let check_due = since(now, obs.last_self_check).is_none_or(|s| s >= check_interval);
+            // The first check waits as long as a re-check would: nobody can have created a
+            // record for challenges that arrived a moment ago.
+            let checked_or_received = obs.last_self_check.or(obs.last_poll);
+            let check_due = since(now, checked_or_received).is_none_or(|s| s >= check_interval);
             if let Some(digest) = publish_needed(order.spec, status) {
                 return Decision::Act(Step::PublishChallenges { digest });
             }
@@ -529,7 +532,7 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
             }
             let mut wait = poll_wait(poll_interval);
             if !status.challenges.is_empty() && !all_passed {
-                let since_check = since(now, obs.last_self_check).unwrap_or(Duration::ZERO);
+                let since_check = since(now, checked_or_received).unwrap_or(Duration::ZERO);
                 wait = wait.min(check_interval.saturating_sub(since_check));
             }
             Decision::Wait(Some(wait))

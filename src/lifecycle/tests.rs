@@ -273,8 +273,15 @@ fn decide_table() {
             name: "challenges not yet checked are self-checked (in parallel with the review)",
             spec: ov.clone(),
             status: with_challenges(submitted(&ov, Some(VendorStage::OrganizationReview)), None),
-            obs: Observed { last_poll: Some(now), ..base(letter.clone()) },
+            obs: Observed { last_poll: Some(now - chrono::Duration::seconds(3)), ..base(letter.clone()) },
             want: Decision::Act(Step::SelfCheck),
+        },
+        Case {
+            name: "challenges that just arrived wait before their first check",
+            spec: dv.clone(),
+            status: with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), None),
+            obs: Observed { last_poll: Some(now), ..base(LetterObs::NotNeeded) },
+            want: Decision::Wait(Some(timing.self_check_initial)),
         },
         Case {
             name: "during review with checks passing, the vendor is polled at the review pace",
@@ -588,7 +595,7 @@ fn dv_skips_documents_and_review() {
     assert_eq!(walk.purchases, 1);
     assert_eq!(
         walk.steps,
-        ["GenerateKey", "RecordPurchaseIntent", "Purchase", "SubmitInfo", "Poll", "SelfCheck", "SelfCheck", "Poll", "Install", "DiscardPendingKey"]
+        ["GenerateKey", "RecordPurchaseIntent", "Purchase", "SubmitInfo", "Poll", "SelfCheck", "Poll", "Install", "DiscardPendingKey"]
     );
     assert_eq!(walk.phases, [Phase::DomainValidation, Phase::Issued]);
     assert!(!walk.steps.contains(&"UploadLetter"));
@@ -622,7 +629,7 @@ fn http_validation_publishes_once_checks_and_unpublishes_after_issuance() {
     assert_eq!(
         walk.steps,
         [
-            "GenerateKey", "RecordPurchaseIntent", "Purchase", "SubmitInfo", "Poll", "PublishChallenges", "SelfCheck",
+            "GenerateKey", "RecordPurchaseIntent", "Purchase", "SubmitInfo", "Poll", "PublishChallenges",
             "SelfCheck", "SelfCheck", "Poll", "Install", "Unpublish", "DiscardPendingKey"
         ]
     );
