@@ -252,7 +252,9 @@ impl DnsChecker {
         let mut last = String::from("no name server configured");
         'hops: for _ in 0..=MAX_CNAME_HOPS {
             for server in servers {
-                let response = match query(*server, &name, RecordType::A, &self.config).await {
+                // Recursion desired: the configured servers may be resolvers rather than the
+                // zone's own servers, and authoritative servers ignore the flag.
+                let response = match query(*server, &name, RecordType::A, true, &self.config).await {
                     Ok(r) => r,
                     Err(e) => {
                         last = format!("{server}: {e}");
@@ -294,7 +296,7 @@ impl DnsChecker {
     }
 
     async fn ask_txt(&self, server: SocketAddr, name: &Name) -> Seen {
-        let response = match query(server, name, RecordType::TXT, &self.config).await {
+        let response = match query(server, name, RecordType::TXT, false, &self.config).await {
             Ok(r) => r,
             Err(e) => return Seen::Failed(e),
         };
@@ -527,15 +529,17 @@ async fn find_zone(resolver: &TokioResolver, name: &Name) -> Result<Name, String
     }
 }
 
-/// Sends one query with recursion off to `server`: UDP, then TCP if the answer was truncated.
+/// Sends one query to `server` (recursion off unless `recursion`): UDP, then TCP if the answer
+/// was truncated.
 async fn query(
     server: SocketAddr,
     name: &Name,
     record_type: RecordType,
+    recursion: bool,
     config: &DnsCheckerConfig,
 ) -> Result<Message, String> {
     let mut message = Message::query();
-    message.metadata.recursion_desired = false;
+    message.metadata.recursion_desired = recursion;
     message.add_query(Query::query(name.clone(), record_type));
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
