@@ -703,7 +703,7 @@ impl HttpEnv {
         wait_until(|| async { self.cluster.routes_host(host) }).await;
     }
 
-    /// Names of the objects of `kind` labelled for `order`.
+    /// `Kind/name` of every ConfigMap, Pod, Service and Ingress labelled for `order`.
     async fn published(&self, order: &str) -> Vec<String> {
         let lp = kube::api::ListParams::default().labels(&format!("certorder.io/order={order}"));
         let mut names = Vec::new();
