@@ -53,11 +53,22 @@ pub async fn act(
     let name = step.name();
     match step {
         Step::GenerateKey => generate_key(ctx, order, seen).await,
-        Step::RecordPurchaseIntent => Outcome::PurchaseIntentRecorded,
-        Step::Purchase => match provider.purchase(pctx).await {
-            Ok(id) => Outcome::Purchased { id },
-            Err(e) => failed(name, e),
-        },
+        Step::RecordPurchaseIntent => {
+            ctx.remember(pctx.uid, |m| {
+                m.purchase_intent_here = true;
+                m.purchase_called = false;
+            });
+            Outcome::PurchaseIntentRecorded
+        }
+        Step::Purchase => {
+            let memory = ctx.memory(pctx.uid);
+            let may_have_bought = !memory.purchase_intent_here || memory.purchase_called;
+            ctx.remember(pctx.uid, |m| m.purchase_called = true);
+            match provider.purchase(&OrderContext { may_have_bought, ..*pctx }).await {
+                Ok(id) => Outcome::Purchased { id },
+                Err(e) => failed(name, e),
+            }
+        }
         Step::SubmitInfo { digest } => {
             let csr = match csr(seen, pctx.domains) {
                 Ok(csr) => csr,

@@ -31,6 +31,10 @@ pub struct Memory {
     /// The resourceVersion of the operator's last status write: an older object in the cache
     /// is stale and must not be acted on.
     pub written_version: Option<u64>,
+    /// This process recorded the order's purchase intent (no earlier process can have bought
+    /// under it), and whether it has called the vendor to buy since.
+    pub purchase_intent_here: bool,
+    pub purchase_called: bool,
 }
 
 pub struct Context {

@@ -331,6 +331,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             vendor: &vendor,
             annotations: order.annotations(),
             now: seen.observed.now,
+            may_have_bought: true,
         };
         let outcome = act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen).await;
         let before: Vec<(String, Option<SelfCheck>)> =
@@ -429,9 +430,6 @@ async fn phase_event(ctx: &Context, order: &CertificateOrder, status: &Certifica
     }
 }
 
-/// Deletion: cancel the vendor order when asked (before issuance), then let go. Owned objects
-/// (the pending key) go with the order; the TLS Secret stays.
-async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<CertificateOrder>) -> Result<Action, Error> {
 /// A Warning event when a DV order becomes late (`IssuanceDelayed`), once.
 async fn delay_event(ctx: &Context, order: &CertificateOrder, before: &CertificateOrderStatus, after: &CertificateOrderStatus) {
     let delayed = |s: &CertificateOrderStatus| s.conditions.iter().find(|c| c.type_ == lifecycle::summary::ISSUANCE_DELAYED).cloned();
@@ -451,6 +449,9 @@ async fn delay_event(ctx: &Context, order: &CertificateOrder, before: &Certifica
     }
 }
 
+/// Deletion: cancel the vendor order when asked (before issuance), then let go. Owned objects
+/// (the pending key) go with the order; the TLS Secret stays.
+async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<CertificateOrder>) -> Result<Action, Error> {
     let uid = order.uid().unwrap_or_default();
     if !order.finalizers().iter().any(|f| f == FINALIZER) {
         ctx.forget(&uid);
@@ -480,6 +481,7 @@ async fn delay_event(ctx: &Context, order: &CertificateOrder, before: &Certifica
                     vendor,
                     annotations: order.annotations(),
                     now: Utc::now(),
+                    may_have_bought: true,
                 };
                 if let Err(e) = provider.cancel(&pctx).await {
                     if e.retryable {

@@ -24,6 +24,10 @@ pub struct OrderContext<'a> {
     pub vendor: &'a VendorOrder,
     pub annotations: &'a BTreeMap<String, String>,
     pub now: DateTime<Utc>,
+    /// Whether a purchase may already have been made under `vendor.name`: false only when this
+    /// process recorded the purchase intent and has not called the vendor to buy since, so a
+    /// provider can skip looking for (and never adopt) an order it cannot have bought.
+    pub may_have_bought: bool,
 }
 
 /// A provider's refusal or failure: whether a retry can help, and what to do.

@@ -275,6 +275,7 @@ mod tests {
             vendor: &vendor,
             annotations: &annotations,
             now: chrono::Utc::now(),
+            may_have_bought: true,
         };
 
         let view = provider.poll(&ctx).await.unwrap();

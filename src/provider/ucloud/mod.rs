@@ -6,6 +6,8 @@
 //! name, not one of ours, so a purchase lost in a crash is found by `GetCertificateList` as an
 //! order of the same product, created after the purchase intent was recorded, that no info has
 //! been sent for yet. One such order is adopted; several make the order stop and ask a person.
+//! The lookup happens only when a purchase may have been made: after a restart, or after a
+//! purchase call whose answer was lost; a first attempt buys without looking.
 
 pub mod client;
 pub mod wire;
@@ -95,7 +97,10 @@ impl UcloudProvider {
     /// Finds a purchase an earlier attempt made (see the module docs), or buys.
     pub async fn purchase(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
         let (brand, name) = Self::product(ctx)?;
-        if let Some(id) = self.find_lost_purchase(ctx, &brand, &name).await? {
+        // Only a purchase that may have been made before (by an earlier process, or a call
+        // whose answer was lost) is looked for: a first attempt never adopts someone else's order.
+        let lost = if ctx.may_have_bought { self.find_lost_purchase(ctx, &brand, &name).await? } else { None };
+        if let Some(id) = lost {
             tracing::info!(vendor_id = %id, "found the vendor order bought before a restart; not buying again");
             return Ok(id);
         }
