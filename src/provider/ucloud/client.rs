@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -31,7 +31,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("public_key", &"<redacted>").field("private_key", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("public_key", &"<redacted>")
+            .field("private_key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -48,7 +51,11 @@ pub fn sign_value(value: &Value) -> String {
                 u.to_string()
             } else {
                 let f = n.as_f64().unwrap_or_default();
-                if f.fract() == 0.0 && f.abs() < 1e18 { format!("{}", f as i64) } else { format!("{f}") }
+                if f.fract() == 0.0 && f.abs() < 1e18 {
+                    format!("{}", f as i64)
+                } else {
+                    format!("{f}")
+                }
             }
         }
         Value::Null => String::new(),
@@ -68,12 +75,18 @@ pub fn signature(params: &BTreeMap<String, Value>, private_key: &str) -> String 
         text.push_str(&sign_value(value));
     }
     text.push_str(private_key);
-    hex::encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes()).as_ref())
+    hex::encode(
+        ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes()).as_ref(),
+    )
 }
 
 /// What a failed call means for the order, by the gateway's `RetCode`.
 pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> ProviderError {
-    let vendor = if message.is_empty() { String::new() } else { format!(": {message}") };
+    let vendor = if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    };
     match code {
         110 | 130 | 150 | 153 => {
             let what = match code {
@@ -82,7 +95,9 @@ pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> Provide
                 150 => "is temporarily unavailable",
                 _ => "is rate limiting this account",
             };
-            ProviderError::retryable(format!("UCloud {what} (RetCode {code}) on {action}{vendor}; retrying"))
+            ProviderError::retryable(format!(
+                "UCloud {what} (RetCode {code}) on {action}{vendor}; retrying"
+            ))
         }
         170 | 171 => ProviderError::permanent(format!(
             "UCloud refused the credentials (RetCode {code}): check PublicKey/PrivateKey in Secret {secret}"
@@ -101,7 +116,11 @@ pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> Provide
         )),
         _ => ProviderError::permanent(format!(
             "UCloud refused {action} (RetCode {code}): {}",
-            if message.is_empty() { "no message" } else { message }
+            if message.is_empty() {
+                "no message"
+            } else {
+                message
+            }
         )),
     }
 }
@@ -115,7 +134,10 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn per_second(rate: u32) -> RateLimiter {
         let rate = rate.max(1);
-        RateLimiter { interval: Duration::from_secs(1) / rate, next: Mutex::new(Instant::now()) }
+        RateLimiter {
+            interval: Duration::from_secs(1) / rate,
+            next: Mutex::new(Instant::now()),
+        }
     }
 
     pub async fn acquire(&self) {
@@ -161,7 +183,9 @@ impl Client {
         let http = HttpClient::builder(TokioExecutor::new()).build(connector);
         let endpoint = endpoint.trim_end_matches('/').to_string();
         if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-            return Err(format!("spec.ucloud.endpoint {endpoint:?} must start with https:// or http://"));
+            return Err(format!(
+                "spec.ucloud.endpoint {endpoint:?} must start with https:// or http://"
+            ));
         }
         Ok(Client {
             endpoint,
@@ -174,12 +198,21 @@ impl Client {
     }
 
     /// Calls `action` with `params`; `Ok` holds the answer of a `RetCode` 0.
-    pub async fn call(&self, action: &str, params: BTreeMap<String, Value>) -> Result<Value, ProviderError> {
+    pub async fn call(
+        &self,
+        action: &str,
+        params: BTreeMap<String, Value>,
+    ) -> Result<Value, ProviderError> {
         let mut params = params;
         params.insert("Action".into(), Value::String(action.into()));
-        params.insert("PublicKey".into(), Value::String(self.credentials.public_key.clone()));
+        params.insert(
+            "PublicKey".into(),
+            Value::String(self.credentials.public_key.clone()),
+        );
         if let Some(project) = &self.project_id {
-            params.entry("ProjectId".into()).or_insert_with(|| Value::String(project.clone()));
+            params
+                .entry("ProjectId".into())
+                .or_insert_with(|| Value::String(project.clone()));
         }
         let sig = signature(&params, &self.credentials.private_key);
         tracing::debug!(action, params = %redacted(&params), "UCloud request");
@@ -189,9 +222,17 @@ impl Client {
         self.limiter.acquire().await;
         let request = http::Request::post(format!("{}/", self.endpoint))
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::USER_AGENT, concat!("certorder/", env!("CARGO_PKG_VERSION")))
+            .header(
+                http::header::USER_AGENT,
+                concat!("certorder/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ProviderError::permanent(format!("cannot build a request to {}: {e}", self.endpoint)))?;
+            .map_err(|e| {
+                ProviderError::permanent(format!(
+                    "cannot build a request to {}: {e}",
+                    self.endpoint
+                ))
+            })?;
         let (status, bytes) = self.send(request, action).await?;
         let answer: Value = match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => v,
@@ -210,7 +251,9 @@ impl Client {
             return Ok(answer);
         }
         if code == -1 {
-            return Err(ProviderError::retryable(format!("UCloud answered {action} with HTTP {status} and no RetCode; retrying")));
+            return Err(ProviderError::retryable(format!(
+                "UCloud answered {action} with HTTP {status} and no RetCode; retrying"
+            )));
         }
         Err(classify(action, code, &message, &self.secret))
     }
@@ -218,28 +261,55 @@ impl Client {
     /// Fetches a file the API pointed at (a certificate zip, a letter template).
     pub async fn fetch(&self, url: &str, what: &str) -> Result<Vec<u8>, ProviderError> {
         let request = http::Request::get(url)
-            .header(http::header::USER_AGENT, concat!("certorder/", env!("CARGO_PKG_VERSION")))
+            .header(
+                http::header::USER_AGENT,
+                concat!("certorder/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Full::new(Bytes::new()))
-            .map_err(|e| ProviderError::permanent(format!("UCloud gave an unusable URL for the {what} ({url:?}): {e}")))?;
+            .map_err(|e| {
+                ProviderError::permanent(format!(
+                    "UCloud gave an unusable URL for the {what} ({url:?}): {e}"
+                ))
+            })?;
         let (status, bytes) = self.send(request, what).await?;
         if !status.is_success() {
-            return Err(ProviderError::retryable(format!("downloading the {what} from UCloud answered HTTP {status}; retrying")));
+            return Err(ProviderError::retryable(format!(
+                "downloading the {what} from UCloud answered HTTP {status}; retrying"
+            )));
         }
         Ok(bytes)
     }
 
-    async fn send(&self, request: http::Request<Full<Bytes>>, what: &str) -> Result<(http::StatusCode, Vec<u8>), ProviderError> {
+    async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        what: &str,
+    ) -> Result<(http::StatusCode, Vec<u8>), ProviderError> {
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| format!("{e}"))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| format!("{e}"))?;
             let status = response.status();
             let body = http_body_util::Limited::new(response.into_body(), MAX_BODY_BYTES);
-            let bytes = body.collect().await.map_err(|e| format!("reading the answer: {e}"))?.to_bytes();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer: {e}"))?
+                .to_bytes();
             Ok::<_, String>((status, bytes.to_vec()))
         };
         match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(ProviderError::retryable(format!("cannot reach UCloud at {} ({what}): {e}; retrying", self.endpoint))),
-            Err(_) => Err(ProviderError::retryable(format!("UCloud did not answer {what} within {}s; retrying", CALL_TIMEOUT.as_secs()))),
+            Ok(Err(e)) => Err(ProviderError::retryable(format!(
+                "cannot reach UCloud at {} ({what}): {e}; retrying",
+                self.endpoint
+            ))),
+            Err(_) => Err(ProviderError::retryable(format!(
+                "UCloud did not answer {what} within {}s; retrying",
+                CALL_TIMEOUT.as_secs()
+            ))),
         }
     }
 }
@@ -254,7 +324,11 @@ pub fn redacted(params: &BTreeMap<String, Value>) -> String {
                 "CSR" | "ConfirmLetter" => format!("<{} bytes>", sign_value(value).len()),
                 _ => {
                     let v = sign_value(value);
-                    if v.len() > 200 { format!("<{} bytes>", v.len()) } else { v }
+                    if v.len() > 200 {
+                        format!("<{} bytes>", v.len())
+                    } else {
+                        v
+                    }
                 }
             };
             format!("{name}={shown}")

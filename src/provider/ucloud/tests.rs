@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::client::{classify, redacted, signature};
 use super::wire::{self, Download};
@@ -22,12 +22,21 @@ fn reproduces_the_documented_signature() {
         "Limit": 10,
         "PublicKey": "ucloudsomeone@example.com1296235120854146120",
     }));
-    assert_eq!(signature(&p, "46f09bb9fab4f12dfc160dae12273d5332b5debe"), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
+    assert_eq!(
+        signature(&p, "46f09bb9fab4f12dfc160dae12273d5332b5debe"),
+        "cba5cf5ec4d4233d206b1b54951e3787350a642f"
+    );
     // The Signature parameter itself is not signed; a different key gives a different one.
     let mut with_sig = p.clone();
     with_sig.insert("Signature".into(), json!("x"));
-    assert_eq!(signature(&with_sig, "46f09bb9fab4f12dfc160dae12273d5332b5debe"), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
-    assert_ne!(signature(&p, "another key"), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
+    assert_eq!(
+        signature(&with_sig, "46f09bb9fab4f12dfc160dae12273d5332b5debe"),
+        "cba5cf5ec4d4233d206b1b54951e3787350a642f"
+    );
+    assert_ne!(
+        signature(&p, "another key"),
+        "cba5cf5ec4d4233d206b1b54951e3787350a642f"
+    );
 }
 
 #[test]
@@ -41,9 +50,14 @@ fn signs_values_as_documented() {
 
 #[test]
 fn logging_redacts_keys_and_signature() {
-    let p = map(json!({"PublicKey": "pub-123", "Signature": "sig-456", "CSR": "-----BEGIN CERTIFICATE REQUEST-----", "CertificateID": 7}));
+    let p = map(
+        json!({"PublicKey": "pub-123", "Signature": "sig-456", "CSR": "-----BEGIN CERTIFICATE REQUEST-----", "CertificateID": 7}),
+    );
     let text = redacted(&p);
-    assert!(!text.contains("pub-123") && !text.contains("sig-456"), "{text}");
+    assert!(
+        !text.contains("pub-123") && !text.contains("sig-456"),
+        "{text}"
+    );
     assert!(text.contains("CertificateID=7"), "{text}");
     assert!(!text.contains("BEGIN"), "{text}");
 }
@@ -51,11 +65,21 @@ fn logging_redacts_keys_and_signature() {
 #[test]
 fn gateway_errors_by_kind() {
     for code in [110, 130, 150, 153] {
-        let e = classify("GetCertificateDetailInfo", code, "busy", "certorder-system/ucloud");
+        let e = classify(
+            "GetCertificateDetailInfo",
+            code,
+            "busy",
+            "certorder-system/ucloud",
+        );
         assert!(e.retryable, "{code}: {e:?}");
         assert!(e.message.contains(&format!("RetCode {code}")));
     }
-    let e = classify("PurchaseCertificate", 171, "Signature VerifyAC Error", "certorder-system/ucloud");
+    let e = classify(
+        "PurchaseCertificate",
+        171,
+        "Signature VerifyAC Error",
+        "certorder-system/ucloud",
+    );
     assert!(!e.retryable);
     assert_eq!(
         e.message,
@@ -67,7 +91,10 @@ fn gateway_errors_by_kind() {
     assert!(!e.retryable && e.message.contains("USSL") && e.message.contains("RetCode 299"));
     let e = classify("ComplementCSRInfo", 8034, "Domains invalid", "ns/s");
     assert!(!e.retryable);
-    assert_eq!(e.message, "UCloud refused ComplementCSRInfo (RetCode 8034): Domains invalid");
+    assert_eq!(
+        e.message,
+        "UCloud refused ComplementCSRInfo (RetCode 8034): Domains invalid"
+    );
 }
 
 #[test]
@@ -99,10 +126,14 @@ fn state_codes_map_to_stages_and_unknown_ones_stay_unknown() {
 
 #[test]
 fn parses_purchase_certificate_example() {
-    let answer = json!({"Action": "PurchaseCertificateResponse", "CertificateID": 5234233, "RetCode": 0});
+    let answer =
+        json!({"Action": "PurchaseCertificateResponse", "CertificateID": 5234233, "RetCode": 0});
     assert_eq!(wire::purchased_id(&answer).as_deref(), Some("5234233"));
     // A string id and a lowerCamel name are read as well.
-    assert_eq!(wire::purchased_id(&json!({"certificateId": "77"})).as_deref(), Some("77"));
+    assert_eq!(
+        wire::purchased_id(&json!({"certificateId": "77"})).as_deref(),
+        Some("77")
+    );
     assert_eq!(wire::purchased_id(&json!({"RetCode": 0})), None);
 }
 
@@ -132,7 +163,10 @@ fn parses_get_dv_auth_info_example_in_lower_camel_case() {
     });
     let (method, auths) = wire::dv_auth(&answer);
     assert_eq!(method, "DNS");
-    assert_eq!(auths[0].key, "s5iljpx7j6dvmup5i4nyxwb4z3rfvnwj.bestenover.com");
+    assert_eq!(
+        auths[0].key,
+        "s5iljpx7j6dvmup5i4nyxwb4z3rfvnwj.bestenover.com"
+    );
     let c = challenges(&answer, &["www.bestenover.com".into()]);
     assert_eq!(
         c,
@@ -157,7 +191,10 @@ fn dv_auth_in_the_field_table_shape_file_and_dns() {
     });
     let c = challenges(&answer, &[]);
     assert_eq!(c[0].method, ValidationMethod::HTTP);
-    assert_eq!(c[0].target, "http://shop.example.com/.well-known/pki-validation/fileauth.txt");
+    assert_eq!(
+        c[0].target,
+        "http://shop.example.com/.well-known/pki-validation/fileauth.txt"
+    );
     assert_eq!(c[0].expected_value, "token-1");
     assert_eq!(c[1].method, ValidationMethod::DNS);
     assert_eq!(c[1].target, "_dnsauth.example.org");
@@ -177,7 +214,10 @@ fn parses_get_certificate_detail_info_example_with_lists_of_random_strings() {
     // The wrong types read as "no state": the order's stage is Unknown, not a guess.
     let d = wire::detail(&answer);
     assert_eq!(d, wire::Detail::default());
-    assert_eq!(stage_of(d.state_code.as_deref().unwrap_or_default()), VendorStage::Unknown);
+    assert_eq!(
+        stage_of(d.state_code.as_deref().unwrap_or_default()),
+        VendorStage::Unknown
+    );
 }
 
 #[test]
@@ -224,15 +264,44 @@ fn a_lost_purchase_is_recognised_only_when_it_can_be_nothing_else() {
         create_time: Some(wire::seconds(1_700_000_100_000)),
         ..Default::default()
     };
-    assert!(lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_000));
-    assert!(!lost_purchase_candidate(&fresh, "SecureSiteOV", 1_700_000_000), "another product");
-    assert!(!lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_200), "bought before the intent");
-    let filled = wire::ListedCertificate { domains: "a.example.com".into(), ..fresh.clone() };
-    assert!(!lost_purchase_candidate(&filled, "TrustAsiaDVG5", 1_700_000_000), "already filled in by another order");
-    let undated = wire::ListedCertificate { create_time: None, ..fresh.clone() };
-    assert!(!lost_purchase_candidate(&undated, "TrustAsiaDVG5", 1_700_000_000), "no time: cannot tell");
-    let done = wire::ListedCertificate { state_code: "COMPLETED".into(), ..fresh };
-    assert!(!lost_purchase_candidate(&done, "TrustAsiaDVG5", 1_700_000_000));
+    assert!(lost_purchase_candidate(
+        &fresh,
+        "TrustAsiaDVG5",
+        1_700_000_000
+    ));
+    assert!(
+        !lost_purchase_candidate(&fresh, "SecureSiteOV", 1_700_000_000),
+        "another product"
+    );
+    assert!(
+        !lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_200),
+        "bought before the intent"
+    );
+    let filled = wire::ListedCertificate {
+        domains: "a.example.com".into(),
+        ..fresh.clone()
+    };
+    assert!(
+        !lost_purchase_candidate(&filled, "TrustAsiaDVG5", 1_700_000_000),
+        "already filled in by another order"
+    );
+    let undated = wire::ListedCertificate {
+        create_time: None,
+        ..fresh.clone()
+    };
+    assert!(
+        !lost_purchase_candidate(&undated, "TrustAsiaDVG5", 1_700_000_000),
+        "no time: cannot tell"
+    );
+    let done = wire::ListedCertificate {
+        state_code: "COMPLETED".into(),
+        ..fresh
+    };
+    assert!(!lost_purchase_candidate(
+        &done,
+        "TrustAsiaDVG5",
+        1_700_000_000
+    ));
 }
 
 #[test]
@@ -255,7 +324,10 @@ fn parses_both_download_shapes() {
     let v1 = json!({"Action": "DownloadCertificateResponse", "CertificateUrl": "mXDzUQXz", "RetCode": 0});
     assert_eq!(wire::download(&v1), Download::Nothing);
     let v1 = json!({"CertificateUrl": "https://ussl.example/c.zip", "RetCode": 0});
-    assert_eq!(wire::download(&v1), Download::Url("https://ussl.example/c.zip".into()));
+    assert_eq!(
+        wire::download(&v1),
+        Download::Url("https://ussl.example/c.zip".into())
+    );
 }
 
 #[test]
@@ -269,9 +341,17 @@ fn parses_the_other_documented_examples() {
         assert_eq!(wire::int(&answer, "RetCode"), Some(0));
     }
     // DownloadConfirmLetterTemp's example has no FileUrl at all, though the table requires it.
-    assert_eq!(wire::letter_template_url(&json!({"Action": "DownloadConfirmLetterTempResponse", "RetCode": 0})), None);
     assert_eq!(
-        wire::letter_template_url(&json!({"FileUrl": "https://ussl.example/letter.docx", "RetCode": "0"})).as_deref(),
+        wire::letter_template_url(
+            &json!({"Action": "DownloadConfirmLetterTempResponse", "RetCode": 0})
+        ),
+        None
+    );
+    assert_eq!(
+        wire::letter_template_url(
+            &json!({"FileUrl": "https://ussl.example/letter.docx", "RetCode": "0"})
+        )
+        .as_deref(),
         Some("https://ussl.example/letter.docx")
     );
     // RetCode as a string still counts.
@@ -281,7 +361,12 @@ fn parses_the_other_documented_examples() {
 fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, text) in files {
-        out.start_file(*name, zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+        out.start_file(
+            *name,
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored),
+        )
+        .unwrap();
         out.write_all(text.as_bytes()).unwrap();
     }
     out.finish().unwrap().into_inner()
@@ -292,7 +377,12 @@ fn reads_the_chain_from_the_older_zip() {
     let leaf = "-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----";
     let ca = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----";
     let bundle = format!("{leaf}\n{ca}\n");
-    let z = zip_of(&[("Apache/a.crt", leaf), ("Apache/root_bundle.crt", ca), ("Nginx/a.pem", &bundle), ("readme.txt", "hi")]);
+    let z = zip_of(&[
+        ("Apache/a.crt", leaf),
+        ("Apache/root_bundle.crt", ca),
+        ("Nginx/a.pem", &bundle),
+        ("readme.txt", "hi"),
+    ]);
     assert_eq!(chain_from_zip(&z).unwrap(), bundle);
     let z = zip_of(&[("a.crt", leaf), ("ca.crt", ca), ("again.crt", leaf)]);
     assert_eq!(chain_from_zip(&z).unwrap(), format!("{leaf}\n{ca}\n"));
