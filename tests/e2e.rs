@@ -1192,3 +1192,27 @@ async fn the_operator_is_ready_with_no_orders_at_all() {
     assert_eq!(ready.as_deref(), Some("200"), "/readyz must turn ready once the caches are synced, orders or not");
     assert_eq!(metrics.as_deref(), Some("200"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_an_unknown_state_code_is_shown_verbatim_and_not_guessed() {
+    let (env, sim) = ucloud_env().await;
+    env.apply(ucloud_dv_order("odd", &["odd.example.com"], "ucloud")).await;
+    let validating = env.wait_phase("odd", Phase::DomainValidation).await;
+    let id = sim.orders()[0].id;
+    sim.set_state(id, "AWAITING_MANUAL_AUDIT_7").unwrap();
+    let odd = env
+        .wait_for("odd", "the unknown state", |o| {
+            o.status.as_ref().and_then(|s| s.order.as_ref()).and_then(|v| v.state.as_deref()) == Some("AWAITING_MANUAL_AUDIT_7")
+        })
+        .await;
+    let status = odd.status.as_ref().unwrap();
+    assert_eq!(status.order.as_ref().unwrap().stage, Some(certorder::api::VendorStage::Unknown));
+    assert_eq!(status.phase, Phase::DomainValidation, "the phase stays where it was");
+    assert!(status.message.as_deref().unwrap().contains("\"AWAITING_MANUAL_AUDIT_7\", which certorder does not know"), "{:?}", status.message);
+    assert_eq!(condition(&odd, "Ready").unwrap().reason, "UnknownVendorState");
+    // The vendor moves on: so does the order.
+    sim.set_state(id, "DOMAIN_AUTH").unwrap();
+    env.publish_challenges(&validating).await;
+    env.wait_phase("odd", Phase::Issued).await;
+    assert_ussl_secret(&env, &sim, "odd-tls", &["odd.example.com"]).await;
+}

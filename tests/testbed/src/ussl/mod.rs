@@ -238,6 +238,14 @@ impl UsslSim {
         Ok(())
     }
 
+    /// Puts an order in any state, including codes the operator does not know.
+    pub fn set_state(&self, id: i64, code: &str) -> Result<(), String> {
+        let mut inner = self.inner();
+        let order = inner.orders.get_mut(&id).ok_or("no such order")?;
+        order.state = code.into();
+        Ok(())
+    }
+
     /// Rejects the organization review with a reason.
     pub fn reject(&self, id: i64, reason: &str) -> Result<(), String> {
         let mut inner = self.inner();
