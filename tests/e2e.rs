@@ -23,6 +23,8 @@ struct Env {
     dns: TestDns,
     client: Client,
     controller: tokio::task::JoinHandle<()>,
+    /// Where the in-process operator serves /metrics, /healthz and /readyz.
+    metrics_port: u16,
 }
 
 impl Drop for Env {
@@ -55,21 +57,39 @@ impl Env {
             let object: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
             namespaces.create(&PostParams::default(), &object).await.expect("create namespace");
         }
-        let controller = spawn_controller(&client, dns.addr());
-        Env { api, dns, client, controller }
+        let metrics_port = free_port();
+        let controller = spawn_controller(&client, dns.addr(), metrics_port);
+        Env { api, dns, client, controller, metrics_port }
     }
 
     /// Stops the operator wherever it is (as a crash would) and starts a new one.
     fn restart_controller(&mut self) {
         self.controller.abort();
-        self.controller = spawn_controller(&self.client, self.dns.addr());
+        self.metrics_port = free_port();
+        self.controller = spawn_controller(&self.client, self.dns.addr(), self.metrics_port);
     }
 }
 
-fn spawn_controller(client: &Client, dns: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP GET to the operator's metrics server: (status code, body).
+async fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    let code = answer.split_whitespace().nth(1)?.to_string();
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+fn spawn_controller(client: &Client, dns: std::net::SocketAddr, metrics_port: u16) -> tokio::task::JoinHandle<()> {
     {
         let config = certorder::controller::Config {
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
             dns_servers: vec![dns],
             timing: Timing {
                 self_check_initial: Duration::from_millis(200),
@@ -1191,6 +1211,46 @@ async fn the_operator_is_ready_with_no_orders_at_all() {
     let _ = operator.wait();
     assert_eq!(ready.as_deref(), Some("200"), "/readyz must turn ready once the caches are synced, orders or not");
     assert_eq!(metrics.as_deref(), Some("200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_and_parse() {
+    let env = Env::start().await;
+    env.provider("auto", "Automatic").await;
+    env.apply(dv_order("site", &["metrics.example.com"], "auto")).await;
+    let validating = env.wait_phase("site", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
+    let issued = env.wait_phase("site", Phase::Issued).await;
+    let not_after = issued.status.as_ref().unwrap().certificate.as_ref().unwrap().not_after.timestamp();
+
+    let (code, body) = http_get(env.metrics_port, "/metrics").await.expect("scrape /metrics");
+    assert_eq!(code, "200");
+    // OpenMetrics text: "# TYPE name kind" lines, then "name{labels} value" samples, "# EOF".
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    let mut types = std::collections::BTreeMap::new();
+    let mut samples = std::collections::BTreeMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE line");
+            types.insert(name.to_string(), kind.to_string());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number in {line:?}"));
+            samples.insert(series.to_string(), value);
+        }
+    }
+    let sample = |series: &str| *samples.get(series).unwrap_or_else(|| panic!("no sample {series} in:\n{body}"));
+    assert_eq!(types.get("certorder_orders").map(String::as_str), Some("gauge"));
+    assert_eq!(types.get("certorder_reconcile_duration_seconds").map(String::as_str), Some("histogram"));
+    assert_eq!(sample(r#"certorder_orders{phase="Issued"}"#), 1.0);
+    assert_eq!(sample(r#"certorder_orders{phase="Pending"}"#), 0.0);
+    assert_eq!(sample(r#"certorder_certificate_expiration_timestamp_seconds{namespace="shop",name="site"}"#), not_after as f64);
+    assert!(sample(r#"certorder_certificate_renewal_timestamp_seconds{namespace="shop",name="site"}"#) < not_after as f64);
+    assert_eq!(sample(r#"certorder_provider_calls_total{provider="local",action="download",result="ok"}"#), 1.0);
+    assert_eq!(sample(r#"certorder_provider_calls_total{provider="local",action="purchase",result="ok"}"#), 1.0);
+    assert!(sample(r#"certorder_self_checks_total{result="passed"}"#) >= 1.0);
+    assert!(sample("certorder_reconcile_duration_seconds_count") >= 3.0);
+    assert_eq!(http_get(env.metrics_port, "/readyz").await.map(|(c, _)| c).as_deref(), Some("200"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
-use prometheus_client::encoding::EncodeLabelSet;
+use kube::runtime::reflector::Store;
+use kube::ResourceExt;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::api::{CertificateOrder, Phase};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -27,13 +33,92 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderCallLabels {
+    pub provider: String,
+    pub action: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrderLabels {
+    namespace: String,
+    name: String,
+}
+
+const PHASES: [Phase; 9] = [
+    Phase::Pending,
+    Phase::Purchased,
+    Phase::InfoSubmitted,
+    Phase::DocumentsUploaded,
+    Phase::OrganizationReview,
+    Phase::DomainValidation,
+    Phase::Issued,
+    Phase::Rejected,
+    Phase::Failed,
+];
+
+/// Gauges read from the order caches at scrape time: orders by phase, and each certificate's
+/// validity and renewal times. Nothing to keep in step, no series left behind by deleted orders.
+#[derive(Debug, Default)]
+struct OrderCollector {
+    stores: std::sync::Mutex<Vec<Store<CertificateOrder>>>,
+}
+
+impl Collector for OrderCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let orders: Vec<Arc<CertificateOrder>> =
+            self.stores.lock().expect("collector lock").iter().flat_map(|s| s.state()).collect();
+        let mut by_phase = [0i64; PHASES.len()];
+        for order in &orders {
+            let phase = order.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            if let Some(i) = PHASES.iter().position(|p| *p == phase) {
+                by_phase[i] += 1;
+            }
+        }
+        let mut family = encoder.encode_descriptor("orders", "Orders by phase", None, ConstGauge::new(0i64).metric_type())?;
+        for (phase, count) in PHASES.iter().zip(by_phase) {
+            ConstGauge::new(count).encode(family.encode_family(&PhaseLabels { phase: phase.as_str() })?)?;
+        }
+        type Field = fn(&CertificateOrder) -> Option<f64>;
+        let timestamps: [(&str, &str, Field); 3] = [
+            ("certificate_expiration_timestamp_seconds", "When the order's certificate expires (notAfter), Unix seconds", |o| {
+                o.status.as_ref()?.certificate.as_ref().map(|c| c.not_after.timestamp() as f64)
+            }),
+            ("certificate_not_before_timestamp_seconds", "When the order's certificate became valid (notBefore), Unix seconds", |o| {
+                o.status.as_ref()?.certificate.as_ref().map(|c| c.not_before.timestamp() as f64)
+            }),
+            ("certificate_renewal_timestamp_seconds", "When the order's certificate will be renewed, Unix seconds", |o| {
+                o.status.as_ref()?.renewal_time.map(|t| t.timestamp() as f64)
+            }),
+        ];
+        for (name, help, field) in timestamps {
+            let mut family = encoder.encode_descriptor(name, help, None, ConstGauge::new(0f64).metric_type())?;
+            for order in &orders {
+                if let Some(value) = field(order) {
+                    let labels = OrderLabels { namespace: order.namespace().unwrap_or_default(), name: order.name_any() };
+                    ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     reconcile_duration: Histogram,
     reconcile_failures: Family<CategoryLabels, Counter>,
     steps: Family<StepLabels, Counter>,
     self_checks: Family<ResultLabels, Counter>,
+    provider_calls: Family<ProviderCallLabels, Counter>,
     status_writes: Counter,
+    orders: Arc<OrderCollector>,
     ready: AtomicBool,
 }
 
@@ -48,15 +133,21 @@ impl Default for Metrics {
         registry.register("steps", "Lifecycle steps taken, by step and result", steps.clone());
         let self_checks = Family::<ResultLabels, Counter>::default();
         registry.register("self_checks", "Domain-validation self-checks of an order, by result", self_checks.clone());
+        let provider_calls = Family::<ProviderCallLabels, Counter>::default();
+        registry.register("provider_calls", "Calls to certificate providers, by provider kind, action and result", provider_calls.clone());
         let status_writes = Counter::default();
         registry.register("status_writes", "Status writes of orders", status_writes.clone());
+        let orders = Arc::new(OrderCollector::default());
+        registry.register_collector(Box::new(orders.clone()));
         Metrics {
             registry,
             reconcile_duration,
             reconcile_failures,
             steps,
             self_checks,
+            provider_calls,
             status_writes,
+            orders,
             ready: AtomicBool::new(false),
         }
     }
@@ -79,6 +170,18 @@ impl Metrics {
     pub fn self_checks(&self, passed: bool) {
         let result = if passed { "passed" } else { "failed" };
         self.self_checks.get_or_create(&ResultLabels { result: result.into() }).inc();
+    }
+
+    pub fn provider_call(&self, provider: &str, action: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.provider_calls
+            .get_or_create(&ProviderCallLabels { provider: provider.into(), action: action.into(), result: result.into() })
+            .inc();
+    }
+
+    /// Orders in this cache are counted by phase and their certificates' times exported.
+    pub fn watch_orders(&self, store: Store<CertificateOrder>) {
+        self.orders.stores.lock().expect("collector lock").push(store);
     }
 
     pub fn status_written(&self) {

@@ -144,6 +144,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .reflect(secret_writer)
             .touched_objects();
         let (order_store, order_writer) = reflector::store::<CertificateOrder>();
+        metrics.watch_orders(order_store.clone());
         let order_stream = watcher(orders, watcher::Config::default().any_semantic())
             .default_backoff()
             .modify(|o| o.managed_fields_mut().clear())
@@ -339,6 +340,9 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         let ok = !matches!(outcome, Outcome::Failed { .. });
         tracing::debug!(step = step.name(), ok, "step taken");
         ctx.metrics.step(step.name(), ok);
+        if let Some(action) = step.provider_action() {
+            ctx.metrics.provider_call(provider.kind(), action, ok);
+        }
         if let Outcome::Failed { error, .. } = &outcome {
             warn!(step = step.name(), error = %error.message, "step failed");
         }

@@ -199,6 +199,20 @@ impl Step {
             Step::Unpublish => "Unpublish",
         }
     }
+
+    /// What the step asks of the provider, for the provider-call metric; `None` when the step
+    /// does not talk to the provider.
+    pub fn provider_action(&self) -> Option<&'static str> {
+        match self {
+            Step::Purchase => Some("purchase"),
+            Step::SubmitInfo { .. } => Some("submit_info"),
+            Step::UploadLetter { .. } => Some("upload_letter"),
+            Step::OfferLetterTemplate => Some("letter_template"),
+            Step::Poll => Some("poll"),
+            Step::Install => Some("download"),
+            _ => None,
+        }
+    }
 }
 
 /// Whether a retry can help.
