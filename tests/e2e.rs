@@ -648,9 +648,14 @@ async fn ucloud_gateway_faults_are_ridden_out_and_bad_credentials_stop_the_order
         assert!(!logs.contains(secret), "a private key appeared in the logs");
         assert!(!serde_json::to_string(&failed).unwrap().contains(secret));
     }
+    // The event follows the status write: wait for it.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    wait_until(|| async {
+        let all = events.list(&Default::default()).await.unwrap();
+        all.items.iter().any(|e| e.note.as_deref().is_some_and(|m| m.contains("RetCode 171")))
+    })
+    .await;
     let all = events.list(&Default::default()).await.unwrap();
-    assert!(all.items.iter().any(|e| e.note.as_deref().is_some_and(|m| m.contains("RetCode 171"))), "the failure was announced");
     assert!(!serde_json::to_string(&all).unwrap().contains(WRONG_KEY));
 }
 
