@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use certorder::controller::Config;
+use certorder::controller::{Config, LeaderElection};
 use certorder::lifecycle::Timing;
 use certorder::tools::{self, Review, Target};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -158,6 +158,21 @@ struct RunArgs {
     /// Longest wait between retries after transient failures.
     #[arg(long, env = "CERTORDER_BACKOFF_MAX", default_value_t = HumanDuration(Timing::default().backoff_max))]
     backoff_max: HumanDuration,
+    /// Several replicas, one active: act only while holding the Lease named by --leader-election-lease.
+    #[arg(long, env = "CERTORDER_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the leader Lease, in the operator's namespace.
+    #[arg(long, env = "CERTORDER_LEADER_ELECTION_LEASE", default_value = "certorder")]
+    leader_election_lease: String,
+    /// This replica's name in the Lease [default: POD_NAME, else the host name and process id].
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// How long the Lease lasts after its last renewal: the longest a dead leader blocks the others.
+    #[arg(long, env = "CERTORDER_LEASE_DURATION", default_value_t = HumanDuration(Duration::from_secs(15)))]
+    lease_duration: HumanDuration,
+    /// How long before the Lease ends the leader renews it.
+    #[arg(long, env = "CERTORDER_LEASE_RENEW_GRACE", default_value_t = HumanDuration(Duration::from_secs(5)))]
+    lease_renew_grace: HumanDuration,
     /// Log line format.
     #[arg(long, env = "CERTORDER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -216,7 +231,24 @@ impl RunArgs {
             .or(pod_namespace)
             .filter(|ns| !ns.is_empty())
             .unwrap_or_else(|| "certorder-system".into());
+        if self.lease_renew_grace.0 >= self.lease_duration.0 {
+            bail!(
+                "--lease-renew-grace ({}) must be shorter than --lease-duration ({})",
+                self.lease_renew_grace,
+                self.lease_duration
+            );
+        }
+        let leader_election = self.leader_elect.then(|| LeaderElection {
+            lease_name: self.leader_election_lease.clone(),
+            identity: self.leader_election_identity.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            }),
+            lease_duration: self.lease_duration.0,
+            renew_grace: self.lease_renew_grace.0,
+        });
         Ok(Config {
+            leader_election,
             watch_namespaces,
             namespace,
             metrics_addr: self.metrics_addr,

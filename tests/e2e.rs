@@ -22,19 +22,27 @@ struct Env {
     api: ApiServer,
     dns: TestDns,
     client: Client,
-    controller: tokio::task::JoinHandle<()>,
+    /// The operator, in process; `None` when a test runs operator processes itself.
+    controller: Option<tokio::task::JoinHandle<()>>,
     /// Where the in-process operator serves /metrics, /healthz and /readyz.
     metrics_port: u16,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        self.controller.abort();
+        if let Some(controller) = &self.controller {
+            controller.abort();
+        }
     }
 }
 
 impl Env {
     async fn start() -> Env {
+        Env::start_with_controller(true).await
+    }
+
+    /// The API server, DNS, CRDs and namespaces, and the in-process operator when asked.
+    async fn start_with_controller(in_process: bool) -> Env {
         // The operator's output goes to the test's output and to CAPTURED_LOGS, which tests search
         // (for secrets that must never appear). UCloud request logs are on, so they can be searched.
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -58,15 +66,17 @@ impl Env {
             namespaces.create(&PostParams::default(), &object).await.expect("create namespace");
         }
         let metrics_port = free_port();
-        let controller = spawn_controller(&client, dns.addr(), metrics_port);
+        let controller = in_process.then(|| spawn_controller(&client, test_config(dns.addr(), metrics_port)));
         Env { api, dns, client, controller, metrics_port }
     }
 
     /// Stops the operator wherever it is (as a crash would) and starts a new one.
     fn restart_controller(&mut self) {
-        self.controller.abort();
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
+        }
         self.metrics_port = free_port();
-        self.controller = spawn_controller(&self.client, self.dns.addr(), self.metrics_port);
+        self.controller = Some(spawn_controller(&self.client, test_config(self.dns.addr(), self.metrics_port)));
     }
 }
 
@@ -86,28 +96,30 @@ async fn http_get(port: u16, path: &str) -> Option<(String, String)> {
     Some((code, body))
 }
 
-fn spawn_controller(client: &Client, dns: std::net::SocketAddr, metrics_port: u16) -> tokio::task::JoinHandle<()> {
-    {
-        let config = certorder::controller::Config {
-            metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
-            dns_servers: vec![dns],
-            timing: Timing {
-                self_check_initial: Duration::from_millis(200),
-                self_check_max: Duration::from_secs(1),
-                backoff_initial: Duration::from_millis(200),
-                backoff_max: Duration::from_secs(2),
-                letter_poll: Duration::from_secs(1),
-                ..Timing::default()
-            },
-            ..Default::default()
-        };
-        let controller_client = client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = certorder::controller::run(controller_client, config).await {
-                panic!("controller stopped: {e:#}");
-            }
-        })
+/// The operator's configuration in tests: the test DNS server, and short waits.
+fn test_config(dns: std::net::SocketAddr, metrics_port: u16) -> certorder::controller::Config {
+    certorder::controller::Config {
+        metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+        dns_servers: vec![dns],
+        timing: Timing {
+            self_check_initial: Duration::from_millis(200),
+            self_check_max: Duration::from_secs(1),
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+            letter_poll: Duration::from_secs(1),
+            ..Timing::default()
+        },
+        ..Default::default()
     }
+}
+
+fn spawn_controller(client: &Client, config: certorder::controller::Config) -> tokio::task::JoinHandle<()> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = certorder::controller::run(client, config).await {
+            panic!("controller stopped: {e:#}");
+        }
+    })
 }
 
 /// Everything the operator logged in this test binary.
@@ -680,33 +692,14 @@ impl std::ops::Deref for HttpEnv {
 
 impl HttpEnv {
     async fn start(names: &[&str]) -> HttpEnv {
-        let mut env = Env::start().await;
+        let mut env = Env::start_with_controller(false).await;
         let cluster = testbed::cluster::Cluster::start(env.client.clone(), env!("CARGO_BIN_EXE_certorder")).await.expect("cluster emulation");
         for name in names {
             env.dns.set_a(name, std::net::Ipv4Addr::LOCALHOST).await.expect("set A");
         }
-        // The operator Env::start began knows nothing of the front door: replace it.
-        env.controller.abort();
-        let config = certorder::controller::Config {
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            dns_servers: vec![env.dns.addr()],
-            http_validation_port: cluster.port(),
-            timing: Timing {
-                self_check_initial: Duration::from_millis(200),
-                self_check_max: Duration::from_secs(1),
-                backoff_initial: Duration::from_millis(200),
-                backoff_max: Duration::from_secs(2),
-                letter_poll: Duration::from_secs(1),
-                ..Timing::default()
-            },
-            ..Default::default()
-        };
-        let client = env.client.clone();
-        env.controller = tokio::spawn(async move {
-            if let Err(e) = certorder::controller::run(client, config).await {
-                panic!("controller stopped: {e:#}");
-            }
-        });
+        // The operator fetches validation files through the emulation's front door.
+        let config = certorder::controller::Config { http_validation_port: cluster.port(), ..test_config(env.dns.addr(), env.metrics_port) };
+        env.controller = Some(spawn_controller(&env.client, config));
         HttpEnv { env, cluster }
     }
 
@@ -1280,4 +1273,70 @@ async fn ucloud_an_unknown_state_code_is_shown_verbatim_and_not_guessed() {
     env.publish_challenges(&validating).await;
     env.wait_phase("odd", Phase::Issued).await;
     assert_ussl_secret(&env, &sim, "odd-tls", &["odd.example.com"]).await;
+}
+
+/// A sample's value in an OpenMetrics scrape, e.g. `certorder_status_writes_total`.
+fn scraped(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_takes_over_when_the_leader_dies() {
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    let env = Env::start_with_controller(false).await;
+    let dns = env.dns.addr().to_string();
+    let replica = |identity: &str, port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_certorder"))
+            .args(["run", "--leader-elect", "--leader-election-identity", identity, "--lease-duration", "3s"])
+            .args(["--lease-renew-grace", "1s", "--metrics-addr", &format!("127.0.0.1:{port}"), "--dns-servers", &dns])
+            .args(["--self-check-initial", "200ms", "--self-check-max", "1s", "--log-level", "warn"])
+            .env("KUBECONFIG", env.api.kubeconfig_path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start a replica")
+    };
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "certorder-system");
+    let holder = || async {
+        leases.get_opt("certorder").await.ok().flatten().and_then(|l| l.spec?.holder_identity)
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = replica("replica-a", port_a);
+    wait_until(|| async { holder().await.as_deref() == Some("replica-a") }).await;
+    let mut b = replica("replica-b", port_b);
+    wait_until(|| async { http_get(port_b, "/readyz").await.is_some_and(|(c, _)| c == "200") }).await;
+
+    env.provider("auto", "Automatic").await;
+    env.apply(dv_order("ha", &["ha.example.com"], "auto")).await;
+    let validating = env.wait_phase("ha", Phase::DomainValidation).await;
+    let (_, standby) = http_get(port_b, "/metrics").await.expect("scrape the standby");
+    assert_eq!(scraped(&standby, "certorder_status_writes_total"), Some(0.0), "the standby must not write");
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+
+    // The leader dies without a word (no Lease release): the standby waits out the Lease.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let died = std::time::Instant::now();
+    wait_until(|| async { holder().await.as_deref() == Some("replica-b") }).await;
+    println!("hand-over took {:.1} s after the leader died (Lease duration 3 s)", died.elapsed().as_secs_f64());
+    env.publish_challenges(&validating).await;
+    env.wait_phase("ha", Phase::Issued).await;
+    assert_verified_secret(&env, "ha-tls", &["ha.example.com"], "auto").await;
+    let (_, leader) = http_get(port_b, "/metrics").await.expect("scrape the new leader");
+    assert!(scraped(&leader, "certorder_status_writes_total").unwrap_or(0.0) >= 1.0, "the new leader finished the order");
+    b.kill().unwrap();
+    b.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_deleting_an_unissued_order_with_cancel_on_delete_cancels_the_vendor_order() {
+    let (env, sim) = ucloud_env().await;
+    let mut order = ucloud_dv_order("gone", &["gone.example.com"], "ucloud");
+    order["spec"]["cancelOnDelete"] = json!(true);
+    env.apply(order).await;
+    env.wait_phase("gone", Phase::DomainValidation).await;
+    env.orders().delete("gone", &DeleteParams::default()).await.expect("delete order");
+    wait_until(|| async { env.orders().get_opt("gone").await.unwrap().is_none() }).await;
+    assert_eq!(sim.orders()[0].state, "CANCELLED");
+    assert_eq!(sim.calls("CancelCertificateOrder"), 1);
 }

@@ -61,6 +61,20 @@ pub struct Config {
     pub solver_image: String,
     /// Timing of polls and backoff.
     pub timing: crate::lifecycle::Timing,
+    /// Several replicas, one active: the controller runs only while it holds this Lease.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Leader election through a `coordination.k8s.io` Lease in the operator's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    /// This replica's name in the Lease (the Pod's name).
+    pub identity: String,
+    /// How long the Lease lasts after its last renewal: the longest a dead leader blocks the others.
+    pub lease_duration: Duration,
+    /// How long before the end of the Lease the leader renews it.
+    pub renew_grace: Duration,
 }
 
 impl Default for Config {
@@ -74,6 +88,7 @@ impl Default for Config {
             http_validation_port: 80,
             solver_image: DEFAULT_SOLVER_IMAGE.into(),
             timing: crate::lifecycle::Timing::default(),
+            leader_election: None,
         }
     }
 }
@@ -110,6 +125,14 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let dns = Arc::new(DnsChecker::new(dns_config)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let metrics_server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone()));
+    let leadership = match &config.leader_election {
+        None => None,
+        Some(election) => {
+            // A standby replica is healthy and ready to take over.
+            metrics.set_ready();
+            Some(lead(&client, election, &config.namespace).await?)
+        }
+    };
 
     let namespaces: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
         vec![None]
@@ -200,9 +223,39 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         info!("caches synced; ready");
     });
     info!(namespaces = ?config.watch_namespaces, "certorder controller started");
-    futures::future::join_all(controllers).await;
+    let all = futures::future::join_all(controllers);
+    let result = match leadership {
+        None => {
+            all.await;
+            Ok(())
+        }
+        Some(mut lease) => tokio::select! {
+            _ = all => Ok(()),
+            _ = lease.wait_for(|leading| !*leading) => {
+                Err(anyhow::anyhow!("lost the leader Lease; stopping so that only one replica acts (the Pod restarts and stands by)"))
+            }
+        },
+    };
+    // Dropping the Lease's channel releases it, so a standby replica takes over at once.
     metrics_server.abort();
-    Ok(())
+    result
+}
+
+/// Waits until this replica holds the Lease, renewing it in the background from then on.
+async fn lead(client: &Client, election: &LeaderElection, namespace: &str) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(namespace)
+        .with_identity(&election.identity)
+        .with_duration(election.lease_duration.as_secs().max(2))
+        .with_grace(election.renew_grace.as_secs().max(1))
+        .with_field_manager(format!("{MANAGER}-leader-election"))
+        .build()
+        .await?;
+    let (mut leading, _task) = manager.watch().await;
+    info!(lease = %format!("{namespace}/{}", election.lease_name), identity = %election.identity, "standing by for the leader Lease");
+    leading.wait_for(|leading| *leading).await?;
+    info!(identity = %election.identity, "leading: this replica acts");
+    Ok(leading)
 }
 
 /// Waits until a cache has done its first full list. The store's readiness signal wakes only
