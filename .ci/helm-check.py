@@ -39,7 +39,8 @@ NAMESPACE = "certorder-system"
 
 # Values that must be refused, each with a fragment of the error Helm must print.
 WRONG_VALUES = [
-    ({"replicaCount": 2}, "/replicaCount"),
+    ({"replicaCount": 2}, "/leaderElection/enabled"),
+    ({"leaderElection": {"enabled": True, "leaseDuration": "15"}}, "/leaderElection/leaseDuration"),
     ({"operator": {"logFormat": "xml"}}, "/operator/logFormat"),
     ({"watchNamespaces": ["Team_A"]}, "/watchNamespaces/0"),
     ({"replicas": 1}, "additional properties 'replicas' not allowed"),

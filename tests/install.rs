@@ -392,9 +392,17 @@ fn the_deployment_is_restricted_and_probes_the_health_endpoints() {
         let objects = rendered(variant);
         let deployment: Deployment = typed(of_kind(&objects, "Deployment").next().unwrap());
         let spec = deployment.spec.unwrap();
-        assert_eq!(spec.replicas, Some(1), "{variant}");
-        assert_eq!(spec.strategy.unwrap().type_.as_deref(), Some("Recreate"), "{variant}: no two operators at once");
-        let pod = spec.template.spec.unwrap();
+        let pod = spec.template.spec.clone().unwrap();
+        // Never two operators acting at once: one replica recreated, or several gated by a Lease.
+        let args = pod.containers[0].args.clone().unwrap_or_default();
+        let strategy = spec.strategy.clone().unwrap().type_;
+        if args.iter().any(|a| a == "--leader-elect") {
+            assert_eq!(strategy.as_deref(), Some("RollingUpdate"), "{variant}");
+            assert!(args.iter().any(|a| a.starts_with("--lease-duration=")), "{variant}");
+        } else {
+            assert_eq!(spec.replicas, Some(1), "{variant}");
+            assert_eq!(strategy.as_deref(), Some("Recreate"), "{variant}: no two operators at once");
+        }
         let psc = pod.security_context.unwrap();
         assert_eq!(psc.run_as_non_root, Some(true), "{variant}");
         assert!(psc.run_as_user.is_some_and(|u| u != 0), "{variant}");
