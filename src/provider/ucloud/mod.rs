@@ -384,7 +384,9 @@ fn params(value: Value) -> BTreeMap<String, Value> {
 }
 
 /// Whether a listed order may be the one a lost `PurchaseCertificate` bought: this product,
-/// created since the intent, nothing sent for it yet.
+/// created since the intent, nothing sent for it yet. An entry without `CreateTime` (the
+/// documented list example has none) counts too: adopting an unused order of the same product
+/// costs nothing, buying a second one costs money, and several candidates stop the order.
 pub fn lost_purchase_candidate(c: &wire::ListedCertificate, product: &str, since: i64) -> bool {
     let fresh = !matches!(
         stage_of(&c.state_code),
@@ -393,7 +395,7 @@ pub fn lost_purchase_candidate(c: &wire::ListedCertificate, product: &str, since
     (c.mode.is_empty() || c.mode.eq_ignore_ascii_case("purchase"))
         && c.name.eq_ignore_ascii_case(product)
         && c.domains.trim().is_empty()
-        && c.create_time.is_some_and(|t| t >= since)
+        && c.create_time.is_none_or(|t| t >= since)
         && fresh
 }
 

@@ -290,8 +290,8 @@ fn a_lost_purchase_is_recognised_only_when_it_can_be_nothing_else() {
         ..fresh.clone()
     };
     assert!(
-        !lost_purchase_candidate(&undated, "TrustAsiaDVG5", 1_700_000_000),
-        "no time: cannot tell"
+        lost_purchase_candidate(&undated, "TrustAsiaDVG5", 1_700_000_000),
+        "no time: an unused order of the product is adopted rather than a second one bought"
     );
     let done = wire::ListedCertificate {
         state_code: "COMPLETED".into(),
