@@ -80,6 +80,15 @@ pub fn signature(params: &BTreeMap<String, Value>, private_key: &str) -> String 
     )
 }
 
+/// Reads whose business errors are retried, not fatal. (`GetDVAuthInfo` and
+/// `DownloadConfirmLetterTemp` are left out: their refusal means "nothing to offer yet", which
+/// the provider handles.)
+pub const READ_ONLY_ACTIONS: &[&str] = &[
+    "GetCertificateDetailInfo",
+    "GetCertificateList",
+    "DownloadCertificate",
+];
+
 /// What a failed call means for the order, by the gateway's `RetCode`.
 pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> ProviderError {
     let vendor = if message.is_empty() {
@@ -114,14 +123,23 @@ pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> Provide
         299 => ProviderError::permanent(format!(
             "UCloud denied {action} (RetCode 299, IAM): give the key of Secret {secret} permission for the USSL (SSL certificate) API{vendor}"
         )),
-        _ => ProviderError::permanent(format!(
-            "UCloud refused {action} (RetCode {code}): {}",
-            if message.is_empty() {
-                "no message"
+        _ => {
+            let text = format!(
+                "UCloud refused {action} (RetCode {code}): {}",
+                if message.is_empty() {
+                    "no message"
+                } else {
+                    message
+                }
+            );
+            // A refused read changes nothing and an order lives for days: ask again later. A
+            // refused change (buy, send info, upload) needs a person.
+            if READ_ONLY_ACTIONS.contains(&action) {
+                ProviderError::retryable(format!("{text}; asking again later"))
             } else {
-                message
+                ProviderError::permanent(text)
             }
-        )),
+        }
     }
 }
 

@@ -95,6 +95,13 @@ fn gateway_errors_by_kind() {
         e.message,
         "UCloud refused ComplementCSRInfo (RetCode 8034): Domains invalid"
     );
+    // The same refusal of a read is asked again: a poll must not end a days-long order.
+    let e = classify("GetCertificateDetailInfo", 8011, "certificate busy", "ns/s");
+    assert!(e.retryable);
+    assert_eq!(
+        e.message,
+        "UCloud refused GetCertificateDetailInfo (RetCode 8011): certificate busy; asking again later"
+    );
 }
 
 #[test]
