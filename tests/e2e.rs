@@ -20,7 +20,7 @@ const NS: &str = "shop";
 
 struct Env {
     api: ApiServer,
-    dns: TestDns,
+    dns: std::sync::Arc<TestDns>,
     client: Client,
     /// The operator, in process; `None` when a test runs operator processes itself.
     controller: Option<tokio::task::JoinHandle<()>>,
@@ -54,7 +54,7 @@ impl Env {
             .with_writer(tracing_subscriber::fmt::writer::MakeWriterExt::and(tracing_subscriber::fmt::TestWriter::new, || CapturedLog))
             .try_init();
         let api = ApiServer::start().await;
-        let dns = TestDns::start(&["example.com", "example.org"]).await.expect("test DNS");
+        let dns = std::sync::Arc::new(TestDns::start(&["example.com", "example.org"]).await.expect("test DNS"));
         let client = api.client();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd()] {
@@ -1339,4 +1339,163 @@ async fn ucloud_deleting_an_unissued_order_with_cancel_on_delete_cancels_the_ven
     wait_until(|| async { env.orders().get_opt("gone").await.unwrap().is_none() }).await;
     assert_eq!(sim.orders()[0].state, "CANCELLED");
     assert_eq!(sim.calls("CancelCertificateOrder"), 1);
+}
+
+/// What a run of many orders cost: operator writes (the test's own order creates left out).
+struct RunCounts {
+    writes: u64,
+    bad_secret_versions: Vec<String>,
+    secret_writes: std::collections::BTreeMap<String, usize>,
+}
+
+/// Rounds of 250 ms with API faults and operator crashes in a chaos run.
+const STORM_ROUNDS: u32 = 40;
+
+/// Creates `n` DV orders, publishes the TXT records they ask for as they appear, and waits until
+/// all are Issued. With `chaos`, the API server misbehaves all along (500s, 429s with
+/// Retry-After, dropped watches, 410 Gone, latency) and the operator is killed and restarted
+/// every couple of seconds. Every version of every TLS Secret is checked as it is written.
+async fn run_orders(env: &mut Env, n: usize, chaos: bool) -> RunCounts {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    use rand::{Rng, SeedableRng};
+    use std::sync::{Arc, Mutex};
+    use testbed::{FaultAnswer, FaultMatch};
+
+    env.provider("auto", "Automatic").await;
+    let publisher = {
+        let (orders, dns) = (env.orders(), env.dns.clone());
+        tokio::spawn(async move {
+            let mut records: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+            let mut stream = watcher(orders, watcher::Config::default()).boxed();
+            while let Some(event) = stream.next().await {
+                let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = event else { continue };
+                for c in o.status.map(|s| s.challenges).unwrap_or_default() {
+                    let values = records.entry(c.target.clone()).or_default();
+                    if values.insert(c.expected_value) {
+                        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                        let _ = dns.set_txt(&c.target, &refs).await;
+                    }
+                }
+            }
+        })
+    };
+    let bad = Arc::new(Mutex::new(Vec::new()));
+    let secret_writes = Arc::new(Mutex::new(BTreeMap::<String, std::collections::BTreeSet<String>>::new()));
+    let checker = {
+        let (secrets, bad, writes) = (env.secrets(), bad.clone(), secret_writes.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher(secrets, watcher::Config::default().labels("app.kubernetes.io/managed-by=certorder")).boxed();
+            while let Some(event) = stream.next().await {
+                let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = event else { continue };
+                if s.type_.as_deref() != Some("kubernetes.io/tls") {
+                    continue;
+                }
+                let data = s.data.clone().unwrap_or_default();
+                let text = |k: &str| data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default();
+                let verified = PrivateKey::from_pem(&text("tls.key"))
+                    .map_err(|e| e.to_string())
+                    .and_then(|key| pki::verify_issued(&text("tls.crt"), &key, &[], chrono::Utc::now(), None).map_err(|e| e.to_string()));
+                if let Err(e) = verified {
+                    bad.lock().unwrap().push(format!("{} {:?}: {e}", s.name_any(), s.resource_version()));
+                }
+                writes.lock().unwrap().entry(s.name_any()).or_default().insert(s.resource_version().unwrap_or_default());
+            }
+        })
+    };
+
+    env.api.faults().reset_counts();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261124);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    let mut round = 0u32;
+    let mut created = 0;
+    loop {
+        // Orders arrive in batches while the storm is on.
+        for i in created..(created + 50).min(n) {
+            let name = format!("o{i}");
+            env.apply(dv_order(&name, &[&format!("{name}.example.org")], "auto")).await;
+        }
+        created = (created + 50).min(n);
+        let orders = env.orders().list(&Default::default()).await;
+        if let Ok(list) = &orders {
+            let issued = list.items.iter().filter(|o| o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued)).count();
+            if issued == n {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let stuck: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter(|o| !o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued))
+                    .map(|o| format!("{}: {}", o.name_any(), serde_json::to_string(&o.status).unwrap()))
+                    .take(3)
+                    .collect();
+                panic!("only {issued} of {n} orders issued; for example:\n{}", stuck.join("\n"));
+            }
+        }
+        round += 1;
+        // A storm of ten seconds while orders arrive (faults come per round, not per request,
+        // so a storm without end would starve the last few orders), then recovery.
+        if chaos && round == STORM_ROUNDS + 1 {
+            env.api.faults().clear();
+        }
+        if chaos && round <= STORM_ROUNDS {
+            let faults = env.api.faults();
+            faults.set_latency(Duration::from_millis(rng.random_range(5..20)));
+            faults.inject(FaultMatch::default().verb("patch").resource("certificateorders/status"), FaultAnswer::InternalError, 5);
+            faults.inject(FaultMatch::default().verb("create").resource("secrets"), FaultAnswer::TooManyRequests { retry_after_secs: 1 }, 5);
+            faults.inject(FaultMatch::default().verb("patch").resource("secrets"), FaultAnswer::InternalError, 5);
+            match rng.random_range(0..3) {
+                0 => env.api.drop_watches(),
+                1 => env.api.compact(),
+                _ => {}
+            }
+            if round % 8 == 0 {
+                env.restart_controller();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("{n} orders issued after {round} rounds{}", if chaos { format!(" and {} operator restarts", round.min(STORM_ROUNDS) / 8) } else { String::new() });
+    env.api.faults().clear();
+    let counts = env.api.faults().counts();
+    publisher.abort();
+    checker.abort();
+    let writes: u64 = counts
+        .iter()
+        .filter(|((verb, _), _)| matches!(verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        - n as u64;
+    for order in env.orders().list(&Default::default()).await.unwrap() {
+        let status = order.status.unwrap();
+        let vendor = status.order.unwrap();
+        assert_eq!(vendor.issuances, 1, "{}: one certificate per order", order.metadata.name.unwrap());
+        assert_eq!(vendor.id, Some(format!("local-{}", order.metadata.uid.unwrap())), "one vendor order per order");
+    }
+    let bad_secret_versions = bad.lock().unwrap().clone();
+    let secret_writes = secret_writes.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.len())).collect();
+    RunCounts { writes, bad_secret_versions, secret_writes }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_survive_api_faults_and_operator_crashes() {
+    const ORDERS: usize = 200;
+    let mut calm = Env::start().await;
+    let baseline = run_orders(&mut calm, ORDERS, false).await;
+    drop(calm);
+    let mut stormy = Env::start().await;
+    let chaos = run_orders(&mut stormy, ORDERS, true).await;
+    println!(
+        "{ORDERS} orders: {:.2} operator writes per order without faults, {:.2} through 10 s of API faults (500s, 429s, dropped watches, 410 Gone, latency) and a crash every 2 s",
+        baseline.writes as f64 / ORDERS as f64,
+        chaos.writes as f64 / ORDERS as f64
+    );
+    for run in [&baseline, &chaos] {
+        assert!(run.bad_secret_versions.is_empty(), "a TLS Secret held a certificate that does not verify: {:?}", run.bad_secret_versions);
+        assert_eq!(run.secret_writes.len(), ORDERS, "every order has its TLS Secret");
+    }
+    let rewritten: Vec<_> = chaos.secret_writes.iter().filter(|(_, n)| **n > 1).collect();
+    println!("TLS Secrets written more than once under chaos: {}", rewritten.len());
+    assert!(chaos.writes <= 2 * baseline.writes, "no hot loop: {} writes under faults vs {} without", chaos.writes, baseline.writes);
 }
