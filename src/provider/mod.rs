@@ -91,10 +91,12 @@ impl Provider {
     }
 
     /// Finds the vendor order by `ctx.vendor.name`, and buys it only when none exists.
-    pub async fn purchase(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
+    /// `claims` maps the vendor order ids other CertificateOrders already hold to their uids,
+    /// so a purchase found after a crash is never one that belongs to another order.
+    pub async fn purchase(&self, ctx: &OrderContext<'_>, claims: &BTreeMap<String, String>) -> Result<String, ProviderError> {
         match self {
             Provider::Local(p) => p.purchase(ctx),
-            Provider::Ucloud(p) => p.purchase(ctx).await,
+            Provider::Ucloud(p) => p.purchase(ctx, claims).await,
         }
     }
 

@@ -36,6 +36,11 @@ pub struct UcloudProvider {
     client: Client,
     review_poll: Option<Duration>,
     validation_poll: Option<Duration>,
+    /// Vendor order ids this process bought or adopted, with the order (uid) they went to: the
+    /// order cache may not show them yet.
+    claimed: std::sync::Mutex<BTreeMap<String, String>>,
+    /// One adoption at a time, so two orders that lost their purchases never pick the same one.
+    adopting: tokio::sync::Mutex<()>,
 }
 
 /// A file the vendor offers the user, such as the confirmation-letter template.
@@ -79,6 +84,8 @@ impl UcloudProvider {
             client,
             review_poll,
             validation_poll,
+            claimed: Default::default(),
+            adopting: Default::default(),
         })
     }
 
@@ -116,12 +123,12 @@ impl UcloudProvider {
     }
 
     /// Finds a purchase an earlier attempt made (see the module docs), or buys.
-    pub async fn purchase(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
+    pub async fn purchase(&self, ctx: &OrderContext<'_>, claims: &BTreeMap<String, String>) -> Result<String, ProviderError> {
         let (brand, name) = Self::product(ctx)?;
         // Only a purchase that may have been made before (by an earlier process, or a call
         // whose answer was lost) is looked for: a first attempt never adopts someone else's order.
         let lost = if ctx.may_have_bought {
-            self.find_lost_purchase(ctx, &brand, &name).await?
+            self.find_lost_purchase(ctx, &brand, &name, claims).await?
         } else {
             None
         };
@@ -136,10 +143,12 @@ impl UcloudProvider {
             "ValidYear": ctx.spec.product.validity_years.to_string(),
         }));
         let answer = self.client.call("PurchaseCertificate", params).await?;
-        wire::purchased_id(&answer).ok_or_else(|| {
+        let id = wire::purchased_id(&answer).ok_or_else(|| {
             // Bought, but the id is unreadable: the next attempt finds it by listing.
             ProviderError::retryable("UCloud answered PurchaseCertificate without a CertificateID; looking the order up on the next attempt")
-        })
+        })?;
+        self.claimed.lock().expect("claims lock").insert(id.clone(), ctx.uid.to_string());
+        Ok(id)
     }
 
     async fn find_lost_purchase(
@@ -147,29 +156,39 @@ impl UcloudProvider {
         ctx: &OrderContext<'_>,
         brand: &str,
         name: &str,
+        claims: &BTreeMap<String, String>,
     ) -> Result<Option<String>, ProviderError> {
         let Some(intent) = ctx.vendor.purchase_requested_time else {
             return Ok(None);
         };
+        let _one_at_a_time = self.adopting.lock().await;
         let answer = self
             .client
             .call("GetCertificateList", params(json!({"Mode": "purchase", "Brand": brand, "Sort": "2", "Page": 1, "PageSize": 100})))
             .await?;
         let since = (intent - CLOCK_SKEW).timestamp();
-        let candidates: Vec<String> = wire::certificate_list(&answer)
+        let mut claimed = self.claimed.lock().expect("claims lock");
+        let taken = |id: &String| {
+            let owner = claims.get(id).or_else(|| claimed.get(id));
+            owner.is_some_and(|uid| uid != ctx.uid)
+        };
+        let mut candidates: Vec<wire::ListedCertificate> = wire::certificate_list(&answer)
             .into_iter()
-            .filter(|c| lost_purchase_candidate(c, name, since))
-            .filter_map(|c| c.id)
+            .filter(|c| lost_purchase_candidate(c, name, since, ctx.domains))
+            .filter(|c| c.id.as_ref().is_some_and(|id| !taken(id)))
             .collect();
-        match candidates.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(one.clone())),
-            many => Err(ProviderError::permanent(format!(
-                "UCloud holds {} orders of {brand} {name} bought since this order decided to buy and not yet filled in ({}); certorder cannot tell which is this order's, so it stops rather than buy again: record the right one with kubectl edit --subresource=status (status.order.id), or cancel the extra ones in the console and change the spec",
-                many.len(),
-                many.join(", ")
-            ))),
+        // One already filled in with this order's domains is this order's. Otherwise orders of
+        // one product with nothing filled in are interchangeable: when several purchases were
+        // lost at once (a crash amid concurrent buying), each order takes the oldest one no
+        // other order holds.
+        candidates.sort_by_key(|c| {
+            (!holds_domains(c, ctx.domains), c.create_time, c.id.as_ref().and_then(|id| id.parse::<i64>().ok()))
+        });
+        let found = candidates.into_iter().next().and_then(|c| c.id);
+        if let Some(id) = &found {
+            claimed.insert(id.clone(), ctx.uid.to_string());
         }
+        Ok(found)
     }
 
     /// Sends domains, company, applicant and the operator's own CSR (`CSROnline=0`). After an
@@ -384,19 +403,29 @@ fn params(value: Value) -> BTreeMap<String, Value> {
 }
 
 /// Whether a listed order may be the one a lost `PurchaseCertificate` bought: this product,
-/// created since the intent, nothing sent for it yet. An entry without `CreateTime` (the
-/// documented list example has none) counts too: adopting an unused order of the same product
-/// costs nothing, buying a second one costs money, and several candidates stop the order.
-pub fn lost_purchase_candidate(c: &wire::ListedCertificate, product: &str, since: i64) -> bool {
+/// created since the intent, and either nothing sent for it yet or exactly this order's domains
+/// (the info went out before the status could record the purchase). An entry without
+/// `CreateTime` (the documented list example has none) counts too: adopting an unused order of
+/// the same product costs nothing, buying a second one costs money.
+pub fn lost_purchase_candidate(c: &wire::ListedCertificate, product: &str, since: i64, domains: &[String]) -> bool {
     let fresh = !matches!(
         stage_of(&c.state_code),
         VendorStage::Issuable | VendorStage::Rejected | VendorStage::Cancelled
     );
     (c.mode.is_empty() || c.mode.eq_ignore_ascii_case("purchase"))
         && c.name.eq_ignore_ascii_case(product)
-        && c.domains.trim().is_empty()
+        && (c.domains.trim().is_empty() || holds_domains(c, domains))
         && c.create_time.is_none_or(|t| t >= since)
         && fresh
+}
+
+/// Whether the vendor order was filled in with exactly these domains.
+fn holds_domains(c: &wire::ListedCertificate, domains: &[String]) -> bool {
+    let mut listed: Vec<String> = c.domains.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
+    let mut ours: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+    listed.sort();
+    ours.sort();
+    !ours.is_empty() && listed == ours
 }
 
 /// The vendor's `StateCode` in the lifecycle's terms. Codes certorder does not know are

@@ -263,6 +263,7 @@ fn parses_get_certificate_list_example() {
 
 #[test]
 fn a_lost_purchase_is_recognised_only_when_it_can_be_nothing_else() {
+    let ours = vec!["shop.example.com".to_string(), "www.shop.example.com".to_string()];
     let fresh = wire::ListedCertificate {
         id: Some("9".into()),
         name: "TrustAsiaDVG5".into(),
@@ -274,14 +275,15 @@ fn a_lost_purchase_is_recognised_only_when_it_can_be_nothing_else() {
     assert!(lost_purchase_candidate(
         &fresh,
         "TrustAsiaDVG5",
-        1_700_000_000
+        1_700_000_000,
+        &ours
     ));
     assert!(
-        !lost_purchase_candidate(&fresh, "SecureSiteOV", 1_700_000_000),
+        !lost_purchase_candidate(&fresh, "SecureSiteOV", 1_700_000_000, &ours),
         "another product"
     );
     assert!(
-        !lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_200),
+        !lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_200, &ours),
         "bought before the intent"
     );
     let filled = wire::ListedCertificate {
@@ -289,15 +291,23 @@ fn a_lost_purchase_is_recognised_only_when_it_can_be_nothing_else() {
         ..fresh.clone()
     };
     assert!(
-        !lost_purchase_candidate(&filled, "TrustAsiaDVG5", 1_700_000_000),
+        !lost_purchase_candidate(&filled, "TrustAsiaDVG5", 1_700_000_000, &ours),
         "already filled in by another order"
+    );
+    let filled_by_us = wire::ListedCertificate {
+        domains: "www.shop.example.com,shop.example.com".into(),
+        ..fresh.clone()
+    };
+    assert!(
+        lost_purchase_candidate(&filled_by_us, "TrustAsiaDVG5", 1_700_000_000, &ours),
+        "filled in with this order's domains before the purchase could be recorded: ours"
     );
     let undated = wire::ListedCertificate {
         create_time: None,
         ..fresh.clone()
     };
     assert!(
-        lost_purchase_candidate(&undated, "TrustAsiaDVG5", 1_700_000_000),
+        lost_purchase_candidate(&undated, "TrustAsiaDVG5", 1_700_000_000, &ours),
         "no time: an unused order of the product is adopted rather than a second one bought"
     );
     let done = wire::ListedCertificate {
@@ -307,7 +317,8 @@ fn a_lost_purchase_is_recognised_only_when_it_can_be_nothing_else() {
     assert!(!lost_purchase_candidate(
         &done,
         "TrustAsiaDVG5",
-        1_700_000_000
+        1_700_000_000,
+        &ours
     ));
 }
 
