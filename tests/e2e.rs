@@ -1356,13 +1356,25 @@ const STORM_ROUNDS: u32 = 40;
 /// Retry-After, dropped watches, 410 Gone, latency) and the operator is killed and restarted
 /// every couple of seconds. Every version of every TLS Secret is checked as it is written.
 async fn run_orders(env: &mut Env, n: usize, chaos: bool) -> RunCounts {
+    env.provider("auto", "Automatic").await;
+    run_orders_with(env, n, chaos, &|name, domain| dv_order(name, &[domain], "auto"), &|_| {}).await
+}
+
+/// [`run_orders`] with the orders `order(name, domain)` builds, and `vendor_chaos` run in each
+/// round of the storm (for a vendor's own faults).
+async fn run_orders_with(
+    env: &mut Env,
+    n: usize,
+    chaos: bool,
+    order: &dyn Fn(&str, &str) -> Value,
+    vendor_chaos: &dyn Fn(&mut rand::rngs::StdRng),
+) -> RunCounts {
     use futures::StreamExt;
     use kube::runtime::watcher;
     use rand::{Rng, SeedableRng};
     use std::sync::{Arc, Mutex};
     use testbed::{FaultAnswer, FaultMatch};
 
-    env.provider("auto", "Automatic").await;
     let publisher = {
         let (orders, dns) = (env.orders(), env.dns.clone());
         tokio::spawn(async move {
@@ -1413,7 +1425,7 @@ async fn run_orders(env: &mut Env, n: usize, chaos: bool) -> RunCounts {
         // Orders arrive in batches while the storm is on.
         for i in created..(created + 50).min(n) {
             let name = format!("o{i}");
-            env.apply(dv_order(&name, &[&format!("{name}.example.org")], "auto")).await;
+            env.apply(order(&name, &format!("{name}.example.org"))).await;
         }
         created = (created + 50).min(n);
         let orders = env.orders().list(&Default::default()).await;
@@ -1450,6 +1462,7 @@ async fn run_orders(env: &mut Env, n: usize, chaos: bool) -> RunCounts {
                 1 => env.api.compact(),
                 _ => {}
             }
+            vendor_chaos(&mut rng);
             if round % 8 == 0 {
                 env.restart_controller();
             }
@@ -1471,7 +1484,7 @@ async fn run_orders(env: &mut Env, n: usize, chaos: bool) -> RunCounts {
         let status = order.status.unwrap();
         let vendor = status.order.unwrap();
         assert_eq!(vendor.issuances, 1, "{}: one certificate per order", order.metadata.name.unwrap());
-        assert_eq!(vendor.id, Some(format!("local-{}", order.metadata.uid.unwrap())), "one vendor order per order");
+        assert!(vendor.id.is_some(), "every order has its vendor order");
     }
     let bad_secret_versions = bad.lock().unwrap().clone();
     let secret_writes = secret_writes.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.len())).collect();
@@ -1498,4 +1511,35 @@ async fn orders_survive_api_faults_and_operator_crashes() {
     let rewritten: Vec<_> = chaos.secret_writes.iter().filter(|(_, n)| **n > 1).collect();
     println!("TLS Secrets written more than once under chaos: {}", rewritten.len());
     assert!(chaos.writes <= 2 * baseline.writes, "no hot loop: {} writes under faults vs {} without", chaos.writes, baseline.writes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_orders_survive_faults_and_crashes_with_exactly_one_purchase_each() {
+    use rand::Rng;
+    const ORDERS: usize = 60;
+    let (mut env, sim) = ucloud_env().await;
+    let sim = std::sync::Arc::new(sim);
+    let sim_faults = sim.clone();
+    let chaos = run_orders_with(
+        &mut env,
+        ORDERS,
+        true,
+        &|name, domain| ucloud_dv_order(name, &[domain], "ucloud"),
+        &move |rng| {
+            let fault = match rng.random_range(0..3) {
+                0 => testbed::ussl::Fault::RetCode(153),
+                1 => testbed::ussl::Fault::RetCode(150),
+                _ => testbed::ussl::Fault::Garbage,
+            };
+            sim_faults.fail_next(2, fault);
+        },
+    )
+    .await;
+    println!("{ORDERS} UCloud orders through the storm: {:.2} operator writes per order, {} purchases", chaos.writes as f64 / ORDERS as f64, sim.purchases());
+    let unfilled = sim.orders().iter().filter(|o| o.domains.is_empty()).count();
+    let adopted = captured_logs().matches("found the vendor order bought before a restart").count();
+    println!("vendor orders never filled in: {unfilled}; adoptions after a restart: {adopted}; lookups: {}", sim.calls("GetCertificateList"));
+    assert_eq!(sim.purchases(), ORDERS, "exactly one purchase per order, crashes or not");
+    assert!(chaos.bad_secret_versions.is_empty(), "{:?}", chaos.bad_secret_versions);
+    assert_eq!(chaos.secret_writes.len(), ORDERS);
 }

@@ -64,7 +64,8 @@ pub async fn act(
             let memory = ctx.memory(pctx.uid);
             let may_have_bought = !memory.purchase_intent_here || memory.purchase_called;
             ctx.remember(pctx.uid, |m| m.purchase_called = true);
-            match provider.purchase(&OrderContext { may_have_bought, ..*pctx }).await {
+            let claims = ctx.vendor_claims(&order.spec.provider_ref.name);
+            match provider.purchase(&OrderContext { may_have_bought, ..*pctx }, &claims).await {
                 Ok(id) => Outcome::Purchased { id },
                 Err(e) => failed(name, e),
             }
@@ -364,7 +365,9 @@ async fn install(ctx: &Context, order: &CertificateOrder, provider: &Provider, p
         "data": encoded,
     });
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), pctx.namespace);
-    if let Err(e) = api.patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await {
+    let written = match api.patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await {
+        Ok(written) => written,
+        Err(e) => {
         let hint = match &e {
             kube::Error::Api(s) if s.code == 422 => format!(
                 "cannot write Secret {:?} (is it an existing Secret of another type? delete it or choose another spec.secretName): {e}",
@@ -373,7 +376,10 @@ async fn install(ctx: &Context, order: &CertificateOrder, provider: &Provider, p
             _ => format!("cannot write Secret {:?}: {e}", order.spec.secret_name),
         };
         return failed(step, StepError::transient(hint));
-    }
+        }
+    };
+    let version = written.resource_version().and_then(|v| v.parse::<u64>().ok());
+    ctx.remember(pctx.uid, |m| m.secret_written_version = version.map(|v| (v, std::time::Instant::now())));
     seen.observed.installed = InstalledObs::Certificate { info: info.clone(), covers: true };
     seen.installed_key = Some(key);
     Outcome::Installed(info)

@@ -31,6 +31,10 @@ pub struct Memory {
     /// The resourceVersion of the operator's last status write: an older object in the cache
     /// is stale and must not be acted on.
     pub written_version: Option<u64>,
+    /// The resourceVersion of the TLS Secret this process last wrote, and when: an older copy
+    /// in the Secret cache is stale, and so is a missing one for a little while (it would look
+    /// as if nothing were installed).
+    pub secret_written_version: Option<(u64, std::time::Instant)>,
     /// This process recorded the order's purchase intent (no earlier process can have bought
     /// under it), and whether it has called the vendor to buy since.
     pub purchase_intent_here: bool,
@@ -49,6 +53,8 @@ pub struct Context {
     pub metrics: Arc<super::metrics::Metrics>,
     /// Metadata of the solver Pods the operator published (labelled), when watched.
     pub solver_pods: Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>>,
+    orders: Option<Store<crate::api::CertificateOrder>>,
+    secrets_synced: std::sync::atomic::AtomicBool,
     memory: Mutex<HashMap<String, Memory>>,
     built: tokio::sync::Mutex<HashMap<String, (String, Arc<Provider>)>>,
 }
@@ -74,15 +80,48 @@ impl Context {
             recorder,
             metrics,
             solver_pods: None,
+            orders: None,
+            secrets_synced: Default::default(),
             memory: Mutex::default(),
             built: tokio::sync::Mutex::default(),
         }
     }
 
     /// Watches the solver Pods through `store`, so a Pod that disappears is published again.
+    /// The orders, for the vendor order ids they hold (see [`Context::vendor_claims`]).
+    pub fn with_orders(mut self, store: Store<crate::api::CertificateOrder>) -> Context {
+        self.orders = Some(store);
+        self
+    }
+
+    /// Vendor order ids held by the orders of `provider`, with the order (uid) holding each.
+    pub fn vendor_claims(&self, provider: &str) -> std::collections::BTreeMap<String, String> {
+        let Some(orders) = &self.orders else { return Default::default() };
+        orders
+            .state()
+            .iter()
+            .filter(|o| o.spec.provider_ref.name == provider)
+            .filter_map(|o| Some((o.status.as_ref()?.order.as_ref()?.id.clone()?, o.uid()?)))
+            .collect()
+    }
+
     pub fn with_solver_pods(mut self, store: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>) -> Context {
         self.solver_pods = Some(store);
         self
+    }
+
+    /// Whether the Secret cache has done its first full list.
+    pub fn secrets_synced(&self) -> bool {
+        self.secrets_synced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks the Secret cache synced once it is (kube-runtime waits only for the orders' cache).
+    pub fn watch_secret_sync(self: &Arc<Self>) {
+        let ctx = Arc::clone(self);
+        tokio::spawn(async move {
+            super::synced(&ctx.secrets).await;
+            ctx.secrets_synced.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 
     pub fn memory(&self, uid: &str) -> Memory {

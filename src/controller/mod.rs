@@ -96,6 +96,9 @@ impl Default for Config {
 /// The operator's own image, which also runs `certorder solver`.
 pub const DEFAULT_SOLVER_IMAGE: &str = concat!("ghcr.io/certorder/certorder:", env!("CARGO_PKG_VERSION"));
 
+/// How long after writing a TLS Secret its absence from the cache is taken for the cache's lag.
+const SECRET_CACHE_LAG: Duration = Duration::from_secs(10);
+
 /// Most steps one reconcile takes before it writes and looks again.
 const MAX_STEPS: usize = 16;
 
@@ -195,7 +198,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             dns.clone(),
             recorder.clone(),
             metrics.clone(),
-        ).with_solver_pods(pod_store));
+        ).with_solver_pods(pod_store).with_orders(order_store.clone()));
+        ctx.watch_secret_sync();
         let controller = Controller::for_stream(order_stream, order_store)
             .watches_stream(secret_stream, |secret: Secret| {
                 let order = secret.labels().get(ORDER_LABEL)?.clone();
@@ -260,7 +264,7 @@ async fn lead(client: &Client, election: &LeaderElection, namespace: &str) -> an
 
 /// Waits until a cache has done its first full list. The store's readiness signal wakes only
 /// one of its waiters (the controller waits on the same store), so look again now and then.
-async fn synced<K: kube::runtime::reflector::Lookup + Clone + 'static>(store: &kube::runtime::reflector::Store<K>)
+pub(crate) async fn synced<K: kube::runtime::reflector::Lookup + Clone + 'static>(store: &kube::runtime::reflector::Store<K>)
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
@@ -316,10 +320,30 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     let uid = order.uid().unwrap_or_default();
     let orders: Api<CertificateOrder> = Api::namespaced(ctx.client.clone(), &ns);
 
-    // The cache may still hold the object from before our last status write.
+    // Until the Secret cache has its first full list, a missing Secret proves nothing.
+    if !ctx.secrets_synced() {
+        return Ok(Action::requeue(Duration::from_millis(250)));
+    }
+    // The caches may still hold the order from before our last status write, or the TLS Secret
+    // from before our last write of it: acting on either would redo work (install twice).
+    let memory = ctx.memory(&uid);
     let version = order.resource_version().and_then(|v| v.parse::<u64>().ok());
-    if let (Some(seen), Some(written)) = (version, ctx.memory(&uid).written_version) {
+    if let (Some(seen), Some(written)) = (version, memory.written_version) {
         if seen < written {
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+    }
+    if let Some((written, at)) = memory.secret_written_version {
+        let cached = ctx
+            .cached_secret(&ns, &order.spec.secret_name)
+            .and_then(|s| s.resource_version())
+            .and_then(|v| v.parse::<u64>().ok());
+        // Missing long after the write means someone deleted it: then it is installed again.
+        let lagging = match cached {
+            Some(seen) => seen < written,
+            None => at.elapsed() < SECRET_CACHE_LAG,
+        };
+        if lagging {
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
     }
@@ -342,6 +366,8 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         .map(|t| t.with_timezone(&Utc));
     let view = OrderView { spec: &order.spec, generation, uid: &uid, renew_requested };
     let original = order.status.clone().unwrap_or_default();
+    // Status writes are conditional on the version this reconcile decides from.
+    let mut version = order.resource_version();
     let mut status = original.clone();
     let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
 
@@ -403,14 +429,14 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         self_check_events(ctx, order, &before, &status).await;
         if step.persist_before_next() && !provider.purchase_is_idempotent() {
             status = summarize(&view, status, &seen.observed);
-            write_status(ctx, &orders, order, &status).await?;
+            write_status(ctx, &orders, order, &status, &mut version).await?;
         }
     }
 
     let status = summarize(&view, status, &seen.observed);
     tracing::debug!(phase = %status.phase, ?wait, changed = status != original, "reconciled");
     if status != original {
-        write_status(ctx, &orders, order, &status).await?;
+        write_status(ctx, &orders, order, &status, &mut version).await?;
         if status.phase != original.phase {
             phase_event(ctx, order, &status).await;
         }
@@ -422,15 +448,26 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     })
 }
 
-/// The one status write of a reconcile: server-side apply under the `certorder` manager.
-async fn write_status(ctx: &Context, orders: &Api<CertificateOrder>, order: &CertificateOrder, status: &CertificateOrderStatus) -> Result<(), Error> {
+/// The one status write of a reconcile: server-side apply under the `certorder` manager,
+/// conditional on `version`, the resourceVersion the status was decided from (then the one this
+/// write made). A status decided from an older view never replaces a newer one: the server
+/// answers 409 and the order is reconciled again from what is there.
+async fn write_status(
+    ctx: &Context,
+    orders: &Api<CertificateOrder>,
+    order: &CertificateOrder,
+    status: &CertificateOrderStatus,
+    version: &mut Option<String>,
+) -> Result<(), Error> {
     let patch = json!({
         "apiVersion": CertificateOrder::api_version(&()),
         "kind": CertificateOrder::kind(&()),
+        "metadata": {"resourceVersion": version},
         "status": status,
     });
     let written = orders.patch_status(&order.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await?;
     ctx.metrics.status_written();
+    *version = written.resource_version();
     if let Some(v) = written.resource_version().and_then(|v| v.parse::<u64>().ok()) {
         ctx.remember(&order.uid().unwrap_or_default(), |m| m.written_version = Some(v));
     }
