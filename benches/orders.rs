@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench orders                     # 1,000 orders, 60 s settle window
 //!     BENCH_ORDERS=200 BENCH_SETTLE_SECS=10 cargo bench --bench orders
+//!     BENCH_STORM=1 cargo bench --bench orders       # 10 s of API faults, the operator killed every 2 s
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -84,15 +85,18 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
 
-    let operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_certorder"))
-            .args(["run", "--metrics-addr", "127.0.0.1:0", "--dns-servers", &dns.addr().to_string(), "--log-level", "warn"])
-            .env("KUBECONFIG", api.kubeconfig_path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()?,
-    );
-    let pid = operator.0.id();
+    let storm = std::env::var("BENCH_STORM").is_ok_and(|v| v == "1");
+    let start_operator = || -> std::io::Result<Operator> {
+        Ok(Operator(
+            Command::new(env!("CARGO_BIN_EXE_certorder"))
+                .args(["run", "--metrics-addr", "127.0.0.1:0", "--dns-servers", &dns.addr().to_string(), "--log-level", "error"])
+                .env("KUBECONFIG", api.kubeconfig_path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()?,
+        ))
+    };
+    let mut operator = start_operator()?;
 
     // The DNS operator in the benchmark: publish each order's TXT records as soon as the status
     // lists them, like a person (or external-dns) would.
@@ -135,12 +139,34 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let created = started.elapsed();
 
-    // Wait for every order to be Issued, watching (not polling) the orders.
+    // Wait for every order to be Issued, watching (not polling) the orders. In a storm, the
+    // first ten seconds bring API faults, and the operator is killed and restarted every two.
     let mut issued = HashSet::new();
     let mut stream = watcher(orders.clone(), watcher::Config::default()).applied_objects().boxed();
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut restarts = 0;
+    let mut next_storm = Instant::now();
     while issued.len() < orders_wanted {
-        let next = tokio::time::timeout(Duration::from_secs(30), stream.try_next()).await;
+        if storm && started.elapsed() < Duration::from_secs(10) && Instant::now() >= next_storm {
+            use testbed::{FaultAnswer, FaultMatch};
+            let faults = api.faults();
+            faults.set_latency(Duration::from_millis(10));
+            faults.inject(FaultMatch::default().verb("patch").resource("certificateorders/status"), FaultAnswer::InternalError, 20);
+            faults.inject(FaultMatch::default().verb("create").resource("secrets"), FaultAnswer::TooManyRequests { retry_after_secs: 1 }, 20);
+            faults.inject(FaultMatch::default().verb("patch").resource("secrets"), FaultAnswer::InternalError, 20);
+            if restarts % 2 == 0 {
+                api.drop_watches();
+            } else {
+                api.compact();
+            }
+            drop(operator);
+            operator = start_operator()?;
+            restarts += 1;
+            next_storm = Instant::now() + Duration::from_secs(2);
+        } else if storm && started.elapsed() >= Duration::from_secs(10) {
+            api.faults().clear();
+        }
+        let next = tokio::time::timeout(Duration::from_secs(2), stream.try_next()).await;
         match next {
             Ok(Ok(Some(order))) => {
                 if order.status.as_ref().is_some_and(|s| s.phase == Phase::Issued) {
@@ -148,7 +174,8 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             Ok(Ok(None)) | Ok(Err(_)) => break,
-            Err(_) => eprintln!("... {} of {orders_wanted} issued after {:.1} s", issued.len(), started.elapsed().as_secs_f64()),
+            Err(_) if !storm => eprintln!("... {} of {orders_wanted} issued after {:.1} s", issued.len(), started.elapsed().as_secs_f64()),
+            Err(_) => {}
         }
         if Instant::now() > deadline {
             break;
@@ -156,9 +183,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let counts = api.faults().counts();
+    let pid = operator.0.id();
     let rss_at_issue = peak_rss_mib(pid);
 
     println!("== certorder benchmark: {orders_wanted} DV orders, local provider, automatic review, DNS validation");
+    if storm {
+        println!("storm: API faults (500s, 429s, dropped watches, 410 Gone, latency) for 10 s; the operator killed {restarts} times (peak RSS below is the last process's)");
+    }
     println!("orders created in          {:>8.2} s", created.as_secs_f64());
     println!("all issued after           {:>8.2} s  ({} of {orders_wanted} issued)", elapsed.as_secs_f64(), issued.len());
     println!("orders per second          {:>8.1}", issued.len() as f64 / elapsed.as_secs_f64());
