@@ -49,7 +49,6 @@ pub struct Context {
     pub dns: Arc<DnsChecker>,
     /// Fetches HTTP validation files as a CA does (self-check and the local CA).
     pub http: Arc<HttpChecker>,
-    pub recorder: Recorder,
     pub metrics: Arc<super::metrics::Metrics>,
     /// Metadata of the solver Pods the operator published (labelled), when watched.
     pub solver_pods: Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>>,
@@ -66,7 +65,6 @@ impl Context {
         secrets: Store<Secret>,
         providers: Store<ClusterCertificateProvider>,
         dns: Arc<DnsChecker>,
-        recorder: Recorder,
         metrics: Arc<super::metrics::Metrics>,
     ) -> Context {
         let http = Arc::new(HttpChecker::new(dns.clone(), config.http_validation_port));
@@ -77,7 +75,6 @@ impl Context {
             providers,
             http,
             dns,
-            recorder,
             metrics,
             solver_pods: None,
             orders: None,
@@ -108,6 +105,19 @@ impl Context {
     pub fn with_solver_pods(mut self, store: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>) -> Context {
         self.solver_pods = Some(store);
         self
+    }
+
+    /// Publishes an event about the order. Each event gets a recorder of its own: kube-runtime's
+    /// recorder folds events of one reason into a series that keeps the first note (a new
+    /// diagnosis must read as such), and caches every event it published for minutes, which at
+    /// thousands of orders is memory for nothing.
+    pub async fn publish(&self, event: &kube::runtime::events::Event, order: &crate::api::CertificateOrder) {
+        use kube::Resource;
+        let reporter = kube::runtime::events::Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let recorder = Recorder::new(self.client.clone(), reporter);
+        if let Err(e) = recorder.publish(event, &order.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish an event");
+        }
     }
 
     /// Whether the Secret cache has done its first full list.

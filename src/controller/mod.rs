@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -153,7 +153,6 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         .applied_objects();
     tokio::spawn(provider_stream.for_each(|_| async {}));
 
-    let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() });
     let mut controllers = Vec::new();
     // Ready (for /readyz) once every cache has done its first full list: with no orders at all
     // there may never be a reconcile to wait for.
@@ -196,7 +195,6 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             secret_store,
             providers.clone(),
             dns.clone(),
-            recorder.clone(),
             metrics.clone(),
         ).with_solver_pods(pod_store).with_orders(order_store.clone()));
         ctx.watch_secret_sync();
@@ -498,12 +496,7 @@ async fn self_check_events(ctx: &Context, order: &CertificateOrder, before: &[(S
             action: "SelfCheck".into(),
             secondary: None,
         };
-        // A recorder of its own: the shared one folds events of the same reason into a series and
-        // keeps the first note, and a new diagnosis must be read as such.
-        let recorder = Recorder::new(ctx.client.clone(), Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() });
-        if let Err(e) = recorder.publish(&event, &order.object_ref(&())).await {
-            warn!(error = %e, "cannot publish an event");
-        }
+        ctx.publish(&event, order).await;
     }
 }
 
@@ -519,9 +512,7 @@ async fn phase_event(ctx: &Context, order: &CertificateOrder, status: &Certifica
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &order.object_ref(&())).await {
-        warn!(error = %e, "cannot publish an event");
-    }
+    ctx.publish(&event, order).await;
 }
 
 /// A Warning event when a DV order becomes late (`IssuanceDelayed`), once.
@@ -538,9 +529,7 @@ async fn delay_event(ctx: &Context, order: &CertificateOrder, before: &Certifica
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &order.object_ref(&())).await {
-        warn!(error = %e, "cannot publish an event");
-    }
+    ctx.publish(&event, order).await;
 }
 
 /// Deletion: cancel the vendor order when asked (before issuance), then let go. Owned objects
