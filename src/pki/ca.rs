@@ -184,9 +184,13 @@ impl LocalCa {
     }
 }
 
+/// A random positive 128-bit serial that always takes all 16 bytes in DER: the top bit clear
+/// (no sign byte added) and the next one set (no leading zero byte dropped), leaving 126
+/// random bits, above the 64 the CA/Browser Forum asks for.
 fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
     SerialNumber::from_slice(&bytes)
 }
 

@@ -87,6 +87,13 @@ fn leaf_has_the_extensions_a_server_certificate_needs() {
     );
     assert!(leaf.key_usage().unwrap().unwrap().value.digital_signature());
     assert!(leaf.raw_serial().len() >= 16, "128-bit serial");
+    // Whatever the random bytes, the serial keeps its 16 bytes (no sign byte, no dropped zero).
+    for _ in 0..300 {
+        let t = issue(KeyAlgorithm::EcdsaP256, &["a.example"]);
+        let ders = pem_certificates(&t.chain).unwrap();
+        let (_, leaf) = X509Certificate::from_der(&ders[0]).unwrap();
+        assert_eq!(leaf.raw_serial().len(), 16, "{:02x?}", leaf.raw_serial());
+    }
     let ski = match ca
         .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
     {
