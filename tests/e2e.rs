@@ -1516,7 +1516,7 @@ async fn orders_survive_api_faults_and_operator_crashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucloud_orders_survive_faults_and_crashes_with_exactly_one_purchase_each() {
     use rand::Rng;
-    const ORDERS: usize = 60;
+    const ORDERS: usize = 200;
     let (mut env, sim) = ucloud_env().await;
     let sim = std::sync::Arc::new(sim);
     let sim_faults = sim.clone();
