@@ -446,28 +446,19 @@ fn validate_node(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut V
         }
         return;
     }
-    if int_or_string {
-        if !(type_ok("integer", v) || type_ok("string", v)) {
-            let actual = json_type(v);
-            let msg = format!(
-                "{} must be of type integer,string: {}",
-                in_body(path),
-                go_quote(actual)
-            );
-            errs.push(FieldError::type_invalid(
-                path,
-                &Value::String(actual.into()),
-                &msg,
-            ));
-            return;
-        }
-    } else if let Some(t) = ty {
-        if !type_ok(t, v) {
+    let expected = if int_or_string { Some("integer,string") } else { ty };
+    if let Some(expected) = expected {
+        let ok = if int_or_string {
+            type_ok("integer", v) || type_ok("string", v)
+        } else {
+            type_ok(expected, v)
+        };
+        if !ok {
             let actual = json_type(v);
             let msg = format!(
                 "{} must be of type {}: {}",
                 in_body(path),
-                t,
+                expected,
                 go_quote(actual)
             );
             errs.push(FieldError::type_invalid(

@@ -760,22 +760,7 @@ fn collect_apply(
                 out.insert(path.clone());
                 return;
             }
-            for (i, item) in items.iter().enumerate() {
-                path.push(item_pe(t, names, &lt, i, item));
-                out.insert(path.clone());
-                if matches!(lt, ListType::Map(_)) {
-                    if let Value::Object(m) = item {
-                        for (k, c) in m {
-                            names.push(k.clone());
-                            path.push(PE::Field(k.clone()));
-                            collect_apply(c, t, names, path, out);
-                            path.pop();
-                            names.pop();
-                        }
-                    }
-                }
-                path.pop();
-            }
+            collect_items(items, &lt, t, names, path, out, collect_apply);
         }
         _ => {
             if !path.is_empty() {
@@ -805,24 +790,36 @@ fn collect_all(v: &Value, t: &Types, names: &mut Vec<String>, path: &mut Path, o
             if lt == ListType::Atomic {
                 return;
             }
-            for (i, item) in items.iter().enumerate() {
-                path.push(item_pe(t, names, &lt, i, item));
-                out.insert(path.clone());
-                if matches!(lt, ListType::Map(_)) {
-                    if let Value::Object(m) = item {
-                        for (k, c) in m {
-                            names.push(k.clone());
-                            path.push(PE::Field(k.clone()));
-                            collect_all(c, t, names, path, out);
-                            path.pop();
-                            names.pop();
-                        }
-                    }
-                }
-                path.pop();
-            }
+            collect_items(items, &lt, t, names, path, out, collect_all);
         }
         _ => {}
+    }
+}
+
+/// The items of a set or map list: each item's own path, and for a map list the fields inside
+/// each item, collected by `recurse`.
+fn collect_items(
+    items: &[Value],
+    lt: &ListType,
+    t: &Types,
+    names: &mut Vec<String>,
+    path: &mut Path,
+    out: &mut FieldSet,
+    recurse: fn(&Value, &Types, &mut Vec<String>, &mut Path, &mut FieldSet),
+) {
+    for (i, item) in items.iter().enumerate() {
+        path.push(item_pe(t, names, lt, i, item));
+        out.insert(path.clone());
+        if let (ListType::Map(_), Value::Object(m)) = (lt, item) {
+            for (k, c) in m {
+                names.push(k.clone());
+                path.push(PE::Field(k.clone()));
+                recurse(c, t, names, path, out);
+                path.pop();
+                names.pop();
+            }
+        }
+        path.pop();
     }
 }
 
