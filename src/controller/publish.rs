@@ -175,24 +175,18 @@ async fn add_paths(
         Err(e) => return Err(kube_error(&format!("cannot read Ingress {name}"), e)),
     };
     if let Some(patched) = http::add_paths(&existing, owner, files) {
-        // `replace` carries the resourceVersion read: a concurrent change is a conflict, retried.
-        api.replace(
-            name,
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &patched,
-        )
-        .await
-        .map_err(|e| {
-            kube_error(
-                &format!("cannot add the validation paths to Ingress {name}"),
-                e,
-            )
-        })?;
+        replace_ingress(api, name, &patched)
+            .await
+            .map_err(|e| kube_error(&format!("cannot add the validation paths to Ingress {name}"), e))?;
     }
     Ok(())
+}
+
+/// Writes a user's Ingress back. `replace` carries the resourceVersion read: a concurrent
+/// change is a conflict, retried.
+async fn replace_ingress(api: &Api<Ingress>, name: &str, ingress: &Ingress) -> Result<Ingress, kube::Error> {
+    let params = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    api.replace(name, &params, ingress).await
 }
 
 async fn remove_paths(api: &Api<Ingress>, owner: &Owner<'_>, name: &str) -> Result<(), StepError> {
@@ -202,17 +196,7 @@ async fn remove_paths(api: &Api<Ingress>, owner: &Owner<'_>, name: &str) -> Resu
         Err(e) => return Err(kube_error(&format!("cannot read Ingress {name}"), e)),
     };
     if let Some(restored) = http::remove_paths(&existing, owner) {
-        match api
-            .replace(
-                name,
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                },
-                &restored,
-            )
-            .await
-        {
+        match replace_ingress(api, name, &restored).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
