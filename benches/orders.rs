@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, CustomResourceExt, ResourceExt};
 use serde_json::json;
 use testbed::dns::TestDns;
@@ -60,7 +60,8 @@ fn writes(counts: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {
 async fn main() -> anyhow::Result<()> {
     let orders_wanted = env_number("BENCH_ORDERS", 1000) as usize;
     let settle = Duration::from_secs(env_number("BENCH_SETTLE_SECS", 60));
-    let api = ApiServer::start_with(ApiServerOptions { history_window: 200_000, ..ApiServerOptions::default() }).await?;
+    let api =
+        ApiServer::start_with(ApiServerOptions { history_window: 200_000, ..ApiServerOptions::default() }).await?;
     let dns = Arc::new(TestDns::start(&[ZONE]).await?);
     let client = api.client();
 
@@ -89,7 +90,15 @@ async fn main() -> anyhow::Result<()> {
     let start_operator = || -> std::io::Result<Operator> {
         Ok(Operator(
             Command::new(env!("CARGO_BIN_EXE_certorder"))
-                .args(["run", "--metrics-addr", "127.0.0.1:0", "--dns-servers", &dns.addr().to_string(), "--log-level", "error"])
+                .args([
+                    "run",
+                    "--metrics-addr",
+                    "127.0.0.1:0",
+                    "--dns-servers",
+                    &dns.addr().to_string(),
+                    "--log-level",
+                    "error",
+                ])
                 .env("KUBECONFIG", api.kubeconfig_path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
@@ -151,8 +160,16 @@ async fn main() -> anyhow::Result<()> {
             use testbed::{FaultAnswer, FaultMatch};
             let faults = api.faults();
             faults.set_latency(Duration::from_millis(10));
-            faults.inject(FaultMatch::default().verb("patch").resource("certificateorders/status"), FaultAnswer::InternalError, 20);
-            faults.inject(FaultMatch::default().verb("create").resource("secrets"), FaultAnswer::TooManyRequests { retry_after_secs: 1 }, 20);
+            faults.inject(
+                FaultMatch::default().verb("patch").resource("certificateorders/status"),
+                FaultAnswer::InternalError,
+                20,
+            );
+            faults.inject(
+                FaultMatch::default().verb("create").resource("secrets"),
+                FaultAnswer::TooManyRequests { retry_after_secs: 1 },
+                20,
+            );
             faults.inject(FaultMatch::default().verb("patch").resource("secrets"), FaultAnswer::InternalError, 20);
             if restarts % 2 == 0 {
                 api.drop_watches();
@@ -174,7 +191,11 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             Ok(Ok(None)) | Ok(Err(_)) => break,
-            Err(_) if !storm => eprintln!("... {} of {orders_wanted} issued after {:.1} s", issued.len(), started.elapsed().as_secs_f64()),
+            Err(_) if !storm => eprintln!(
+                "... {} of {orders_wanted} issued after {:.1} s",
+                issued.len(),
+                started.elapsed().as_secs_f64()
+            ),
             Err(_) => {}
         }
         if Instant::now() > deadline {
@@ -188,10 +209,16 @@ async fn main() -> anyhow::Result<()> {
 
     println!("== certorder benchmark: {orders_wanted} DV orders, local provider, automatic review, DNS validation");
     if storm {
-        println!("storm: API faults (500s, 429s, dropped watches, 410 Gone, latency) for 10 s; the operator killed {restarts} times (peak RSS below is the last process's)");
+        println!(
+            "storm: API faults (500s, 429s, dropped watches, 410 Gone, latency) for 10 s; the operator killed {restarts} times (peak RSS below is the last process's)"
+        );
     }
     println!("orders created in          {:>8.2} s", created.as_secs_f64());
-    println!("all issued after           {:>8.2} s  ({} of {orders_wanted} issued)", elapsed.as_secs_f64(), issued.len());
+    println!(
+        "all issued after           {:>8.2} s  ({} of {orders_wanted} issued)",
+        elapsed.as_secs_f64(),
+        issued.len()
+    );
     println!("orders per second          {:>8.1}", issued.len() as f64 / elapsed.as_secs_f64());
     if let Some(rss) = rss_at_issue {
         println!("operator peak RSS          {rss:>8.1} MiB");

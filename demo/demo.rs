@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use certorder::api::{CertificateOrder, Phase};
 use certorder::tools::Review;
 use futures::{StreamExt, TryStreamExt};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-use testbed::dns::TestDns;
 use testbed::ApiServer;
+use testbed::dns::TestDns;
 
 fn kubectl(kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
     use std::io::Write;
@@ -52,7 +52,11 @@ async fn main() -> anyhow::Result<()> {
 
     kubectl(&kubeconfig, &["apply", "-f", &root.join("crds").to_string_lossy()], None)?;
     kubectl(&kubeconfig, &["wait", "--for", "condition=established", "crd/certificateorders.certorder.io"], None)?;
-    kubectl(&kubeconfig, &["apply", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: certorder-system\n"))?;
+    kubectl(
+        &kubeconfig,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: certorder-system\n"),
+    )?;
 
     let config = certorder::controller::Config {
         metrics_addr: "127.0.0.1:0".parse()?,
@@ -72,7 +76,9 @@ async fn main() -> anyhow::Result<()> {
     let mut approved = std::collections::HashSet::new();
     let started = Instant::now();
     let mut stream = watcher(orders.clone(), watcher::Config::default()).applied_objects().boxed();
-    while let Some(order) = tokio::time::timeout(Duration::from_secs(120), stream.try_next()).await??.map(Some).unwrap_or(None) {
+    while let Some(order) =
+        tokio::time::timeout(Duration::from_secs(120), stream.try_next()).await??.map(Some).unwrap_or(None)
+    {
         let name = order.name_any();
         let ns = order.namespace().unwrap_or_default();
         let Some(status) = &order.status else { continue };
@@ -99,7 +105,9 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", certorder::tools::review(client.clone(), &ns, &name, Review::Approve).await?);
         }
         let all = orders.list(&Default::default()).await?;
-        if !all.items.is_empty() && all.items.iter().all(|o| o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued)) {
+        if !all.items.is_empty()
+            && all.items.iter().all(|o| o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued))
+        {
             break;
         }
     }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 
 use crate::api::{CertificateOrder, ValidationMethod};
 use crate::tools::ToolError;
@@ -73,7 +73,12 @@ pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, Strin
         return out;
     };
     let stale = status.observed_generation != order.metadata.generation;
-    let _ = writeln!(out, "Phase:    {}{}", status.phase, if stale { " (for an older generation: the operator is catching up)" } else { "" });
+    let _ = writeln!(
+        out,
+        "Phase:    {}{}",
+        status.phase,
+        if stale { " (for an older generation: the operator is catching up)" } else { "" }
+    );
     if let Some(m) = &status.message {
         let _ = writeln!(out, "Now:      {m}");
     }
@@ -95,7 +100,9 @@ pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, Strin
         for c in &status.challenges {
             let what = match c.method {
                 ValidationMethod::DNS => format!("TXT {} = \"{}\"", c.target, c.expected_value),
-                ValidationMethod::HTTP => format!("GET {} must return \"{}\" (no trailing newline)", c.target, c.expected_value),
+                ValidationMethod::HTTP => {
+                    format!("GET {} must return \"{}\" (no trailing newline)", c.target, c.expected_value)
+                }
             };
             let _ = writeln!(out, "  {:<28} {what}", c.domain);
             match &c.self_check {
@@ -103,7 +110,8 @@ pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, Strin
                     let _ = writeln!(out, "  {:<28} self-check passed at {}", "", at(&s.last_check_time));
                 }
                 Some(s) => {
-                    let _ = writeln!(out, "  {:<28} self-check FAILING at {}: {}", "", at(&s.last_check_time), s.diagnosis);
+                    let _ =
+                        writeln!(out, "  {:<28} self-check FAILING at {}: {}", "", at(&s.last_check_time), s.diagnosis);
                     if !s.seen.is_empty() {
                         let _ = writeln!(out, "  {:<28} seen: {}", "", s.seen);
                     }
@@ -139,7 +147,8 @@ pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, Strin
     }
     let _ = writeln!(out, "Conditions:");
     for c in &status.conditions {
-        let _ = writeln!(out, "  {:<22} {:<6} {:<28} since {}", c.type_, c.status, c.reason, at(&c.last_transition_time));
+        let _ =
+            writeln!(out, "  {:<22} {:<6} {:<28} since {}", c.type_, c.status, c.reason, at(&c.last_transition_time));
     }
     if !timeline.is_empty() {
         let _ = writeln!(out, "Events:");
@@ -152,15 +161,25 @@ pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, Strin
 
 /// Runs the DNS self-checks of the order's challenges now, as the CA would, and reports each.
 /// Returns the report and whether every check passed.
-pub async fn check(client: kube::Client, namespace: &str, name: &str, dns_servers: Vec<std::net::SocketAddr>) -> Result<(String, bool), ToolError> {
+pub async fn check(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    dns_servers: Vec<std::net::SocketAddr>,
+) -> Result<(String, bool), ToolError> {
     let order = get(&client, namespace, name).await?;
     let challenges = order.status.map(|s| s.challenges).unwrap_or_default();
     let mut out = String::new();
     if challenges.is_empty() {
-        let _ = writeln!(out, "CertificateOrder {namespace}/{name} has no challenges to check (not in domain validation)");
+        let _ =
+            writeln!(out, "CertificateOrder {namespace}/{name} has no challenges to check (not in domain validation)");
         return Ok((out, true));
     }
-    let config = if dns_servers.is_empty() { DnsCheckerConfig::default() } else { DnsCheckerConfig::with_nameservers(dns_servers) };
+    let config = if dns_servers.is_empty() {
+        DnsCheckerConfig::default()
+    } else {
+        DnsCheckerConfig::with_nameservers(dns_servers)
+    };
     let checker = DnsChecker::new(config).map_err(|e| ToolError::Check(e.to_string()))?;
     let mut all = true;
     for c in &challenges {
@@ -179,7 +198,11 @@ pub async fn check(client: kube::Client, namespace: &str, name: &str, dns_server
             }
             ValidationMethod::HTTP => {
                 all = false;
-                let _ = writeln!(out, "skip {:<28} {}: HTTP checks run in the operator; see `certorder status`", c.domain, c.target);
+                let _ = writeln!(
+                    out,
+                    "skip {:<28} {}: HTTP checks run in the operator; see `certorder status`",
+                    c.domain, c.target
+                );
             }
         }
     }

@@ -103,11 +103,7 @@ struct TargetArgs {
 
 impl From<TargetArgs> for Target {
     fn from(a: TargetArgs) -> Self {
-        Target {
-            kubeconfig: a.kubeconfig,
-            context: a.context,
-            namespace: a.namespace,
-        }
+        Target { kubeconfig: a.kubeconfig, context: a.context, namespace: a.namespace }
     }
 }
 
@@ -200,16 +196,8 @@ impl RunArgs {
             backoff_max: self.backoff_max.0,
         };
         for (initial, max, names) in [
-            (
-                timing.self_check_initial,
-                timing.self_check_max,
-                "--self-check-initial is longer than --self-check-max",
-            ),
-            (
-                timing.backoff_initial,
-                timing.backoff_max,
-                "--backoff-initial is longer than --backoff-max",
-            ),
+            (timing.self_check_initial, timing.self_check_max, "--self-check-initial is longer than --self-check-max"),
+            (timing.backoff_initial, timing.backoff_max, "--backoff-initial is longer than --backoff-max"),
         ] {
             if initial > max {
                 bail!(
@@ -219,12 +207,8 @@ impl RunArgs {
                 );
             }
         }
-        let watch_namespaces = self
-            .watch_namespaces
-            .iter()
-            .map(|ns| ns.trim().to_string())
-            .filter(|ns| !ns.is_empty())
-            .collect();
+        let watch_namespaces =
+            self.watch_namespaces.iter().map(|ns| ns.trim().to_string()).filter(|ns| !ns.is_empty()).collect();
         let namespace = self
             .namespace
             .clone()
@@ -267,11 +251,7 @@ fn parse_name_server(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    if let Ok(ip) = s
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
+    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
     Err(format!(
@@ -295,19 +275,13 @@ impl FromStr for HumanDuration {
         let mut total = Duration::ZERO;
         let mut rest = text;
         while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
             if digits == 0 {
                 return Err(format!("{text:?} is not a duration; {hint}"));
             }
-            let number: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("{text:?} is too long a duration"))?;
+            let number: u64 = rest[..digits].parse().map_err(|_| format!("{text:?} is too long a duration"))?;
             rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
             let unit = match &rest[..unit_len] {
                 "ms" => Duration::from_millis(1),
                 "s" => Duration::from_secs(1),
@@ -322,14 +296,10 @@ impl FromStr for HumanDuration {
                 .ok()
                 .and_then(|n| unit.checked_mul(n))
                 .ok_or_else(|| format!("{text:?} is too long a duration"))?;
-            total = total
-                .checked_add(part)
-                .ok_or_else(|| format!("{text:?} is too long a duration"))?;
+            total = total.checked_add(part).ok_or_else(|| format!("{text:?} is too long a duration"))?;
         }
         if total.is_zero() {
-            return Err(format!(
-                "{text:?} is zero; the operator would not wait at all; {hint}"
-            ));
+            return Err(format!("{text:?} is zero; the operator would not wait at all; {hint}"));
         }
         Ok(HumanDuration(total))
     }
@@ -342,13 +312,7 @@ impl fmt::Display for HumanDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1000),
-            ("ms", 1),
-        ] {
+        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
@@ -375,9 +339,7 @@ fn parse_cli() -> Cli {
 
 fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).with_context(|| {
-        format!(
-            "--log-level {filter:?} is not a valid filter; try `info` or `info,certorder=debug`"
-        )
+        format!("--log-level {filter:?} is not a valid filter; try `info` or `info,certorder=debug`")
     })?;
     // Colours only on a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
@@ -407,9 +369,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Crd { out_dir: Some(dir) } => {
-            for path in certorder::crdgen::write_dir(&dir)
-                .with_context(|| format!("cannot write {}", dir.display()))?
-            {
+            for path in certorder::crdgen::write_dir(&dir).with_context(|| format!("cannot write {}", dir.display()))? {
                 eprintln!("wrote {}", path.display());
             }
             Ok(())
@@ -419,11 +379,7 @@ async fn main() -> anyhow::Result<()> {
             certorder::validation::solver::run(dir, listen).await
         }
         Command::Approve { name, target } => review(name, target, Review::Approve).await,
-        Command::Reject {
-            name,
-            reason,
-            target,
-        } => review(name, target, Review::Reject { reason }).await,
+        Command::Reject { name, reason, target } => review(name, target, Review::Reject { reason }).await,
         Command::Status { name, target } => {
             let (client, namespace) = tools::connect(&target.into()).await?;
             print!("{}", certorder::inspect::status(client, &namespace, &name).await?);
@@ -440,10 +396,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Renew { name, target } => {
             let (client, namespace) = tools::connect(&target.into()).await?;
-            println!(
-                "{}",
-                tools::renew(client, &namespace, &name, chrono::Utc::now()).await?
-            );
+            println!("{}", tools::renew(client, &namespace, &name, chrono::Utc::now()).await?);
             Ok(())
         }
     }
@@ -451,10 +404,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn review(name: String, target: TargetArgs, review: Review) -> anyhow::Result<()> {
     let (client, namespace) = tools::connect(&target.into()).await?;
-    println!(
-        "{}",
-        tools::review(client, &namespace, &name, review).await?
-    );
+    println!("{}", tools::review(client, &namespace, &name, review).await?);
     Ok(())
 }
 
@@ -564,10 +514,7 @@ mod tests {
 
     #[test]
     fn the_namespace_flag_wins_over_pod_namespace() {
-        let config = run_args(&["--namespace", "mine"])
-            .unwrap()
-            .config(Some("ops".into()))
-            .unwrap();
+        let config = run_args(&["--namespace", "mine"]).unwrap().config(Some("ops".into())).unwrap();
         assert_eq!(config.namespace, "mine");
     }
 
@@ -575,21 +522,12 @@ mod tests {
     fn bad_run_flags_are_refused_with_the_reason() {
         let err = run_args(&["--review-poll", "10"]).unwrap_err().to_string();
         assert!(err.contains("has no unit"), "{err}");
-        let err = run_args(&["--dns-servers", "ns1.example.com"])
-            .unwrap_err()
-            .to_string();
+        let err = run_args(&["--dns-servers", "ns1.example.com"]).unwrap_err().to_string();
         assert!(err.contains("is not a name server address"), "{err}");
         let err = run_args(&["--concurrency", "0"]).unwrap_err().to_string();
         assert!(err.contains("0"), "{err}");
-        let err = run_args(&["--backoff-initial", "10m", "--backoff-max", "1m"])
-            .unwrap()
-            .config(None)
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("--backoff-initial is longer than --backoff-max (10m > 1m)"),
-            "{err}"
-        );
+        let err = run_args(&["--backoff-initial", "10m", "--backoff-max", "1m"]).unwrap().config(None).unwrap_err();
+        assert!(err.to_string().contains("--backoff-initial is longer than --backoff-max (10m > 1m)"), "{err}");
     }
 
     #[test]
@@ -607,21 +545,14 @@ mod tests {
         ])
         .unwrap();
         match cli.command {
-            Command::Reject {
-                name,
-                reason,
-                target,
-            } => {
+            Command::Reject { name, reason, target } => {
                 assert_eq!((name.as_str(), reason.as_str()), ("shop", "wrong company"));
                 assert_eq!(target.namespace.as_deref(), Some("web"));
                 assert_eq!(target.context.as_deref(), Some("prod"));
             }
             other => panic!("parsed as {other:?}"),
         }
-        assert!(
-            Cli::try_parse_from(["certorder", "reject", "shop"]).is_err(),
-            "--reason is required"
-        );
+        assert!(Cli::try_parse_from(["certorder", "reject", "shop"]).is_err(), "--reason is required");
     }
 
     #[test]
@@ -630,8 +561,7 @@ mod tests {
     }
     #[test]
     fn the_readme_lists_every_run_flag_with_its_env_and_default() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         let command = Cli::command();
         let run = command.find_subcommand("run").unwrap();
         let mut problems = Vec::new();
@@ -640,10 +570,7 @@ mod tests {
             if long == "help" {
                 continue;
             }
-            let Some(line) = readme
-                .lines()
-                .find(|l| l.starts_with(&format!("| `--{long}")))
-            else {
+            let Some(line) = readme.lines().find(|l| l.starts_with(&format!("| `--{long}"))) else {
                 problems.push(format!("no row for --{long}"));
                 continue;
             };

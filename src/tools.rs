@@ -12,8 +12,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
 use crate::api::{
-    CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, REVIEW_ANNOTATION,
-    REVIEW_GENERATION_ANNOTATION, REVIEW_REASON_ANNOTATION, ReviewMode,
+    CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, REVIEW_ANNOTATION, REVIEW_GENERATION_ANNOTATION,
+    REVIEW_REASON_ANNOTATION, ReviewMode,
 };
 
 /// Why a tool refused or failed; every message says what to do next.
@@ -26,40 +26,22 @@ pub enum ToolError {
     #[error(
         "CertificateOrder {namespace}/{order} refers to ClusterCertificateProvider {provider}, which does not exist; create it or fix spec.providerRef.name"
     )]
-    ProviderNotFound {
-        namespace: String,
-        order: String,
-        provider: String,
-    },
+    ProviderNotFound { namespace: String, order: String, provider: String },
     #[error(
         "ClusterCertificateProvider {provider} is not a local provider: its vendor's CA reviews the order, so there is nothing to {action} here"
     )]
-    NotLocal {
-        provider: String,
-        action: &'static str,
-    },
+    NotLocal { provider: String, action: &'static str },
     #[error(
         "ClusterCertificateProvider {provider} reviews orders automatically (spec.local.review: Automatic); set it to Manual to {action} orders by hand"
     )]
-    AutomaticReview {
-        provider: String,
-        action: &'static str,
-    },
+    AutomaticReview { provider: String, action: &'static str },
     #[error(
         "CertificateOrder {namespace}/{name} is a DV order: DV certificates have no organization review, so there is nothing to {action}"
     )]
-    NotReviewed {
-        namespace: String,
-        name: String,
-        action: &'static str,
-    },
-    #[error(
-        "CertificateOrder {namespace}/{name} has no metadata.generation; is the API server a real one?"
-    )]
+    NotReviewed { namespace: String, name: String, action: &'static str },
+    #[error("CertificateOrder {namespace}/{name} has no metadata.generation; is the API server a real one?")]
     NoGeneration { namespace: String, name: String },
-    #[error(
-        "--reason must say why the order is rejected; the order's status shows it to its owner"
-    )]
+    #[error("--reason must say why the order is rejected; the order's status shows it to its owner")]
     EmptyReason,
     #[error("cannot read kubeconfig: {0}")]
     Kubeconfig(#[source] kube::config::KubeconfigError),
@@ -87,27 +69,17 @@ pub struct Target {
 
 /// A client for the target and the namespace to use.
 pub async fn connect(target: &Target) -> Result<(kube::Client, String), ToolError> {
-    let options = KubeConfigOptions {
-        context: target.context.clone(),
-        ..Default::default()
-    };
+    let options = KubeConfigOptions { context: target.context.clone(), ..Default::default() };
     let config = match (&target.kubeconfig, &target.context) {
         (Some(path), _) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(ToolError::Kubeconfig)?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .map_err(ToolError::Kubeconfig)?
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(ToolError::Kubeconfig)?
         }
         // A context only means something in a kubeconfig: do not fall back to in-cluster.
-        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(ToolError::Kubeconfig)?,
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options).await.map_err(ToolError::Kubeconfig)?,
         (None, None) => kube::Config::infer().await.map_err(ToolError::Infer)?,
     };
-    let namespace = target
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
+    let namespace = target.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     let client = kube::Client::try_from(config)?;
     Ok((client, namespace))
 }
@@ -145,35 +117,18 @@ pub fn check_reviewable(
     }
     let provider_name = order.spec.provider_ref.name.clone();
     let Some(provider) = provider else {
-        return Err(ToolError::ProviderNotFound {
-            namespace,
-            order: name,
-            provider: provider_name,
-        });
+        return Err(ToolError::ProviderNotFound { namespace, order: name, provider: provider_name });
     };
     let Some(local) = &provider.spec.local else {
-        return Err(ToolError::NotLocal {
-            provider: provider_name,
-            action,
-        });
+        return Err(ToolError::NotLocal { provider: provider_name, action });
     };
     if local.review == ReviewMode::Automatic {
-        return Err(ToolError::AutomaticReview {
-            provider: provider_name,
-            action,
-        });
+        return Err(ToolError::AutomaticReview { provider: provider_name, action });
     }
     if !order.spec.product.type_.needs_organization_review() {
-        return Err(ToolError::NotReviewed {
-            namespace,
-            name,
-            action,
-        });
+        return Err(ToolError::NotReviewed { namespace, name, action });
     }
-    order
-        .metadata
-        .generation
-        .ok_or(ToolError::NoGeneration { namespace, name })
+    order.metadata.generation.ok_or(ToolError::NoGeneration { namespace, name })
 }
 
 /// The merge patch that records a review decision for `generation`. Approving removes the reason
@@ -201,45 +156,22 @@ pub fn renew_patch(now: DateTime<Utc>) -> Value {
 pub const FIELD_MANAGER: &str = "certorder-tools";
 
 fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
 }
 
-async fn get_order(
-    api: &Api<CertificateOrder>,
-    namespace: &str,
-    name: &str,
-) -> Result<CertificateOrder, ToolError> {
-    api.get_opt(name)
-        .await?
-        .ok_or_else(|| ToolError::OrderNotFound {
-            namespace: namespace.into(),
-            name: name.into(),
-        })
+async fn get_order(api: &Api<CertificateOrder>, namespace: &str, name: &str) -> Result<CertificateOrder, ToolError> {
+    api.get_opt(name).await?.ok_or_else(|| ToolError::OrderNotFound { namespace: namespace.into(), name: name.into() })
 }
 
 /// `certorder approve` / `reject`: records the decision for the order's current generation.
 /// Returns a line for the person.
-pub async fn review(
-    client: kube::Client,
-    namespace: &str,
-    name: &str,
-    review: Review,
-) -> Result<String, ToolError> {
+pub async fn review(client: kube::Client, namespace: &str, name: &str, review: Review) -> Result<String, ToolError> {
     let orders: Api<CertificateOrder> = Api::namespaced(client.clone(), namespace);
     let order = get_order(&orders, namespace, name).await?;
     let providers: Api<ClusterCertificateProvider> = Api::all(client);
     let provider = providers.get_opt(&order.spec.provider_ref.name).await?;
     let generation = check_reviewable(&order, provider.as_ref(), &review)?;
-    orders
-        .patch(
-            name,
-            &patch_params(),
-            &Patch::Merge(review_patch(&review, generation)),
-        )
-        .await?;
+    orders.patch(name, &patch_params(), &Patch::Merge(review_patch(&review, generation))).await?;
     Ok(match review {
         Review::Approve => format!(
             "certificateorder {namespace}/{name} approved (generation {generation}); the local CA goes on to domain validation"
@@ -252,17 +184,10 @@ pub async fn review(
 }
 
 /// `certorder renew`: asks the controller to renew the order's certificate once, now.
-pub async fn renew(
-    client: kube::Client,
-    namespace: &str,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<String, ToolError> {
+pub async fn renew(client: kube::Client, namespace: &str, name: &str, now: DateTime<Utc>) -> Result<String, ToolError> {
     let orders: Api<CertificateOrder> = Api::namespaced(client, namespace);
     get_order(&orders, namespace, name).await?;
-    orders
-        .patch(name, &patch_params(), &Patch::Merge(renew_patch(now)))
-        .await?;
+    orders.patch(name, &patch_params(), &Patch::Merge(renew_patch(now))).await?;
     Ok(format!(
         "certificateorder {namespace}/{name}: renewal requested at {}",
         now.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -296,10 +221,7 @@ mod tests {
             "local",
             ClusterCertificateProviderSpec {
                 local: Some(LocalProvider {
-                    ca_secret_ref: NamespacedSecretRef {
-                        name: "ca".into(),
-                        namespace: "certorder-system".into(),
-                    },
+                    ca_secret_ref: NamespacedSecretRef { name: "ca".into(), namespace: "certorder-system".into() },
                     review,
                     certificate_lifetime: None,
                 }),
@@ -309,38 +231,23 @@ mod tests {
     }
 
     fn reject(reason: &str) -> Review {
-        Review::Reject {
-            reason: reason.into(),
-        }
+        Review::Reject { reason: reason.into() }
     }
 
     #[test]
     fn a_manual_local_provider_lets_people_review_ov_and_ev_at_the_current_generation() {
         let provider = local(ReviewMode::Manual);
-        assert_eq!(
-            check_reviewable(&order("OV", Some(3)), Some(&provider), &Review::Approve).unwrap(),
-            3
-        );
-        assert_eq!(
-            check_reviewable(&order("EV", Some(1)), Some(&provider), &reject("no")).unwrap(),
-            1
-        );
+        assert_eq!(check_reviewable(&order("OV", Some(3)), Some(&provider), &Review::Approve).unwrap(), 3);
+        assert_eq!(check_reviewable(&order("EV", Some(1)), Some(&provider), &reject("no")).unwrap(), 1);
     }
 
     #[test]
     fn refusals_say_what_to_do() {
         let manual = local(ReviewMode::Manual);
         let automatic = local(ReviewMode::Automatic);
-        let vendor = ClusterCertificateProvider::new(
-            "local",
-            ClusterCertificateProviderSpec { local: None, ucloud: None },
-        );
-        let cases: Vec<(
-            CertificateOrder,
-            Option<&ClusterCertificateProvider>,
-            Review,
-            &str,
-        )> = vec![
+        let vendor =
+            ClusterCertificateProvider::new("local", ClusterCertificateProviderSpec { local: None, ucloud: None });
+        let cases: Vec<(CertificateOrder, Option<&ClusterCertificateProvider>, Review, &str)> = vec![
             (
                 order("OV", Some(1)),
                 None,
@@ -365,23 +272,11 @@ mod tests {
                 Review::Approve,
                 "web/shop is a DV order: DV certificates have no organization review, so there is nothing to approve",
             ),
-            (
-                order("OV", Some(1)),
-                Some(&manual),
-                reject("  "),
-                "--reason must say why the order is rejected",
-            ),
-            (
-                order("OV", None),
-                Some(&manual),
-                Review::Approve,
-                "has no metadata.generation",
-            ),
+            (order("OV", Some(1)), Some(&manual), reject("  "), "--reason must say why the order is rejected"),
+            (order("OV", None), Some(&manual), Review::Approve, "has no metadata.generation"),
         ];
         for (order, provider, review, want) in cases {
-            let err = check_reviewable(&order, provider, &review)
-                .unwrap_err()
-                .to_string();
+            let err = check_reviewable(&order, provider, &review).unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
     }
@@ -412,9 +307,7 @@ mod tests {
 
     #[test]
     fn renewing_records_the_time_in_rfc3339() {
-        let now = DateTime::parse_from_rfc3339("2026-03-15T08:09:10.123Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-03-15T08:09:10.123Z").unwrap().with_timezone(&Utc);
         assert_eq!(
             renew_patch(now),
             json!({"metadata": {"annotations": {"certorder.io/renew-requested": "2026-03-15T08:09:10Z"}}})
@@ -434,9 +327,7 @@ mod tests {
         async fn install_crds(client: &kube::Client) {
             let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
             for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd()] {
-                crds.create(&PostParams::default(), &crd)
-                    .await
-                    .expect("the testbed accepts the CRD");
+                crds.create(&PostParams::default(), &crd).await.expect("the testbed accepts the CRD");
             }
             let orders: Api<CertificateOrder> = Api::namespaced(client.clone(), "web");
             for _ in 0..50 {
@@ -450,15 +341,9 @@ mod tests {
 
         async fn create<K>(api: &Api<K>, object: K)
         where
-            K: kube::Resource
-                + Clone
-                + std::fmt::Debug
-                + serde::Serialize
-                + serde::de::DeserializeOwned,
+            K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
         {
-            api.create(&PostParams::default(), &object)
-                .await
-                .expect("create");
+            api.create(&PostParams::default(), &object).await.expect("create");
         }
 
         fn annotations(order: &CertificateOrder) -> std::collections::BTreeMap<String, String> {
@@ -482,8 +367,7 @@ mod tests {
             let orders: Api<CertificateOrder> = Api::namespaced(admin.clone(), "web");
             // The OV example carries the company, applicant and letter the admission rules ask for.
             let ov_example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ov-order.yaml");
-            let mut ov: CertificateOrder =
-                serde_yaml::from_str(&std::fs::read_to_string(ov_example).unwrap()).unwrap();
+            let mut ov: CertificateOrder = serde_yaml::from_str(&std::fs::read_to_string(ov_example).unwrap()).unwrap();
             ov.metadata = order("OV", None).metadata;
             create(&orders, ov).await;
             let mut dv = order("DV", None);
@@ -491,92 +375,42 @@ mod tests {
             dv.spec.provider_ref.name = "local-auto".into();
             create(&orders, dv).await;
 
-            let target = Target {
-                kubeconfig: Some(server.kubeconfig_path()),
-                context: None,
-                namespace: Some("web".into()),
-            };
-            let (client, namespace) = connect(&target)
-                .await
-                .expect("the testbed's kubeconfig works");
+            let target =
+                Target { kubeconfig: Some(server.kubeconfig_path()), context: None, namespace: Some("web".into()) };
+            let (client, namespace) = connect(&target).await.expect("the testbed's kubeconfig works");
             assert_eq!(namespace, "web");
 
             // Reject, then approve: the reason goes away, the generation is recorded.
-            let said = review(client.clone(), "web", "shop", reject("licence expired"))
-                .await
-                .unwrap();
-            assert!(
-                said.contains("web/shop rejected (generation 1): licence expired"),
-                "{said}"
-            );
+            let said = review(client.clone(), "web", "shop", reject("licence expired")).await.unwrap();
+            assert!(said.contains("web/shop rejected (generation 1): licence expired"), "{said}");
             let a = annotations(&orders.get("shop").await.unwrap());
-            assert_eq!(
-                a.get(REVIEW_ANNOTATION).map(String::as_str),
-                Some("rejected")
-            );
-            assert_eq!(
-                a.get(REVIEW_REASON_ANNOTATION).map(String::as_str),
-                Some("licence expired")
-            );
+            assert_eq!(a.get(REVIEW_ANNOTATION).map(String::as_str), Some("rejected"));
+            assert_eq!(a.get(REVIEW_REASON_ANNOTATION).map(String::as_str), Some("licence expired"));
 
             let mut fixed = orders.get("shop").await.unwrap();
             fixed.spec.domains.push("checkout.example.com".into());
-            orders
-                .replace("shop", &PostParams::default(), &fixed)
-                .await
-                .unwrap();
-            let said = review(client.clone(), "web", "shop", Review::Approve)
-                .await
-                .unwrap();
+            orders.replace("shop", &PostParams::default(), &fixed).await.unwrap();
+            let said = review(client.clone(), "web", "shop", Review::Approve).await.unwrap();
             assert!(said.contains("web/shop approved (generation 2)"), "{said}");
             let a = annotations(&orders.get("shop").await.unwrap());
-            assert_eq!(
-                a.get(REVIEW_ANNOTATION).map(String::as_str),
-                Some("approved")
-            );
-            assert_eq!(
-                a.get(REVIEW_GENERATION_ANNOTATION).map(String::as_str),
-                Some("2")
-            );
+            assert_eq!(a.get(REVIEW_ANNOTATION).map(String::as_str), Some("approved"));
+            assert_eq!(a.get(REVIEW_GENERATION_ANNOTATION).map(String::as_str), Some("2"));
             assert_eq!(a.get(REVIEW_REASON_ANNOTATION), None);
 
             // Refusals.
-            let err = review(client.clone(), "web", "nope", Review::Approve)
-                .await
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("CertificateOrder web/nope does not exist"),
-                "{err}"
-            );
-            let err = review(client.clone(), "web", "dv", Review::Approve)
-                .await
-                .unwrap_err()
-                .to_string();
+            let err = review(client.clone(), "web", "nope", Review::Approve).await.unwrap_err().to_string();
+            assert!(err.contains("CertificateOrder web/nope does not exist"), "{err}");
+            let err = review(client.clone(), "web", "dv", Review::Approve).await.unwrap_err().to_string();
             assert!(err.contains("reviews orders automatically"), "{err}");
-            assert_eq!(
-                annotations(&orders.get("dv").await.unwrap()).get(REVIEW_ANNOTATION),
-                None
-            );
-            let err = renew(client.clone(), "other", "shop", Utc::now())
-                .await
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("CertificateOrder other/shop does not exist"),
-                "{err}"
-            );
+            assert_eq!(annotations(&orders.get("dv").await.unwrap()).get(REVIEW_ANNOTATION), None);
+            let err = renew(client.clone(), "other", "shop", Utc::now()).await.unwrap_err().to_string();
+            assert!(err.contains("CertificateOrder other/shop does not exist"), "{err}");
 
             // Renew.
-            let now = DateTime::parse_from_rfc3339("2026-05-01T10:00:00Z")
-                .unwrap()
-                .with_timezone(&Utc);
+            let now = DateTime::parse_from_rfc3339("2026-05-01T10:00:00Z").unwrap().with_timezone(&Utc);
             renew(client, "web", "dv", now).await.unwrap();
             let a = annotations(&orders.get("dv").await.unwrap());
-            assert_eq!(
-                a.get(RENEW_ANNOTATION).map(String::as_str),
-                Some("2026-05-01T10:00:00Z")
-            );
+            assert_eq!(a.get(RENEW_ANNOTATION).map(String::as_str), Some("2026-05-01T10:00:00Z"));
         }
     }
 }

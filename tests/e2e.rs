@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
-use serde_json::{json, Value};
-use testbed::dns::TestDns;
+use serde_json::{Value, json};
 use testbed::ApiServer;
+use testbed::dns::TestDns;
 
 const NS: &str = "shop";
 
@@ -51,7 +51,10 @@ impl Env {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false)
-            .with_writer(tracing_subscriber::fmt::writer::MakeWriterExt::and(tracing_subscriber::fmt::TestWriter::new, || CapturedLog))
+            .with_writer(tracing_subscriber::fmt::writer::MakeWriterExt::and(
+                tracing_subscriber::fmt::TestWriter::new,
+                || CapturedLog,
+            ))
             .try_init();
         let api = ApiServer::start().await;
         let dns = std::sync::Arc::new(TestDns::start(&["example.com", "example.org"]).await.expect("test DNS"));
@@ -142,7 +145,6 @@ fn captured_logs() -> String {
 }
 
 impl Env {
-
     fn orders(&self) -> Api<CertificateOrder> {
         Api::namespaced(self.client.clone(), NS)
     }
@@ -189,7 +191,10 @@ impl Env {
                 return order;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("order {name} never reached {what}; status: {}", serde_json::to_string_pretty(&order.status).unwrap());
+                panic!(
+                    "order {name} never reached {what}; status: {}",
+                    serde_json::to_string_pretty(&order.status).unwrap()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -298,9 +303,15 @@ async fn ov_order_with_manual_review_is_issued_after_approval() {
 
     // Without the letter the order says what to do and waits.
     let waiting = env
-        .wait_for("acme", "waiting for the letter", |o| o.status.as_ref().is_some_and(|s| s.phase == Phase::InfoSubmitted))
+        .wait_for("acme", "waiting for the letter", |o| {
+            o.status.as_ref().is_some_and(|s| s.phase == Phase::InfoSubmitted)
+        })
         .await;
-    assert!(waiting.status.as_ref().unwrap().message.as_deref().unwrap().contains("acme-letter"), "{:?}", waiting.status);
+    assert!(
+        waiting.status.as_ref().unwrap().message.as_deref().unwrap().contains("acme-letter"),
+        "{:?}",
+        waiting.status
+    );
     assert!(has_condition(&waiting, "Purchased", "True"));
     assert!(has_condition(&waiting, "InfoSubmitted", "True"));
 
@@ -311,7 +322,11 @@ async fn ov_order_with_manual_review_is_issued_after_approval() {
     // Domain validation runs beside the review: the challenges are already listed.
     let challenges = &in_review.status.as_ref().unwrap().challenges;
     assert_eq!(challenges.len(), 2);
-    assert!(challenges.iter().all(|c| c.target == "_dnsauth.shop.example.com" || c.target == "_dnsauth.www.shop.example.com"));
+    assert!(
+        challenges
+            .iter()
+            .all(|c| c.target == "_dnsauth.shop.example.com" || c.target == "_dnsauth.www.shop.example.com")
+    );
 
     let out = env.cli(&["approve", "acme", "-n", NS]);
     assert!(out.status.success(), "approve: {}", String::from_utf8_lossy(&out.stderr));
@@ -321,7 +336,9 @@ async fn ov_order_with_manual_review_is_issued_after_approval() {
     let first = &validating.status.as_ref().unwrap().challenges[0];
     let check = env
         .wait_for("acme", "a failing self-check", |o| {
-            o.status.as_ref().is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| !c.passed)))
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| !c.passed)))
         })
         .await;
     let seen = check.status.unwrap().challenges.into_iter().find_map(|c| c.self_check.filter(|s| !s.passed)).unwrap();
@@ -338,7 +355,8 @@ async fn ov_order_with_manual_review_is_issued_after_approval() {
     assert!(cert.issuer.starts_with("CN=certorder local CA"), "{}", cert.issuer);
     assert!(status.renewal_time.is_some());
 
-    let secret = assert_verified_secret(&env, "acme-tls", &["shop.example.com", "www.shop.example.com"], "manual").await;
+    let secret =
+        assert_verified_secret(&env, "acme-tls", &["shop.example.com", "www.shop.example.com"], "manual").await;
     let key = PrivateKey::from_pem(&String::from_utf8(secret.data.unwrap()["tls.key"].0.clone()).unwrap()).unwrap();
     assert_eq!(key.algorithm(), pki::KeyAlgorithm::EcdsaP384);
     // The pending key Secret is gone once the certificate is installed.
@@ -354,7 +372,8 @@ async fn a_rejected_order_is_resubmitted_when_the_spec_is_fixed() {
     env.apply(ov_order("acme", "ACME")).await;
     env.wait_phase("acme", Phase::OrganizationReview).await;
 
-    let out = env.cli(&["reject", "acme", "-n", NS, "--reason", "the company name does not match the business licence"]);
+    let out =
+        env.cli(&["reject", "acme", "-n", NS, "--reason", "the company name does not match the business licence"]);
     assert!(out.status.success(), "reject: {}", String::from_utf8_lossy(&out.stderr));
     let rejected = env.wait_phase("acme", Phase::Rejected).await;
     let status = rejected.status.as_ref().unwrap();
@@ -390,7 +409,13 @@ async fn dv_order_with_automatic_review_is_issued_and_settles() {
     assert!(!has_condition(&validating, "DocumentsUploaded", "False"), "DV has no documents step");
     env.publish_challenges(&validating).await;
     let issued = env.wait_phase("site", Phase::Issued).await;
-    let secret = assert_verified_secret(&env, "site-tls", &["example.org", "*.example.org", "xn--bcher-kva.example.com"], "auto").await;
+    let secret = assert_verified_secret(
+        &env,
+        "site-tls",
+        &["example.org", "*.example.org", "xn--bcher-kva.example.com"],
+        "auto",
+    )
+    .await;
     assert_eq!(secret.labels().get("team").map(String::as_str), Some("web"));
     assert_eq!(secret.labels().get("certorder.io/order").map(String::as_str), Some("site"));
     assert!(secret.owner_references().is_empty(), "the TLS Secret outlives its order");
@@ -429,7 +454,11 @@ async fn deleting_an_order_cleans_up_and_keeps_the_secret() {
     for name in ["done", "halfway"] {
         env.orders().delete(name, &DeleteParams::default()).await.expect("delete order");
     }
-    wait_until(|| async { env.orders().get_opt("done").await.unwrap().is_none() && env.orders().get_opt("halfway").await.unwrap().is_none() }).await;
+    wait_until(|| async {
+        env.orders().get_opt("done").await.unwrap().is_none()
+            && env.orders().get_opt("halfway").await.unwrap().is_none()
+    })
+    .await;
     wait_until(|| async { env.secrets().get_opt(&pending).await.unwrap().is_none() }).await;
     assert_verified_secret(&env, "done-tls", &["done.example.com"], "auto").await;
 }
@@ -579,17 +608,22 @@ async fn ucloud_dv_order_with_dns_validation_is_bought_validated_and_installed()
     let first = issued.status.as_ref().unwrap().certificate.clone().unwrap();
     let out = env.cli(&["renew", "shop", "-n", NS]);
     assert!(out.status.success(), "renew: {}", String::from_utf8_lossy(&out.stderr));
-    let old_values: Vec<String> = validating.status.as_ref().unwrap().challenges.iter().map(|c| c.expected_value.clone()).collect();
+    let old_values: Vec<String> =
+        validating.status.as_ref().unwrap().challenges.iter().map(|c| c.expected_value.clone()).collect();
     let renewing = env
         .wait_for("shop", "new challenges", |o| {
-            o.status.as_ref().is_some_and(|s| !s.challenges.is_empty() && s.challenges.iter().all(|c| !old_values.contains(&c.expected_value)))
+            o.status.as_ref().is_some_and(|s| {
+                !s.challenges.is_empty() && s.challenges.iter().all(|c| !old_values.contains(&c.expected_value))
+            })
         })
         .await;
     assert_eq!(sim.calls("ReIssueCertificateCSRInfo"), 1);
     env.publish_challenges(&renewing).await;
     let renewed = env
         .wait_for("shop", "a new certificate", |o| {
-            o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued && s.certificate.as_ref().is_some_and(|c| c.serial != first.serial))
+            o.status.as_ref().is_some_and(|s| {
+                s.phase == Phase::Issued && s.certificate.as_ref().is_some_and(|c| c.serial != first.serial)
+            })
         })
         .await;
     assert_ne!(renewed.status.as_ref().unwrap().certificate.as_ref().unwrap().key_fingerprint, first.key_fingerprint);
@@ -615,7 +649,11 @@ async fn ucloud_a_restart_right_after_the_purchase_call_buys_only_once() {
     assert!(vendor.purchase_requested_time.is_some());
 
     let validating = env.wait_phase("crash", Phase::DomainValidation).await;
-    assert_eq!(vendor_id(&validating), Some(sim.orders()[0].id.to_string()), "the order bought before the restart was adopted");
+    assert_eq!(
+        vendor_id(&validating),
+        Some(sim.orders()[0].id.to_string()),
+        "the order bought before the restart was adopted"
+    );
     env.publish_challenges(&validating).await;
     env.wait_phase("crash", Phase::Issued).await;
     assert_ussl_secret(&env, &sim, "crash-tls", &["crash.example.org"]).await;
@@ -693,12 +731,17 @@ impl std::ops::Deref for HttpEnv {
 impl HttpEnv {
     async fn start(names: &[&str]) -> HttpEnv {
         let mut env = Env::start_with_controller(false).await;
-        let cluster = testbed::cluster::Cluster::start(env.client.clone(), env!("CARGO_BIN_EXE_certorder")).await.expect("cluster emulation");
+        let cluster = testbed::cluster::Cluster::start(env.client.clone(), env!("CARGO_BIN_EXE_certorder"))
+            .await
+            .expect("cluster emulation");
         for name in names {
             env.dns.set_a(name, std::net::Ipv4Addr::LOCALHOST).await.expect("set A");
         }
         // The operator fetches validation files through the emulation's front door.
-        let config = certorder::controller::Config { http_validation_port: cluster.port(), ..test_config(env.dns.addr(), env.metrics_port) };
+        let config = certorder::controller::Config {
+            http_validation_port: cluster.port(),
+            ..test_config(env.dns.addr(), env.metrics_port)
+        };
         env.controller = Some(spawn_controller(&env.client, config));
         HttpEnv { env, cluster }
     }
@@ -749,7 +792,10 @@ impl HttpEnv {
             .unwrap()
             .items
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(order) && e.reason.as_deref() == Some(reason))
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(order)
+                    && e.reason.as_deref() == Some(reason)
+            })
             .map(|e| e.note.unwrap_or_default())
             .collect()
     }
@@ -759,7 +805,11 @@ impl HttpEnv {
         self.cluster
             .served()
             .into_iter()
-            .filter(|s| s.host == host && s.user_agent == certorder::provider::local::CA_AGENT && s.path == "/.well-known/pki-validation/fileauth.txt")
+            .filter(|s| {
+                s.host == host
+                    && s.user_agent == certorder::provider::local::CA_AGENT
+                    && s.path == "/.well-known/pki-validation/fileauth.txt"
+            })
             .map(|s| s.status)
             .collect()
     }
@@ -773,19 +823,31 @@ fn with_http(mut order: Value, provider: &str, http: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_dv_and_ov_orders_are_issued_through_the_emulated_ingress_and_leave_nothing_behind() {
-    let env = HttpEnv::start(&["web.example.com", "www.web.example.com", "shop.example.com", "www.shop.example.com"]).await;
+    let env =
+        HttpEnv::start(&["web.example.com", "www.web.example.com", "shop.example.com", "www.shop.example.com"]).await;
     env.provider("auto", "Automatic").await;
     env.apply(letter_secret()).await;
     // The OV order adds its paths to the user's own Ingress, which serves the shop.
-    env.cluster.serve_static(NS, "shop-web", testbed::cluster::StaticBackend::html("<!doctype html><title>shop</title>"));
+    env.cluster.serve_static(
+        NS,
+        "shop-web",
+        testbed::cluster::StaticBackend::html("<!doctype html><title>shop</title>"),
+    );
     env.user_ingress("shop-site", "shop.example.com", &[("/", "Prefix", "shop-web")], json!({})).await;
     let users_before = env.ingresses().get("shop-site").await.unwrap().spec;
 
-    env.apply(with_http(dv_order("web", &["web.example.com", "www.web.example.com"], "auto"), "auto", json!({"ingressClassName": testbed::cluster::INGRESS_CLASS}))).await;
+    env.apply(with_http(
+        dv_order("web", &["web.example.com", "www.web.example.com"], "auto"),
+        "auto",
+        json!({"ingressClassName": testbed::cluster::INGRESS_CLASS}),
+    ))
+    .await;
     env.apply(with_http(ov_order("acme", "ACME Ltd"), "auto", json!({"ingressName": "shop-site"}))).await;
 
     let validating = env
-        .wait_for("web", "HTTP challenges published", |o| o.status.as_ref().is_some_and(|s| s.published.is_some() && !s.challenges.is_empty()))
+        .wait_for("web", "HTTP challenges published", |o| {
+            o.status.as_ref().is_some_and(|s| s.published.is_some() && !s.challenges.is_empty())
+        })
         .await;
     let challenges = &validating.status.as_ref().unwrap().challenges;
     assert_eq!(challenges[0].target, "http://web.example.com/.well-known/pki-validation/fileauth.txt");
@@ -827,7 +889,9 @@ async fn diagnosed(env: &HttpEnv, order: Value, diagnosis: &str) -> certorder::a
     env.apply(order).await;
     let failing = env
         .wait_for(&name, diagnosis, |o| {
-            o.status.as_ref().is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| c.diagnosis.starts_with(diagnosis))))
+            o.status.as_ref().is_some_and(|s| {
+                s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| c.diagnosis.starts_with(diagnosis)))
+            })
         })
         .await;
     assert!(!failing.status.unwrap().challenges[0].self_check.as_ref().unwrap().passed);
@@ -840,7 +904,11 @@ async fn diagnosed(env: &HttpEnv, order: Value, diagnosis: &str) -> certorder::a
     // The CA has looked too (after the route was in place), and the order does not advance.
     let fetches = env.ca_fetches(&host).len();
     while env.ca_fetches(&host).len() <= fetches {
-        assert!(tokio::time::Instant::now() < deadline, "the local CA never fetched {host}: {:?}", env.cluster.served());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the local CA never fetched {host}: {:?}",
+            env.cluster.served()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let order = env.orders().get(&name).await.unwrap();
@@ -861,11 +929,21 @@ async fn http_validation_through_a_route_that_redirects_to_https_is_diagnosed() 
     let env = HttpEnv::start(&["secure.example.com"]).await;
     env.provider("auto", "Automatic").await;
     env.cluster.serve_static(NS, "secure-web", testbed::cluster::StaticBackend::html("<html>secure</html>"));
-    env.user_ingress("secure", "secure.example.com", &[("/", "Prefix", "secure-web")], json!({testbed::cluster::FORCE_SSL_REDIRECT: "true"})).await;
-    let order = with_http(dv_order("secure", &["secure.example.com"], "auto"), "auto", json!({"ingressName": "secure"}));
+    env.user_ingress(
+        "secure",
+        "secure.example.com",
+        &[("/", "Prefix", "secure-web")],
+        json!({testbed::cluster::FORCE_SSL_REDIRECT: "true"}),
+    )
+    .await;
+    let order =
+        with_http(dv_order("secure", &["secure.example.com"], "auto"), "auto", json!({"ingressName": "secure"}));
     let check = diagnosed(&env, order, "redirected to https").await;
     assert_eq!(check.status_code, Some(308));
-    assert_eq!(check.redirect_target.as_deref(), Some("https://secure.example.com/.well-known/pki-validation/fileauth.txt"));
+    assert_eq!(
+        check.redirect_target.as_deref(),
+        Some("https://secure.example.com/.well-known/pki-validation/fileauth.txt")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -874,12 +952,27 @@ async fn http_validation_of_content_with_a_trailing_newline_is_diagnosed() {
     env.provider("auto", "Automatic").await;
     // The operator's Ingress goes to a class this cluster does not serve; the user's own file
     // server answers the path, with a newline after the value as editors write it.
-    env.user_ingress("legacy", "legacy.example.com", &[("/.well-known/pki-validation/fileauth.txt", "Exact", "legacy-files")], json!({})).await;
-    let order = with_http(dv_order("legacy", &["legacy.example.com"], "auto"), "auto", json!({"ingressClassName": "elsewhere"}));
+    env.user_ingress(
+        "legacy",
+        "legacy.example.com",
+        &[("/.well-known/pki-validation/fileauth.txt", "Exact", "legacy-files")],
+        json!({}),
+    )
+    .await;
+    let order = with_http(
+        dv_order("legacy", &["legacy.example.com"], "auto"),
+        "auto",
+        json!({"ingressClassName": "elsewhere"}),
+    );
     env.apply(order.clone()).await;
-    let listed = env.wait_for("legacy", "challenges", |o| o.status.as_ref().is_some_and(|s| !s.challenges.is_empty())).await;
+    let listed =
+        env.wait_for("legacy", "challenges", |o| o.status.as_ref().is_some_and(|s| !s.challenges.is_empty())).await;
     let value = listed.status.unwrap().challenges[0].expected_value.clone();
-    env.cluster.serve_static(NS, "legacy-files", testbed::cluster::StaticBackend::text(format!("{value}\n").as_bytes()));
+    env.cluster.serve_static(
+        NS,
+        "legacy-files",
+        testbed::cluster::StaticBackend::text(format!("{value}\n").as_bytes()),
+    );
     let check = diagnosed(&env, order, "content has a trailing newline").await;
     assert_eq!(check.status_code, Some(200));
     assert_eq!(check.content_length, Some(value.len() as u64 + 1));
@@ -890,9 +983,17 @@ async fn http_validation_of_content_with_a_trailing_newline_is_diagnosed() {
 async fn http_validation_of_a_host_that_routes_elsewhere_is_diagnosed() {
     let env = HttpEnv::start(&["brochure.example.com"]).await;
     env.provider("auto", "Automatic").await;
-    env.cluster.serve_static(NS, "brochure-web", testbed::cluster::StaticBackend::html("<!DOCTYPE html><html><body>Welcome</body></html>"));
+    env.cluster.serve_static(
+        NS,
+        "brochure-web",
+        testbed::cluster::StaticBackend::html("<!DOCTYPE html><html><body>Welcome</body></html>"),
+    );
     env.user_ingress("brochure", "brochure.example.com", &[("/", "Prefix", "brochure-web")], json!({})).await;
-    let order = with_http(dv_order("brochure", &["brochure.example.com"], "auto"), "auto", json!({"ingressClassName": "elsewhere"}));
+    let order = with_http(
+        dv_order("brochure", &["brochure.example.com"], "auto"),
+        "auto",
+        json!({"ingressClassName": "elsewhere"}),
+    );
     let check = diagnosed(&env, order, "served by another backend (got HTML").await;
     assert_eq!(check.status_code, Some(200));
     assert!(check.seen.starts_with("<!DOCTYPE html>"), "{}", check.seen);
@@ -906,7 +1007,13 @@ async fn a_wildcard_with_http_validation_that_gets_past_admission_fails_with_a_c
     let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
     let mut crd = crds.get("certificateorders.certorder.io").await.unwrap();
     for version in &mut crd.spec.versions {
-        if let Some(spec) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()).and_then(|s| s.properties.as_mut()).and_then(|p| p.get_mut("spec")) {
+        if let Some(spec) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"))
+        {
             spec.x_kubernetes_validations = None;
         }
     }
@@ -935,9 +1042,16 @@ async fn http_validation_through_a_gateway_httproute_is_issued_and_the_route_rem
         },
     }))
     .unwrap();
-    Api::<CustomResourceDefinition>::all(env.client.clone()).create(&PostParams::default(), &crd).await.expect("HTTPRoute CRD");
+    Api::<CustomResourceDefinition>::all(env.client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect("HTTPRoute CRD");
     env.provider("auto", "Automatic").await;
-    let order = with_http(dv_order("gw", &["gw.example.com"], "auto"), "auto", json!({"gatewayRef": {"name": "public", "namespace": "infra", "sectionName": "http"}}));
+    let order = with_http(
+        dv_order("gw", &["gw.example.com"], "auto"),
+        "auto",
+        json!({"gatewayRef": {"name": "public", "namespace": "infra", "sectionName": "http"}}),
+    );
     env.apply(order).await;
     let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
     let routes: Api<kube::api::DynamicObject> =
@@ -950,10 +1064,16 @@ async fn http_validation_through_a_gateway_httproute_is_issued_and_the_route_rem
     let route = route.unwrap();
     assert_eq!(route.data["spec"]["parentRefs"][0]["name"], "public");
     assert_eq!(route.data["spec"]["hostnames"], json!(["gw.example.com"]));
-    assert!(env.published("gw").await.iter().all(|o| !o.starts_with("Ingress/")), "no Ingress when a Gateway is asked for");
+    assert!(
+        env.published("gw").await.iter().all(|o| !o.starts_with("Ingress/")),
+        "no Ingress when a Gateway is asked for"
+    );
     env.wait_phase("gw", Phase::Issued).await;
     assert!(env.ca_fetches("gw.example.com").contains(&200), "{:?}", env.cluster.served());
-    wait_until(|| async { routes.get_opt("certorder-solver-gw").await.unwrap().is_none() && env.published("gw").await.is_empty() }).await;
+    wait_until(|| async {
+        routes.get_opt("certorder-solver-gw").await.unwrap().is_none() && env.published("gw").await.is_empty()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -964,10 +1084,15 @@ async fn deleting_an_http_order_mid_validation_removes_its_paths_from_the_users_
     env.cluster.serve_static(NS, "half-web", testbed::cluster::StaticBackend::html("<html>half</html>"));
     env.user_ingress("half-site", "half.example.com", &[("/", "Prefix", "half-web")], json!({})).await;
     let before = env.ingresses().get("half-site").await.unwrap().spec;
-    env.apply(with_http(dv_order("half", &["half.example.com"], "auto"), "auto", json!({"ingressName": "half-site"}))).await;
+    env.apply(with_http(dv_order("half", &["half.example.com"], "auto"), "auto", json!({"ingressName": "half-site"})))
+        .await;
     let stuck = env
         .wait_for("half", "name does not resolve", |o| {
-            o.status.as_ref().is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| c.diagnosis.starts_with("name does not resolve"))))
+            o.status.as_ref().is_some_and(|s| {
+                s.challenges
+                    .iter()
+                    .any(|c| c.self_check.as_ref().is_some_and(|c| c.diagnosis.starts_with("name does not resolve")))
+            })
         })
         .await;
     assert_eq!(stuck.status.as_ref().unwrap().phase, Phase::DomainValidation);
@@ -979,7 +1104,8 @@ async fn deleting_an_http_order_mid_validation_removes_its_paths_from_the_users_
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), NS);
     let first = pods.get("certorder-solver-half").await.unwrap().uid();
     pods.delete("certorder-solver-half", &DeleteParams::default()).await.expect("delete the solver Pod");
-    wait_until(|| async { pods.get_opt("certorder-solver-half").await.unwrap().is_some_and(|p| p.uid() != first) }).await;
+    wait_until(|| async { pods.get_opt("certorder-solver-half").await.unwrap().is_some_and(|p| p.uid() != first) })
+        .await;
 
     env.orders().delete("half", &DeleteParams::default()).await.expect("delete order");
     wait_until(|| async { env.orders().get_opt("half").await.unwrap().is_none() }).await;
@@ -996,7 +1122,11 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
     sim.set_http_target(std::net::SocketAddr::from(([127, 0, 0, 1], env.cluster.port())));
     ucloud_provider(&env, &sim, "ucloud", USSL_PRIVATE_KEY).await;
     let order = |company: &str| {
-        let mut o = with_http(ov_order("acme", company), "ucloud", json!({"ingressClassName": testbed::cluster::INGRESS_CLASS}));
+        let mut o = with_http(
+            ov_order("acme", company),
+            "ucloud",
+            json!({"ingressClassName": testbed::cluster::INGRESS_CLASS}),
+        );
         o["spec"]["product"] = json!({"brand": "DigiCert", "name": "SecureSiteOV", "type": "OV"});
         o
     };
@@ -1005,14 +1135,21 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
     // Bought and filled in; the vendor's letter template is offered next to the order.
     let waiting = env
         .wait_for("acme", "the letter template offered", |o| {
-            o.status.as_ref().and_then(|s| s.message.as_deref()).is_some_and(|m| m.contains("letter template is in ConfigMap acme-letter-template"))
+            o.status
+                .as_ref()
+                .and_then(|s| s.message.as_deref())
+                .is_some_and(|m| m.contains("letter template is in ConfigMap acme-letter-template"))
         })
         .await;
     assert_eq!(waiting.status.as_ref().unwrap().phase, Phase::InfoSubmitted);
-    assert!(waiting.status.as_ref().unwrap().message.as_deref().unwrap().contains("acme-letter"), "names the letter Secret");
+    assert!(
+        waiting.status.as_ref().unwrap().message.as_deref().unwrap().contains("acme-letter"),
+        "names the letter Secret"
+    );
     let id = sim.orders()[0].id;
     assert_eq!(sim.orders()[0].state, "PENDING_CONFIRM_LETTER");
-    let template: k8s_openapi::api::core::v1::ConfigMap = Api::namespaced(env.client.clone(), NS).get("acme-letter-template").await.unwrap();
+    let template: k8s_openapi::api::core::v1::ConfigMap =
+        Api::namespaced(env.client.clone(), NS).get("acme-letter-template").await.unwrap();
     let data = template.binary_data.clone().unwrap();
     assert_eq!(data[&format!("confirm-letter-{id}.docx")].0, testbed::ussl::letter_template_bytes(id));
     assert_eq!(template.labels().get("app.kubernetes.io/managed-by").map(String::as_str), Some("certorder"));
@@ -1029,7 +1166,9 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
     // The CA rejects it, with a reason the status shows.
     sim.reject(id, "the company name does not match the business licence").unwrap();
     let rejected = env.wait_phase("acme", Phase::Rejected).await;
-    assert!(rejected.status.as_ref().unwrap().message.as_deref().unwrap().contains("does not match the business licence"));
+    assert!(
+        rejected.status.as_ref().unwrap().message.as_deref().unwrap().contains("does not match the business licence")
+    );
     assert_eq!(rejected.status.as_ref().unwrap().order.as_ref().unwrap().state.as_deref(), Some("REJECTED"));
     assert!(has_condition(&rejected, "Stalled", "True"));
 
@@ -1078,7 +1217,9 @@ async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
             let mut stream = watcher(secrets, watcher::Config::default().fields("metadata.name=site-tls")).boxed();
             while let Some(Ok(event)) = stream.next().await {
                 match event {
-                    watcher::Event::Apply(s) => seen.lock().unwrap().push(format!("modified {}", s.annotations()["certorder.io/serial"])),
+                    watcher::Event::Apply(s) => {
+                        seen.lock().unwrap().push(format!("modified {}", s.annotations()["certorder.io/serial"]))
+                    }
                     watcher::Event::Delete(_) => seen.lock().unwrap().push("deleted".to_string()),
                     _ => {}
                 }
@@ -1103,17 +1244,22 @@ async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
     let out = env.cli(&["renew", "site", "-n", NS]);
     assert!(out.status.success(), "renew: {}", String::from_utf8_lossy(&out.stderr));
     // The CA hands out new challenges for the new key.
-    let old_values: Vec<String> = validating.status.as_ref().unwrap().challenges.iter().map(|c| c.expected_value.clone()).collect();
+    let old_values: Vec<String> =
+        validating.status.as_ref().unwrap().challenges.iter().map(|c| c.expected_value.clone()).collect();
     let renewing = env
         .wait_for("site", "new challenges", |o| {
-            o.status.as_ref().is_some_and(|s| !s.challenges.is_empty() && s.challenges.iter().all(|c| !old_values.contains(&c.expected_value)))
+            o.status.as_ref().is_some_and(|s| {
+                !s.challenges.is_empty() && s.challenges.iter().all(|c| !old_values.contains(&c.expected_value))
+            })
         })
         .await;
     assert!(has_condition(&renewing, "Ready", "True"), "the old certificate is still good while renewing");
     env.publish_challenges(&renewing).await;
     let renewed = env
         .wait_for("site", "a new certificate", |o| {
-            o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued && s.certificate.as_ref().is_some_and(|c| c.serial != first.serial))
+            o.status.as_ref().is_some_and(|s| {
+                s.phase == Phase::Issued && s.certificate.as_ref().is_some_and(|c| c.serial != first.serial)
+            })
         })
         .await;
     let second = renewed.status.as_ref().unwrap().certificate.clone().unwrap();
@@ -1128,8 +1274,16 @@ async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
     assert_eq!(later.status.as_ref().unwrap().certificate.as_ref().unwrap().serial, second.serial);
     secret_watch.abort();
     order_watch.abort();
-    assert_eq!(*secret_events.lock().unwrap(), [format!("modified {}", second.serial)], "the Secret is replaced in one write, never deleted");
-    assert!(not_ready.lock().unwrap().is_empty(), "Ready went away during the renewal: {:?}", not_ready.lock().unwrap());
+    assert_eq!(
+        *secret_events.lock().unwrap(),
+        [format!("modified {}", second.serial)],
+        "the Secret is replaced in one write, never deleted"
+    );
+    assert!(
+        not_ready.lock().unwrap().is_empty(),
+        "Ready went away during the renewal: {:?}",
+        not_ready.lock().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1139,7 +1293,9 @@ async fn status_and_check_explain_an_order_stuck_in_domain_validation() {
     env.apply(dv_order("stuck", &["stuck.example.com"], "auto")).await;
     let order = env
         .wait_for("stuck", "a failing self-check", |o| {
-            o.status.as_ref().is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| !c.passed)))
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| !c.passed)))
         })
         .await;
     let challenge = &order.status.as_ref().unwrap().challenges[0];
@@ -1242,8 +1398,13 @@ async fn metrics_are_served_and_parse() {
     assert_eq!(types.get("certorder_reconcile_duration_seconds").map(String::as_str), Some("histogram"));
     assert_eq!(sample(r#"certorder_orders{phase="Issued"}"#), 1.0);
     assert_eq!(sample(r#"certorder_orders{phase="Pending"}"#), 0.0);
-    assert_eq!(sample(r#"certorder_certificate_expiration_timestamp_seconds{namespace="shop",name="site"}"#), not_after as f64);
-    assert!(sample(r#"certorder_certificate_renewal_timestamp_seconds{namespace="shop",name="site"}"#) < not_after as f64);
+    assert_eq!(
+        sample(r#"certorder_certificate_expiration_timestamp_seconds{namespace="shop",name="site"}"#),
+        not_after as f64
+    );
+    assert!(
+        sample(r#"certorder_certificate_renewal_timestamp_seconds{namespace="shop",name="site"}"#) < not_after as f64
+    );
     assert_eq!(sample(r#"certorder_provider_calls_total{provider="local",action="download",result="ok"}"#), 1.0);
     assert_eq!(sample(r#"certorder_provider_calls_total{provider="local",action="purchase",result="ok"}"#), 1.0);
     assert!(sample(r#"certorder_self_checks_total{result="passed"}"#) >= 1.0);
@@ -1260,13 +1421,18 @@ async fn ucloud_an_unknown_state_code_is_shown_verbatim_and_not_guessed() {
     sim.set_state(id, "AWAITING_MANUAL_AUDIT_7").unwrap();
     let odd = env
         .wait_for("odd", "the unknown state", |o| {
-            o.status.as_ref().and_then(|s| s.order.as_ref()).and_then(|v| v.state.as_deref()) == Some("AWAITING_MANUAL_AUDIT_7")
+            o.status.as_ref().and_then(|s| s.order.as_ref()).and_then(|v| v.state.as_deref())
+                == Some("AWAITING_MANUAL_AUDIT_7")
         })
         .await;
     let status = odd.status.as_ref().unwrap();
     assert_eq!(status.order.as_ref().unwrap().stage, Some(certorder::api::VendorStage::Unknown));
     assert_eq!(status.phase, Phase::DomainValidation, "the phase stays where it was");
-    assert!(status.message.as_deref().unwrap().contains("\"AWAITING_MANUAL_AUDIT_7\", which certorder does not know"), "{:?}", status.message);
+    assert!(
+        status.message.as_deref().unwrap().contains("\"AWAITING_MANUAL_AUDIT_7\", which certorder does not know"),
+        "{:?}",
+        status.message
+    );
     assert_eq!(condition(&odd, "Ready").unwrap().reason, "UnknownVendorState");
     // The vendor moves on: so does the order.
     sim.set_state(id, "DOMAIN_AUTH").unwrap();
@@ -1297,9 +1463,7 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
             .expect("start a replica")
     };
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), "certorder-system");
-    let holder = || async {
-        leases.get_opt("certorder").await.ok().flatten().and_then(|l| l.spec?.holder_identity)
-    };
+    let holder = || async { leases.get_opt("certorder").await.ok().flatten().and_then(|l| l.spec?.holder_identity) };
     let (port_a, port_b) = (free_port(), free_port());
     let mut a = replica("replica-a", port_a);
     wait_until(|| async { holder().await.as_deref() == Some("replica-a") }).await;
@@ -1323,7 +1487,10 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
     env.wait_phase("ha", Phase::Issued).await;
     assert_verified_secret(&env, "ha-tls", &["ha.example.com"], "auto").await;
     let (_, leader) = http_get(port_b, "/metrics").await.expect("scrape the new leader");
-    assert!(scraped(&leader, "certorder_status_writes_total").unwrap_or(0.0) >= 1.0, "the new leader finished the order");
+    assert!(
+        scraped(&leader, "certorder_status_writes_total").unwrap_or(0.0) >= 1.0,
+        "the new leader finished the order"
+    );
     b.kill().unwrap();
     b.wait().unwrap();
 }
@@ -1397,21 +1564,28 @@ async fn run_orders_with(
     let checker = {
         let (secrets, bad, writes) = (env.secrets(), bad.clone(), secret_writes.clone());
         tokio::spawn(async move {
-            let mut stream = watcher(secrets, watcher::Config::default().labels("app.kubernetes.io/managed-by=certorder")).boxed();
+            let mut stream =
+                watcher(secrets, watcher::Config::default().labels("app.kubernetes.io/managed-by=certorder")).boxed();
             while let Some(event) = stream.next().await {
                 let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = event else { continue };
                 if s.type_.as_deref() != Some("kubernetes.io/tls") {
                     continue;
                 }
                 let data = s.data.clone().unwrap_or_default();
-                let text = |k: &str| data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default();
-                let verified = PrivateKey::from_pem(&text("tls.key"))
-                    .map_err(|e| e.to_string())
-                    .and_then(|key| pki::verify_issued(&text("tls.crt"), &key, &[], chrono::Utc::now(), None).map_err(|e| e.to_string()));
+                let text =
+                    |k: &str| data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned()).unwrap_or_default();
+                let verified = PrivateKey::from_pem(&text("tls.key")).map_err(|e| e.to_string()).and_then(|key| {
+                    pki::verify_issued(&text("tls.crt"), &key, &[], chrono::Utc::now(), None).map_err(|e| e.to_string())
+                });
                 if let Err(e) = verified {
                     bad.lock().unwrap().push(format!("{} {:?}: {e}", s.name_any(), s.resource_version()));
                 }
-                writes.lock().unwrap().entry(s.name_any()).or_default().insert(s.resource_version().unwrap_or_default());
+                writes
+                    .lock()
+                    .unwrap()
+                    .entry(s.name_any())
+                    .or_default()
+                    .insert(s.resource_version().unwrap_or_default());
             }
         })
     };
@@ -1430,7 +1604,8 @@ async fn run_orders_with(
         created = (created + 50).min(n);
         let orders = env.orders().list(&Default::default()).await;
         if let Ok(list) = &orders {
-            let issued = list.items.iter().filter(|o| o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued)).count();
+            let issued =
+                list.items.iter().filter(|o| o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued)).count();
             if issued == n {
                 break;
             }
@@ -1454,8 +1629,16 @@ async fn run_orders_with(
         if chaos && round <= STORM_ROUNDS {
             let faults = env.api.faults();
             faults.set_latency(Duration::from_millis(rng.random_range(5..20)));
-            faults.inject(FaultMatch::default().verb("patch").resource("certificateorders/status"), FaultAnswer::InternalError, 5);
-            faults.inject(FaultMatch::default().verb("create").resource("secrets"), FaultAnswer::TooManyRequests { retry_after_secs: 1 }, 5);
+            faults.inject(
+                FaultMatch::default().verb("patch").resource("certificateorders/status"),
+                FaultAnswer::InternalError,
+                5,
+            );
+            faults.inject(
+                FaultMatch::default().verb("create").resource("secrets"),
+                FaultAnswer::TooManyRequests { retry_after_secs: 1 },
+                5,
+            );
             faults.inject(FaultMatch::default().verb("patch").resource("secrets"), FaultAnswer::InternalError, 5);
             match rng.random_range(0..3) {
                 0 => env.api.drop_watches(),
@@ -1469,7 +1652,10 @@ async fn run_orders_with(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    println!("{n} orders issued after {round} rounds{}", if chaos { format!(" and {} operator restarts", round.min(STORM_ROUNDS) / 8) } else { String::new() });
+    println!(
+        "{n} orders issued after {round} rounds{}",
+        if chaos { format!(" and {} operator restarts", round.min(STORM_ROUNDS) / 8) } else { String::new() }
+    );
     env.api.faults().clear();
     let counts = env.api.faults().counts();
     publisher.abort();
@@ -1505,12 +1691,21 @@ async fn orders_survive_api_faults_and_operator_crashes() {
         chaos.writes as f64 / ORDERS as f64
     );
     for run in [&baseline, &chaos] {
-        assert!(run.bad_secret_versions.is_empty(), "a TLS Secret held a certificate that does not verify: {:?}", run.bad_secret_versions);
+        assert!(
+            run.bad_secret_versions.is_empty(),
+            "a TLS Secret held a certificate that does not verify: {:?}",
+            run.bad_secret_versions
+        );
         assert_eq!(run.secret_writes.len(), ORDERS, "every order has its TLS Secret");
     }
     let rewritten: Vec<_> = chaos.secret_writes.iter().filter(|(_, n)| **n > 1).collect();
     println!("TLS Secrets written more than once under chaos: {}", rewritten.len());
-    assert!(chaos.writes <= 2 * baseline.writes, "no hot loop: {} writes under faults vs {} without", chaos.writes, baseline.writes);
+    assert!(
+        chaos.writes <= 2 * baseline.writes,
+        "no hot loop: {} writes under faults vs {} without",
+        chaos.writes,
+        baseline.writes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1535,10 +1730,17 @@ async fn ucloud_orders_survive_faults_and_crashes_with_exactly_one_purchase_each
         },
     )
     .await;
-    println!("{ORDERS} UCloud orders through the storm: {:.2} operator writes per order, {} purchases", chaos.writes as f64 / ORDERS as f64, sim.purchases());
+    println!(
+        "{ORDERS} UCloud orders through the storm: {:.2} operator writes per order, {} purchases",
+        chaos.writes as f64 / ORDERS as f64,
+        sim.purchases()
+    );
     let unfilled = sim.orders().iter().filter(|o| o.domains.is_empty()).count();
     let adopted = captured_logs().matches("found the vendor order bought before a restart").count();
-    println!("vendor orders never filled in: {unfilled}; adoptions after a restart: {adopted}; lookups: {}", sim.calls("GetCertificateList"));
+    println!(
+        "vendor orders never filled in: {unfilled}; adoptions after a restart: {adopted}; lookups: {}",
+        sim.calls("GetCertificateList")
+    );
     assert_eq!(sim.purchases(), ORDERS, "exactly one purchase per order, crashes or not");
     assert!(chaos.bad_secret_versions.is_empty(), "{:?}", chaos.bad_secret_versions);
     assert_eq!(chaos.secret_writes.len(), ORDERS);

@@ -191,9 +191,18 @@ fn rendered_objects_are_the_kubernetes_types_they_claim() {
     assert!(problems.is_empty(), "rendered objects that are not what they claim:\n  {}", problems.join("\n  "));
     // What each variant renders; a new or vanished object must be a deliberate change.
     let expected = [
-        ("default", "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount"),
-        ("all-on", "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,PodDisruptionBudget,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor"),
-        ("namespaced", "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount"),
+        (
+            "default",
+            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount",
+        ),
+        (
+            "all-on",
+            "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,PodDisruptionBudget,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor",
+        ),
+        (
+            "namespaced",
+            "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount",
+        ),
         ("minimal", "Deployment,Service"),
     ];
     for (variant, kinds) in expected {
@@ -205,7 +214,8 @@ fn rendered_objects_are_the_kubernetes_types_they_claim() {
 fn the_type_check_catches_a_misplaced_field() {
     let mut deployment = rendered("default").into_iter().find(|o| o["kind"] == "Deployment").unwrap();
     assert_eq!(check_type(&deployment), Ok(()));
-    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = serde_json::json!({"httpGet": {"path": "/healthz"}});
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] =
+        serde_json::json!({"httpGet": {"path": "/healthz"}});
     let err = check_type(&deployment).unwrap_err();
     assert!(err.contains(".spec.template.spec.containers[0].livenessprobe"), "{err}");
     let mut role = rendered("default").into_iter().find(|o| o["kind"] == "Role").unwrap();
@@ -239,10 +249,8 @@ const NEEDED_CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
     ("certorder.io", "clustercertificateproviders/status", &["patch"]),
 ];
 /// In the operator's own namespace, in every mode.
-const NEEDED_IN_OWN_NAMESPACE: &[(&str, &str, &[&str])] = &[
-    ("", "secrets", &["get", "create"]),
-    ("coordination.k8s.io", "leases", &["get", "create", "update", "patch"]),
-];
+const NEEDED_IN_OWN_NAMESPACE: &[(&str, &str, &[&str])] =
+    &[("", "secrets", &["get", "create"]), ("coordination.k8s.io", "leases", &["get", "create", "update", "patch"])];
 
 /// Every (group, resource, verb) the rules grant.
 fn grants(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
@@ -352,20 +360,22 @@ fn rbac_grants_exactly_what_the_operator_needs_and_no_wildcards() {
                 "{variant}: watchNamespaces is set but a ClusterRole grants Secrets: {cluster:?}"
             );
         }
-        expected
-            .entry(RELEASE_NAMESPACE.into())
-            .or_default()
-            .extend(expand(&[NEEDED_IN_OWN_NAMESPACE]));
+        expected.entry(RELEASE_NAMESPACE.into()).or_default().extend(expand(&[NEEDED_IN_OWN_NAMESPACE]));
         // Nothing more and nothing less than needed, namespace by namespace.
         let namespaces: BTreeSet<&String> = perms.keys().chain(expected.keys()).collect();
         let mut wrong = Vec::new();
         for ns in namespaces {
-            let (has, needs) = (perms.get(ns).cloned().unwrap_or_default(), expected.get(ns).cloned().unwrap_or_default());
+            let (has, needs) =
+                (perms.get(ns).cloned().unwrap_or_default(), expected.get(ns).cloned().unwrap_or_default());
             let scope = if ns.is_empty() { "cluster-wide".to_string() } else { format!("in namespace {ns}") };
             wrong.extend(needs.difference(&has).map(|p| format!("missing {scope}: {p:?}")));
             wrong.extend(has.difference(&needs).map(|p| format!("not needed {scope}: {p:?}")));
         }
-        assert!(wrong.is_empty(), "{variant} (watchNamespaces {watched:?}), the ServiceAccount's permissions:\n  {}", wrong.join("\n  "));
+        assert!(
+            wrong.is_empty(),
+            "{variant} (watchNamespaces {watched:?}), the ServiceAccount's permissions:\n  {}",
+            wrong.join("\n  ")
+        );
     }
     // Without RBAC the chart renders none.
     let minimal = rendered("minimal");
@@ -419,12 +429,8 @@ fn the_deployment_is_restricted_and_probes_the_health_endpoints() {
         // The probes hit the operator's own endpoints on the port it is told to listen on.
         let args = c.args.clone().unwrap();
         assert_eq!(args[0], "run", "{variant}");
-        let addr: std::net::SocketAddr = args
-            .iter()
-            .find_map(|a| a.strip_prefix("--metrics-addr="))
-            .expect("--metrics-addr")
-            .parse()
-            .unwrap();
+        let addr: std::net::SocketAddr =
+            args.iter().find_map(|a| a.strip_prefix("--metrics-addr=")).expect("--metrics-addr").parse().unwrap();
         let port = c.ports.as_ref().unwrap().iter().find(|p| p.name.as_deref() == Some("metrics")).unwrap();
         assert_eq!(port.container_port, i32::from(addr.port()), "{variant}");
         for (probe, path) in [(&c.liveness_probe, "/healthz"), (&c.readiness_probe, "/readyz")] {
@@ -442,7 +448,11 @@ fn the_deployment_is_restricted_and_probes_the_health_endpoints() {
             })
             .collect();
         assert_eq!(env.get("POD_NAMESPACE").map(String::as_str), Some("metadata.namespace"), "{variant}");
-        assert_eq!(env.get("CERTORDER_SOLVER_IMAGE"), c.image.as_ref(), "{variant}: solver Pods run the operator's image");
+        assert_eq!(
+            env.get("CERTORDER_SOLVER_IMAGE"),
+            c.image.as_ref(),
+            "{variant}: solver Pods run the operator's image"
+        );
 
         // The metrics Service selects the Pod and targets the named port.
         let service: Service = typed(of_kind(&objects, "Service").next().unwrap());
@@ -452,7 +462,10 @@ fn the_deployment_is_restricted_and_probes_the_health_endpoints() {
         assert_eq!(spec.selector.match_labels.unwrap(), selector, "{variant}");
         let sport = &service.spec.unwrap().ports.unwrap()[0];
         assert_eq!(sport.name.as_deref(), Some("metrics"));
-        assert_eq!(sport.target_port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into())));
+        assert_eq!(
+            sport.target_port,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into()))
+        );
     }
 
     // The all-on values reach the Deployment.
@@ -474,7 +487,12 @@ fn the_deployment_is_restricted_and_probes_the_health_endpoints() {
     assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example.com/platform/certorder:0.1.0-test"));
     assert_eq!(pod.priority_class_name.as_deref(), Some("system-cluster-critical"));
     assert_eq!(pod.service_account_name.as_deref(), Some("certorder-operator"));
-    assert!(pod.tolerations.is_some() && pod.affinity.is_some() && pod.node_selector.is_some() && pod.image_pull_secrets.is_some());
+    assert!(
+        pod.tolerations.is_some()
+            && pod.affinity.is_some()
+            && pod.node_selector.is_some()
+            && pod.image_pull_secrets.is_some()
+    );
     let pdb: PodDisruptionBudget = typed(of_kind(&objects, "PodDisruptionBudget").next().unwrap());
     assert!(pdb.spec.unwrap().selector.unwrap().match_labels.is_some());
     let provider = of_kind(&objects, "ClusterCertificateProvider").next().unwrap();
@@ -582,8 +600,17 @@ impl<'a> Kubectl<'a> {
     /// `kubectl apply -f DIR` of the CRDs, then waits until they are served.
     fn install_crds(&self, dir: &Path) {
         let out = self.run(&["apply", "-f", dir.to_str().unwrap()]);
-        assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/certificateorders.certorder.io created"), "{out}");
-        self.run(&["wait", "--for=condition=established", "--timeout=20s", "crd/certificateorders.certorder.io", "crd/clustercertificateproviders.certorder.io"]);
+        assert!(
+            out.contains("customresourcedefinition.apiextensions.k8s.io/certificateorders.certorder.io created"),
+            "{out}"
+        );
+        self.run(&[
+            "wait",
+            "--for=condition=established",
+            "--timeout=20s",
+            "crd/certificateorders.certorder.io",
+            "crd/clustercertificateproviders.certorder.io",
+        ]);
     }
 }
 
@@ -702,10 +729,7 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
     // Applying again changes nothing; a Secret written with stringData is "configured" each time
     // (the server folds stringData into data, so kubectl always finds it to send again).
     let out = kubectl.run(&["apply", "-f", repo().join("examples").to_str().unwrap()]);
-    assert!(
-        out.lines().all(|l| l.ends_with(" unchanged") || l == "secret/ucloud-credentials configured"),
-        "{out}"
-    );
+    assert!(out.lines().all(|l| l.ends_with(" unchanged") || l == "secret/ucloud-credentials configured"), "{out}");
 }
 
 /// The real `helm install` and `helm uninstall` (Helm's engine through helm-python-sdk) against the
@@ -854,7 +878,10 @@ async fn the_charts_deployment_runs_the_operator_through_the_quickstart() {
             .object("certorder.io", "certificateorders", Some("default"), "shop-example-com")
             .and_then(|o| o["status"]["phase"].as_str().map(String::from))
     };
-    eventually("OrganizationReview", &operator, || (phase(&server).as_deref() == Some("OrganizationReview")).then_some(())).await;
+    eventually("OrganizationReview", &operator, || {
+        (phase(&server).as_deref() == Some("OrganizationReview")).then_some(())
+    })
+    .await;
     // The chart's default provider, used by the order, becomes Ready; its CA is generated in the
     // release namespace.
     eventually("the default provider Ready", &operator, || {
@@ -892,7 +919,11 @@ async fn the_charts_deployment_runs_the_operator_through_the_quickstart() {
     assert_eq!(secret["type"], "kubernetes.io/tls");
     let out = kubectl.run(&["get", "certificateorders", "-n", "default"]);
     let row = table(&out).into_iter().find(|r| r["NAME"] == "shop-example-com").expect("the order's row");
-    assert_eq!((row["PHASE"].as_str(), row["TYPE"].as_str(), row["PROVIDER"].as_str()), ("Issued", "OV", "local"), "{out}");
+    assert_eq!(
+        (row["PHASE"].as_str(), row["TYPE"].as_str(), row["PROVIDER"].as_str()),
+        ("Issued", "OV", "local"),
+        "{out}"
+    );
     assert!(!row["EXPIRES"].is_empty(), "{out}");
     assert_eq!(http_status(metrics, "/metrics"), Some(200));
 }
@@ -914,7 +945,8 @@ fn value_paths(schema: &Value, prefix: &str, out: &mut Vec<String>) {
 #[test]
 fn every_chart_value_is_in_values_yaml_and_the_readme() {
     let chart = repo().join("charts/certorder");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(chart.join("values.schema.json")).unwrap()).unwrap();
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(chart.join("values.schema.json")).unwrap()).unwrap();
     let values: Value = serde_yaml::from_str(&std::fs::read_to_string(chart.join("values.yaml")).unwrap()).unwrap();
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let mut paths = Vec::new();

@@ -11,10 +11,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::context::Context;
-use super::observe::{certificate_info, key_algorithm, pending_key_secret_name, secret_field, Observation};
+use super::observe::{Observation, certificate_info, key_algorithm, pending_key_secret_name, secret_field};
 use crate::api::{
-    CertificateOrder, Challenge, PublishedValidation, RotationPolicy, SelfCheck, ValidationMethod, MANAGED_BY_LABEL, MANAGER,
-    ORDER_LABEL,
+    CertificateOrder, Challenge, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, PublishedValidation, RotationPolicy,
+    SelfCheck, ValidationMethod,
 };
 use crate::lifecycle::{InstalledObs, KeyObs, Outcome, Step, StepError};
 use crate::pki::{self, PrivateKey, TLS_KEY, TLS_SECRET_TYPE};
@@ -100,7 +100,9 @@ pub async fn act(
             }
         }
         Step::PublishChallenges { digest } => {
-            match super::publish::publish(&ctx.client, order, challenges, digest, &ctx.config.solver_image, published).await {
+            match super::publish::publish(&ctx.client, order, challenges, digest, &ctx.config.solver_image, published)
+                .await
+            {
                 Ok(p) => {
                     seen.observed.solver_missing = false;
                     Outcome::Published(p)
@@ -138,7 +140,8 @@ fn csr(seen: &Observation, domains: &[String]) -> Result<String, Outcome> {
         .pending_key
         .as_ref()
         .ok_or_else(|| failed("SubmitInfo", StepError::transient("the private key Secret disappeared")))?;
-    pki::build_csr(key, domains).map_err(|e| failed("SubmitInfo", StepError::permanent(format!("cannot build the CSR: {e}"))))
+    pki::build_csr(key, domains)
+        .map_err(|e| failed("SubmitInfo", StepError::permanent(format!("cannot build the CSR: {e}"))))
 }
 
 /// Name of the ConfigMap that holds the vendor's confirmation-letter template for an order.
@@ -152,12 +155,20 @@ const MAX_TEMPLATE_BYTES: usize = 900 * 1024;
 /// Puts the vendor's confirmation-letter template in a ConfigMap owned by the order, so the user
 /// can fill it in and stamp it. A vendor that offers none (or refuses for good) is not an error:
 /// the order keeps waiting for the letter.
-async fn offer_letter_template(ctx: &Context, order: &CertificateOrder, provider: &Provider, pctx: &OrderContext<'_>) -> Outcome {
+async fn offer_letter_template(
+    ctx: &Context,
+    order: &CertificateOrder,
+    provider: &Provider,
+    pctx: &OrderContext<'_>,
+) -> Outcome {
     let step = "OfferLetterTemplate";
     let file = match provider.letter_template(pctx).await {
         Ok(Some(file)) if file.data.len() <= MAX_TEMPLATE_BYTES => file,
         Ok(Some(file)) => {
-            tracing::warn!(bytes = file.data.len(), "the vendor's letter template is too big for a ConfigMap; not offering it");
+            tracing::warn!(
+                bytes = file.data.len(),
+                "the vendor's letter template is too big for a ConfigMap; not offering it"
+            );
             return Outcome::LetterTemplateOffered { config_map: None };
         }
         Ok(None) => return Outcome::LetterTemplateOffered { config_map: None },
@@ -237,7 +248,8 @@ async fn generate_key(ctx: &Context, order: &CertificateOrder, seen: &mut Observ
         "stringData": {TLS_KEY: key.to_pem()},
     }))
     .expect("a Secret from a literal");
-    let key = match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &secret).await {
+    let key = match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &secret).await
+    {
         Ok(_) => {
             tracing::debug!(secret = %name, "created the pending key");
             key
@@ -273,7 +285,12 @@ async fn generate_key(ctx: &Context, order: &CertificateOrder, seen: &mut Observ
 }
 
 /// Checks every challenge the way the CA will, and records what was seen.
-async fn self_check(ctx: &Context, pctx: &OrderContext<'_>, challenges: &[Challenge], seen: &mut Observation) -> Outcome {
+async fn self_check(
+    ctx: &Context,
+    pctx: &OrderContext<'_>,
+    challenges: &[Challenge],
+    seen: &mut Observation,
+) -> Outcome {
     let checks = challenges.iter().map(|c| async move {
         let check = match c.method {
             ValidationMethod::DNS => {
@@ -320,7 +337,13 @@ async fn self_check(ctx: &Context, pctx: &OrderContext<'_>, challenges: &[Challe
 
 /// Downloads, verifies against the key, the names and the provider's CA, and only then writes
 /// the TLS Secret, in one server-side apply.
-async fn install(ctx: &Context, order: &CertificateOrder, provider: &Provider, pctx: &OrderContext<'_>, seen: &mut Observation) -> Outcome {
+async fn install(
+    ctx: &Context,
+    order: &CertificateOrder,
+    provider: &Provider,
+    pctx: &OrderContext<'_>,
+    seen: &mut Observation,
+) -> Outcome {
     let step = "Install";
     let Some(key) = seen.pending_key.clone() else {
         return failed(step, StepError::transient("the private key Secret disappeared"));
@@ -365,17 +388,20 @@ async fn install(ctx: &Context, order: &CertificateOrder, provider: &Provider, p
         "data": encoded,
     });
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), pctx.namespace);
-    let written = match api.patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await {
+    let written = match api
+        .patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
+        .await
+    {
         Ok(written) => written,
         Err(e) => {
-        let hint = match &e {
-            kube::Error::Api(s) if s.code == 422 => format!(
-                "cannot write Secret {:?} (is it an existing Secret of another type? delete it or choose another spec.secretName): {e}",
-                order.spec.secret_name
-            ),
-            _ => format!("cannot write Secret {:?}: {e}", order.spec.secret_name),
-        };
-        return failed(step, StepError::transient(hint));
+            let hint = match &e {
+                kube::Error::Api(s) if s.code == 422 => format!(
+                    "cannot write Secret {:?} (is it an existing Secret of another type? delete it or choose another spec.secretName): {e}",
+                    order.spec.secret_name
+                ),
+                _ => format!("cannot write Secret {:?}: {e}", order.spec.secret_name),
+            };
+            return failed(step, StepError::transient(hint));
         }
     };
     let version = written.resource_version().and_then(|v| v.parse::<u64>().ok());

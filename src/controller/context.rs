@@ -15,7 +15,7 @@ use serde_json::json;
 use super::Config;
 use crate::api::{ClusterCertificateProvider, MANAGED_BY_LABEL, MANAGER};
 use crate::pki::{LocalCa, TLS_CRT, TLS_KEY};
-use crate::provider::{local::LocalProvider, Provider};
+use crate::provider::{Provider, local::LocalProvider};
 use crate::validation::dns::DnsChecker;
 use crate::validation::http::HttpChecker;
 
@@ -102,7 +102,10 @@ impl Context {
             .collect()
     }
 
-    pub fn with_solver_pods(mut self, store: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>) -> Context {
+    pub fn with_solver_pods(
+        mut self,
+        store: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>,
+    ) -> Context {
         self.solver_pods = Some(store);
         self
     }
@@ -113,7 +116,8 @@ impl Context {
     /// thousands of orders is memory for nothing.
     pub async fn publish(&self, event: &kube::runtime::events::Event, order: &crate::api::CertificateOrder) {
         use kube::Resource;
-        let reporter = kube::runtime::events::Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        let reporter =
+            kube::runtime::events::Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(self.client.clone(), reporter);
         if let Err(e) = recorder.publish(event, &order.object_ref(&())).await {
             tracing::warn!(error = %e, "cannot publish an event");
@@ -158,7 +162,8 @@ impl Context {
                 "ClusterCertificateProvider {name:?} not found: create it, or fix spec.providerRef.name"
             ));
         };
-        let version = format!("{}/{}", object.uid().unwrap_or_default(), object.metadata.generation.unwrap_or_default());
+        let version =
+            format!("{}/{}", object.uid().unwrap_or_default(), object.metadata.generation.unwrap_or_default());
         let mut built = self.built.lock().await;
         if let Some((v, provider)) = built.get(name) {
             if *v == version {
@@ -204,7 +209,11 @@ impl Context {
                     "ClusterCertificateProvider {name:?}: credentials Secret {secret_name} not found: create it with keys PublicKey and PrivateKey"
                 ));
             }
-            Err(e) => return Err(format!("ClusterCertificateProvider {name:?}: cannot read credentials Secret {secret_name}: {e}")),
+            Err(e) => {
+                return Err(format!(
+                    "ClusterCertificateProvider {name:?}: cannot read credentials Secret {secret_name}: {e}"
+                ));
+            }
         };
         let field = |key: &str| {
             secret
@@ -215,7 +224,8 @@ impl Context {
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| format!("ClusterCertificateProvider {name:?}: Secret {secret_name} has no key {key}: store the UCloud API key pair under PublicKey and PrivateKey"))
         };
-        let credentials = crate::provider::ucloud::Credentials { public_key: field("PublicKey")?, private_key: field("PrivateKey")? };
+        let credentials =
+            crate::provider::ucloud::Credentials { public_key: field("PublicKey")?, private_key: field("PrivateKey")? };
         crate::provider::ucloud::UcloudProvider::new(spec, credentials, secret_name)
             .map(Provider::Ucloud)
             .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
@@ -286,7 +296,9 @@ impl Context {
             },
         });
         let api: Api<ClusterCertificateProvider> = Api::all(self.client.clone());
-        if let Err(e) = api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await {
+        if let Err(e) =
+            api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await
+        {
             tracing::warn!(provider = %object.name_any(), error = %e, "cannot write the provider's status");
         }
     }

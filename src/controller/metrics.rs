@@ -1,12 +1,12 @@
 //! Prometheus metrics (prometheus-client) and the health endpoints, served by axum.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
-use kube::runtime::reflector::Store;
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use kube::ResourceExt;
+use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use crate::api::{CertificateOrder, Phase};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,27 +81,35 @@ impl Collector for OrderCollector {
                 by_phase[i] += 1;
             }
         }
-        let mut family = encoder.encode_descriptor("orders", "Orders by phase", None, ConstGauge::new(0i64).metric_type())?;
+        let mut family =
+            encoder.encode_descriptor("orders", "Orders by phase", None, ConstGauge::new(0i64).metric_type())?;
         for (phase, count) in PHASES.iter().zip(by_phase) {
             ConstGauge::new(count).encode(family.encode_family(&PhaseLabels { phase: phase.as_str() })?)?;
         }
         type Field = fn(&CertificateOrder) -> Option<f64>;
         let timestamps: [(&str, &str, Field); 3] = [
-            ("certificate_expiration_timestamp_seconds", "When the order's certificate expires (notAfter), Unix seconds", |o| {
-                o.status.as_ref()?.certificate.as_ref().map(|c| c.not_after.timestamp() as f64)
-            }),
-            ("certificate_not_before_timestamp_seconds", "When the order's certificate became valid (notBefore), Unix seconds", |o| {
-                o.status.as_ref()?.certificate.as_ref().map(|c| c.not_before.timestamp() as f64)
-            }),
-            ("certificate_renewal_timestamp_seconds", "When the order's certificate will be renewed, Unix seconds", |o| {
-                o.status.as_ref()?.renewal_time.map(|t| t.timestamp() as f64)
-            }),
+            (
+                "certificate_expiration_timestamp_seconds",
+                "When the order's certificate expires (notAfter), Unix seconds",
+                |o| o.status.as_ref()?.certificate.as_ref().map(|c| c.not_after.timestamp() as f64),
+            ),
+            (
+                "certificate_not_before_timestamp_seconds",
+                "When the order's certificate became valid (notBefore), Unix seconds",
+                |o| o.status.as_ref()?.certificate.as_ref().map(|c| c.not_before.timestamp() as f64),
+            ),
+            (
+                "certificate_renewal_timestamp_seconds",
+                "When the order's certificate will be renewed, Unix seconds",
+                |o| o.status.as_ref()?.renewal_time.map(|t| t.timestamp() as f64),
+            ),
         ];
         for (name, help, field) in timestamps {
             let mut family = encoder.encode_descriptor(name, help, None, ConstGauge::new(0f64).metric_type())?;
             for order in &orders {
                 if let Some(value) = field(order) {
-                    let labels = OrderLabels { namespace: order.namespace().unwrap_or_default(), name: order.name_any() };
+                    let labels =
+                        OrderLabels { namespace: order.namespace().unwrap_or_default(), name: order.name_any() };
                     ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
                 }
             }
@@ -126,7 +134,11 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("certorder");
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        registry.register("reconcile_duration_seconds", "Time of one reconcile of an order", reconcile_duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time of one reconcile of an order",
+            reconcile_duration.clone(),
+        );
         let reconcile_failures = Family::<CategoryLabels, Counter>::default();
         registry.register("reconcile_failures", "Reconciles that failed, by category", reconcile_failures.clone());
         let steps = Family::<StepLabels, Counter>::default();
@@ -134,7 +146,11 @@ impl Default for Metrics {
         let self_checks = Family::<ResultLabels, Counter>::default();
         registry.register("self_checks", "Domain-validation self-checks of an order, by result", self_checks.clone());
         let provider_calls = Family::<ProviderCallLabels, Counter>::default();
-        registry.register("provider_calls", "Calls to certificate providers, by provider kind, action and result", provider_calls.clone());
+        registry.register(
+            "provider_calls",
+            "Calls to certificate providers, by provider kind, action and result",
+            provider_calls.clone(),
+        );
         let status_writes = Counter::default();
         registry.register("status_writes", "Status writes of orders", status_writes.clone());
         let orders = Arc::new(OrderCollector::default());
@@ -175,7 +191,11 @@ impl Metrics {
     pub fn provider_call(&self, provider: &str, action: &str, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.provider_calls
-            .get_or_create(&ProviderCallLabels { provider: provider.into(), action: action.into(), result: result.into() })
+            .get_or_create(&ProviderCallLabels {
+                provider: provider.into(),
+                action: action.into(),
+                result: result.into(),
+            })
             .inc();
     }
 
@@ -203,17 +223,26 @@ impl Metrics {
 /// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (caches synced).
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let app = Router::new()
-        .route("/metrics", get(|State(m): State<Arc<Metrics>>| async move {
-            ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
-        }))
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    m.encode(),
+                )
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|State(m): State<Arc<Metrics>>| async move {
-            if m.ready.load(Ordering::Relaxed) {
-                (StatusCode::OK, "ready").into_response()
-            } else {
-                (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet").into_response()
-            }
-        }))
+        .route(
+            "/readyz",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                if m.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready").into_response()
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet").into_response()
+                }
+            }),
+        )
         .with_state(metrics);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await?;

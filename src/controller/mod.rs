@@ -18,24 +18,24 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::core::PartialObjectMeta;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn, Instrument};
+use tracing::{Instrument, info, warn};
 
 pub use context::Context;
 pub use observe::pending_key_secret_name;
 
 use crate::api::{
-    CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, Phase, SelfCheck, ValidationMethod, FINALIZER,
-    MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, RENEW_ANNOTATION,
+    CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, FINALIZER, MANAGED_BY_LABEL, MANAGER,
+    ORDER_LABEL, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
 };
-use crate::lifecycle::{self, absorb, decide, normalize_domains, summarize, Decision, OrderView, Outcome, ProviderObs};
+use crate::lifecycle::{self, Decision, OrderView, Outcome, ProviderObs, absorb, decide, normalize_domains, summarize};
 use crate::provider::OrderContext;
 use crate::validation::dns::{DnsChecker, DnsCheckerConfig};
 use crate::validation::http::SOLVER_LABEL;
@@ -146,11 +146,12 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
 
     // Providers are cluster-scoped and few.
     let (providers, provider_writer) = reflector::store::<ClusterCertificateProvider>();
-    let provider_stream = watcher(Api::<ClusterCertificateProvider>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|p| p.managed_fields_mut().clear())
-        .reflect(provider_writer)
-        .applied_objects();
+    let provider_stream =
+        watcher(Api::<ClusterCertificateProvider>::all(client.clone()), watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(|p| p.managed_fields_mut().clear())
+            .reflect(provider_writer)
+            .applied_objects();
     tokio::spawn(provider_stream.for_each(|_| async {}));
 
     let mut controllers = Vec::new();
@@ -179,24 +180,24 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         // published again.
         let (pod_store, pod_writer) = reflector::store::<PartialObjectMeta<Pod>>();
         let solver_pods = format!("{MANAGED_BY_LABEL}={MANAGER},{SOLVER_LABEL}");
-        let pod_stream = watcher(scoped::<PartialObjectMeta<Pod>>(&client, ns.as_deref()), watcher::Config::default().labels(&solver_pods).any_semantic())
-            .default_backoff()
-            .modify(|p| p.managed_fields_mut().clear())
-            .reflect(pod_writer)
-            .touched_objects();
+        let pod_stream = watcher(
+            scoped::<PartialObjectMeta<Pod>>(&client, ns.as_deref()),
+            watcher::Config::default().labels(&solver_pods).any_semantic(),
+        )
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(pod_writer)
+        .touched_objects();
         let (order_cache, secret_cache) = (order_store.clone(), secret_store.clone());
         caches.push(Box::pin(async move {
             synced(&order_cache).await;
             synced(&secret_cache).await;
         }));
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            config.clone(),
-            secret_store,
-            providers.clone(),
-            dns.clone(),
-            metrics.clone(),
-        ).with_solver_pods(pod_store).with_orders(order_store.clone()));
+        let ctx = Arc::new(
+            Context::new(client.clone(), config.clone(), secret_store, providers.clone(), dns.clone(), metrics.clone())
+                .with_solver_pods(pod_store)
+                .with_orders(order_store.clone()),
+        );
         ctx.watch_secret_sync();
         let controller = Controller::for_stream(order_stream, order_store)
             .watches_stream(secret_stream, |secret: Secret| {
@@ -244,7 +245,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
 }
 
 /// Waits until this replica holds the Lease, renewing it in the background from then on.
-async fn lead(client: &Client, election: &LeaderElection, namespace: &str) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+async fn lead(
+    client: &Client,
+    election: &LeaderElection,
+    namespace: &str,
+) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
         .with_namespace(namespace)
         .with_identity(&election.identity)
@@ -262,8 +267,9 @@ async fn lead(client: &Client, election: &LeaderElection, namespace: &str) -> an
 
 /// Waits until a cache has done its first full list. The store's readiness signal wakes only
 /// one of its waiters (the controller waits on the same store), so look again now and then.
-pub(crate) async fn synced<K: kube::runtime::reflector::Lookup + Clone + 'static>(store: &kube::runtime::reflector::Store<K>)
-where
+pub(crate) async fn synced<K: kube::runtime::reflector::Lookup + Clone + 'static>(
+    store: &kube::runtime::reflector::Store<K>,
+) where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     while tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await.is_err() {}
@@ -411,7 +417,9 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             now: seen.observed.now,
             may_have_bought: true,
         };
-        let outcome = act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen).await;
+        let outcome =
+            act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen)
+                .await;
         let before: Vec<(String, Option<SelfCheck>)> =
             status.challenges.iter().map(|c| (c.domain.clone(), c.self_check.clone())).collect();
         let ok = !matches!(outcome, Outcome::Failed { .. });
@@ -463,7 +471,8 @@ async fn write_status(
         "metadata": {"resourceVersion": version},
         "status": status,
     });
-    let written = orders.patch_status(&order.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await?;
+    let written =
+        orders.patch_status(&order.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await?;
     ctx.metrics.status_written();
     *version = written.resource_version();
     if let Some(v) = written.resource_version().and_then(|v| v.parse::<u64>().ok()) {
@@ -474,7 +483,12 @@ async fn write_status(
 
 /// An event for every challenge whose self-check diagnosis changed: a warning with what is wrong,
 /// or a note that it now passes.
-async fn self_check_events(ctx: &Context, order: &CertificateOrder, before: &[(String, Option<SelfCheck>)], status: &CertificateOrderStatus) {
+async fn self_check_events(
+    ctx: &Context,
+    order: &CertificateOrder,
+    before: &[(String, Option<SelfCheck>)],
+    status: &CertificateOrderStatus,
+) {
     for challenge in &status.challenges {
         let Some(now) = &challenge.self_check else { continue };
         let previous = before.iter().find(|(d, _)| *d == challenge.domain).and_then(|(_, c)| c.as_ref());
@@ -485,7 +499,11 @@ async fn self_check_events(ctx: &Context, order: &CertificateOrder, before: &[(S
             continue;
         }
         let (type_, reason, note) = if now.passed {
-            (EventType::Normal, "SelfCheckPassed", format!("{}: the CA will find {}", challenge.domain, challenge.target))
+            (
+                EventType::Normal,
+                "SelfCheckPassed",
+                format!("{}: the CA will find {}", challenge.domain, challenge.target),
+            )
         } else {
             (EventType::Warning, "SelfCheckFailed", format!("{}: {}", challenge.domain, now.diagnosis))
         };
@@ -516,8 +534,15 @@ async fn phase_event(ctx: &Context, order: &CertificateOrder, status: &Certifica
 }
 
 /// A Warning event when a DV order becomes late (`IssuanceDelayed`), once.
-async fn delay_event(ctx: &Context, order: &CertificateOrder, before: &CertificateOrderStatus, after: &CertificateOrderStatus) {
-    let delayed = |s: &CertificateOrderStatus| s.conditions.iter().find(|c| c.type_ == lifecycle::summary::ISSUANCE_DELAYED).cloned();
+async fn delay_event(
+    ctx: &Context,
+    order: &CertificateOrder,
+    before: &CertificateOrderStatus,
+    after: &CertificateOrderStatus,
+) {
+    let delayed = |s: &CertificateOrderStatus| {
+        s.conditions.iter().find(|c| c.type_ == lifecycle::summary::ISSUANCE_DELAYED).cloned()
+    };
     let Some(condition) = delayed(after) else { return };
     if delayed(before).is_some() {
         return;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::context::Context;
 use crate::api::{CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL};
 use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs};
-use crate::pki::{self, KeyAlgorithm, PrivateKey, VerifyError, TLS_CRT, TLS_KEY};
+use crate::pki::{self, KeyAlgorithm, PrivateKey, TLS_CRT, TLS_KEY, VerifyError};
 use crate::provider::local::check_letter;
 
 /// Name of the Secret holding an order's key until the certificate is issued.
@@ -47,7 +47,12 @@ pub fn pending_key(ctx: &Context, order: &CertificateOrder) -> Option<(KeyObs, P
 }
 
 /// The TLS Secret, when it is ours (labelled for this order), and its key.
-pub fn installed(ctx: &Context, order: &CertificateOrder, domains: &[String], now: DateTime<Utc>) -> (InstalledObs, Option<PrivateKey>) {
+pub fn installed(
+    ctx: &Context,
+    order: &CertificateOrder,
+    domains: &[String],
+    now: DateTime<Utc>,
+) -> (InstalledObs, Option<PrivateKey>) {
     let ns = order.namespace().unwrap_or_default();
     let Some(secret) = ctx.cached_secret(&ns, &order.spec.secret_name) else {
         return (InstalledObs::Missing, None);
@@ -63,9 +68,13 @@ pub fn installed(ctx: &Context, order: &CertificateOrder, domains: &[String], no
         return (InstalledObs::Unusable("tls.key is not a private key".into()), None);
     };
     let observed = match pki::verify_issued(&chain, &key, domains, now, None) {
-        Ok(info) => InstalledObs::Certificate { info: certificate_info(info, &order.spec.secret_name, &key), covers: true },
+        Ok(info) => {
+            InstalledObs::Certificate { info: certificate_info(info, &order.spec.secret_name, &key), covers: true }
+        }
         Err(VerifyError::NameNotCovered { .. }) => match pki::verify_issued(&chain, &key, &[], now, None) {
-            Ok(info) => InstalledObs::Certificate { info: certificate_info(info, &order.spec.secret_name, &key), covers: false },
+            Ok(info) => {
+                InstalledObs::Certificate { info: certificate_info(info, &order.spec.secret_name, &key), covers: false }
+            }
             Err(e) => InstalledObs::Unusable(e.to_string()),
         },
         Err(e) => InstalledObs::Unusable(e.to_string()),
@@ -86,7 +95,10 @@ pub fn certificate_info(info: pki::CertInfo, secret_name: &str, key: &PrivateKey
 }
 
 /// The confirmation letter: read from the API (the user's Secret carries no label of ours).
-pub async fn letter(ctx: &Context, order: &CertificateOrder) -> Result<(LetterObs, Option<(Vec<u8>, String)>), kube::Error> {
+pub async fn letter(
+    ctx: &Context,
+    order: &CertificateOrder,
+) -> Result<(LetterObs, Option<(Vec<u8>, String)>), kube::Error> {
     if !order.spec.product.type_.needs_organization_review() {
         return Ok((LetterObs::NotNeeded, None));
     }
@@ -106,7 +118,10 @@ pub async fn letter(ctx: &Context, order: &CertificateOrder) -> Result<(LetterOb
     };
     let Some(bytes) = secret_field(&secret, &reference.key) else {
         return Ok((
-            LetterObs::Missing(format!("Secret {:?} has no key {:?}: store the stamped letter under that key", reference.name, reference.key)),
+            LetterObs::Missing(format!(
+                "Secret {:?} has no key {:?}: store the stamped letter under that key",
+                reference.name, reference.key
+            )),
             None,
         ));
     };

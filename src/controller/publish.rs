@@ -4,9 +4,7 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
@@ -16,11 +14,7 @@ use crate::validation::http::{self, Owner};
 
 fn http_route_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-    Api::namespaced_with(
-        client.clone(),
-        namespace,
-        &ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
-    )
+    Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk_with_plural(&gvk, "httproutes"))
 }
 
 fn kube_error(what: &str, e: kube::Error) -> StepError {
@@ -40,14 +34,10 @@ async fn apply<K>(
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| kube_error(&format!("cannot apply {what} {name}"), e))
+    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object))
+        .await
+        .map(|_| ())
+        .map_err(|e| kube_error(&format!("cannot apply {what} {name}"), e))
 }
 
 /// Deletes, treating NotFound (also: the kind is not installed) as done.
@@ -75,48 +65,23 @@ pub async fn publish(
     let ns = order.namespace().unwrap_or_default();
     let name = order.name_any();
     let uid = order.uid().unwrap_or_default();
-    let owner = Owner {
-        namespace: &ns,
-        name: &name,
-        uid: &uid,
-    };
-    let files = http::file_challenges(challenges).map_err(|e| {
-        StepError::permanent(format!("the vendor's file challenge cannot be served: {e}"))
-    })?;
-    let settings = order
-        .spec
-        .domain_validation
-        .http
-        .clone()
-        .unwrap_or_default();
+    let owner = Owner { namespace: &ns, name: &name, uid: &uid };
+    let files = http::file_challenges(challenges)
+        .map_err(|e| StepError::permanent(format!("the vendor's file challenge cannot be served: {e}")))?;
+    let settings = order.spec.domain_validation.http.clone().unwrap_or_default();
     let object_name = http::solver_name(&name);
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    apply(
-        &config_maps,
-        &object_name,
-        &http::config_map(&owner, &files),
-        "ConfigMap",
-    )
-    .await?;
+    apply(&config_maps, &object_name, &http::config_map(&owner, &files), "ConfigMap").await?;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    apply(
-        &services,
-        &object_name,
-        &http::solver_service(&owner),
-        "Service",
-    )
-    .await?;
+    apply(&services, &object_name, &http::solver_service(&owner), "Service").await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let image = settings.solver_image.as_deref().unwrap_or(default_image);
     let pod = http::solver_pod(&owner, image);
     if let Err(e) = apply(&pods, &object_name, &pod, "Pod").await {
         // A Pod's spec cannot change (a new image): replace it.
         delete(&pods, &object_name, "Pod").await?;
-        return Err(StepError::transient(format!(
-            "{}; replacing the solver Pod",
-            e.message
-        )));
+        return Err(StepError::transient(format!("{}; replacing the solver Pod", e.message)));
     }
 
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
@@ -152,10 +117,7 @@ pub async fn publish(
         }
     }
     tracing::debug!(order = %name, files = files.len(), "published the validation files");
-    Ok(PublishedValidation {
-        digest: digest.to_string(),
-        ingress_name: settings.ingress_name.clone(),
-    })
+    Ok(PublishedValidation { digest: digest.to_string(), ingress_name: settings.ingress_name.clone() })
 }
 
 async fn add_paths(
@@ -200,10 +162,7 @@ async fn remove_paths(api: &Api<Ingress>, owner: &Owner<'_>, name: &str) -> Resu
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                return Err(kube_error(
-                    &format!("cannot remove the validation paths from Ingress {name}"),
-                    e,
-                ));
+                return Err(kube_error(&format!("cannot remove the validation paths from Ingress {name}"), e));
             }
         }
     }
@@ -220,23 +179,11 @@ pub async fn unpublish(
     let ns = order.namespace().unwrap_or_default();
     let name = order.name_any();
     let uid = order.uid().unwrap_or_default();
-    let owner = Owner {
-        namespace: &ns,
-        name: &name,
-        uid: &uid,
-    };
+    let owner = Owner { namespace: &ns, name: &name, uid: &uid };
     let object_name = http::solver_name(&name);
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-    let mut users: Vec<String> = published
-        .and_then(|p| p.ingress_name.clone())
-        .into_iter()
-        .collect();
-    if let Some(named) = order
-        .spec
-        .domain_validation
-        .http
-        .as_ref()
-        .and_then(|h| h.ingress_name.clone())
+    let mut users: Vec<String> = published.and_then(|p| p.ingress_name.clone()).into_iter().collect();
+    if let Some(named) = order.spec.domain_validation.http.as_ref().and_then(|h| h.ingress_name.clone())
         && !users.contains(&named)
     {
         users.push(named);
@@ -246,24 +193,9 @@ pub async fn unpublish(
     }
     delete(&ingresses, &object_name, "Ingress").await?;
     delete(&http_route_api(client, &ns), &object_name, "HTTPRoute").await?;
-    delete(
-        &Api::<Service>::namespaced(client.clone(), &ns),
-        &object_name,
-        "Service",
-    )
-    .await?;
-    delete(
-        &Api::<Pod>::namespaced(client.clone(), &ns),
-        &object_name,
-        "Pod",
-    )
-    .await?;
-    delete(
-        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
-        &object_name,
-        "ConfigMap",
-    )
-    .await?;
+    delete(&Api::<Service>::namespaced(client.clone(), &ns), &object_name, "Service").await?;
+    delete(&Api::<Pod>::namespaced(client.clone(), &ns), &object_name, "Pod").await?;
+    delete(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &object_name, "ConfigMap").await?;
     tracing::debug!(order = %name, "removed the validation files");
     Ok(())
 }

@@ -13,9 +13,7 @@ pub fn normalize_domains(domains: &[String]) -> Result<Vec<String>, String> {
             None => (false, raw.as_str()),
         };
         if rest.contains('*') {
-            return Err(format!(
-                "domain {raw:?}: a wildcard may only be the whole first label, as in *.example.com"
-            ));
+            return Err(format!("domain {raw:?}: a wildcard may only be the whole first label, as in *.example.com"));
         }
         let ascii = idna::domain_to_ascii_strict(rest)
             .map_err(|_| format!("domain {raw:?} is not a valid internationalised domain name"))?;

@@ -107,7 +107,9 @@ pub enum LetterObs {
     Missing(String),
     /// It exists but cannot be sent (size, type); the message says why.
     Invalid(String),
-    Present { digest: String },
+    Present {
+        digest: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,20 +244,33 @@ impl StepError {
 /// What came of a step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    KeyGenerated { secret: String },
+    KeyGenerated {
+        secret: String,
+    },
     PurchaseIntentRecorded,
-    Purchased { id: String },
-    InfoSubmitted { digest: String },
-    LetterUploaded { digest: String },
+    Purchased {
+        id: String,
+    },
+    InfoSubmitted {
+        digest: String,
+    },
+    LetterUploaded {
+        digest: String,
+    },
     /// The template is in this ConfigMap; `None`: the vendor offers no template.
-    LetterTemplateOffered { config_map: Option<String> },
+    LetterTemplateOffered {
+        config_map: Option<String>,
+    },
     Polled(VendorView),
     Published(PublishedValidation),
     SelfChecked(Vec<(String, SelfCheck)>),
     Installed(CertificateInfo),
     PendingKeyDiscarded,
     Unpublished,
-    Failed { step: &'static str, error: StepError },
+    Failed {
+        step: &'static str,
+        error: StepError,
+    },
 }
 
 /// The lifecycle's answer.
@@ -280,9 +295,7 @@ pub fn spec_problem(spec: &CertificateOrderSpec) -> Option<String> {
         }
         let http = spec.domain_validation.http.clone().unwrap_or_default();
         if http.ingress_name.is_some() && http.gateway_ref.is_some() {
-            return Some(
-                "spec.domainValidation.http sets both ingressName and gatewayRef: set at most one".into(),
-            );
+            return Some("spec.domainValidation.http sets both ingressName and gatewayRef: set at most one".into());
         }
     }
     if spec.product.type_.needs_organization_review() {
@@ -517,8 +530,8 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
             }
         }
         Some(stage @ (VendorStage::OrganizationReview | VendorStage::DomainValidation)) => {
-            let all_passed =
-                !status.challenges.is_empty() && status.challenges.iter().all(|c| c.self_check.as_ref().is_some_and(|s| s.passed));
+            let all_passed = !status.challenges.is_empty()
+                && status.challenges.iter().all(|c| c.self_check.as_ref().is_some_and(|s| s.passed));
             let check_interval = doubling(timing.self_check_initial, timing.self_check_max, obs.self_check_failures);
             // The first check waits as long as a re-check would: nobody can have created a
             // record for challenges that arrived a moment ago.
@@ -555,7 +568,13 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
 }
 
 /// Folds a step's outcome into the status facts. Derived fields are left to [`summarize`].
-pub fn absorb(order: &OrderView, mut status: CertificateOrderStatus, outcome: Outcome, timing: &Timing, now: DateTime<Utc>) -> CertificateOrderStatus {
+pub fn absorb(
+    order: &OrderView,
+    mut status: CertificateOrderStatus,
+    outcome: Outcome,
+    timing: &Timing,
+    now: DateTime<Utc>,
+) -> CertificateOrderStatus {
     let succeeded = !matches!(outcome, Outcome::Failed { .. });
     match outcome {
         Outcome::KeyGenerated { secret } => status.private_key_secret = Some(secret),
@@ -600,28 +619,28 @@ pub fn absorb(order: &OrderView, mut status: CertificateOrderStatus, outcome: Ou
                 }
                 VendorStage::Cancelled => {
                     status.failed_generation = Some(order.generation);
-                    status.last_failure = Some("the vendor order was cancelled; buy a new one by recreating the CertificateOrder".into());
+                    status.last_failure =
+                        Some("the vendor order was cancelled; buy a new one by recreating the CertificateOrder".into());
                     status.last_failure_time = Some(now);
                 }
                 _ => {}
             }
-            status.challenges = view
-                .challenges
-                .into_iter()
-                .map(|c| {
-                    let previous = status
-                        .challenges
-                        .iter()
-                        .find(|p| p.domain == c.domain && p.target == c.target && p.expected_value == c.expected_value);
-                    Challenge {
-                        self_check: previous.and_then(|p| p.self_check.clone()),
-                        domain: c.domain,
-                        method: c.method,
-                        target: c.target,
-                        expected_value: c.expected_value,
-                    }
-                })
-                .collect();
+            status.challenges =
+                view.challenges
+                    .into_iter()
+                    .map(|c| {
+                        let previous = status.challenges.iter().find(|p| {
+                            p.domain == c.domain && p.target == c.target && p.expected_value == c.expected_value
+                        });
+                        Challenge {
+                            self_check: previous.and_then(|p| p.self_check.clone()),
+                            domain: c.domain,
+                            method: c.method,
+                            target: c.target,
+                            expected_value: c.expected_value,
+                        }
+                    })
+                    .collect();
         }
         Outcome::Published(published) => status.published = Some(published),
         Outcome::Unpublished => status.published = None,

@@ -1,6 +1,9 @@
 //! Phase, conditions and message, derived from the status facts and what was observed.
 
-use super::{info_digest, installed_is_current, normalize_domains, spec_problem, InstalledObs, LetterObs, Observed, OrderView, ProviderObs};
+use super::{
+    InstalledObs, LetterObs, Observed, OrderView, ProviderObs, info_digest, installed_is_current, normalize_domains,
+    spec_problem,
+};
 use crate::api::{CertificateOrderStatus, Condition, Phase, ValidationMethod, VendorStage};
 
 /// Condition types, in the order they are listed.
@@ -42,8 +45,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     let failed = status.failed_generation == Some(generation);
     let rejected = vendor.rejected_generation == Some(generation);
     let current = installed_is_current(order, &status, obs);
-    let usable_cert = matches!(&obs.installed, InstalledObs::Certificate { covers: true, .. })
-        && status.certificate.is_some();
+    let usable_cert =
+        matches!(&obs.installed, InstalledObs::Certificate { covers: true, .. }) && status.certificate.is_some();
     let ready = usable_cert && (current || renewing(order, &status, obs));
     status.domains = normalize_domains(&order.spec.domains).unwrap_or_default();
 
@@ -54,8 +57,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
             _ => false,
         };
     let docs_sent = vendor.documents_digest.is_some();
-    let org_verified = current
-        || matches!(vendor.stage, Some(VendorStage::DomainValidation) | Some(VendorStage::Issuable));
+    let org_verified =
+        current || matches!(vendor.stage, Some(VendorStage::DomainValidation) | Some(VendorStage::Issuable));
     let domains_verified = current || vendor.stage == Some(VendorStage::Issuable);
 
     let (phase, reason, message): (Phase, &'static str, String) = if let Some(p) = problem {
@@ -101,10 +104,20 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         (Phase::InfoSubmitted, "WaitingForDocuments", message)
     } else {
         match vendor.stage {
-            None if review => (Phase::DocumentsUploaded, "DocumentsUploaded", "documents uploaded; asking the vendor for the next step".into()),
-            None => (Phase::InfoSubmitted, "InfoSubmitted", "info submitted; asking the vendor for the challenges".into()),
-            Some(VendorStage::AwaitingInfo) => (Phase::InfoSubmitted, "VendorProcessing", "the vendor is processing the submitted info".into()),
-            Some(VendorStage::AwaitingDocuments) => (Phase::InfoSubmitted, "WaitingForDocuments", "the vendor is waiting for the documents".into()),
+            None if review => (
+                Phase::DocumentsUploaded,
+                "DocumentsUploaded",
+                "documents uploaded; asking the vendor for the next step".into(),
+            ),
+            None => {
+                (Phase::InfoSubmitted, "InfoSubmitted", "info submitted; asking the vendor for the challenges".into())
+            }
+            Some(VendorStage::AwaitingInfo) => {
+                (Phase::InfoSubmitted, "VendorProcessing", "the vendor is processing the submitted info".into())
+            }
+            Some(VendorStage::AwaitingDocuments) => {
+                (Phase::InfoSubmitted, "WaitingForDocuments", "the vendor is waiting for the documents".into())
+            }
             Some(VendorStage::OrganizationReview) => (
                 Phase::OrganizationReview,
                 "WaitingForReview",
@@ -118,12 +131,21 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
                 "WaitingForDomainValidation",
                 format!("waiting for the CA to validate the domains{}", challenge_hint(&status)),
             ),
-            Some(VendorStage::Issuable) => (Phase::DomainValidation, "Downloading", "the certificate is issued; downloading and verifying it".into()),
-            Some(VendorStage::Rejected) | Some(VendorStage::Cancelled) => (status.phase, "Stopped", "the vendor stopped the order".into()),
+            Some(VendorStage::Issuable) => (
+                Phase::DomainValidation,
+                "Downloading",
+                "the certificate is issued; downloading and verifying it".into(),
+            ),
+            Some(VendorStage::Rejected) | Some(VendorStage::Cancelled) => {
+                (status.phase, "Stopped", "the vendor stopped the order".into())
+            }
             Some(VendorStage::Unknown) => (
                 status.phase,
                 "UnknownVendorState",
-                format!("the vendor reports state {:?}, which certorder does not know", vendor.state.clone().unwrap_or_default()),
+                format!(
+                    "the vendor reports state {:?}, which certorder does not know",
+                    vendor.state.clone().unwrap_or_default()
+                ),
             ),
         }
     };
@@ -143,17 +165,43 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     };
     let mut conds = vec![
         ready_cond,
-        cond(RECONCILING, !stalled && !current, if current || stalled { "Idle" } else { reason }, if current || stalled { String::new() } else { message.clone() }),
-        cond(STALLED, stalled, if stalled { reason } else { "Progressing" }, if stalled { message.clone() } else { String::new() }),
-        cond(PURCHASED, vendor.id.is_some(), if vendor.id.is_some() { "Purchased" } else { "NotPurchased" }, vendor.id.clone().map(|id| format!("vendor order {id}")).unwrap_or_default()),
+        cond(
+            RECONCILING,
+            !stalled && !current,
+            if current || stalled { "Idle" } else { reason },
+            if current || stalled { String::new() } else { message.clone() },
+        ),
+        cond(
+            STALLED,
+            stalled,
+            if stalled { reason } else { "Progressing" },
+            if stalled { message.clone() } else { String::new() },
+        ),
+        cond(
+            PURCHASED,
+            vendor.id.is_some(),
+            if vendor.id.is_some() { "Purchased" } else { "NotPurchased" },
+            vendor.id.clone().map(|id| format!("vendor order {id}")).unwrap_or_default(),
+        ),
         cond(INFO_SUBMITTED, info_sent, if info_sent { "Submitted" } else { "NotSubmitted" }, ""),
     ];
     if review {
-        conds.push(cond(DOCUMENTS_UPLOADED, docs_sent || current, if docs_sent || current { "Uploaded" } else { "NotUploaded" }, ""));
+        conds.push(cond(
+            DOCUMENTS_UPLOADED,
+            docs_sent || current,
+            if docs_sent || current { "Uploaded" } else { "NotUploaded" },
+            "",
+        ));
         conds.push(cond(
             ORGANIZATION_VERIFIED,
             org_verified,
-            if org_verified { "Verified" } else if rejected { "Rejected" } else { "InReview" },
+            if org_verified {
+                "Verified"
+            } else if rejected {
+                "Rejected"
+            } else {
+                "InReview"
+            },
             if rejected { vendor.rejection_reason.clone().unwrap_or_default() } else { String::new() },
         ));
     }
@@ -165,13 +213,26 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     conds.push(cond(
         DOMAINS_VERIFIED,
         domains_verified,
-        if domains_verified { "Verified" } else if failing.is_empty() { "Pending" } else { "SelfCheckFailing" },
+        if domains_verified {
+            "Verified"
+        } else if failing.is_empty() {
+            "Pending"
+        } else {
+            "SelfCheckFailing"
+        },
         failing.join("; "),
     ));
     if let Some(purchased) = vendor.purchase_requested_time {
         let waited = obs.now - purchased;
         let dv = !order.spec.product.type_.needs_organization_review();
-        if dv && !current && !failed && !rejected && vendor.id.is_some() && vendor.issuances == 0 && waited >= DV_ISSUANCE_WARNING {
+        if dv
+            && !current
+            && !failed
+            && !rejected
+            && vendor.id.is_some()
+            && vendor.issuances == 0
+            && waited >= DV_ISSUANCE_WARNING
+        {
             conds.push(cond(
                 ISSUANCE_DELAYED,
                 true,
@@ -214,7 +275,9 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
 fn renewing(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed) -> bool {
     match (&obs.installed, &status.certificate) {
         (InstalledObs::Certificate { info, covers: true }, Some(known)) => {
-            info.sha256_fingerprint == known.sha256_fingerprint && info.not_after > obs.now && spec_problem(order.spec).is_none()
+            info.sha256_fingerprint == known.sha256_fingerprint
+                && info.not_after > obs.now
+                && spec_problem(order.spec).is_none()
         }
         _ => false,
     }
@@ -229,7 +292,9 @@ fn challenge_hint(status: &CertificateOrderStatus) -> String {
         .map(|c| {
             let what = match c.method {
                 ValidationMethod::DNS => format!("create TXT {} = {:?}", c.target, c.expected_value),
-                ValidationMethod::HTTP => format!("{} must answer {:?} (certorder publishes it)", c.target, c.expected_value),
+                ValidationMethod::HTTP => {
+                    format!("{} must answer {:?} (certorder publishes it)", c.target, c.expected_value)
+                }
             };
             match &c.self_check {
                 Some(s) => format!("{what} (self-check: {})", s.diagnosis),

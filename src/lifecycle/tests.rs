@@ -113,7 +113,8 @@ fn polled(stage: VendorStage) -> Outcome {
         stage,
         state: format!("{stage:?}"),
         challenges: vec![challenge("example.com"), challenge("www.example.com")],
-        rejection_reason: (stage == VendorStage::Rejected).then(|| "the company name does not match the licence".into()),
+        rejection_reason: (stage == VendorStage::Rejected)
+            .then(|| "the company name does not match the licence".into()),
     })
 }
 
@@ -196,36 +197,70 @@ fn decide_table() {
         s.published = published.map(|d| PublishedValidation { digest: d.into(), ingress_name: None });
         s
     };
-    let http_status = |published: Option<&str>, passed: Option<bool>| http_status_at(published, passed, VendorStage::DomainValidation);
+    let http_status = |published: Option<&str>, passed: Option<bool>| {
+        http_status_at(published, passed, VendorStage::DomainValidation)
+    };
     let cases = vec![
-        Case { name: "new order generates its key", spec: dv.clone(), status: Default::default(), obs: obs(now, LetterObs::NotNeeded), want: Decision::Act(Step::GenerateKey) },
-        Case { name: "with a key, the purchase is recorded before it is made", spec: dv.clone(), status: Default::default(), obs: base(LetterObs::NotNeeded), want: Decision::Act(Step::RecordPurchaseIntent) },
+        Case {
+            name: "new order generates its key",
+            spec: dv.clone(),
+            status: Default::default(),
+            obs: obs(now, LetterObs::NotNeeded),
+            want: Decision::Act(Step::GenerateKey),
+        },
+        Case {
+            name: "with a key, the purchase is recorded before it is made",
+            spec: dv.clone(),
+            status: Default::default(),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::RecordPurchaseIntent),
+        },
         Case {
             name: "recorded intent buys (looking the name up first)",
             spec: dv.clone(),
-            status: CertificateOrderStatus { order: Some(VendorOrder { name: vendor_order_name("uid-1"), ..Default::default() }), ..Default::default() },
+            status: CertificateOrderStatus {
+                order: Some(VendorOrder { name: vendor_order_name("uid-1"), ..Default::default() }),
+                ..Default::default()
+            },
             obs: base(LetterObs::NotNeeded),
             want: Decision::Act(Step::Purchase),
         },
         Case {
             name: "bought order gets its info",
             spec: dv.clone(),
-            status: CertificateOrderStatus { order: Some(VendorOrder { name: "n".into(), id: Some("1".into()), ..Default::default() }), ..Default::default() },
+            status: CertificateOrderStatus {
+                order: Some(VendorOrder { name: "n".into(), id: Some("1".into()), ..Default::default() }),
+                ..Default::default()
+            },
             obs: base(LetterObs::NotNeeded),
             want: Decision::Act(Step::SubmitInfo { digest: digest_k1.clone() }),
         },
-        Case { name: "DV after info polls for challenges", spec: dv.clone(), status: submitted(&dv, None), obs: base(LetterObs::NotNeeded), want: Decision::Act(Step::Poll) },
+        Case {
+            name: "DV after info polls for challenges",
+            spec: dv.clone(),
+            status: submitted(&dv, None),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::Poll),
+        },
         Case {
             name: "OV uploads the letter after the info",
             spec: ov.clone(),
-            status: { let mut s = submitted(&ov, None); s.order.as_mut().unwrap().documents_digest = None; s },
+            status: {
+                let mut s = submitted(&ov, None);
+                s.order.as_mut().unwrap().documents_digest = None;
+                s
+            },
             obs: base(letter.clone()),
             want: Decision::Act(Step::UploadLetter { digest: "letter-1".into() }),
         },
         Case {
             name: "OV without its letter offers the vendor's template first",
             spec: ov.clone(),
-            status: { let mut s = submitted(&ov, None); s.order.as_mut().unwrap().documents_digest = None; s },
+            status: {
+                let mut s = submitted(&ov, None);
+                s.order.as_mut().unwrap().documents_digest = None;
+                s
+            },
             obs: base(LetterObs::Missing("Secret letter not found".into())),
             want: Decision::Act(Step::OfferLetterTemplate),
         },
@@ -294,7 +329,12 @@ fn decide_table() {
             name: "a failing check is retried with backoff",
             spec: dv.clone(),
             status: with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), Some(false)),
-            obs: Observed { last_poll: Some(now), last_self_check: Some(now - chrono::Duration::seconds(3)), self_check_failures: 2, ..base(LetterObs::NotNeeded) },
+            obs: Observed {
+                last_poll: Some(now),
+                last_self_check: Some(now - chrono::Duration::seconds(3)),
+                self_check_failures: 2,
+                ..base(LetterObs::NotNeeded)
+            },
             want: Decision::Wait(Some(Duration::from_secs(5))),
         },
         Case {
@@ -304,53 +344,108 @@ fn decide_table() {
             obs: Observed { last_poll: Some(now - chrono::Duration::seconds(61)), ..base(LetterObs::NotNeeded) },
             want: Decision::Act(Step::Poll),
         },
-        Case { name: "issuable installs", spec: dv.clone(), status: submitted(&dv, Some(VendorStage::Issuable)), obs: base(LetterObs::NotNeeded), want: Decision::Act(Step::Install) },
+        Case {
+            name: "issuable installs",
+            spec: dv.clone(),
+            status: submitted(&dv, Some(VendorStage::Issuable)),
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::Install),
+        },
         Case {
             name: "rejected waits for a new spec",
             spec: ov.clone(),
-            status: { let mut s = submitted(&ov, Some(VendorStage::Rejected)); s.order.as_mut().unwrap().rejected_generation = Some(1); s },
+            status: {
+                let mut s = submitted(&ov, Some(VendorStage::Rejected));
+                s.order.as_mut().unwrap().rejected_generation = Some(1);
+                s
+            },
             obs: base(letter.clone()),
             want: Decision::Wait(None),
         },
         Case {
             name: "installed and current waits for renewal, after discarding the pending key",
             spec: dv.clone(),
-            status: { let mut s = submitted(&dv, Some(VendorStage::Issuable)); s.certificate = Some(cert(now, "k1")); s },
-            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true }, ..base(LetterObs::NotNeeded) },
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now, "k1"));
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true },
+                ..base(LetterObs::NotNeeded)
+            },
             want: Decision::Act(Step::DiscardPendingKey),
         },
         Case {
             name: "settled: wait until the renewal time",
             spec: dv.clone(),
-            status: { let mut s = submitted(&dv, Some(VendorStage::Issuable)); s.certificate = Some(cert(now, "k1")); s.private_key_secret = None; s },
-            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true }, ..obs(now, LetterObs::NotNeeded) },
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now, "k1"));
+                s.private_key_secret = None;
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true },
+                ..obs(now, LetterObs::NotNeeded)
+            },
             want: Decision::Wait(Some(Duration::from_secs(60 * 86400))),
         },
         Case {
             name: "a Secret written before a crash is adopted, not bought again",
             spec: dv.clone(),
             status: submitted(&dv, Some(VendorStage::Issuable)),
-            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true }, ..base(LetterObs::NotNeeded) },
+            obs: Observed {
+                installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true },
+                ..base(LetterObs::NotNeeded)
+            },
             want: Decision::Act(Step::AdoptInstalled),
         },
         Case {
             name: "due for renewal: a new key",
             spec: dv.clone(),
-            status: { let mut s = submitted(&dv, Some(VendorStage::Issuable)); s.certificate = Some(cert(now - chrono::Duration::days(61), "k1")); s.private_key_secret = None; s },
-            obs: Observed { installed: InstalledObs::Certificate { info: cert(now - chrono::Duration::days(61), "k1"), covers: true }, ..obs(now, LetterObs::NotNeeded) },
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now - chrono::Duration::days(61), "k1"));
+                s.private_key_secret = None;
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Certificate {
+                    info: cert(now - chrono::Duration::days(61), "k1"),
+                    covers: true,
+                },
+                ..obs(now, LetterObs::NotNeeded)
+            },
             want: Decision::Act(Step::GenerateKey),
         },
         Case {
             name: "a certificate missing a new domain is reissued",
-            spec: { let mut s = dv.clone(); s.domains.push("api.example.com".into()); s },
-            status: { let mut s = submitted(&dv, Some(VendorStage::Issuable)); s.certificate = Some(cert(now, "k1")); s.private_key_secret = None; s },
-            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: false }, ..obs(now, LetterObs::NotNeeded) },
+            spec: {
+                let mut s = dv.clone();
+                s.domains.push("api.example.com".into());
+                s
+            },
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now, "k1"));
+                s.private_key_secret = None;
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: false },
+                ..obs(now, LetterObs::NotNeeded)
+            },
             want: Decision::Act(Step::GenerateKey),
         },
         Case {
             name: "backoff after a transient failure",
             spec: dv.clone(),
-            status: CertificateOrderStatus { failures: 2, next_attempt_time: Some(now + chrono::Duration::seconds(7)), ..Default::default() },
+            status: CertificateOrderStatus {
+                failures: 2,
+                next_attempt_time: Some(now + chrono::Duration::seconds(7)),
+                ..Default::default()
+            },
             obs: base(LetterObs::NotNeeded),
             want: Decision::Wait(Some(Duration::from_secs(7))),
         },
@@ -365,7 +460,10 @@ fn decide_table() {
             name: "an unusable provider is looked at again later",
             spec: dv.clone(),
             status: Default::default(),
-            obs: Observed { provider: ProviderObs::Unusable("ClusterCertificateProvider local not found".into()), ..base(LetterObs::NotNeeded) },
+            obs: Observed {
+                provider: ProviderObs::Unusable("ClusterCertificateProvider local not found".into()),
+                ..base(LetterObs::NotNeeded)
+            },
             want: Decision::Wait(Some(timing.letter_poll)),
         },
         Case {
@@ -393,7 +491,12 @@ fn decide_table() {
             name: "HTTP: a solver Pod that disappeared is published again",
             spec: http_spec(CertificateType::DV),
             status: http_status(Some(&http_digest), Some(false)),
-            obs: Observed { last_self_check: Some(now), last_poll: Some(now), solver_missing: true, ..base(LetterObs::NotNeeded) },
+            obs: Observed {
+                last_self_check: Some(now),
+                last_poll: Some(now),
+                solver_missing: true,
+                ..base(LetterObs::NotNeeded)
+            },
             want: Decision::Act(Step::PublishChallenges { digest: http_digest.clone() }),
         },
         Case {
@@ -430,7 +533,10 @@ fn decide_table() {
                 published: Some(PublishedValidation { digest: http_digest.clone(), ingress_name: None }),
                 ..submitted(&http_spec(CertificateType::DV), Some(VendorStage::Issuable))
             },
-            obs: Observed { installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true }, ..base(LetterObs::NotNeeded) },
+            obs: Observed {
+                installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true },
+                ..base(LetterObs::NotNeeded)
+            },
             want: Decision::Act(Step::Unpublish),
         },
         Case {
@@ -442,7 +548,12 @@ fn decide_table() {
         },
         Case {
             name: "a wildcard with HTTP validation never starts",
-            spec: { let mut s = dv.clone(); s.domains = vec!["*.example.com".into()]; s.domain_validation.method = ValidationMethod::HTTP; s },
+            spec: {
+                let mut s = dv.clone();
+                s.domains = vec!["*.example.com".into()];
+                s.domain_validation.method = ValidationMethod::HTTP;
+                s
+            },
             status: Default::default(),
             obs: base(LetterObs::NotNeeded),
             want: Decision::Wait(None),
@@ -513,7 +624,8 @@ impl Walk {
         let review = self.spec.product.type_.needs_organization_review();
         match step {
             Step::GenerateKey => {
-                self.obs.pending_key = Some(KeyObs { secret: "k".into(), fingerprint: format!("key-{}", self.steps.len()) });
+                self.obs.pending_key =
+                    Some(KeyObs { secret: "k".into(), fingerprint: format!("key-{}", self.steps.len()) });
                 Outcome::KeyGenerated { secret: "k".into() }
             }
             Step::RecordPurchaseIntent => Outcome::PurchaseIntentRecorded,
@@ -525,7 +637,9 @@ impl Walk {
                 self.vendor_stage = if review { VendorStage::AwaitingDocuments } else { VendorStage::DomainValidation };
                 Outcome::InfoSubmitted { digest: digest.clone() }
             }
-            Step::OfferLetterTemplate => Outcome::LetterTemplateOffered { config_map: Some("example-letter-template".into()) },
+            Step::OfferLetterTemplate => {
+                Outcome::LetterTemplateOffered { config_map: Some("example-letter-template".into()) }
+            }
             Step::UploadLetter { digest } => {
                 self.vendor_stage = VendorStage::OrganizationReview;
                 Outcome::LetterUploaded { digest: digest.clone() }
@@ -554,7 +668,8 @@ impl Walk {
             Step::Unpublish => Outcome::Unpublished,
             Step::SelfCheck => {
                 self.obs.last_self_check = Some(now);
-                let results = self.status.challenges.iter().map(|c| (c.domain.clone(), check(self.dns_ready, now))).collect();
+                let results =
+                    self.status.challenges.iter().map(|c| (c.domain.clone(), check(self.dns_ready, now))).collect();
                 Outcome::SelfChecked(results)
             }
             Step::Install => {
@@ -585,7 +700,11 @@ fn dv_skips_documents_and_review() {
     let wait = walk.reconcile();
     assert_eq!(walk.status.phase, Phase::DomainValidation);
     assert!(matches!(wait, Decision::Wait(Some(_))), "{wait:?}");
-    assert!(walk.status.message.as_deref().unwrap().contains("create TXT _dnsauth.example.com"), "{:?}", walk.status.message);
+    assert!(
+        walk.status.message.as_deref().unwrap().contains("create TXT _dnsauth.example.com"),
+        "{:?}",
+        walk.status.message
+    );
     walk.dns_ready = true;
     walk.later(3);
     walk.reconcile();
@@ -595,7 +714,17 @@ fn dv_skips_documents_and_review() {
     assert_eq!(walk.purchases, 1);
     assert_eq!(
         walk.steps,
-        ["GenerateKey", "RecordPurchaseIntent", "Purchase", "SubmitInfo", "Poll", "SelfCheck", "Poll", "Install", "DiscardPendingKey"]
+        [
+            "GenerateKey",
+            "RecordPurchaseIntent",
+            "Purchase",
+            "SubmitInfo",
+            "Poll",
+            "SelfCheck",
+            "Poll",
+            "Install",
+            "DiscardPendingKey"
+        ]
     );
     assert_eq!(walk.phases, [Phase::DomainValidation, Phase::Issued]);
     assert!(!walk.steps.contains(&"UploadLetter"));
@@ -615,7 +744,11 @@ fn http_validation_publishes_once_checks_and_unpublishes_after_issuance() {
     walk.reconcile();
     assert_eq!(walk.status.phase, Phase::DomainValidation);
     assert!(walk.status.published.is_some());
-    assert!(walk.status.message.as_deref().unwrap().contains("/.well-known/pki-validation/fileauth.txt"), "{:?}", walk.status.message);
+    assert!(
+        walk.status.message.as_deref().unwrap().contains("/.well-known/pki-validation/fileauth.txt"),
+        "{:?}",
+        walk.status.message
+    );
     // The self-check fails a while: nothing is published again.
     walk.later(3);
     walk.reconcile();
@@ -629,8 +762,18 @@ fn http_validation_publishes_once_checks_and_unpublishes_after_issuance() {
     assert_eq!(
         walk.steps,
         [
-            "GenerateKey", "RecordPurchaseIntent", "Purchase", "SubmitInfo", "Poll", "PublishChallenges",
-            "SelfCheck", "SelfCheck", "Poll", "Install", "Unpublish", "DiscardPendingKey"
+            "GenerateKey",
+            "RecordPurchaseIntent",
+            "Purchase",
+            "SubmitInfo",
+            "Poll",
+            "PublishChallenges",
+            "SelfCheck",
+            "SelfCheck",
+            "Poll",
+            "Install",
+            "Unpublish",
+            "DiscardPendingKey"
         ]
     );
     assert_eq!(walk.published, 1);
@@ -647,7 +790,9 @@ fn http_validation_is_refused_only_for_wildcards() {
     assert_eq!(spec_problem(&http), None);
     let mut wild = http.clone();
     wild.domains.push("*.example.com".into());
-    assert!(spec_problem(&wild).unwrap().contains("*.example.com is a wildcard name, which can only be validated by DNS"));
+    assert!(
+        spec_problem(&wild).unwrap().contains("*.example.com is a wildcard name, which can only be validated by DNS")
+    );
     let mut both = http.clone();
     both.domain_validation.http = Some(HttpValidation {
         ingress_name: Some("web".into()),
@@ -661,7 +806,8 @@ fn http_validation_is_refused_only_for_wildcards() {
     checked[0].self_check = Some(check(true, t0()));
     assert_eq!(publish_digest(&http, &files), publish_digest(&http, &checked));
     let mut other_route = http.clone();
-    other_route.domain_validation.http = Some(HttpValidation { ingress_name: Some("web".into()), ..Default::default() });
+    other_route.domain_validation.http =
+        Some(HttpValidation { ingress_name: Some("web".into()), ..Default::default() });
     assert_ne!(publish_digest(&http, &files), publish_digest(&other_route, &files));
     let mut other_value = files.clone();
     other_value[0].expected_value = "new".into();
@@ -670,7 +816,8 @@ fn http_validation_is_refused_only_for_wildcards() {
 
 #[test]
 fn ov_goes_through_documents_review_rejection_and_resubmission() {
-    let mut walk = Walk::new(spec(CertificateType::OV), LetterObs::Missing("Secret letter not found: create it".into()));
+    let mut walk =
+        Walk::new(spec(CertificateType::OV), LetterObs::Missing("Secret letter not found: create it".into()));
     walk.reconcile();
     assert_eq!(walk.status.phase, Phase::InfoSubmitted);
     assert!(walk.status.message.as_deref().unwrap().contains("Secret letter not found"));
@@ -716,7 +863,14 @@ fn ov_goes_through_documents_review_rejection_and_resubmission() {
     assert_eq!(walk.purchases, 1);
     assert_eq!(
         walk.phases,
-        [Phase::InfoSubmitted, Phase::OrganizationReview, Phase::Rejected, Phase::OrganizationReview, Phase::DomainValidation, Phase::Issued]
+        [
+            Phase::InfoSubmitted,
+            Phase::OrganizationReview,
+            Phase::Rejected,
+            Phase::OrganizationReview,
+            Phase::DomainValidation,
+            Phase::Issued
+        ]
     );
 }
 
@@ -725,10 +879,19 @@ fn transient_failures_back_off_exponentially_capped_and_reset_on_success() {
     let dv = spec(CertificateType::DV);
     let order = view(&dv, 1);
     let timing = Timing::default();
-    let mut status = CertificateOrderStatus { order: Some(VendorOrder { name: "n".into(), ..Default::default() }), ..Default::default() };
+    let mut status = CertificateOrderStatus {
+        order: Some(VendorOrder { name: "n".into(), ..Default::default() }),
+        ..Default::default()
+    };
     let mut waits = Vec::new();
     for _ in 0..10 {
-        status = absorb(&order, status, Outcome::Failed { step: "Purchase", error: StepError::transient("vendor answered 153") }, &timing, t0());
+        status = absorb(
+            &order,
+            status,
+            Outcome::Failed { step: "Purchase", error: StepError::transient("vendor answered 153") },
+            &timing,
+            t0(),
+        );
         waits.push((status.next_attempt_time.unwrap() - t0()).num_seconds());
     }
     assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
@@ -737,13 +900,27 @@ fn transient_failures_back_off_exponentially_capped_and_reset_on_success() {
     status = absorb(&order, status, Outcome::Purchased { id: "1".into() }, &timing, t0());
     assert_eq!((status.failures, status.next_attempt_time), (0, None));
 
-    status = absorb(&order, status, Outcome::Failed { step: "SubmitInfo", error: StepError::permanent("credentials refused") }, &timing, t0());
+    status = absorb(
+        &order,
+        status,
+        Outcome::Failed { step: "SubmitInfo", error: StepError::permanent("credentials refused") },
+        &timing,
+        t0(),
+    );
     assert_eq!(status.failed_generation, Some(1));
     let summary = summarize(&order, status.clone(), &obs(t0(), LetterObs::NotNeeded));
     assert_eq!(summary.phase, Phase::Failed);
     assert!(summary.message.unwrap().contains("credentials refused"));
     // A new generation tries again.
-    assert_eq!(decide(&view(&dv, 2), &status, &Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::NotNeeded) }, &timing), Decision::Act(Step::SubmitInfo { digest: info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1") }));
+    assert_eq!(
+        decide(
+            &view(&dv, 2),
+            &status,
+            &Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::NotNeeded) },
+            &timing
+        ),
+        Decision::Act(Step::SubmitInfo { digest: info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1") })
+    );
 }
 
 #[test]
@@ -752,10 +929,17 @@ fn a_crash_between_intent_and_purchase_looks_up_before_buying() {
     // action looks the recorded name up first; the name is stable for the order.
     let dv = spec(CertificateType::DV);
     let order = view(&dv, 1);
-    let status = absorb(&order, CertificateOrderStatus::default(), Outcome::PurchaseIntentRecorded, &Timing::default(), t0());
+    let status =
+        absorb(&order, CertificateOrderStatus::default(), Outcome::PurchaseIntentRecorded, &Timing::default(), t0());
     assert!(Step::RecordPurchaseIntent.persist_before_next());
     assert_eq!(status.order.as_ref().unwrap().name, "certorder-uid-1");
-    let again = absorb(&order, status.clone(), Outcome::Failed { step: "Purchase", error: StepError::transient("timeout") }, &Timing::default(), t0());
+    let again = absorb(
+        &order,
+        status.clone(),
+        Outcome::Failed { step: "Purchase", error: StepError::transient("timeout") },
+        &Timing::default(),
+        t0(),
+    );
     assert_eq!(again.order, status.order);
 }
 
@@ -765,11 +949,19 @@ fn self_check_times_are_kept_while_nothing_changes() {
     let order = view(&dv, 1);
     let timing = Timing::default();
     let status = absorb(&order, submitted(&dv, None), polled(VendorStage::DomainValidation), &timing, t0());
-    let first = absorb(&order, status, Outcome::SelfChecked(vec![("example.com".into(), check(false, t0()))]), &timing, t0());
+    let first =
+        absorb(&order, status, Outcome::SelfChecked(vec![("example.com".into(), check(false, t0()))]), &timing, t0());
     let later = t0() + chrono::Duration::seconds(30);
-    let second = absorb(&order, first.clone(), Outcome::SelfChecked(vec![("example.com".into(), check(false, later))]), &timing, later);
+    let second = absorb(
+        &order,
+        first.clone(),
+        Outcome::SelfChecked(vec![("example.com".into(), check(false, later))]),
+        &timing,
+        later,
+    );
     assert_eq!(first, second, "an unchanged result must not change the status");
-    let passed = absorb(&order, second, Outcome::SelfChecked(vec![("example.com".into(), check(true, later))]), &timing, later);
+    let passed =
+        absorb(&order, second, Outcome::SelfChecked(vec![("example.com".into(), check(true, later))]), &timing, later);
     assert!(passed.challenges[0].self_check.as_ref().unwrap().passed);
     // A new poll keeps results of unchanged challenges.
     let repolled = absorb(&order, passed, polled(VendorStage::DomainValidation), &timing, later);
@@ -797,15 +989,65 @@ fn phases_from_facts() {
     let dv = spec(CertificateType::DV);
     let ov = spec(CertificateType::OV);
     let with_key = |letter| Observed { pending_key: Some(key()), ..obs(t0(), letter) };
-    let single_label = { let mut s = dv.clone(); s.domains = vec!["localhost".into()]; s };
+    let single_label = {
+        let mut s = dv.clone();
+        s.domains = vec!["localhost".into()];
+        s
+    };
     let cases: Vec<(&str, &CertificateOrderSpec, CertificateOrderStatus, Observed, Phase)> = vec![
         ("nothing yet", &dv, Default::default(), obs(t0(), LetterObs::NotNeeded), Phase::Pending),
-        ("bought", &dv, CertificateOrderStatus { order: Some(VendorOrder { name: "n".into(), id: Some("1".into()), ..Default::default() }), ..Default::default() }, with_key(LetterObs::NotNeeded), Phase::Purchased),
-        ("OV info sent, no letter", &ov, { let mut s = submitted(&ov, None); s.order.as_mut().unwrap().documents_digest = None; s }, with_key(LetterObs::Missing("x".into())), Phase::InfoSubmitted),
-        ("OV letter sent", &ov, submitted(&ov, None), with_key(LetterObs::Present { digest: "letter-1".into() }), Phase::DocumentsUploaded),
-        ("OV in review", &ov, submitted(&ov, Some(VendorStage::OrganizationReview)), with_key(LetterObs::Present { digest: "letter-1".into() }), Phase::OrganizationReview),
-        ("validating", &dv, submitted(&dv, Some(VendorStage::DomainValidation)), with_key(LetterObs::NotNeeded), Phase::DomainValidation),
-        ("provider gone keeps the phase", &dv, CertificateOrderStatus { phase: Phase::DomainValidation, ..submitted(&dv, Some(VendorStage::DomainValidation)) }, Observed { provider: ProviderObs::Unusable("gone".into()), ..with_key(LetterObs::NotNeeded) }, Phase::DomainValidation),
+        (
+            "bought",
+            &dv,
+            CertificateOrderStatus {
+                order: Some(VendorOrder { name: "n".into(), id: Some("1".into()), ..Default::default() }),
+                ..Default::default()
+            },
+            with_key(LetterObs::NotNeeded),
+            Phase::Purchased,
+        ),
+        (
+            "OV info sent, no letter",
+            &ov,
+            {
+                let mut s = submitted(&ov, None);
+                s.order.as_mut().unwrap().documents_digest = None;
+                s
+            },
+            with_key(LetterObs::Missing("x".into())),
+            Phase::InfoSubmitted,
+        ),
+        (
+            "OV letter sent",
+            &ov,
+            submitted(&ov, None),
+            with_key(LetterObs::Present { digest: "letter-1".into() }),
+            Phase::DocumentsUploaded,
+        ),
+        (
+            "OV in review",
+            &ov,
+            submitted(&ov, Some(VendorStage::OrganizationReview)),
+            with_key(LetterObs::Present { digest: "letter-1".into() }),
+            Phase::OrganizationReview,
+        ),
+        (
+            "validating",
+            &dv,
+            submitted(&dv, Some(VendorStage::DomainValidation)),
+            with_key(LetterObs::NotNeeded),
+            Phase::DomainValidation,
+        ),
+        (
+            "provider gone keeps the phase",
+            &dv,
+            CertificateOrderStatus {
+                phase: Phase::DomainValidation,
+                ..submitted(&dv, Some(VendorStage::DomainValidation))
+            },
+            Observed { provider: ProviderObs::Unusable("gone".into()), ..with_key(LetterObs::NotNeeded) },
+            Phase::DomainValidation,
+        ),
         ("invalid spec", &single_label, Default::default(), obs(t0(), LetterObs::NotNeeded), Phase::Failed),
     ];
     for (name, spec, status, observed, want) in cases {
@@ -827,7 +1069,11 @@ fn durations_and_renewal() {
     dv.renew_before = Some("240h".into());
     assert_eq!(renewal_time(&dv, &c), t0() + chrono::Duration::days(80));
     dv.renew_before = Some("9000h".into());
-    assert_eq!(renewal_time(&dv, &c), t0() + chrono::Duration::days(60), "longer than the lifetime falls back to a third");
+    assert_eq!(
+        renewal_time(&dv, &c),
+        t0() + chrono::Duration::days(60),
+        "longer than the lifetime falls back to a third"
+    );
 }
 
 #[test]
@@ -841,7 +1087,8 @@ fn a_renew_request_is_answered_by_exactly_one_issuance() {
     let mut status = submitted(&dv, Some(VendorStage::Issuable));
     status.certificate = Some(old.clone());
     status.private_key_secret = None;
-    let installed_old = Observed { installed: InstalledObs::Certificate { info: old, covers: true }, ..obs(now, LetterObs::NotNeeded) };
+    let installed_old =
+        Observed { installed: InstalledObs::Certificate { info: old, covers: true }, ..obs(now, LetterObs::NotNeeded) };
     assert_eq!(decide(&order, &status, &installed_old, &timing), Decision::Act(Step::GenerateKey));
 
     // The new certificate's notBefore is backdated before the request, as CAs do.
@@ -850,8 +1097,12 @@ fn a_renew_request_is_answered_by_exactly_one_issuance() {
     status.order.as_mut().unwrap().info_digest = Some(info_digest(&dv, &domains, "k2"));
     let status = absorb(&order, status, Outcome::Installed(new.clone()), &timing, now);
     assert_eq!(status.renew_request_answered, Some(requested));
-    let installed_new = Observed { installed: InstalledObs::Certificate { info: new, covers: true }, ..obs(now, LetterObs::NotNeeded) };
-    assert!(matches!(decide(&order, &status, &installed_new, &timing), Decision::Wait(Some(_))), "answered: no second renewal");
+    let installed_new =
+        Observed { installed: InstalledObs::Certificate { info: new, covers: true }, ..obs(now, LetterObs::NotNeeded) };
+    assert!(
+        matches!(decide(&order, &status, &installed_new, &timing), Decision::Wait(Some(_))),
+        "answered: no second renewal"
+    );
 
     // A later request renews again.
     let again = OrderView { renew_requested: Some(now), ..order };
@@ -866,12 +1117,17 @@ fn the_letter_template_is_named_in_the_message_while_the_letter_is_missing() {
     let v = status.order.as_mut().unwrap();
     v.documents_digest = None;
     v.letter_template = Some("example-letter-template".into());
-    let missing = Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::Missing("waiting for the confirmation letter".into())) };
+    let missing = Observed {
+        pending_key: Some(key()),
+        ..obs(t0(), LetterObs::Missing("waiting for the confirmation letter".into()))
+    };
     let s = summarize(&order, status.clone(), &missing);
     assert_eq!(s.phase, Phase::InfoSubmitted);
     assert_eq!(
         s.message.as_deref(),
-        Some("waiting for the confirmation letter; the vendor's letter template is in ConfigMap example-letter-template")
+        Some(
+            "waiting for the confirmation letter; the vendor's letter template is in ConfigMap example-letter-template"
+        )
     );
     // A vendor without a template: the message is only what is missing.
     status.order.as_mut().unwrap().letter_template = Some(String::new());
@@ -893,7 +1149,10 @@ fn a_dv_order_not_issued_a_day_after_purchase_suggests_ov() {
     };
     let delayed = |spec: &CertificateOrderSpec, status: CertificateOrderStatus| {
         let observed = Observed { pending_key: Some(key()), ..obs(now, LetterObs::NotNeeded) };
-        summarize(&view(spec, 1), status, &observed).conditions.into_iter().find(|c| c.type_ == summary::ISSUANCE_DELAYED)
+        summarize(&view(spec, 1), status, &observed)
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == summary::ISSUANCE_DELAYED)
     };
     let table: Vec<(&str, &CertificateOrderSpec, CertificateOrderStatus, bool)> = vec![
         ("DV bought 25h ago, not issued", &dv, bought(&dv, 25, 0), true),
@@ -902,7 +1161,16 @@ fn a_dv_order_not_issued_a_day_after_purchase_suggests_ov() {
         ("OV bought 25h ago (reviews take days)", &ov, bought(&ov, 25, 0), false),
         ("DV renewing under a purchase that already issued", &dv, bought(&dv, 400, 1), false),
         ("DV not bought yet", &dv, CertificateOrderStatus::default(), false),
-        ("DV failed for good", &dv, { let mut s = bought(&dv, 25, 0); s.failed_generation = Some(1); s }, false),
+        (
+            "DV failed for good",
+            &dv,
+            {
+                let mut s = bought(&dv, 25, 0);
+                s.failed_generation = Some(1);
+                s
+            },
+            false,
+        ),
     ];
     for (name, spec, status, want) in table {
         let c = delayed(spec, status);

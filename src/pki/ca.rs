@@ -4,8 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
@@ -28,10 +28,7 @@ pub enum CaError {
     #[error("the CSR is not acceptable: {0}")]
     InvalidCsr(String),
     #[error("the CSR names [{}] but the order asks for [{}]", .csr.join(", "), .requested.join(", "))]
-    NamesDiffer {
-        csr: Vec<String>,
-        requested: Vec<String>,
-    },
+    NamesDiffer { csr: Vec<String>, requested: Vec<String> },
     #[error("no names requested")]
     NoNames,
     #[error("the certificate lifetime must be positive (got {0})")]
@@ -65,52 +62,28 @@ impl LocalCa {
         dn.push(DnType::OrganizationName, "certorder");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(random_serial());
-        set_validity(
-            &mut params,
-            now - Duration::minutes(1),
-            now + Duration::days(CA_LIFETIME_DAYS),
-        )?;
-        let cert = params
-            .self_signed(&key_pair)
-            .map_err(|e| CaError::Sign(e.to_string()))?;
-        Ok(LocalCa {
-            cert_pem: cert.pem(),
-            cert_der: cert.der().to_vec(),
-            key,
-        })
+        set_validity(&mut params, now - Duration::minutes(1), now + Duration::days(CA_LIFETIME_DAYS))?;
+        let cert = params.self_signed(&key_pair).map_err(|e| CaError::Sign(e.to_string()))?;
+        Ok(LocalCa { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key })
     }
 
     /// Loads a CA from its certificate and key PEM (as kept in the provider's Secret).
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<LocalCa, CaError> {
         let key = PrivateKey::from_pem(key_pem)?;
         let ders = pem_certificates(cert_pem).map_err(|e| CaError::InvalidCa(e.to_string()))?;
-        let der = ders
-            .into_iter()
-            .next()
-            .ok_or_else(|| CaError::InvalidCa("no CERTIFICATE block found".into()))?;
-        let (_, cert) =
-            X509Certificate::from_der(&der).map_err(|e| CaError::InvalidCa(e.to_string()))?;
+        let der = ders.into_iter().next().ok_or_else(|| CaError::InvalidCa("no CERTIFICATE block found".into()))?;
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| CaError::InvalidCa(e.to_string()))?;
         if !cert.is_ca() {
-            return Err(CaError::InvalidCa(format!(
-                "{} is not a CA certificate",
-                cert.subject()
-            )));
+            return Err(CaError::InvalidCa(format!("{} is not a CA certificate", cert.subject())));
         }
         if !key.matches_spki(cert.public_key()) {
             return Err(CaError::CaKeyMismatch);
         }
         let cert_pem = super::verify::certificates_to_pem(std::slice::from_ref(&der));
-        Ok(LocalCa {
-            cert_pem,
-            cert_der: der,
-            key,
-        })
+        Ok(LocalCa { cert_pem, cert_der: der, key })
     }
 
     /// `(certificate PEM, PKCS#8 key PEM)`.
@@ -146,10 +119,7 @@ impl LocalCa {
             v
         };
         if normalise(&csr.dns_names) != normalise(names) {
-            return Err(CaError::NamesDiffer {
-                csr: csr.dns_names.clone(),
-                requested: names.to_vec(),
-            });
+            return Err(CaError::NamesDiffer { csr: csr.dns_names.clone(), requested: names.to_vec() });
         }
         let public_key = SubjectPublicKeyInfo::from_der(&csr.public_key_der)
             .map_err(|e| CaError::InvalidCsr(format!("unsupported public key: {e}")))?;
@@ -177,9 +147,7 @@ impl LocalCa {
         let key_pair: KeyPair = self.key.key_pair()?;
         let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), key_pair)
             .map_err(|e| CaError::InvalidCa(e.to_string()))?;
-        let leaf = params
-            .signed_by(&public_key, &issuer)
-            .map_err(|e| CaError::Sign(e.to_string()))?;
+        let leaf = params.signed_by(&public_key, &issuer).map_err(|e| CaError::Sign(e.to_string()))?;
         Ok(format!("{}{}", leaf.pem(), self.cert_pem))
     }
 }

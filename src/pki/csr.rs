@@ -23,10 +23,7 @@ pub fn build_csr(key: &PrivateKey, domains: &[String]) -> Result<String, PkiErro
         let ia5 = domain
             .clone()
             .try_into()
-            .map_err(|e: rcgen::Error| PkiError::InvalidDomain {
-                domain: domain.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e: rcgen::Error| PkiError::InvalidDomain { domain: domain.clone(), reason: e.to_string() })?;
         sans.push(SanType::DnsName(ia5));
     }
     let mut params = CertificateParams::default();
@@ -35,9 +32,7 @@ pub fn build_csr(key: &PrivateKey, domains: &[String]) -> Result<String, PkiErro
     params.distinguished_name = dn;
     params.subject_alt_names = sans;
     let key_pair = key.key_pair()?;
-    let csr = params
-        .serialize_request(&key_pair)
-        .map_err(|e| PkiError::Csr(e.to_string()))?;
+    let csr = params.serialize_request(&key_pair).map_err(|e| PkiError::Csr(e.to_string()))?;
     csr.pem().map_err(|e| PkiError::Csr(e.to_string()))
 }
 
@@ -66,20 +61,12 @@ pub fn parse_csr(csr_pem: &str) -> Result<ParsedCsr, PkiError> {
 
 /// Reads a DER CSR and checks its self-signature.
 pub fn parse_csr_der(der: &[u8]) -> Result<ParsedCsr, PkiError> {
-    let (_, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|e| PkiError::InvalidCsr(format!("cannot be parsed: {e}")))?;
-    csr.verify_signature().map_err(|e| {
-        PkiError::InvalidCsr(format!(
-            "its signature does not verify with its own public key ({e})"
-        ))
-    })?;
+    let (_, csr) =
+        X509CertificationRequest::from_der(der).map_err(|e| PkiError::InvalidCsr(format!("cannot be parsed: {e}")))?;
+    csr.verify_signature()
+        .map_err(|e| PkiError::InvalidCsr(format!("its signature does not verify with its own public key ({e})")))?;
     let info = &csr.certification_request_info;
-    let common_name = info
-        .subject
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_owned);
+    let common_name = info.subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
     let mut dns_names = Vec::new();
     if let Some(exts) = csr.requested_extensions() {
         for ext in exts {
@@ -92,12 +79,7 @@ pub fn parse_csr_der(der: &[u8]) -> Result<ParsedCsr, PkiError> {
             }
         }
     }
-    Ok(ParsedCsr {
-        common_name,
-        dns_names,
-        public_key_der: info.subject_pki.raw.to_vec(),
-        der: der.to_vec(),
-    })
+    Ok(ParsedCsr { common_name, dns_names, public_key_der: info.subject_pki.raw.to_vec(), der: der.to_vec() })
 }
 
 #[cfg(test)]
@@ -112,17 +94,10 @@ mod tests {
     #[test]
     fn round_trip_for_each_algorithm() {
         let domains = names(&["example.com", "*.example.com", "www.xn--fiqs8s.example"]);
-        for alg in [
-            KeyAlgorithm::EcdsaP256,
-            KeyAlgorithm::EcdsaP384,
-            KeyAlgorithm::Rsa2048,
-        ] {
+        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Rsa2048] {
             let key = generate_key(alg).unwrap();
             let pem = build_csr(&key, &domains).unwrap();
-            assert!(
-                pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
-                "{pem}"
-            );
+            assert!(pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"), "{pem}");
             let parsed = parse_csr(&pem).unwrap();
             assert_eq!(parsed.common_name.as_deref(), Some("example.com"));
             assert_eq!(parsed.dns_names, domains);
@@ -134,9 +109,7 @@ mod tests {
     fn refuses_bad_input() {
         let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
         assert!(matches!(build_csr(&key, &[]), Err(PkiError::NoDomains)));
-        let err = build_csr(&key, &names(&["bücher.example"]))
-            .unwrap_err()
-            .to_string();
+        let err = build_csr(&key, &names(&["bücher.example"])).unwrap_err().to_string();
         assert!(err.contains("punycode"), "{err}");
 
         let good = build_csr(&key, &names(&["a.example"])).unwrap();

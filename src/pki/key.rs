@@ -54,9 +54,7 @@ impl KeyAlgorithm {
         match self {
             KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-                &rcgen::PKCS_RSA_SHA256
-            }
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
         }
     }
 }
@@ -110,9 +108,7 @@ fn generate_rsa_pkcs8(bits: usize) -> Result<Vec<u8>, PkiError> {
     use rsa::pkcs8::EncodePrivateKey;
     let key = rsa::PrivateKey::new(&mut RandAdapter(rand::rng()), bits)
         .map_err(|e| PkiError::KeyGeneration(format!("RSA {bits}: {e}")))?;
-    let doc = key
-        .to_pkcs8_der()
-        .map_err(|e| PkiError::KeyGeneration(format!("RSA {bits} PKCS#8 encoding: {e}")))?;
+    let doc = key.to_pkcs8_der().map_err(|e| PkiError::KeyGeneration(format!("RSA {bits} PKCS#8 encoding: {e}")))?;
     Ok(doc.as_bytes().to_vec())
 }
 
@@ -140,8 +136,7 @@ impl PrivateKey {
     /// Reads a private key from PEM. Accepts PKCS#8 (`PRIVATE KEY`) for every algorithm and PKCS#1
     /// (`RSA PRIVATE KEY`) for RSA, which is converted to PKCS#8. Text around the block is ignored.
     pub fn from_pem(pem_text: &str) -> Result<PrivateKey, PkiError> {
-        let blocks = pem::parse_many(pem_text)
-            .map_err(|e| PkiError::InvalidKey(format!("not valid PEM: {e}")))?;
+        let blocks = pem::parse_many(pem_text).map_err(|e| PkiError::InvalidKey(format!("not valid PEM: {e}")))?;
         let block = blocks
             .iter()
             .find(|b| b.tag().ends_with("PRIVATE KEY"))
@@ -153,9 +148,7 @@ impl PrivateKey {
                 use rsa::pkcs8::EncodePrivateKey;
                 let key = rsa::PrivateKey::from_pkcs1_der(block.contents())
                     .map_err(|e| PkiError::InvalidKey(format!("RSA PRIVATE KEY: {e}")))?;
-                let doc = key
-                    .to_pkcs8_der()
-                    .map_err(|e| PkiError::InvalidKey(format!("RSA PRIVATE KEY: {e}")))?;
+                let doc = key.to_pkcs8_der().map_err(|e| PkiError::InvalidKey(format!("RSA PRIVATE KEY: {e}")))?;
                 PrivateKey::from_pkcs8_der(doc.as_bytes())
             }
             other => Err(PkiError::InvalidKey(format!(
@@ -166,20 +159,13 @@ impl PrivateKey {
 
     /// Reads a private key from PKCS#8 DER.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, PkiError> {
-        let key_pair = KeyPair::try_from(der).map_err(|e| {
-            PkiError::InvalidKey(format!("unsupported or malformed PKCS#8 key: {e}"))
-        })?;
+        let key_pair = KeyPair::try_from(der)
+            .map_err(|e| PkiError::InvalidKey(format!("unsupported or malformed PKCS#8 key: {e}")))?;
         let spki_der = key_pair.subject_public_key_info();
         let public_key_raw = key_pair.der_bytes().to_vec();
         let algorithm = algorithm_of_spki(&spki_der)?;
         let pkcs8_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
-        Ok(PrivateKey {
-            algorithm,
-            pkcs8_pem,
-            pkcs8_der: der.to_vec(),
-            spki_der,
-            public_key_raw,
-        })
+        Ok(PrivateKey { algorithm, pkcs8_pem, pkcs8_der: der.to_vec(), spki_der, public_key_raw })
     }
 
     /// The key's algorithm (for RSA, by its modulus size).
@@ -226,9 +212,7 @@ impl PrivateKey {
 pub(crate) fn algorithm_of_spki(spki_der: &[u8]) -> Result<KeyAlgorithm, PkiError> {
     let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der)
         .map_err(|e| PkiError::InvalidKey(format!("public key cannot be parsed: {e}")))?;
-    let parsed = spki
-        .parsed()
-        .map_err(|e| PkiError::InvalidKey(format!("public key cannot be parsed: {e}")))?;
+    let parsed = spki.parsed().map_err(|e| PkiError::InvalidKey(format!("public key cannot be parsed: {e}")))?;
     match parsed {
         ParsedPublicKey::EC(_) => {
             let curve = spki
@@ -241,9 +225,7 @@ pub(crate) fn algorithm_of_spki(spki_der: &[u8]) -> Result<KeyAlgorithm, PkiErro
             match curve.as_str() {
                 "1.2.840.10045.3.1.7" => Ok(KeyAlgorithm::EcdsaP256),
                 "1.3.132.0.34" => Ok(KeyAlgorithm::EcdsaP384),
-                other => Err(PkiError::InvalidKey(format!(
-                    "EC curve {other} is not supported (use P-256 or P-384)"
-                ))),
+                other => Err(PkiError::InvalidKey(format!("EC curve {other} is not supported (use P-256 or P-384)"))),
             }
         }
         ParsedPublicKey::RSA(rsa_key) => {
@@ -257,18 +239,13 @@ pub(crate) fn algorithm_of_spki(spki_der: &[u8]) -> Result<KeyAlgorithm, PkiErro
                 ))),
             }
         }
-        _ => Err(PkiError::InvalidKey(
-            "only ECDSA (P-256, P-384) and RSA keys are supported".into(),
-        )),
+        _ => Err(PkiError::InvalidKey("only ECDSA (P-256, P-384) and RSA keys are supported".into())),
     }
 }
 
 fn modulus_bits(modulus: &[u8]) -> usize {
     let trimmed: &[u8] = {
-        let start = modulus
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(modulus.len());
+        let start = modulus.iter().position(|b| *b != 0).unwrap_or(modulus.len());
         &modulus[start..]
     };
     match trimmed.first() {
@@ -288,10 +265,7 @@ mod tests {
             let key = generate_key(alg).expect("generate");
             eprintln!("generate_key({alg}) took {:?}", started.elapsed());
             assert_eq!(key.algorithm(), alg, "{alg}");
-            assert!(
-                key.to_pem().starts_with("-----BEGIN PRIVATE KEY-----"),
-                "{alg}"
-            );
+            assert!(key.to_pem().starts_with("-----BEGIN PRIVATE KEY-----"), "{alg}");
             let again = PrivateKey::from_pem(key.to_pem()).expect("parse back");
             assert_eq!(again.algorithm(), alg);
             assert_eq!(again.public_key_der(), key.public_key_der());
@@ -331,14 +305,8 @@ mod tests {
         for (input, want) in [
             ("", "no PRIVATE KEY block"),
             ("hello", "no PRIVATE KEY block"),
-            (
-                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-                "malformed PKCS#8",
-            ),
-            (
-                "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
-                "PKCS#8",
-            ),
+            ("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "malformed PKCS#8"),
+            ("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n", "PKCS#8"),
         ] {
             let err = PrivateKey::from_pem(input).expect_err(input).to_string();
             assert!(err.contains(want), "{input:?}: {err}");

@@ -18,8 +18,7 @@ pub use csr::{ParsedCsr, build_csr, parse_csr, parse_csr_der};
 pub use key::{KeyAlgorithm, PrivateKey, generate_key};
 pub use secret::{CA_CRT, TLS_CRT, TLS_KEY, TLS_SECRET_TYPE, tls_secret_data};
 pub use verify::{
-    CertInfo, VerifyError, certificates_to_pem, describe_leaf, name_covered, pem_certificates,
-    verify_issued,
+    CertInfo, VerifyError, certificates_to_pem, describe_leaf, name_covered, pem_certificates, verify_issued,
 };
 
 /// Errors from key and CSR handling.

@@ -10,9 +10,7 @@ fn names(list: &[&str]) -> Vec<String> {
 }
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).single().expect("valid time")
 }
 
 struct Issued {
@@ -28,41 +26,24 @@ fn issue(alg: KeyAlgorithm, domains: &[&str]) -> Issued {
     let domains = names(domains);
     let csr = build_csr(&key, &domains).unwrap();
     let chain = ca.issue(&csr, &domains, Duration::days(90), now()).unwrap();
-    Issued {
-        ca,
-        key,
-        domains,
-        chain,
-    }
+    Issued { ca, key, domains, chain }
 }
 
 #[test]
 fn local_ca_chain_verifies_for_every_key_algorithm() {
-    for alg in [
-        KeyAlgorithm::EcdsaP256,
-        KeyAlgorithm::EcdsaP384,
-        KeyAlgorithm::Rsa2048,
-    ] {
+    for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Rsa2048] {
         let t = issue(alg, &["example.com", "*.example.com", "www.example.org"]);
         let trust = [t.ca.cert_pem().to_owned()];
-        let info = verify_issued(&t.chain, &t.key, &t.domains, now(), Some(&trust))
-            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        let info =
+            verify_issued(&t.chain, &t.key, &t.domains, now(), Some(&trust)).unwrap_or_else(|e| panic!("{alg}: {e}"));
         assert_eq!(info.dns_names, t.domains);
         assert_eq!(info.subject, "CN=example.com");
         assert_eq!(info.issuer, "CN=certorder test CA, O=certorder");
         assert_eq!(info.not_before, now() - Duration::minutes(1));
         assert_eq!(info.not_after, now() + Duration::days(90));
         assert_eq!(info.sha256_fingerprint.len(), 64);
-        assert!(
-            info.sha256_fingerprint
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
-        assert!(
-            !info.serial_hex.is_empty() && info.serial_hex.len() <= 32,
-            "{}",
-            info.serial_hex
-        );
+        assert!(info.sha256_fingerprint.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(!info.serial_hex.is_empty() && info.serial_hex.len() <= 32, "{}", info.serial_hex);
         // without trust anchors too, and a wildcard host is covered
         verify_issued(&t.chain, &t.key, &names(&["api.example.com"]), now(), None).unwrap();
         assert_eq!(describe_leaf(&t.chain).unwrap(), info);
@@ -78,13 +59,7 @@ fn leaf_has_the_extensions_a_server_certificate_needs() {
     let (_, leaf) = X509Certificate::from_der(&ders[0]).unwrap();
     let (_, ca) = X509Certificate::from_der(&ders[1]).unwrap();
     assert!(!leaf.is_ca());
-    assert!(
-        leaf.extended_key_usage()
-            .unwrap()
-            .unwrap()
-            .value
-            .server_auth
-    );
+    assert!(leaf.extended_key_usage().unwrap().unwrap().value.server_auth);
     assert!(leaf.key_usage().unwrap().unwrap().value.digital_signature());
     assert!(leaf.raw_serial().len() >= 16, "128-bit serial");
     // Whatever the random bytes, the serial keeps its 16 bytes (no sign byte, no dropped zero).
@@ -94,31 +69,23 @@ fn leaf_has_the_extensions_a_server_certificate_needs() {
         let (_, leaf) = X509Certificate::from_der(&ders[0]).unwrap();
         assert_eq!(leaf.raw_serial().len(), 16, "{:02x?}", leaf.raw_serial());
     }
-    let ski = match ca
-        .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
-    {
+    let ski = match ca.get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER) {
         Ok(Some(ext)) => match ext.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(k) => k.0.to_vec(),
             other => panic!("{other:?}"),
         },
         other => panic!("CA has no SKI: {other:?}"),
     };
-    let aki = match leaf
-        .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
-    {
+    let aki = match leaf.get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER) {
         Ok(Some(ext)) => match ext.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(k) => {
-                k.key_identifier.as_ref().unwrap().0.to_vec()
-            }
+            ParsedExtension::AuthorityKeyIdentifier(k) => k.key_identifier.as_ref().unwrap().0.to_vec(),
             other => panic!("{other:?}"),
         },
         other => panic!("leaf has no AKI: {other:?}"),
     };
     assert_eq!(aki, ski, "leaf AKI = CA SKI");
     assert!(
-        leaf.get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
-            .unwrap()
-            .is_some()
+        leaf.get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER).unwrap().is_some()
     );
     // the CA
     assert!(ca.is_ca());
@@ -126,8 +93,7 @@ fn leaf_has_the_extensions_a_server_certificate_needs() {
     assert_eq!(bc.path_len_constraint, Some(0));
     let ku = ca.key_usage().unwrap().unwrap().value;
     assert!(ku.key_cert_sign() && ku.crl_sign());
-    let years =
-        (ca.validity().not_after.timestamp() - ca.validity().not_before.timestamp()) / 86400;
+    let years = (ca.validity().not_after.timestamp() - ca.validity().not_before.timestamp()) / 86400;
     assert!((3649..=3651).contains(&years), "{years}");
 }
 
@@ -144,15 +110,7 @@ fn refuses_each_bad_case_with_the_right_error() {
     let trust_other = [other_ca.cert_pem().to_owned()];
     let trust_ours = [t.ca.cert_pem().to_owned()];
 
-    type Case<'a> = (
-        &'a str,
-        String,
-        &'a PrivateKey,
-        Vec<String>,
-        DateTime<Utc>,
-        Option<&'a [String]>,
-        &'a str,
-    );
+    type Case<'a> = (&'a str, String, &'a PrivateKey, Vec<String>, DateTime<Utc>, Option<&'a [String]>, &'a str);
     let cases: Vec<Case> = vec![
         (
             "wrong key",
@@ -226,15 +184,7 @@ fn refuses_each_bad_case_with_the_right_error() {
             Some(&trust_other),
             "chain does not lead to a trusted CA: CN=certorder test CA, O=certorder is not signed by any of [CN=some other CA, O=certorder]",
         ),
-        (
-            "garbage",
-            "this is not a certificate".into(),
-            &t.key,
-            t.domains.clone(),
-            now(),
-            None,
-            "no PEM certificate",
-        ),
+        ("garbage", "this is not a certificate".into(), &t.key, t.domains.clone(), now(), None, "no PEM certificate"),
         (
             "bad base64",
             "-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----\n".into(),
@@ -255,9 +205,7 @@ fn refuses_each_bad_case_with_the_right_error() {
         ),
     ];
     for (what, chain, key, domains, at, trust, want) in cases {
-        let err = verify_issued(&chain, key, &domains, at, trust)
-            .expect_err(what)
-            .to_string();
+        let err = verify_issued(&chain, key, &domains, at, trust).expect_err(what).to_string();
         assert!(err.contains(want), "{what}: got {err:?}, want {want:?}");
     }
 
@@ -269,20 +217,10 @@ fn refuses_each_bad_case_with_the_right_error() {
         Err(VerifyError::Untrusted { .. })
     ));
     // CRLF and text around the blocks are fine
-    let messy = format!(
-        "subject=CN=example.com\r\n{}\r\n\r\nissuer\r\n",
-        t.chain.replace('\n', "\r\n")
-    );
+    let messy = format!("subject=CN=example.com\r\n{}\r\n\r\nissuer\r\n", t.chain.replace('\n', "\r\n"));
     verify_issued(&messy, &t.key, &t.domains, now(), Some(&trust_ours)).unwrap();
     // case-insensitive names
-    verify_issued(
-        &t.chain,
-        &t.key,
-        &names(&["EXAMPLE.com", "Www.Example.COM"]),
-        now(),
-        None,
-    )
-    .unwrap();
+    verify_issued(&t.chain, &t.key, &names(&["EXAMPLE.com", "Www.Example.COM"]), now(), None).unwrap();
 }
 
 #[test]
@@ -290,38 +228,17 @@ fn local_ca_refuses_bad_requests() {
     let ca = LocalCa::generate_at("CA", now()).unwrap();
     let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
     let csr = build_csr(&key, &names(&["a.example", "b.example"])).unwrap();
-    let err = ca
-        .issue(&csr, &names(&["a.example"]), Duration::days(1), now())
-        .unwrap_err();
+    let err = ca.issue(&csr, &names(&["a.example"]), Duration::days(1), now()).unwrap_err();
     assert!(matches!(err, CaError::NamesDiffer { .. }), "{err}");
-    assert_eq!(
-        err.to_string(),
-        "the CSR names [a.example, b.example] but the order asks for [a.example]"
-    );
+    assert_eq!(err.to_string(), "the CSR names [a.example, b.example] but the order asks for [a.example]");
     // order and case do not matter
-    ca.issue(
-        &csr,
-        &names(&["B.example", "a.example"]),
-        Duration::days(1),
-        now(),
-    )
-    .unwrap();
+    ca.issue(&csr, &names(&["B.example", "a.example"]), Duration::days(1), now()).unwrap();
+    assert!(matches!(ca.issue(&csr, &[], Duration::days(1), now()), Err(CaError::NoNames)));
     assert!(matches!(
-        ca.issue(&csr, &[], Duration::days(1), now()),
-        Err(CaError::NoNames)
-    ));
-    assert!(matches!(
-        ca.issue(
-            &csr,
-            &names(&["a.example", "b.example"]),
-            Duration::zero(),
-            now()
-        ),
+        ca.issue(&csr, &names(&["a.example", "b.example"]), Duration::zero(), now()),
         Err(CaError::InvalidLifetime(_))
     ));
-    let err = ca
-        .issue("nonsense", &names(&["a.example"]), Duration::days(1), now())
-        .unwrap_err();
+    let err = ca.issue("nonsense", &names(&["a.example"]), Duration::days(1), now()).unwrap_err();
     assert!(err.to_string().contains("no CERTIFICATE REQUEST"), "{err}");
 }
 
@@ -335,38 +252,15 @@ fn local_ca_round_trips_through_pem() {
     // a CA loaded from PEM issues chains that verify against the original certificate
     let leaf_key = generate_key(KeyAlgorithm::EcdsaP384).unwrap();
     let domains = names(&["x.example"]);
-    let chain = back
-        .issue(
-            &build_csr(&leaf_key, &domains).unwrap(),
-            &domains,
-            Duration::days(30),
-            Utc::now(),
-        )
-        .unwrap();
-    verify_issued(
-        &chain,
-        &leaf_key,
-        &domains,
-        Utc::now(),
-        Some(std::slice::from_ref(&cert)),
-    )
-    .unwrap();
+    let chain = back.issue(&build_csr(&leaf_key, &domains).unwrap(), &domains, Duration::days(30), Utc::now()).unwrap();
+    verify_issued(&chain, &leaf_key, &domains, Utc::now(), Some(std::slice::from_ref(&cert))).unwrap();
 
     let other = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
-    assert!(matches!(
-        LocalCa::from_pem(&cert, other.to_pem()),
-        Err(CaError::CaKeyMismatch)
-    ));
+    assert!(matches!(LocalCa::from_pem(&cert, other.to_pem()), Err(CaError::CaKeyMismatch)));
     // a leaf is not a CA
     let leaf_only = certificates_to_pem(&pem_certificates(&chain).unwrap()[..1]);
-    assert!(matches!(
-        LocalCa::from_pem(&leaf_only, leaf_key.to_pem()),
-        Err(CaError::InvalidCa(_))
-    ));
-    assert!(matches!(
-        LocalCa::from_pem("", &key),
-        Err(CaError::InvalidCa(_))
-    ));
+    assert!(matches!(LocalCa::from_pem(&leaf_only, leaf_key.to_pem()), Err(CaError::InvalidCa(_))));
+    assert!(matches!(LocalCa::from_pem("", &key), Err(CaError::InvalidCa(_))));
     // Debug does not print the key
     assert!(!format!("{back:?}").contains(&key[40..80]));
 }
@@ -376,29 +270,17 @@ fn tls_secret_data_holds_leaf_chain_key_and_ca() {
     let t = issue(KeyAlgorithm::EcdsaP256, &["example.com"]);
     let messy = t.chain.replace('\n', "\r\n");
     let data = tls_secret_data(&messy, t.key.to_pem(), None).unwrap();
-    assert_eq!(
-        data.keys().cloned().collect::<Vec<_>>(),
-        vec![CA_CRT, TLS_CRT, TLS_KEY]
-    );
+    assert_eq!(data.keys().cloned().collect::<Vec<_>>(), vec![CA_CRT, TLS_CRT, TLS_KEY]);
     assert_eq!(String::from_utf8(data[TLS_CRT].clone()).unwrap(), t.chain);
     assert_eq!(data[TLS_KEY], t.key.to_pem().as_bytes());
-    assert_eq!(
-        String::from_utf8(data[CA_CRT].clone()).unwrap(),
-        t.ca.cert_pem()
-    );
+    assert_eq!(String::from_utf8(data[CA_CRT].clone()).unwrap(), t.ca.cert_pem());
 
     let leaf_only = certificates_to_pem(&pem_certificates(&t.chain).unwrap()[..1]);
     let data = tls_secret_data(&leaf_only, t.key.to_pem(), None).unwrap();
-    assert!(
-        !data.contains_key(CA_CRT),
-        "a lone leaf has no CA to put in ca.crt"
-    );
+    assert!(!data.contains_key(CA_CRT), "a lone leaf has no CA to put in ca.crt");
     let data = tls_secret_data(&leaf_only, t.key.to_pem(), Some(t.ca.cert_pem())).unwrap();
     assert_eq!(data[CA_CRT], t.ca.cert_pem().as_bytes());
-    assert!(matches!(
-        tls_secret_data("", "k", None),
-        Err(VerifyError::NoCertificate)
-    ));
+    assert!(matches!(tls_secret_data("", "k", None), Err(VerifyError::NoCertificate)));
 }
 
 #[test]

@@ -45,20 +45,11 @@ pub enum VerifyError {
     )]
     LeafNotFirst { position: usize, subject: String },
     #[error("certificate does not cover {} (covers: {})", .missing.join(", "), covers_text(.covers))]
-    NameNotCovered {
-        missing: Vec<String>,
-        covers: Vec<String>,
-    },
+    NameNotCovered { missing: Vec<String>, covers: Vec<String> },
     #[error("certificate is not valid before {not_before} (now {now})")]
-    NotYetValid {
-        not_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-    },
+    NotYetValid { not_before: DateTime<Utc>, now: DateTime<Utc> },
     #[error("certificate expired at {not_after} (now {now})")]
-    Expired {
-        not_after: DateTime<Utc>,
-        now: DateTime<Utc>,
-    },
+    Expired { not_after: DateTime<Utc>, now: DateTime<Utc> },
     #[error("chain is broken between {child} and {parent}: the second did not sign the first")]
     BrokenChain { child: String, parent: String },
     #[error("chain does not lead to a trusted CA: {top} is not signed by any of [{}]", .trusted.join("; "))]
@@ -66,11 +57,7 @@ pub enum VerifyError {
 }
 
 fn covers_text(covers: &[String]) -> String {
-    if covers.is_empty() {
-        "no DNS names".to_owned()
-    } else {
-        covers.join(", ")
-    }
+    if covers.is_empty() { "no DNS names".to_owned() } else { covers.join(", ") }
 }
 
 /// Extracts the DER of every `CERTIFICATE` PEM block, in order. Liberal: CRLF, blank lines, text
@@ -84,10 +71,7 @@ pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
         let body_start = start + BEGIN.len();
         let index = out.len() + 1;
         let Some(end) = rest[body_start..].find(END) else {
-            return Err(VerifyError::Parse {
-                index,
-                reason: "PEM block has no END line".into(),
-            });
+            return Err(VerifyError::Parse { index, reason: "PEM block has no END line".into() });
         };
         let body: String = rest[body_start..body_start + end]
             .replace("\\r", "")
@@ -97,10 +81,7 @@ pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
             .collect();
         let der = base64::engine::general_purpose::STANDARD
             .decode(body.as_bytes())
-            .map_err(|e| VerifyError::Parse {
-                index,
-                reason: format!("bad base64: {e}"),
-            })?;
+            .map_err(|e| VerifyError::Parse { index, reason: format!("bad base64: {e}") })?;
         out.push(der);
         rest = &rest[body_start + end + END.len()..];
     }
@@ -110,9 +91,7 @@ pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
 /// Re-encodes DER certificates as clean PEM (LF line endings), in order.
 pub fn certificates_to_pem(ders: &[Vec<u8>]) -> String {
     let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
-    ders.iter()
-        .map(|der| pem::encode_config(&pem::Pem::new("CERTIFICATE", der.clone()), config))
-        .collect()
+    ders.iter().map(|der| pem::encode_config(&pem::Pem::new("CERTIFICATE", der.clone()), config)).collect()
 }
 
 fn parse_all(ders: &[Vec<u8>]) -> Result<Vec<X509Certificate<'_>>, VerifyError> {
@@ -121,10 +100,7 @@ fn parse_all(ders: &[Vec<u8>]) -> Result<Vec<X509Certificate<'_>>, VerifyError> 
         .map(|(i, der)| {
             X509Certificate::from_der(der)
                 .map(|(_, cert)| cert)
-                .map_err(|e| VerifyError::Parse {
-                    index: i + 1,
-                    reason: e.to_string(),
-                })
+                .map_err(|e| VerifyError::Parse { index: i + 1, reason: e.to_string() })
         })
         .collect()
 }
@@ -151,27 +127,16 @@ pub fn verify_issued(
 
     if !key.matches_spki(leaf.public_key()) {
         if let Some(pos) = chain.iter().position(|c| key.matches_spki(c.public_key())) {
-            return Err(VerifyError::LeafNotFirst {
-                position: pos + 1,
-                subject: chain[pos].subject().to_string(),
-            });
+            return Err(VerifyError::LeafNotFirst { position: pos + 1, subject: chain[pos].subject().to_string() });
         }
-        return Err(VerifyError::KeyMismatch {
-            subject: leaf.subject().to_string(),
-        });
+        return Err(VerifyError::KeyMismatch { subject: leaf.subject().to_string() });
     }
 
     let sans = dns_names(leaf);
-    let missing: Vec<String> = domains
-        .iter()
-        .filter(|d| !sans.iter().any(|san| name_covered(san, d)))
-        .cloned()
-        .collect();
+    let missing: Vec<String> =
+        domains.iter().filter(|d| !sans.iter().any(|san| name_covered(san, d))).cloned().collect();
     if !missing.is_empty() {
-        return Err(VerifyError::NameNotCovered {
-            missing,
-            covers: sans,
-        });
+        return Err(VerifyError::NameNotCovered { missing, covers: sans });
     }
 
     let not_before = to_chrono(leaf.validity().not_before.timestamp());
@@ -196,18 +161,13 @@ pub fn verify_issued(
     if let Some(trust) = trust {
         let mut anchor_ders = Vec::new();
         for pem_text in trust {
-            anchor_ders.extend(
-                pem_certificates(pem_text).map_err(|e| VerifyError::InvalidTrust(e.to_string()))?,
-            );
+            anchor_ders.extend(pem_certificates(pem_text).map_err(|e| VerifyError::InvalidTrust(e.to_string()))?);
         }
-        let anchors =
-            parse_all(&anchor_ders).map_err(|e| VerifyError::InvalidTrust(e.to_string()))?;
+        let anchors = parse_all(&anchor_ders).map_err(|e| VerifyError::InvalidTrust(e.to_string()))?;
         let top_index = chain.len() - 1;
         let top = &chain[top_index];
         let trusted = anchor_ders.iter().any(|a| a == &ders[top_index])
-            || anchors
-                .iter()
-                .any(|a| top.verify_signature(Some(a.public_key())).is_ok());
+            || anchors.iter().any(|a| top.verify_signature(Some(a.public_key())).is_ok());
         if !trusted {
             return Err(VerifyError::Untrusted {
                 top: top.subject().to_string(),
@@ -232,10 +192,8 @@ pub fn verify_issued(
 pub fn describe_leaf(chain_pem: &str) -> Result<CertInfo, VerifyError> {
     let ders = pem_certificates(chain_pem)?;
     let first = ders.first().ok_or(VerifyError::NoCertificate)?;
-    let (_, leaf) = X509Certificate::from_der(first).map_err(|e| VerifyError::Parse {
-        index: 1,
-        reason: e.to_string(),
-    })?;
+    let (_, leaf) =
+        X509Certificate::from_der(first).map_err(|e| VerifyError::Parse { index: 1, reason: e.to_string() })?;
     Ok(CertInfo {
         serial_hex: serial_hex(leaf.raw_serial()),
         issuer: leaf.issuer().to_string(),
@@ -248,10 +206,7 @@ pub fn describe_leaf(chain_pem: &str) -> Result<CertInfo, VerifyError> {
 }
 
 fn serial_hex(raw: &[u8]) -> String {
-    let start = raw
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(raw.len().saturating_sub(1));
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
     hex::encode(&raw[start..])
 }
 
@@ -325,11 +280,7 @@ mod tests {
             ("*.xn--fiqs8s", "www.xn--fiqs8s", true),
         ];
         for (pattern, name, want) in cases {
-            assert_eq!(
-                name_covered(pattern, name),
-                want,
-                "{pattern} covers {name}?"
-            );
+            assert_eq!(name_covered(pattern, name), want, "{pattern} covers {name}?");
         }
     }
 
@@ -342,14 +293,8 @@ mod tests {
         let got = pem_certificates(&text).unwrap();
         assert_eq!(got, vec![vec![1, 2, 3, 4, 5, 6], vec![1, 2, 3, 4, 5, 6]]);
         assert!(pem_certificates("-----BEGIN CERTIFICATE-----\nAAAA").is_err());
-        assert!(
-            pem_certificates("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----")
-                .is_err()
-        );
-        assert_eq!(
-            pem_certificates("nothing here").unwrap(),
-            Vec::<Vec<u8>>::new()
-        );
+        assert!(pem_certificates("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----").is_err());
+        assert_eq!(pem_certificates("nothing here").unwrap(), Vec::<Vec<u8>>::new());
     }
 
     #[test]

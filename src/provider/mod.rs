@@ -93,7 +93,11 @@ impl Provider {
     /// Finds the vendor order by `ctx.vendor.name`, and buys it only when none exists.
     /// `claims` maps the vendor order ids other CertificateOrders already hold to their uids,
     /// so a purchase found after a crash is never one that belongs to another order.
-    pub async fn purchase(&self, ctx: &OrderContext<'_>, claims: &BTreeMap<String, String>) -> Result<String, ProviderError> {
+    pub async fn purchase(
+        &self,
+        ctx: &OrderContext<'_>,
+        claims: &BTreeMap<String, String>,
+    ) -> Result<String, ProviderError> {
         match self {
             Provider::Local(p) => p.purchase(ctx),
             Provider::Ucloud(p) => p.purchase(ctx, claims).await,
@@ -109,7 +113,12 @@ impl Provider {
     }
 
     /// Uploads the confirmation letter.
-    pub async fn upload_letter(&self, ctx: &OrderContext<'_>, letter: &[u8], file_name: &str) -> Result<(), ProviderError> {
+    pub async fn upload_letter(
+        &self,
+        ctx: &OrderContext<'_>,
+        letter: &[u8],
+        file_name: &str,
+    ) -> Result<(), ProviderError> {
         match self {
             Provider::Local(p) => p.upload_letter(ctx, letter, file_name),
             Provider::Ucloud(p) => p.upload_letter(ctx, letter, file_name).await,

@@ -51,10 +51,7 @@ impl Default for DnsCheckerConfig {
 impl DnsCheckerConfig {
     /// Asks exactly `servers`, no discovery.
     pub fn with_nameservers(servers: Vec<SocketAddr>) -> Self {
-        DnsCheckerConfig {
-            nameservers: Some(servers),
-            ..Default::default()
-        }
+        DnsCheckerConfig { nameservers: Some(servers), ..Default::default() }
     }
 }
 
@@ -134,11 +131,7 @@ impl DnsChecker {
             let opts = builder.options_mut();
             opts.timeout = config.timeout;
             opts.attempts = config.attempts.max(1);
-            Some(
-                builder
-                    .build()
-                    .map_err(|e| DnsCheckerError::Resolver(e.to_string()))?,
-            )
+            Some(builder.build().map_err(|e| DnsCheckerError::Resolver(e.to_string()))?)
         };
         Ok(DnsChecker { config, resolver })
     }
@@ -172,24 +165,12 @@ impl DnsChecker {
             }
             return judge(&display, expected, &targets, &seen, &via);
         }
-        failure(
-            with_via(
-                format!("more than {MAX_CNAME_HOPS} CNAMEs from {original}"),
-                &via,
-            ),
-            "",
-        )
+        failure(with_via(format!("more than {MAX_CNAME_HOPS} CNAMEs from {original}"), &via), "")
     }
 
     async fn targets_for(&self, name: &Name) -> Result<Vec<Target>, String> {
         if let Some(servers) = &self.config.nameservers {
-            return Ok(servers
-                .iter()
-                .map(|a| Target {
-                    addr: *a,
-                    label: a.to_string(),
-                })
-                .collect());
+            return Ok(servers.iter().map(|a| Target { addr: *a, label: a.to_string() }).collect());
         }
         let Some(resolver) = &self.resolver else {
             return Err("no resolver configured".into());
@@ -218,11 +199,7 @@ impl DnsChecker {
                     for ip in ips.iter() {
                         targets.push(Target {
                             addr: SocketAddr::new(ip, self.config.nameserver_port),
-                            label: format!(
-                                "{} ({})",
-                                show(ns),
-                                SocketAddr::new(ip, self.config.nameserver_port)
-                            ),
+                            label: format!("{} ({})", show(ns), SocketAddr::new(ip, self.config.nameserver_port)),
                         });
                     }
                 }
@@ -230,11 +207,7 @@ impl DnsChecker {
             }
         }
         if targets.is_empty() {
-            return Err(format!(
-                "the name servers of {} do not resolve ({})",
-                show(&zone),
-                unresolved.join("; ")
-            ));
+            return Err(format!("the name servers of {} do not resolve ({})", show(&zone), unresolved.join("; ")));
         }
         Ok(targets)
     }
@@ -312,12 +285,9 @@ impl DnsChecker {
                 continue;
             }
             match &record.data {
-                RData::TXT(t) => txt.push(
-                    t.txt_data
-                        .iter()
-                        .map(|part| String::from_utf8_lossy(part))
-                        .collect::<String>(),
-                ),
+                RData::TXT(t) => {
+                    txt.push(t.txt_data.iter().map(|part| String::from_utf8_lossy(part)).collect::<String>())
+                }
                 RData::CNAME(c) => cname = Some(c.0.clone()),
                 _ => {}
             }
@@ -335,47 +305,24 @@ impl DnsChecker {
     }
 }
 
-fn judge(
-    name: &str,
-    expected: &str,
-    targets: &[Target],
-    seen: &[Seen],
-    via: &[String],
-) -> TxtObservation {
+fn judge(name: &str, expected: &str, targets: &[Target], seen: &[Seen], via: &[String]) -> TxtObservation {
     let holds = |s: &Seen| matches!(s, Seen::Txt(v) if v.iter().any(|x| x == expected));
     let describe = |s: &Seen, label: &str| -> (String, Vec<String>) {
         match s {
             Seen::Txt(values) => (
                 format!(
                     "found {} but expected \"{expected}\" at {name} on {label}",
-                    values
-                        .iter()
-                        .map(|v| format!("{v:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
                 ),
                 values.clone(),
             ),
-            Seen::Empty => (
-                format!("TXT record not found at {name} on {label}"),
-                Vec::new(),
-            ),
-            Seen::NxDomain => (
-                format!("name does not resolve: {name} does not exist on {label}"),
-                Vec::new(),
-            ),
-            Seen::Cname(t) => (
-                format!("{name} is an alias of {} on {label}", show(t)),
-                Vec::new(),
-            ),
+            Seen::Empty => (format!("TXT record not found at {name} on {label}"), Vec::new()),
+            Seen::NxDomain => (format!("name does not resolve: {name} does not exist on {label}"), Vec::new()),
+            Seen::Cname(t) => (format!("{name} is an alias of {} on {label}", show(t)), Vec::new()),
             Seen::Failed(e) => (format!("{e} asking {label}"), Vec::new()),
         }
     };
-    let all_labels = targets
-        .iter()
-        .map(|t| t.label.clone())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let all_labels = targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>().join(", ");
     let good = seen.iter().filter(|s| holds(s)).count();
     if good == seen.len() && !seen.is_empty() {
         let mut found: Vec<String> = Vec::new();
@@ -391,10 +338,7 @@ fn judge(
         return TxtObservation {
             found,
             matched: true,
-            diagnosis: with_via(
-                format!("found the expected TXT record at {name} on {all_labels}"),
-                via,
-            ),
+            diagnosis: with_via(format!("found the expected TXT record at {name} on {all_labels}"), via),
             server: all_labels,
         };
     }
@@ -405,41 +349,21 @@ fn judge(
         .find(|(s, _)| matches!(s, Seen::Failed(_)))
         .or_else(|| seen.iter().zip(targets).find(|(s, _)| !holds(s)));
     let Some((bad_seen, bad_target)) = bad else {
-        return failure(
-            with_via(format!("no authoritative server answered for {name}"), via),
-            "",
-        );
+        return failure(with_via(format!("no authoritative server answered for {name}"), via), "");
     };
     let (mut diagnosis, found) = describe(bad_seen, &bad_target.label);
     if good > 0 {
-        diagnosis = format!(
-            "servers disagree: {good} of {} have the expected value; {diagnosis}",
-            seen.len()
-        );
+        diagnosis = format!("servers disagree: {good} of {} have the expected value; {diagnosis}", seen.len());
     }
-    TxtObservation {
-        found,
-        matched: false,
-        diagnosis: with_via(diagnosis, via),
-        server: bad_target.label.clone(),
-    }
+    TxtObservation { found, matched: false, diagnosis: with_via(diagnosis, via), server: bad_target.label.clone() }
 }
 
 fn failure(diagnosis: String, server: &str) -> TxtObservation {
-    TxtObservation {
-        found: Vec::new(),
-        matched: false,
-        diagnosis,
-        server: server.to_owned(),
-    }
+    TxtObservation { found: Vec::new(), matched: false, diagnosis, server: server.to_owned() }
 }
 
 fn with_via(diagnosis: String, via: &[String]) -> String {
-    if via.is_empty() {
-        diagnosis
-    } else {
-        format!("{diagnosis} ({})", via.join(", "))
-    }
+    if via.is_empty() { diagnosis } else { format!("{diagnosis} ({})", via.join(", ")) }
 }
 
 fn fqdn(name: &str) -> Result<Name, String> {
@@ -447,11 +371,7 @@ fn fqdn(name: &str) -> Result<Name, String> {
     if trimmed.is_empty() {
         return Err("empty".into());
     }
-    let text = if trimmed.ends_with('.') {
-        trimmed.to_owned()
-    } else {
-        format!("{trimmed}.")
-    };
+    let text = if trimmed.ends_with('.') { trimmed.to_owned() } else { format!("{trimmed}.") };
     Name::from_ascii(&text).map_err(|e| e.to_string())
 }
 
@@ -465,13 +385,10 @@ fn show(name: &Name) -> String {
 /// enabled in this build, and this is all certorder needs from it).
 fn system_resolvers() -> Result<Vec<SocketAddr>, DnsCheckerError> {
     const PATH: &str = "/etc/resolv.conf";
-    let text = std::fs::read_to_string(PATH)
-        .map_err(|e| DnsCheckerError::SystemConfig(format!("{PATH}: {e}")))?;
+    let text = std::fs::read_to_string(PATH).map_err(|e| DnsCheckerError::SystemConfig(format!("{PATH}: {e}")))?;
     let servers = parse_resolv_conf(&text);
     if servers.is_empty() {
-        return Err(DnsCheckerError::SystemConfig(format!(
-            "{PATH} lists no nameserver"
-        )));
+        return Err(DnsCheckerError::SystemConfig(format!("{PATH} lists no nameserver")));
     }
     Ok(servers)
 }
@@ -484,9 +401,7 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
                 (Some("nameserver"), Some(addr)) => {
                     // drop an IPv6 zone (fe80::1%eth0): not usable without an interface index here
                     let addr = addr.split('%').next().unwrap_or(addr);
-                    addr.parse::<IpAddr>()
-                        .ok()
-                        .map(|ip| SocketAddr::new(ip, 53))
+                    addr.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53))
                 }
                 _ => None,
             }
@@ -501,9 +416,7 @@ async fn find_zone(resolver: &TokioResolver, name: &Name) -> Result<Name, String
         match resolver.lookup(candidate.clone(), RecordType::SOA).await {
             Ok(lookup) => {
                 let apex = lookup.answers().iter().find_map(|r| match &r.data {
-                    RData::SOA(_) if r.name.to_lowercase() == candidate.to_lowercase() => {
-                        Some(r.name.clone())
-                    }
+                    RData::SOA(_) if r.name.to_lowercase() == candidate.to_lowercase() => Some(r.name.clone()),
                     _ => None,
                 });
                 if let Some(apex) = apex {
@@ -520,10 +433,7 @@ async fn find_zone(resolver: &TokioResolver, name: &Name) -> Result<Name, String
             }
         }
         if candidate.num_labels() <= 1 {
-            return Err(format!(
-                "name does not resolve: no DNS zone found for {}",
-                show(name)
-            ));
+            return Err(format!("name does not resolve: no DNS zone found for {}", show(name)));
         }
         candidate = candidate.base_name();
     }
@@ -545,17 +455,13 @@ async fn query(
     edns.set_max_payload(1232);
     message.set_edns(edns);
     let id = message.metadata.id;
-    let bytes = message
-        .to_vec()
-        .map_err(|e| format!("cannot encode the query ({e}) for"))?;
+    let bytes = message.to_vec().map_err(|e| format!("cannot encode the query ({e}) for"))?;
 
     let mut last = String::new();
     for _ in 0..config.attempts.max(1) {
         match tokio::time::timeout(config.timeout, udp_exchange(server, &bytes, id)).await {
             Ok(Ok(response)) if response.metadata.truncation => {
-                return match tokio::time::timeout(config.timeout, tcp_exchange(server, &bytes, id))
-                    .await
-                {
+                return match tokio::time::timeout(config.timeout, tcp_exchange(server, &bytes, id)).await {
                     Ok(result) => result,
                     Err(_) => Err(format!("timeout ({:?}, TCP)", config.timeout)),
                 };
@@ -573,23 +479,12 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
         IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let socket = tokio::net::UdpSocket::bind(bind)
-        .await
-        .map_err(|e| format!("socket error ({e})"))?;
-    socket
-        .connect(server)
-        .await
-        .map_err(|e| format!("cannot connect ({e})"))?;
-    socket
-        .send(bytes)
-        .await
-        .map_err(|e| format!("send failed ({e})"))?;
+    let socket = tokio::net::UdpSocket::bind(bind).await.map_err(|e| format!("socket error ({e})"))?;
+    socket.connect(server).await.map_err(|e| format!("cannot connect ({e})"))?;
+    socket.send(bytes).await.map_err(|e| format!("send failed ({e})"))?;
     let mut buf = vec![0u8; 65535];
     loop {
-        let n = socket
-            .recv(&mut buf)
-            .await
-            .map_err(|e| format!("no answer ({e})"))?;
+        let n = socket.recv(&mut buf).await.map_err(|e| format!("no answer ({e})"))?;
         match Message::from_vec(&buf[..n]) {
             Ok(m) if m.metadata.id == id => return Ok(m),
             Ok(_) => continue, // a late answer to something else
@@ -599,26 +494,16 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
 }
 
 async fn tcp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
-    let mut stream = tokio::net::TcpStream::connect(server)
-        .await
-        .map_err(|e| format!("cannot connect over TCP ({e})"))?;
+    let mut stream =
+        tokio::net::TcpStream::connect(server).await.map_err(|e| format!("cannot connect over TCP ({e})"))?;
     let len = u16::try_from(bytes.len()).map_err(|_| "query too large".to_owned())?;
     let mut out = len.to_be_bytes().to_vec();
     out.extend_from_slice(bytes);
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|e| format!("TCP send failed ({e})"))?;
+    stream.write_all(&out).await.map_err(|e| format!("TCP send failed ({e})"))?;
     let mut len_buf = [0u8; 2];
-    stream
-        .read_exact(&mut len_buf)
-        .await
-        .map_err(|e| format!("TCP read failed ({e})"))?;
+    stream.read_exact(&mut len_buf).await.map_err(|e| format!("TCP read failed ({e})"))?;
     let mut buf = vec![0u8; u16::from_be_bytes(len_buf) as usize];
-    stream
-        .read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("TCP read failed ({e})"))?;
+    stream.read_exact(&mut buf).await.map_err(|e| format!("TCP read failed ({e})"))?;
     let message = Message::from_vec(&buf).map_err(|e| format!("unreadable answer ({e})"))?;
     if message.metadata.id != id {
         return Err("answer with a wrong id".into());

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressRule,
-};
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressRule};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -53,9 +51,7 @@ pub fn valid_file_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A host name as it may appear in a key: lowercase letters, digits, `.`, `-`.
@@ -63,9 +59,7 @@ pub fn valid_host(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && !host.starts_with('.')
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+        && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
 }
 
 /// The ConfigMap key (and, mounted, the file name in the solver's directory) of one domain's file.
@@ -76,23 +70,15 @@ pub fn config_map_key(domain: &str, file: &str) -> String {
 
 /// Splits `http://host/.well-known/pki-validation/file` into host and file name.
 pub fn parse_target(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} is not a plain http:// URL"))?;
-    let (host, path) = rest
-        .split_once('/')
-        .ok_or_else(|| format!("{url:?} has no path"))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?} is not a plain http:// URL"))?;
+    let (host, path) = rest.split_once('/').ok_or_else(|| format!("{url:?} has no path"))?;
     let file = format!("/{path}");
-    let file = file
-        .strip_prefix(WELL_KNOWN)
-        .ok_or_else(|| format!("{url:?} is not under {WELL_KNOWN}"))?;
+    let file = file.strip_prefix(WELL_KNOWN).ok_or_else(|| format!("{url:?} is not under {WELL_KNOWN}"))?;
     if !valid_host(host) {
         return Err(format!("{url:?}: {host:?} is not a host name"));
     }
     if !valid_file_name(file) {
-        return Err(format!(
-            "{url:?}: {file:?} is not a file name certorder can serve"
-        ));
+        return Err(format!("{url:?}: {file:?} is not a file name certorder can serve"));
     }
     Ok((host.to_string(), file.to_string()))
 }
@@ -104,11 +90,7 @@ pub fn file_challenges(challenges: &[Challenge]) -> Result<Vec<FileChallenge>, S
         .filter(|c| c.method == ValidationMethod::HTTP)
         .map(|c| {
             let (host, file) = parse_target(&c.target)?;
-            Ok(FileChallenge {
-                domain: host,
-                file,
-                content: c.expected_value.clone(),
-            })
+            Ok(FileChallenge { domain: host, file, content: c.expected_value.clone() })
         })
         .collect()
 }
@@ -129,11 +111,7 @@ pub fn solver_name(order: &str) -> String {
         return name;
     }
     let hash = hex::encode(&Sha256::digest(order.as_bytes())[..4]);
-    let stem: String = order
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(36)
-        .collect();
+    let stem: String = order.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(36).collect();
     format!("certorder-solver-{}-{hash}", stem.trim_end_matches('-'))
 }
 
@@ -169,10 +147,8 @@ fn metadata(owner: &Owner, annotations: Value) -> Value {
 
 /// The ConfigMap with one key per domain (see [`config_map_key`]) holding the exact content.
 pub fn config_map(owner: &Owner, files: &[FileChallenge]) -> ConfigMap {
-    let data: BTreeMap<String, String> = files
-        .iter()
-        .map(|f| (config_map_key(&f.domain, &f.file), f.content.clone()))
-        .collect();
+    let data: BTreeMap<String, String> =
+        files.iter().map(|f| (config_map_key(&f.domain, &f.file), f.content.clone())).collect();
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -247,9 +223,7 @@ pub fn ingress(owner: &Owner, class: Option<&str>, files: &[FileChallenge]) -> I
         .iter()
         .map(|f| IngressRule {
             host: Some(f.domain.clone()),
-            http: Some(HTTPIngressRuleValue {
-                paths: vec![solver_path(f, &service)],
-            }),
+            http: Some(HTTPIngressRuleValue { paths: vec![solver_path(f, &service)] }),
         })
         .collect();
     let annotations = json!({
@@ -272,8 +246,7 @@ pub fn ingress(owner: &Owner, class: Option<&str>, files: &[FileChallenge]) -> I
 /// The HTTPRoute (Gateway API v1) attached to `gateway`: the domains as hostnames, each file's
 /// exact path to the solver's Service.
 pub fn http_route(owner: &Owner, gateway: &GatewayRef, files: &[FileChallenge]) -> Value {
-    let mut parent =
-        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name});
+    let mut parent = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name});
     if let Some(ns) = &gateway.namespace {
         parent["namespace"] = json!(ns);
     }
@@ -286,10 +259,7 @@ pub fn http_route(owner: &Owner, gateway: &GatewayRef, files: &[FileChallenge]) 
     let mut paths: Vec<String> = files.iter().map(FileChallenge::path).collect();
     paths.sort();
     paths.dedup();
-    let matches: Vec<Value> = paths
-        .iter()
-        .map(|p| json!({"path": {"type": "Exact", "value": p}}))
-        .collect();
+    let matches: Vec<Value> = paths.iter().map(|p| json!({"path": {"type": "Exact", "value": p}})).collect();
     json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
@@ -306,10 +276,7 @@ pub fn http_route(owner: &Owner, gateway: &GatewayRef, files: &[FileChallenge]) 
 }
 
 fn is_solver_path(path: &HTTPIngressPath, service: &str) -> bool {
-    path.backend
-        .service
-        .as_ref()
-        .is_some_and(|s| s.name == service)
+    path.backend.service.as_ref().is_some_and(|s| s.name == service)
 }
 
 /// The user's Ingress with the files' paths added (a rule per domain that has none, the path first
@@ -322,15 +289,11 @@ pub fn add_paths(existing: &Ingress, owner: &Owner, files: &[FileChallenge]) -> 
     let mut changed = false;
     for file in files {
         let wanted = solver_path(file, &service);
-        match rules
-            .iter_mut()
-            .find(|r| r.host.as_deref() == Some(file.domain.as_str()))
-        {
+        match rules.iter_mut().find(|r| r.host.as_deref() == Some(file.domain.as_str())) {
             Some(rule) => {
                 let http = rule.http.get_or_insert_with(Default::default);
                 if !http.paths.contains(&wanted) {
-                    http.paths
-                        .retain(|p| !(is_solver_path(p, &service) && p.path == wanted.path));
+                    http.paths.retain(|p| !(is_solver_path(p, &service) && p.path == wanted.path));
                     http.paths.insert(0, wanted);
                     changed = true;
                 }
@@ -338,9 +301,7 @@ pub fn add_paths(existing: &Ingress, owner: &Owner, files: &[FileChallenge]) -> 
             None => {
                 rules.push(IngressRule {
                     host: Some(file.domain.clone()),
-                    http: Some(HTTPIngressRuleValue {
-                        paths: vec![wanted],
-                    }),
+                    http: Some(HTTPIngressRuleValue { paths: vec![wanted] }),
                 });
                 changed = true;
             }
@@ -415,22 +376,12 @@ pub const SELF_CHECK_AGENT: &str = "certorder-self-check";
 
 impl HttpChecker {
     pub fn new(dns: Arc<DnsChecker>, port: u16) -> HttpChecker {
-        HttpChecker {
-            dns,
-            port,
-            timeout: Duration::from_secs(10),
-            user_agent: SELF_CHECK_AGENT,
-        }
+        HttpChecker { dns, port, timeout: Duration::from_secs(10), user_agent: SELF_CHECK_AGENT }
     }
 
     /// The same checker, introducing itself as `user_agent` (the local CA's own fetches).
     pub fn with_user_agent(&self, user_agent: &'static str) -> HttpChecker {
-        HttpChecker {
-            dns: self.dns.clone(),
-            port: self.port,
-            timeout: self.timeout,
-            user_agent,
-        }
+        HttpChecker { dns: self.dns.clone(), port: self.port, timeout: self.timeout, user_agent }
     }
 
     /// Fetches `url` and compares the body with `expected`, byte for byte.
@@ -447,9 +398,7 @@ impl HttpChecker {
                 Err(e) => {
                     return HttpObservation::failure(
                         None,
-                        format!(
-                            "name does not resolve: {host}: {e}; point it at the ingress controller's address"
-                        ),
+                        format!("name does not resolve: {host}: {e}; point it at the ingress controller's address"),
                     );
                 }
             },
@@ -458,10 +407,7 @@ impl HttpChecker {
         match tokio::time::timeout(self.timeout, fetch(addr, &host, &path, self.user_agent)).await {
             Err(_) => HttpObservation::failure(
                 Some(addr.to_string()),
-                format!(
-                    "connection timed out: no answer from {addr} within {:?}",
-                    self.timeout
-                ),
+                format!("connection timed out: no answer from {addr} within {:?}", self.timeout),
             ),
             Ok(Err(FetchError::Refused)) => HttpObservation::failure(
                 Some(addr.to_string()),
@@ -470,10 +416,9 @@ impl HttpChecker {
                     self.port
                 ),
             ),
-            Ok(Err(FetchError::Other(e))) => HttpObservation::failure(
-                Some(addr.to_string()),
-                format!("cannot fetch {url} from {addr}: {e}"),
-            ),
+            Ok(Err(FetchError::Other(e))) => {
+                HttpObservation::failure(Some(addr.to_string()), format!("cannot fetch {url} from {addr}: {e}"))
+            }
             Ok(Ok(answer)) => {
                 let diagnosis = diagnose(expected, &answer);
                 HttpObservation {
@@ -507,12 +452,7 @@ enum FetchError {
     Other(String),
 }
 
-async fn fetch(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-    user_agent: &str,
-) -> Result<Answer, FetchError> {
+async fn fetch(addr: SocketAddr, host: &str, path: &str, user_agent: &str) -> Result<Answer, FetchError> {
     let stream = match tokio::net::TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -521,9 +461,8 @@ async fn fetch(
         Err(e) => return Err(FetchError::Other(e.to_string())),
     };
     let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| FetchError::Other(e.to_string()))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|e| FetchError::Other(e.to_string()))?;
     let driver = tokio::spawn(connection);
     let request = http::Request::get(path)
         .header(http::header::HOST, host)
@@ -531,18 +470,12 @@ async fn fetch(
         .header(http::header::ACCEPT, "*/*")
         .body(http_body_util::Empty::<hyper::body::Bytes>::new())
         .map_err(|e| FetchError::Other(e.to_string()))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| FetchError::Other(e.to_string()));
+    let response = sender.send_request(request).await.map_err(|e| FetchError::Other(e.to_string()));
     let result = match response {
         Ok(response) => {
             let status = response.status().as_u16();
             let header = |name: http::header::HeaderName| {
-                response
-                    .headers()
-                    .get(name)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                response.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             };
             let location = header(http::header::LOCATION);
             let content_type = header(http::header::CONTENT_TYPE);
@@ -570,13 +503,7 @@ async fn fetch(
             }
             match error {
                 Some(e) => Err(FetchError::Other(format!("the body broke off: {e}"))),
-                None => Ok(Answer {
-                    status,
-                    location,
-                    content_type,
-                    body: kept,
-                    total_len: total,
-                }),
+                None => Ok(Answer { status, location, content_type, body: kept, total_len: total }),
             }
         }
         Err(e) => Err(e),
@@ -589,21 +516,12 @@ async fn fetch(
 pub fn first_bytes(body: &[u8]) -> String {
     let head = &body[..body.len().min(FIRST_BYTES)];
     let text: String = head.escape_ascii().to_string();
-    if body.len() > FIRST_BYTES {
-        format!("{text}…")
-    } else {
-        text
-    }
+    if body.len() > FIRST_BYTES { format!("{text}…") } else { text }
 }
 
 fn looks_like_html(answer: &Answer) -> bool {
-    let typed = answer
-        .content_type
-        .as_deref()
-        .is_some_and(|t| t.to_ascii_lowercase().contains("html"));
-    let text = String::from_utf8_lossy(&answer.body[..answer.body.len().min(512)])
-        .trim_start()
-        .to_ascii_lowercase();
+    let typed = answer.content_type.as_deref().is_some_and(|t| t.to_ascii_lowercase().contains("html"));
+    let text = String::from_utf8_lossy(&answer.body[..answer.body.len().min(512)]).trim_start().to_ascii_lowercase();
     typed || text.starts_with("<!doctype") || text.starts_with("<html") || text.starts_with('<')
 }
 

@@ -34,10 +34,7 @@ pub async fn serve(listener: tokio::net::TcpListener, dir: PathBuf) -> std::io::
 /// chosen when ADDR asks for port 0), and serves.
 pub async fn run(dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     if !dir.is_dir() {
-        anyhow::bail!(
-            "{} is not a directory: mount the validation ConfigMap there",
-            dir.display()
-        );
+        anyhow::bail!("{} is not a directory: mount the validation ConfigMap there", dir.display());
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -48,12 +45,7 @@ pub async fn run(dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
 }
 
 fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "not found\n",
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "not found\n").into_response()
 }
 
 /// The host a request names, without port or trailing dot, lowercased; `None` when it is not a
@@ -76,11 +68,7 @@ pub fn file_for(dir: &Path, host: &str, file: &str) -> Option<PathBuf> {
     Some(dir.join(config_map_key(host, file)))
 }
 
-async fn serve_file(
-    State(dir): State<Arc<PathBuf>>,
-    UrlPath(file): UrlPath<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn serve_file(State(dir): State<Arc<PathBuf>>, UrlPath(file): UrlPath<String>, headers: HeaderMap) -> Response {
     let Some(host) = request_host(&headers) else {
         return not_found();
     };
@@ -88,15 +76,10 @@ async fn serve_file(
         return not_found();
     };
     match tokio::fs::read(&path).await {
-        Ok(bytes) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "text/plain"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain"), (header::CACHE_CONTROL, "no-store")], bytes)
+                .into_response()
+        }
         Err(_) => not_found(),
     }
 }
@@ -117,21 +100,11 @@ mod tests {
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.unwrap();
         server.abort();
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a header block");
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
         let head = String::from_utf8_lossy(&raw[..split]).to_string();
         let body = raw[split + 4..].to_vec();
         let mut lines = head.lines();
-        let code: u16 = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
+        let code: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
         let ct = lines
             .filter_map(|l| l.split_once(':'))
             .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
@@ -141,16 +114,8 @@ mod tests {
 
     fn files() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("example.com_fileauth.txt"),
-            b"2017041811335abc",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("www.example.com_fileauth.txt"),
-            b"other-value",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("example.com_fileauth.txt"), b"2017041811335abc").unwrap();
+        std::fs::write(dir.path().join("www.example.com_fileauth.txt"), b"other-value").unwrap();
         std::fs::write(dir.path().join("secret.txt"), b"do not serve").unwrap();
         dir
     }
@@ -158,28 +123,13 @@ mod tests {
     #[tokio::test]
     async fn serves_each_hosts_content_byte_exact_as_text_plain() {
         let dir = files();
-        let (status, ct, body) = get(
-            dir.path(),
-            "example.com",
-            "/.well-known/pki-validation/fileauth.txt",
-        )
-        .await;
+        let (status, ct, body) = get(dir.path(), "example.com", "/.well-known/pki-validation/fileauth.txt").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(ct.as_deref(), Some("text/plain"));
         assert_eq!(body, b"2017041811335abc", "no newline added");
-        let (_, _, body) = get(
-            dir.path(),
-            "WWW.Example.com:80",
-            "/.well-known/pki-validation/fileauth.txt",
-        )
-        .await;
+        let (_, _, body) = get(dir.path(), "WWW.Example.com:80", "/.well-known/pki-validation/fileauth.txt").await;
         assert_eq!(body, b"other-value");
-        let (_, _, body) = get(
-            dir.path(),
-            "example.com.",
-            "/.well-known/pki-validation/fileauth.txt",
-        )
-        .await;
+        let (_, _, body) = get(dir.path(), "example.com.", "/.well-known/pki-validation/fileauth.txt").await;
         assert_eq!(body, b"2017041811335abc");
     }
 
@@ -187,10 +137,7 @@ mod tests {
     async fn unknown_hosts_files_and_paths_are_404() {
         let dir = files();
         for (host, uri) in [
-            (
-                "shop.example.com",
-                "/.well-known/pki-validation/fileauth.txt",
-            ),
+            ("shop.example.com", "/.well-known/pki-validation/fileauth.txt"),
             ("example.com", "/.well-known/pki-validation/other.txt"),
             ("example.com", "/.well-known/pki-validation/"),
             ("example.com", "/fileauth.txt"),
@@ -210,14 +157,8 @@ mod tests {
         let _ = std::fs::write(&outside, b"outside");
         for (host, uri) in [
             ("example.com", "/.well-known/pki-validation/..%2Fsecret.txt"),
-            (
-                "example.com",
-                "/.well-known/pki-validation/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
-            ),
-            (
-                "example.com",
-                "/.well-known/pki-validation/../../secret.txt",
-            ),
+            ("example.com", "/.well-known/pki-validation/%2e%2e%2f%2e%2e%2fetc%2fpasswd"),
+            ("example.com", "/.well-known/pki-validation/../../secret.txt"),
             ("example.com", "/.well-known/pki-validation/.hidden"),
             ("..", "/.well-known/pki-validation/secret.txt"),
             ("../outside", "/.well-known/pki-validation/fileauth.txt"),

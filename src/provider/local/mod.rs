@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 
 use super::{OrderContext, ProviderError};
 use crate::api::{
-    LocalProvider as LocalProviderSpec, ReviewMode, ValidationMethod, VendorStage, MAX_LIFETIME_HOURS, REVIEW_ANNOTATION,
-    REVIEW_GENERATION_ANNOTATION, REVIEW_REASON_ANNOTATION,
+    LocalProvider as LocalProviderSpec, MAX_LIFETIME_HOURS, REVIEW_ANNOTATION, REVIEW_GENERATION_ANNOTATION,
+    REVIEW_REASON_ANNOTATION, ReviewMode, ValidationMethod, VendorStage,
 };
-use crate::lifecycle::{dns_record_name, parse_go_duration, ChallengeSpec, VendorView};
+use crate::lifecycle::{ChallengeSpec, VendorView, dns_record_name, parse_go_duration};
 use crate::pki::ca::LocalCa;
 use crate::validation::dns::DnsChecker;
 use crate::validation::http::{HttpChecker, WELL_KNOWN};
@@ -50,14 +50,22 @@ pub mod state {
 impl LocalProvider {
     /// Builds the provider from its spec and its CA. Refuses lifetimes the CA/Browser Forum
     /// does not allow.
-    pub fn new(spec: &LocalProviderSpec, ca: LocalCa, dns: Arc<DnsChecker>, http: Arc<HttpChecker>) -> Result<LocalProvider, ProviderError> {
+    pub fn new(
+        spec: &LocalProviderSpec,
+        ca: LocalCa,
+        dns: Arc<DnsChecker>,
+        http: Arc<HttpChecker>,
+    ) -> Result<LocalProvider, ProviderError> {
         let lifetime = match &spec.certificate_lifetime {
             None => Duration::hours(DEFAULT_LIFETIME_HOURS),
             Some(text) => {
                 let d = parse_go_duration(text).ok_or_else(|| {
-                    ProviderError::permanent(format!("spec.local.certificateLifetime {text:?} is not a duration such as 2160h"))
+                    ProviderError::permanent(format!(
+                        "spec.local.certificateLifetime {text:?} is not a duration such as 2160h"
+                    ))
                 })?;
-                Duration::from_std(d).map_err(|_| ProviderError::permanent("spec.local.certificateLifetime is too long"))?
+                Duration::from_std(d)
+                    .map_err(|_| ProviderError::permanent("spec.local.certificateLifetime is too long"))?
             }
         };
         if lifetime > Duration::hours(MAX_LIFETIME_HOURS) {
@@ -83,7 +91,8 @@ impl LocalProvider {
     }
 
     pub fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
-        let csr = crate::pki::parse_csr(csr_pem).map_err(|e| ProviderError::permanent(format!("the CSR is unusable: {e}")))?;
+        let csr = crate::pki::parse_csr(csr_pem)
+            .map_err(|e| ProviderError::permanent(format!("the CSR is unusable: {e}")))?;
         let mut asked: Vec<String> = csr.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
         let mut wanted = ctx.domains.to_vec();
         asked.sort();
@@ -148,10 +157,7 @@ impl LocalProvider {
         if self.review == ReviewMode::Automatic {
             return Review::Approved;
         }
-        let for_this_spec = ctx
-            .annotations
-            .get(REVIEW_GENERATION_ANNOTATION)
-            .and_then(|g| g.parse::<i64>().ok())
+        let for_this_spec = ctx.annotations.get(REVIEW_GENERATION_ANNOTATION).and_then(|g| g.parse::<i64>().ok())
             == Some(ctx.generation);
         match (ctx.annotations.get(REVIEW_ANNOTATION).map(String::as_str), for_this_spec) {
             (Some("approved"), true) => Review::Approved,
@@ -173,7 +179,8 @@ impl LocalProvider {
             .iter()
             .map(|domain| {
                 let mut h = Sha256::new();
-                for part in [self.token_secret.as_slice(), ctx.uid.as_bytes(), submitted.as_bytes(), domain.as_bytes()] {
+                for part in [self.token_secret.as_slice(), ctx.uid.as_bytes(), submitted.as_bytes(), domain.as_bytes()]
+                {
                     h.update((part.len() as u64).to_be_bytes());
                     h.update(part);
                 }
@@ -226,7 +233,8 @@ pub fn check_letter(letter: &[u8], file_name: &str) -> Result<(), ProviderError>
             letter.len()
         )));
     }
-    let known = letter.starts_with(b"%PDF") || letter.starts_with(&[0xFF, 0xD8, 0xFF]) || letter.starts_with(b"\x89PNG");
+    let known =
+        letter.starts_with(b"%PDF") || letter.starts_with(&[0xFF, 0xD8, 0xFF]) || letter.starts_with(b"\x89PNG");
     if !known {
         return Err(ProviderError::permanent(format!(
             "the confirmation letter {file_name:?} is not a PDF, JPEG or PNG file: store the scanned, stamped letter"
@@ -250,7 +258,9 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let solver = tokio::spawn(crate::validation::solver::serve(listener, files.path().to_path_buf()));
         // The domain is an address, so nothing needs resolving; the name servers are never asked.
-        let dns = Arc::new(DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap());
+        let dns = Arc::new(
+            DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap(),
+        );
         let http = Arc::new(HttpChecker::new(dns.clone(), port));
         let spec: LocalProviderSpec = serde_json::from_value(serde_json::json!({
             "caSecretRef": {"name": "ca", "namespace": "certorder-system"}, "review": "Automatic"
@@ -286,7 +296,11 @@ mod tests {
         assert!(!challenge.expected_value.ends_with('\n'));
         let file = files.path().join("127.0.0.1_fileauth.txt");
         std::fs::write(&file, format!("{}\n", challenge.expected_value)).unwrap();
-        assert_eq!(provider.poll(&ctx).await.unwrap().stage, VendorStage::DomainValidation, "a trailing newline does not match");
+        assert_eq!(
+            provider.poll(&ctx).await.unwrap().stage,
+            VendorStage::DomainValidation,
+            "a trailing newline does not match"
+        );
         std::fs::write(&file, &challenge.expected_value).unwrap();
         assert_eq!(provider.poll(&ctx).await.unwrap().stage, VendorStage::Issuable);
         solver.abort();

@@ -31,10 +31,7 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("public_key", &"<redacted>")
-            .field("private_key", &"<redacted>")
-            .finish()
+        f.debug_struct("Credentials").field("public_key", &"<redacted>").field("private_key", &"<redacted>").finish()
     }
 }
 
@@ -51,11 +48,7 @@ pub fn sign_value(value: &Value) -> String {
                 u.to_string()
             } else {
                 let f = n.as_f64().unwrap_or_default();
-                if f.fract() == 0.0 && f.abs() < 1e18 {
-                    format!("{}", f as i64)
-                } else {
-                    format!("{f}")
-                }
+                if f.fract() == 0.0 && f.abs() < 1e18 { format!("{}", f as i64) } else { format!("{f}") }
             }
         }
         Value::Null => String::new(),
@@ -75,27 +68,17 @@ pub fn signature(params: &BTreeMap<String, Value>, private_key: &str) -> String 
         text.push_str(&sign_value(value));
     }
     text.push_str(private_key);
-    hex::encode(
-        ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes()).as_ref(),
-    )
+    hex::encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes()).as_ref())
 }
 
 /// Reads whose business errors are retried, not fatal. (`GetDVAuthInfo` and
 /// `DownloadConfirmLetterTemp` are left out: their refusal means "nothing to offer yet", which
 /// the provider handles.)
-pub const READ_ONLY_ACTIONS: &[&str] = &[
-    "GetCertificateDetailInfo",
-    "GetCertificateList",
-    "DownloadCertificate",
-];
+pub const READ_ONLY_ACTIONS: &[&str] = &["GetCertificateDetailInfo", "GetCertificateList", "DownloadCertificate"];
 
 /// What a failed call means for the order, by the gateway's `RetCode`.
 pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> ProviderError {
-    let vendor = if message.is_empty() {
-        String::new()
-    } else {
-        format!(": {message}")
-    };
+    let vendor = if message.is_empty() { String::new() } else { format!(": {message}") };
     match code {
         110 | 130 | 150 | 153 => {
             let what = match code {
@@ -104,9 +87,7 @@ pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> Provide
                 150 => "is temporarily unavailable",
                 _ => "is rate limiting this account",
             };
-            ProviderError::retryable(format!(
-                "UCloud {what} (RetCode {code}) on {action}{vendor}; retrying"
-            ))
+            ProviderError::retryable(format!("UCloud {what} (RetCode {code}) on {action}{vendor}; retrying"))
         }
         170 | 171 => ProviderError::permanent(format!(
             "UCloud refused the credentials (RetCode {code}): check PublicKey/PrivateKey in Secret {secret}"
@@ -126,11 +107,7 @@ pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> Provide
         _ => {
             let text = format!(
                 "UCloud refused {action} (RetCode {code}): {}",
-                if message.is_empty() {
-                    "no message"
-                } else {
-                    message
-                }
+                if message.is_empty() { "no message" } else { message }
             );
             // A refused read changes nothing and an order lives for days: ask again later. A
             // refused change (buy, send info, upload) needs a person.
@@ -152,10 +129,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn per_second(rate: u32) -> RateLimiter {
         let rate = rate.max(1);
-        RateLimiter {
-            interval: Duration::from_secs(1) / rate,
-            next: Mutex::new(Instant::now()),
-        }
+        RateLimiter { interval: Duration::from_secs(1) / rate, next: Mutex::new(Instant::now()) }
     }
 
     pub async fn acquire(&self) {
@@ -201,9 +175,7 @@ impl Client {
         let http = HttpClient::builder(TokioExecutor::new()).build(connector);
         let endpoint = endpoint.trim_end_matches('/').to_string();
         if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-            return Err(format!(
-                "spec.ucloud.endpoint {endpoint:?} must start with https:// or http://"
-            ));
+            return Err(format!("spec.ucloud.endpoint {endpoint:?} must start with https:// or http://"));
         }
         Ok(Client {
             endpoint,
@@ -216,21 +188,12 @@ impl Client {
     }
 
     /// Calls `action` with `params`; `Ok` holds the answer of a `RetCode` 0.
-    pub async fn call(
-        &self,
-        action: &str,
-        params: BTreeMap<String, Value>,
-    ) -> Result<Value, ProviderError> {
+    pub async fn call(&self, action: &str, params: BTreeMap<String, Value>) -> Result<Value, ProviderError> {
         let mut params = params;
         params.insert("Action".into(), Value::String(action.into()));
-        params.insert(
-            "PublicKey".into(),
-            Value::String(self.credentials.public_key.clone()),
-        );
+        params.insert("PublicKey".into(), Value::String(self.credentials.public_key.clone()));
         if let Some(project) = &self.project_id {
-            params
-                .entry("ProjectId".into())
-                .or_insert_with(|| Value::String(project.clone()));
+            params.entry("ProjectId".into()).or_insert_with(|| Value::String(project.clone()));
         }
         let sig = signature(&params, &self.credentials.private_key);
         tracing::debug!(action, params = %redacted(&params), "UCloud request");
@@ -240,17 +203,9 @@ impl Client {
         self.limiter.acquire().await;
         let request = http::Request::post(format!("{}/", self.endpoint))
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(
-                http::header::USER_AGENT,
-                concat!("certorder/", env!("CARGO_PKG_VERSION")),
-            )
+            .header(http::header::USER_AGENT, concat!("certorder/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| {
-                ProviderError::permanent(format!(
-                    "cannot build a request to {}: {e}",
-                    self.endpoint
-                ))
-            })?;
+            .map_err(|e| ProviderError::permanent(format!("cannot build a request to {}: {e}", self.endpoint)))?;
         let (status, bytes) = self.send(request, action).await?;
         let answer: Value = match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => v,
@@ -279,15 +234,10 @@ impl Client {
     /// Fetches a file the API pointed at (a certificate zip, a letter template).
     pub async fn fetch(&self, url: &str, what: &str) -> Result<Vec<u8>, ProviderError> {
         let request = http::Request::get(url)
-            .header(
-                http::header::USER_AGENT,
-                concat!("certorder/", env!("CARGO_PKG_VERSION")),
-            )
+            .header(http::header::USER_AGENT, concat!("certorder/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(Bytes::new()))
             .map_err(|e| {
-                ProviderError::permanent(format!(
-                    "UCloud gave an unusable URL for the {what} ({url:?}): {e}"
-                ))
+                ProviderError::permanent(format!("UCloud gave an unusable URL for the {what} ({url:?}): {e}"))
             })?;
         let (status, bytes) = self.send(request, what).await?;
         if !status.is_success() {
@@ -304,18 +254,10 @@ impl Client {
         what: &str,
     ) -> Result<(http::StatusCode, Vec<u8>), ProviderError> {
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| format!("{e}"))?;
+            let response = self.http.request(request).await.map_err(|e| format!("{e}"))?;
             let status = response.status();
             let body = http_body_util::Limited::new(response.into_body(), MAX_BODY_BYTES);
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| format!("reading the answer: {e}"))?
-                .to_bytes();
+            let bytes = body.collect().await.map_err(|e| format!("reading the answer: {e}"))?.to_bytes();
             Ok::<_, String>((status, bytes.to_vec()))
         };
         match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
@@ -342,11 +284,7 @@ pub fn redacted(params: &BTreeMap<String, Value>) -> String {
                 "CSR" | "ConfirmLetter" => format!("<{} bytes>", sign_value(value).len()),
                 _ => {
                     let v = sign_value(value);
-                    if v.len() > 200 {
-                        format!("<{} bytes>", v.len())
-                    } else {
-                        v
-                    }
+                    if v.len() > 200 { format!("<{} bytes>", v.len()) } else { v }
                 }
             };
             format!("{name}={shown}")

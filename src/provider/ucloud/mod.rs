@@ -52,22 +52,15 @@ pub struct VendorFile {
 
 impl UcloudProvider {
     /// `secret` names the credentials Secret (`namespace/name`) in messages.
-    pub fn new(
-        spec: &UcloudSpec,
-        credentials: Credentials,
-        secret: String,
-    ) -> Result<UcloudProvider, ProviderError> {
-        let interval =
-            |field: &str, text: &Option<String>| -> Result<Option<Duration>, ProviderError> {
-                match text {
-                    None => Ok(None),
-                    Some(t) => parse_go_duration(t).map(Some).ok_or_else(|| {
-                        ProviderError::permanent(format!(
-                            "spec.ucloud.{field} {t:?} is not a duration such as 10m"
-                        ))
-                    }),
-                }
-            };
+    pub fn new(spec: &UcloudSpec, credentials: Credentials, secret: String) -> Result<UcloudProvider, ProviderError> {
+        let interval = |field: &str, text: &Option<String>| -> Result<Option<Duration>, ProviderError> {
+            match text {
+                None => Ok(None),
+                Some(t) => parse_go_duration(t).map(Some).ok_or_else(|| {
+                    ProviderError::permanent(format!("spec.ucloud.{field} {t:?} is not a duration such as 10m"))
+                }),
+            }
+        };
         let review_poll = interval("reviewPollInterval", &spec.review_poll_interval)?;
         let validation_poll = interval("validationPollInterval", &spec.validation_poll_interval)?;
         let endpoint = spec.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
@@ -76,8 +69,7 @@ impl UcloudProvider {
             spec.project_id.clone(),
             credentials,
             secret,
-            spec.requests_per_second
-                .unwrap_or(DEFAULT_REQUESTS_PER_SECOND),
+            spec.requests_per_second.unwrap_or(DEFAULT_REQUESTS_PER_SECOND),
         )
         .map_err(ProviderError::permanent)?;
         Ok(UcloudProvider {
@@ -99,14 +91,13 @@ impl UcloudProvider {
     }
 
     fn id(ctx: &OrderContext<'_>) -> Result<i64, ProviderError> {
-        let id =
-            ctx.vendor.id.as_deref().ok_or_else(|| {
-                ProviderError::retryable("the vendor order id is not recorded yet")
-            })?;
+        let id = ctx
+            .vendor
+            .id
+            .as_deref()
+            .ok_or_else(|| ProviderError::retryable("the vendor order id is not recorded yet"))?;
         id.parse().map_err(|_| {
-            ProviderError::permanent(format!(
-                "the recorded vendor order id {id:?} is not a UCloud certificate id"
-            ))
+            ProviderError::permanent(format!("the recorded vendor order id {id:?} is not a UCloud certificate id"))
         })
     }
 
@@ -123,15 +114,15 @@ impl UcloudProvider {
     }
 
     /// Finds a purchase an earlier attempt made (see the module docs), or buys.
-    pub async fn purchase(&self, ctx: &OrderContext<'_>, claims: &BTreeMap<String, String>) -> Result<String, ProviderError> {
+    pub async fn purchase(
+        &self,
+        ctx: &OrderContext<'_>,
+        claims: &BTreeMap<String, String>,
+    ) -> Result<String, ProviderError> {
         let (brand, name) = Self::product(ctx)?;
         // Only a purchase that may have been made before (by an earlier process, or a call
         // whose answer was lost) is looked for: a first attempt never adopts someone else's order.
-        let lost = if ctx.may_have_bought {
-            self.find_lost_purchase(ctx, &brand, &name, claims).await?
-        } else {
-            None
-        };
+        let lost = if ctx.may_have_bought { self.find_lost_purchase(ctx, &brand, &name, claims).await? } else { None };
         if let Some(id) = lost {
             tracing::info!(vendor_id = %id, "found the vendor order bought before a restart; not buying again");
             return Ok(id);
@@ -145,7 +136,9 @@ impl UcloudProvider {
         let answer = self.client.call("PurchaseCertificate", params).await?;
         let id = wire::purchased_id(&answer).ok_or_else(|| {
             // Bought, but the id is unreadable: the next attempt finds it by listing.
-            ProviderError::retryable("UCloud answered PurchaseCertificate without a CertificateID; looking the order up on the next attempt")
+            ProviderError::retryable(
+                "UCloud answered PurchaseCertificate without a CertificateID; looking the order up on the next attempt",
+            )
         })?;
         self.claimed.lock().expect("claims lock").insert(id.clone(), ctx.uid.to_string());
         Ok(id)
@@ -164,7 +157,10 @@ impl UcloudProvider {
         let _one_at_a_time = self.adopting.lock().await;
         let answer = self
             .client
-            .call("GetCertificateList", params(json!({"Mode": "purchase", "Brand": brand, "Sort": "2", "Page": 1, "PageSize": 100})))
+            .call(
+                "GetCertificateList",
+                params(json!({"Mode": "purchase", "Brand": brand, "Sort": "2", "Page": 1, "PageSize": 100})),
+            )
             .await?;
         let since = (intent - CLOCK_SKEW).timestamp();
         let mut claimed = self.claimed.lock().expect("claims lock");
@@ -193,11 +189,7 @@ impl UcloudProvider {
 
     /// Sends domains, company, applicant and the operator's own CSR (`CSROnline=0`). After an
     /// issuance, the same purchase is re-issued with the new CSR instead.
-    pub async fn submit_info(
-        &self,
-        ctx: &OrderContext<'_>,
-        csr_pem: &str,
-    ) -> Result<(), ProviderError> {
+    pub async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
         let id = Self::id(ctx)?;
         let method = match ctx.spec.domain_validation.method {
             ValidationMethod::DNS => "DNS",
@@ -243,13 +235,7 @@ impl UcloudProvider {
             p.insert("AdminName".into(), a.name.clone().into());
             p.insert("AdminPhone".into(), a.phone.clone().into());
             p.insert("AdminEmail".into(), a.email.clone().into());
-            p.insert(
-                "AdminTitle".into(),
-                a.title
-                    .clone()
-                    .unwrap_or_else(|| "Administrator".into())
-                    .into(),
-            );
+            p.insert("AdminTitle".into(), a.title.clone().unwrap_or_else(|| "Administrator".into()).into());
         }
         self.client.call("ComplementCSRInfo", p).await?;
         Ok(())
@@ -265,37 +251,18 @@ impl UcloudProvider {
         super::local::check_letter(letter, file_name)?;
         let id = Self::id(ctx)?;
         let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, letter);
-        self.client
-            .call(
-                "UploadConfirmLetter",
-                params(json!({"CertificateID": id, "ConfirmLetter": encoded})),
-            )
-            .await?;
+        self.client.call("UploadConfirmLetter", params(json!({"CertificateID": id, "ConfirmLetter": encoded}))).await?;
         Ok(())
     }
 
     /// The confirmation-letter template the user fills in and stamps.
-    pub async fn letter_template(
-        &self,
-        ctx: &OrderContext<'_>,
-    ) -> Result<VendorFile, ProviderError> {
+    pub async fn letter_template(&self, ctx: &OrderContext<'_>) -> Result<VendorFile, ProviderError> {
         let id = Self::id(ctx)?;
-        let answer = self
-            .client
-            .call(
-                "DownloadConfirmLetterTemp",
-                params(json!({"CertificateID": id})),
-            )
-            .await?;
+        let answer = self.client.call("DownloadConfirmLetterTemp", params(json!({"CertificateID": id}))).await?;
         let url = wire::letter_template_url(&answer).ok_or_else(|| {
-            ProviderError::retryable(
-                "UCloud answered DownloadConfirmLetterTemp without a FileUrl; retrying",
-            )
+            ProviderError::retryable("UCloud answered DownloadConfirmLetterTemp without a FileUrl; retrying")
         })?;
-        let data = self
-            .client
-            .fetch(&url, "confirmation letter template")
-            .await?;
+        let data = self.client.fetch(&url, "confirmation letter template").await?;
         let file_name = url
             .split(['?', '#'])
             .next()
@@ -309,31 +276,18 @@ impl UcloudProvider {
     /// The order's state and, while the CA validates (or reviews) it, the validations it asks for.
     pub async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
         let id = Self::id(ctx)?;
-        let answer = self
-            .client
-            .call(
-                "GetCertificateDetailInfo",
-                params(json!({"CertificateID": id})),
-            )
-            .await?;
+        let answer = self.client.call("GetCertificateDetailInfo", params(json!({"CertificateID": id}))).await?;
         let detail = wire::detail(&answer);
         let code = detail.state_code.clone().unwrap_or_default();
         let stage = stage_of(&code);
         let state = if code.is_empty() {
-            format!(
-                "(no StateCode; State {:?})",
-                detail.state.clone().unwrap_or_default()
-            )
+            format!("(no StateCode; State {:?})", detail.state.clone().unwrap_or_default())
         } else {
             code.clone()
         };
         let challenges = match stage {
             VendorStage::OrganizationReview | VendorStage::DomainValidation => {
-                match self
-                    .client
-                    .call("GetDVAuthInfo", params(json!({"CertificateID": id})))
-                    .await
-                {
+                match self.client.call("GetDVAuthInfo", params(json!({"CertificateID": id}))).await {
                     Ok(answer) => challenges(&answer, ctx.domains),
                     Err(e) if e.retryable => return Err(e),
                     // Not available in this state (the review comes first): none yet.
@@ -346,35 +300,21 @@ impl UcloudProvider {
             _ => Vec::new(),
         };
         let rejection_reason = (stage == VendorStage::Rejected).then(|| {
-            detail
-                .reason
-                .clone()
-                .or(detail.state.clone())
-                .unwrap_or_else(|| format!("state {code}, no reason given"))
+            detail.reason.clone().or(detail.state.clone()).unwrap_or_else(|| format!("state {code}, no reason given"))
         });
-        Ok(VendorView {
-            stage,
-            state,
-            challenges,
-            rejection_reason,
-        })
+        Ok(VendorView { stage, state, challenges, rejection_reason })
     }
 
     /// The issued chain, leaf first: inline PEM (newer answers) or the zip at `CertificateUrl`.
     pub async fn download(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
         let id = Self::id(ctx)?;
-        let answer = self
-            .client
-            .call("DownloadCertificate", params(json!({"CertificateID": id})))
-            .await?;
+        let answer = self.client.call("DownloadCertificate", params(json!({"CertificateID": id}))).await?;
         match wire::download(&answer) {
             wire::Download::Inline { certificate, ca } => Ok(join_pem(&[certificate, ca])),
             wire::Download::Url(url) => {
                 let zip = self.client.fetch(&url, "certificate zip").await?;
                 chain_from_zip(&zip).map_err(|e| {
-                    ProviderError::retryable(format!(
-                        "the certificate zip from UCloud is unusable: {e}; retrying"
-                    ))
+                    ProviderError::retryable(format!("the certificate zip from UCloud is unusable: {e}; retrying"))
                 })
             }
             wire::Download::Nothing => Err(ProviderError::retryable(
@@ -385,12 +325,7 @@ impl UcloudProvider {
 
     pub async fn cancel(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
         let id = Self::id(ctx)?;
-        self.client
-            .call(
-                "CancelCertificateOrder",
-                params(json!({"CertificateID": id})),
-            )
-            .await?;
+        self.client.call("CancelCertificateOrder", params(json!({"CertificateID": id}))).await?;
         Ok(())
     }
 }
@@ -408,10 +343,8 @@ fn params(value: Value) -> BTreeMap<String, Value> {
 /// `CreateTime` (the documented list example has none) counts too: adopting an unused order of
 /// the same product costs nothing, buying a second one costs money.
 pub fn lost_purchase_candidate(c: &wire::ListedCertificate, product: &str, since: i64, domains: &[String]) -> bool {
-    let fresh = !matches!(
-        stage_of(&c.state_code),
-        VendorStage::Issuable | VendorStage::Rejected | VendorStage::Cancelled
-    );
+    let fresh =
+        !matches!(stage_of(&c.state_code), VendorStage::Issuable | VendorStage::Rejected | VendorStage::Cancelled);
     (c.mode.is_empty() || c.mode.eq_ignore_ascii_case("purchase"))
         && c.name.eq_ignore_ascii_case(product)
         && (c.domains.trim().is_empty() || holds_domains(c, domains))
@@ -421,7 +354,8 @@ pub fn lost_purchase_candidate(c: &wire::ListedCertificate, product: &str, since
 
 /// Whether the vendor order was filled in with exactly these domains.
 fn holds_domains(c: &wire::ListedCertificate, domains: &[String]) -> bool {
-    let mut listed: Vec<String> = c.domains.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
+    let mut listed: Vec<String> =
+        c.domains.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
     let mut ours: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
     listed.sort();
     ours.sort();
@@ -443,11 +377,7 @@ pub fn stage_of(code: &str) -> VendorStage {
         VendorStage::AwaitingDocuments
     } else if c.contains("REVIEW") {
         VendorStage::OrganizationReview
-    } else if c.contains("AUTH")
-        || c.contains("VERIFY")
-        || c.contains("VALIDAT")
-        || c.contains("ISSUING")
-    {
+    } else if c.contains("AUTH") || c.contains("VERIFY") || c.contains("VALIDAT") || c.contains("ISSUING") {
         VendorStage::DomainValidation
     } else if c.contains("PENDING") || c.contains("APPLY") {
         VendorStage::AwaitingInfo
@@ -464,25 +394,13 @@ pub fn challenges(answer: &Value, domains: &[String]) -> Vec<ChallengeSpec> {
         .into_iter()
         .filter(|a| !a.value.is_empty())
         .filter_map(|a| {
-            let domain = if a.domain.is_empty() {
-                domains.first().cloned()?
-            } else {
-                a.domain.to_ascii_lowercase()
-            };
-            let kind = if a.auth_type.is_empty() {
-                method.clone()
-            } else {
-                a.auth_type.clone()
-            };
+            let domain = if a.domain.is_empty() { domains.first().cloned()? } else { a.domain.to_ascii_lowercase() };
+            let kind = if a.auth_type.is_empty() { method.clone() } else { a.auth_type.clone() };
             let is_file = kind.to_ascii_uppercase().contains("FILE")
                 || (!a.path.is_empty() && !kind.to_ascii_uppercase().contains("DNS"));
             let base = domain.trim_start_matches("*.").to_string();
             if is_file {
-                let file = if a.key.is_empty() {
-                    "fileauth.txt".to_string()
-                } else {
-                    a.key.clone()
-                };
+                let file = if a.key.is_empty() { "fileauth.txt".to_string() } else { a.key.clone() };
                 let path = if a.path.is_empty() {
                     format!("/.well-known/pki-validation/{file}")
                 } else if a.path.ends_with(&file) {
@@ -490,11 +408,7 @@ pub fn challenges(answer: &Value, domains: &[String]) -> Vec<ChallengeSpec> {
                 } else {
                     format!("{}/{file}", a.path.trim_end_matches('/'))
                 };
-                let path = if path.starts_with('/') {
-                    path
-                } else {
-                    format!("/{path}")
-                };
+                let path = if path.starts_with('/') { path } else { format!("/{path}") };
                 Some(ChallengeSpec {
                     domain,
                     method: ValidationMethod::HTTP,
@@ -509,12 +423,7 @@ pub fn challenges(answer: &Value, domains: &[String]) -> Vec<ChallengeSpec> {
                 } else {
                     format!("{}.{base}", a.key.to_ascii_lowercase())
                 };
-                Some(ChallengeSpec {
-                    domain,
-                    method: ValidationMethod::DNS,
-                    target,
-                    expected_value: a.value,
-                })
+                Some(ChallengeSpec { domain, method: ValidationMethod::DNS, target, expected_value: a.value })
             }
         })
         .collect()
@@ -536,8 +445,7 @@ fn join_pem(parts: &[String]) -> String {
 /// The chain from the older zip answer: the Nginx bundle when there is one, otherwise every
 /// certificate file in the zip, leaf first as listed, without repeats.
 pub fn chain_from_zip(bytes: &[u8]) -> Result<String, String> {
-    let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
     let mut files: Vec<(String, String)> = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
@@ -546,16 +454,12 @@ pub fn chain_from_zip(bytes: &[u8]) -> Result<String, String> {
         }
         let name = entry.name().to_string();
         let mut text = String::new();
-        if entry.read_to_string(&mut text).is_err() || !text.contains("-----BEGIN CERTIFICATE-----")
-        {
+        if entry.read_to_string(&mut text).is_err() || !text.contains("-----BEGIN CERTIFICATE-----") {
             continue;
         }
         files.push((name, text));
     }
-    if let Some((_, nginx)) = files
-        .iter()
-        .find(|(n, _)| n.to_ascii_lowercase().starts_with("nginx/"))
-    {
+    if let Some((_, nginx)) = files.iter().find(|(n, _)| n.to_ascii_lowercase().starts_with("nginx/")) {
         return Ok(nginx.clone());
     }
     let mut blocks: Vec<String> = Vec::new();

@@ -22,10 +22,7 @@ fn reproduces_the_documented_signature() {
         "Limit": 10,
         "PublicKey": "ucloudsomeone@example.com1296235120854146120",
     }));
-    assert_eq!(
-        signature(&p, "46f09bb9fab4f12dfc160dae12273d5332b5debe"),
-        "cba5cf5ec4d4233d206b1b54951e3787350a642f"
-    );
+    assert_eq!(signature(&p, "46f09bb9fab4f12dfc160dae12273d5332b5debe"), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
     // The Signature parameter itself is not signed; a different key gives a different one.
     let mut with_sig = p.clone();
     with_sig.insert("Signature".into(), json!("x"));
@@ -33,10 +30,7 @@ fn reproduces_the_documented_signature() {
         signature(&with_sig, "46f09bb9fab4f12dfc160dae12273d5332b5debe"),
         "cba5cf5ec4d4233d206b1b54951e3787350a642f"
     );
-    assert_ne!(
-        signature(&p, "another key"),
-        "cba5cf5ec4d4233d206b1b54951e3787350a642f"
-    );
+    assert_ne!(signature(&p, "another key"), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
 }
 
 #[test]
@@ -54,10 +48,7 @@ fn logging_redacts_keys_and_signature() {
         json!({"PublicKey": "pub-123", "Signature": "sig-456", "CSR": "-----BEGIN CERTIFICATE REQUEST-----", "CertificateID": 7}),
     );
     let text = redacted(&p);
-    assert!(
-        !text.contains("pub-123") && !text.contains("sig-456"),
-        "{text}"
-    );
+    assert!(!text.contains("pub-123") && !text.contains("sig-456"), "{text}");
     assert!(text.contains("CertificateID=7"), "{text}");
     assert!(!text.contains("BEGIN"), "{text}");
 }
@@ -65,21 +56,11 @@ fn logging_redacts_keys_and_signature() {
 #[test]
 fn gateway_errors_by_kind() {
     for code in [110, 130, 150, 153] {
-        let e = classify(
-            "GetCertificateDetailInfo",
-            code,
-            "busy",
-            "certorder-system/ucloud",
-        );
+        let e = classify("GetCertificateDetailInfo", code, "busy", "certorder-system/ucloud");
         assert!(e.retryable, "{code}: {e:?}");
         assert!(e.message.contains(&format!("RetCode {code}")));
     }
-    let e = classify(
-        "PurchaseCertificate",
-        171,
-        "Signature VerifyAC Error",
-        "certorder-system/ucloud",
-    );
+    let e = classify("PurchaseCertificate", 171, "Signature VerifyAC Error", "certorder-system/ucloud");
     assert!(!e.retryable);
     assert_eq!(
         e.message,
@@ -91,10 +72,7 @@ fn gateway_errors_by_kind() {
     assert!(!e.retryable && e.message.contains("USSL") && e.message.contains("RetCode 299"));
     let e = classify("ComplementCSRInfo", 8034, "Domains invalid", "ns/s");
     assert!(!e.retryable);
-    assert_eq!(
-        e.message,
-        "UCloud refused ComplementCSRInfo (RetCode 8034): Domains invalid"
-    );
+    assert_eq!(e.message, "UCloud refused ComplementCSRInfo (RetCode 8034): Domains invalid");
     // The same refusal of a read is asked again: a poll must not end a days-long order.
     let e = classify("GetCertificateDetailInfo", 8011, "certificate busy", "ns/s");
     assert!(e.retryable);
@@ -133,14 +111,10 @@ fn state_codes_map_to_stages_and_unknown_ones_stay_unknown() {
 
 #[test]
 fn parses_purchase_certificate_example() {
-    let answer =
-        json!({"Action": "PurchaseCertificateResponse", "CertificateID": 5234233, "RetCode": 0});
+    let answer = json!({"Action": "PurchaseCertificateResponse", "CertificateID": 5234233, "RetCode": 0});
     assert_eq!(wire::purchased_id(&answer).as_deref(), Some("5234233"));
     // A string id and a lowerCamel name are read as well.
-    assert_eq!(
-        wire::purchased_id(&json!({"certificateId": "77"})).as_deref(),
-        Some("77")
-    );
+    assert_eq!(wire::purchased_id(&json!({"certificateId": "77"})).as_deref(), Some("77"));
     assert_eq!(wire::purchased_id(&json!({"RetCode": 0})), None);
 }
 
@@ -170,10 +144,7 @@ fn parses_get_dv_auth_info_example_in_lower_camel_case() {
     });
     let (method, auths) = wire::dv_auth(&answer);
     assert_eq!(method, "DNS");
-    assert_eq!(
-        auths[0].key,
-        "s5iljpx7j6dvmup5i4nyxwb4z3rfvnwj.bestenover.com"
-    );
+    assert_eq!(auths[0].key, "s5iljpx7j6dvmup5i4nyxwb4z3rfvnwj.bestenover.com");
     let c = challenges(&answer, &["www.bestenover.com".into()]);
     assert_eq!(
         c,
@@ -198,10 +169,7 @@ fn dv_auth_in_the_field_table_shape_file_and_dns() {
     });
     let c = challenges(&answer, &[]);
     assert_eq!(c[0].method, ValidationMethod::HTTP);
-    assert_eq!(
-        c[0].target,
-        "http://shop.example.com/.well-known/pki-validation/fileauth.txt"
-    );
+    assert_eq!(c[0].target, "http://shop.example.com/.well-known/pki-validation/fileauth.txt");
     assert_eq!(c[0].expected_value, "token-1");
     assert_eq!(c[1].method, ValidationMethod::DNS);
     assert_eq!(c[1].target, "_dnsauth.example.org");
@@ -221,10 +189,7 @@ fn parses_get_certificate_detail_info_example_with_lists_of_random_strings() {
     // The wrong types read as "no state": the order's stage is Unknown, not a guess.
     let d = wire::detail(&answer);
     assert_eq!(d, wire::Detail::default());
-    assert_eq!(
-        stage_of(d.state_code.as_deref().unwrap_or_default()),
-        VendorStage::Unknown
-    );
+    assert_eq!(stage_of(d.state_code.as_deref().unwrap_or_default()), VendorStage::Unknown);
 }
 
 #[test]
@@ -272,54 +237,27 @@ fn a_lost_purchase_is_recognised_only_when_it_can_be_nothing_else() {
         create_time: Some(wire::seconds(1_700_000_100_000)),
         ..Default::default()
     };
-    assert!(lost_purchase_candidate(
-        &fresh,
-        "TrustAsiaDVG5",
-        1_700_000_000,
-        &ours
-    ));
-    assert!(
-        !lost_purchase_candidate(&fresh, "SecureSiteOV", 1_700_000_000, &ours),
-        "another product"
-    );
-    assert!(
-        !lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_200, &ours),
-        "bought before the intent"
-    );
-    let filled = wire::ListedCertificate {
-        domains: "a.example.com".into(),
-        ..fresh.clone()
-    };
+    assert!(lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_000, &ours));
+    assert!(!lost_purchase_candidate(&fresh, "SecureSiteOV", 1_700_000_000, &ours), "another product");
+    assert!(!lost_purchase_candidate(&fresh, "TrustAsiaDVG5", 1_700_000_200, &ours), "bought before the intent");
+    let filled = wire::ListedCertificate { domains: "a.example.com".into(), ..fresh.clone() };
     assert!(
         !lost_purchase_candidate(&filled, "TrustAsiaDVG5", 1_700_000_000, &ours),
         "already filled in by another order"
     );
-    let filled_by_us = wire::ListedCertificate {
-        domains: "www.shop.example.com,shop.example.com".into(),
-        ..fresh.clone()
-    };
+    let filled_by_us =
+        wire::ListedCertificate { domains: "www.shop.example.com,shop.example.com".into(), ..fresh.clone() };
     assert!(
         lost_purchase_candidate(&filled_by_us, "TrustAsiaDVG5", 1_700_000_000, &ours),
         "filled in with this order's domains before the purchase could be recorded: ours"
     );
-    let undated = wire::ListedCertificate {
-        create_time: None,
-        ..fresh.clone()
-    };
+    let undated = wire::ListedCertificate { create_time: None, ..fresh.clone() };
     assert!(
         lost_purchase_candidate(&undated, "TrustAsiaDVG5", 1_700_000_000, &ours),
         "no time: an unused order of the product is adopted rather than a second one bought"
     );
-    let done = wire::ListedCertificate {
-        state_code: "COMPLETED".into(),
-        ..fresh
-    };
-    assert!(!lost_purchase_candidate(
-        &done,
-        "TrustAsiaDVG5",
-        1_700_000_000,
-        &ours
-    ));
+    let done = wire::ListedCertificate { state_code: "COMPLETED".into(), ..fresh };
+    assert!(!lost_purchase_candidate(&done, "TrustAsiaDVG5", 1_700_000_000, &ours));
 }
 
 #[test]
@@ -342,10 +280,7 @@ fn parses_both_download_shapes() {
     let v1 = json!({"Action": "DownloadCertificateResponse", "CertificateUrl": "mXDzUQXz", "RetCode": 0});
     assert_eq!(wire::download(&v1), Download::Nothing);
     let v1 = json!({"CertificateUrl": "https://ussl.example/c.zip", "RetCode": 0});
-    assert_eq!(
-        wire::download(&v1),
-        Download::Url("https://ussl.example/c.zip".into())
-    );
+    assert_eq!(wire::download(&v1), Download::Url("https://ussl.example/c.zip".into()));
 }
 
 #[test]
@@ -359,17 +294,9 @@ fn parses_the_other_documented_examples() {
         assert_eq!(wire::int(&answer, "RetCode"), Some(0));
     }
     // DownloadConfirmLetterTemp's example has no FileUrl at all, though the table requires it.
+    assert_eq!(wire::letter_template_url(&json!({"Action": "DownloadConfirmLetterTempResponse", "RetCode": 0})), None);
     assert_eq!(
-        wire::letter_template_url(
-            &json!({"Action": "DownloadConfirmLetterTempResponse", "RetCode": 0})
-        ),
-        None
-    );
-    assert_eq!(
-        wire::letter_template_url(
-            &json!({"FileUrl": "https://ussl.example/letter.docx", "RetCode": "0"})
-        )
-        .as_deref(),
+        wire::letter_template_url(&json!({"FileUrl": "https://ussl.example/letter.docx", "RetCode": "0"})).as_deref(),
         Some("https://ussl.example/letter.docx")
     );
     // RetCode as a string still counts.
@@ -381,8 +308,7 @@ fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
     for (name, text) in files {
         out.start_file(
             *name,
-            zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Stored),
+            zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored),
         )
         .unwrap();
         out.write_all(text.as_bytes()).unwrap();

@@ -8,19 +8,12 @@ use serde_json::Value;
 /// The field `name` of an object, matched without regard to case.
 pub fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     let object = value.as_object()?;
-    object.get(name).or_else(|| {
-        object
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
+    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 /// The first of `names` present, not null.
 pub fn any_field<'a>(value: &'a Value, names: &[&str]) -> Option<&'a Value> {
-    names
-        .iter()
-        .find_map(|n| field(value, n).filter(|v| !v.is_null()))
+    names.iter().find_map(|n| field(value, n).filter(|v| !v.is_null()))
 }
 
 /// A string field; numbers and bools are accepted as their text.
@@ -44,9 +37,7 @@ pub fn int(value: &Value, name: &str) -> Option<i64> {
 
 fn as_int(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -63,9 +54,7 @@ fn objects(value: Option<&Value>) -> Vec<&Value> {
 
 /// `PurchaseCertificate`: the id of the order bought.
 pub fn purchased_id(answer: &Value) -> Option<String> {
-    any_field(answer, &["CertificateID", "CertificateId", "ID"])
-        .and_then(as_int)
-        .map(|id| id.to_string())
+    any_field(answer, &["CertificateID", "CertificateId", "ID"]).and_then(as_int).map(|id| id.to_string())
 }
 
 /// One entry of `GetCertificateList`.
@@ -86,9 +75,7 @@ pub fn certificate_list(answer: &Value) -> Vec<ListedCertificate> {
     objects(field(answer, "CertificateList"))
         .into_iter()
         .map(|c| ListedCertificate {
-            id: any_field(c, &["CertificateID", "CertificateId", "ID"])
-                .and_then(as_int)
-                .map(|i| i.to_string()),
+            id: any_field(c, &["CertificateID", "CertificateId", "ID"]).and_then(as_int).map(|i| i.to_string()),
             name: string(c, "Name").unwrap_or_default(),
             brand: string(c, "Brand").unwrap_or_default(),
             domains: string(c, "Domains").unwrap_or_default(),
@@ -121,23 +108,13 @@ pub fn detail(answer: &Value) -> Detail {
     let Some(info) = info else {
         return Detail::default();
     };
-    let text = |names: &[&str]| {
-        any_field(info, names)
-            .and_then(as_string)
-            .filter(|s| !s.is_empty())
-    };
+    let text = |names: &[&str]| any_field(info, names).and_then(as_string).filter(|s| !s.is_empty());
     Detail {
         state_code: text(&["StateCode"]),
         state: text(&["State"]),
         name: text(&["Name"]),
         domains: text(&["Domains"]),
-        reason: text(&[
-            "RejectReason",
-            "RejectedReason",
-            "AuditReason",
-            "Reason",
-            "Remark",
-        ]),
+        reason: text(&["RejectReason", "RejectedReason", "AuditReason", "Reason", "Remark"]),
     }
 }
 
@@ -158,15 +135,9 @@ pub fn dv_auth(answer: &Value) -> (String, Vec<Auth>) {
         .into_iter()
         .map(|a| Auth {
             domain: string(a, "Domain").unwrap_or_default(),
-            auth_type: any_field(a, &["AuthType", "AuthMethod"])
-                .and_then(as_string)
-                .unwrap_or_default(),
-            key: any_field(a, &["AuthKey", "AuthFile"])
-                .and_then(as_string)
-                .unwrap_or_default(),
-            value: any_field(a, &["AuthValue", "AuthRecord"])
-                .and_then(as_string)
-                .unwrap_or_default(),
+            auth_type: any_field(a, &["AuthType", "AuthMethod"]).and_then(as_string).unwrap_or_default(),
+            key: any_field(a, &["AuthKey", "AuthFile"]).and_then(as_string).unwrap_or_default(),
+            value: any_field(a, &["AuthValue", "AuthRecord"]).and_then(as_string).unwrap_or_default(),
             path: string(a, "AuthPath").unwrap_or_default(),
         })
         .collect();
@@ -190,14 +161,9 @@ pub fn download(answer: &Value) -> Download {
     };
     let certificate = file("Certificate").filter(|c| c.contains("-----BEGIN CERTIFICATE-----"));
     if let Some(certificate) = certificate {
-        return Download::Inline {
-            certificate,
-            ca: file("CertCA").unwrap_or_default(),
-        };
+        return Download::Inline { certificate, ca: file("CertCA").unwrap_or_default() };
     }
-    match string(answer, "CertificateUrl")
-        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-    {
+    match string(answer, "CertificateUrl").filter(|u| u.starts_with("http://") || u.starts_with("https://")) {
         Some(url) => Download::Url(url),
         None => Download::Nothing,
     }
@@ -205,7 +171,5 @@ pub fn download(answer: &Value) -> Download {
 
 /// `DownloadConfirmLetterTemp`: where the template is.
 pub fn letter_template_url(answer: &Value) -> Option<String> {
-    any_field(answer, &["FileUrl", "FileURL", "Url"])
-        .and_then(as_string)
-        .filter(|u| u.starts_with("http"))
+    any_field(answer, &["FileUrl", "FileURL", "Url"]).and_then(as_string).filter(|u| u.starts_with("http"))
 }

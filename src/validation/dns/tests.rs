@@ -21,9 +21,7 @@ fn checker_for(servers: &[&TestDns]) -> DnsChecker {
 
 #[tokio::test]
 async fn single_server_table() {
-    let dns = TestDns::start(&["example.com", "example.org"])
-        .await
-        .unwrap();
+    let dns = TestDns::start(&["example.com", "example.org"]).await.unwrap();
     let checker = checker_for(&[&dns]);
     let server = dns.addr().to_string();
 
@@ -82,11 +80,7 @@ async fn single_server_table() {
         let mut want = found.clone();
         want.sort();
         assert_eq!(got, want, "{what}: {seen:?}");
-        assert!(
-            seen.diagnosis.contains(&fragment),
-            "{what}: {:?} lacks {fragment:?}",
-            seen.diagnosis
-        );
+        assert!(seen.diagnosis.contains(&fragment), "{what}: {:?} lacks {fragment:?}", seen.diagnosis);
         assert_eq!(seen.server, server, "{what}");
     }
     assert!(dns.queries() >= 6, "{}", dns.queries());
@@ -97,12 +91,7 @@ async fn trailing_dot_and_case_do_not_matter() {
     let dns = TestDns::start(&["example.com"]).await.unwrap();
     dns.set_txt(NAME, &[TOKEN]).await.unwrap();
     let checker = checker_for(&[&dns]);
-    assert!(
-        checker
-            .check_txt("_DNSAUTH.Example.com.", TOKEN)
-            .await
-            .matched
-    );
+    assert!(checker.check_txt("_DNSAUTH.Example.com.", TOKEN).await.matched);
     // TXT values are compared exactly
     assert!(!checker.check_txt(NAME, &TOKEN.to_uppercase()).await.matched);
 }
@@ -119,8 +108,7 @@ async fn mixed_servers_report_the_one_that_disagrees() {
     assert_eq!(seen.server, b.addr().to_string());
     assert_eq!(seen.found, vec!["stale".to_string()]);
     assert!(
-        seen.diagnosis
-            .starts_with("servers disagree: 1 of 2 have the expected value; found \"stale\""),
+        seen.diagnosis.starts_with("servers disagree: 1 of 2 have the expected value; found \"stale\""),
         "{}",
         seen.diagnosis
     );
@@ -141,46 +129,25 @@ async fn a_slow_server_is_a_timeout_not_a_match() {
     let checker = checker_for(&[&a, &slow]);
     let started = std::time::Instant::now();
     let seen = checker.check_txt(NAME, TOKEN).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     assert!(!seen.matched, "{seen:?}");
     assert_eq!(seen.server, slow.addr().to_string());
-    assert!(
-        seen.diagnosis
-            .contains(&format!("timeout (500ms) asking {}", slow.addr())),
-        "{}",
-        seen.diagnosis
-    );
+    assert!(seen.diagnosis.contains(&format!("timeout (500ms) asking {}", slow.addr())), "{}", seen.diagnosis);
 }
 
 #[tokio::test]
 async fn follows_cnames_like_a_ca() {
-    let dns = TestDns::start(&["example.com", "validation.example.org"])
-        .await
-        .unwrap();
-    dns.set_cname(NAME, "example.com.validation.example.org")
-        .await
-        .unwrap();
+    let dns = TestDns::start(&["example.com", "validation.example.org"]).await.unwrap();
+    dns.set_cname(NAME, "example.com.validation.example.org").await.unwrap();
     let checker = checker_for(&[&dns]);
     let seen = checker.check_txt(NAME, TOKEN).await;
     assert!(!seen.matched);
-    assert!(
-        seen.diagnosis
-            .contains("example.com.validation.example.org"),
-        "{}",
-        seen.diagnosis
-    );
-    dns.set_txt("example.com.validation.example.org", &[TOKEN])
-        .await
-        .unwrap();
+    assert!(seen.diagnosis.contains("example.com.validation.example.org"), "{}", seen.diagnosis);
+    dns.set_txt("example.com.validation.example.org", &[TOKEN]).await.unwrap();
     let seen = checker.check_txt(NAME, TOKEN).await;
     assert!(seen.matched, "{seen:?}");
     assert!(
-        seen.diagnosis
-            .contains("_dnsauth.example.com is an alias of example.com.validation.example.org"),
+        seen.diagnosis.contains("_dnsauth.example.com is an alias of example.com.validation.example.org"),
         "{}",
         seen.diagnosis
     );
@@ -190,9 +157,7 @@ async fn follows_cnames_like_a_ca() {
 async fn long_and_many_values_come_back_whole_over_tcp() {
     let dns = TestDns::start(&["example.com"]).await.unwrap();
     let long = "a".repeat(600); // three character-strings in one record
-    let many: Vec<String> = (0..12)
-        .map(|i| format!("{i:02}{}", "b".repeat(200)))
-        .collect();
+    let many: Vec<String> = (0..12).map(|i| format!("{i:02}{}", "b".repeat(200))).collect();
     let mut values: Vec<&str> = many.iter().map(String::as_str).collect();
     values.push(&long);
     dns.set_txt(NAME, &values).await.unwrap(); // > 1232 bytes: UDP answer is truncated
@@ -200,11 +165,7 @@ async fn long_and_many_values_come_back_whole_over_tcp() {
     let before = dns.queries();
     let seen = checker.check_txt(NAME, &long).await;
     assert!(seen.matched, "{}", seen.diagnosis);
-    assert_eq!(
-        dns.queries() - before,
-        2,
-        "a truncated UDP answer, then the same query over TCP"
-    );
+    assert_eq!(dns.queries() - before, 2, "a truncated UDP answer, then the same query over TCP");
     assert_eq!(seen.found.len(), 13);
     assert!(seen.found.contains(&long));
 }
@@ -224,12 +185,7 @@ async fn discovers_the_authoritative_servers_through_the_resolver() {
     let seen = checker.check_txt("_dnsauth.www.example.com", TOKEN).await;
     assert!(!seen.matched);
     let label = format!("ns1.example.com (127.0.0.1:{})", dns.addr().port());
-    assert!(
-        seen.diagnosis
-            .contains(&format!("does not exist on {label}")),
-        "{}",
-        seen.diagnosis
-    );
+    assert!(seen.diagnosis.contains(&format!("does not exist on {label}")), "{}", seen.diagnosis);
     let seen = checker.check_txt(NAME, TOKEN).await;
     assert!(seen.matched, "{}", seen.diagnosis);
     assert_eq!(seen.server, label);
@@ -243,12 +199,6 @@ async fn discovers_the_authoritative_servers_through_the_resolver() {
 #[test]
 fn reads_nameservers_from_resolv_conf() {
     let text = "# generated\nsearch cluster.local\nnameserver 10.96.0.10\nnameserver  2001:db8::1\nnameserver fe80::1%eth0\noptions ndots:5\nnameserver bogus\n";
-    let got: Vec<String> = parse_resolv_conf(text)
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    assert_eq!(
-        got,
-        vec!["10.96.0.10:53", "[2001:db8::1]:53", "[fe80::1]:53"]
-    );
+    let got: Vec<String> = parse_resolv_conf(text).iter().map(|a| a.to_string()).collect();
+    assert_eq!(got, vec!["10.96.0.10:53", "[2001:db8::1]:53", "[fe80::1]:53"]);
 }

@@ -4,24 +4,12 @@
 use super::*;
 use k8s_openapi::api::networking::v1::IngressSpec;
 
-const OWNER: Owner<'static> = Owner {
-    namespace: "shop",
-    name: "acme",
-    uid: "uid-1",
-};
+const OWNER: Owner<'static> = Owner { namespace: "shop", name: "acme", uid: "uid-1" };
 
 fn files() -> Vec<FileChallenge> {
     vec![
-        FileChallenge {
-            domain: "example.com".into(),
-            file: "fileauth.txt".into(),
-            content: "v-apex".into(),
-        },
-        FileChallenge {
-            domain: "www.example.com".into(),
-            file: "fileauth.txt".into(),
-            content: "v-www".into(),
-        },
+        FileChallenge { domain: "example.com".into(), file: "fileauth.txt".into(), content: "v-apex".into() },
+        FileChallenge { domain: "www.example.com".into(), file: "fileauth.txt".into(), content: "v-www".into() },
     ]
 }
 
@@ -29,10 +17,7 @@ fn assert_owned(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
     assert_eq!(meta.name.as_deref(), Some("certorder-solver-acme"));
     assert_eq!(meta.namespace.as_deref(), Some("shop"));
     let labels = meta.labels.as_ref().unwrap();
-    assert_eq!(
-        labels.get(MANAGED_BY_LABEL).map(String::as_str),
-        Some("certorder")
-    );
+    assert_eq!(labels.get(MANAGED_BY_LABEL).map(String::as_str), Some("certorder"));
     assert_eq!(labels.get(ORDER_LABEL).map(String::as_str), Some("acme"));
     let owners = meta.owner_references.as_ref().unwrap();
     assert_eq!(owners.len(), 1);
@@ -47,10 +32,7 @@ fn names_fit_a_dns_label() {
     assert_eq!(solver_name("acme"), "certorder-solver-acme");
     let long = solver_name(&"a".repeat(200));
     assert!(long.len() <= 63, "{long}");
-    assert_ne!(
-        solver_name(&"a".repeat(200)),
-        solver_name(&format!("{}b", "a".repeat(199)))
-    );
+    assert_ne!(solver_name(&"a".repeat(200)), solver_name(&format!("{}b", "a".repeat(199))));
     let dotted = solver_name("shop.example");
     assert!(!dotted.contains('.') && dotted.len() <= 63, "{dotted}");
 }
@@ -85,27 +67,18 @@ fn solver_pod_runs_non_root_read_only_with_the_configmap_mounted() {
     assert_eq!(spec.automount_service_account_token, Some(false));
     let c = &spec.containers[0];
     assert_eq!(c.image.as_deref(), Some("registry.example/certorder:1"));
-    assert_eq!(
-        c.args.as_ref().unwrap()[..3],
-        ["solver".to_string(), "--dir".into(), SOLVER_DIR.into()]
-    );
+    assert_eq!(c.args.as_ref().unwrap()[..3], ["solver".to_string(), "--dir".into(), SOLVER_DIR.into()]);
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, SOLVER_DIR);
     let volume = &spec.volumes.unwrap()[0];
-    assert_eq!(
-        volume.config_map.as_ref().unwrap().name,
-        "certorder-solver-acme"
-    );
+    assert_eq!(volume.config_map.as_ref().unwrap().name, "certorder-solver-acme");
     let service = solver_service(&OWNER);
     assert_owned(&service.metadata);
     let selector = service.spec.unwrap().selector.unwrap();
-    assert_eq!(
-        pod.metadata.labels.unwrap().get(SOLVER_LABEL),
-        selector.get(SOLVER_LABEL)
-    );
+    assert_eq!(pod.metadata.labels.unwrap().get(SOLVER_LABEL), selector.get(SOLVER_LABEL));
 }
 
 #[test]
@@ -113,12 +86,7 @@ fn ingress_has_one_exact_rule_per_domain_to_the_solver() {
     let ing = ingress(&OWNER, Some("nginx"), &files());
     assert_owned(&ing.metadata);
     let annotations = ing.metadata.annotations.unwrap();
-    assert!(
-        annotations
-            .iter()
-            .all(|(k, v)| !k.contains("redirect") || v == "false"),
-        "{annotations:?}"
-    );
+    assert!(annotations.iter().all(|(k, v)| !k.contains("redirect") || v == "false"), "{annotations:?}");
     let spec = ing.spec.unwrap();
     assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
     assert!(spec.tls.is_none());
@@ -128,31 +96,19 @@ fn ingress_has_one_exact_rule_per_domain_to_the_solver() {
         assert_eq!(rule.host.as_deref(), Some(domain));
         let paths = &rule.http.as_ref().unwrap().paths;
         assert_eq!(paths.len(), 1);
-        assert_eq!(
-            paths[0].path.as_deref(),
-            Some("/.well-known/pki-validation/fileauth.txt")
-        );
+        assert_eq!(paths[0].path.as_deref(), Some("/.well-known/pki-validation/fileauth.txt"));
         assert_eq!(paths[0].path_type, "Exact");
         let backend = paths[0].backend.service.as_ref().unwrap();
         assert_eq!(backend.name, "certorder-solver-acme");
         assert_eq!(backend.port.as_ref().unwrap().number, Some(SOLVER_PORT));
     }
-    assert!(
-        ingress(&OWNER, None, &files())
-            .spec
-            .unwrap()
-            .ingress_class_name
-            .is_none()
-    );
+    assert!(ingress(&OWNER, None, &files()).spec.unwrap().ingress_class_name.is_none());
 }
 
 #[test]
 fn http_route_attaches_to_the_gateway_with_exact_paths() {
-    let gateway = GatewayRef {
-        name: "public".into(),
-        namespace: Some("infra".into()),
-        section_name: Some("http".into()),
-    };
+    let gateway =
+        GatewayRef { name: "public".into(), namespace: Some("infra".into()), section_name: Some("http".into()) };
     let route = http_route(&OWNER, &gateway, &files());
     assert_eq!(route["kind"], "HTTPRoute");
     assert_eq!(route["metadata"]["name"], "certorder-solver-acme");
@@ -162,10 +118,7 @@ fn http_route_attaches_to_the_gateway_with_exact_paths() {
         route["spec"]["parentRefs"][0],
         json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "infra", "sectionName": "http"})
     );
-    assert_eq!(
-        route["spec"]["hostnames"],
-        json!(["example.com", "www.example.com"])
-    );
+    assert_eq!(route["spec"]["hostnames"], json!(["example.com", "www.example.com"]));
     assert_eq!(
         route["spec"]["rules"][0]["matches"],
         json!([{"path": {"type": "Exact", "value": "/.well-known/pki-validation/fileauth.txt"}}])
@@ -196,17 +149,11 @@ fn paths_are_added_to_an_existing_ingress_and_removed_leaving_it_as_it_was() {
     assert_eq!(apex.len(), 2);
     assert_eq!(apex[0].path_type, "Exact");
     assert_eq!(apex[1].path.as_deref(), Some("/"), "the user's path stays");
-    assert!(
-        add_paths(&patched, &OWNER, &files()).is_none(),
-        "adding twice changes nothing"
-    );
+    assert!(add_paths(&patched, &OWNER, &files()).is_none(), "adding twice changes nothing");
     let restored = remove_paths(&patched, &OWNER).expect("paths to remove");
     assert_eq!(restored, original);
     assert!(remove_paths(&original, &OWNER).is_none());
-    let empty = Ingress {
-        spec: Some(IngressSpec::default()),
-        ..Default::default()
-    };
+    let empty = Ingress { spec: Some(IngressSpec::default()), ..Default::default() };
     assert!(remove_paths(&empty, &OWNER).is_none());
 }
 
@@ -225,59 +172,32 @@ fn diagnoses_say_what_to_fix() {
     assert_eq!(diagnose("v1", &answer(200, None, "text/plain", b"v1")), "");
     let d = diagnose(
         "v1",
-        &answer(
-            308,
-            Some("https://example.com/.well-known/pki-validation/fileauth.txt"),
-            "text/html",
-            b"",
-        ),
+        &answer(308, Some("https://example.com/.well-known/pki-validation/fileauth.txt"), "text/html", b""),
     );
     assert!(d.starts_with("redirected to https"), "{d}");
     assert!(
-        diagnose(
-            "v1",
-            &answer(301, Some("http://www.example.com/x"), "text/plain", b"")
-        )
-        .starts_with("redirected (301")
+        diagnose("v1", &answer(301, Some("http://www.example.com/x"), "text/plain", b""))
+            .starts_with("redirected (301")
+    );
+    assert!(diagnose("v1", &answer(200, None, "text/plain", b"v1\n")).starts_with("content has a trailing newline"));
+    assert!(diagnose("v1", &answer(200, None, "text/plain", b"v1\r\n")).starts_with("content has a trailing newline"));
+    assert!(
+        diagnose("v1", &answer(200, None, "text/html", b"<!DOCTYPE html><html>shop</html>"))
+            .starts_with("served by another backend (got HTML")
     );
     assert!(
-        diagnose("v1", &answer(200, None, "text/plain", b"v1\n"))
-            .starts_with("content has a trailing newline")
+        diagnose("v1", &answer(404, None, "text/html", b"<html>default backend</html>"))
+            .starts_with("served by another backend (got HTML")
     );
-    assert!(
-        diagnose("v1", &answer(200, None, "text/plain", b"v1\r\n"))
-            .starts_with("content has a trailing newline")
-    );
-    assert!(
-        diagnose(
-            "v1",
-            &answer(200, None, "text/html", b"<!DOCTYPE html><html>shop</html>")
-        )
-        .starts_with("served by another backend (got HTML")
-    );
-    assert!(
-        diagnose(
-            "v1",
-            &answer(404, None, "text/html", b"<html>default backend</html>")
-        )
-        .starts_with("served by another backend (got HTML")
-    );
-    assert!(
-        diagnose("v1", &answer(404, None, "text/plain", b"not found\n"))
-            .starts_with("answered 404")
-    );
+    assert!(diagnose("v1", &answer(404, None, "text/plain", b"not found\n")).starts_with("answered 404"));
     assert!(
         diagnose("v1", &answer(503, None, "text/html", b"<html>503</html>"))
             .starts_with("no ready backend behind the route (503)")
     );
     assert!(
-        diagnose("v1", &answer(200, None, "text/plain", b" v1 "))
-            .starts_with("content has surrounding whitespace")
+        diagnose("v1", &answer(200, None, "text/plain", b" v1 ")).starts_with("content has surrounding whitespace")
     );
-    assert_eq!(
-        diagnose("v1", &answer(200, None, "text/plain", b"v2")),
-        "content differs from the expected value"
-    );
+    assert_eq!(diagnose("v1", &answer(200, None, "text/plain", b"v2")), "content differs from the expected value");
 }
 
 #[test]
@@ -290,9 +210,7 @@ fn first_bytes_show_newlines() {
 async fn unresolvable_names_and_closed_ports_are_diagnosed() {
     // A name server that does not answer makes the name unresolvable, quickly.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut config = crate::validation::dns::DnsCheckerConfig::with_nameservers(vec![
-        silent.local_addr().unwrap(),
-    ]);
+    let mut config = crate::validation::dns::DnsCheckerConfig::with_nameservers(vec![silent.local_addr().unwrap()]);
     config.timeout = Duration::from_millis(100);
     config.attempts = 1;
     let dns = Arc::new(DnsChecker::new(config).unwrap());
@@ -300,22 +218,9 @@ async fn unresolvable_names_and_closed_ports_are_diagnosed() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let checker = HttpChecker::new(dns, port);
-    let seen = checker
-        .check(
-            "http://example.com/.well-known/pki-validation/fileauth.txt",
-            "v",
-        )
-        .await;
+    let seen = checker.check("http://example.com/.well-known/pki-validation/fileauth.txt", "v").await;
     assert!(!seen.passed);
-    assert!(
-        seen.diagnosis.starts_with("name does not resolve"),
-        "{seen:?}"
-    );
-    let seen = checker
-        .check(
-            "http://127.0.0.1/.well-known/pki-validation/fileauth.txt",
-            "v",
-        )
-        .await;
+    assert!(seen.diagnosis.starts_with("name does not resolve"), "{seen:?}");
+    let seen = checker.check("http://127.0.0.1/.well-known/pki-validation/fileauth.txt", "v").await;
     assert!(seen.diagnosis.starts_with("connection refused"), "{seen:?}");
 }

@@ -54,18 +54,10 @@ pub struct StaticBackend {
 
 impl StaticBackend {
     pub fn html(body: &str) -> StaticBackend {
-        StaticBackend {
-            status: 200,
-            content_type: "text/html; charset=utf-8".into(),
-            body: body.as_bytes().to_vec(),
-        }
+        StaticBackend { status: 200, content_type: "text/html; charset=utf-8".into(), body: body.as_bytes().to_vec() }
     }
     pub fn text(body: &[u8]) -> StaticBackend {
-        StaticBackend {
-            status: 200,
-            content_type: "text/plain".into(),
-            body: body.to_vec(),
-        }
+        StaticBackend { status: 200, content_type: "text/plain".into(), body: body.to_vec() }
     }
 }
 
@@ -139,16 +131,11 @@ impl Drop for Cluster {
 impl Cluster {
     /// Starts the emulation against the API server `client` talks to; `solver_binary` is the
     /// `certorder` binary (`env!("CARGO_BIN_EXE_certorder")` in certorder's tests).
-    pub async fn start(
-        client: Client,
-        solver_binary: impl Into<PathBuf>,
-    ) -> anyhow::Result<Cluster> {
+    pub async fn start(client: Client, solver_binary: impl Into<PathBuf>) -> anyhow::Result<Cluster> {
         let state: Shared = Arc::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let app = axum::Router::new()
-            .fallback(front_door)
-            .with_state(state.clone());
+        let app = axum::Router::new().fallback(front_door).with_state(state.clone());
         let door = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -162,11 +149,7 @@ impl Cluster {
                 tokio::time::sleep(TICK).await;
             }
         });
-        Ok(Cluster {
-            addr,
-            state,
-            tasks: vec![door, kubelet],
-        })
+        Ok(Cluster { addr, state, tasks: vec![door, kubelet] })
     }
 
     /// The front door (what the ingress controller's address would be).
@@ -180,11 +163,7 @@ impl Cluster {
 
     /// Makes `namespace/service` answer with `backend` (a Service no solver Pod backs).
     pub fn serve_static(&self, namespace: &str, service: &str, backend: StaticBackend) {
-        self.state
-            .lock()
-            .expect("cluster state")
-            .statics
-            .insert((namespace.into(), service.into()), backend);
+        self.state.lock().expect("cluster state").statics.insert((namespace.into(), service.into()), backend);
     }
 
     /// Every request the front door answered, oldest first.
@@ -194,12 +173,7 @@ impl Cluster {
 
     /// Whether the front door has a route for `host` (the emulation has seen its Ingress).
     pub fn routes_host(&self, host: &str) -> bool {
-        self.state
-            .lock()
-            .expect("cluster state")
-            .routes
-            .iter()
-            .any(|r| r.host.as_deref() == Some(host))
+        self.state.lock().expect("cluster state").routes.iter().any(|r| r.host.as_deref() == Some(host))
     }
 
     /// Solver processes running now.
@@ -219,18 +193,13 @@ fn is_solver(pod: &Pod) -> Option<String> {
     if container.args.as_ref()?.first().map(String::as_str) != Some("solver") {
         return None;
     }
-    let cm = spec
-        .volumes
-        .as_ref()?
-        .iter()
-        .find_map(|v| v.config_map.as_ref().map(|c| c.name.clone()));
+    let cm = spec.volumes.as_ref()?.iter().find_map(|v| v.config_map.as_ref().map(|c| c.name.clone()));
     Some(cm.unwrap_or_default())
 }
 
 /// Writes the ConfigMap's keys as files (bytes exactly), removing keys that went away.
 fn materialise(dir: &Path, config_map: Option<&ConfigMap>) {
-    let data: BTreeMap<String, String> =
-        config_map.and_then(|c| c.data.clone()).unwrap_or_default();
+    let data: BTreeMap<String, String> = config_map.and_then(|c| c.data.clone()).unwrap_or_default();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -256,10 +225,7 @@ async fn start_solver(binary: &Path, dir: &Path) -> anyhow::Result<(Child, Socke
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
@@ -274,10 +240,7 @@ async fn start_solver(binary: &Path, dir: &Path) -> anyhow::Result<(Child, Socke
 
 fn http_route_api(client: &Client) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-    Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
-    )
+    Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, "httproutes"))
 }
 
 /// One look at the API server: start and stop solvers, refresh files, services and routes.
@@ -288,38 +251,21 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
     let services = Api::<Service>::all(client.clone()).list(&lp).await?.items;
     let ingresses = Api::<Ingress>::all(client.clone()).list(&lp).await?.items;
     // The Gateway API is optional: without its CRD there are no HTTPRoutes.
-    let routes = http_route_api(client)
-        .list(&lp)
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
+    let routes = http_route_api(client).list(&lp).await.map(|l| l.items).unwrap_or_default();
     let cm_of = |ns: &str, name: &str| {
-        config_maps
-            .iter()
-            .find(|c| c.namespace().as_deref() == Some(ns) && c.name_any() == name)
+        config_maps.iter().find(|c| c.namespace().as_deref() == Some(ns) && c.name_any() == name)
     };
 
     // Kubelet: solver Pods.
     let wanted: Vec<(Key, String, BTreeMap<String, String>)> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| {
-            Some((
-                (p.namespace()?, p.name_any()),
-                is_solver(p)?,
-                p.labels().clone(),
-            ))
-        })
+        .filter_map(|p| Some(((p.namespace()?, p.name_any()), is_solver(p)?, p.labels().clone())))
         .collect();
     let to_start: Vec<_> = {
         let mut s = state.lock().expect("cluster state");
-        s.solvers
-            .retain(|key, _| wanted.iter().any(|(k, _, _)| k == key));
-        wanted
-            .iter()
-            .filter(|(k, _, _)| !s.solvers.contains_key(k))
-            .cloned()
-            .collect()
+        s.solvers.retain(|key, _| wanted.iter().any(|(k, _, _)| k == key));
+        wanted.iter().filter(|(k, _, _)| !s.solvers.contains_key(k)).cloned().collect()
     };
     for ((ns, name), cm, labels) in to_start {
         let dir = tempfile::tempdir()?;
@@ -327,16 +273,7 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
         let (child, addr) = start_solver(binary, dir.path()).await?;
         let mut s = state.lock().expect("cluster state");
         s.solver_starts += 1;
-        s.solvers.insert(
-            (ns, name),
-            Solver {
-                child,
-                addr,
-                dir,
-                labels,
-                config_map: Some(cm),
-            },
-        );
+        s.solvers.insert((ns, name), Solver { child, addr, dir, labels, config_map: Some(cm) });
     }
     let mut s = state.lock().expect("cluster state");
     for ((ns, _), solver) in s.solvers.iter_mut() {
@@ -357,18 +294,13 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
                 .flatten()
                 .map(|p| {
                     let target = match &p.target_port {
-                        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(t)) => {
-                            *t
-                        }
+                        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(t)) => *t,
                         _ => p.port,
                     };
                     (p.port, target)
                 })
                 .collect();
-            Some((
-                (svc.namespace()?, svc.name_any()),
-                (spec.selector.clone().unwrap_or_default(), ports),
-            ))
+            Some(((svc.namespace()?, svc.name_any()), (spec.selector.clone().unwrap_or_default(), ports)))
         })
         .collect();
 
@@ -376,17 +308,10 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
     let mut table = Vec::new();
     for ing in &ingresses {
         let Some(spec) = &ing.spec else { continue };
-        if spec
-            .ingress_class_name
-            .as_deref()
-            .is_some_and(|c| c != INGRESS_CLASS)
-        {
+        if spec.ingress_class_name.as_deref().is_some_and(|c| c != INGRESS_CLASS) {
             continue;
         }
-        let redirect = ing
-            .annotations()
-            .get(FORCE_SSL_REDIRECT)
-            .is_some_and(|v| v == "true");
+        let redirect = ing.annotations().get(FORCE_SSL_REDIRECT).is_some_and(|v| v == "true");
         let ns = ing.namespace().unwrap_or_default();
         for rule in spec.rules.iter().flatten() {
             for path in rule.http.iter().flat_map(|h| h.paths.iter()) {
@@ -419,9 +344,10 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
             };
             let service = backend["name"].as_str().unwrap_or_default().to_string();
             let port = backend["port"].as_i64().unwrap_or(80) as i32;
-            let matches = rule["matches"].as_array().cloned().unwrap_or_else(|| {
-                vec![serde_json::json!({"path": {"type": "PathPrefix", "value": "/"}})]
-            });
+            let matches = rule["matches"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![serde_json::json!({"path": {"type": "PathPrefix", "value": "/"}})]);
             for m in matches {
                 let path = m["path"]["value"].as_str().unwrap_or("/").to_string();
                 let exact = m["path"]["type"].as_str() == Some("Exact");
@@ -452,11 +378,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// rule for any host.
 fn find_route<'a>(routes: &'a [Route], host: &str, path: &str) -> Option<&'a Route> {
     let for_host = |r: &&Route| r.host.as_deref().is_none_or(|h| h == host);
-    let exact = routes
-        .iter()
-        .filter(for_host)
-        .filter(|r| r.exact && r.path == path)
-        .max_by_key(|r| r.host.is_some());
+    let exact = routes.iter().filter(for_host).filter(|r| r.exact && r.path == path).max_by_key(|r| r.host.is_some());
     exact.or_else(|| {
         routes
             .iter()
@@ -473,20 +395,11 @@ async fn front_door(State(state): State<Shared>, request: Request) -> Response {
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|h| {
-            h.rsplit_once(':')
-                .map(|(h, _)| h)
-                .unwrap_or(h)
-                .to_ascii_lowercase()
-        })
+        .map(|h| h.rsplit_once(':').map(|(h, _)| h).unwrap_or(h).to_ascii_lowercase())
         .unwrap_or_default();
     let path = request.uri().path().to_string();
-    let user_agent = request
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let user_agent =
+        request.headers().get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
     enum Target {
         Redirect,
         Static(StaticBackend),
@@ -505,26 +418,19 @@ async fn front_door(State(state): State<Shared>, request: Request) -> Response {
                 if let Some(b) = s.statics.get(&key) {
                     (Target::Static(b.clone()), name)
                 } else {
-                    let endpoint = s
-                        .services
-                        .get(&key)
-                        .filter(|(_, ports)| ports.contains_key(&r.port))
-                        .and_then(|(selector, _)| {
+                    let endpoint = s.services.get(&key).filter(|(_, ports)| ports.contains_key(&r.port)).and_then(
+                        |(selector, _)| {
                             s.solvers
                                 .iter()
                                 .find(|((ns, _), solver)| {
                                     *ns == r.namespace
                                         && !selector.is_empty()
-                                        && selector
-                                            .iter()
-                                            .all(|(k, v)| solver.labels.get(k) == Some(v))
+                                        && selector.iter().all(|(k, v)| solver.labels.get(k) == Some(v))
                                 })
                                 .map(|(_, solver)| solver.addr)
-                        });
-                    (
-                        endpoint.map(Target::Solver).unwrap_or(Target::NoEndpoints),
-                        name,
-                    )
+                        },
+                    );
+                    (endpoint.map(Target::Solver).unwrap_or(Target::NoEndpoints), name)
                 }
             }
         }
@@ -535,12 +441,10 @@ async fn front_door(State(state): State<Shared>, request: Request) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>".into(),
         ),
-        Target::Redirect => (
-            StatusCode::PERMANENT_REDIRECT,
-            [(header::LOCATION, format!("https://{host}{path}"))],
-            html_body(),
-        )
-            .into_response(),
+        Target::Redirect => {
+            (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, format!("https://{host}{path}"))], html_body())
+                .into_response()
+        }
         Target::Static(b) => Response::builder()
             .status(b.status)
             .header(header::CONTENT_TYPE, b.content_type)
@@ -570,8 +474,7 @@ fn html(status: StatusCode, body: String) -> Response {
 async fn proxy(addr: SocketAddr, host: &str, path: &str) -> Response {
     let result = async {
         let stream = tokio::net::TcpStream::connect(addr).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         let driver = tokio::spawn(conn);
         let request = http::Request::get(path)
             .header(header::HOST, host)
@@ -583,12 +486,7 @@ async fn proxy(addr: SocketAddr, host: &str, path: &str) -> Response {
         anyhow::Ok(Response::from_parts(parts, Body::from(bytes)))
     }
     .await;
-    result.unwrap_or_else(|e| {
-        html(
-            StatusCode::BAD_GATEWAY,
-            format!("<html><body>502 Bad Gateway: {e}</body></html>"),
-        )
-    })
+    result.unwrap_or_else(|e| html(StatusCode::BAD_GATEWAY, format!("<html><body>502 Bad Gateway: {e}</body></html>")))
 }
 
 #[cfg(test)]
@@ -611,24 +509,13 @@ mod tests {
     fn exact_beats_prefix_and_the_longest_prefix_wins() {
         let routes = vec![
             route(Some("a.example"), "/", false, "web"),
-            route(
-                Some("a.example"),
-                "/.well-known/pki-validation/fileauth.txt",
-                true,
-                "solver",
-            ),
+            route(Some("a.example"), "/.well-known/pki-validation/fileauth.txt", true, "solver"),
             route(Some("a.example"), "/api", false, "api"),
             route(None, "/", false, "catchall"),
         ];
         let svc = |host, path| find_route(&routes, host, path).map(|r| r.service.as_str());
-        assert_eq!(
-            svc("a.example", "/.well-known/pki-validation/fileauth.txt"),
-            Some("solver")
-        );
-        assert_eq!(
-            svc("a.example", "/.well-known/pki-validation/other.txt"),
-            Some("web")
-        );
+        assert_eq!(svc("a.example", "/.well-known/pki-validation/fileauth.txt"), Some("solver"));
+        assert_eq!(svc("a.example", "/.well-known/pki-validation/other.txt"), Some("web"));
         assert_eq!(svc("a.example", "/api/x"), Some("api"));
         assert_eq!(svc("a.example", "/apix"), Some("web"));
         assert_eq!(svc("b.example", "/x"), Some("catchall"));

@@ -69,29 +69,18 @@ impl TestDns {
         for zone in zones {
             let origin = fqdn(zone)?;
             let handler = Arc::new(new_zone(&origin)?);
-            catalog.upsert(
-                LowerName::from(&origin),
-                vec![handler.clone() as Arc<dyn ZoneHandler>],
-            );
+            catalog.upsert(LowerName::from(&origin), vec![handler.clone() as Arc<dyn ZoneHandler>]);
             handlers.push((origin, handler));
         }
         let stats = Arc::new(Stats::default());
         let (udp, tcp) = bind_pair().await?;
         let addr = udp.local_addr()?;
-        let mut server = Server::new(CountingHandler {
-            catalog,
-            stats: stats.clone(),
-        });
+        let mut server = Server::new(CountingHandler { catalog, stats: stats.clone() });
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 64);
         // Longest zone first so that a sub-zone wins over its parent.
         handlers.sort_by_key(|(name, _)| std::cmp::Reverse(name.num_labels()));
-        Ok(TestDns {
-            addr,
-            zones: handlers,
-            stats,
-            _server: server,
-        })
+        Ok(TestDns { addr, zones: handlers, stats, _server: server })
     }
 
     /// Where the server listens (UDP and TCP).
@@ -106,9 +95,7 @@ impl TestDns {
 
     /// Delays every answer by `delay` (to make a client time out); zero turns it off.
     pub fn set_delay(&self, delay: Duration) {
-        self.stats
-            .delay_ms
-            .store(delay.as_millis() as u64, Ordering::Relaxed);
+        self.stats.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Replaces the TXT records at `name` with one record per value. Values longer than 255 bytes
@@ -117,16 +104,9 @@ impl TestDns {
         let (owner, zone) = self.locate(name)?;
         remove(zone, &owner, RecordType::TXT).await;
         for value in values {
-            let chunks: Vec<String> = value
-                .as_bytes()
-                .chunks(255)
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .collect();
-            let chunks = if chunks.is_empty() {
-                vec![String::new()]
-            } else {
-                chunks
-            };
+            let chunks: Vec<String> =
+                value.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            let chunks = if chunks.is_empty() { vec![String::new()] } else { chunks };
             let record = Record::from_rdata(owner.clone(), TTL, RData::TXT(TXT::new(chunks)));
             upsert(zone, record).await?;
         }
@@ -151,11 +131,7 @@ impl TestDns {
     pub async fn set_cname(&self, name: &str, target: &str) -> Result<(), TestDnsError> {
         let (owner, zone) = self.locate(name)?;
         let target = fqdn(target)?;
-        upsert(
-            zone,
-            Record::from_rdata(owner, TTL, RData::CNAME(CNAME(target))),
-        )
-        .await
+        upsert(zone, Record::from_rdata(owner, TTL, RData::CNAME(CNAME(target)))).await
     }
 
     /// Removes the CNAME at `name`.
@@ -167,45 +143,25 @@ impl TestDns {
 
     fn locate(&self, name: &str) -> Result<(Name, &InMemoryZoneHandler), TestDnsError> {
         let owner = fqdn(name)?;
-        self.zones
-            .iter()
-            .find(|(origin, _)| origin.zone_of(&owner))
-            .map(|(_, zone)| (owner, zone.as_ref()))
-            .ok_or_else(|| TestDnsError::NotInZone {
+        self.zones.iter().find(|(origin, _)| origin.zone_of(&owner)).map(|(_, zone)| (owner, zone.as_ref())).ok_or_else(
+            || TestDnsError::NotInZone {
                 name: name.to_owned(),
-                zones: self
-                    .zones
-                    .iter()
-                    .map(|(o, _)| o.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+                zones: self.zones.iter().map(|(o, _)| o.to_string()).collect::<Vec<_>>().join(", "),
+            },
+        )
     }
 }
 
 fn fqdn(name: &str) -> Result<Name, TestDnsError> {
-    let text = if name.ends_with('.') {
-        name.to_owned()
-    } else {
-        format!("{name}.")
-    };
-    Name::from_str(&text).map_err(|e| TestDnsError::InvalidName {
-        name: name.to_owned(),
-        reason: e.to_string(),
-    })
+    let text = if name.ends_with('.') { name.to_owned() } else { format!("{name}.") };
+    Name::from_str(&text).map_err(|e| TestDnsError::InvalidName { name: name.to_owned(), reason: e.to_string() })
 }
 
 fn new_zone(origin: &Name) -> Result<InMemoryZoneHandler, TestDnsError> {
-    let zone_err = |reason: &str| TestDnsError::Zone {
-        zone: origin.to_string(),
-        reason: reason.into(),
-    };
-    let ns1 = Name::from_str("ns1")
-        .and_then(|n| n.append_domain(origin))
-        .map_err(|e| zone_err(&e.to_string()))?;
-    let hostmaster = Name::from_str("hostmaster")
-        .and_then(|n| n.append_domain(origin))
-        .map_err(|e| zone_err(&e.to_string()))?;
+    let zone_err = |reason: &str| TestDnsError::Zone { zone: origin.to_string(), reason: reason.into() };
+    let ns1 = Name::from_str("ns1").and_then(|n| n.append_domain(origin)).map_err(|e| zone_err(&e.to_string()))?;
+    let hostmaster =
+        Name::from_str("hostmaster").and_then(|n| n.append_domain(origin)).map_err(|e| zone_err(&e.to_string()))?;
     let mut zone = InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
     let soa = SOA::new(ns1.clone(), hostmaster, 1, 3600, 600, 86400, TTL);
     let records = [
@@ -224,17 +180,11 @@ fn new_zone(origin: &Name) -> Result<InMemoryZoneHandler, TestDnsError> {
 async fn upsert(zone: &InMemoryZoneHandler, record: Record) -> Result<(), TestDnsError> {
     let text = record.to_string();
     let serial = zone.serial().await;
-    if zone.upsert(record, serial).await {
-        Ok(())
-    } else {
-        Err(TestDnsError::Refused(text))
-    }
+    if zone.upsert(record, serial).await { Ok(()) } else { Err(TestDnsError::Refused(text)) }
 }
 
 async fn remove(zone: &InMemoryZoneHandler, owner: &Name, record_type: RecordType) {
-    zone.records_mut()
-        .await
-        .remove(&RrKey::new(LowerName::from(owner), record_type));
+    zone.records_mut().await.remove(&RrKey::new(LowerName::from(owner), record_type));
 }
 
 async fn bind_pair() -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), TestDnsError> {
@@ -247,9 +197,7 @@ async fn bind_pair() -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener),
             Err(e) => last = Some(e),
         }
     }
-    Err(TestDnsError::Bind(
-        last.unwrap_or_else(|| std::io::Error::other("no free port")),
-    ))
+    Err(TestDnsError::Bind(last.unwrap_or_else(|| std::io::Error::other("no free port"))))
 }
 
 /// The catalog, plus a query counter and an optional delay.
@@ -279,9 +227,7 @@ impl RequestHandler for CountingHandler {
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
-            self.catalog
-                .handle_request::<R, T>(request, response_handle)
-                .await
+            self.catalog.handle_request::<R, T>(request, response_handle).await
         })
     }
 }

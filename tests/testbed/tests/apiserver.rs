@@ -5,7 +5,9 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::core::GroupVersionKind;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
@@ -89,7 +91,10 @@ async fn widgets(server: &ApiServer) -> Api<DynamicObject> {
 }
 
 fn widget(name: &str, spec: Value) -> DynamicObject {
-    serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})).unwrap()
+    serde_json::from_value(
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -119,7 +124,8 @@ async fn crud_conflicts_and_errors() {
     // merge patch and JSON patch
     let p = api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "x"}}))).await.unwrap();
     assert_eq!(p.data.as_ref().unwrap()["m"], "x");
-    let jp: json_patch::Patch = serde_json::from_value(json!([{"op": "replace", "path": "/data/k", "value": "4"}])).unwrap();
+    let jp: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/data/k", "value": "4"}])).unwrap();
     let p = api.patch("a", &PatchParams::default(), &Patch::<()>::Json(jp)).await.unwrap();
     assert_eq!(p.data.unwrap()["k"], "4");
     // a patch carrying a stale resourceVersion is a conflict
@@ -183,14 +189,22 @@ async fn status_subresource_and_generation() {
     assert_eq!(w.metadata.generation, Some(1));
     // the main endpoint ignores status
     let p = api
-        .patch("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Ready"}, "metadata": {"labels": {"a": "b"}}})))
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Ready"}, "metadata": {"labels": {"a": "b"}}})),
+        )
         .await
         .unwrap();
     assert!(p.data.get("status").is_none());
     assert_eq!(p.metadata.generation, Some(1), "metadata changes do not bump generation");
     // the status endpoint changes only status
     let s = api
-        .patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Ready"}, "spec": {"size": 9}})))
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Ready"}, "spec": {"size": 9}})),
+        )
         .await
         .unwrap();
     assert_eq!(s.data["status"]["phase"], "Ready");
@@ -237,19 +251,45 @@ async fn server_side_apply_with_two_managers() {
     let api: Api<ConfigMap> = Api::default_namespaced(server.client());
     let a = PatchParams::apply("alice");
     let b = PatchParams::apply("bob");
-    api.patch("s", &a, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1", "y": "1"}}))).await.unwrap();
-    let both = api.patch("s", &b, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"z": "1"}}))).await.unwrap();
+    api.patch(
+        "s",
+        &a,
+        &Patch::Apply(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1", "y": "1"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let both = api
+        .patch(
+            "s",
+            &b,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"z": "1"}}),
+            ),
+        )
+        .await
+        .unwrap();
     let data = both.data.clone().unwrap();
     assert_eq!((data["x"].as_str(), data["z"].as_str()), ("1", "1"), "bob's apply keeps alice's fields");
     let managers: Vec<_> = both.metadata.managed_fields.unwrap().iter().filter_map(|m| m.manager.clone()).collect();
     assert!(managers.contains(&"alice".to_string()) && managers.contains(&"bob".to_string()), "{managers:?}");
     // bob setting alice's field differently conflicts, unless forced
-    let take = Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"z": "1", "x": "2"}}));
+    let take = Patch::Apply(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"z": "1", "x": "2"}}),
+    );
     assert_eq!(code(api.patch("s", &b, &take).await), (409, "Conflict".into()));
     let forced = api.patch("s", &b.clone().force(), &take).await.unwrap();
     assert_eq!(forced.data.unwrap()["x"], "2");
     // alice stops applying y: it is removed
-    let a2 = api.patch("s", &a, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {}}))).await.unwrap();
+    let a2 = api
+        .patch(
+            "s",
+            &a,
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {}})),
+        )
+        .await
+        .unwrap();
     let d = a2.data.unwrap_or_default();
     assert!(!d.contains_key("y"), "{d:?}");
     assert_eq!(d["x"], "2");
@@ -282,7 +322,12 @@ async fn finalizers_and_garbage_collection() {
     // orphan: the dependent stays, without the owner reference
     let owner2 = api.create(&pp, &cm("owner2", &[])).await.unwrap();
     let mut dep2 = cm("dep2", &[]);
-    dep2.metadata.owner_references = Some(serde_json::from_value(json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": owner2.metadata.uid.unwrap()}])).unwrap());
+    dep2.metadata.owner_references = Some(
+        serde_json::from_value(
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": owner2.metadata.uid.unwrap()}]),
+        )
+        .unwrap(),
+    );
     api.create(&pp, &dep2).await.unwrap();
     api.delete("owner2", &DeleteParams::orphan()).await.unwrap();
     eventually("owner gone", || async { api.get_opt("owner2").await.unwrap().is_none() }).await;
@@ -324,11 +369,17 @@ async fn watch_events_selectors_bookmarks_and_gone() {
     // from "0": the current state as ADDED first
     let wp = WatchParams::default().labels("app=x").timeout(5);
     let mut s = api.watch(&wp, "0").await.unwrap().boxed();
-    assert!(matches!(s.try_next().await.unwrap(), Some(WatchEvent::Added(o)) if o.metadata.name.as_deref() == Some("w")));
+    assert!(
+        matches!(s.try_next().await.unwrap(), Some(WatchEvent::Added(o)) if o.metadata.name.as_deref() == Some("w"))
+    );
     // leaving the selector is a DELETED for this watcher
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "y"}}}))).await.unwrap();
+    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "y"}}})))
+        .await
+        .unwrap();
     assert!(matches!(s.try_next().await.unwrap(), Some(WatchEvent::Deleted(_))));
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}}))).await.unwrap();
+    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}})))
+        .await
+        .unwrap();
     assert!(matches!(s.try_next().await.unwrap(), Some(WatchEvent::Added(_))));
 
     // from a resourceVersion: only what happened after it
@@ -336,9 +387,21 @@ async fn watch_events_selectors_bookmarks_and_gone() {
     assert!(matches!(s2.try_next().await.unwrap(), Some(WatchEvent::Modified(_))));
 
     // bookmarks
-    let server2 = ApiServer::start_with(testbed::ApiServerOptions { bookmark_interval: Duration::from_millis(100), ..Default::default() }).await.unwrap();
+    let server2 = ApiServer::start_with(testbed::ApiServerOptions {
+        bookmark_interval: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let api2: Api<ConfigMap> = Api::default_namespaced(server2.client());
-    let mut s3 = api2.watch(&WatchParams { bookmarks: true, ..WatchParams::default() }.timeout(5), &server2.resource_version().to_string()).await.unwrap().boxed();
+    let mut s3 = api2
+        .watch(
+            &WatchParams { bookmarks: true, ..WatchParams::default() }.timeout(5),
+            &server2.resource_version().to_string(),
+        )
+        .await
+        .unwrap()
+        .boxed();
     assert!(matches!(s3.try_next().await.unwrap(), Some(WatchEvent::Bookmark(_))));
 
     // too old: 410 in the stream
@@ -385,7 +448,10 @@ async fn reflector_converges_through_dropped_watches_and_410() {
     server.compact();
     eventually("after 410", || async {
         names(&reader) == ["a2", "a3", "a4"]
-            && reader.state().iter().any(|o| o.data.as_ref().is_some_and(|d| d.get("v").map(String::as_str) == Some("2")))
+            && reader
+                .state()
+                .iter()
+                .any(|o| o.data.as_ref().is_some_and(|d| d.get("v").map(String::as_str) == Some("2")))
     })
     .await;
     assert!(server.request_count("list", "configmaps") > lists, "re-listed after 410");
@@ -399,7 +465,11 @@ async fn faults_and_counters() {
     config.default_retry = false; // see the 429 rather than kube-rs retrying it
     let api: Api<ConfigMap> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
     api.create(&PostParams::default(), &cm("f", &[])).await.unwrap();
-    server.faults().inject(FaultMatch::default().verb("get").resource("configmaps").name("f"), FaultAnswer::InternalError, 1);
+    server.faults().inject(
+        FaultMatch::default().verb("get").resource("configmaps").name("f"),
+        FaultAnswer::InternalError,
+        1,
+    );
     server.faults().inject(FaultMatch::default().verb("list"), FaultAnswer::TooManyRequests { retry_after_secs: 1 }, 1);
     server.faults().inject(FaultMatch::default().verb("update"), FaultAnswer::Conflict, 1);
     assert_eq!(code(api.get("f").await).0, 500);
@@ -443,7 +513,9 @@ async fn real_kubectl_with_default_flags() {
     };
     let (out, _) = tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(WIDGET_CRD.into())));
     assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"), "{out}");
-    let (out, _) = tokio::task::block_in_place(|| run(&["wait", "--for", "condition=established", "--timeout=10s", "crd/widgets.example.com"], None));
+    let (out, _) = tokio::task::block_in_place(|| {
+        run(&["wait", "--for", "condition=established", "--timeout=10s", "crd/widgets.example.com"], None)
+    });
     assert!(out.contains("condition met"), "{out}");
     let w = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3, color: red}\n";
     let (out, _) = tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(w.into())));
@@ -469,22 +541,38 @@ async fn real_kubectl_with_default_flags() {
 
     let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: nginx}]\n";
     tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(deploy.into())));
-    let (out, _) = tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(deploy.replace("replicas: 1", "replicas: 2")))) ;
+    let (out, _) =
+        tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(deploy.replace("replicas: 1", "replicas: 2"))));
     assert!(out.contains("deployment.apps/web configured"), "{out}");
-    let (out, _) = tokio::task::block_in_place(|| run(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"], None));
+    let (out, _) =
+        tokio::task::block_in_place(|| run(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"], None));
     assert_eq!(out.trim(), "2");
 
     // server-side apply
     let ss = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {k: v}\n";
     let (out, _) = tokio::task::block_in_place(|| run(&["apply", "--server-side", "-f", "-"], Some(ss.into())));
     assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
-    let (out, _) = tokio::task::block_in_place(|| run(&["get", "cm", "ssa", "-o", "json", "--show-managed-fields"], None));
+    let (out, _) =
+        tokio::task::block_in_place(|| run(&["get", "cm", "ssa", "-o", "json", "--show-managed-fields"], None));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["data"]["k"], "v");
-    assert!(v["metadata"]["managedFields"].as_array().unwrap().iter().any(|m| m["manager"] == "kubectl" && m["operation"] == "Apply"));
+    assert!(
+        v["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["manager"] == "kubectl" && m["operation"] == "Apply")
+    );
 
     // unknown fields are refused under kubectl's default (strict) validation
-    let (ok, _, err) = tokio::task::block_in_place(|| kubectl(&server, &h, &["apply", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\nbogus: 1\n")));
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        kubectl(
+            &server,
+            &h,
+            &["apply", "-f", "-"],
+            Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\nbogus: 1\n"),
+        )
+    });
     assert!(!ok && err.contains("unknown field \"bogus\""), "{err}");
 
     let (out, _) = tokio::task::block_in_place(|| run(&["delete", "widget", "w1"], None));

@@ -12,7 +12,7 @@
 //! Known gaps: no static type checking (a rule naming a field the schema lacks compiles, and
 //! fails at evaluation with `no such key`), no cost limits, none of the newer Kubernetes
 //! libraries (quantity, ip/cidr, format, authz) beyond what is listed above.
-use super::schema::{child_path, index_path, property_schema, FieldError};
+use super::schema::{FieldError, child_path, index_path, property_schema};
 use cel::extractors::This;
 use cel::objects::{Key, OptionalValue};
 use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
@@ -43,10 +43,7 @@ fn compile_walk(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let Some(obj) = schema.as_object() else {
         return;
     };
-    if let Some(rules) = obj
-        .get("x-kubernetes-validations")
-        .and_then(Value::as_array)
-    {
+    if let Some(rules) = obj.get("x-kubernetes-validations").and_then(Value::as_array) {
         for (i, rule) in rules.iter().enumerate() {
             let rpath = format!("{path}.x-kubernetes-validations[{i}]");
             let Some(src) = rule.get("rule").and_then(Value::as_str) else {
@@ -55,11 +52,7 @@ fn compile_walk(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
             };
             if let Err(e) = compile(src) {
                 let detail = format!("compilation failed: {e}");
-                errs.push(FieldError::invalid(
-                    &format!("{rpath}.rule"),
-                    &Value::String(src.into()),
-                    &detail,
-                ));
+                errs.push(FieldError::invalid(&format!("{rpath}.rule"), &Value::String(src.into()), &detail));
             }
             if let Some(m) = rule.get("messageExpression").and_then(Value::as_str) {
                 if let Err(e) = compile(m) {
@@ -72,12 +65,7 @@ fn compile_walk(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 }
             }
             if let Some(r) = rule.get("reason").and_then(Value::as_str) {
-                let allowed = [
-                    "FieldValueInvalid",
-                    "FieldValueForbidden",
-                    "FieldValueRequired",
-                    "FieldValueDuplicate",
-                ];
+                let allowed = ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"];
                 if !allowed.contains(&r) {
                     let supported: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
                     errs.push(FieldError::not_supported(
@@ -117,10 +105,8 @@ fn env() -> Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Env::stdlib();
-        env.add_extension(cel::extensions::strings)
-            .expect("strings extension");
-        env.add_extension(cel::extensions::lists)
-            .expect("lists extension");
+        env.add_extension(cel::extensions::strings).expect("strings extension");
+        env.add_extension(cel::extensions::lists).expect("lists extension");
         Arc::new(env)
     })
     .clone()
@@ -144,10 +130,7 @@ fn compile(src: &str) -> CompileResult {
         .compile(src)
         .map(|program| {
             let uses_old_self = program.references().has_variable("oldSelf");
-            Arc::new(Compiled {
-                program,
-                uses_old_self,
-            })
+            Arc::new(Compiled { program, uses_old_self })
         })
         .map_err(|e| e.to_string().trim().to_string());
     let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,21 +145,11 @@ fn compile(src: &str) -> CompileResult {
 // Walking the schema
 // ---------------------------------------------------------------------------------------------
 
-fn walk(
-    schema: &Value,
-    new: &Value,
-    old: Option<&Value>,
-    path: &str,
-    root: bool,
-    errs: &mut Vec<FieldError>,
-) {
+fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool, errs: &mut Vec<FieldError>) {
     if !schema.is_object() || new.is_null() {
         return;
     }
-    if let Some(rules) = schema
-        .get("x-kubernetes-validations")
-        .and_then(Value::as_array)
-    {
+    if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
         for rule in rules {
             eval_rule(schema, rule, new, old, path, root, errs);
         }
@@ -198,20 +171,17 @@ fn walk(
             let Some(is) = schema.get("items") else {
                 return;
             };
-            let map_keys: Option<Vec<&str>> =
-                match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
-                    Some("map") => schema
-                        .get("x-kubernetes-list-map-keys")
-                        .and_then(Value::as_array)
-                        .map(|ks| ks.iter().filter_map(Value::as_str).collect()),
-                    _ => None,
-                };
+            let map_keys: Option<Vec<&str>> = match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                Some("map") => schema
+                    .get("x-kubernetes-list-map-keys")
+                    .and_then(Value::as_array)
+                    .map(|ks| ks.iter().filter_map(Value::as_str).collect()),
+                _ => None,
+            };
             let old_items = old.and_then(Value::as_array);
             for (i, item) in items.iter().enumerate() {
                 let old_item = match (&map_keys, old_items) {
-                    (Some(keys), Some(olds)) => olds
-                        .iter()
-                        .find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
+                    (Some(keys), Some(olds)) => olds.iter().find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
                     _ => None,
                 };
                 walk(is, item, old_item, &index_path(path, i), false, errs);
@@ -222,40 +192,20 @@ fn walk(
 }
 
 fn schema_type(schema: &Value) -> String {
-    schema
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
+    schema.get("type").and_then(Value::as_str).unwrap_or("").to_string()
 }
 
 fn rule_error_string(rule: &Value) -> String {
-    let msg = rule
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim();
+    let msg = rule.get("message").and_then(Value::as_str).unwrap_or("").trim();
     if !msg.is_empty() {
         return msg.to_string();
     }
-    rule.get("rule")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim()
-        .to_string()
+    rule.get("rule").and_then(Value::as_str).unwrap_or("").trim().to_string()
 }
 
 fn rule_message_or_default(rule: &Value) -> String {
-    let msg = rule
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim();
-    if msg.is_empty() {
-        format!("failed rule: {}", rule_error_string(rule))
-    } else {
-        msg.to_string()
-    }
+    let msg = rule.get("message").and_then(Value::as_str).unwrap_or("").trim();
+    if msg.is_empty() { format!("failed rule: {}", rule_error_string(rule)) } else { msg.to_string() }
 }
 
 fn eval_rule(
@@ -270,27 +220,16 @@ fn eval_rule(
     let Some(src) = rule.get("rule").and_then(Value::as_str) else {
         return;
     };
-    let shown_path = if root && path.is_empty() {
-        "<nil>".to_string()
-    } else {
-        path.to_string()
-    };
+    let shown_path = if root && path.is_empty() { "<nil>".to_string() } else { path.to_string() };
     let ty = Value::String(schema_type(schema));
     let compiled = match compile(src) {
         Ok(c) => c,
         Err(e) => {
-            errs.push(FieldError::invalid(
-                &shown_path,
-                &ty,
-                &format!("rule compile error: compilation failed: {e}"),
-            ));
+            errs.push(FieldError::invalid(&shown_path, &ty, &format!("rule compile error: compilation failed: {e}")));
             return;
         }
     };
-    let optional_old = rule
-        .get("optionalOldSelf")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let optional_old = rule.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false);
     if compiled.uses_old_self && old.is_none() && !optional_old {
         // A transition rule without a correlated old value is not evaluated (creates, new items).
         return;
@@ -326,10 +265,7 @@ fn eval_rule(
                     message = m;
                 }
             }
-            let reason = rule
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("FieldValueInvalid");
+            let reason = rule.get("reason").and_then(Value::as_str).unwrap_or("FieldValueInvalid");
             errs.push(match reason {
                 "FieldValueForbidden" => FieldError::forbidden(&field, &message),
                 "FieldValueRequired" => FieldError::required(&field, &message),
@@ -338,10 +274,8 @@ fn eval_rule(
             });
         }
         Ok(other) => {
-            let detail = format!(
-                "rule did not evaluate to a bool (got {}) evaluating rule: {rule_err}",
-                type_name(&other)
-            );
+            let detail =
+                format!("rule did not evaluate to a bool (got {}) evaluating rule: {rule_err}", type_name(&other));
             errs.push(FieldError::invalid(&shown_path, &ty, &detail));
         }
         Err(e) => {
@@ -389,17 +323,13 @@ fn type_name(v: &CelValue) -> &'static str {
 }
 
 fn cel_to_json(v: &CelValue) -> String {
-    v.json()
-        .map(|j| j.to_string())
-        .unwrap_or_else(|_| format!("{v:?}"))
+    v.json().map(|j| j.to_string()).unwrap_or_else(|_| format!("{v:?}"))
 }
 
 fn eval_message_expression(src: &str, ctx: &Context) -> Option<String> {
     let compiled = compile(src).ok()?;
     match compiled.program.execute(ctx) {
-        Ok(CelValue::String(s)) if !s.trim().is_empty() && !s.contains('\n') => {
-            Some(s.trim().to_string())
-        }
+        Ok(CelValue::String(s)) if !s.trim().is_empty() && !s.contains('\n') => Some(s.trim().to_string()),
         _ => None,
     }
 }
@@ -536,9 +466,7 @@ fn to_cel(schema: Option<&Value>, v: &Value) -> CelValue {
             CelValue::List(Arc::new(items.iter().map(|i| to_cel(is, i)).collect()))
         }
         Value::Object(map) => {
-            let props = schema
-                .and_then(|s| s.get("properties"))
-                .and_then(Value::as_object);
+            let props = schema.and_then(|s| s.get("properties")).and_then(Value::as_object);
             let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(map.len());
             for (k, val) in map {
                 let (name, ps) = match props.and_then(|p| p.get(k)) {
@@ -566,17 +494,13 @@ fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
     }
     let mut total_ns: f64 = 0.0;
     while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_end == 0 {
             return None;
         }
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_end];
         rest = &rest[unit_end..];
         let scale = match unit {
@@ -600,92 +524,56 @@ fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
 
 fn register_functions(ctx: &mut Context) {
     // Names the environment already declares are skipped (add_function refuses them).
-    let _ = ctx.add_function(
-        "isSorted",
-        |This(this): This<CelValue>| -> Result<bool, ExecutionError> {
-            let items = list_of(&this, "isSorted")?;
-            for w in items.windows(2) {
-                match w[0].partial_cmp(&w[1]) {
-                    Some(std::cmp::Ordering::Greater) => return Ok(false),
+    let _ = ctx.add_function("isSorted", |This(this): This<CelValue>| -> Result<bool, ExecutionError> {
+        let items = list_of(&this, "isSorted")?;
+        for w in items.windows(2) {
+            match w[0].partial_cmp(&w[1]) {
+                Some(std::cmp::Ordering::Greater) => return Ok(false),
+                Some(_) => {}
+                None => return Err(ExecutionError::ValuesNotComparable(w[0].clone(), w[1].clone())),
+            }
+        }
+        Ok(true)
+    });
+    let _ = ctx.add_function("sum", |This(this): This<CelValue>| -> Result<CelValue, ExecutionError> {
+        let items = list_of(&this, "sum")?;
+        let mut int_acc: i64 = 0;
+        let mut float_acc: f64 = 0.0;
+        let mut is_float = false;
+        for i in items.iter() {
+            match i {
+                CelValue::Int(x) => {
+                    int_acc = int_acc
+                        .checked_add(*x)
+                        .ok_or_else(|| ExecutionError::function_error("sum", "integer overflow"))?
+                }
+                CelValue::UInt(x) => int_acc += *x as i64,
+                CelValue::Float(x) => {
+                    is_float = true;
+                    float_acc += x
+                }
+                CelValue::Duration(_) => {
+                    return Err(ExecutionError::function_error("sum", "durations are not supported"));
+                }
+                other => return Err(ExecutionError::function_error("sum", format!("unsupported item {other:?}"))),
+            }
+        }
+        Ok(if is_float { CelValue::Float(float_acc + int_acc as f64) } else { CelValue::Int(int_acc) })
+    });
+    for (name, want) in [("min", std::cmp::Ordering::Less), ("max", std::cmp::Ordering::Greater)] {
+        let _ = ctx.add_function(name, move |This(this): This<CelValue>| -> Result<CelValue, ExecutionError> {
+            let items = list_of(&this, name)?;
+            let mut best =
+                items.first().cloned().ok_or_else(|| ExecutionError::function_error(name, "list is empty"))?;
+            for i in items.iter().skip(1) {
+                match i.partial_cmp(&best) {
+                    Some(o) if o == want => best = i.clone(),
                     Some(_) => {}
-                    None => {
-                        return Err(ExecutionError::ValuesNotComparable(
-                            w[0].clone(),
-                            w[1].clone(),
-                        ))
-                    }
+                    None => return Err(ExecutionError::ValuesNotComparable(best.clone(), i.clone())),
                 }
             }
-            Ok(true)
-        },
-    );
-    let _ = ctx.add_function(
-        "sum",
-        |This(this): This<CelValue>| -> Result<CelValue, ExecutionError> {
-            let items = list_of(&this, "sum")?;
-            let mut int_acc: i64 = 0;
-            let mut float_acc: f64 = 0.0;
-            let mut is_float = false;
-            for i in items.iter() {
-                match i {
-                    CelValue::Int(x) => {
-                        int_acc = int_acc.checked_add(*x).ok_or_else(|| {
-                            ExecutionError::function_error("sum", "integer overflow")
-                        })?
-                    }
-                    CelValue::UInt(x) => int_acc += *x as i64,
-                    CelValue::Float(x) => {
-                        is_float = true;
-                        float_acc += x
-                    }
-                    CelValue::Duration(_) => {
-                        return Err(ExecutionError::function_error(
-                            "sum",
-                            "durations are not supported",
-                        ))
-                    }
-                    other => {
-                        return Err(ExecutionError::function_error(
-                            "sum",
-                            format!("unsupported item {other:?}"),
-                        ))
-                    }
-                }
-            }
-            Ok(if is_float {
-                CelValue::Float(float_acc + int_acc as f64)
-            } else {
-                CelValue::Int(int_acc)
-            })
-        },
-    );
-    for (name, want) in [
-        ("min", std::cmp::Ordering::Less),
-        ("max", std::cmp::Ordering::Greater),
-    ] {
-        let _ = ctx.add_function(
-            name,
-            move |This(this): This<CelValue>| -> Result<CelValue, ExecutionError> {
-                let items = list_of(&this, name)?;
-                let mut best = items
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| ExecutionError::function_error(name, "list is empty"))?;
-                for i in items.iter().skip(1) {
-                    match i.partial_cmp(&best) {
-                        Some(o) if o == want => best = i.clone(),
-                        Some(_) => {}
-                        None => {
-                            return Err(ExecutionError::ValuesNotComparable(
-                                best.clone(),
-                                i.clone(),
-                            ))
-                        }
-                    }
-                }
-                Ok(best)
-            },
-        );
+            Ok(best)
+        });
     }
     let _ = ctx.add_function("isURL", |s: Arc<String>| -> bool { is_url(&s) });
 }
@@ -693,10 +581,7 @@ fn register_functions(ctx: &mut Context) {
 fn list_of<'a>(v: &'a CelValue, func: &str) -> Result<&'a Arc<Vec<CelValue>>, ExecutionError> {
     match v {
         CelValue::List(l) => Ok(l),
-        other => Err(ExecutionError::function_error(
-            func,
-            format!("expected a list, got {}", type_name(other)),
-        )),
+        other => Err(ExecutionError::function_error(func, format!("expected a list, got {}", type_name(other)))),
     }
 }
 

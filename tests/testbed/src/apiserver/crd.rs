@@ -41,7 +41,11 @@ pub fn validate(crd: &Value) -> Vec<FieldError> {
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        errs.push(err("FieldValueInvalid", "spec.versions", "Invalid value: null: must have exactly one version marked as storage version"));
+        errs.push(err(
+            "FieldValueInvalid",
+            "spec.versions",
+            "Invalid value: null: must have exactly one version marked as storage version",
+        ));
     } else {
         let storage = versions.iter().filter(|v| v["storage"] == true).count();
         if storage != 1 {

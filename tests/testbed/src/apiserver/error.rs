@@ -90,13 +90,23 @@ impl ApiError {
         Self::new(405, "MethodNotAllowed", format!("{verb} is not supported on resources of kind \"{resource}\""))
     }
     pub fn unsupported_media(ct: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {ct}"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {ct}"
+            ),
+        )
     }
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::new(500, "InternalError", msg)
     }
     pub fn too_many_requests(retry_after: u64) -> Self {
-        let mut e = Self::new(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later");
+        let mut e = Self::new(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+        );
         e.retry_after = Some(retry_after);
         e.details = Some(json!({"retryAfterSeconds": retry_after}));
         e

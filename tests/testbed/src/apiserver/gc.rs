@@ -82,8 +82,12 @@ pub fn run_once(store: &mut Store) -> bool {
             continue;
         };
         let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-        let fins: Vec<String> =
-            obj["metadata"]["finalizers"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(String::from)).collect();
+        let fins: Vec<String> = obj["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect();
         if fins.iter().any(|f| f == "orphan") {
             for dep in store.dependents_of(&uid) {
                 if let Some(d) = store.get(&dep) {

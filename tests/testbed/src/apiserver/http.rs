@@ -46,7 +46,9 @@ struct ResourcePath {
 
 fn parse_resource_path(group: &str, version: &str, rest: &[&str]) -> ApiResult<ResourcePath> {
     let (namespace, rest) = match rest {
-        ["namespaces", ns, r @ ..] if !r.is_empty() && !(group.is_empty() && r.len() == 1 && (r[0] == "status" || r[0] == "finalize")) => {
+        ["namespaces", ns, r @ ..]
+            if !r.is_empty() && !(group.is_empty() && r.len() == 1 && (r[0] == "status" || r[0] == "finalize")) =>
+        {
             (Some(ns.to_string()), r)
         }
         r => (None, r),
@@ -93,19 +95,32 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let reg = || sh.store.lock().unwrap().registry.clone();
     let result: ApiResult<Response> = match (parts.method.clone(), segs.as_slice()) {
-        (Method::GET, []) => Ok(json_response(StatusCode::OK, &json!({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]}))),
+        (Method::GET, []) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]}),
+        )),
         (Method::GET, ["version"]) => Ok(json_response(StatusCode::OK, &discovery::version())),
         (Method::GET, ["api"]) => Ok(json_response(StatusCode::OK, &discovery::api_versions())),
         (Method::GET, ["apis"]) => Ok(json_response(StatusCode::OK, &discovery::api_groups(&reg()))),
-        (Method::GET, ["apis", g]) => discovery::api_group(&reg(), g).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(not_found_path),
-        (Method::GET, ["api", v]) => discovery::resource_list(&reg(), "", v).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(not_found_path),
-        (Method::GET, ["apis", g, v]) => discovery::resource_list(&reg(), g, v).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(not_found_path),
-        (Method::GET, ["openapi", "v3"]) => Ok(json_response(StatusCode::OK, &openapi::index(&reg()))),
-        (Method::GET, ["openapi", "v3", rest @ ..]) => {
-            openapi::document(&reg(), &rest.join("/")).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(not_found_path)
+        (Method::GET, ["apis", g]) => {
+            discovery::api_group(&reg(), g).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(not_found_path)
         }
-        (_, ["api", v, rest @ ..]) => resource_request(&sh, &parts, body, &query, parse_resource_path("", v, rest)).await,
-        (_, ["apis", g, v, rest @ ..]) => resource_request(&sh, &parts, body, &query, parse_resource_path(g, v, rest)).await,
+        (Method::GET, ["api", v]) => discovery::resource_list(&reg(), "", v)
+            .map(|v| json_response(StatusCode::OK, &v))
+            .ok_or_else(not_found_path),
+        (Method::GET, ["apis", g, v]) => {
+            discovery::resource_list(&reg(), g, v).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(not_found_path)
+        }
+        (Method::GET, ["openapi", "v3"]) => Ok(json_response(StatusCode::OK, &openapi::index(&reg()))),
+        (Method::GET, ["openapi", "v3", rest @ ..]) => openapi::document(&reg(), &rest.join("/"))
+            .map(|v| json_response(StatusCode::OK, &v))
+            .ok_or_else(not_found_path),
+        (_, ["api", v, rest @ ..]) => {
+            resource_request(&sh, &parts, body, &query, parse_resource_path("", v, rest)).await
+        }
+        (_, ["apis", g, v, rest @ ..]) => {
+            resource_request(&sh, &parts, body, &query, parse_resource_path(g, v, rest)).await
+        }
         (Method::GET, ["openapi", "v2"]) => Err(not_found_path()),
         _ => Err(not_found_path()),
     };
@@ -217,8 +232,21 @@ async fn resource_request(
     match rp.subresource.as_deref() {
         None => {}
         Some("status") if ri.status_subresource => {}
-        Some(s @ ("scale" | "exec" | "log" | "eviction" | "binding" | "token" | "proxy" | "attach" | "portforward"
-        | "ephemeralcontainers" | "resize" | "approval" | "finalize")) => {
+        Some(
+            s @ ("scale"
+            | "exec"
+            | "log"
+            | "eviction"
+            | "binding"
+            | "token"
+            | "proxy"
+            | "attach"
+            | "portforward"
+            | "ephemeralcontainers"
+            | "resize"
+            | "approval"
+            | "finalize"),
+        ) => {
             return Err(ApiError::not_implemented(format!("the {s} subresource of {}", ri.plural)));
         }
         Some(_) => return Err(not_found_path()),
@@ -261,7 +289,9 @@ async fn resource_request(
             let kind = PatchKind::from_content_type(ct)?;
             let opts = write_opts(parts, query, rp.subresource.as_deref())?;
             if kind == PatchKind::Apply && param(query, "fieldManager").is_none_or(str::is_empty) {
-                return Err(ApiError::bad_request("PATCH requests with apply content type must specify a fieldManager"));
+                return Err(ApiError::bad_request(
+                    "PATCH requests with apply content type must specify a fieldManager",
+                ));
             }
             let key = ops::key(&ri, ns, rp.name.as_deref().unwrap());
             let w = ops::patch(&mut sh.store.lock().unwrap(), &ri, &key, kind, &body, &opts)?;
@@ -318,7 +348,8 @@ fn delete_opts(body: &Bytes, q: &HashMap<String, String>) -> ApiResult<DeleteOpt
         propagation: b["propagationPolicy"].as_str().or(param(q, "propagationPolicy")).map(String::from),
         uid: b["preconditions"]["uid"].as_str().map(String::from),
         resource_version: b["preconditions"]["resourceVersion"].as_str().map(String::from),
-        dry_run: param(q, "dryRun") == Some("All") || b["dryRun"].as_array().is_some_and(|a| a.iter().any(|d| d == "All")),
+        dry_run: param(q, "dryRun") == Some("All")
+            || b["dryRun"].as_array().is_some_and(|a| a.iter().any(|d| d == "All")),
     })
 }
 
@@ -373,7 +404,11 @@ fn list(
         if let Some(rv) = param(q, "resourceVersion").filter(|r| !r.is_empty() && *r != "0") {
             let n: u64 = rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
             if n > current {
-                return Err(ApiError::new(504, "Timeout", format!("Too large resource version: {n}, current: {current}")));
+                return Err(ApiError::new(
+                    504,
+                    "Timeout",
+                    format!("Too large resource version: {n}, current: {current}"),
+                ));
             }
             if param(q, "resourceVersionMatch") == Some("Exact") && n != current {
                 return Err(ApiError::gone(format!("too old resource version: {n} ({current})")));
@@ -381,7 +416,9 @@ fn list(
         }
         let list_rv = match &token {
             Some(t) if t.rv < store.compacted_rv() => {
-                return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
+                return Err(ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ));
             }
             Some(t) => t.rv,
             None => current,
@@ -409,7 +446,13 @@ fn list(
     let items: Vec<Obj> = items.iter().map(|o| present(ri, o)).collect();
     if wants_table(&parts.headers) {
         let refs: Vec<&Value> = items.iter().map(|o| &**o).collect();
-        let t = table::table(ri, &refs, &list_rv.to_string(), next.as_deref(), param(q, "includeObject").unwrap_or("Metadata"));
+        let t = table::table(
+            ri,
+            &refs,
+            &list_rv.to_string(),
+            next.as_deref(),
+            param(q, "includeObject").unwrap_or("Metadata"),
+        );
         return Ok(json_response(StatusCode::OK, &t));
     }
     let mut meta = json!({"resourceVersion": list_rv.to_string()});

@@ -24,8 +24,8 @@ pub mod error;
 pub mod faults;
 pub mod gc;
 pub mod http;
-pub mod ops;
 pub mod openapi;
+pub mod ops;
 pub mod registry;
 pub mod selectors;
 pub mod store;
@@ -158,13 +158,22 @@ impl ApiServer {
             ops::create(&mut store, &ri, None, json!({"metadata": {"name": ns}}), &opts, false)
                 .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
         }
-        let shared = Arc::new(Shared { store: Mutex::new(store), faults: Faults::default(), token: token.clone(), options, shutdown: rx });
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            faults: Faults::default(),
+            token: token.clone(),
+            options,
+            shutdown: rx,
+        });
         let app = axum::Router::new().fallback(http::handle).with_state(shared.clone());
         let cert = tls::generate()?;
         tokio::spawn(serve(listener, app, tokio_rustls::TlsAcceptor::from(cert.config.clone()), tx.subscribe()));
         tokio::spawn(gc::run(shared.clone()));
         let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("kubeconfig"), kubeconfig_yaml(&format!("https://{addr}"), &token, Some(&cert.ca_pem)))?;
+        std::fs::write(
+            dir.path().join("kubeconfig"),
+            kubeconfig_yaml(&format!("https://{addr}"), &token, Some(&cert.ca_pem)),
+        )?;
         Ok(ApiServer { shared, addr, kubeconfig: dir, shutdown: tx, ca_pem: cert.ca_pem })
     }
 

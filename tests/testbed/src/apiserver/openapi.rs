@@ -31,7 +31,8 @@ pub fn index(reg: &Registry) -> Value {
     for (g, vs) in reg.groups() {
         for v in vs {
             let p = gv_path(&g, &v);
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(reg, &g, &v))}));
+            paths
+                .insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(reg, &g, &v))}));
         }
     }
     json!({"paths": paths})

@@ -204,7 +204,10 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
                 fold_string_data(obj);
             }
             let kept = roundtrip(obj).map_err(|e| {
-                ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", ri.kind, ri.version, ri.kind))
+                ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {e}",
+                    ri.kind, ri.version, ri.kind
+                ))
             })?;
             let mut unknown = Vec::new();
             dropped_fields(obj, &kept, "", &mut unknown);
@@ -297,20 +300,26 @@ pub fn create(
                 m.insert("name".into(), json!(name));
             }
             _ => {
-                return Err(ApiError::invalid(&ri.kind, &ri.group, "", &[FieldError {
-                    reason: "FieldValueRequired".into(),
-                    field: "metadata.name".into(),
-                    message: "Required value: name or generateName is required".into(),
-                }]));
+                return Err(ApiError::invalid(
+                    &ri.kind,
+                    &ri.group,
+                    "",
+                    &[FieldError {
+                        reason: "FieldValueRequired".into(),
+                        field: "metadata.name".into(),
+                        message: "Required value: name or generateName is required".into(),
+                    }],
+                ));
             }
         }
     }
     if let Some(msg) = valid_name(ri, &name) {
-        return Err(ApiError::invalid(&ri.kind, &ri.group, &name, &[FieldError {
-            reason: "FieldValueInvalid".into(),
-            field: "metadata.name".into(),
-            message: msg,
-        }]));
+        return Err(ApiError::invalid(
+            &ri.kind,
+            &ri.group,
+            &name,
+            &[FieldError { reason: "FieldValueInvalid".into(), field: "metadata.name".into(), message: msg }],
+        ));
     }
     if ri.namespaced {
         let ns = namespace.unwrap_or_default();
@@ -343,7 +352,9 @@ pub fn create(
     } else {
         m.remove("generation");
     }
-    if ri.status_subresource && let Some(o) = obj.as_object_mut() {
+    if ri.status_subresource
+        && let Some(o) = obj.as_object_mut()
+    {
         o.remove("status");
     }
     if is_namespace(ri) {
@@ -426,7 +437,15 @@ pub fn write_existing(
     {
         let om = old["metadata"].as_object().cloned().unwrap_or_default();
         let m = meta(&mut new);
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "name",
+        ] {
             match om.get(f) {
                 Some(v) => m.insert(f.into(), v.clone()),
                 None => m.remove(f),
@@ -546,8 +565,13 @@ pub fn patch(
         PatchKind::Json => {
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut doc, &p)
-                .map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+            json_patch::patch(&mut doc, &p).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
         }
         PatchKind::Merge => {
             let p: Value = serde_json::from_slice(body)
@@ -569,8 +593,8 @@ fn apply(store: &mut Store, ri: &ResourceInfo, key: &ObjKey, body: &[u8], opts: 
     if opts.field_manager.is_empty() {
         return Err(ApiError::bad_request("PATCH requests with apply content type must specify a fieldManager"));
     }
-    let mut applied: Value = serde_yaml::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let mut applied: Value =
+        serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     check_type(ri, &mut applied)?;
     match applied["metadata"]["name"].as_str() {
         Some(n) if n == key.name => {}
@@ -585,8 +609,9 @@ fn apply(store: &mut Store, ri: &ResourceInfo, key: &ObjKey, body: &[u8], opts: 
         }
     }
     let live = store.get(key);
-    let merged = ssa::apply(live.as_deref(), &applied, &opts.field_manager, opts.force, opts.subresource.as_deref(), &types(ri))
-        .map_err(|conflicts| conflict_error(ri, &key.name, &conflicts))?;
+    let merged =
+        ssa::apply(live.as_deref(), &applied, &opts.field_manager, opts.force, opts.subresource.as_deref(), &types(ri))
+            .map_err(|conflicts| conflict_error(ri, &key.name, &conflicts))?;
     match live {
         None if opts.subresource.is_some() => Err(ApiError::not_found(target(ri, &key.name))),
         None => {
@@ -599,7 +624,8 @@ fn apply(store: &mut Store, ri: &ResourceInfo, key: &ObjKey, body: &[u8], opts: 
 
 fn conflict_error(ri: &ResourceInfo, name: &str, conflicts: &[ssa::Conflict]) -> ApiError {
     let av = ri.api_version();
-    let lines: Vec<String> = conflicts.iter().map(|c| format!("conflict with \"{}\" using {av}: {}", c.manager, c.field)).collect();
+    let lines: Vec<String> =
+        conflicts.iter().map(|c| format!("conflict with \"{}\" using {av}: {}", c.manager, c.field)).collect();
     let n = conflicts.len();
     let msg = if n == 1 {
         format!("Apply failed with 1 conflict: {}", lines[0])
@@ -623,7 +649,10 @@ pub fn delete(store: &mut Store, ri: &ResourceInfo, key: &ObjKey, opts: &DeleteO
     if let Some(uid) = &opts.uid {
         let have = obj["metadata"]["uid"].as_str().unwrap_or_default();
         if uid != have {
-            return Err(ApiError::conflict(t, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}")));
+            return Err(ApiError::conflict(
+                t,
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+            ));
         }
     }
     if let Some(rv) = &opts.resource_version {
@@ -631,7 +660,9 @@ pub fn delete(store: &mut Store, ri: &ResourceInfo, key: &ObjKey, opts: &DeleteO
         if rv != have {
             return Err(ApiError::conflict(
                 t,
-                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"),
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
+                ),
             ));
         }
     }

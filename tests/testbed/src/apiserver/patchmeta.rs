@@ -31,28 +31,13 @@ pub struct ListMeta {
 
 impl ListMeta {
     fn atomic() -> Self {
-        ListMeta {
-            strategy: PatchStrategy::Replace,
-            merge_key: None,
-            map_keys: Vec::new(),
-            set: false,
-        }
+        ListMeta { strategy: PatchStrategy::Replace, merge_key: None, map_keys: Vec::new(), set: false }
     }
     fn keyed(merge_key: &'static str, map_keys: &[&'static str]) -> Self {
-        ListMeta {
-            strategy: PatchStrategy::Merge,
-            merge_key: Some(merge_key),
-            map_keys: map_keys.to_vec(),
-            set: false,
-        }
+        ListMeta { strategy: PatchStrategy::Merge, merge_key: Some(merge_key), map_keys: map_keys.to_vec(), set: false }
     }
     fn primitive_set() -> Self {
-        ListMeta {
-            strategy: PatchStrategy::Merge,
-            merge_key: None,
-            map_keys: Vec::new(),
-            set: true,
-        }
+        ListMeta { strategy: PatchStrategy::Merge, merge_key: None, map_keys: Vec::new(), set: true }
     }
 }
 
@@ -77,9 +62,7 @@ pub fn list_meta(_api_version: &str, kind: &str, path: &[&str]) -> ListMeta {
     match last {
         l if CONTAINER_LISTS.contains(&l) && parent == "spec" => ListMeta::keyed("name", &["name"]),
         "ports" if in_container => ListMeta::keyed("containerPort", &["containerPort", "protocol"]),
-        "ports" if kind == "Service" && path == ["spec", "ports"] => {
-            ListMeta::keyed("port", &["port", "protocol"])
-        }
+        "ports" if kind == "Service" && path == ["spec", "ports"] => ListMeta::keyed("port", &["port", "protocol"]),
         "env" if in_container => ListMeta::keyed("name", &["name"]),
         "volumeMounts" if in_container => ListMeta::keyed("mountPath", &["mountPath"]),
         "volumeDevices" if in_container => ListMeta::keyed("devicePath", &["devicePath"]),
@@ -92,9 +75,7 @@ pub fn list_meta(_api_version: &str, kind: &str, path: &[&str]) -> ListMeta {
         }
         "resourceClaims" if parent == "spec" => ListMeta::keyed("name", &["name"]),
         "schedulingGates" if parent == "spec" => ListMeta::keyed("name", &["name"]),
-        "secrets" if kind == "ServiceAccount" && parents.is_empty() => {
-            ListMeta::keyed("name", &["name"])
-        }
+        "secrets" if kind == "ServiceAccount" && parents.is_empty() => ListMeta::keyed("name", &["name"]),
         "conditions" if parent == "status" => ListMeta::keyed("type", &["type"]),
         "taints" if kind == "Node" => ListMeta::keyed("key", &["key", "effect"]),
         _ => ListMeta::atomic(),
@@ -128,27 +109,9 @@ mod tests {
     #[test]
     fn table_of_associative_lists() {
         let cases: Vec<(&str, Vec<&str>, Option<&str>, Vec<&str>, bool)> = vec![
-            (
-                "Pod",
-                vec!["spec", "containers"],
-                Some("name"),
-                vec!["name"],
-                false,
-            ),
-            (
-                "Deployment",
-                vec!["spec", "template", "spec", "initContainers"],
-                Some("name"),
-                vec!["name"],
-                false,
-            ),
-            (
-                "Deployment",
-                vec!["spec", "template", "spec", "containers", "env"],
-                Some("name"),
-                vec!["name"],
-                false,
-            ),
+            ("Pod", vec!["spec", "containers"], Some("name"), vec!["name"], false),
+            ("Deployment", vec!["spec", "template", "spec", "initContainers"], Some("name"), vec!["name"], false),
+            ("Deployment", vec!["spec", "template", "spec", "containers", "env"], Some("name"), vec!["name"], false),
             (
                 "Pod",
                 vec!["spec", "containers", "ports"],
@@ -156,74 +119,24 @@ mod tests {
                 vec!["containerPort", "protocol"],
                 false,
             ),
-            (
-                "Service",
-                vec!["spec", "ports"],
-                Some("port"),
-                vec!["port", "protocol"],
-                false,
-            ),
-            (
-                "Pod",
-                vec!["spec", "containers", "volumeMounts"],
-                Some("mountPath"),
-                vec!["mountPath"],
-                false,
-            ),
-            (
-                "Pod",
-                vec!["spec", "volumes"],
-                Some("name"),
-                vec!["name"],
-                false,
-            ),
-            (
-                "ConfigMap",
-                vec!["metadata", "ownerReferences"],
-                Some("uid"),
-                vec!["uid"],
-                false,
-            ),
-            (
-                "Deployment",
-                vec!["status", "conditions"],
-                Some("type"),
-                vec!["type"],
-                false,
-            ),
+            ("Service", vec!["spec", "ports"], Some("port"), vec!["port", "protocol"], false),
+            ("Pod", vec!["spec", "containers", "volumeMounts"], Some("mountPath"), vec!["mountPath"], false),
+            ("Pod", vec!["spec", "volumes"], Some("name"), vec!["name"], false),
+            ("ConfigMap", vec!["metadata", "ownerReferences"], Some("uid"), vec!["uid"], false),
+            ("Deployment", vec!["status", "conditions"], Some("type"), vec!["type"], false),
             ("Secret", vec!["metadata", "finalizers"], None, vec![], true),
             ("Pod", vec!["spec", "tolerations"], None, vec![], false),
             ("ClusterRole", vec!["rules"], None, vec![], false),
             ("RoleBinding", vec!["subjects"], None, vec![], false),
             ("Ingress", vec!["spec", "rules"], None, vec![], false),
-            (
-                "Pod",
-                vec!["spec", "containers", "args"],
-                None,
-                vec![],
-                false,
-            ),
-            (
-                "Service",
-                vec!["status", "loadBalancer", "ingress"],
-                None,
-                vec![],
-                false,
-            ),
+            ("Pod", vec!["spec", "containers", "args"], None, vec![], false),
+            ("Service", vec!["status", "loadBalancer", "ingress"], None, vec![], false),
         ];
         for (kind, path, key, keys, set) in cases {
             let m = list_meta("v1", kind, &path);
-            assert_eq!(
-                (m.merge_key, m.map_keys.clone(), m.set),
-                (key, keys, set),
-                "{kind} {path:?}"
-            );
+            assert_eq!((m.merge_key, m.map_keys.clone(), m.set), (key, keys, set), "{kind} {path:?}");
             let merging = key.is_some() || set;
-            assert_eq!(
-                m.strategy == PatchStrategy::Merge,
-                merging,
-                "{kind} {path:?}"
-            );
+            assert_eq!(m.strategy == PatchStrategy::Merge, merging, "{kind} {path:?}");
         }
     }
 

@@ -141,9 +141,19 @@ fn extra_names(group: &str, plural: &str) -> (Vec<String>, Vec<String>) {
         _ => &[],
     };
     let categories: &[&str] = match plural {
-        "pods" | "services" | "replicationcontrollers" | "deployments" | "replicasets" | "statefulsets"
-        | "daemonsets" | "jobs" | "cronjobs" | "horizontalpodautoscalers" => &["all"],
-        "customresourcedefinitions" | "validatingwebhookconfigurations" | "mutatingwebhookconfigurations"
+        "pods"
+        | "services"
+        | "replicationcontrollers"
+        | "deployments"
+        | "replicasets"
+        | "statefulsets"
+        | "daemonsets"
+        | "jobs"
+        | "cronjobs"
+        | "horizontalpodautoscalers" => &["all"],
+        "customresourcedefinitions"
+        | "validatingwebhookconfigurations"
+        | "mutatingwebhookconfigurations"
         | "apiservices" => &["api-extensions"],
         _ => &[],
     };

@@ -24,11 +24,7 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(reason: &str, field: &str, message: String) -> Self {
-        FieldError {
-            reason: reason.to_string(),
-            field: field.to_string(),
-            message,
-        }
+        FieldError { reason: reason.to_string(), field: field.to_string(), message }
     }
 
     /// `Required value` (with an optional detail).
@@ -43,30 +39,18 @@ impl FieldError {
 
     /// `Invalid value: <value>: <detail>`.
     pub fn invalid(field: &str, value: &Value, detail: &str) -> Self {
-        Self::new(
-            "FieldValueInvalid",
-            field,
-            with_detail(format!("Invalid value: {}", go_value(value)), detail),
-        )
+        Self::new("FieldValueInvalid", field, with_detail(format!("Invalid value: {}", go_value(value)), detail))
     }
 
     /// Like [`FieldError::invalid`], with reason `FieldValueTypeInvalid`.
     pub fn type_invalid(field: &str, value: &Value, detail: &str) -> Self {
-        Self::new(
-            "FieldValueTypeInvalid",
-            field,
-            with_detail(format!("Invalid value: {}", go_value(value)), detail),
-        )
+        Self::new("FieldValueTypeInvalid", field, with_detail(format!("Invalid value: {}", go_value(value)), detail))
     }
 
     /// `Unsupported value: "X": supported values: "A", "B"`.
     pub fn not_supported(field: &str, value: &Value, supported: &[String]) -> Self {
         let quoted: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
-        let detail = if quoted.is_empty() {
-            String::new()
-        } else {
-            format!("supported values: {}", quoted.join(", "))
-        };
+        let detail = if quoted.is_empty() { String::new() } else { format!("supported values: {}", quoted.join(", ")) };
         Self::new(
             "FieldValueNotSupported",
             field,
@@ -76,54 +60,31 @@ impl FieldError {
 
     /// `Too long: may not be more than N bytes`.
     pub fn too_long(field: &str, max: i64) -> Self {
-        let detail = if max >= 0 {
-            format!("may not be more than {max} bytes")
-        } else {
-            "value is too long".to_string()
-        };
+        let detail =
+            if max >= 0 { format!("may not be more than {max} bytes") } else { "value is too long".to_string() };
         Self::new("FieldValueTooLong", field, format!("Too long: {detail}"))
     }
 
     /// `Too many: N: must have at most M items`.
     pub fn too_many(field: &str, actual: i64, max: i64) -> Self {
-        let detail = if max >= 0 {
-            format!("must have at most {max} items")
-        } else {
-            "has too many items".to_string()
-        };
-        let head = if actual >= 0 {
-            format!("Too many: {actual}")
-        } else {
-            "Too many".to_string()
-        };
+        let detail = if max >= 0 { format!("must have at most {max} items") } else { "has too many items".to_string() };
+        let head = if actual >= 0 { format!("Too many: {actual}") } else { "Too many".to_string() };
         Self::new("FieldValueTooMany", field, format!("{head}: {detail}"))
     }
 
     /// `Duplicate value: <value>`.
     pub fn duplicate(field: &str, value: &Value) -> Self {
-        Self::new(
-            "FieldValueDuplicate",
-            field,
-            format!("Duplicate value: {}", go_value(value)),
-        )
+        Self::new("FieldValueDuplicate", field, format!("Duplicate value: {}", go_value(value)))
     }
 
     /// `Forbidden: <detail>`.
     pub fn forbidden(field: &str, detail: &str) -> Self {
-        Self::new(
-            "FieldValueForbidden",
-            field,
-            with_detail("Forbidden".to_string(), detail),
-        )
+        Self::new("FieldValueForbidden", field, with_detail("Forbidden".to_string(), detail))
     }
 
     /// The whole error as kube-apiserver prints it in a Status message: `spec.x: Invalid value: ...`.
     pub fn to_string_with_field(&self) -> String {
-        if self.field.is_empty() {
-            self.message.clone()
-        } else {
-            format!("{}: {}", self.field, self.message)
-        }
+        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
     }
 }
 
@@ -215,11 +176,7 @@ pub(crate) fn json_type(v: &Value) -> &'static str {
 }
 
 pub(crate) fn child_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 pub(crate) fn index_path(path: &str, i: usize) -> String {
@@ -259,13 +216,7 @@ pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
     removed
 }
 
-fn prune_node(
-    schema: &Value,
-    value: &mut Value,
-    path: &str,
-    root: bool,
-    removed: &mut Vec<String>,
-) {
+fn prune_node(schema: &Value, value: &mut Value, path: &str, root: bool, removed: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
@@ -275,8 +226,7 @@ fn prune_node(
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
                 let kpath = format!("{path}.{key}");
-                if (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
-                {
+                if (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                     // Type meta and object meta are the server's business, not the schema's.
                     continue;
                 }
@@ -401,21 +351,13 @@ pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
 
 /// kube-openapi's message prefix: `<path> in body`.
 fn in_body(path: &str) -> String {
-    if path.is_empty() {
-        "body".to_string()
-    } else {
-        format!("{path} in body")
-    }
+    if path.is_empty() { "body".to_string() } else { format!("{path} in body") }
 }
 
 fn type_ok(expected: &str, v: &Value) -> bool {
     let actual = json_type(v);
     match expected {
-        "integer" => {
-            actual == "integer"
-                || v.as_f64()
-                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
-        }
+        "integer" => actual == "integer" || v.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite()),
         "number" => actual == "integer" || actual == "number",
         other => other == actual,
     }
@@ -432,40 +374,19 @@ fn validate_node(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut V
     // Type (and nullability).
     if v.is_null() {
         if (ty.is_some() || int_or_string) && !nullable {
-            let tn = if int_or_string {
-                "integer,string"
-            } else {
-                ty.unwrap_or_default()
-            };
+            let tn = if int_or_string { "integer,string" } else { ty.unwrap_or_default() };
             let msg = format!("{} must be of type {}: \"null\"", in_body(path), tn);
-            errs.push(FieldError::type_invalid(
-                path,
-                &Value::String("null".into()),
-                &msg,
-            ));
+            errs.push(FieldError::type_invalid(path, &Value::String("null".into()), &msg));
         }
         return;
     }
     let expected = if int_or_string { Some("integer,string") } else { ty };
     if let Some(expected) = expected {
-        let ok = if int_or_string {
-            type_ok("integer", v) || type_ok("string", v)
-        } else {
-            type_ok(expected, v)
-        };
+        let ok = if int_or_string { type_ok("integer", v) || type_ok("string", v) } else { type_ok(expected, v) };
         if !ok {
             let actual = json_type(v);
-            let msg = format!(
-                "{} must be of type {}: {}",
-                in_body(path),
-                expected,
-                go_quote(actual)
-            );
-            errs.push(FieldError::type_invalid(
-                path,
-                &Value::String(actual.into()),
-                &msg,
-            ));
+            let msg = format!("{} must be of type {}: {}", in_body(path), expected, go_quote(actual));
+            errs.push(FieldError::type_invalid(path, &Value::String(actual.into()), &msg));
             return;
         }
     }
@@ -548,13 +469,9 @@ fn format_ok(format: &str, s: &str) -> Option<bool> {
         "uuid" => {
             let b = s.as_bytes();
             b.len() == 36
-                && b.iter().enumerate().all(|(i, c)| {
-                    if matches!(i, 8 | 13 | 18 | 23) {
-                        *c == b'-'
-                    } else {
-                        c.is_ascii_hexdigit()
-                    }
-                })
+                && b.iter()
+                    .enumerate()
+                    .all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() })
         }
         "ipv4" => s.parse::<std::net::Ipv4Addr>().is_ok(),
         "ipv6" => s.parse::<std::net::Ipv6Addr>().is_ok(),
@@ -581,24 +498,16 @@ fn format_ok(format: &str, s: &str) -> Option<bool> {
                 })
         }
         "email" => match s.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
-            }
+            Some((local, domain)) => !local.is_empty() && domain.contains('.') && !domain.starts_with('.'),
             None => false,
         },
         "uri" => s.split_once(':').is_some_and(|(scheme, _)| {
-            !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic())
+            !scheme.is_empty() && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         }),
         "mac" => {
             let parts: Vec<&str> = s.split([':', '-']).collect();
             (parts.len() == 6 || parts.len() == 8)
-                && parts
-                    .iter()
-                    .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+                && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
         }
         _ => return None,
     };
@@ -609,10 +518,7 @@ fn cached_regex(p: &str) -> Option<regex::Regex> {
     static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
-    guard
-        .entry(p.to_string())
-        .or_insert_with(|| regex::Regex::new(p).ok())
-        .clone()
+    guard.entry(p.to_string()).or_insert_with(|| regex::Regex::new(p).ok()).clone()
 }
 
 fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
@@ -620,11 +526,7 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldEr
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
         let exclusive = flag(schema, "exclusiveMaximum");
         if (exclusive && x >= max) || (!exclusive && x > max) {
-            let rel = if exclusive {
-                "less than"
-            } else {
-                "less than or equal to"
-            };
+            let rel = if exclusive { "less than" } else { "less than or equal to" };
             let msg = format!("{} should be {} {}", in_body(path), rel, go_float(max));
             errs.push(FieldError::invalid(path, v, &msg));
         }
@@ -632,11 +534,7 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldEr
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
         let exclusive = flag(schema, "exclusiveMinimum");
         if (exclusive && x <= min) || (!exclusive && x < min) {
-            let rel = if exclusive {
-                "greater than"
-            } else {
-                "greater than or equal to"
-            };
+            let rel = if exclusive { "greater than" } else { "greater than or equal to" };
             let msg = format!("{} should be {} {}", in_body(path), rel, go_float(min));
             errs.push(FieldError::invalid(path, v, &msg));
         }
@@ -682,21 +580,17 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, errs: &mut Vec<Fi
             let keys: Vec<String> = schema
                 .get("x-kubernetes-list-map-keys")
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|k| k.as_str().map(str::to_string))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
             let item_schema = schema.get("items");
             let key_of = |item: &Value| -> Option<Map<String, Value>> {
                 let obj = item.as_object()?;
                 let mut m = Map::new();
                 for k in &keys {
-                    let val = obj.get(k).cloned().or_else(|| {
-                        item_schema
-                            .and_then(|s| s.pointer(&format!("/properties/{k}/default")).cloned())
-                    });
+                    let val = obj
+                        .get(k)
+                        .cloned()
+                        .or_else(|| item_schema.and_then(|s| s.pointer(&format!("/properties/{k}/default")).cloned()));
                     if let Some(val) = val {
                         m.insert(k.clone(), val);
                     }
@@ -707,10 +601,7 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, errs: &mut Vec<Fi
             for i in 0..all.len() {
                 let Some(k) = &all[i] else { continue };
                 if all[..i].iter().flatten().any(|p| map_equal(p, k)) {
-                    errs.push(FieldError::duplicate(
-                        &index_path(path, i),
-                        &Value::Object(k.clone()),
-                    ));
+                    errs.push(FieldError::duplicate(&index_path(path, i), &Value::Object(k.clone())));
                 }
             }
         }
@@ -719,9 +610,7 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, errs: &mut Vec<Fi
 }
 
 fn map_equal(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .all(|(k, v)| b.get(k).is_some_and(|w| json_equal(v, w)))
+    a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| json_equal(v, w)))
 }
 
 /// Deep equality of JSON values with numbers compared by value (`1 == 1.0`).
@@ -734,21 +623,13 @@ pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
                 x.as_f64() == y.as_f64()
             }
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
         (Value::Object(x), Value::Object(y)) => map_equal(x, y),
         _ => a == b,
     }
 }
 
-fn validate_object(
-    schema: &Value,
-    map: &Map<String, Value>,
-    path: &str,
-    root: bool,
-    errs: &mut Vec<FieldError>,
-) {
+fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, root: bool, errs: &mut Vec<FieldError>) {
     if let Some(req) = schema.get("required").and_then(Value::as_array) {
         for r in req.iter().filter_map(Value::as_str) {
             if root && r == "metadata" {
@@ -788,11 +669,7 @@ fn validate_object(
             validate_node(ap, v, &cpath, false, errs);
         } else if let Some(Value::Bool(false)) = additional {
             if props.is_some() || !flag(schema, "x-kubernetes-preserve-unknown-fields") {
-                let msg = format!(
-                    "{}.{} in body is a forbidden property",
-                    if path.is_empty() { "" } else { path },
-                    k
-                );
+                let msg = format!("{}.{} in body is a forbidden property", if path.is_empty() { "" } else { path }, k);
                 errs.push(FieldError::forbidden(&cpath, &msg));
             }
         }
@@ -800,10 +677,7 @@ fn validate_object(
     if embedded {
         for k in ["apiVersion", "kind"] {
             if map.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
-                errs.push(FieldError::required(
-                    &child_path(path, k),
-                    "must not be empty",
-                ));
+                errs.push(FieldError::required(&child_path(path, k), "must not be empty"));
             }
         }
     }
@@ -832,10 +706,7 @@ fn validate_combinators(schema: &Value, v: &Value, path: &str, errs: &mut Vec<Fi
             for r in &results {
                 errs.extend(r.iter().cloned());
             }
-            let msg = format!(
-                "{} must validate at least one schema (anyOf)",
-                in_body(path)
-            );
+            let msg = format!("{} must validate at least one schema (anyOf)", in_body(path));
             errs.push(FieldError::invalid(path, v, &msg));
         }
     }
@@ -848,10 +719,7 @@ fn validate_combinators(schema: &Value, v: &Value, path: &str, errs: &mut Vec<Fi
                     errs.extend(r.iter().cloned());
                 }
             }
-            let msg = format!(
-                "{} must validate one and only one schema (oneOf)",
-                in_body(path)
-            );
+            let msg = format!("{} must validate one and only one schema (oneOf)", in_body(path));
             errs.push(FieldError::invalid(path, v, &msg));
         }
     }

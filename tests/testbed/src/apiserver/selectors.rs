@@ -71,7 +71,10 @@ impl LabelSelector {
                 Requirement { key: part.to_string(), op: Op::Exists }
             };
             if req.key.is_empty() || req.key.contains(' ') {
-                return Err(ApiError::bad_request(format!("unable to parse requirement: invalid label key \"{}\"", req.key)));
+                return Err(ApiError::bad_request(format!(
+                    "unable to parse requirement: invalid label key \"{}\"",
+                    req.key
+                )));
             }
             reqs.push(req);
         }

@@ -16,16 +16,9 @@ use serde_json::{Map, Value};
 
 /// Applies `patch` to `original` with the patch strategies and merge keys of the built-in kind
 /// `api_version`/`kind`. Errors are messages for a 422/400 answer.
-pub fn strategic_merge_patch(
-    original: &Value,
-    patch: &Value,
-    api_version: &str,
-    kind: &str,
-) -> Result<Value, String> {
+pub fn strategic_merge_patch(original: &Value, patch: &Value, api_version: &str, kind: &str) -> Result<Value, String> {
     let Value::Object(p) = patch else {
-        return Err(format!(
-            "unable to strategic merge patch: the patch is not a JSON object: {patch}"
-        ));
+        return Err(format!("unable to strategic merge patch: the patch is not a JSON object: {patch}"));
     };
     let ctx = Ctx { api_version, kind };
     let orig = original.as_object();
@@ -65,11 +58,7 @@ fn merge_map(
         Some(Value::String(s)) if s == "delete" => return Ok(None),
         Some(Value::String(s)) if s == "replace" => return Ok(Some(strip_directives(patch))),
         Some(other) => {
-            return Err(format!(
-                "Unknown patch type: {} in map: {}",
-                display(other),
-                Value::Object(patch.clone())
-            ))
+            return Err(format!("Unknown patch type: {} in map: {}", display(other), Value::Object(patch.clone())));
         }
     }
     let mut out = orig.cloned().unwrap_or_default();
@@ -116,9 +105,7 @@ fn merge_map(
 
     for (f, values) in deletions {
         let Value::Array(del) = values else {
-            return Err(format!(
-                "invalid value for {DELETE_FROM_PRIMITIVE_LIST}{f}: expected a list, got {values}"
-            ));
+            return Err(format!("invalid value for {DELETE_FROM_PRIMITIVE_LIST}{f}: expected a list, got {values}"));
         };
         if let Some(Value::Array(list)) = out.get_mut(f) {
             list.retain(|item| !del.iter().any(|d| json_equal(d, item)));
@@ -127,9 +114,7 @@ fn merge_map(
 
     for (f, order) in orders {
         let Value::Array(order) = order else {
-            return Err(format!(
-                "invalid value for {SET_ELEMENT_ORDER}{f}: expected a list, got {order}"
-            ));
+            return Err(format!("invalid value for {SET_ELEMENT_ORDER}{f}: expected a list, got {order}"));
         };
         names.push(f.to_string());
         let key = ctx.meta(names).merge_key;
@@ -141,21 +126,15 @@ fn merge_map(
 
     if let Some(rk) = patch.get(RETAIN_KEYS) {
         let Value::Array(keys) = rk else {
-            return Err(format!(
-                "invalid value for {RETAIN_KEYS}: expected a list, got {rk}"
-            ));
+            return Err(format!("invalid value for {RETAIN_KEYS}: expected a list, got {rk}"));
         };
         let keep: Vec<&str> = keys.iter().filter_map(Value::as_str).collect();
         if keep.len() != keys.len() {
-            return Err(format!(
-                "invalid value for {RETAIN_KEYS}: expected a list of strings, got {rk}"
-            ));
+            return Err(format!("invalid value for {RETAIN_KEYS}: expected a list of strings, got {rk}"));
         }
         for k in patch.keys().filter(|k| !k.starts_with('$')) {
             if !keep.contains(&k.as_str()) && !patch[k].is_null() {
-                return Err(format!(
-                    "The patch has field {k} which is not in {RETAIN_KEYS}: {rk}"
-                ));
+                return Err(format!("The patch has field {k} which is not in {RETAIN_KEYS}: {rk}"));
             }
         }
         out.retain(|k, _| keep.contains(&k.as_str()));
@@ -163,29 +142,15 @@ fn merge_map(
     Ok(Some(out))
 }
 
-fn merge_list(
-    orig: Option<&Value>,
-    patch: &[Value],
-    ctx: &Ctx,
-    names: &mut Vec<String>,
-) -> Result<Value, String> {
+fn merge_list(orig: Option<&Value>, patch: &[Value], ctx: &Ctx, names: &mut Vec<String>) -> Result<Value, String> {
     let meta = ctx.meta(names);
     let orig_list: Vec<Value> = orig.and_then(Value::as_array).cloned().unwrap_or_default();
     if meta.strategy == PatchStrategy::Replace {
-        return Ok(Value::Array(
-            patch.iter().map(strip_directives_value).collect(),
-        ));
+        return Ok(Value::Array(patch.iter().map(strip_directives_value).collect()));
     }
     // `{"$patch": "replace"}` as an item: the other items replace the list.
-    if patch
-        .iter()
-        .any(|i| i.get(PATCH).and_then(Value::as_str) == Some("replace"))
-    {
-        let items = patch
-            .iter()
-            .filter(|i| i.get(PATCH).is_none())
-            .map(strip_directives_value)
-            .collect();
+    if patch.iter().any(|i| i.get(PATCH).and_then(Value::as_str) == Some("replace")) {
+        let items = patch.iter().filter(|i| i.get(PATCH).is_none()).map(strip_directives_value).collect();
         return Ok(Value::Array(items));
     }
     let Some(key) = meta.merge_key else {
@@ -193,9 +158,7 @@ fn merge_list(
         let mut out = orig_list;
         for item in patch {
             if item.is_object() {
-                return Err(format!(
-                    "merging a list of primitives: unexpected map item {item}"
-                ));
+                return Err(format!("merging a list of primitives: unexpected map item {item}"));
             }
             if !out.iter().any(|o| json_equal(o, item)) {
                 out.push(item.clone());
@@ -206,18 +169,12 @@ fn merge_list(
     let mut out = orig_list;
     for item in patch {
         let Value::Object(pm) = item else {
-            return Err(format!(
-                "merging a list of maps by \"{key}\": unexpected item {item}"
-            ));
+            return Err(format!("merging a list of maps by \"{key}\": unexpected item {item}"));
         };
         let Some(kv) = pm.get(key) else {
-            return Err(format!(
-                "map: {item} does not contain declared merge key: {key}"
-            ));
+            return Err(format!("map: {item} does not contain declared merge key: {key}"));
         };
-        let pos = out
-            .iter()
-            .position(|o| o.get(key).is_some_and(|ov| json_equal(ov, kv)));
+        let pos = out.iter().position(|o| o.get(key).is_some_and(|ov| json_equal(ov, kv)));
         match pm.get(PATCH).and_then(Value::as_str) {
             Some("delete") => {
                 out.retain(|o| !o.get(key).is_some_and(|ov| json_equal(ov, kv)));
@@ -268,10 +225,7 @@ fn reorder(list: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
 }
 
 fn strip_directives(m: &Map<String, Value>) -> Map<String, Value> {
-    m.iter()
-        .filter(|(k, _)| !k.starts_with('$'))
-        .map(|(k, v)| (k.clone(), strip_directives_value(v)))
-        .collect()
+    m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives_value(v))).collect()
 }
 
 fn strip_directives_value(v: &Value) -> Value {

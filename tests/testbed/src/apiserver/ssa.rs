@@ -62,9 +62,7 @@ pub fn apply(
     types: &TypeInfo,
 ) -> Result<Value, Vec<Conflict>> {
     let t = Types { info: types };
-    let live_obj = live
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let live_obj = live.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
     let original_entries = live.map(parse_entries).unwrap_or_default();
     let mut entries = original_entries.clone();
     if live.is_some() && entries.is_empty() {
@@ -73,13 +71,7 @@ pub fn apply(
         collect_all(&live_obj, &t, &mut Vec::new(), &mut Vec::new(), &mut all);
         strip(&mut all);
         if !all.is_empty() {
-            entries.push(Entry::new(
-                "before-first-apply",
-                "Update",
-                api_version_of(&live_obj, types),
-                None,
-                all,
-            ));
+            entries.push(Entry::new("before-first-apply", "Update", api_version_of(&live_obj, types), None, all));
         }
     }
 
@@ -92,9 +84,7 @@ pub fn apply(
     collect_apply(&config, &t, &mut Vec::new(), &mut Vec::new(), &mut new_set);
     strip(&mut new_set);
 
-    let me = entries
-        .iter()
-        .position(|e| e.is(manager, "Apply", subresource));
+    let me = entries.iter().position(|e| e.is(manager, "Apply", subresource));
     let last_set = me.map(|i| entries[i].set.clone()).unwrap_or_default();
 
     // Remove what this manager applied before and no longer applies, unless someone else owns it.
@@ -128,10 +118,7 @@ pub fn apply(
         }
         let c: FieldSet = e.set.intersection(&changed).cloned().collect();
         if !c.is_empty() {
-            conflicts.extend(c.iter().map(|p| Conflict {
-                manager: e.manager.clone(),
-                field: path_string(p),
-            }));
+            conflicts.extend(c.iter().map(|p| Conflict { manager: e.manager.clone(), field: path_string(p) }));
             taken.push((i, c));
         }
     }
@@ -178,25 +165,15 @@ pub fn apply(
 
 /// Records a non-apply write (create, update, patch) by `manager` in `new.metadata.managedFields`:
 /// the manager's `Update` entry owns the fields it changed, which other managers lose.
-pub fn record_update(
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    subresource: Option<&str>,
-    types: &TypeInfo,
-) {
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subresource: Option<&str>, types: &TypeInfo) {
     let t = Types { info: types };
     // Managed fields: the ones the client sent, if any (`[{}]` resets them), else the old ones.
     let mut entries = match new.pointer("/metadata/managedFields") {
-        Some(Value::Array(a)) if a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty) => {
-            Vec::new()
-        }
+        Some(Value::Array(a)) if a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty) => Vec::new(),
         Some(Value::Array(a)) if !a.is_empty() => parse_entries(new),
         _ => old.map(parse_entries).unwrap_or_default(),
     };
-    let old_obj = old
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let old_obj = old.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
     let new_obj = without_managed_fields(new);
     let mut cmp = compare(&old_obj, &new_obj, &t);
     strip(&mut cmp.added);
@@ -204,13 +181,10 @@ pub fn record_update(
     strip(&mut cmp.removed);
     let touched: FieldSet = cmp.added.union(&cmp.modified).cloned().collect();
 
-    let me = entries
-        .iter()
-        .position(|e| e.is(manager, "Update", subresource));
+    let me = entries.iter().position(|e| e.is(manager, "Update", subresource));
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != me {
-            e.set
-                .retain(|p| !touched.contains(p) && !cmp.removed.contains(p));
+            e.set.retain(|p| !touched.contains(p) && !cmp.removed.contains(p));
         }
     }
     if !touched.is_empty() {
@@ -280,9 +254,7 @@ fn strip(set: &mut FieldSet) {
 }
 
 fn owns_path_or_below(set: &FieldSet, p: &Path) -> bool {
-    set.range(p.clone()..)
-        .next()
-        .is_some_and(|q| q.starts_with(p))
+    set.range(p.clone()..).next().is_some_and(|q| q.starts_with(p))
 }
 
 /// `.spec.containers[name="app"].image`, as structured-merge-diff prints paths in conflicts.
@@ -332,9 +304,7 @@ fn pe_from_key(k: &str) -> Option<PE> {
             }
             Some(PE::Key(Value::Object(sorted).to_string()))
         }
-        "v:" => serde_json::from_str::<Value>(rest)
-            .ok()
-            .map(|v| PE::Val(v.to_string())),
+        "v:" => serde_json::from_str::<Value>(rest).ok().map(|v| PE::Val(v.to_string())),
         "i:" => rest.parse().ok().map(PE::Index),
         _ => None,
     }
@@ -409,13 +379,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(
-        manager: &str,
-        operation: &str,
-        api_version: String,
-        subresource: Option<&str>,
-        set: FieldSet,
-    ) -> Self {
+    fn new(manager: &str, operation: &str, api_version: String, subresource: Option<&str>, set: FieldSet) -> Self {
         Entry {
             manager: manager.to_string(),
             operation: operation.to_string(),
@@ -450,34 +414,19 @@ impl Entry {
 }
 
 fn parse_entries(obj: &Value) -> Vec<Entry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
+    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
         return Vec::new();
     };
     list.iter()
         .filter_map(|e| {
-            let manager = e
-                .get("manager")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let manager = e.get("manager").and_then(Value::as_str).unwrap_or("").to_string();
             let operation = e.get("operation").and_then(Value::as_str)?.to_string();
             Some(Entry {
                 manager,
                 operation,
-                api_version: e
-                    .get("apiVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string(),
                 time: e.get("time").and_then(Value::as_str).map(str::to_string),
-                subresource: e
-                    .get("subresource")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string),
+                subresource: e.get("subresource").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
                 set: e.get("fieldsV1").map(fields_v1_to_set).unwrap_or_default(),
             })
         })
@@ -493,20 +442,13 @@ fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
 fn set_managed_fields(obj: &mut Value, entries: &[Entry]) {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|p, q| {
-        (
-            &p.operation,
-            &p.time,
-            &p.manager,
-            &p.api_version,
-            &p.subresource,
-        )
-            .cmp(&(
-                &q.operation,
-                &q.time,
-                &q.manager,
-                &q.api_version,
-                &q.subresource,
-            ))
+        (&p.operation, &p.time, &p.manager, &p.api_version, &p.subresource).cmp(&(
+            &q.operation,
+            &q.time,
+            &q.manager,
+            &q.api_version,
+            &q.subresource,
+        ))
     });
     let list: Vec<Value> = sorted.iter().map(|e| e.to_json()).collect();
     if !obj.is_object() {
@@ -515,9 +457,7 @@ fn set_managed_fields(obj: &mut Value, entries: &[Entry]) {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = Value::Object(Map::new());
     }
-    let meta = obj["metadata"]
-        .as_object_mut()
-        .expect("metadata is an object");
+    let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
     if list.is_empty() {
         meta.remove("managedFields");
     } else {
@@ -554,10 +494,7 @@ fn status_only(config: &Value) -> Value {
 }
 
 fn api_version_of(obj: &Value, types: &TypeInfo) -> String {
-    obj.get("apiVersion")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| types.api_version.clone())
+    obj.get("apiVersion").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| types.api_version.clone())
 }
 
 fn now() -> String {
@@ -608,12 +545,7 @@ impl Types<'_> {
             Some("map") => ListType::Map(
                 s.get("x-kubernetes-list-map-keys")
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                     .unwrap_or_default(),
             ),
             _ => ListType::Atomic,
@@ -628,10 +560,7 @@ impl Types<'_> {
             let path: Vec<&str> = names.iter().map(String::as_str).collect();
             return patchmeta::atomic_map(&self.info.api_version, &self.info.kind, &path);
         }
-        self.schema_at(names)
-            .and_then(|s| s.get("x-kubernetes-map-type"))
-            .and_then(Value::as_str)
-            == Some("atomic")
+        self.schema_at(names).and_then(|s| s.get("x-kubernetes-map-type")).and_then(Value::as_str) == Some("atomic")
     }
 
     /// The default of a list-map key field, used when an item omits it (Kubernetes defaults
@@ -640,12 +569,7 @@ impl Types<'_> {
         if self.builtin_rules(names) {
             return (key == "protocol").then(|| Value::String("TCP".into()));
         }
-        self.schema_at(names)?
-            .get("items")?
-            .get("properties")?
-            .get(key)?
-            .get("default")
-            .cloned()
+        self.schema_at(names)?.get("items")?.get("properties")?.get(key)?.get("default").cloned()
     }
 
     /// The `k:` text of an item of a map list: its key fields as JSON with sorted names.
@@ -670,10 +594,7 @@ impl Types<'_> {
 fn item_pe(t: &Types, names: &[String], lt: &ListType, i: usize, item: &Value) -> PE {
     match lt {
         ListType::Set => PE::Val(item.to_string()),
-        ListType::Map(keys) => t
-            .item_key(names, keys, item)
-            .map(PE::Key)
-            .unwrap_or(PE::Index(i)),
+        ListType::Map(keys) => t.item_key(names, keys, item).map(PE::Key).unwrap_or(PE::Index(i)),
         ListType::Atomic => PE::Index(i),
     }
 }
@@ -713,10 +634,9 @@ fn merge(live: Option<&Value>, cfg: &Value, t: &Types, names: &mut Vec<String>) 
                 let mut out = l.clone();
                 for item in c {
                     let k = t.item_key(names, &keys, item);
-                    let pos = k.as_ref().and_then(|k| {
-                        out.iter()
-                            .position(|o| t.item_key(names, &keys, o).as_ref() == Some(k))
-                    });
+                    let pos = k
+                        .as_ref()
+                        .and_then(|k| out.iter().position(|o| t.item_key(names, &keys, o).as_ref() == Some(k)));
                     match pos {
                         Some(p) => {
                             let m = merge(Some(&out[p]), item, t, names);
@@ -733,13 +653,7 @@ fn merge(live: Option<&Value>, cfg: &Value, t: &Types, names: &mut Vec<String>) 
 }
 
 /// The set an applier gets from its configuration: leaves, empty maps, list items.
-fn collect_apply(
-    v: &Value,
-    t: &Types,
-    names: &mut Vec<String>,
-    path: &mut Path,
-    out: &mut FieldSet,
-) {
+fn collect_apply(v: &Value, t: &Types, names: &mut Vec<String>, path: &mut Path, out: &mut FieldSet) {
     match v {
         Value::Null => {}
         Value::Object(m) if !m.is_empty() && !t.atomic_map(names) => {
@@ -832,14 +746,7 @@ struct Comparison {
 
 fn compare(old: &Value, new: &Value, t: &Types) -> Comparison {
     let mut c = Comparison::default();
-    compare_at(
-        Some(old),
-        Some(new),
-        t,
-        &mut Vec::new(),
-        &mut Vec::new(),
-        &mut c,
-    );
+    compare_at(Some(old), Some(new), t, &mut Vec::new(), &mut Vec::new(), &mut c);
     c
 }
 
@@ -865,16 +772,10 @@ fn compare_at(
                 names.pop();
             }
         }
-        (Some(Value::Array(o)), Some(Value::Array(n)))
-            if t.list_type(names) != ListType::Atomic =>
-        {
+        (Some(Value::Array(o)), Some(Value::Array(n))) if t.list_type(names) != ListType::Atomic => {
             let lt = t.list_type(names);
             let index = |items: &[Value]| -> BTreeMap<PE, usize> {
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| (item_pe(t, names, &lt, i, item), i))
-                    .collect()
+                items.iter().enumerate().map(|(i, item)| (item_pe(t, names, &lt, i, item), i)).collect()
             };
             let oi = index(o);
             let ni = index(n);
@@ -900,12 +801,8 @@ fn compare_at(
                         }
                     }
                     (Some(_), Some(_), _) => {}
-                    (None, Some(nv), ListType::Map(_)) => {
-                        collect_item(nv, t, names, path, &mut c.added)
-                    }
-                    (Some(ov), None, ListType::Map(_)) => {
-                        collect_item(ov, t, names, path, &mut c.removed)
-                    }
+                    (None, Some(nv), ListType::Map(_)) => collect_item(nv, t, names, path, &mut c.added),
+                    (Some(ov), None, ListType::Map(_)) => collect_item(ov, t, names, path, &mut c.removed),
                     (None, Some(_), _) => {
                         c.added.insert(path.clone());
                     }
@@ -933,13 +830,7 @@ fn compare_at(
 }
 
 /// A map-list item and all of its fields.
-fn collect_item(
-    item: &Value,
-    t: &Types,
-    names: &mut Vec<String>,
-    path: &mut Path,
-    out: &mut FieldSet,
-) {
+fn collect_item(item: &Value, t: &Types, names: &mut Vec<String>, path: &mut Path, out: &mut FieldSet) {
     out.insert(path.clone());
     if let Value::Object(m) = item {
         for (k, c) in m {
@@ -995,10 +886,7 @@ fn find_item(list: &Value, pe: &PE, t: &Types, names: &[String]) -> Option<usize
     let lt = t.list_type(names);
     match pe {
         PE::Index(i) => (*i < items.len()).then_some(*i),
-        _ => items
-            .iter()
-            .enumerate()
-            .position(|(i, item)| &item_pe(t, names, &lt, i, item) == pe),
+        _ => items.iter().enumerate().position(|(i, item)| &item_pe(t, names, &lt, i, item) == pe),
     }
 }
 
@@ -1016,12 +904,7 @@ fn remove_path(obj: &mut Value, path: &[PE], t: &Types, names: &mut Vec<String>)
     .unwrap_or(false)
 }
 
-fn value_at<'a>(
-    obj: &'a Value,
-    path: &[PE],
-    t: &Types,
-    names: &mut Vec<String>,
-) -> Option<&'a Value> {
+fn value_at<'a>(obj: &'a Value, path: &[PE], t: &Types, names: &mut Vec<String>) -> Option<&'a Value> {
     let mut cur = obj;
     let depth = names.len();
     for pe in path {
@@ -1042,13 +925,7 @@ fn value_at<'a>(
 
 /// After pruning `removed`, drops the maps and lists above it that became empty and that no one
 /// owns (the applier had them only because of what it removed).
-fn remove_empty_ancestors(
-    obj: &mut Value,
-    removed: &Path,
-    t: &Types,
-    others: &FieldSet,
-    mine: &FieldSet,
-) {
+fn remove_empty_ancestors(obj: &mut Value, removed: &Path, t: &Types, others: &FieldSet, mine: &FieldSet) {
     for n in (1..removed.len()).rev() {
         let prefix = &removed[..n];
         if prefix.len() == 1 && prefix[0] == field("metadata") {

@@ -308,7 +308,8 @@ mod tests {
         let names: Vec<_> = s.list_iter("configmaps", None, None).map(|(ns, n, _)| format!("{ns}/{n}")).collect();
         assert_eq!(names, ["a/1", "a/2", "b/1"]);
         let after = ("a".to_string(), "1".to_string());
-        let rest: Vec<_> = s.list_iter("configmaps", None, Some(&after)).map(|(ns, n, _)| format!("{ns}/{n}")).collect();
+        let rest: Vec<_> =
+            s.list_iter("configmaps", None, Some(&after)).map(|(ns, n, _)| format!("{ns}/{n}")).collect();
         assert_eq!(rest, ["a/2", "b/1"]);
         assert_eq!(s.list("configmaps", Some("a"), None).len(), 2);
         assert_eq!(s.rv(), 4);

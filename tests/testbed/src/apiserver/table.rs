@@ -133,7 +133,9 @@ pub fn table(ri: &ResourceInfo, objects: &[&Value], rv: &str, cont: Option<&str>
     let custom_cols: Vec<Value> = match &ri.kind_info {
         KindInfo::Custom(c) if !c.printer_columns.is_empty() => c.printer_columns.clone(),
         KindInfo::Custom(_) => vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})],
-        KindInfo::Builtin { .. } => vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "CreationTimestamp is a timestamp representing the server time when this object was created."})],
+        KindInfo::Builtin { .. } => vec![
+            json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "CreationTimestamp is a timestamp representing the server time when this object was created."}),
+        ],
     };
     let mut defs = vec![column("Name", "string", "name", "Name must be unique within a namespace.", 0)];
     for c in &custom_cols {

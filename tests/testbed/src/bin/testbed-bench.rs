@@ -24,7 +24,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let server = ApiServer::start_with(testbed::ApiServerOptions { history_window: args.creates + 1000, ..Default::default() }).await?;
+    let server =
+        ApiServer::start_with(testbed::ApiServerOptions { history_window: args.creates + 1000, ..Default::default() })
+            .await?;
     let client = server.client();
     let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
     let received = Arc::new(AtomicU64::new(0));
@@ -82,7 +84,13 @@ async fn main() -> anyhow::Result<()> {
     let t1 = Instant::now();
     let list = api.list(&Default::default()).await?;
     let list_ms = t1.elapsed().as_millis();
-    println!("creates: {} in {:.2}s = {:.0} creates/s ({} concurrent clients)", args.creates, create_secs, args.creates as f64 / create_secs, args.concurrency);
+    println!(
+        "creates: {} in {:.2}s = {:.0} creates/s ({} concurrent clients)",
+        args.creates,
+        create_secs,
+        args.creates as f64 / create_secs,
+        args.concurrency
+    );
     println!(
         "watch events: {} to {} watchers in {:.2}s = {:.0} events/s",
         received.load(Ordering::Relaxed),

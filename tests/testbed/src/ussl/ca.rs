@@ -1,8 +1,8 @@
 //! The simulator's own CA: a self-signed root that issues a leaf for each submitted CSR.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 
 pub struct TestCa {
@@ -19,19 +19,13 @@ impl TestCa {
         dn.push(DnType::OrganizationName, "testbed");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = std::time::SystemTime::now();
         params.not_before = (now - std::time::Duration::from_secs(3600)).into();
         params.not_after = (now + std::time::Duration::from_secs(3650 * 86400)).into();
         let cert = params.self_signed(&key).expect("self-signed CA");
-        TestCa {
-            cert_pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
+        TestCa { cert_pem: cert.pem(), issuer: Issuer::new(params, key) }
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -40,8 +34,8 @@ impl TestCa {
 
     /// A leaf for the CSR's key and names, valid for 90 days; `Err` says why the CSR is refused.
     pub fn issue(&self, csr_pem: &str, serial: u64) -> Result<String, String> {
-        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| format!("the CSR cannot be parsed: {e}"))?;
+        let mut csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| format!("the CSR cannot be parsed: {e}"))?;
         let first = csr
             .params
             .subject_alt_names
@@ -65,17 +59,15 @@ impl TestCa {
         let now = std::time::SystemTime::now();
         csr.params.not_before = (now - std::time::Duration::from_secs(60)).into();
         csr.params.not_after = (now + std::time::Duration::from_secs(90 * 86400)).into();
-        let leaf = csr
-            .signed_by(&self.issuer)
-            .map_err(|e| format!("signing failed: {e}"))?;
+        let leaf = csr.signed_by(&self.issuer).map_err(|e| format!("signing failed: {e}"))?;
         Ok(leaf.pem())
     }
 }
 
 /// The DNS names a CSR asks for, lowercase and sorted.
 pub fn csr_names(csr_pem: &str) -> Result<Vec<String>, String> {
-    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-        .map_err(|e| format!("the CSR cannot be parsed: {e}"))?;
+    let csr =
+        CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| format!("the CSR cannot be parsed: {e}"))?;
     let mut names: Vec<String> = csr
         .params
         .subject_alt_names

@@ -138,9 +138,7 @@ impl UsslSim {
     /// Starts on 127.0.0.1 (a random port), accepting the key pair `public_key`/`private_key`
     /// and validating DNS through the name server at `dns`.
     pub async fn start(public_key: &str, private_key: &str, dns: SocketAddr) -> UsslSim {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the USSL simulator");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the USSL simulator");
         let addr = listener.local_addr().expect("local address");
         let sim = Arc::new(Sim {
             public_key: public_key.into(),
@@ -265,8 +263,7 @@ impl UsslSim {
 
 /// The documented signature, as the gateway checks it.
 pub fn signature(params: &Map<String, Value>, private_key: &str) -> String {
-    let sorted: BTreeMap<&String, &Value> =
-        params.iter().filter(|(k, _)| *k != "Signature").collect();
+    let sorted: BTreeMap<&String, &Value> = params.iter().filter(|(k, _)| *k != "Signature").collect();
     let mut text = String::new();
     for (name, value) in sorted {
         text.push_str(name);
@@ -294,41 +291,22 @@ fn sign_value(value: &Value) -> String {
 }
 
 async fn file(State(sim): State<Arc<Sim>>, Path(name): Path<String>) -> Response {
-    let data = sim
-        .inner
-        .lock()
-        .expect("simulator lock")
-        .files
-        .get(&name)
-        .cloned();
+    let data = sim.inner.lock().expect("simulator lock").files.get(&name).cloned();
     match data {
-        Some(bytes) => {
-            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
-        }
+        Some(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
-async fn api_get(
-    State(sim): State<Arc<Sim>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let params: Map<String, Value> = query
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
+async fn api_get(State(sim): State<Arc<Sim>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let params: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     handle(sim, params).await
 }
 
 async fn api_post(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(params)) => handle(sim, params).await,
-        _ => answer(
-            "",
-            230,
-            "the body must be a JSON object of parameters",
-            json!({}),
-        ),
+        _ => answer("", 230, "the body must be a JSON object of parameters", json!({})),
     }
 }
 
@@ -354,19 +332,8 @@ fn int(params: &Map<String, Value>, name: &str) -> Option<i64> {
 }
 
 const REQUIRED: &[(&str, &[&str])] = &[
-    (
-        "PurchaseCertificate",
-        &[
-            "CertificateBrand",
-            "CertificateName",
-            "DomainsCount",
-            "ValidYear",
-        ],
-    ),
-    (
-        "ComplementCSRInfo",
-        &["CertificateID", "Domains", "CSROnline", "DVAuthMethod"],
-    ),
+    ("PurchaseCertificate", &["CertificateBrand", "CertificateName", "DomainsCount", "ValidYear"]),
+    ("ComplementCSRInfo", &["CertificateID", "Domains", "CSROnline", "DVAuthMethod"]),
     ("ReIssueCertificateCSRInfo", &["CertificateID", "CSROnline"]),
     ("UploadConfirmLetter", &["CertificateID", "ConfirmLetter"]),
     ("DownloadConfirmLetterTemp", &["CertificateID"]),
@@ -402,12 +369,7 @@ async fn handle(sim: Arc<Sim>, params: Map<String, Value>) -> Response {
     };
     match fault {
         Some(Fault::RetCode(code)) => {
-            return answer(
-                &action,
-                code,
-                &format!("simulated gateway error {code}"),
-                json!({}),
-            );
+            return answer(&action, code, &format!("simulated gateway error {code}"), json!({}));
         }
         Some(Fault::Garbage) => {
             return (
@@ -432,12 +394,7 @@ async fn handle(sim: Arc<Sim>, params: Map<String, Value>) -> Response {
         return answer(&action, 161, "Action not exists", json!({}));
     };
     if let Some(missing) = required.iter().find(|p| text(&params, p).is_none()) {
-        return answer(
-            &action,
-            230,
-            &format!("Missing params: {missing}"),
-            json!({}),
-        );
+        return answer(&action, 230, &format!("Missing params: {missing}"), json!({}));
     }
     if action == "PurchaseCertificate" {
         return purchase(&sim, &params).await;
@@ -446,26 +403,10 @@ async fn handle(sim: Arc<Sim>, params: Map<String, Value>) -> Response {
         return list(&sim, &params);
     }
     let Some(id) = int(&params, "CertificateID") else {
-        return answer(
-            &action,
-            230,
-            "Params [CertificateID] not available",
-            json!({}),
-        );
+        return answer(&action, 230, "Params [CertificateID] not available", json!({}));
     };
-    if !sim
-        .inner
-        .lock()
-        .expect("simulator lock")
-        .orders
-        .contains_key(&id)
-    {
-        return answer(
-            &action,
-            8011,
-            &format!("certificate {id} not found"),
-            json!({}),
-        );
+    if !sim.inner.lock().expect("simulator lock").orders.contains_key(&id) {
+        return answer(&action, 8011, &format!("certificate {id} not found"), json!({}));
     }
     match action.as_str() {
         "ComplementCSRInfo" | "ReIssueCertificateCSRInfo" => complement(&sim, &action, id, &params),
@@ -508,22 +449,14 @@ async fn purchase(sim: &Sim, params: &Map<String, Value>) -> Response {
     if !delay.0.is_zero() {
         tokio::time::sleep(delay.0).await;
     }
-    answer(
-        "PurchaseCertificate",
-        0,
-        "",
-        json!({"CertificateID": delay.1}),
-    )
+    answer("PurchaseCertificate", 0, "", json!({"CertificateID": delay.1}))
 }
 
 fn list(sim: &Sim, params: &Map<String, Value>) -> Response {
     let inner = sim.inner.lock().expect("simulator lock");
     let brand = text(params, "Brand");
-    let mut items: Vec<&SimOrder> = inner
-        .orders
-        .values()
-        .filter(|o| brand.as_ref().is_none_or(|b| *b == o.brand))
-        .collect();
+    let mut items: Vec<&SimOrder> =
+        inner.orders.values().filter(|o| brand.as_ref().is_none_or(|b| *b == o.brand)).collect();
     if text(params, "Sort").as_deref() == Some("2") {
         items.reverse();
     }
@@ -537,12 +470,7 @@ fn list(sim: &Sim, params: &Map<String, Value>) -> Response {
             })
         })
         .collect();
-    answer(
-        "GetCertificateList",
-        0,
-        "",
-        json!({"TotalCount": list.len(), "CertificateList": list}),
-    )
+    answer("GetCertificateList", 0, "", json!({"TotalCount": list.len(), "CertificateList": list}))
 }
 
 fn token() -> String {
@@ -567,39 +495,19 @@ fn complement(sim: &Sim, action: &str, id: i64, params: &Map<String, Value>) -> 
         return answer(action, 8041, "the order is cancelled", json!({}));
     }
     if text(params, "CSROnline").as_deref() != Some("0") {
-        return answer(
-            action,
-            8042,
-            "the simulator supports CSROnline=0 only",
-            json!({}),
-        );
+        return answer(action, 8042, "the simulator supports CSROnline=0 only", json!({}));
     }
     let Some(csr) = text(params, "CSR") else {
-        return answer(
-            action,
-            230,
-            "Missing params: CSR (required when CSROnline=0)",
-            json!({}),
-        );
+        return answer(action, 230, "Missing params: CSR (required when CSROnline=0)", json!({}));
     };
     let domains_text = text(params, "Domains").unwrap_or_else(|| order.domains.join(","));
-    let mut domains: Vec<String> = domains_text
-        .split(',')
-        .map(|d| d.trim().to_ascii_lowercase())
-        .filter(|d| !d.is_empty())
-        .collect();
+    let mut domains: Vec<String> =
+        domains_text.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
     if order.needs_review()
         && !reissue
-        && let Some(missing) = ORGANIZATION_FIELDS
-            .iter()
-            .find(|p| text(params, p).is_none())
+        && let Some(missing) = ORGANIZATION_FIELDS.iter().find(|p| text(params, p).is_none())
     {
-        return answer(
-            action,
-            230,
-            &format!("Missing params: {missing} (required for OV/EV)"),
-            json!({}),
-        );
+        return answer(action, 230, &format!("Missing params: {missing} (required for OV/EV)"), json!({}));
     }
     match csr_names(&csr) {
         Ok(names) => {
@@ -620,17 +528,11 @@ fn complement(sim: &Sim, action: &str, id: i64, params: &Map<String, Value>) -> 
         return answer(
             action,
             8045,
-            &format!(
-                "{} domains, but {} were bought",
-                domains.len(),
-                order.domains_count
-            ),
+            &format!("{} domains, but {} were bought", domains.len(), order.domains_count),
             json!({}),
         );
     }
-    order.method = text(params, "DVAuthMethod")
-        .unwrap_or_else(|| order.method.clone())
-        .to_ascii_uppercase();
+    order.method = text(params, "DVAuthMethod").unwrap_or_else(|| order.method.clone()).to_ascii_uppercase();
     order.csr = Some(csr);
     order.company = text(params, "CompanyName").or(order.company.take());
     order.tokens = domains.iter().map(|d| (d.clone(), token())).collect();
@@ -651,46 +553,27 @@ fn complement(sim: &Sim, action: &str, id: i64, params: &Map<String, Value>) -> 
 }
 
 fn is_letter(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"%PDF")
-        || bytes.starts_with(&[0xFF, 0xD8, 0xFF])
-        || bytes.starts_with(b"\x89PNG")
+    bytes.starts_with(b"%PDF") || bytes.starts_with(&[0xFF, 0xD8, 0xFF]) || bytes.starts_with(b"\x89PNG")
 }
 
 fn upload_letter(sim: &Sim, id: i64, params: &Map<String, Value>) -> Response {
     let action = "UploadConfirmLetter";
     let encoded = text(params, "ConfirmLetter").unwrap_or_default();
-    let Ok(bytes) = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        encoded.as_bytes(),
-    ) else {
+    let Ok(bytes) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.as_bytes()) else {
         return answer(action, 8050, "ConfirmLetter is not base64", json!({}));
     };
     if !is_letter(&bytes) {
-        return answer(
-            action,
-            8051,
-            "the confirmation letter must be a PDF, JPG or PNG",
-            json!({}),
-        );
+        return answer(action, 8051, "the confirmation letter must be a PDF, JPG or PNG", json!({}));
     }
     let mut inner = sim.inner.lock().expect("simulator lock");
     let review = inner.review;
     let order = inner.orders.get_mut(&id).expect("checked");
     if !order.needs_review() {
-        return answer(
-            action,
-            8052,
-            "DV orders take no confirmation letter",
-            json!({}),
-        );
+        return answer(action, 8052, "DV orders take no confirmation letter", json!({}));
     }
     order.letter = Some(bytes);
     if order.state == state::PENDING_LETTER {
-        order.state = if review == Review::Automatic {
-            state::DOMAIN_AUTH.into()
-        } else {
-            state::REVIEWING.into()
-        };
+        order.state = if review == Review::Automatic { state::DOMAIN_AUTH.into() } else { state::REVIEWING.into() };
     }
     answer(action, 0, "", json!({}))
 }
@@ -699,26 +582,17 @@ fn letter_template(sim: &Sim, id: i64) -> Response {
     let mut inner = sim.inner.lock().expect("simulator lock");
     let name = format!("confirm-letter-{id}.docx");
     inner.files.insert(name.clone(), letter_template_bytes(id));
-    answer(
-        "DownloadConfirmLetterTemp",
-        0,
-        "",
-        json!({"FileUrl": format!("{}/files/{name}", sim.base_url)}),
-    )
+    answer("DownloadConfirmLetterTemp", 0, "", json!({"FileUrl": format!("{}/files/{name}", sim.base_url)}))
 }
 
 /// The template the simulator hands out: a small zip, as a .docx is.
 pub fn letter_template_bytes(id: i64) -> Vec<u8> {
     use std::io::Write;
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    out.start_file("word/document.xml", options)
-        .expect("zip entry");
-    let _ = write!(
-        out,
-        "<w:document>Confirmation letter for certificate order {id}: fill in, stamp, scan.</w:document>"
-    );
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    out.start_file("word/document.xml", options).expect("zip entry");
+    let _ =
+        write!(out, "<w:document>Confirmation letter for certificate order {id}: fill in, stamp, scan.</w:document>");
     out.finish().expect("zip").into_inner()
 }
 
@@ -743,24 +617,10 @@ fn dv_auth(sim: &Sim, id: i64) -> Response {
     let inner = sim.inner.lock().expect("simulator lock");
     let order = &inner.orders[&id];
     if ![state::REVIEWING, state::DOMAIN_AUTH, state::COMPLETED].contains(&order.state.as_str()) {
-        return answer(
-            "GetDVAuthInfo",
-            8060,
-            &format!("no validation info in state {}", order.state),
-            json!({}),
-        );
+        return answer("GetDVAuthInfo", 8060, &format!("no validation info in state {}", order.state), json!({}));
     }
-    let method = if order.method == "FILE" {
-        "FILE"
-    } else {
-        "DNS"
-    };
-    answer(
-        "GetDVAuthInfo",
-        0,
-        "",
-        json!({"AuthMethod": method, "Auths": auths(order)}),
-    )
+    let method = if order.method == "FILE" { "FILE" } else { "DNS" };
+    answer("GetDVAuthInfo", 0, "", json!({"AuthMethod": method, "Auths": auths(order)}))
 }
 
 async fn detail(sim: &Sim, id: i64) -> Response {
@@ -776,19 +636,14 @@ async fn detail(sim: &Sim, id: i64) -> Response {
                 let url = format!("http://{base}/.well-known/pki-validation/fileauth.txt");
                 validate::http_file(&url, http_target, token).await.is_ok()
             } else {
-                validate::dns_txt(sim.dns, &format!("_dnsauth.{base}"), token)
-                    .await
-                    .is_ok()
+                validate::dns_txt(sim.dns, &format!("_dnsauth.{base}"), token).await.is_ok()
             };
             all &= ok;
         }
         if all {
             let serial = id as u64 * 1000 + u64::from(order.submissions);
-            let issued = order
-                .csr
-                .as_deref()
-                .ok_or_else(|| "no CSR".to_string())
-                .and_then(|csr| sim.ca.issue(csr, serial));
+            let issued =
+                order.csr.as_deref().ok_or_else(|| "no CSR".to_string()).and_then(|csr| sim.ca.issue(csr, serial));
             let mut inner = sim.inner.lock().expect("simulator lock");
             // Issued only if nothing was resubmitted meanwhile.
             if let Some(o) = inner.orders.get_mut(&id)
@@ -848,15 +703,11 @@ fn download(sim: &Sim, id: i64) -> Response {
         DownloadShape::Zip => {
             use std::io::Write;
             let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-            let options = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Stored);
+            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
             for (name, data) in [
                 ("Apache/certificate.crt".to_string(), leaf.clone()),
                 ("Apache/root_bundle.crt".to_string(), ca.clone()),
-                (
-                    "Nginx/certificate.pem".to_string(),
-                    format!("{}\n{}", leaf.trim(), ca),
-                ),
+                ("Nginx/certificate.pem".to_string(), format!("{}\n{}", leaf.trim(), ca)),
                 ("readme.txt".to_string(), "USSL simulator".to_string()),
             ] {
                 out.start_file(name, options).expect("zip entry");
@@ -865,12 +716,7 @@ fn download(sim: &Sim, id: i64) -> Response {
             let bytes = out.finish().expect("zip").into_inner();
             let name = format!("cert-{id}-{}.zip", token());
             inner.files.insert(name.clone(), bytes);
-            answer(
-                "DownloadCertificate",
-                0,
-                "",
-                json!({"CertificateUrl": format!("{}/files/{name}", sim.base_url)}),
-            )
+            answer("DownloadCertificate", 0, "", json!({"CertificateUrl": format!("{}/files/{name}", sim.base_url)}))
         }
     }
 }
@@ -879,12 +725,7 @@ fn cancel(sim: &Sim, id: i64) -> Response {
     let mut inner = sim.inner.lock().expect("simulator lock");
     let order = inner.orders.get_mut(&id).expect("checked");
     if order.state == state::COMPLETED {
-        return answer(
-            "CancelCertificateOrder",
-            8080,
-            "an issued certificate cannot be cancelled",
-            json!({}),
-        );
+        return answer("CancelCertificateOrder", 8080, "an issued certificate cannot be cancelled", json!({}));
     }
     order.state = state::CANCELLED.into();
     answer("CancelCertificateOrder", 0, "", json!({}))
@@ -903,10 +744,7 @@ mod tests {
     #[test]
     fn checks_the_documented_signature() {
         let params = json!({"Action": "DescribeUHostInstance", "Region": "cn-bj2", "Limit": 10, "PublicKey": PUBLIC});
-        assert_eq!(
-            signature(params.as_object().unwrap(), PRIVATE),
-            "cba5cf5ec4d4233d206b1b54951e3787350a642f"
-        );
+        assert_eq!(signature(params.as_object().unwrap(), PRIVATE), "cba5cf5ec4d4233d206b1b54951e3787350a642f");
     }
 
     async fn call(sim: &UsslSim, mut params: Value, sign_with: Option<&str>) -> (u16, Value) {
@@ -936,36 +774,19 @@ mod tests {
         assert_eq!(a["RetCode"], 170);
         let mut other_user = purchase.clone();
         other_user["PublicKey"] = json!("someone else");
-        assert_eq!(
-            call(&sim, other_user, Some(PRIVATE)).await.1["RetCode"],
-            172
-        );
+        assert_eq!(call(&sim, other_user, Some(PRIVATE)).await.1["RetCode"], 172);
         let mut missing = purchase.clone();
         missing.as_object_mut().unwrap().remove("ValidYear");
         let (_, a) = call(&sim, missing, Some(PRIVATE)).await;
-        assert_eq!(
-            (a["RetCode"].clone(), a["Message"].clone()),
-            (json!(230), json!("Missing params: ValidYear"))
-        );
-        let (_, a) = call(
-            &sim,
-            json!({"Action": "DescribeUHostInstance", "PublicKey": PUBLIC}),
-            Some(PRIVATE),
-        )
-        .await;
+        assert_eq!((a["RetCode"].clone(), a["Message"].clone()), (json!(230), json!("Missing params: ValidYear")));
+        let (_, a) = call(&sim, json!({"Action": "DescribeUHostInstance", "PublicKey": PUBLIC}), Some(PRIVATE)).await;
         assert_eq!(a["RetCode"], 161);
         assert_eq!(sim.purchases(), 0);
 
         sim.fail_next(1, Fault::RetCode(153));
         sim.fail_next(1, Fault::Garbage);
-        assert_eq!(
-            call(&sim, purchase.clone(), Some(PRIVATE)).await.1["RetCode"],
-            153
-        );
-        assert_eq!(
-            call(&sim, purchase.clone(), Some(PRIVATE)).await,
-            (502, Value::Null)
-        );
+        assert_eq!(call(&sim, purchase.clone(), Some(PRIVATE)).await.1["RetCode"], 153);
+        assert_eq!(call(&sim, purchase.clone(), Some(PRIVATE)).await, (502, Value::Null));
         let (_, a) = call(&sim, purchase.clone(), Some(PRIVATE)).await;
         assert_eq!(a["RetCode"], 0);
         assert_eq!(a["Action"], "PurchaseCertificateResponse");
@@ -977,14 +798,9 @@ mod tests {
         let info = json!({"Action": "ComplementCSRInfo", "PublicKey": PUBLIC, "CertificateID": id, "Domains": "a.example.com",
                           "CSROnline": 0, "DVAuthMethod": "DNS"});
         assert_eq!(call(&sim, info, Some(PRIVATE)).await.1["RetCode"], 230);
-        let detail =
-            json!({"Action": "GetCertificateDetailInfo", "PublicKey": PUBLIC, "CertificateID": 1});
+        let detail = json!({"Action": "GetCertificateDetailInfo", "PublicKey": PUBLIC, "CertificateID": 1});
         assert_eq!(call(&sim, detail, Some(PRIVATE)).await.1["RetCode"], 8011);
-        let detail =
-            json!({"Action": "GetCertificateDetailInfo", "PublicKey": PUBLIC, "CertificateID": id});
-        assert_eq!(
-            call(&sim, detail, Some(PRIVATE)).await.1["CertificateInfo"]["StateCode"],
-            "PENDING_INFO"
-        );
+        let detail = json!({"Action": "GetCertificateDetailInfo", "PublicKey": PUBLIC, "CertificateID": id});
+        assert_eq!(call(&sim, detail, Some(PRIVATE)).await.1["CertificateInfo"]["StateCode"], "PENDING_INFO");
     }
 }

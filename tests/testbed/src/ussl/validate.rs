@@ -17,34 +17,22 @@ pub async fn dns_txt(server: SocketAddr, name: &str, expected: &str) -> Result<(
     udp.port = server.port();
     let mut tcp = ConnectionConfig::tcp();
     tcp.port = server.port();
-    let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(
-        server.ip(),
-        true,
-        vec![udp, tcp],
-    )]);
-    let mut builder = hickory_resolver::TokioResolver::builder_with_config(
-        config,
-        TokioRuntimeProvider::default(),
-    );
+    let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(server.ip(), true, vec![udp, tcp])]);
+    let mut builder = hickory_resolver::TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
     builder.options_mut().timeout = Duration::from_secs(2);
     builder.options_mut().cache_size = 0;
     let resolver = builder.build().map_err(|e| e.to_string())?;
     let fqdn = format!("{}.", name.trim_end_matches('.'));
     let fqdn = hickory_proto::rr::Name::from_ascii(&fqdn).map_err(|e| format!("{name}: {e}"))?;
-    let lookup = resolver
-        .lookup(fqdn, hickory_proto::rr::RecordType::TXT)
-        .await
-        .map_err(|e| format!("TXT {name}: {e}"))?;
+    let lookup =
+        resolver.lookup(fqdn, hickory_proto::rr::RecordType::TXT).await.map_err(|e| format!("TXT {name}: {e}"))?;
     let found: Vec<String> = lookup
         .answers()
         .iter()
         .filter_map(|r| match &r.data {
-            hickory_proto::rr::RData::TXT(t) => Some(
-                t.txt_data
-                    .iter()
-                    .map(|p| String::from_utf8_lossy(p))
-                    .collect::<String>(),
-            ),
+            hickory_proto::rr::RData::TXT(t) => {
+                Some(t.txt_data.iter().map(|p| String::from_utf8_lossy(p)).collect::<String>())
+            }
             _ => None,
         })
         .collect();
@@ -57,20 +45,10 @@ pub async fn dns_txt(server: SocketAddr, name: &str, expected: &str) -> Result<(
 
 /// Whether `url` serves exactly `expected` with a 200 (redirects are failures). With `target`,
 /// the connection goes there and the URL's host is sent as `Host`, as through an ingress.
-pub async fn http_file(
-    url: &str,
-    target: Option<SocketAddr>,
-    expected: &str,
-) -> Result<(), String> {
+pub async fn http_file(url: &str, target: Option<SocketAddr>, expected: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    let host = uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .ok_or("no host")?;
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
+    let host = uri.authority().map(|a| a.as_str().to_string()).ok_or("no host")?;
+    let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let connect_uri = match target {
         Some(addr) => format!("http://{addr}{path}"),
         None => url.to_string(),
@@ -86,20 +64,12 @@ pub async fn http_file(
         .map_err(|_| format!("{url}: timed out"))?
         .map_err(|e| format!("{url}: {e}"))?;
     let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     if status != http::StatusCode::OK {
         return Err(format!("{url}: HTTP {status}"));
     }
     if body.as_ref() != expected.as_bytes() {
-        return Err(format!(
-            "{url}: served {:?}, not {expected:?}",
-            String::from_utf8_lossy(&body)
-        ));
+        return Err(format!("{url}: served {:?}, not {expected:?}", String::from_utf8_lossy(&body)));
     }
     Ok(())
 }

@@ -40,9 +40,7 @@ fn order(spec: Value) -> Value {
 }
 
 fn lines(errs: &[FieldError]) -> Vec<String> {
-    errs.iter()
-        .map(|e| format!("{} | {} | {}", e.reason, e.field, e.message))
-        .collect()
+    errs.iter().map(|e| format!("{} | {} | {}", e.reason, e.field, e.message)).collect()
 }
 
 #[test]
@@ -96,11 +94,7 @@ fn operator_rules_pass_and_fail_with_their_messages() {
 fn accessing_an_absent_field_is_an_evaluation_error() {
     // Missing `domainValidation`: the first rule reads it and fails to evaluate, as in Kubernetes.
     let schema = order_schema();
-    let got = lines(&validate_rules(
-        &schema,
-        &order(json!({"domains": ["*.a.com"], "product": {"type": "DV"}})),
-        None,
-    ));
+    let got = lines(&validate_rules(&schema, &order(json!({"domains": ["*.a.com"], "product": {"type": "DV"}})), None));
     assert_eq!(
         got,
         vec![
@@ -182,11 +176,7 @@ fn cel_library_as_kubernetes_rules_use_it() {
         ("int(self.n) + 1 == 4 && string(self.n) == '3'", true),
     ];
     for (rule, want) in cases {
-        assert_eq!(
-            spec_rule_passes(rule, spec.clone()),
-            Ok(want),
-            "rule {rule}"
-        );
+        assert_eq!(spec_rule_passes(rule, spec.clone()), Ok(want), "rule {rule}");
     }
 }
 
@@ -194,10 +184,7 @@ fn cel_library_as_kubernetes_rules_use_it() {
 fn evaluation_errors_are_reported_with_the_rule() {
     let spec = json!({"name": "x", "n": 1});
     let err = spec_rule_passes("self.n / 0 == 1", spec.clone()).unwrap_err();
-    assert_eq!(
-        err,
-        r#"Invalid value: "object": division by zero evaluating rule: self.n / 0 == 1"#
-    );
+    assert_eq!(err, r#"Invalid value: "object": division by zero evaluating rule: self.n / 0 == 1"#);
     let err = spec_rule_passes("self.name + 1 == 'x'", spec.clone()).unwrap_err();
     assert!(err.contains("call arguments did not match a supported operator, function or macro signature for rule: self.name + 1 == 'x'"), "{err}");
     let err = spec_rule_passes("self.name", spec).unwrap_err();
@@ -216,11 +203,7 @@ fn default_message_message_expression_field_path_and_reason() {
         {"rule": "self.min <= self.max", "message": "needed", "fieldPath": ".m['a.b']", "reason": "FieldValueRequired"},
         {"rule": "self.min <= self.max", "reason": "FieldValueDuplicate"}
     ]}}});
-    let got = lines(&validate_rules(
-        &schema,
-        &json!({"spec": {"min": 5, "max": 2}}),
-        None,
-    ));
+    let got = lines(&validate_rules(&schema, &json!({"spec": {"min": 5, "max": 2}}), None));
     assert_eq!(
         got,
         vec![
@@ -262,21 +245,12 @@ fn root_rules_see_name_but_print_nil_path() {
         {"rule": "self.metadata.name.startsWith('ok-')", "message": "name must start with ok-"},
         {"rule": "!has(self.metadata.namespace)", "message": "namespace is hidden from rules"}
     ], "properties": {"spec": {"type": "object"}}});
-    assert!(validate_rules(
-        &schema,
-        &json!({"metadata": {"name": "ok-1", "namespace": "n"}, "spec": {}}),
-        None
-    )
-    .is_empty());
-    let got = lines(&validate_rules(
-        &schema,
-        &json!({"metadata": {"name": "bad", "namespace": "n"}, "spec": {}}),
-        None,
-    ));
-    assert_eq!(
-        got,
-        vec![r#"FieldValueInvalid | <nil> | Invalid value: "object": name must start with ok-"#]
+    assert!(
+        validate_rules(&schema, &json!({"metadata": {"name": "ok-1", "namespace": "n"}, "spec": {}}), None).is_empty()
     );
+    let got =
+        lines(&validate_rules(&schema, &json!({"metadata": {"name": "bad", "namespace": "n"}, "spec": {}}), None));
+    assert_eq!(got, vec![r#"FieldValueInvalid | <nil> | Invalid value: "object": name must start with ok-"#]);
 }
 
 #[test]
@@ -326,9 +300,9 @@ fn compile_errors_are_reported_with_schema_paths() {
         ]
     );
     assert!(
-        errs[0].message.starts_with(
-            r#"Invalid value: "self.a ==": compilation failed: ERROR: <input>:1:10: Syntax error"#
-        ),
+        errs[0]
+            .message
+            .starts_with(r#"Invalid value: "self.a ==": compilation failed: ERROR: <input>:1:10: Syntax error"#),
         "{}",
         errs[0].message
     );
@@ -356,18 +330,9 @@ fn property_names_are_escaped_as_in_kubernetes() {
 
 #[test]
 fn go_durations_parse() {
-    assert_eq!(
-        parse_go_duration("1h30m"),
-        Some(chrono::Duration::minutes(90))
-    );
-    assert_eq!(
-        parse_go_duration("1.5s"),
-        Some(chrono::Duration::milliseconds(1500))
-    );
-    assert_eq!(
-        parse_go_duration("-2m"),
-        Some(chrono::Duration::minutes(-2))
-    );
+    assert_eq!(parse_go_duration("1h30m"), Some(chrono::Duration::minutes(90)));
+    assert_eq!(parse_go_duration("1.5s"), Some(chrono::Duration::milliseconds(1500)));
+    assert_eq!(parse_go_duration("-2m"), Some(chrono::Duration::minutes(-2)));
     assert_eq!(parse_go_duration("0"), Some(chrono::Duration::zero()));
     assert_eq!(parse_go_duration("10"), None);
     assert_eq!(parse_go_duration("5d"), None);
@@ -377,15 +342,9 @@ fn go_durations_parse() {
 fn unused_scalar_rule_schema_helper_compiles() {
     // The helper's schema is valid and its rules compile.
     assert!(compile_errors(&scalar_rule(json!({"rule": "self.size() > 0"}))).is_empty());
-    let errs = validate_rules(
-        &scalar_rule(json!({"rule": "self.size() > 0"})),
-        &json!({"spec": {"name": ""}}),
-        None,
-    );
+    let errs = validate_rules(&scalar_rule(json!({"rule": "self.size() > 0"})), &json!({"spec": {"name": ""}}), None);
     assert_eq!(
         lines(&errs),
-        vec![
-            r#"FieldValueInvalid | spec.name | Invalid value: "string": failed rule: self.size() > 0"#
-        ]
+        vec![r#"FieldValueInvalid | spec.name | Invalid value: "string": failed rule: self.size() > 0"#]
     );
 }

@@ -77,9 +77,7 @@ fn with_spec(patch: Value) -> Value {
 }
 
 fn msgs(errs: &[FieldError]) -> Vec<String> {
-    errs.iter()
-        .map(|e| format!("{} | {} | {}", e.reason, e.field, e.message))
-        .collect()
+    errs.iter().map(|e| format!("{} | {} | {}", e.reason, e.field, e.message)).collect()
 }
 
 #[test]
@@ -94,23 +92,33 @@ fn validation_errors_match_kube_apiserver_messages() {
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (
             json!({"validation": "XV"}),
-            vec![r#"FieldValueNotSupported | spec.validation | Unsupported value: "XV": supported values: "DV", "OV", "EV""#],
+            vec![
+                r#"FieldValueNotSupported | spec.validation | Unsupported value: "XV": supported values: "DV", "OV", "EV""#,
+            ],
         ),
         (
             json!({"replicas": "three"}),
-            vec![r#"FieldValueTypeInvalid | spec.replicas | Invalid value: "string": spec.replicas in body must be of type integer: "string""#],
+            vec![
+                r#"FieldValueTypeInvalid | spec.replicas | Invalid value: "string": spec.replicas in body must be of type integer: "string""#,
+            ],
         ),
         (
             json!({"replicas": 1.5}),
-            vec![r#"FieldValueTypeInvalid | spec.replicas | Invalid value: "number": spec.replicas in body must be of type integer: "number""#],
+            vec![
+                r#"FieldValueTypeInvalid | spec.replicas | Invalid value: "number": spec.replicas in body must be of type integer: "number""#,
+            ],
         ),
         (
             json!({"replicas": 0}),
-            vec!["FieldValueInvalid | spec.replicas | Invalid value: 0: spec.replicas in body should be greater than or equal to 1"],
+            vec![
+                "FieldValueInvalid | spec.replicas | Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+            ],
         ),
         (
             json!({"replicas": 6}),
-            vec!["FieldValueInvalid | spec.replicas | Invalid value: 6: spec.replicas in body should be less than or equal to 5"],
+            vec![
+                "FieldValueInvalid | spec.replicas | Invalid value: 6: spec.replicas in body should be less than or equal to 5",
+            ],
         ),
         (
             json!({"ratio": 0}),
@@ -126,11 +134,15 @@ fn validation_errors_match_kube_apiserver_messages() {
         ),
         (
             json!({"domains": ["UPPER.example"]}),
-            vec![r#"FieldValueInvalid | spec.domains[0] | Invalid value: "UPPER.example": spec.domains[0] in body should match '^[a-z0-9.*-]+$'"#],
+            vec![
+                r#"FieldValueInvalid | spec.domains[0] | Invalid value: "UPPER.example": spec.domains[0] in body should match '^[a-z0-9.*-]+$'"#,
+            ],
         ),
         (
             json!({"domains": []}),
-            vec!["FieldValueInvalid | spec.domains | Invalid value: 0: spec.domains in body should have at least 1 items"],
+            vec![
+                "FieldValueInvalid | spec.domains | Invalid value: 0: spec.domains in body should have at least 1 items",
+            ],
         ),
         (
             json!({"domains": ["a.com", "b.com", "c.com", "d.com"]}),
@@ -142,23 +154,33 @@ fn validation_errors_match_kube_apiserver_messages() {
         ),
         (
             json!({"name": "ab"}),
-            vec![r#"FieldValueInvalid | spec.name | Invalid value: "ab": spec.name in body should be at least 3 chars long"#],
+            vec![
+                r#"FieldValueInvalid | spec.name | Invalid value: "ab": spec.name in body should be at least 3 chars long"#,
+            ],
         ),
         (
             json!({"notAfter": "tomorrow"}),
-            vec![r#"FieldValueTypeInvalid | spec.notAfter | Invalid value: "tomorrow": spec.notAfter in body must be of type date-time: "tomorrow""#],
+            vec![
+                r#"FieldValueTypeInvalid | spec.notAfter | Invalid value: "tomorrow": spec.notAfter in body must be of type date-time: "tomorrow""#,
+            ],
         ),
         (
             json!({"blob": "not base64!"}),
-            vec![r#"FieldValueTypeInvalid | spec.blob | Invalid value: "not base64!": spec.blob in body must be of type byte: "not base64!""#],
+            vec![
+                r#"FieldValueTypeInvalid | spec.blob | Invalid value: "not base64!": spec.blob in body must be of type byte: "not base64!""#,
+            ],
         ),
         (
             json!({"port": true}),
-            vec![r#"FieldValueTypeInvalid | spec.port | Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#],
+            vec![
+                r#"FieldValueTypeInvalid | spec.port | Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#,
+            ],
         ),
         (
             json!({"flag": null}),
-            vec![r#"FieldValueTypeInvalid | spec.flag | Invalid value: "null": spec.flag in body must be of type boolean: "null""#],
+            vec![
+                r#"FieldValueTypeInvalid | spec.flag | Invalid value: "null": spec.flag in body must be of type boolean: "null""#,
+            ],
         ),
         (
             json!({"labels": {"a": "1", "b": "2", "c": "3"}}),
@@ -166,11 +188,15 @@ fn validation_errors_match_kube_apiserver_messages() {
         ),
         (
             json!({"labels": {}}),
-            vec!["FieldValueInvalid | spec.labels | Invalid value: 0: spec.labels in body should have at least 1 properties"],
+            vec![
+                "FieldValueInvalid | spec.labels | Invalid value: 0: spec.labels in body should have at least 1 properties",
+            ],
         ),
         (
             json!({"labels": {"a": 1}}),
-            vec![r#"FieldValueTypeInvalid | spec.labels.a | Invalid value: "integer": spec.labels.a in body must be of type string: "integer""#],
+            vec![
+                r#"FieldValueTypeInvalid | spec.labels.a | Invalid value: "integer": spec.labels.a in body must be of type string: "integer""#,
+            ],
         ),
         (
             json!({"contacts": [{"name": "a"}, {"name": "b"}, {"name": "a", "email": "x"}]}),
@@ -186,7 +212,9 @@ fn validation_errors_match_kube_apiserver_messages() {
         ),
         (
             json!({"choice": {"a": "x", "b": "y"}}),
-            vec![r#"FieldValueInvalid | spec.choice | Invalid value: {"a":"x","b":"y"}: spec.choice in body must validate one and only one schema (oneOf)"#],
+            vec![
+                r#"FieldValueInvalid | spec.choice | Invalid value: {"a":"x","b":"y"}: spec.choice in body must validate one and only one schema (oneOf)"#,
+            ],
         ),
     ];
     for (patch, want) in cases {
@@ -221,7 +249,8 @@ fn accepted_values() {
 
 #[test]
 fn required_fields_are_reported() {
-    let obj = json!({"apiVersion": "certorder.io/v1", "kind": "CertificateOrder", "metadata": {"name": "a"}, "spec": {}});
+    let obj =
+        json!({"apiVersion": "certorder.io/v1", "kind": "CertificateOrder", "metadata": {"name": "a"}, "spec": {}});
     let got = msgs(&validate(&order_schema(), &obj));
     assert_eq!(
         got,
@@ -247,13 +276,9 @@ fn type_error_stops_deeper_checks_and_root_metadata_is_not_checked() {
 
 #[test]
 fn enum_of_numbers_lists_json_values() {
-    let schema =
-        json!({"type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}});
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}});
     let got = msgs(&validate(&schema, &json!({"n": 3})));
-    assert_eq!(
-        got,
-        vec![r#"FieldValueNotSupported | n | Unsupported value: 3: supported values: "1", "2""#]
-    );
+    assert_eq!(got, vec![r#"FieldValueNotSupported | n | Unsupported value: 3: supported values: "1", "2""#]);
 }
 
 #[test]
@@ -265,7 +290,10 @@ fn any_all_not() {
     }});
     assert!(validate(&schema, &json!({"any": "x", "all": "ab", "not": "ok"})).is_empty());
     let got = msgs(&validate(&schema, &json!({"any": true})));
-    assert_eq!(got.last().unwrap(), "FieldValueInvalid | any | Invalid value: true: any in body must validate at least one schema (anyOf)");
+    assert_eq!(
+        got.last().unwrap(),
+        "FieldValueInvalid | any | Invalid value: true: any in body must validate at least one schema (anyOf)"
+    );
     let got = msgs(&validate(&schema, &json!({"all": "abcd"})));
     assert_eq!(
         got,
@@ -277,9 +305,7 @@ fn any_all_not() {
     let got = msgs(&validate(&schema, &json!({"not": "forbidden"})));
     assert_eq!(
         got,
-        vec![
-            r#"FieldValueInvalid | not | Invalid value: "forbidden": not in body must not validate the schema (not)"#
-        ]
+        vec![r#"FieldValueInvalid | not | Invalid value: "forbidden": not in body must not validate the schema (not)"#]
     );
 }
 
@@ -309,15 +335,7 @@ fn prune_removes_undeclared_fields_and_reports_paths() {
     obj["extra"] = json!("x");
     obj["metadata"]["whatever"] = json!("kept"); // metadata at the root is not the schema's business
     let removed = prune(&order_schema(), &mut obj);
-    assert_eq!(
-        removed,
-        vec![
-            ".spec.unknown",
-            ".spec.contacts[0].phone",
-            ".status.bogus",
-            ".extra"
-        ]
-    );
+    assert_eq!(removed, vec![".spec.unknown", ".spec.contacts[0].phone", ".status.bogus", ".extra"]);
     assert_eq!(obj["spec"]["contacts"], json!([{"name": "a"}]));
     assert_eq!(obj["status"], json!({"phase": "Ready"}));
     assert!(obj.get("extra").is_none());
@@ -408,7 +426,8 @@ fn defaults_are_applied_to_present_objects_only() {
 
 #[test]
 fn null_array_items_get_the_items_default() {
-    let schema = json!({"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "string", "default": "z"}}}});
+    let schema =
+        json!({"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "string", "default": "z"}}}});
     let mut obj = json!({"xs": ["a", null]});
     apply_defaults(&schema, &mut obj);
     assert_eq!(obj, json!({"xs": ["a", "z"]}));

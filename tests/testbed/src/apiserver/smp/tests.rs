@@ -31,9 +31,7 @@ fn patch(p: Value) -> Value {
 }
 
 fn containers(d: &Value) -> &Vec<Value> {
-    d["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .unwrap()
+    d["spec"]["template"]["spec"]["containers"].as_array().unwrap()
 }
 
 #[test]
@@ -47,22 +45,13 @@ fn second_kubectl_apply_patch_merges_containers_by_name() {
         }}}
     }));
     assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
-    assert_eq!(
-        out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
-        "{\"new\":true}"
-    );
+    assert_eq!(out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"], "{\"new\":true}");
     assert_eq!(out["spec"]["replicas"], 3);
     let cs = containers(&out);
     assert_eq!(cs.len(), 2);
     assert_eq!(cs[0]["image"], "app:2");
-    assert_eq!(
-        cs[0]["imagePullPolicy"], "IfNotPresent",
-        "fields the patch does not name are kept"
-    );
-    assert_eq!(
-        cs[0]["env"],
-        deployment()["spec"]["template"]["spec"]["containers"][0]["env"]
-    );
+    assert_eq!(cs[0]["imagePullPolicy"], "IfNotPresent", "fields the patch does not name are kept");
+    assert_eq!(cs[0]["env"], deployment()["spec"]["template"]["spec"]["containers"][0]["env"]);
     assert_eq!(cs[1], json!({"name": "sidecar", "image": "side:1"}));
 }
 
@@ -76,10 +65,7 @@ fn nested_lists_merge_by_their_keys() {
         "volumes": [{"name": "cache", "emptyDir": {}}]
     }}}}));
     let c = &containers(&out)[0];
-    assert_eq!(
-        c["env"],
-        json!([{"name": "B", "value": "two"}, {"name": "C", "value": "3"}])
-    );
+    assert_eq!(c["env"], json!([{"name": "B", "value": "two"}, {"name": "C", "value": "3"}]));
     assert_eq!(
         c["ports"],
         json!([{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 9090, "protocol": "TCP", "name": "prom"}])
@@ -100,21 +86,14 @@ fn atomic_lists_are_replaced() {
         "tolerations": [{"key": "other", "operator": "Exists"}],
         "containers": [{"name": "app", "args": ["--c"]}]
     }}}}));
-    assert_eq!(
-        out["spec"]["template"]["spec"]["tolerations"],
-        json!([{"key": "other", "operator": "Exists"}])
-    );
+    assert_eq!(out["spec"]["template"]["spec"]["tolerations"], json!([{"key": "other", "operator": "Exists"}]));
     assert_eq!(containers(&out)[0]["args"], json!(["--c"]));
 
     let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i"},
         "spec": {"rules": [{"host": "a"}, {"host": "b"}]}});
-    let out = strategic_merge_patch(
-        &ing,
-        &json!({"spec": {"rules": [{"host": "c"}]}}),
-        "networking.k8s.io/v1",
-        "Ingress",
-    )
-    .unwrap();
+    let out =
+        strategic_merge_patch(&ing, &json!({"spec": {"rules": [{"host": "c"}]}}), "networking.k8s.io/v1", "Ingress")
+            .unwrap();
     assert_eq!(out["spec"]["rules"], json!([{"host": "c"}]));
 }
 
@@ -124,20 +103,14 @@ fn deleting_a_container_and_reordering() {
         "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}],
         "containers": [{"$patch": "delete", "name": "nope"}]
     }}}}));
-    let names: Vec<&str> = containers(&out)
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = containers(&out).iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["sidecar", "app"]);
 
     let out = patch(json!({"spec": {"template": {"spec": {
         "$setElementOrder/containers": [{"name": "app"}],
         "containers": [{"$patch": "delete", "name": "sidecar"}]
     }}}}));
-    let names: Vec<&str> = containers(&out)
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = containers(&out).iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["app"]);
 }
 
@@ -147,9 +120,8 @@ fn primitive_lists_with_merge_strategy() {
     assert_eq!(out["metadata"]["finalizers"], json!(["a.io/x", "b.io/y"]));
     let out = patch(json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a.io/x"]}}));
     assert_eq!(out["metadata"]["finalizers"], json!([]));
-    let out = patch(
-        json!({"metadata": {"$setElementOrder/finalizers": ["b.io/y", "a.io/x"], "finalizers": ["b.io/y"]}}),
-    );
+    let out =
+        patch(json!({"metadata": {"$setElementOrder/finalizers": ["b.io/y", "a.io/x"], "finalizers": ["b.io/y"]}}));
     assert_eq!(out["metadata"]["finalizers"], json!(["b.io/y", "a.io/x"]));
 }
 
@@ -162,31 +134,23 @@ fn patch_directives_on_maps() {
     let out = patch(json!({"metadata": {"annotations": {"$patch": "delete"}}}));
     assert!(out["metadata"].get("annotations").is_none());
     // retainKeys: switching the strategy drops rollingUpdate.
-    let out = patch(
-        json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}}),
-    );
+    let out =
+        patch(json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}}));
     assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
     // a whole list replaced through a list item directive.
     let out = patch(
         json!({"spec": {"template": {"spec": {"containers": [{"$patch": "replace"}, {"name": "only", "image": "o:1"}]}}}}),
     );
-    assert_eq!(
-        containers(&out),
-        &vec![json!({"name": "only", "image": "o:1"})]
-    );
+    assert_eq!(containers(&out), &vec![json!({"name": "only", "image": "o:1"})]);
 }
 
 #[test]
 fn services_configmaps_and_new_fields() {
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
         "spec": {"selector": {"app": "a"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}, {"port": 443, "targetPort": 8443}]}});
-    let out = strategic_merge_patch(
-        &svc,
-        &json!({"spec": {"ports": [{"port": 443, "targetPort": 9443}]}}),
-        "v1",
-        "Service",
-    )
-    .unwrap();
+    let out =
+        strategic_merge_patch(&svc, &json!({"spec": {"ports": [{"port": 443, "targetPort": 9443}]}}), "v1", "Service")
+            .unwrap();
     assert_eq!(
         out["spec"]["ports"],
         json!([{"port": 80, "targetPort": 8080, "protocol": "TCP"}, {"port": 443, "targetPort": 9443}])
@@ -203,13 +167,9 @@ fn services_configmaps_and_new_fields() {
     assert_eq!(out["data"], json!({"a": "1", "c": "3"}));
     assert_eq!(out["binaryData"], json!({"x": "AA=="}));
     // Directives inside newly added maps are stripped.
-    let out = strategic_merge_patch(
-        &cm,
-        &json!({"metadata": {"labels": {"$patch": "merge", "x": "y"}}}),
-        "v1",
-        "ConfigMap",
-    )
-    .unwrap();
+    let out =
+        strategic_merge_patch(&cm, &json!({"metadata": {"labels": {"$patch": "merge", "x": "y"}}}), "v1", "ConfigMap")
+            .unwrap();
     assert_eq!(out["metadata"]["labels"], json!({"x": "y"}));
 }
 
@@ -222,18 +182,12 @@ fn errors() {
             json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}}),
             "does not contain declared merge key: name",
         ),
-        (
-            json!({"metadata": {"labels": {"$patch": "explode"}}}),
-            "Unknown patch type: explode",
-        ),
+        (json!({"metadata": {"labels": {"$patch": "explode"}}}), "Unknown patch type: explode"),
         (
             json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {"maxSurge": 1}}}}),
             "not in $retainKeys",
         ),
-        (
-            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}),
-            "expected a list",
-        ),
+        (json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}), "expected a list"),
     ];
     for (p, want) in cases {
         let err = strategic_merge_patch(&d, &p, "apps/v1", "Deployment").unwrap_err();

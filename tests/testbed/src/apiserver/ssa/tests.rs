@@ -2,19 +2,11 @@ use super::*;
 use serde_json::json;
 
 fn deployment_types() -> TypeInfo {
-    TypeInfo {
-        schema: None,
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-    }
+    TypeInfo { schema: None, api_version: "apps/v1".into(), kind: "Deployment".into() }
 }
 
 fn cm_types() -> TypeInfo {
-    TypeInfo {
-        schema: None,
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-    }
+    TypeInfo { schema: None, api_version: "v1".into(), kind: "ConfigMap".into() }
 }
 
 fn crd_types() -> TypeInfo {
@@ -35,24 +27,15 @@ fn crd_types() -> TypeInfo {
                 "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}, "reason": {"type": "string"}}}}
         }}
     }});
-    TypeInfo {
-        schema: Some(schema),
-        api_version: "certorder.io/v1alpha1".into(),
-        kind: "CertificateOrder".into(),
-    }
+    TypeInfo { schema: Some(schema), api_version: "certorder.io/v1alpha1".into(), kind: "CertificateOrder".into() }
 }
 
 fn entry<'a>(obj: &'a Value, manager: &str, operation: &str) -> Option<&'a Value> {
-    obj["metadata"]["managedFields"]
-        .as_array()?
-        .iter()
-        .find(|e| e["manager"] == manager && e["operation"] == operation)
+    obj["metadata"]["managedFields"].as_array()?.iter().find(|e| e["manager"] == manager && e["operation"] == operation)
 }
 
 fn fields(obj: &Value, manager: &str, operation: &str) -> Value {
-    entry(obj, manager, operation)
-        .map(|e| e["fieldsV1"].clone())
-        .unwrap_or(Value::Null)
+    entry(obj, manager, operation).map(|e| e["fieldsV1"].clone()).unwrap_or(Value::Null)
 }
 
 fn conflicts(r: Result<Value, Vec<Conflict>>) -> Vec<(String, String)> {
@@ -105,17 +88,7 @@ fn create_by_apply_records_the_applied_leaves() {
     );
     // The key order of the entry is kube-apiserver's.
     let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
-    assert_eq!(
-        keys,
-        [
-            "manager",
-            "operation",
-            "apiVersion",
-            "time",
-            "fieldsType",
-            "fieldsV1"
-        ]
-    );
+    assert_eq!(keys, ["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1"]);
     // The object is the configuration.
     assert_eq!(out["spec"], cfg["spec"]);
 }
@@ -136,7 +109,8 @@ fn second_apply_without_a_field_removes_it() {
     );
 
     // Dropping the last label and all data removes the now empty maps too.
-    let third = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "binaryData": {"z": "AA=="}});
+    let third =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "binaryData": {"z": "AA=="}});
     let out = apply(Some(&out), &third, "kubectl", false, None, &types).unwrap();
     assert!(out.get("data").is_none(), "{out:#}");
     assert!(out["metadata"].get("labels").is_none(), "{out:#}");
@@ -175,10 +149,7 @@ fn removed_items_of_associative_lists_and_sets_go_away() {
         &types,
     )
     .unwrap();
-    assert_eq!(
-        out["spec"],
-        json!({"domains": ["b.com"], "ports": [{"port": 443, "name": "tls"}]})
-    );
+    assert_eq!(out["spec"], json!({"domains": ["b.com"], "ports": [{"port": 443, "name": "tls"}]}));
 }
 
 #[test]
@@ -205,20 +176,10 @@ fn two_managers_share_merge_and_conflict() {
     let b_conflicting = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
         "spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}});
     assert_eq!(
-        conflicts(apply(
-            Some(&live),
-            &b_conflicting,
-            "bob",
-            false,
-            None,
-            &types
-        )),
+        conflicts(apply(Some(&live), &b_conflicting, "bob", false, None, &types)),
         vec![
             ("alice".to_string(), ".spec.replicas".to_string()),
-            (
-                "alice".to_string(),
-                ".spec.template.spec.containers[name=\"app\"].image".to_string()
-            ),
+            ("alice".to_string(), ".spec.template.spec.containers[name=\"app\"].image".to_string()),
         ]
     );
 
@@ -226,38 +187,25 @@ fn two_managers_share_merge_and_conflict() {
     let b_same = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"team": "b"}},
         "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "sidecar", "image": "side:1"}]}}}});
     let live = apply(Some(&live), &b_same, "bob", false, None, &types).unwrap();
-    assert_eq!(
-        fields(&live, "bob", "Apply")["f:spec"]["f:replicas"],
-        json!({})
-    );
-    assert_eq!(
-        fields(&live, "alice", "Apply")["f:spec"]["f:replicas"],
-        json!({})
-    );
+    assert_eq!(fields(&live, "bob", "Apply")["f:spec"]["f:replicas"], json!({}));
+    assert_eq!(fields(&live, "alice", "Apply")["f:spec"]["f:replicas"], json!({}));
 
     // Alice stops applying replicas: bob still owns it, so it stays.
     let a_less = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
         "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:1"}]}}}});
     let live = apply(Some(&live), &a_less, "alice", false, None, &types).unwrap();
     assert_eq!(live["spec"]["replicas"], 2);
-    assert!(fields(&live, "alice", "Apply")["f:spec"]
-        .get("f:replicas")
-        .is_none());
+    assert!(fields(&live, "alice", "Apply")["f:spec"].get("f:replicas").is_none());
 
     // Bob forces replicas: he takes it over; alice applying it again conflicts with bob.
     let b_force = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"team": "b"}},
         "spec": {"replicas": 7, "template": {"spec": {"containers": [{"name": "sidecar", "image": "side:1"}, {"name": "app", "image": "app:3"}]}}}});
     let live = apply(Some(&live), &b_force, "bob", true, None, &types).unwrap();
     assert_eq!(live["spec"]["replicas"], 7);
-    assert_eq!(
-        live["spec"]["template"]["spec"]["containers"][0]["image"],
-        "app:3"
-    );
+    assert_eq!(live["spec"]["template"]["spec"]["containers"][0]["image"], "app:3");
     let alice = fields(&live, "alice", "Apply");
     assert!(
-        alice["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"]
-            .get("f:image")
-            .is_none(),
+        alice["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"].get("f:image").is_none(),
         "{alice:#}"
     );
     let a_again = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -266,10 +214,7 @@ fn two_managers_share_merge_and_conflict() {
         conflicts(apply(Some(&live), &a_again, "alice", false, None, &types)),
         vec![
             ("bob".to_string(), ".spec.replicas".to_string()),
-            (
-                "bob".to_string(),
-                ".spec.template.spec.containers[name=\"app\"].image".to_string()
-            ),
+            ("bob".to_string(), ".spec.template.spec.containers[name=\"app\"].image".to_string()),
         ]
     );
 }
@@ -284,21 +229,11 @@ fn an_update_takes_fields_from_appliers_and_the_next_apply_conflicts() {
     let mut new = live.clone();
     new["spec"]["replicas"] = json!(5);
     record_update(Some(&live), &mut new, "kubectl-scale", None, &types);
-    assert_eq!(
-        fields(&new, "kubectl-scale", "Update"),
-        json!({"f:spec": {"f:replicas": {}}})
-    );
-    assert_eq!(
-        fields(&new, "kubectl", "Apply"),
-        json!({"f:spec": {"f:paused": {}}})
-    );
+    assert_eq!(fields(&new, "kubectl-scale", "Update"), json!({"f:spec": {"f:replicas": {}}}));
+    assert_eq!(fields(&new, "kubectl", "Apply"), json!({"f:spec": {"f:paused": {}}}));
     // Apply entries come before Update entries.
-    let ops: Vec<&str> = new["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["operation"].as_str().unwrap())
-        .collect();
+    let ops: Vec<&str> =
+        new["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
     assert_eq!(ops, ["Apply", "Update"]);
 
     assert_eq!(
@@ -307,10 +242,7 @@ fn an_update_takes_fields_from_appliers_and_the_next_apply_conflicts() {
     );
     let forced = apply(Some(&new), &cfg, "kubectl", true, None, &types).unwrap();
     assert_eq!(forced["spec"]["replicas"], 3);
-    assert!(
-        entry(&forced, "kubectl-scale", "Update").is_none(),
-        "the updater owned nothing else"
-    );
+    assert!(entry(&forced, "kubectl-scale", "Update").is_none(), "the updater owned nothing else");
 }
 
 #[test]
@@ -335,13 +267,8 @@ fn record_update_on_create_marks_new_maps_and_items() {
     let mut newer = obj.clone();
     newer["spec"].as_object_mut().unwrap().remove("years");
     record_update(Some(&before), &mut newer, "editor", None, &types);
-    assert!(fields(&newer, "kube-rs", "Update")["f:spec"]
-        .get("f:years")
-        .is_none());
-    assert!(
-        entry(&newer, "editor", "Update").is_none(),
-        "a pure removal gives the editor nothing"
-    );
+    assert!(fields(&newer, "kube-rs", "Update")["f:spec"].get("f:years").is_none());
+    assert!(entry(&newer, "editor", "Update").is_none(), "a pure removal gives the editor nothing");
     let mut same = newer.clone();
     record_update(Some(&newer), &mut same, "editor", None, &types);
     assert_eq!(same, newer);
@@ -356,12 +283,8 @@ fn record_update_resets_managed_fields_on_request() {
     reset["metadata"]["managedFields"] = json!([{}]);
     reset["data"]["b"] = json!("2");
     record_update(Some(&obj), &mut reset, "editor", None, &types);
-    let managers: Vec<&str> = reset["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["manager"].as_str().unwrap())
-        .collect();
+    let managers: Vec<&str> =
+        reset["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| e["manager"].as_str().unwrap()).collect();
     assert_eq!(managers, ["editor"]);
 }
 
@@ -375,16 +298,9 @@ fn status_apply_by_a_controller_touches_only_status() {
     // The controller applies status (with force, as kube-rs's controllers do), its config also
     // carrying a stale spec, which the status endpoint ignores.
     let mut status_cfg = order(json!({"years": 99}));
-    status_cfg["status"] = json!({"phase": "Pending", "conditions": [{"type": "Ready", "status": "False", "reason": "Ordering"}]});
-    let out = apply(
-        Some(&live),
-        &status_cfg,
-        "certorder",
-        true,
-        Some("status"),
-        &types,
-    )
-    .unwrap();
+    status_cfg["status"] =
+        json!({"phase": "Pending", "conditions": [{"type": "Ready", "status": "False", "reason": "Ordering"}]});
+    let out = apply(Some(&live), &status_cfg, "certorder", true, Some("status"), &types).unwrap();
     assert_eq!(out["spec"], live["spec"]);
     assert_eq!(out["status"]["phase"], "Pending");
     let e = entry(&out, "certorder", "Apply").unwrap();
@@ -393,31 +309,16 @@ fn status_apply_by_a_controller_touches_only_status() {
         e["fieldsV1"],
         json!({"f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:reason": {}, "f:status": {}, "f:type": {}}}, "f:phase": {}}})
     );
-    assert_eq!(
-        fields(&out, "kubectl-create", "Update"),
-        fields(&live, "kubectl-create", "Update")
-    );
+    assert_eq!(fields(&out, "kubectl-create", "Update"), fields(&live, "kubectl-create", "Update"));
 
     // The next status apply changes a condition and drops the phase.
     let mut next = order(json!({}));
-    next["status"] =
-        json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Issued"}]});
+    next["status"] = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Issued"}]});
     let out2 = apply(Some(&out), &next, "certorder", true, Some("status"), &types).unwrap();
-    assert_eq!(
-        out2["status"],
-        json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Issued"}]})
-    );
+    assert_eq!(out2["status"], json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Issued"}]}));
 
     // Applying the same status again is a no-op: the very same object comes back.
-    let out3 = apply(
-        Some(&out2),
-        &next,
-        "certorder",
-        true,
-        Some("status"),
-        &types,
-    )
-    .unwrap();
+    let out3 = apply(Some(&out2), &next, "certorder", true, Some("status"), &types).unwrap();
     assert_eq!(out3, out2);
 }
 
@@ -438,27 +339,14 @@ fn conditions_of_two_managers_merge_by_type() {
     let mut b2 = order(json!({}));
     b2["status"] = json!({"conditions": [{"type": "Ready", "status": "False"}]});
     assert_eq!(
-        conflicts(apply(
-            Some(&live),
-            &b2,
-            "ctrl-b",
-            false,
-            Some("status"),
-            &types
-        )),
-        vec![(
-            "ctrl-a".to_string(),
-            ".status.conditions[type=\"Ready\"].status".to_string()
-        )]
+        conflicts(apply(Some(&live), &b2, "ctrl-b", false, Some("status"), &types)),
+        vec![("ctrl-a".to_string(), ".status.conditions[type=\"Ready\"].status".to_string())]
     );
     // a dropping its condition removes it and leaves b's.
     let mut a2 = order(json!({}));
     a2["status"] = json!({"conditions": []});
     let live = apply(Some(&live), &a2, "ctrl-a", false, Some("status"), &types).unwrap();
-    assert_eq!(
-        live["status"]["conditions"],
-        json!([{"type": "Synced", "status": "True"}])
-    );
+    assert_eq!(live["status"]["conditions"], json!([{"type": "Synced", "status": "True"}]));
 }
 
 #[test]
@@ -473,36 +361,16 @@ fn atomic_lists_and_maps_are_owned_whole() {
         &types,
     )
     .unwrap();
-    assert_eq!(
-        fields(&live, "m1", "Apply")["f:spec"],
-        json!({"f:contacts": {}, "f:selector": {}})
-    );
+    assert_eq!(fields(&live, "m1", "Apply")["f:spec"], json!({"f:contacts": {}, "f:selector": {}}));
     // Another manager setting the atomic list conflicts even though one item is the same.
     assert_eq!(
-        conflicts(apply(
-            Some(&live),
-            &order(json!({"contacts": ["a"]})),
-            "m2",
-            false,
-            None,
-            &types
-        )),
+        conflicts(apply(Some(&live), &order(json!({"contacts": ["a"]})), "m2", false, None, &types)),
         vec![("m1".to_string(), ".spec.contacts".to_string())]
     );
     // The owner replaces them whole.
-    let out = apply(
-        Some(&live),
-        &order(json!({"contacts": ["c"], "selector": {"z": "3"}})),
-        "m1",
-        false,
-        None,
-        &types,
-    )
-    .unwrap();
-    assert_eq!(
-        out["spec"],
-        json!({"contacts": ["c"], "selector": {"z": "3"}})
-    );
+    let out = apply(Some(&live), &order(json!({"contacts": ["c"], "selector": {"z": "3"}})), "m1", false, None, &types)
+        .unwrap();
+    assert_eq!(out["spec"], json!({"contacts": ["c"], "selector": {"z": "3"}}));
 }
 
 #[test]
@@ -522,14 +390,8 @@ fn finalizers_are_a_set_and_owner_references_a_map() {
     let a2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
     let live = apply(Some(&live), &a2, "a", false, None, &types).unwrap();
     assert_eq!(live["metadata"]["finalizers"], json!(["x.io/b"]));
-    assert!(
-        live["metadata"].get("ownerReferences").is_none(),
-        "{live:#}"
-    );
-    assert!(
-        entry(&live, "a", "Apply").is_none(),
-        "an empty set leaves no entry"
-    );
+    assert!(live["metadata"].get("ownerReferences").is_none(), "{live:#}");
+    assert!(entry(&live, "a", "Apply").is_none(), "an empty set leaves no entry");
 }
 
 #[test]
@@ -541,16 +403,11 @@ fn objects_without_managed_fields_belong_to_before_first_apply() {
         conflicts(apply(Some(&live), &cfg, "kubectl", false, None, &types)),
         vec![("before-first-apply".to_string(), ".data.a".to_string())]
     );
-    let same = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+    let same =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
     let out = apply(Some(&live), &same, "kubectl", false, None, &types).unwrap();
-    assert_eq!(
-        fields(&out, "before-first-apply", "Update"),
-        json!({"f:data": {".": {}, "f:a": {}}})
-    );
-    assert_eq!(
-        fields(&out, "kubectl", "Apply"),
-        json!({"f:data": {"f:a": {}, "f:b": {}}})
-    );
+    assert_eq!(fields(&out, "before-first-apply", "Update"), json!({"f:data": {".": {}, "f:a": {}}}));
+    assert_eq!(fields(&out, "kubectl", "Apply"), json!({"f:data": {"f:a": {}, "f:b": {}}}));
     assert_eq!(out["metadata"]["resourceVersion"], "5");
 }
 
@@ -558,11 +415,7 @@ fn objects_without_managed_fields_belong_to_before_first_apply() {
 fn operator_applies_child_secrets_repeatedly() {
     // An operator applies a Secret it owns on every reconcile; the second apply with the same
     // content is a no-op and a rotated key replaces the old one.
-    let types = TypeInfo {
-        schema: None,
-        api_version: "v1".into(),
-        kind: "Secret".into(),
-    };
+    let types = TypeInfo { schema: None, api_version: "v1".into(), kind: "Secret".into() };
     let s1 = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": "d",
         "labels": {"app.kubernetes.io/managed-by": "certorder"},
         "ownerReferences": [{"apiVersion": "certorder.io/v1alpha1", "kind": "CertificateOrder", "name": "o", "uid": "u", "controller": true}]},
@@ -574,10 +427,7 @@ fn operator_applies_child_secrets_repeatedly() {
     s2["data"] = json!({"tls.key": "bmV3", "tls.crt": "bmV3Y3J0"});
     let out = apply(Some(&live), &s2, "certorder", true, None, &types).unwrap();
     assert_eq!(out["data"], s2["data"]);
-    assert_eq!(
-        out["metadata"]["ownerReferences"],
-        s1["metadata"]["ownerReferences"]
-    );
+    assert_eq!(out["metadata"]["ownerReferences"], s1["metadata"]["ownerReferences"]);
 }
 
 #[test]
@@ -604,26 +454,11 @@ fn conflict_paths_print_like_structured_merge_diff() {
     let cases = vec![
         (vec![field("spec"), field("replicas")], ".spec.replicas"),
         (
-            vec![
-                field("spec"),
-                field("ports"),
-                PE::Key(r#"{"port":80,"protocol":"TCP"}"#.into()),
-                field("name"),
-            ],
+            vec![field("spec"), field("ports"), PE::Key(r#"{"port":80,"protocol":"TCP"}"#.into()), field("name")],
             r#".spec.ports[port=80,protocol="TCP"].name"#,
         ),
-        (
-            vec![
-                field("metadata"),
-                field("finalizers"),
-                PE::Val(r#""x""#.into()),
-            ],
-            r#".metadata.finalizers[="x"]"#,
-        ),
-        (
-            vec![field("spec"), field("args"), PE::Index(2)],
-            ".spec.args[2]",
-        ),
+        (vec![field("metadata"), field("finalizers"), PE::Val(r#""x""#.into())], r#".metadata.finalizers[="x"]"#),
+        (vec![field("spec"), field("args"), PE::Index(2)], ".spec.args[2]"),
     ];
     for (p, want) in cases {
         assert_eq!(path_string(&p), want);
@@ -633,7 +468,15 @@ fn conflict_paths_print_like_structured_merge_diff() {
 #[test]
 fn applying_an_empty_map_removes_the_fields_applied_before() {
     let types = cm_types();
-    let live = apply(None, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1", "y": "1"}}), "alice", false, None, &types).unwrap();
+    let live = apply(
+        None,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {"x": "1", "y": "1"}}),
+        "alice",
+        false,
+        None,
+        &types,
+    )
+    .unwrap();
     let out = apply(
         Some(&live),
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "data": {}}),
