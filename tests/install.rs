@@ -683,6 +683,7 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
     for line in [
         "clustercertificateprovider.certorder.io/local created",
         "clustercertificateprovider.certorder.io/local-auto created",
+        "certificateorder.certorder.io/api-example-com created",
         "certificateorder.certorder.io/example-com created",
         "certificateorder.certorder.io/shop-example-com created",
         "certificateorder.certorder.io/wildcard-example-com created",
@@ -709,6 +710,7 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
             .map(|r| ["NAMESPACE", "NAME", "PHASE", "TYPE", "DOMAIN", "PROVIDER", "EXPIRES"].map(|c| r[c].as_str()))
             .collect();
         let expected: BTreeSet<[&str; 7]> = [
+            ["default", "api-example-com", "", "DV", "api.example.com", "ucloud", ""],
             ["default", "example-com", "", "DV", "example.com", "local-auto", ""],
             ["default", "shop-example-com", "", "OV", "shop.example.com", "local", ""],
             ["default", "wildcard-example-com", "", "DV", "*.example.com", "local-auto", ""],
@@ -965,4 +967,48 @@ fn every_chart_value_is_in_values_yaml_and_the_readme() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // The quickstart installs the chart the way NOTES.txt and the tests assume.
     assert!(readme.contains("helm install certorder ./charts/certorder -n certorder-system --create-namespace"));
+}
+
+// ---- the demo -----------------------------------------------------------------------------------
+
+/// The README's first command, `cargo run --example demo -- --exit`, to completion: every order in
+/// `examples/` is Issued (DNS orders through the test DNS, the HTTP order through the emulated
+/// ingress, the OV order approved, the UCloud order through the USSL simulator) and it exits 0.
+/// `cargo test` builds the example next to the test binaries; running it from there rather than
+/// through a nested `cargo run` avoids waiting on the build directory's lock that this `cargo test`
+/// holds.
+#[test]
+fn the_readme_demo_issues_every_example() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains("cargo run --example demo -- --exit"), "the README no longer shows the demo command");
+    let debug_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let demo = debug_dir.join("examples").join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+    assert!(demo.exists(), "{} is missing: `cargo test` builds the examples (run the whole suite)", demo.display());
+    let out = Command::new(&demo).arg("--exit").env("RUST_LOG", "warn").output().expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the demo failed ({}):\n{stdout}\n{stderr}", out.status);
+
+    // Every order of examples/ is in the final `kubectl get certorders -A`, Issued.
+    let mut orders = BTreeSet::new();
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for object in yaml_documents(&text) {
+            if object["kind"] == "CertificateOrder" {
+                orders.insert(name_of(&object).rsplit('/').next().unwrap().to_string());
+            }
+        }
+    }
+    assert!(orders.len() >= 5, "{orders:?}");
+    let listing = stdout.split("$ kubectl get certorders -A\n").nth(1).expect("the final listing").to_string();
+    let rows = table(listing.split("\n\n").next().unwrap());
+    for order in &orders {
+        let row = rows.iter().find(|r| &r["NAME"] == order).unwrap_or_else(|| panic!("{order} not listed:\n{stdout}"));
+        assert_eq!(row["PHASE"], "Issued", "{order}:\n{stdout}");
+        assert!(!row["EXPIRES"].is_empty(), "{order}:\n{stdout}");
+    }
+    // What a person watches: the records created, the URLs published, the approval.
+    for shown in ["DNS: TXT _dnsauth.", "HTTP: http://www.example.org/.well-known/pki-validation/", "$ kubectl certorder approve shop-example-com -n default"] {
+        assert!(stdout.contains(shown), "{shown:?} not in:\n{stdout}");
+    }
 }

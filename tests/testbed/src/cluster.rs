@@ -40,7 +40,7 @@ use tokio::process::{Child, Command};
 /// HTTPS, as ingress-nginx does.
 pub const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
 /// The ingress class the front door serves (Ingresses without a class are served too).
-pub const INGRESS_CLASS: &str = "emulated";
+pub const INGRESS_CLASS: &str = "nginx";
 /// How often the emulation looks at the API server.
 const TICK: Duration = Duration::from_millis(100);
 
