@@ -63,9 +63,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Res
 /// provider's endpoint pointed at the simulator; and the names HTTP orders validate (which must
 /// resolve to the ingress controller).
 fn examples(dir: &Path, ussl_endpoint: &str) -> anyhow::Result<(String, Vec<String>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
     files.sort();
     let mut stream = String::new();
@@ -134,7 +132,11 @@ async fn main() -> anyhow::Result<()> {
 
     kubectl(&kubeconfig, &["apply", "-f", "crds/"], None)?;
     kubectl(&kubeconfig, &["wait", "--for", "condition=established", "crd/certificateorders.certorder.io"], None)?;
-    kubectl(&kubeconfig, &["apply", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: certorder-system\n"))?;
+    kubectl(
+        &kubeconfig,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: certorder-system\n"),
+    )?;
 
     let config = certorder::controller::Config {
         metrics_addr: "127.0.0.1:0".parse()?,
@@ -153,7 +155,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let client = api.client();
     let controller = tokio::spawn(certorder::controller::run(client.clone(), config));
-    println!("\ncertorder is running in this process, as `certorder run` would, polling every 2 s rather than minutes\n");
+    println!(
+        "\ncertorder is running in this process, as `certorder run` would, polling every 2 s rather than minutes\n"
+    );
 
     let (stream, http_names) = examples(&root.join("examples"), &ussl.endpoint())?;
     for name in &http_names {
@@ -207,7 +211,9 @@ async fn main() -> anyhow::Result<()> {
     println!("  kubectl get certorders -A -w");
     println!("  kubectl describe certorder example-com");
     println!("  kubectl get certorder api-example-com -o yaml");
-    println!("  kubectl get secret example-com-tls -o jsonpath='{{.data.tls\\.crt}}' | base64 -d | openssl x509 -noout -text");
+    println!(
+        "  kubectl get secret example-com-tls -o jsonpath='{{.data.tls\\.crt}}' | base64 -d | openssl x509 -noout -text"
+    );
     println!("  kubectl get ccp");
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (or write one file per CRD with --out-dir).
     Crd {
         /// Write `<group>_<plural>.yaml` files into this directory instead of printing.
@@ -454,7 +454,7 @@ mod tests {
         let mut argv = vec!["certorder", "run"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv)?.command {
-            Command::Run(a) => Ok(a),
+            Command::Run(a) => Ok(*a),
             other => panic!("parsed as {other:?}"),
         }
     }

@@ -288,8 +288,9 @@ async fn assert_verified_secret(env: &Env, secret_name: &str, domains: &[&str], 
     let ca = ca_secret.get(&format!("{provider}-ca")).await.expect("CA Secret");
     let ca_pem = String::from_utf8(ca.data.unwrap().get("tls.crt").unwrap().0.clone()).unwrap();
     let domains: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
-    let info = pki::verify_issued(&text("tls.crt"), &key, &domains, chrono::Utc::now(), Some(&[ca_pem.clone()]))
-        .expect("the Secret's certificate verifies");
+    let info =
+        pki::verify_issued(&text("tls.crt"), &key, &domains, chrono::Utc::now(), Some(std::slice::from_ref(&ca_pem)))
+            .expect("the Secret's certificate verifies");
     assert_eq!(text("ca.crt").trim(), ca_pem.trim());
     assert_eq!(secret.annotations().get("certorder.io/serial"), Some(&info.serial_hex));
     secret
@@ -1231,10 +1232,10 @@ async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
         tokio::spawn(async move {
             let mut stream = watcher(orders, watcher::Config::default()).boxed();
             while let Some(Ok(event)) = stream.next().await {
-                if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = event {
-                    if !has_condition(&o, "Ready", "True") {
-                        bad.lock().unwrap().push(format!("{:?}", condition(&o, "Ready")));
-                    }
+                if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = event
+                    && !has_condition(&o, "Ready", "True")
+                {
+                    bad.lock().unwrap().push(format!("{:?}", condition(&o, "Ready")));
                 }
             }
         })
@@ -1646,7 +1647,7 @@ async fn run_orders_with(
                 _ => {}
             }
             vendor_chaos(&mut rng);
-            if round % 8 == 0 {
+            if round.is_multiple_of(8) {
                 env.restart_controller();
             }
         }

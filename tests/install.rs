@@ -286,22 +286,22 @@ fn effective_permissions(objects: &[Value]) -> BTreeMap<String, BTreeSet<(String
         })
     };
     let cluster_roles: BTreeMap<String, ClusterRole> = of_kind(objects, "ClusterRole")
-        .map(|o| typed::<ClusterRole>(o))
+        .map(typed::<ClusterRole>)
         .map(|r| (r.metadata.name.clone().unwrap(), r))
         .collect();
     let roles: BTreeMap<(String, String), Role> = of_kind(objects, "Role")
-        .map(|o| typed::<Role>(o))
+        .map(typed::<Role>)
         .map(|r| ((r.metadata.namespace.clone().unwrap(), r.metadata.name.clone().unwrap()), r))
         .collect();
     let mut out: BTreeMap<String, BTreeSet<_>> = BTreeMap::new();
-    for b in of_kind(objects, "ClusterRoleBinding").map(|o| typed::<ClusterRoleBinding>(o)) {
+    for b in of_kind(objects, "ClusterRoleBinding").map(typed::<ClusterRoleBinding>) {
         assert_eq!(b.role_ref.kind, "ClusterRole");
         if binds_sa(&b.subjects) {
             let role = cluster_roles.get(&b.role_ref.name).expect("the bound ClusterRole is rendered");
             out.entry(String::new()).or_default().extend(grants(role.rules.as_deref().unwrap_or_default()));
         }
     }
-    for b in of_kind(objects, "RoleBinding").map(|o| typed::<RoleBinding>(o)) {
+    for b in of_kind(objects, "RoleBinding").map(typed::<RoleBinding>) {
         let ns = b.metadata.namespace.clone().unwrap();
         assert_eq!(b.role_ref.kind, "Role", "RoleBinding {ns}/{:?} must bind a Role of its namespace", b.metadata.name);
         if binds_sa(&b.subjects) {
@@ -1008,7 +1008,11 @@ fn the_readme_demo_issues_every_example() {
         assert!(!row["EXPIRES"].is_empty(), "{order}:\n{stdout}");
     }
     // What a person watches: the records created, the URLs published, the approval.
-    for shown in ["DNS: TXT _dnsauth.", "HTTP: http://www.example.org/.well-known/pki-validation/", "$ kubectl certorder approve shop-example-com -n default"] {
+    for shown in [
+        "DNS: TXT _dnsauth.",
+        "HTTP: http://www.example.org/.well-known/pki-validation/",
+        "$ kubectl certorder approve shop-example-com -n default",
+    ] {
         assert!(stdout.contains(shown), "{shown:?} not in:\n{stdout}");
     }
 }

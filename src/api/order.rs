@@ -14,6 +14,8 @@ use super::{Condition, SecretKeyRef};
 pub const DOMAINS_RULE: &str = r"self.all(d, d.matches('^(\\*\\.)?([a-z0-9\\x{80}-\\x{10FFFF}]([-a-z0-9\\x{80}-\\x{10FFFF}]{0,61}[a-z0-9\\x{80}-\\x{10FFFF}])?\\.)+[a-z0-9\\x{80}-\\x{10FFFF}]([-a-z0-9\\x{80}-\\x{10FFFF}]{0,61}[a-z0-9\\x{80}-\\x{10FFFF}])?$'))";
 
 /// Buys one certificate from a provider, validates it and keeps it, renewed, in a TLS Secret.
+// kube's printcolumn(…) attributes each repeat `type_ = …`, which clippy takes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "certorder.io",

@@ -10,6 +10,8 @@ use super::{Condition, NamespacedSecretRef};
 pub const MAX_LIFETIME_HOURS: i64 = 200 * 24;
 
 /// Where orders buy certificates: a vendor account or the built-in CA. Exactly one kind is set.
+// kube's printcolumn(…) attributes each repeat `type_ = …`, which clippy takes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "certorder.io",

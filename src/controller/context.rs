@@ -165,10 +165,10 @@ impl Context {
         let version =
             format!("{}/{}", object.uid().unwrap_or_default(), object.metadata.generation.unwrap_or_default());
         let mut built = self.built.lock().await;
-        if let Some((v, provider)) = built.get(name) {
-            if *v == version {
-                return Ok(provider.clone());
-            }
+        if let Some((v, provider)) = built.get(name)
+            && *v == version
+        {
+            return Ok(provider.clone());
         }
         let result = self.build_provider(&object).await;
         self.report_provider(&object, &result).await;

@@ -332,10 +332,10 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     // from before our last write of it: acting on either would redo work (install twice).
     let memory = ctx.memory(&uid);
     let version = order.resource_version().and_then(|v| v.parse::<u64>().ok());
-    if let (Some(seen), Some(written)) = (version, memory.written_version) {
-        if seen < written {
-            return Ok(Action::requeue(Duration::from_millis(200)));
-        }
+    if let (Some(seen), Some(written)) = (version, memory.written_version)
+        && seen < written
+    {
+        return Ok(Action::requeue(Duration::from_millis(200)));
     }
     if let Some((written, at)) = memory.secret_written_version {
         let cached = ctx
@@ -566,39 +566,39 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
         return Ok(Action::await_change());
     }
     let status = order.status.clone().unwrap_or_default();
-    if order.spec.domain_validation.method == ValidationMethod::HTTP || status.published.is_some() {
-        if let Err(e) = publish::unpublish(&ctx.client, order, status.published.as_ref()).await {
-            warn!(error = %e.message, "cannot remove the validation files yet");
-            return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));
-        }
+    if (order.spec.domain_validation.method == ValidationMethod::HTTP || status.published.is_some())
+        && let Err(e) = publish::unpublish(&ctx.client, order, status.published.as_ref()).await
+    {
+        warn!(error = %e.message, "cannot remove the validation files yet");
+        return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));
     }
     let issued = status.certificate.is_some();
-    if order.spec.cancel_on_delete && !issued {
-        if let (Some(vendor), Ok(provider)) = (&status.order, ctx.provider(&order.spec.provider_ref.name).await) {
-            if vendor.id.is_some() {
-                let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
-                let ns = order.namespace().unwrap_or_default();
-                let name = order.name_any();
-                let pctx = OrderContext {
-                    namespace: &ns,
-                    name: &name,
-                    uid: &uid,
-                    generation: order.metadata.generation.unwrap_or_default(),
-                    spec: &order.spec,
-                    domains: &domains,
-                    vendor,
-                    annotations: order.annotations(),
-                    now: Utc::now(),
-                    may_have_bought: true,
-                };
-                if let Err(e) = provider.cancel(&pctx).await {
-                    if e.retryable {
-                        warn!(error = %e, "cannot cancel the vendor order yet");
-                        return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));
-                    }
-                    warn!(error = %e, "the vendor refused to cancel the order; letting go of it");
-                }
+    if order.spec.cancel_on_delete
+        && !issued
+        && let (Some(vendor), Ok(provider)) = (&status.order, ctx.provider(&order.spec.provider_ref.name).await)
+        && vendor.id.is_some()
+    {
+        let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
+        let ns = order.namespace().unwrap_or_default();
+        let name = order.name_any();
+        let pctx = OrderContext {
+            namespace: &ns,
+            name: &name,
+            uid: &uid,
+            generation: order.metadata.generation.unwrap_or_default(),
+            spec: &order.spec,
+            domains: &domains,
+            vendor,
+            annotations: order.annotations(),
+            now: Utc::now(),
+            may_have_bought: true,
+        };
+        if let Err(e) = provider.cancel(&pctx).await {
+            if e.retryable {
+                warn!(error = %e, "cannot cancel the vendor order yet");
+                return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));
             }
+            warn!(error = %e, "the vendor refused to cancel the order; letting go of it");
         }
     }
     let remaining: Vec<String> = order.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();

@@ -50,7 +50,8 @@ mod tests {
 
     #[test]
     fn converts_and_refuses() {
-        let cases: &[(&[&str], Result<&[&str], &str>)] = &[
+        type Case<'a> = (&'a [&'a str], Result<&'a [&'a str], &'a str>);
+        let cases: &[Case] = &[
             (&["example.com"], Ok(&["example.com"])),
             (&["*.example.com", "example.com"], Ok(&["*.example.com", "example.com"])),
             (&["bücher.de"], Ok(&["xn--bcher-kva.de"])),

@@ -307,10 +307,10 @@ pub fn spec_problem(spec: &CertificateOrderSpec) -> Option<String> {
             );
         }
     }
-    if let Some(rb) = &spec.renew_before {
-        if parse_go_duration(rb).is_none() {
-            return Some(format!("spec.renewBefore {rb:?} is not a duration such as 720h"));
-        }
+    if let Some(rb) = &spec.renew_before
+        && parse_go_duration(rb).is_none()
+    {
+        return Some(format!("spec.renewBefore {rb:?} is not a duration such as 720h"));
     }
     None
 }
@@ -424,10 +424,11 @@ fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs:
     if obs.now >= renewal_time(order.spec, info) {
         return false;
     }
-    if let Some(requested) = order.renew_requested {
-        if requested <= obs.now && status.renew_request_answered != Some(requested) {
-            return false;
-        }
+    if let Some(requested) = order.renew_requested
+        && requested <= obs.now
+        && status.renew_request_answered != Some(requested)
+    {
+        return false;
     }
     // Issued by an earlier spec whose vendor-side info differs (say, a new applicant): reissue.
     let Ok(domains) = normalize_domains(&order.spec.domains) else { return false };
@@ -448,10 +449,10 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
     if let ProviderObs::Unusable(_) = obs.provider {
         return Decision::Wait(Some(timing.letter_poll));
     }
-    if status.failures > 0 {
-        if let Some(next) = status.next_attempt_time.filter(|t| *t > now) {
-            return Decision::Wait(Some(until(now, next)));
-        }
+    if status.failures > 0
+        && let Some(next) = status.next_attempt_time.filter(|t| *t > now)
+    {
+        return Decision::Wait(Some(until(now, next)));
     }
 
     if installed_is_current(order, status, obs) {

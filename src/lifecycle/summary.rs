@@ -152,10 +152,11 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
 
     let stalled = matches!(phase, Phase::Failed | Phase::Rejected) || reason == "ProviderNotReady";
     let mut message = message;
-    if status.failures > 0 && !failed {
-        if let Some(f) = &status.last_failure {
-            message = format!("{message} (retrying after failure {}: {f})", status.failures);
-        }
+    if status.failures > 0
+        && !failed
+        && let Some(f) = &status.last_failure
+    {
+        message = format!("{message} (retrying after failure {}: {f})", status.failures);
     }
     let ready_cond = if ready {
         let why = if current { "Issued" } else { "Renewing" };

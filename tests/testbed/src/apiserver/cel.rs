@@ -54,15 +54,15 @@ fn compile_walk(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 let detail = format!("compilation failed: {e}");
                 errs.push(FieldError::invalid(&format!("{rpath}.rule"), &Value::String(src.into()), &detail));
             }
-            if let Some(m) = rule.get("messageExpression").and_then(Value::as_str) {
-                if let Err(e) = compile(m) {
-                    let detail = format!("messageExpression compilation failed: {e}");
-                    errs.push(FieldError::invalid(
-                        &format!("{rpath}.messageExpression"),
-                        &Value::String(m.into()),
-                        &detail,
-                    ));
-                }
+            if let Some(m) = rule.get("messageExpression").and_then(Value::as_str)
+                && let Err(e) = compile(m)
+            {
+                let detail = format!("messageExpression compilation failed: {e}");
+                errs.push(FieldError::invalid(
+                    &format!("{rpath}.messageExpression"),
+                    &Value::String(m.into()),
+                    &detail,
+                ));
             }
             if let Some(r) = rule.get("reason").and_then(Value::as_str) {
                 let allowed = ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"];
@@ -260,10 +260,10 @@ fn eval_rule(
                 _ => shown_path.clone(),
             };
             let mut message = rule_message_or_default(rule);
-            if let Some(me) = rule.get("messageExpression").and_then(Value::as_str) {
-                if let Some(m) = eval_message_expression(me, &ctx) {
-                    message = m;
-                }
+            if let Some(me) = rule.get("messageExpression").and_then(Value::as_str)
+                && let Some(m) = eval_message_expression(me, &ctx)
+            {
+                message = m;
             }
             let reason = rule.get("reason").and_then(Value::as_str).unwrap_or("FieldValueInvalid");
             errs.push(match reason {

@@ -12,7 +12,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: errors travel in every `Result` of the server, and most have no details.
+    pub details: Option<Box<Value>>,
     pub retry_after: Option<u64>,
 }
 
@@ -40,12 +41,12 @@ impl ApiError {
     }
     pub fn not_found(t: Target) -> Self {
         let mut e = Self::new(404, "NotFound", format!("{} \"{}\" not found", t.qualified(), t.name));
-        e.details = Some(t.details());
+        e.details = Some(Box::new(t.details()));
         e
     }
     pub fn already_exists(t: Target) -> Self {
         let mut e = Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", t.qualified(), t.name));
-        e.details = Some(t.details());
+        e.details = Some(Box::new(t.details()));
         e
     }
     pub fn conflict(t: Target, why: &str) -> Self {
@@ -54,7 +55,7 @@ impl ApiError {
             "Conflict",
             format!("Operation cannot be fulfilled on {} \"{}\": {}", t.qualified(), t.name, why),
         );
-        e.details = Some(t.details());
+        e.details = Some(Box::new(t.details()));
         e
     }
     pub fn stale(t: Target) -> Self {
@@ -68,7 +69,7 @@ impl ApiError {
         let mut e = Self::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {joined}"));
         let causes: Vec<Value> =
             errors.iter().map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field})).collect();
-        e.details = Some(json!({"name": name, "group": group, "kind": kind, "causes": causes}));
+        e.details = Some(Box::new(json!({"name": name, "group": group, "kind": kind, "causes": causes})));
         e
     }
     pub fn bad_request(msg: impl Into<String>) -> Self {
@@ -108,7 +109,7 @@ impl ApiError {
             "the server has received too many requests and has asked us to try again later",
         );
         e.retry_after = Some(retry_after);
-        e.details = Some(json!({"retryAfterSeconds": retry_after}));
+        e.details = Some(Box::new(json!({"retryAfterSeconds": retry_after})));
         e
     }
 
@@ -124,7 +125,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         s
     }

@@ -29,7 +29,7 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
 
 fn not_found_path() -> ApiError {
     let mut e = ApiError::new(404, "NotFound", "the server could not find the requested resource");
-    e.details = Some(json!({}));
+    e.details = Some(Box::new(json!({})));
     e
 }
 

@@ -637,7 +637,7 @@ fn conflict_error(ri: &ResourceInfo, name: &str, conflicts: &[ssa::Conflict]) ->
         .iter()
         .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {av}", c.manager), "field": c.field}))
         .collect();
-    e.details = Some(json!({"name": name, "group": ri.group, "kind": ri.plural, "causes": causes}));
+    e.details = Some(Box::new(json!({"name": name, "group": ri.group, "kind": ri.plural, "causes": causes})));
     e
 }
 

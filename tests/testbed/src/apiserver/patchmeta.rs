@@ -108,7 +108,9 @@ mod tests {
 
     #[test]
     fn table_of_associative_lists() {
-        let cases: Vec<(&str, Vec<&str>, Option<&str>, Vec<&str>, bool)> = vec![
+        // (kind, path, merge key, list-map keys, atomic)
+        type Case<'a> = (&'a str, Vec<&'a str>, Option<&'a str>, Vec<&'a str>, bool);
+        let cases: Vec<Case> = vec![
             ("Pod", vec!["spec", "containers"], Some("name"), vec!["name"], false),
             ("Deployment", vec!["spec", "template", "spec", "initContainers"], Some("name"), vec!["name"], false),
             ("Deployment", vec!["spec", "template", "spec", "containers", "env"], Some("name"), vec!["name"], false),

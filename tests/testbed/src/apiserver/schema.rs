@@ -324,10 +324,11 @@ fn default_node(schema: &Value, value: &mut Value, root: bool) {
         Value::Array(items) => {
             if let Some(is) = schema.get("items") {
                 for v in items.iter_mut() {
-                    if v.is_null() && !is_nullable(is) {
-                        if let Some(def) = is.get("default") {
-                            *v = def.clone();
-                        }
+                    if v.is_null()
+                        && !is_nullable(is)
+                        && let Some(def) = is.get("default")
+                    {
+                        *v = def.clone();
                     }
                     default_node(is, v, false);
                 }
@@ -401,17 +402,17 @@ fn validate_node(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut V
     }
 
     // enum
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        if !options.iter().any(|o| json_equal(o, v)) {
-            let supported: Vec<String> = options
-                .iter()
-                .map(|o| match o {
-                    Value::String(s) => s.clone(),
-                    other => serde_json::to_string(other).unwrap_or_default(),
-                })
-                .collect();
-            errs.push(FieldError::not_supported(path, v, &supported));
-        }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.iter().any(|o| json_equal(o, v))
+    {
+        let supported: Vec<String> = options
+            .iter()
+            .map(|o| match o {
+                Value::String(s) => s.clone(),
+                other => serde_json::to_string(other).unwrap_or_default(),
+            })
+            .collect();
+        errs.push(FieldError::not_supported(path, v, &supported));
     }
 
     match v {
@@ -423,16 +424,16 @@ fn validate_node(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut V
 
 fn validate_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let len = s.chars().count() as i64;
-    if let Some(max) = schema.get("maxLength").and_then(Value::as_i64) {
-        if len > max {
-            errs.push(FieldError::too_long(path, max));
-        }
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_i64)
+        && len > max
+    {
+        errs.push(FieldError::too_long(path, max));
     }
-    if let Some(min) = schema.get("minLength").and_then(Value::as_i64) {
-        if len < min {
-            let msg = format!("{} should be at least {} chars long", in_body(path), min);
-            errs.push(FieldError::invalid(path, v, &msg));
-        }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_i64)
+        && len < min
+    {
+        let msg = format!("{} should be at least {} chars long", in_body(path), min);
+        errs.push(FieldError::invalid(path, v, &msg));
     }
     if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
         match cached_regex(p) {
@@ -448,11 +449,11 @@ fn validate_string(schema: &Value, s: &str, v: &Value, path: &str, errs: &mut Ve
             }
         }
     }
-    if let Some(fmt) = schema.get("format").and_then(Value::as_str) {
-        if let Some(false) = format_ok(fmt, s) {
-            let msg = format!("{} must be of type {}: {}", in_body(path), fmt, go_quote(s));
-            errs.push(FieldError::type_invalid(path, v, &msg));
-        }
+    if let Some(fmt) = schema.get("format").and_then(Value::as_str)
+        && let Some(false) = format_ok(fmt, s)
+    {
+        let msg = format!("{} must be of type {}: {}", in_body(path), fmt, go_quote(s));
+        errs.push(FieldError::type_invalid(path, v, &msg));
     }
 }
 
@@ -539,13 +540,13 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldEr
             errs.push(FieldError::invalid(path, v, &msg));
         }
     }
-    if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64) {
-        if m > 0.0 {
-            let q = x / m;
-            if (q - q.round()).abs() > 1e-9 {
-                let msg = format!("{} should be a multiple of {}", in_body(path), go_float(m));
-                errs.push(FieldError::invalid(path, v, &msg));
-            }
+    if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64)
+        && m > 0.0
+    {
+        let q = x / m;
+        if (q - q.round()).abs() > 1e-9 {
+            let msg = format!("{} should be a multiple of {}", in_body(path), go_float(m));
+            errs.push(FieldError::invalid(path, v, &msg));
         }
     }
 }
@@ -557,16 +558,16 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, errs: &mut Vec<Fi
         }
     }
     let n = items.len() as i64;
-    if let Some(min) = schema.get("minItems").and_then(Value::as_i64) {
-        if n < min {
-            let msg = format!("{} should have at least {} items", in_body(path), min);
-            errs.push(FieldError::invalid(path, &Value::from(n), &msg));
-        }
+    if let Some(min) = schema.get("minItems").and_then(Value::as_i64)
+        && n < min
+    {
+        let msg = format!("{} should have at least {} items", in_body(path), min);
+        errs.push(FieldError::invalid(path, &Value::from(n), &msg));
     }
-    if let Some(max) = schema.get("maxItems").and_then(Value::as_i64) {
-        if n > max {
-            errs.push(FieldError::too_many(path, n, max));
-        }
+    if let Some(max) = schema.get("maxItems").and_then(Value::as_i64)
+        && n > max
+    {
+        errs.push(FieldError::too_many(path, n, max));
     }
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("set") => {
@@ -641,16 +642,16 @@ fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, root: b
         }
     }
     let n = map.len() as i64;
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_i64) {
-        if n > max {
-            errs.push(FieldError::too_many(path, n, max));
-        }
+    if let Some(max) = schema.get("maxProperties").and_then(Value::as_i64)
+        && n > max
+    {
+        errs.push(FieldError::too_many(path, n, max));
     }
-    if let Some(min) = schema.get("minProperties").and_then(Value::as_i64) {
-        if n < min {
-            let msg = format!("{} should have at least {} properties", in_body(path), min);
-            errs.push(FieldError::invalid(path, &Value::from(n), &msg));
-        }
+    if let Some(min) = schema.get("minProperties").and_then(Value::as_i64)
+        && n < min
+    {
+        let msg = format!("{} should have at least {} properties", in_body(path), min);
+        errs.push(FieldError::invalid(path, &Value::from(n), &msg));
     }
     let embedded = flag(schema, "x-kubernetes-embedded-resource");
     let props = schema.get("properties").and_then(Value::as_object);
@@ -667,11 +668,11 @@ fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, root: b
             validate_node(ps, v, &cpath, false, errs);
         } else if let Some(ap @ Value::Object(_)) = additional {
             validate_node(ap, v, &cpath, false, errs);
-        } else if let Some(Value::Bool(false)) = additional {
-            if props.is_some() || !flag(schema, "x-kubernetes-preserve-unknown-fields") {
-                let msg = format!("{}.{} in body is a forbidden property", if path.is_empty() { "" } else { path }, k);
-                errs.push(FieldError::forbidden(&cpath, &msg));
-            }
+        } else if let Some(Value::Bool(false)) = additional
+            && (props.is_some() || !flag(schema, "x-kubernetes-preserve-unknown-fields"))
+        {
+            let msg = format!("{}.{} in body is a forbidden property", if path.is_empty() { "" } else { path }, k);
+            errs.push(FieldError::forbidden(&cpath, &msg));
         }
     }
     if embedded {
@@ -723,11 +724,12 @@ fn validate_combinators(schema: &Value, v: &Value, path: &str, errs: &mut Vec<Fi
             errs.push(FieldError::invalid(path, v, &msg));
         }
     }
-    if let Some(not) = schema.get("not") {
-        if not.is_object() && sub_errors(not).is_empty() {
-            let msg = format!("{} must not validate the schema (not)", in_body(path));
-            errs.push(FieldError::invalid(path, v, &msg));
-        }
+    if let Some(not) = schema.get("not")
+        && not.is_object()
+        && sub_errors(not).is_empty()
+    {
+        let msg = format!("{} must not validate the schema (not)", in_body(path));
+        errs.push(FieldError::invalid(path, v, &msg));
     }
 }
 

@@ -154,10 +154,11 @@ pub fn apply(
     }
     entries.retain(|e| !e.set.is_empty());
 
-    if let Some(live) = live {
-        if !object_changed && same_entries(&entries, &original_entries) {
-            return Ok(live.clone());
-        }
+    if let Some(live) = live
+        && !object_changed
+        && same_entries(&entries, &original_entries)
+    {
+        return Ok(live.clone());
     }
     set_managed_fields(&mut merged, &entries);
     Ok(merged)

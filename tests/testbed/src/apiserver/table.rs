@@ -102,7 +102,7 @@ pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
                     match x {
                         Value::String(s) => s == want,
                         Value::Null => false,
-                        o => o.to_string() == *want,
+                        o => serde_json::to_string(o).is_ok_and(|text| text == *want),
                     }
                 })),
             }
