@@ -66,6 +66,14 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// End the doubt about a purchase whose outcome is unknown (condition PurchaseUnconfirmed)
+    /// when the vendor's console shows no such order: the order buys once more.
+    BuyAgain {
+        /// Name of the CertificateOrder.
+        name: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Show what an order did and what it waits for: phase, the exact DNS records or URLs with
     /// what was seen, the certificate, failures, conditions and events.
     Status {
@@ -397,6 +405,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Renew { name, target } => {
             let (client, namespace) = tools::connect(&target.into()).await?;
             println!("{}", tools::renew(client, &namespace, &name, chrono::Utc::now()).await?);
+            Ok(())
+        }
+        Command::BuyAgain { name, target } => {
+            let (client, namespace) = tools::connect(&target.into()).await?;
+            println!("{}", tools::buy_again(client, &namespace, &name, chrono::Utc::now()).await?);
             Ok(())
         }
     }

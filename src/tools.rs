@@ -12,8 +12,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
 use crate::api::{
-    CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, REVIEW_ANNOTATION, REVIEW_GENERATION_ANNOTATION,
-    REVIEW_REASON_ANNOTATION, ReviewMode,
+    BUY_AGAIN_ANNOTATION, CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, REVIEW_ANNOTATION,
+    REVIEW_GENERATION_ANNOTATION, REVIEW_REASON_ANNOTATION, ReviewMode,
 };
 
 /// Why a tool refused or failed; every message says what to do next.
@@ -41,6 +41,10 @@ pub enum ToolError {
     NotReviewed { namespace: String, name: String, action: &'static str },
     #[error("CertificateOrder {namespace}/{name} has no metadata.generation; is the API server a real one?")]
     NoGeneration { namespace: String, name: String },
+    #[error(
+        "CertificateOrder {namespace}/{name} has no unconfirmed purchase (condition PurchaseUnconfirmed), so there is nothing to buy again; `certorder status {name} -n {namespace}` shows where it is"
+    )]
+    NotUnconfirmed { namespace: String, name: String },
     #[error("--reason must say why the order is rejected; the order's status shows it to its owner")]
     EmptyReason,
     #[error("cannot read kubeconfig: {0}")]
@@ -191,6 +195,28 @@ pub async fn renew(client: kube::Client, namespace: &str, name: &str, now: DateT
     Ok(format!(
         "certificateorder {namespace}/{name}: renewal requested at {}",
         now.to_rfc3339_opts(SecondsFormat::Secs, true)
+    ))
+}
+
+/// `certorder buy-again`: a person's decision that the order's unconfirmed purchase was not made
+/// (the vendor's console shows no such order), so the order may buy once more.
+pub async fn buy_again(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<String, ToolError> {
+    let orders: Api<CertificateOrder> = Api::namespaced(client, namespace);
+    let order = get_order(&orders, namespace, name).await?;
+    let vendor = order.status.as_ref().and_then(|s| s.order.as_ref());
+    if !vendor.is_some_and(|v| v.id.is_none() && v.purchase_unconfirmed_time.is_some()) {
+        return Err(ToolError::NotUnconfirmed { namespace: namespace.into(), name: name.into() });
+    }
+    let at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let patch = json!({ "metadata": { "annotations": { BUY_AGAIN_ANNOTATION: at } } });
+    orders.patch(name, &patch_params(), &Patch::Merge(patch)).await?;
+    Ok(format!(
+        "certificateorder {namespace}/{name}: buying again requested at {at}; the earlier purchase, if the vendor made it after all, is not used"
     ))
 }
 

@@ -547,6 +547,15 @@ async fn ucloud_provider(env: &Env, sim: &testbed::ussl::UsslSim, name: &str, pr
     .await;
 }
 
+/// Lets provider `name` buy again once an unconfirmed purchase was not found for `after`: for
+/// tests whose faults never commit a purchase (the simulator lists at once), so looking for that
+/// long proves nothing was bought.
+async fn allow_buying_again(env: &Env, name: &str, after: &str) {
+    let providers: Api<ClusterCertificateProvider> = Api::all(env.client.clone());
+    let patch = json!({"spec": {"ucloud": {"buyAgainAfter": after}}});
+    providers.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch the provider");
+}
+
 async fn ucloud_env() -> (Env, testbed::ussl::UsslSim) {
     let env = Env::start().await;
     let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
@@ -632,6 +641,172 @@ async fn ucloud_dv_order_with_dns_validation_is_bought_validated_and_installed()
     assert_eq!(sim.purchases(), 1, "renewed under the same purchase");
 }
 
+/// Every event about `order` with `reason`, core or events.k8s.io.
+async fn order_events(env: &Env, order: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(order) && e.reason.as_deref() == Some(reason)
+        })
+        .map(|e| e.note.unwrap_or_default())
+        .collect()
+}
+
+fn unconfirmed(order: &CertificateOrder) -> bool {
+    condition(order, "PurchaseUnconfirmed").is_some_and(|c| c.status == "True")
+}
+
+/// A purchase committed by the vendor whose answer is lost (HTTP 502), and listed only seconds
+/// later behind a page of other orders: the order says so (condition, Warning event, metric),
+/// only looks — every page — and adopts the order once it is listed. Exactly one purchase, and
+/// the vendor id is in status before any other step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_a_lost_purchase_answer_is_looked_for_through_listing_lag_and_never_bought_twice() {
+    let (env, sim) = ucloud_env().await;
+    sim.set_list_lag(Duration::from_secs(4));
+    sim.fail_next(1, testbed::ussl::Fault::LoseAnswer);
+    // Every status the order goes through.
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watch = {
+        use futures::TryStreamExt;
+        let statuses = statuses.clone();
+        let stream = kube::runtime::watcher(env.orders(), Default::default());
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
+            while let Ok(Some(o)) = stream.try_next().await {
+                if let Some(s) = o.status {
+                    statuses.lock().unwrap().push(s);
+                }
+            }
+        })
+    };
+    env.apply(ucloud_dv_order("lost", &["lost.example.com"], "ucloud")).await;
+    wait_until(|| async { sim.purchases() == 1 }).await;
+    // More orders of the brand than one page holds, bought after ours: it is on page 2.
+    sim.add_other_orders(120, "TrustAsia", "TrustAsiaDVG5");
+
+    let doubtful = env.wait_for("lost", "PurchaseUnconfirmed", unconfirmed).await;
+    let message = &condition(&doubtful, "PurchaseUnconfirmed").unwrap().message;
+    for part in
+        ["TrustAsia TrustAsiaDVG5 for 1 domain(s), 1 year(s)", "may have been made", "502", "certorder buy-again"]
+    {
+        assert!(message.contains(part), "{part:?} not in {message:?}");
+    }
+    assert_eq!(doubtful.status.as_ref().unwrap().phase, Phase::Pending);
+    let (_, metrics) = http_get(env.metrics_port, "/metrics").await.expect("metrics");
+    assert!(metrics.contains("certorder_purchases_unconfirmed 1"), "{metrics}");
+    wait_until(|| async { !order_events(&env, "lost", "PurchaseUnconfirmed").await.is_empty() }).await;
+
+    let validating = env.wait_phase("lost", Phase::DomainValidation).await;
+    let bought = sim.orders().into_iter().find(|o| o.domains == ["lost.example.com"]).expect("the vendor order");
+    assert_eq!(vendor_id(&validating), Some(bought.id.to_string()), "the lost purchase was adopted");
+    assert!(condition(&validating, "PurchaseUnconfirmed").is_none());
+    env.publish_challenges(&validating).await;
+    env.wait_phase("lost", Phase::Issued).await;
+    assert_eq!(sim.purchases(), 1, "exactly one purchase");
+    assert_eq!(sim.calls("PurchaseCertificate"), 1);
+    assert!(sim.calls("GetCertificateList") >= 3, "looked more than once, reading two pages each time");
+    watch.abort();
+    // The id was written before anything else was sent for it.
+    let statuses = statuses.lock().unwrap();
+    let first =
+        statuses.iter().find(|s| s.order.as_ref().is_some_and(|o| o.id.is_some())).expect("a status with the id");
+    assert!(first.order.as_ref().unwrap().info_digest.is_none(), "{first:?}");
+}
+
+/// By default an unconfirmed purchase that is never listed waits for a person: no second
+/// purchase on a guess. `certorder buy-again` buys once more; setting status.order.id adopts;
+/// `buyAgainAfter` on the provider buys again on its own after that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_an_unconfirmed_purchase_waits_for_a_person_or_the_providers_window() {
+    let (env, sim) = ucloud_env().await;
+    sim.set_list_lag(Duration::from_secs(3600));
+    sim.fail_next(1, testbed::ussl::Fault::LoseAnswer);
+    env.apply(ucloud_dv_order("doubt", &["doubt.example.com"], "ucloud")).await;
+    env.wait_for("doubt", "PurchaseUnconfirmed", unconfirmed).await;
+    let looked = sim.calls("GetCertificateList");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(sim.purchases(), 1, "no second purchase on a guess");
+    assert!(sim.calls("GetCertificateList") > looked, "it keeps looking");
+    assert!(unconfirmed(&env.orders().get("doubt").await.unwrap()));
+
+    // A person finds no such order in the console and buys again.
+    let out = env.cli(&["buy-again", "doubt", "-n", NS]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let validating = env.wait_phase("doubt", Phase::DomainValidation).await;
+    assert_eq!(sim.purchases(), 2, "bought once more for the request");
+    let answered = validating.status.as_ref().unwrap().order.as_ref().unwrap().buy_again_answered;
+    assert!(answered.is_some(), "the request is marked answered");
+    // The command refuses an order that is not in doubt.
+    let out = env.cli(&["buy-again", "doubt", "-n", NS]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no unconfirmed purchase"));
+
+    // A person who finds the order in the console sets its id.
+    sim.fail_next(1, testbed::ussl::Fault::LoseAnswer);
+    env.apply(ucloud_dv_order("found", &["found.example.com"], "ucloud")).await;
+    env.wait_for("found", "PurchaseUnconfirmed", unconfirmed).await;
+    let id = sim.orders().iter().map(|o| o.id).max().unwrap().to_string();
+    env.orders()
+        .patch_status("found", &PatchParams::default(), &Patch::Merge(json!({"status": {"order": {"id": id}}})))
+        .await
+        .unwrap();
+    let validating = env.wait_phase("found", Phase::DomainValidation).await;
+    assert_eq!(vendor_id(&validating), Some(id.clone()));
+    assert_eq!(sim.purchases(), 3);
+
+    // Two orders holding one vendor order: both stop and say so.
+    env.apply(ucloud_dv_order("twin", &["twin.example.com"], "ucloud")).await;
+    env.wait_for("twin", "bought", |o| vendor_id(o).is_some()).await;
+    env.orders()
+        .patch_status("twin", &PatchParams::default(), &Patch::Merge(json!({"status": {"order": {"id": id}}})))
+        .await
+        .unwrap();
+    let twin = env
+        .wait_for("twin", "VendorOrderShared", |o| {
+            condition(o, "Stalled").is_some_and(|c| c.reason == "VendorOrderShared")
+        })
+        .await;
+    assert!(condition(&twin, "Stalled").unwrap().message.contains(&format!("{NS}/found")));
+
+    // A provider that allows buying again after a window does so on its own.
+    ucloud_provider(&env, &sim, "ucloud-window", USSL_PRIVATE_KEY).await;
+    let mut provider = env.api.object("certorder.io", "clustercertificateproviders", None, "ucloud-window").unwrap();
+    provider["spec"]["ucloud"]["buyAgainAfter"] = json!("2s");
+    env.apply(json!({"apiVersion": "certorder.io/v1alpha1", "kind": "ClusterCertificateProvider",
+        "metadata": {"name": "ucloud-window"}, "spec": provider["spec"]}))
+        .await;
+    sim.fail_next(1, testbed::ussl::Fault::LoseAnswer);
+    let purchases = sim.purchases();
+    env.apply(ucloud_dv_order("window", &["window.example.com"], "ucloud-window")).await;
+    env.wait_for("window", "PurchaseUnconfirmed", unconfirmed).await;
+    env.wait_phase("window", Phase::DomainValidation).await;
+    assert_eq!(sim.purchases(), purchases + 2, "bought again once, after the window");
+}
+
+/// Order B's purchase is committed but answered slowly; order A lost its own answer and looks
+/// meanwhile. A must not adopt B's (older) order: lookups wait for purchase calls in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_a_lookup_never_adopts_an_order_whose_purchase_is_still_being_answered() {
+    let (env, sim) = ucloud_env().await;
+    sim.fail_next(1, testbed::ussl::Fault::SlowAnswer(Duration::from_secs(3)));
+    env.apply(ucloud_dv_order("slow", &["slow.example.com"], "ucloud")).await;
+    wait_until(|| async { sim.purchases() == 1 }).await;
+    sim.fail_next(1, testbed::ussl::Fault::LoseAnswer);
+    env.apply(ucloud_dv_order("hasty", &["hasty.example.com"], "ucloud")).await;
+    let slow = env.wait_phase("slow", Phase::DomainValidation).await;
+    let hasty = env.wait_phase("hasty", Phase::DomainValidation).await;
+    assert_eq!(sim.purchases(), 2);
+    assert_ne!(vendor_id(&slow), vendor_id(&hasty), "each order holds its own vendor order");
+    let first = sim.orders().iter().map(|o| o.id).min().unwrap().to_string();
+    assert_eq!(vendor_id(&slow), Some(first), "the slow order keeps the one it bought");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucloud_a_restart_right_after_the_purchase_call_buys_only_once() {
     let (mut env, sim) = ucloud_env().await;
@@ -667,6 +842,9 @@ async fn ucloud_a_restart_right_after_the_purchase_call_buys_only_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucloud_gateway_faults_are_ridden_out_and_bad_credentials_stop_the_order() {
     let (env, sim) = ucloud_env().await;
+    // 150 and a proxy's page leave the purchase in doubt (the gateway may have passed it on);
+    // the simulator made none, which a second of looking shows.
+    allow_buying_again(&env, "ucloud", "1s").await;
     // Rate limited twice, unavailable once, then a proxy's HTML page.
     sim.fail_next(2, testbed::ussl::Fault::RetCode(153));
     sim.fail_next(1, testbed::ussl::Fault::RetCode(150));
@@ -1714,6 +1892,8 @@ async fn ucloud_orders_survive_faults_and_crashes_with_exactly_one_purchase_each
     use rand::Rng;
     const ORDERS: usize = 200;
     let (mut env, sim) = ucloud_env().await;
+    // A restart or a garbled answer leaves a purchase in doubt; the simulator lists at once.
+    allow_buying_again(&env, "ucloud", "2s").await;
     let sim = std::sync::Arc::new(sim);
     let sim_faults = sim.clone();
     let chaos = run_orders_with(

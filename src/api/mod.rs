@@ -32,6 +32,9 @@ pub const REVIEW_GENERATION_ANNOTATION: &str = "certorder.io/review-generation";
 pub const REVIEW_REASON_ANNOTATION: &str = "certorder.io/review-reason";
 /// Set by `certorder renew`: the RFC 3339 time of the request; the order renews once for it.
 pub const RENEW_ANNOTATION: &str = "certorder.io/renew-requested";
+/// Set by `certorder buy-again`: the RFC 3339 time of a person's decision that a purchase whose
+/// outcome is unknown was not made; the order buys once for it.
+pub const BUY_AGAIN_ANNOTATION: &str = "certorder.io/buy-again";
 
 /// A condition in the Kubernetes API conventions (the `metav1.Condition` wire shape).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -443,6 +443,17 @@ pub struct VendorOrder {
     /// When the purchase was decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purchase_requested_time: Option<DateTime<Utc>>,
+    /// Since when it is unknown whether the purchase was made: a purchase call got no answer, or
+    /// the operator restarted after deciding to buy. The operator only looks for the order then,
+    /// and buys again only when a person asks (`certorder buy-again`) or the provider allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase_unconfirmed_time: Option<DateTime<Utc>>,
+    /// What made the purchase unconfirmed, and what was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase_unconfirmed_reason: Option<String>,
+    /// The `certorder.io/buy-again` request a purchase answered (each request buys at most once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buy_again_answered: Option<DateTime<Utc>>,
     /// The vendor's own state code, verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,

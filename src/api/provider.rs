@@ -67,6 +67,14 @@ pub struct UcloudProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
     pub validation_poll_interval: Option<String>,
+    /// After a purchase whose outcome is unknown (its answer was lost), buy again on its own once
+    /// this long has passed with no such order in the vendor's list, as a duration (e.g. `1h`).
+    /// Unset (the default): never; the order waits, looking, until a person sets
+    /// `status.order.id` or runs `certorder buy-again`. Set it longer than the vendor's listing
+    /// lag, or an order can be paid twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub buy_again_after: Option<String>,
 }
 
 /// A CA run by the operator, with the vendor's steps: review (manual or automatic) and real

@@ -63,12 +63,27 @@ pub async fn act(
         }
         Step::Purchase => {
             let memory = ctx.memory(pctx.uid);
+            let buy_again = pctx.buy_again;
+            if let Some(id) = memory.bought {
+                // Bought by this process, but the status write failed: record it, buy nothing.
+                return Outcome::Purchased { id, buy_again };
+            }
             let may_have_bought = !memory.purchase_intent_here || memory.purchase_called;
             ctx.remember(pctx.uid, |m| m.purchase_called = true);
             let claims = ctx.vendor_claims(&order.spec.provider_ref.name);
             match provider.purchase(&OrderContext { may_have_bought, ..*pctx }, &claims).await {
-                Ok(id) => Outcome::Purchased { id },
-                Err(e) => failed(name, e),
+                Ok(id) => {
+                    ctx.remember(pctx.uid, |m| m.bought = Some(id.clone()));
+                    Outcome::Purchased { id, buy_again }
+                }
+                Err(e) if e.outcome_unknown => Outcome::PurchaseUnconfirmed { reason: e.message },
+                Err(e) => {
+                    // Refused outright: nothing was bought by this attempt.
+                    if !may_have_bought {
+                        ctx.remember(pctx.uid, |m| m.purchase_called = false);
+                    }
+                    failed(name, e)
+                }
             }
         }
         Step::SubmitInfo { digest } => {

@@ -39,6 +39,9 @@ pub struct Memory {
     /// under it), and whether it has called the vendor to buy since.
     pub purchase_intent_here: bool,
     pub purchase_called: bool,
+    /// The vendor order this process bought for the order: if writing it to status failed, the
+    /// next attempt records it from here instead of looking for it (or buying) again.
+    pub bought: Option<String>,
 }
 
 pub struct Context {
@@ -100,6 +103,21 @@ impl Context {
             .filter(|o| o.spec.provider_ref.name == provider)
             .filter_map(|o| Some((o.status.as_ref()?.order.as_ref()?.id.clone()?, o.uid()?)))
             .collect()
+    }
+
+    /// Other orders of the same provider whose status holds `order`'s vendor order id.
+    pub fn other_holders(&self, order: &crate::api::CertificateOrder) -> Vec<String> {
+        let vendor_id = |o: &crate::api::CertificateOrder| o.status.as_ref()?.order.as_ref()?.id.clone();
+        let (Some(orders), Some(id)) = (&self.orders, vendor_id(order)) else { return Vec::new() };
+        let mut others: Vec<String> = orders
+            .state()
+            .iter()
+            .filter(|o| o.spec.provider_ref.name == order.spec.provider_ref.name && o.uid() != order.uid())
+            .filter(|o| vendor_id(o).as_deref() == Some(id.as_str()))
+            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+            .collect();
+        others.sort();
+        others
     }
 
     pub fn with_solver_pods(

@@ -86,6 +86,19 @@ impl Collector for OrderCollector {
         for (phase, count) in PHASES.iter().zip(by_phase) {
             ConstGauge::new(count).encode(family.encode_family(&PhaseLabels { phase: phase.as_str() })?)?;
         }
+        let unconfirmed = orders
+            .iter()
+            .filter(|o| {
+                let vendor = o.status.as_ref().and_then(|s| s.order.as_ref());
+                vendor.is_some_and(|v| v.id.is_none() && v.purchase_unconfirmed_time.is_some())
+            })
+            .count() as i64;
+        ConstGauge::new(unconfirmed).encode(encoder.encode_descriptor(
+            "purchases_unconfirmed",
+            "Orders whose purchase may have been made but is not found yet: a person may have to decide (alert on > 0 for long)",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?)?;
         type Field = fn(&CertificateOrder) -> Option<f64>;
         let timestamps: [(&str, &str, Field); 3] = [
             (

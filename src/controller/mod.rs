@@ -32,8 +32,8 @@ pub use context::Context;
 pub use observe::pending_key_secret_name;
 
 use crate::api::{
-    CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, FINALIZER, MANAGED_BY_LABEL, MANAGER,
-    ORDER_LABEL, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
+    BUY_AGAIN_ANNOTATION, CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, FINALIZER,
+    MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
 };
 use crate::lifecycle::{self, Decision, OrderView, Outcome, ProviderObs, absorb, decide, normalize_domains, summarize};
 use crate::provider::OrderContext;
@@ -416,6 +416,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             annotations: order.annotations(),
             now: seen.observed.now,
             may_have_bought: true,
+            buy_again: lifecycle::buy_again_request(order.annotations().get(BUY_AGAIN_ANNOTATION), &vendor),
         };
         let outcome =
             act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen)
@@ -436,6 +437,10 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         if step.persist_before_next() && !provider.purchase_is_idempotent() {
             status = summarize(&view, status, &seen.observed);
             write_status(ctx, &orders, order, &status, &mut version).await?;
+            if step == lifecycle::Step::Purchase {
+                // Recorded: a later purchase (buy-again, a new term) must not reuse it.
+                ctx.remember(&uid, |m| m.bought = None);
+            }
         }
     }
 
@@ -540,21 +545,19 @@ async fn delay_event(
     before: &CertificateOrderStatus,
     after: &CertificateOrderStatus,
 ) {
-    let delayed = |s: &CertificateOrderStatus| {
-        s.conditions.iter().find(|c| c.type_ == lifecycle::summary::ISSUANCE_DELAYED).cloned()
-    };
-    let Some(condition) = delayed(after) else { return };
-    if delayed(before).is_some() {
-        return;
+    // Conditions present only while something needs a person's attention: a Warning as each appears.
+    for type_ in [lifecycle::summary::ISSUANCE_DELAYED, lifecycle::summary::PURCHASE_UNCONFIRMED] {
+        let present = |s: &CertificateOrderStatus| s.conditions.iter().find(|c| c.type_ == type_).cloned();
+        let (Some(condition), None) = (present(after), present(before)) else { continue };
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: condition.type_.clone(),
+            note: Some(condition.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        ctx.publish(&event, order).await;
     }
-    let event = KubeEvent {
-        type_: EventType::Warning,
-        reason: condition.type_.clone(),
-        note: Some(condition.message.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    ctx.publish(&event, order).await;
 }
 
 /// Deletion: cancel the vendor order when asked (before issuance), then let go. Owned objects
@@ -592,6 +595,7 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
             annotations: order.annotations(),
             now: Utc::now(),
             may_have_bought: true,
+            buy_again: None,
         };
         if let Err(e) = provider.cancel(&pctx).await {
             if e.retryable {

@@ -179,6 +179,7 @@ pub async fn observe(
             last_self_check: memory.last_self_check,
             self_check_failures: memory.self_check_failures,
             solver_missing: solver_missing(ctx, order),
+            shared_with: ctx.other_holders(order),
         },
         pending_key,
         installed_key,

@@ -83,6 +83,9 @@ pub struct Observed {
     /// HTTP validation: the published solver Pod is gone (evicted, deleted); nothing recreates a
     /// bare Pod but the operator.
     pub solver_missing: bool,
+    /// Other orders (`namespace/name`) whose status holds the same vendor order id: nothing is
+    /// done with a vendor order two orders hold until a person sorts it out.
+    pub shared_with: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,9 +182,10 @@ pub enum Step {
 }
 
 impl Step {
-    /// The status must be written before the next step (the purchase intent).
+    /// The status must be written before the next step: the purchase intent before buying, and
+    /// what the purchase bought before anything else.
     pub fn persist_before_next(&self) -> bool {
-        matches!(self, Step::RecordPurchaseIntent)
+        matches!(self, Step::RecordPurchaseIntent | Step::Purchase)
     }
 
     pub fn name(&self) -> &'static str {
@@ -250,6 +254,13 @@ pub enum Outcome {
     PurchaseIntentRecorded,
     Purchased {
         id: String,
+        /// The `certorder.io/buy-again` request this purchase answered.
+        buy_again: Option<DateTime<Utc>>,
+    },
+    /// The purchase may have been made (a lost answer, or a restart after deciding to buy) and
+    /// is not found: look again later, never buy on a guess.
+    PurchaseUnconfirmed {
+        reason: String,
     },
     InfoSubmitted {
         digest: String,
@@ -449,6 +460,9 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
     if let ProviderObs::Unusable(_) = obs.provider {
         return Decision::Wait(Some(timing.letter_poll));
     }
+    if !obs.shared_with.is_empty() {
+        return Decision::Wait(Some(timing.letter_poll));
+    }
     if status.failures > 0
         && let Some(next) = status.next_attempt_time.filter(|t| *t > now)
     {
@@ -586,9 +600,26 @@ pub fn absorb(
                 ..VendorOrder::default()
             });
         }
-        Outcome::Purchased { id } => {
+        Outcome::Purchased { id, buy_again } => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
             vendor.id = Some(id);
+            vendor.purchase_unconfirmed_time = None;
+            vendor.purchase_unconfirmed_reason = None;
+            if buy_again.is_some() {
+                vendor.buy_again_answered = buy_again;
+            }
+        }
+        Outcome::PurchaseUnconfirmed { reason } => {
+            let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            vendor.purchase_unconfirmed_time.get_or_insert(now);
+            vendor.purchase_unconfirmed_reason = Some(reason.clone());
+            // Look again with backoff, as after any transient failure.
+            status.last_failure = Some(format!("Purchase: {reason}"));
+            status.last_failure_time = Some(now);
+            status.failures = status.failures.saturating_add(1);
+            let wait = chrono::Duration::from_std(backoff(timing, status.failures)).unwrap_or_default();
+            status.next_attempt_time = Some(now + wait);
+            return status;
         }
         Outcome::InfoSubmitted { digest } => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
@@ -703,4 +734,12 @@ fn merge_check(previous: Option<SelfCheck>, new: SelfCheck) -> SelfCheck {
         }
         _ => new,
     }
+}
+
+/// The `certorder.io/buy-again` request (an RFC 3339 time) that may end the doubt about a purchase:
+/// only one made while the purchase is unconfirmed, and not answered yet.
+pub fn buy_again_request(annotation: Option<&String>, vendor: &VendorOrder) -> Option<DateTime<Utc>> {
+    let requested = DateTime::parse_from_rfc3339(annotation?).ok()?.with_timezone(&Utc);
+    let since = vendor.purchase_unconfirmed_time?;
+    (vendor.id.is_none() && requested >= since && vendor.buy_again_answered != Some(requested)).then_some(requested)
 }

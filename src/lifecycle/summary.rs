@@ -15,6 +15,8 @@ pub const INFO_SUBMITTED: &str = "InfoSubmitted";
 pub const DOCUMENTS_UPLOADED: &str = "DocumentsUploaded";
 pub const ORGANIZATION_VERIFIED: &str = "OrganizationVerified";
 pub const DOMAINS_VERIFIED: &str = "DomainsVerified";
+/// Present (True) only while a purchase may have been made but is not found.
+pub const PURCHASE_UNCONFIRMED: &str = "PurchaseUnconfirmed";
 /// Present (True) only when a DV order is not issued a day after it was bought.
 pub const ISSUANCE_DELAYED: &str = "IssuanceDelayed";
 /// How long a DV order may take before `IssuanceDelayed` suggests an OV product.
@@ -68,6 +70,17 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         (Phase::Failed, "Failed", format!("{why}; change the spec to try again"))
     } else if let Some(p) = provider_problem {
         (status.phase, "ProviderNotReady", p)
+    } else if !obs.shared_with.is_empty() {
+        (
+            status.phase,
+            "VendorOrderShared",
+            format!(
+                "vendor order {} is also held by {}: one vendor order cannot serve two CertificateOrders; certorder \
+                 acts on neither until a person removes status.order from the one it does not belong to",
+                vendor.id.clone().unwrap_or_default(),
+                obs.shared_with.join(", ")
+            ),
+        )
     } else if current {
         let cert = status.certificate.as_ref();
         let expires = cert.map(|c| c.not_after.to_rfc3339()).unwrap_or_default();
@@ -83,6 +96,10 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
             "Rejected",
             format!("the CA rejected the order: {why}; fix the spec (company, applicant or letter) to resubmit"),
         )
+    } else if vendor.id.is_none()
+        && let Some(since) = vendor.purchase_unconfirmed_time
+    {
+        (Phase::Pending, "PurchaseUnconfirmed", unconfirmed_message(order, &vendor, since))
     } else if vendor.id.is_none() {
         let message = if vendor.name.is_empty() {
             "preparing the purchase".to_string()
@@ -150,7 +167,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         }
     };
 
-    let stalled = matches!(phase, Phase::Failed | Phase::Rejected) || reason == "ProviderNotReady";
+    let stalled =
+        matches!(phase, Phase::Failed | Phase::Rejected) || matches!(reason, "ProviderNotReady" | "VendorOrderShared");
     let mut message = message;
     if status.failures > 0
         && !failed
@@ -223,6 +241,11 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         },
         failing.join("; "),
     ));
+    if vendor.id.is_none()
+        && let Some(since) = vendor.purchase_unconfirmed_time
+    {
+        conds.push(cond(PURCHASE_UNCONFIRMED, true, "OutcomeUnknown", unconfirmed_message(order, &vendor, since)));
+    }
     if let Some(purchased) = vendor.purchase_requested_time {
         let waited = obs.now - purchased;
         let dv = !order.spec.product.type_.needs_organization_review();
@@ -304,4 +327,30 @@ fn challenge_hint(status: &CertificateOrderStatus) -> String {
         })
         .collect();
     if pending.is_empty() { String::new() } else { format!("; {}", pending.join("; ")) }
+}
+
+/// What a person needs to end the doubt about a purchase: what was asked for and when, what
+/// happened, and the two ways out.
+fn unconfirmed_message(
+    order: &OrderView,
+    vendor: &crate::api::VendorOrder,
+    since: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let product = &order.spec.product;
+    let asked = format!(
+        "{} {} for {} domain(s), {} year(s)",
+        product.brand.as_deref().unwrap_or("-"),
+        product.name.as_deref().unwrap_or("-"),
+        order.spec.domains.len(),
+        product.validity_years
+    );
+    let decided = vendor.purchase_requested_time.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into());
+    let why = vendor.purchase_unconfirmed_reason.as_deref().unwrap_or("the outcome is unknown");
+    format!(
+        "the purchase of {asked}, decided at {decided}, may have been made (unconfirmed since {}): {why}. \
+         certorder keeps looking for it in the vendor's order list and does not buy again on its own: if the \
+         vendor's console shows the order, set status.order.id to its id; if it shows none, run \
+         `certorder buy-again NAME -n NAMESPACE`",
+        since.to_rfc3339()
+    )
 }

@@ -63,6 +63,7 @@ fn obs(now: DateTime<Utc>, letter: LetterObs) -> Observed {
         last_self_check: None,
         self_check_failures: 0,
         solver_missing: false,
+        shared_with: Vec::new(),
     }
 }
 
@@ -631,7 +632,7 @@ impl Walk {
             Step::RecordPurchaseIntent => Outcome::PurchaseIntentRecorded,
             Step::Purchase => {
                 self.purchases += 1;
-                Outcome::Purchased { id: "1".into() }
+                Outcome::Purchased { id: "1".into(), buy_again: None }
             }
             Step::SubmitInfo { digest } => {
                 self.vendor_stage = if review { VendorStage::AwaitingDocuments } else { VendorStage::DomainValidation };
@@ -897,7 +898,7 @@ fn transient_failures_back_off_exponentially_capped_and_reset_on_success() {
     assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
     assert_eq!(status.failures, 10);
     assert_eq!(status.last_failure.as_deref(), Some("Purchase: vendor answered 153"));
-    status = absorb(&order, status, Outcome::Purchased { id: "1".into() }, &timing, t0());
+    status = absorb(&order, status, Outcome::Purchased { id: "1".into(), buy_again: None }, &timing, t0());
     assert_eq!((status.failures, status.next_attempt_time), (0, None));
 
     status = absorb(
@@ -1180,4 +1181,44 @@ fn a_dv_order_not_issued_a_day_after_purchase_suggests_ov() {
             assert!(c.message.contains("consider an OV product"), "{name}: {}", c.message);
         }
     }
+}
+
+#[test]
+fn an_unconfirmed_purchase_is_shown_looked_for_with_backoff_and_ended_by_a_person_or_a_found_order() {
+    let dv = spec(CertificateType::DV);
+    let order = view(&dv, 1);
+    let timing = Timing::default();
+    let t1 = t0() + chrono::Duration::seconds(30);
+    let mut status = CertificateOrderStatus {
+        order: Some(VendorOrder { name: "n".into(), purchase_requested_time: Some(t0()), ..Default::default() }),
+        ..Default::default()
+    };
+    for (i, now) in [t0(), t1].into_iter().enumerate() {
+        let reason = format!("look {i}");
+        status = absorb(&order, status, Outcome::PurchaseUnconfirmed { reason }, &timing, now);
+    }
+    let vendor = status.order.clone().unwrap();
+    assert_eq!(vendor.purchase_unconfirmed_time, Some(t0()), "the doubt began at the first");
+    assert_eq!(vendor.purchase_unconfirmed_reason.as_deref(), Some("look 1"));
+    assert_eq!(status.next_attempt_time, Some(t1 + chrono::Duration::seconds(10)), "looks again with backoff");
+    let summary = summarize(&order, status.clone(), &obs(t1, LetterObs::NotNeeded));
+    assert_eq!(summary.phase, Phase::Pending);
+    let condition = summary.conditions.iter().find(|c| c.type_ == summary::PURCHASE_UNCONFIRMED).unwrap();
+    assert_eq!(condition.status, "True");
+    assert!(condition.message.contains("certorder buy-again"), "{}", condition.message);
+    assert!(summary.conditions.iter().all(|c| c.type_ != summary::STALLED || c.status == "False"));
+
+    // Only a request made during the doubt, and not answered yet, counts.
+    let at = |t: DateTime<Utc>| t.to_rfc3339();
+    assert_eq!(buy_again_request(Some(&at(t1)), &vendor), Some(t1));
+    assert_eq!(buy_again_request(Some(&at(t0() - chrono::Duration::seconds(1))), &vendor), None);
+    assert_eq!(buy_again_request(Some(&"yesterday".to_string()), &vendor), None);
+    let answered = VendorOrder { buy_again_answered: Some(t1), ..vendor.clone() };
+    assert_eq!(buy_again_request(Some(&at(t1)), &answered), None);
+
+    status = absorb(&order, status, Outcome::Purchased { id: "7".into(), buy_again: Some(t1) }, &timing, t1);
+    let vendor = status.order.clone().unwrap();
+    assert_eq!((vendor.purchase_unconfirmed_time, vendor.buy_again_answered), (None, Some(t1)));
+    let summary = summarize(&order, status, &obs(t1, LetterObs::NotNeeded));
+    assert!(summary.conditions.iter().all(|c| c.type_ != summary::PURCHASE_UNCONFIRMED));
 }

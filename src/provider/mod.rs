@@ -28,6 +28,9 @@ pub struct OrderContext<'a> {
     /// process recorded the purchase intent and has not called the vendor to buy since, so a
     /// provider can skip looking for (and never adopt) an order it cannot have bought.
     pub may_have_bought: bool,
+    /// A person's `certorder buy-again` request made while the purchase was unconfirmed and not
+    /// answered yet: buy even though an earlier purchase may exist.
+    pub buy_again: Option<DateTime<Utc>>,
 }
 
 /// A provider's refusal or failure: whether a retry can help, and what to do.
@@ -35,15 +38,22 @@ pub struct OrderContext<'a> {
 #[error("{message}")]
 pub struct ProviderError {
     pub retryable: bool,
+    /// The request may have been carried out although no answer says so (a timeout, a gateway
+    /// error, an answer that is not the API's): for a purchase, the money may be spent.
+    pub outcome_unknown: bool,
     pub message: String,
 }
 
 impl ProviderError {
     pub fn retryable(message: impl Into<String>) -> Self {
-        ProviderError { retryable: true, message: message.into() }
+        ProviderError { retryable: true, outcome_unknown: false, message: message.into() }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
-        ProviderError { retryable: false, message: message.into() }
+        ProviderError { retryable: false, outcome_unknown: false, message: message.into() }
+    }
+    /// Retryable, but the request may have been carried out.
+    pub fn outcome_unknown(message: impl Into<String>) -> Self {
+        ProviderError { retryable: true, outcome_unknown: true, message: message.into() }
     }
 }
 

@@ -286,6 +286,7 @@ mod tests {
             annotations: &annotations,
             now: chrono::Utc::now(),
             may_have_bought: true,
+            buy_again: None,
         };
 
         let view = provider.poll(&ctx).await.unwrap();

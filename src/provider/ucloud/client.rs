@@ -80,14 +80,18 @@ pub const READ_ONLY_ACTIONS: &[&str] = &["GetCertificateDetailInfo", "GetCertifi
 pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> ProviderError {
     let vendor = if message.is_empty() { String::new() } else { format!(": {message}") };
     match code {
-        110 | 130 | 150 | 153 => {
+        // The gateway refused the call before it reached the service: nothing was done.
+        153 => ProviderError::retryable(format!(
+            "UCloud is rate limiting this account (RetCode 153) on {action}{vendor}; retrying"
+        )),
+        // The gateway gave up on the call, which the service may have carried out.
+        110 | 130 | 150 => {
             let what = match code {
                 110 => "timed out",
                 130 => "had a gateway or authentication service failure",
-                150 => "is temporarily unavailable",
-                _ => "is rate limiting this account",
+                _ => "is temporarily unavailable",
             };
-            ProviderError::retryable(format!("UCloud {what} (RetCode {code}) on {action}{vendor}; retrying"))
+            ProviderError::outcome_unknown(format!("UCloud {what} (RetCode {code}) on {action}{vendor}; retrying"))
         }
         170 | 171 => ProviderError::permanent(format!(
             "UCloud refused the credentials (RetCode {code}): check PublicKey/PrivateKey in Secret {secret}"
@@ -212,7 +216,7 @@ impl Client {
             _ => {
                 let preview: String = String::from_utf8_lossy(&bytes).chars().take(120).collect();
                 tracing::debug!(action, %status, "UCloud answered something other than JSON");
-                return Err(ProviderError::retryable(format!(
+                return Err(ProviderError::outcome_unknown(format!(
                     "UCloud answered {action} with HTTP {status} and a body that is not a JSON object ({preview:?}); retrying"
                 )));
             }
@@ -224,7 +228,7 @@ impl Client {
             return Ok(answer);
         }
         if code == -1 {
-            return Err(ProviderError::retryable(format!(
+            return Err(ProviderError::outcome_unknown(format!(
                 "UCloud answered {action} with HTTP {status} and no RetCode; retrying"
             )));
         }
@@ -253,20 +257,25 @@ impl Client {
         request: http::Request<Full<Bytes>>,
         what: &str,
     ) -> Result<(http::StatusCode, Vec<u8>), ProviderError> {
+        // (whether the request can have been sent, what went wrong)
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| format!("{e}"))?;
+            let response = self.http.request(request).await.map_err(|e| (!e.is_connect(), format!("{e}")))?;
             let status = response.status();
             let body = http_body_util::Limited::new(response.into_body(), MAX_BODY_BYTES);
-            let bytes = body.collect().await.map_err(|e| format!("reading the answer: {e}"))?.to_bytes();
-            Ok::<_, String>((status, bytes.to_vec()))
+            let bytes = body.collect().await.map_err(|e| (true, format!("reading the answer: {e}")))?.to_bytes();
+            Ok::<_, (bool, String)>((status, bytes.to_vec()))
         };
         match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(ProviderError::retryable(format!(
+            Ok(Err((false, e))) => Err(ProviderError::retryable(format!(
                 "cannot reach UCloud at {} ({what}): {e}; retrying",
                 self.endpoint
             ))),
-            Err(_) => Err(ProviderError::retryable(format!(
+            Ok(Err((true, e))) => Err(ProviderError::outcome_unknown(format!(
+                "lost the connection to UCloud at {} ({what}): {e}; retrying",
+                self.endpoint
+            ))),
+            Err(_) => Err(ProviderError::outcome_unknown(format!(
                 "UCloud did not answer {what} within {}s; retrying",
                 CALL_TIMEOUT.as_secs()
             ))),

@@ -7,7 +7,12 @@
 //! order of the same product, created after the purchase intent was recorded, that no info has
 //! been sent for yet. One such order is adopted; several make the order stop and ask a person.
 //! The lookup happens only when a purchase may have been made: after a restart, or after a
-//! purchase call whose answer was lost; a first attempt buys without looking.
+//! purchase call whose answer was lost; a first attempt buys without looking. It reads every page
+//! of the list, and while it reads, no purchase call of this provider is in flight (a lock that
+//! purchases share and lookups hold alone), so an order never adopts one another order is being
+//! answered about. When nothing is found the purchase stays unconfirmed: the order keeps looking
+//! and buys again only when a person asks or `buyAgainAfter` has passed — a vendor may list a new
+//! order only some time after it was bought.
 
 pub mod client;
 #[cfg(test)]
@@ -29,6 +34,10 @@ pub use client::{Client, Credentials};
 pub const DEFAULT_ENDPOINT: &str = "https://api.ucloud.cn";
 /// Default rate of calls, shared by every order of one provider.
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 5;
+/// Orders asked for per page of GetCertificateList, and the most pages read in one lookup
+/// (10,000 orders of one brand).
+const LIST_PAGE_SIZE: usize = 100;
+const LIST_MAX_PAGES: usize = 100;
 /// How far the vendor's clock may be behind ours when matching a lost purchase by time.
 pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
 
@@ -36,11 +45,14 @@ pub struct UcloudProvider {
     client: Client,
     review_poll: Option<Duration>,
     validation_poll: Option<Duration>,
+    /// How long an unconfirmed purchase is looked for before buying again; `None`: never.
+    buy_again_after: Option<Duration>,
     /// Vendor order ids this process bought or adopted, with the order (uid) they went to: the
     /// order cache may not show them yet.
     claimed: std::sync::Mutex<BTreeMap<String, String>>,
-    /// One adoption at a time, so two orders that lost their purchases never pick the same one.
-    adopting: tokio::sync::Mutex<()>,
+    /// Purchase calls share it; a lookup for a lost purchase holds it alone, so it never sees an
+    /// order whose purchase call is still being answered, and two lookups never pick the same one.
+    buying: tokio::sync::RwLock<()>,
 }
 
 /// A file the vendor offers the user, such as the confirmation-letter template.
@@ -63,6 +75,7 @@ impl UcloudProvider {
         };
         let review_poll = interval("reviewPollInterval", &spec.review_poll_interval)?;
         let validation_poll = interval("validationPollInterval", &spec.validation_poll_interval)?;
+        let buy_again_after = interval("buyAgainAfter", &spec.buy_again_after)?;
         let endpoint = spec.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
         let client = Client::new(
             endpoint,
@@ -76,8 +89,9 @@ impl UcloudProvider {
             client,
             review_poll,
             validation_poll,
+            buy_again_after,
             claimed: Default::default(),
-            adopting: Default::default(),
+            buying: Default::default(),
         })
     }
 
@@ -122,11 +136,19 @@ impl UcloudProvider {
         let (brand, name) = Self::product(ctx)?;
         // Only a purchase that may have been made before (by an earlier process, or a call
         // whose answer was lost) is looked for: a first attempt never adopts someone else's order.
-        let lost = if ctx.may_have_bought { self.find_lost_purchase(ctx, &brand, &name, claims).await? } else { None };
-        if let Some(id) = lost {
-            tracing::info!(vendor_id = %id, "found the vendor order bought before a restart; not buying again");
-            return Ok(id);
+        if ctx.may_have_bought {
+            if let Some(id) = self.find_lost_purchase(ctx, &brand, &name, claims).await? {
+                tracing::info!(vendor_id = %id, "found the vendor order an earlier attempt bought; not buying again");
+                return Ok(id);
+            }
+            if !self.may_buy_again(ctx) {
+                return Err(ProviderError::outcome_unknown(format!(
+                    "no {brand} {name} order bought since the purchase was decided is listed by GetCertificateList yet"
+                )));
+            }
+            tracing::warn!("buying again: the unconfirmed purchase was not found and buying again is allowed");
         }
+        let _buying = self.buying.read().await;
         let params = params(json!({
             "CertificateBrand": brand,
             "CertificateName": name,
@@ -136,12 +158,25 @@ impl UcloudProvider {
         let answer = self.client.call("PurchaseCertificate", params).await?;
         let id = wire::purchased_id(&answer).ok_or_else(|| {
             // Bought, but the id is unreadable: the next attempt finds it by listing.
-            ProviderError::retryable(
+            ProviderError::outcome_unknown(
                 "UCloud answered PurchaseCertificate without a CertificateID; looking the order up on the next attempt",
             )
         })?;
         self.claimed.lock().expect("claims lock").insert(id.clone(), ctx.uid.to_string());
         Ok(id)
+    }
+
+    /// Whether an unconfirmed purchase that was not found may be made again: a person asked
+    /// (`certorder buy-again`), or `buyAgainAfter` has passed since the doubt began. A purchase
+    /// that was never in doubt (this process restarted before it knew) counts from now.
+    fn may_buy_again(&self, ctx: &OrderContext<'_>) -> bool {
+        if ctx.buy_again.is_some() {
+            return true;
+        }
+        match (self.buy_again_after, ctx.vendor.purchase_unconfirmed_time) {
+            (Some(window), Some(since)) => ctx.now - since >= chrono::Duration::from_std(window).unwrap_or_default(),
+            _ => false,
+        }
     }
 
     async fn find_lost_purchase(
@@ -154,21 +189,31 @@ impl UcloudProvider {
         let Some(intent) = ctx.vendor.purchase_requested_time else {
             return Ok(None);
         };
-        let _one_at_a_time = self.adopting.lock().await;
-        let answer = self
-            .client
-            .call(
-                "GetCertificateList",
-                params(json!({"Mode": "purchase", "Brand": brand, "Sort": "2", "Page": 1, "PageSize": 100})),
-            )
-            .await?;
+        let _alone = self.buying.write().await;
+        let mut listed = Vec::new();
+        for page in 1.. {
+            let answer = self
+                .client
+                .call(
+                    "GetCertificateList",
+                    params(json!({"Mode": "purchase", "Brand": brand, "Sort": "2", "Page": page, "PageSize": LIST_PAGE_SIZE})),
+                )
+                .await?;
+            let items = wire::certificate_list(&answer);
+            let total = wire::int(&answer, "TotalCount").unwrap_or_default().max(0) as usize;
+            let done = items.len() < LIST_PAGE_SIZE || listed.len() + items.len() >= total || page >= LIST_MAX_PAGES;
+            listed.extend(items);
+            if done {
+                break;
+            }
+        }
         let since = (intent - CLOCK_SKEW).timestamp();
         let mut claimed = self.claimed.lock().expect("claims lock");
         let taken = |id: &String| {
             let owner = claims.get(id).or_else(|| claimed.get(id));
             owner.is_some_and(|uid| uid != ctx.uid)
         };
-        let mut candidates: Vec<wire::ListedCertificate> = wire::certificate_list(&answer)
+        let mut candidates: Vec<wire::ListedCertificate> = listed
             .into_iter()
             .filter(|c| lost_purchase_candidate(c, name, since, ctx.domains))
             .filter(|c| c.id.as_ref().is_some_and(|id| !taken(id)))

@@ -49,6 +49,11 @@ pub enum Fault {
     RetCode(i64),
     /// HTTP 502 with an HTML body.
     Garbage,
+    /// The call is carried out (a purchase is committed and paid for), then the answer is lost:
+    /// the client gets HTTP 502 with an HTML body, as from a gateway that timed out on the way back.
+    LoseAnswer,
+    /// The call is carried out at once and answered only this much later (a slow vendor).
+    SlowAnswer(Duration),
 }
 
 /// Which shape `DownloadCertificate` answers in.
@@ -105,6 +110,8 @@ struct Inner {
     review: Review,
     faults: VecDeque<Fault>,
     purchase_delay: Duration,
+    /// New orders appear in GetCertificateList only this long after their purchase.
+    list_lag: Duration,
     shape: DownloadShape,
     files: HashMap<String, Vec<u8>>,
     calls: BTreeMap<String, usize>,
@@ -153,6 +160,7 @@ impl UsslSim {
                 review: Review::Manual,
                 faults: VecDeque::new(),
                 purchase_delay: Duration::ZERO,
+                list_lag: Duration::ZERO,
                 shape: DownloadShape::Inline,
                 files: HashMap::new(),
                 calls: BTreeMap::new(),
@@ -209,6 +217,42 @@ impl UsslSim {
     /// `PurchaseCertificate` records the order at once but answers only after `delay`.
     pub fn set_purchase_delay(&self, delay: Duration) {
         self.inner().purchase_delay = delay;
+    }
+
+    /// Adds `count` issued orders of `brand`/`product` for other domains, bought now: what else an
+    /// account lists (so a lookup must read more than one page to find an order).
+    pub fn add_other_orders(&self, count: usize, brand: &str, product: &str) {
+        let mut inner = self.inner();
+        for i in 0..count {
+            let id = inner.next_id;
+            inner.next_id += 1;
+            inner.orders.insert(
+                id,
+                SimOrder {
+                    id,
+                    brand: brand.into(),
+                    product: product.into(),
+                    domains_count: 1,
+                    domains: vec![format!("other-{i}.example.net")],
+                    method: "DNS".into(),
+                    csr: None,
+                    state: state::COMPLETED.into(),
+                    reject_reason: None,
+                    letter: None,
+                    tokens: BTreeMap::new(),
+                    chain: None,
+                    create_time_ms: chrono::Utc::now().timestamp_millis(),
+                    submissions: 1,
+                    company: None,
+                },
+            );
+        }
+    }
+
+    /// Lists a new order in GetCertificateList only `lag` after it was bought, as a vendor whose
+    /// listing is served from a replica does.
+    pub fn set_list_lag(&self, lag: Duration) {
+        self.inner().list_lag = lag;
     }
 
     pub fn set_download_shape(&self, shape: DownloadShape) {
@@ -371,16 +415,28 @@ async fn handle(sim: Arc<Sim>, params: Map<String, Value>) -> Response {
         Some(Fault::RetCode(code)) => {
             return answer(&action, code, &format!("simulated gateway error {code}"), json!({}));
         }
-        Some(Fault::Garbage) => {
-            return (
-                StatusCode::BAD_GATEWAY,
-                [(header::CONTENT_TYPE, "text/html")],
-                "<html><body>502 Bad Gateway</body></html>",
-            )
-                .into_response();
+        Some(Fault::Garbage) => return bad_gateway(),
+        Some(Fault::LoseAnswer) => {
+            let _lost = carry_out(sim, action, params).await;
+            return bad_gateway();
+        }
+        Some(Fault::SlowAnswer(delay)) => {
+            let answer = carry_out(sim, action, params).await;
+            tokio::time::sleep(delay).await;
+            return answer;
         }
         None => {}
     }
+    carry_out(sim, action, params).await
+}
+
+fn bad_gateway() -> Response {
+    (StatusCode::BAD_GATEWAY, [(header::CONTENT_TYPE, "text/html")], "<html><body>502 Bad Gateway</body></html>")
+        .into_response()
+}
+
+/// Checks the signature and parameters of a call and does what it asks.
+async fn carry_out(sim: Arc<Sim>, action: String, params: Map<String, Value>) -> Response {
     let Some(sig) = text(&params, "Signature") else {
         return answer(&action, 170, "Missing signature", json!({}));
     };
@@ -452,16 +508,31 @@ async fn purchase(sim: &Sim, params: &Map<String, Value>) -> Response {
     answer("PurchaseCertificate", 0, "", json!({"CertificateID": delay.1}))
 }
 
+/// Page size of GetCertificateList when the call gives none, and the most it serves. The page
+/// documents neither; these are the simulator's assumptions, small enough that clients must page.
+const LIST_DEFAULT_PAGE_SIZE: usize = 10;
+const LIST_MAX_PAGE_SIZE: usize = 100;
+
 fn list(sim: &Sim, params: &Map<String, Value>) -> Response {
     let inner = sim.inner.lock().expect("simulator lock");
     let brand = text(params, "Brand");
-    let mut items: Vec<&SimOrder> =
-        inner.orders.values().filter(|o| brand.as_ref().is_none_or(|b| *b == o.brand)).collect();
+    let listed_before = chrono::Utc::now().timestamp_millis() - inner.list_lag.as_millis() as i64;
+    let mut items: Vec<&SimOrder> = inner
+        .orders
+        .values()
+        .filter(|o| brand.as_ref().is_none_or(|b| *b == o.brand))
+        .filter(|o| o.create_time_ms <= listed_before)
+        .collect();
     if text(params, "Sort").as_deref() == Some("2") {
         items.reverse();
     }
+    let total = items.len();
+    let page = int(params, "Page").unwrap_or(1).max(1) as usize;
+    let size = int(params, "PageSize").map_or(LIST_DEFAULT_PAGE_SIZE, |s| (s.max(1) as usize).min(LIST_MAX_PAGE_SIZE));
     let list: Vec<Value> = items
         .iter()
+        .skip((page - 1) * size)
+        .take(size)
         .map(|o| {
             json!({
                 "CertificateID": o.id, "CertificateSN": format!("ussl-{}", o.id), "Mode": "purchase",
@@ -470,7 +541,7 @@ fn list(sim: &Sim, params: &Map<String, Value>) -> Response {
             })
         })
         .collect();
-    answer("GetCertificateList", 0, "", json!({"TotalCount": list.len(), "CertificateList": list}))
+    answer("GetCertificateList", 0, "", json!({"TotalCount": total, "CertificateList": list}))
 }
 
 fn token() -> String {
