@@ -205,9 +205,7 @@ mod tests {
                     problems.push(format!("unknown field {field:?}"));
                 }
                 schema::apply_defaults(&schema, &mut pruned);
-                for e in
-                    schema::validate(&schema, &pruned).into_iter().chain(cel::validate_rules(&schema, &pruned, None))
-                {
+                for e in cel::validate_custom_resource(&schema, &pruned, None) {
                     problems.push(e.to_string_with_field());
                 }
                 let typed = if kind == "CertificateOrder" {
@@ -341,3 +339,5 @@ mod tests {
         );
     }
 }
+#[cfg(test)]
+mod admission_tests;

@@ -3,6 +3,7 @@
 //! Admission-time checks live here as OpenAPI constraints and CEL rules, each with a message that
 //! says what to fix; the controller re-checks what a schema cannot express (IDNA, durations).
 
+pub mod admission;
 mod order;
 mod provider;
 
@@ -10,6 +11,7 @@ pub use order::*;
 pub use provider::*;
 
 use chrono::{DateTime, Utc};
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -56,24 +58,28 @@ pub struct Condition {
 }
 
 /// A reference to one key of a Secret in the order's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = admission::subdomain("the Secret's name", "acme-letter"))]
     pub name: String,
     /// Key inside the Secret's data.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = admission::secret_key("the key"))]
     pub key: String,
 }
 
 /// A reference to a Secret in a given namespace (cluster-scoped objects must name one).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NamespacedSecretRef {
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = admission::subdomain("the Secret's name", "example-secret"))]
     pub name: String,
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = admission::dns_label("the Secret's namespace", "certorder-system"))]
     pub namespace: String,
 }
 

@@ -7,11 +7,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::admission as adm;
 use super::{Condition, SecretKeyRef};
-
-/// Every domain is a DNS name as users write it: lowercase ASCII or Unicode labels (converted to
-/// punycode by the operator), optionally a leading `*.`; no scheme, port, path or trailing dot.
-pub const DOMAINS_RULE: &str = r"self.all(d, d.matches('^(\\*\\.)?([a-z0-9\\x{80}-\\x{10FFFF}]([-a-z0-9\\x{80}-\\x{10FFFF}]{0,61}[a-z0-9\\x{80}-\\x{10FFFF}])?\\.)+[a-z0-9\\x{80}-\\x{10FFFF}]([-a-z0-9\\x{80}-\\x{10FFFF}]{0,61}[a-z0-9\\x{80}-\\x{10FFFF}])?$'))";
 
 /// Buys one certificate from a provider, validates it and keeps it, renewed, in a TLS Secret.
 // kube's printcolumn(…) attributes each repeat `type_ = …`, which clippy takes for duplicated attributes.
@@ -29,6 +26,7 @@ pub const DOMAINS_RULE: &str = r"self.all(d, d.matches('^(\\*\\.)?([a-z0-9\\x{80
     shortname = "certorders",
     shortname = "co",
     category = "certorder",
+    validation = Rule::new(adm::ORDER_NAME_RULE).message(adm::ORDER_NAME_MESSAGE),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.product.type"),
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domains[0]"),
@@ -62,14 +60,14 @@ pub struct CertificateOrderSpec {
     #[schemars(length(min = 1, max = 100))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[schemars(inner(length(min = 1, max = 253)))]
-    #[x_kube(validation = Rule::new(DOMAINS_RULE)
-        .message("each domain must be a lowercase DNS name such as example.com, www.example.com or *.example.com (no scheme, port, path or trailing dot)"))]
+    #[schemars(transform = adm::domain_items)]
     pub domains: Vec<String>,
     /// The private key generated in the cluster for this certificate.
     #[serde(default)]
     pub private_key: PrivateKeySpec,
     /// Name of the `kubernetes.io/tls` Secret the certificate is written to (same namespace).
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = adm::subdomain("spec.secretName", "example-com-tls"))]
     pub secret_name: String,
     /// Labels and annotations copied onto the TLS Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +86,9 @@ pub struct CertificateOrderSpec {
     pub domain_validation: DomainValidation,
     /// How long before expiry to renew, as a duration (`720h`). Default: a third of the lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = adm::duration_syntax("spec.renewBefore", "720h"))]
+    #[x_kube(validation = adm::duration_bounds("1h", "4800h", true, &adm::renew_before_bounds_message()))]
     pub renew_before: Option<String>,
     /// Cancel the vendor order when the CertificateOrder is deleted before issuance.
     #[serde(default)]
@@ -96,22 +96,27 @@ pub struct CertificateOrderSpec {
 }
 
 /// The `ClusterCertificateProvider` an order buys from.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderRef {
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = adm::subdomain("spec.providerRef.name (a ClusterCertificateProvider)", "local"))]
     pub name: String,
 }
 
 /// The vendor's product.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     /// Brand (CA), e.g. `DigiCert`, `GeoTrust`, `CFCA`. Free text for the local provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.product.brand", "DigiCert"))]
     pub brand: Option<String>,
     /// The vendor's product name, e.g. `SecureSite OV`. Free text for the local provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.product.name", "SecureSite OV"))]
     pub name: Option<String>,
     /// Validation level: `DV` (domain), `OV` (organization) or `EV` (extended).
     #[serde(rename = "type")]
@@ -174,63 +179,90 @@ pub enum RotationPolicy {
 }
 
 /// Labels and annotations for the TLS Secret.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretTemplate {
+    /// At most 64 labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = adm::label_values)]
+    #[x_kube(validation = adm::label_keys(), validation = adm::reserved_labels())]
     pub labels: BTreeMap<String, String>,
+    /// At most 50 annotations, each value at most 1024 characters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = adm::annotation_values)]
+    #[x_kube(validation = adm::annotation_keys(), validation = adm::reserved_annotations())]
     pub annotations: BTreeMap<String, String>,
 }
 
 /// The company, as the vendor's "complete info" form asks for it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Organization {
     /// Registered name of the company.
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = adm::text("spec.organization.name", "Example Trading Co., Ltd."))]
     pub name: String,
     /// Department, e.g. `IT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.organization.division", "IT"))]
     pub division: Option<String>,
     #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = adm::text("spec.organization.address", "1 Example Road"))]
     pub address: String,
     #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.organization.city", "Shanghai"))]
     pub city: String,
     /// Province or state.
     #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.organization.region", "Shanghai"))]
     pub region: String,
     /// ISO 3166-1 alpha-2 country code, e.g. `CN`.
-    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
+    #[schemars(length(min = 2, max = 2))]
+    #[x_kube(validation = adm::country())]
     pub country: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = adm::postal_code())]
     pub postal_code: Option<String>,
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = adm::phone("spec.organization.phone"))]
     pub phone: String,
     /// Kind of organization as the vendor names it (e.g. `Enterprise`, `Government`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "type")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = adm::text("spec.organization.type", "Enterprise"))]
     pub type_: Option<String>,
     /// Kind of registration code (e.g. `UnifiedSocialCreditCode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = adm::text("spec.organization.codeType", "UnifiedSocialCreditCode"))]
     pub code_type: Option<String>,
     /// The registration code itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = adm::text("spec.organization.code", "91310000MA1EXAMPLE"))]
     pub code: Option<String>,
 }
 
 /// The person who applies; the CA phones and emails them during review.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Applicant {
     #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.applicant.name", "Li Lei"))]
     pub name: String,
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = adm::phone("spec.applicant.phone"))]
     pub phone: String,
-    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"))]
+    #[schemars(length(min = 1, max = 254))]
+    #[x_kube(validation = adm::email())]
     pub email: String,
     /// Job title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.applicant.title", "IT Manager"))]
     pub title: Option<String>,
 }
 
@@ -244,8 +276,10 @@ pub struct Documents {
 }
 
 /// How the domains are proven to the CA.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(adm::HTTP_SETTINGS_RULE).message(adm::HTTP_SETTINGS_MESSAGE).field_path(".http"))]
+#[x_kube(validation = Rule::new(adm::DNS_SETTINGS_RULE).message(adm::DNS_SETTINGS_MESSAGE).field_path(".dns"))]
 pub struct DomainValidation {
     /// `DNS` (a TXT record) or `HTTP` (a file under /.well-known/pki-validation/).
     #[serde(default)]
@@ -284,32 +318,42 @@ pub struct DnsValidation {}
 pub struct HttpValidation {
     /// `ingressClassName` of the Ingress the operator creates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = adm::subdomain("spec.domainValidation.http.ingressClassName (an IngressClass)", "nginx"))]
     pub ingress_class_name: Option<String>,
     /// An existing Ingress of this namespace to add the validation paths to (and remove them from
     /// afterwards), for ingress controllers that give each Ingress its own address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = adm::subdomain("spec.domainValidation.http.ingressName (an Ingress)", "shop-site"))]
     pub ingress_name: Option<String>,
     /// A Gateway API Gateway to attach an HTTPRoute to, instead of an Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_ref: Option<GatewayRef>,
     /// Image of the solver Pod. Default: the operator's own image (`certorder run --solver-image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = adm::image())]
     pub solver_image: Option<String>,
 }
 
 /// The parent Gateway of the HTTPRoute (`parentRefs[0]`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayRef {
     /// Name of the Gateway.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = adm::subdomain("spec.domainValidation.http.gatewayRef.name (a Gateway)", "public"))]
     pub name: String,
     /// Namespace of the Gateway. Default: the order's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = adm::dns_label("spec.domainValidation.http.gatewayRef.namespace", "infra"))]
     pub namespace: Option<String>,
     /// The Gateway's listener to attach to (it must accept plain HTTP on port 80).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = adm::subdomain("spec.domainValidation.http.gatewayRef.sectionName (a listener name)", "http"))]
     pub section_name: Option<String>,
 }
 

@@ -4,6 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::admission as adm;
 use super::{Condition, NamespacedSecretRef};
 
 /// Longest certificate lifetime the CA/Browser Forum allows today (200 days, from 15 March 2026).
@@ -40,16 +41,19 @@ pub struct ClusterCertificateProviderSpec {
 }
 
 /// A UCloud account: orders buy the products of UCloud's SSL certificate service (USSL).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UcloudProvider {
     /// API endpoint; default `https://api.ucloud.cn` (inside UCloud's VPCs `http://api.service.ucloud.cn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = adm::endpoint())]
     pub endpoint: Option<String>,
     /// Project the certificates are bought in; empty means the account's default project
     /// (sub-accounts must set it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = adm::project_id())]
     pub project_id: Option<String>,
     /// Secret with the API key pair under the keys `PublicKey` and `PrivateKey`.
     pub credentials_secret_ref: NamespacedSecretRef,
@@ -60,12 +64,16 @@ pub struct UcloudProvider {
     /// How often to ask the vendor while the CA reviews an organization, as a duration;
     /// default the operator's `--review-poll` (10m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = adm::duration_syntax("spec.ucloud.reviewPollInterval", "10m"))]
+    #[x_kube(validation = adm::duration_bounds("1s", "24h", false, &adm::poll_bounds_message("reviewPollInterval", "10m")))]
     pub review_poll_interval: Option<String>,
     /// How often to ask the vendor while it validates domains, as a duration; default the
     /// operator's `--validation-poll` (1m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = adm::duration_syntax("spec.ucloud.validationPollInterval", "1m"))]
+    #[x_kube(validation = adm::duration_bounds("1s", "24h", false, &adm::poll_bounds_message("validationPollInterval", "1m")))]
     pub validation_poll_interval: Option<String>,
     /// After a purchase whose outcome is unknown (its answer was lost), buy again on its own once
     /// this long has passed with no such order in the vendor's list, as a duration (e.g. `1h`).
@@ -73,7 +81,9 @@ pub struct UcloudProvider {
     /// `status.order.id` or runs `certorder buy-again`. Set it longer than the vendor's listing
     /// lag, or an order can be paid twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = adm::duration_syntax("spec.ucloud.buyAgainAfter", "1h"))]
+    #[x_kube(validation = adm::duration_bounds("1s", "720h", false, "spec.ucloud.buyAgainAfter must be between 1s and 720h, such as 1h (longer than the vendor's listing lag)"))]
     pub buy_again_after: Option<String>,
 }
 
@@ -91,7 +101,9 @@ pub struct LocalProvider {
     /// Lifetime of issued certificates as a duration; default `2160h` (90 days), at most `4800h`
     /// (200 days, the CA/Browser Forum maximum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = adm::duration_syntax("spec.local.certificateLifetime", "2160h"))]
+    #[x_kube(validation = adm::duration_bounds("1h", "4800h", false, &adm::lifetime_bounds_message()))]
     pub certificate_lifetime: Option<String>,
 }
 

@@ -29,6 +29,35 @@ pub fn validate_rules(schema: &Value, new: &Value, old: Option<&Value>) -> Vec<F
     errs
 }
 
+/// What kube-apiserver answers for a custom resource's body (after pruning and defaulting): the
+/// schema's errors, then the CEL rules, unless a schema error is of a kind that blocks them (a
+/// wrong type, a missing required field, an unsupported enum value, a string, list or map over
+/// its maximum). Then the rules are not run, and one more error says so, as in
+/// apiextensions-apiserver's `hasBlockingErr`.
+pub fn validate_custom_resource(schema: &Value, new: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = super::schema::validate(schema, new);
+    let blocking = errs.iter().any(|e| {
+        matches!(
+            e.reason.as_str(),
+            "FieldValueNotSupported"
+                | "FieldValueRequired"
+                | "FieldValueTooLong"
+                | "FieldValueTooMany"
+                | "FieldValueTypeInvalid"
+        )
+    });
+    if blocking {
+        errs.push(FieldError::invalid(
+            "<nil>",
+            &Value::String("null".into()),
+            "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+    } else {
+        errs.extend(validate_rules(schema, new, old));
+    }
+    errs
+}
+
 /// The compile errors of every rule (and `messageExpression`) in the schema, for refusing a CRD
 /// at creation as kube-apiserver does. Paths are relative to the schema, e.g.
 /// `openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule`; prefix them with

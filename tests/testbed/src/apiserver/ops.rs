@@ -220,10 +220,7 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
                 let unknown = schema::prune(s, obj);
                 warnings = unknown_fields_answer(ri, &unknown, opts.validation)?;
                 schema::apply_defaults(s, obj);
-                let mut errs = schema::validate(s, obj);
-                if errs.is_empty() {
-                    errs = cel::validate_rules(s, obj, old);
-                }
+                let errs = cel::validate_custom_resource(s, obj, old);
                 if !errs.is_empty() {
                     return Err(ApiError::invalid(&ri.kind, &ri.group, &name, &errs));
                 }
