@@ -60,9 +60,9 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Res
 }
 
 /// Every file of `examples/`, as one YAML stream for `kubectl apply -f -`, with the UCloud
-/// provider's endpoint pointed at the simulator; and the names HTTP orders validate (which must
+/// provider's endpoint pointed at the simulator (whose CA it trusts); and the names HTTP orders validate (which must
 /// resolve to the ingress controller).
-fn examples(dir: &Path, ussl_endpoint: &str) -> anyhow::Result<(String, Vec<String>)> {
+fn examples(dir: &Path, ussl_endpoint: &str, ussl_ca: &str) -> anyhow::Result<(String, Vec<String>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
     files.sort();
@@ -76,6 +76,7 @@ fn examples(dir: &Path, ussl_endpoint: &str) -> anyhow::Result<(String, Vec<Stri
                 && let Some(ucloud) = object.get_mut("spec").and_then(|s| s.get_mut("ucloud"))
             {
                 ucloud["endpoint"] = ussl_endpoint.into();
+                ucloud["caBundle"] = ussl_ca.into();
             }
             if object.get("kind").and_then(|k| k.as_str()) == Some("CertificateOrder")
                 && object["spec"]["domainValidation"]["method"].as_str() == Some("HTTP")
@@ -159,12 +160,15 @@ async fn main() -> anyhow::Result<()> {
         "\ncertorder is running in this process, as `certorder run` would, polling every 2 s rather than minutes\n"
     );
 
-    let (stream, http_names) = examples(&root.join("examples"), &ussl.endpoint())?;
+    let (stream, http_names) = examples(&root.join("examples"), &ussl.endpoint(), &ussl.ca_pem())?;
     for name in &http_names {
         dns.set_a(name, std::net::Ipv4Addr::LOCALHOST).await?;
         println!("DNS: A {name} = 127.0.0.1 (the HTTP order's names point at the ingress controller)");
     }
-    println!("$ kubectl apply -f examples/   (spec.ucloud.endpoint set to {})", ussl.endpoint());
+    println!(
+        "$ kubectl apply -f examples/   (spec.ucloud.endpoint set to {}, and spec.ucloud.caBundle to its CA)",
+        ussl.endpoint()
+    );
     kubectl(&kubeconfig, &["apply", "-f", "-"], Some(&stream))?;
     println!();
 

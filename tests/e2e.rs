@@ -540,6 +540,8 @@ async fn ucloud_provider(env: &Env, sim: &testbed::ussl::UsslSim, name: &str, pr
             "projectId": "org-e2e",
             "credentialsSecretRef": {"name": format!("{name}-credentials"), "namespace": "certorder-system"},
             "requestsPerSecond": 50,
+            // The simulator's CA is no root of the web's: trusted through the provider's bundle.
+            "caBundle": sim.ca_pem(),
             "reviewPollInterval": "1s",
             "validationPollInterval": "1s",
         }},
@@ -787,6 +789,30 @@ async fn ucloud_an_unconfirmed_purchase_waits_for_a_person_or_the_providers_wind
     env.wait_for("window", "PurchaseUnconfirmed", unconfirmed).await;
     env.wait_phase("window", Phase::DomainValidation).await;
     assert_eq!(sim.purchases(), purchases + 2, "bought again once, after the window");
+}
+
+/// A certificate that does not chain to a trusted root — here one from another CA over our own
+/// key — is never installed: the order says why and keeps the Secret untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_a_certificate_from_an_untrusted_ca_is_never_installed() {
+    let (env, sim) = ucloud_env().await;
+    sim.issue_from_another_ca(true);
+    env.apply(ucloud_dv_order("rogue", &["rogue.example.com"], "ucloud")).await;
+    let validating = env.wait_phase("rogue", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
+    let refused = env
+        .wait_for("rogue", "the download refused", |o| {
+            o.status.as_ref().and_then(|s| s.last_failure.as_deref()).is_some_and(|f| f.contains("trusted CA"))
+        })
+        .await;
+    let failure = refused.status.as_ref().unwrap().last_failure.clone().unwrap();
+    assert!(
+        failure.contains("the downloaded certificate was refused: chain does not lead to a trusted CA"),
+        "{failure}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(env.secrets().get_opt("rogue-tls").await.unwrap().is_none(), "nothing was installed");
+    assert_ne!(env.orders().get("rogue").await.unwrap().status.unwrap().phase, Phase::Issued);
 }
 
 /// Order B's purchase is committed but answered slowly; order A lost its own answer and looks

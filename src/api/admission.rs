@@ -16,6 +16,14 @@ use serde_json::{Value, json};
 
 use super::MAX_LIFETIME_HOURS;
 
+/// PEM CA certificates, as a provider's extra trust bundle.
+pub fn pem_bundle(what: &str) -> Rule {
+    rule(
+        "self.contains('-----BEGIN CERTIFICATE-----') && self.contains('-----END CERTIFICATE-----')".into(),
+        format!("{what} must be PEM CA certificates (-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----)"),
+    )
+}
+
 /// A rule with a message built at run time (`Rule::message` takes only `&str`).
 fn rule(cel: String, message: String) -> Rule {
     Rule::new(cel).message(Message::Message(message))

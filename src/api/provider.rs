@@ -85,6 +85,13 @@ pub struct UcloudProvider {
     #[x_kube(validation = adm::duration_syntax("spec.ucloud.buyAgainAfter", "1h"))]
     #[x_kube(validation = adm::duration_bounds("1s", "720h", false, "spec.ucloud.buyAgainAfter must be between 1s and 720h, such as 1h (longer than the vendor's listing lag)"))]
     pub buy_again_after: Option<String>,
+    /// Extra CA certificates (PEM) that issued certificates may chain to, besides the Mozilla
+    /// root program's (for a vendor that sells from a private CA). A certificate that chains to
+    /// neither is never installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 262144))]
+    #[x_kube(validation = adm::pem_bundle("spec.ucloud.caBundle"))]
+    pub ca_bundle: Option<String>,
 }
 
 /// A CA run by the operator, with the vendor's steps: review (manual or automatic) and real

@@ -291,3 +291,41 @@ fn fingerprint_survives_pem_round_trip() {
         assert_eq!(key.public_key_fingerprint(), back.public_key_fingerprint(), "{alg}");
     }
 }
+
+/// A certificate over our own key, made by someone else (or by nobody: self-signed): never a
+/// server certificate we install.
+fn self_signed(key: &PrivateKey, domains: &[String], ca: bool, usages: Vec<rcgen::ExtendedKeyUsagePurpose>) -> String {
+    let pair = rcgen::KeyPair::from_pem(&key.to_pem()).unwrap();
+    let mut params = rcgen::CertificateParams::new(domains.to_vec()).unwrap();
+    params.not_before = std::time::SystemTime::from(now() - Duration::days(1)).into();
+    params.not_after = std::time::SystemTime::from(now() + Duration::days(30)).into();
+    params.is_ca = if ca { rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained) } else { rcgen::IsCa::ExplicitNoCa };
+    params.extended_key_usages = usages;
+    params.self_signed(&pair).unwrap().pem()
+}
+
+#[test]
+fn refuses_a_ca_leaf_a_leaf_not_for_servers_and_a_self_signed_leaf_over_our_key() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+    let domains = names(&["shop.example.com"]);
+    let anchors = [LocalCa::generate_at("a trusted CA", now() - Duration::days(1)).unwrap().cert_pem().to_owned()];
+    let cases = [
+        (self_signed(&key, &domains, true, vec![ServerAuth]), None, "is a CA certificate (basicConstraints CA:TRUE)"),
+        (
+            self_signed(&key, &domains, false, vec![ClientAuth]),
+            None,
+            "its extendedKeyUsage lacks serverAuth (has: clientAuth)",
+        ),
+        (self_signed(&key, &domains, false, vec![]), None, "lacks serverAuth (has: no extendedKeyUsage extension)"),
+        (
+            self_signed(&key, &domains, false, vec![ServerAuth]),
+            Some(&anchors[..]),
+            "chain does not lead to a trusted CA",
+        ),
+    ];
+    for (chain, trust, want) in cases {
+        let err = verify_issued(&chain, &key, &domains, now(), trust).expect_err(want).to_string();
+        assert!(err.contains(want), "got {err:?}, want {want:?}");
+    }
+}

@@ -38,6 +38,13 @@ pub enum VerifyError {
     Parse { index: usize, reason: String },
     #[error("the trusted CA certificates cannot be read: {0}")]
     InvalidTrust(String),
+    #[error("the leaf ({subject}) is a CA certificate (basicConstraints CA:TRUE), not a server certificate")]
+    LeafIsCa { subject: String },
+    #[error(
+        "the leaf ({subject}) is not for TLS servers: its extendedKeyUsage lacks serverAuth (has: {})",
+        if .usages.is_empty() { "no extendedKeyUsage extension".to_string() } else { .usages.join(", ") }
+    )]
+    NotServerAuth { subject: String, usages: Vec<String> },
     #[error("leaf does not match the private key (leaf subject {subject})")]
     KeyMismatch { subject: String },
     #[error(
@@ -130,6 +137,35 @@ pub fn verify_issued(
             return Err(VerifyError::LeafNotFirst { position: pos + 1, subject: chain[pos].subject().to_string() });
         }
         return Err(VerifyError::KeyMismatch { subject: leaf.subject().to_string() });
+    }
+
+    let is_ca = leaf.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
+    if is_ca {
+        return Err(VerifyError::LeafIsCa { subject: leaf.subject().to_string() });
+    }
+    match leaf.extended_key_usage() {
+        Ok(Some(eku)) if eku.value.server_auth => {}
+        other => {
+            let usages = match other {
+                Ok(Some(eku)) => {
+                    let e = eku.value;
+                    let named = [
+                        (e.any, "any"),
+                        (e.client_auth, "clientAuth"),
+                        (e.code_signing, "codeSigning"),
+                        (e.email_protection, "emailProtection"),
+                        (e.time_stamping, "timeStamping"),
+                        (e.ocsp_signing, "OCSPSigning"),
+                    ];
+                    let mut usages: Vec<String> =
+                        named.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()).collect();
+                    usages.extend(e.other.iter().map(|oid| oid.to_id_string()));
+                    usages
+                }
+                _ => Vec::new(),
+            };
+            return Err(VerifyError::NotServerAuth { subject: leaf.subject().to_string(), usages });
+        }
     }
 
     let sans = dns_names(leaf);

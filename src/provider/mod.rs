@@ -175,7 +175,7 @@ impl Provider {
     pub fn trust_anchors(&self) -> Option<Vec<String>> {
         match self {
             Provider::Local(p) => Some(vec![p.ca_pem().to_string()]),
-            Provider::Ucloud(_) => None,
+            Provider::Ucloud(p) => Some(p.trust().to_vec()),
         }
     }
 }

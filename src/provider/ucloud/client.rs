@@ -235,8 +235,15 @@ impl Client {
         Err(classify(action, code, &message, &self.secret))
     }
 
-    /// Fetches a file the API pointed at (a certificate zip, a letter template).
+    /// Fetches a file the API pointed at (a certificate zip, a letter template): over https, or
+    /// from the configured endpoint itself (a plain-http endpoint inside UCloud's network).
     pub async fn fetch(&self, url: &str, what: &str) -> Result<Vec<u8>, ProviderError> {
+        if !download_allowed(url, &self.endpoint) {
+            return Err(ProviderError::retryable(format!(
+                "UCloud pointed at {url:?} for the {what}: files are fetched over https only (or from the API endpoint {}); asking again later",
+                self.endpoint
+            )));
+        }
         let request = http::Request::get(url)
             .header(http::header::USER_AGENT, concat!("certorder/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(Bytes::new()))
@@ -300,4 +307,17 @@ pub fn redacted(params: &BTreeMap<String, Value>) -> String {
         })
         .collect();
     parts.join(" ")
+}
+
+/// Whether a URL the API answered with may be fetched: https, or the endpoint's own origin.
+pub fn download_allowed(url: &str, endpoint: &str) -> bool {
+    let origin = |u: &str| -> Option<(String, String)> {
+        let uri: http::Uri = u.parse().ok()?;
+        Some((uri.scheme_str()?.to_ascii_lowercase(), uri.authority()?.as_str().to_ascii_lowercase()))
+    };
+    match (origin(url), origin(endpoint)) {
+        (Some((scheme, _)), _) if scheme == "https" => true,
+        (Some(file), Some(api)) => file == api,
+        _ => false,
+    }
 }

@@ -47,6 +47,8 @@ pub struct UcloudProvider {
     validation_poll: Option<Duration>,
     /// How long an unconfirmed purchase is looked for before buying again; `None`: never.
     buy_again_after: Option<Duration>,
+    /// CA certificates (PEM) an issued chain must lead to: the web's roots and `caBundle`.
+    trust: Vec<String>,
     /// Vendor order ids this process bought or adopted, with the order (uid) they went to: the
     /// order cache may not show them yet.
     claimed: std::sync::Mutex<BTreeMap<String, String>>,
@@ -90,9 +92,15 @@ impl UcloudProvider {
             review_poll,
             validation_poll,
             buy_again_after,
+            trust: trust_anchors(spec.ca_bundle.as_deref()),
             claimed: Default::default(),
             buying: Default::default(),
         })
+    }
+
+    /// The CA certificates an issued chain must lead to.
+    pub fn trust(&self) -> &[String] {
+        &self.trust
     }
 
     /// The vendor takes minutes to validate and days to review; the spec may say otherwise.
@@ -487,22 +495,35 @@ fn join_pem(parts: &[String]) -> String {
     out
 }
 
-/// The chain from the older zip answer: the Nginx bundle when there is one, otherwise every
-/// certificate file in the zip, leaf first as listed, without repeats.
+/// Most files read from a certificate zip, and most bytes of one file once uncompressed: a
+/// certificate bundle is a few kilobytes, whatever a zip's headers claim.
+const ZIP_MAX_FILES: usize = 64;
+const ZIP_MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The chain from the older zip answer (Stored or Deflate-compressed): the Nginx bundle when there
+/// is one, otherwise every certificate file in the zip, leaf first as listed, without repeats. A
+/// file that inflates beyond [`ZIP_MAX_FILE_BYTES`] refuses the zip (a zip bomb is not read).
 pub fn chain_from_zip(bytes: &[u8]) -> Result<String, String> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    if archive.len() > ZIP_MAX_FILES {
+        return Err(format!("it holds {} files; a certificate zip has a handful", archive.len()));
+    }
     let mut files: Vec<(String, String)> = Vec::new();
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
-        if entry.is_dir() || entry.size() > client::MAX_BODY_BYTES as u64 {
+        let entry = archive.by_index(i).map_err(|e| e.to_string())?;
+        if entry.is_dir() {
             continue;
         }
         let name = entry.name().to_string();
-        let mut text = String::new();
-        if entry.read_to_string(&mut text).is_err() || !text.contains("-----BEGIN CERTIFICATE-----") {
-            continue;
+        let mut data = Vec::new();
+        entry.take(ZIP_MAX_FILE_BYTES + 1).read_to_end(&mut data).map_err(|e| format!("{name}: {e}"))?;
+        if data.len() as u64 > ZIP_MAX_FILE_BYTES {
+            return Err(format!("{name} is larger than {} KiB once uncompressed", ZIP_MAX_FILE_BYTES / 1024));
         }
-        files.push((name, text));
+        let Ok(text) = String::from_utf8(data) else { continue };
+        if text.contains("-----BEGIN CERTIFICATE-----") {
+            files.push((name, text));
+        }
     }
     if let Some((_, nginx)) = files.iter().find(|(n, _)| n.to_ascii_lowercase().starts_with("nginx/")) {
         return Ok(nginx.clone());
@@ -523,4 +544,13 @@ pub fn chain_from_zip(bytes: &[u8]) -> Result<String, String> {
         return Err("no certificate in it".into());
     }
     Ok(join_pem(&blocks))
+}
+
+/// The Mozilla root program's CA certificates (the `webpki-root-certs` crate, as browsers trust
+/// them), and the provider's own bundle.
+fn trust_anchors(bundle: Option<&str>) -> Vec<String> {
+    let roots: Vec<Vec<u8>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|c| c.as_ref().to_vec()).collect();
+    let mut trust = vec![crate::pki::certificates_to_pem(&roots)];
+    trust.extend(bundle.map(str::to_string));
+    trust
 }

@@ -333,3 +333,65 @@ fn reads_the_chain_from_the_older_zip() {
     assert!(chain_from_zip(&zip_of(&[("readme.txt", "hi")])).is_err());
     assert!(chain_from_zip(b"not a zip").is_err());
 }
+
+/// Runs Info-ZIP's `zip` (Debian's `zip`, which `.ci/run` installs) in `dir` with `args`; the
+/// archive it writes.
+fn real_zip(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("zip")
+        .current_dir(dir)
+        .args(["-q", "-r", "out.zip"])
+        .args(args)
+        .output()
+        .expect("the zip tool (apt-get install zip)");
+    assert!(out.status.success(), "zip failed: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(dir.join("out.zip")).unwrap()
+}
+
+#[test]
+fn reads_deflate_zips_made_by_a_real_zip_tool_and_refuses_a_zip_bomb() {
+    let leaf = "-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----";
+    let ca = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----";
+    let bundle = format!("{leaf}\n{ca}\n");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("Nginx")).unwrap();
+    std::fs::create_dir_all(dir.path().join("Apache")).unwrap();
+    // Long enough that zip deflates rather than stores.
+    let padding = "# issued by the USSL test vendor\n".repeat(40);
+    std::fs::write(dir.path().join("Nginx/cert.pem"), format!("{padding}{bundle}")).unwrap();
+    std::fs::write(dir.path().join("Apache/cert.crt"), format!("{padding}{leaf}")).unwrap();
+    let bytes = real_zip(dir.path(), &["-9", "Nginx", "Apache"]);
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.clone())).unwrap();
+    let deflated = (0..archive.len()).any(|i| {
+        let mut a = archive.clone();
+        a.by_index(i).unwrap().compression() == zip::CompressionMethod::Deflated
+    });
+    assert!(deflated, "the test zip should be Deflate-compressed");
+    assert_eq!(chain_from_zip(&bytes).unwrap(), format!("{padding}{bundle}"));
+
+    // 64 MiB of zeros deflate to about 64 KiB: refused without inflating it all.
+    let bomb_dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(bomb_dir.path().join("cert.pem")).unwrap();
+    file.set_len(64 * 1024 * 1024).unwrap();
+    let bomb = real_zip(bomb_dir.path(), &["-9", "cert.pem"]);
+    assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+    let err = chain_from_zip(&bomb).unwrap_err();
+    assert!(err.contains("cert.pem is larger than 1024 KiB once uncompressed"), "{err}");
+}
+
+#[test]
+fn files_are_fetched_over_https_or_from_the_endpoint_itself() {
+    use super::client::download_allowed;
+    let cases = [
+        ("https://ussl.example/cert.zip", "https://api.ucloud.cn", true),
+        ("HTTPS://cdn.example/cert.zip", "http://api.service.ucloud.cn", true),
+        ("http://api.service.ucloud.cn/files/cert.zip", "http://api.service.ucloud.cn", true),
+        ("http://127.0.0.1:8080/files/x.zip", "http://127.0.0.1:8080", true),
+        ("http://127.0.0.1:9999/files/x.zip", "http://127.0.0.1:8080", false),
+        ("http://ussl.example/cert.zip", "https://api.ucloud.cn", false),
+        ("ftp://ussl.example/cert.zip", "https://api.ucloud.cn", false),
+        ("not a url", "https://api.ucloud.cn", false),
+    ];
+    for (url, endpoint, allowed) in cases {
+        assert_eq!(download_allowed(url, endpoint), allowed, "{url} from {endpoint}");
+    }
+}

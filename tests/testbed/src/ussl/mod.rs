@@ -95,6 +95,8 @@ pub struct SimOrder {
     pub create_time_ms: i64,
     pub submissions: u32,
     pub company: Option<String>,
+    /// Issued by a CA other than the simulator's (see [`UsslSim::issue_from_another_ca`]).
+    pub foreign_issuer: bool,
 }
 
 impl SimOrder {
@@ -110,6 +112,8 @@ struct Inner {
     review: Review,
     faults: VecDeque<Fault>,
     purchase_delay: Duration,
+    /// Certificates issued from now on come from [`Sim::foreign_ca`].
+    foreign_issuer: bool,
     /// New orders appear in GetCertificateList only this long after their purchase.
     list_lag: Duration,
     shape: DownloadShape,
@@ -124,6 +128,8 @@ struct Sim {
     dns: SocketAddr,
     base_url: String,
     ca: TestCa,
+    /// A CA nobody trusts, for certificates that must be refused.
+    foreign_ca: TestCa,
     purchases: AtomicUsize,
     inner: Mutex<Inner>,
 }
@@ -153,6 +159,7 @@ impl UsslSim {
             dns,
             base_url: format!("http://{addr}"),
             ca: TestCa::generate(),
+            foreign_ca: TestCa::generate(),
             purchases: AtomicUsize::new(0),
             inner: Mutex::new(Inner {
                 next_id: 1000,
@@ -160,6 +167,7 @@ impl UsslSim {
                 review: Review::Manual,
                 faults: VecDeque::new(),
                 purchase_delay: Duration::ZERO,
+                foreign_issuer: false,
                 list_lag: Duration::ZERO,
                 shape: DownloadShape::Inline,
                 files: HashMap::new(),
@@ -219,6 +227,12 @@ impl UsslSim {
         self.inner().purchase_delay = delay;
     }
 
+    /// Issues from now on from a CA that is not the simulator's (its chain leads to a root nobody
+    /// trusts), as a vendor that mixed up accounts or a man in the middle would.
+    pub fn issue_from_another_ca(&self, yes: bool) {
+        self.inner().foreign_issuer = yes;
+    }
+
     /// Adds `count` issued orders of `brand`/`product` for other domains, bought now: what else an
     /// account lists (so a lookup must read more than one page to find an order).
     pub fn add_other_orders(&self, count: usize, brand: &str, product: &str) {
@@ -244,6 +258,7 @@ impl UsslSim {
                     create_time_ms: chrono::Utc::now().timestamp_millis(),
                     submissions: 1,
                     company: None,
+                    foreign_issuer: false,
                 },
             );
         }
@@ -497,6 +512,7 @@ async fn purchase(sim: &Sim, params: &Map<String, Value>) -> Response {
             create_time_ms: chrono::Utc::now().timestamp_millis(),
             submissions: 0,
             company: None,
+            foreign_issuer: false,
         };
         inner.orders.insert(id, order);
         sim.purchases.fetch_add(1, Ordering::SeqCst);
@@ -713,8 +729,9 @@ async fn detail(sim: &Sim, id: i64) -> Response {
         }
         if all {
             let serial = id as u64 * 1000 + u64::from(order.submissions);
-            let issued =
-                order.csr.as_deref().ok_or_else(|| "no CSR".to_string()).and_then(|csr| sim.ca.issue(csr, serial));
+            let foreign = sim.inner.lock().expect("simulator lock").foreign_issuer;
+            let ca = if foreign { &sim.foreign_ca } else { &sim.ca };
+            let issued = order.csr.as_deref().ok_or_else(|| "no CSR".to_string()).and_then(|csr| ca.issue(csr, serial));
             let mut inner = sim.inner.lock().expect("simulator lock");
             // Issued only if nothing was resubmitted meanwhile.
             if let Some(o) = inner.orders.get_mut(&id)
@@ -724,6 +741,7 @@ async fn detail(sim: &Sim, id: i64) -> Response {
                 match issued {
                     Ok(leaf) => {
                         o.chain = Some(leaf);
+                        o.foreign_issuer = foreign;
                         o.state = state::COMPLETED.into();
                     }
                     Err(e) => {
@@ -763,7 +781,7 @@ fn download(sim: &Sim, id: i64) -> Response {
             json!({}),
         );
     };
-    let ca = sim.ca.cert_pem().to_string();
+    let ca = if order.foreign_issuer { &sim.foreign_ca } else { &sim.ca }.cert_pem().to_string();
     match shape {
         DownloadShape::Inline => answer(
             "DownloadCertificate",
@@ -773,8 +791,9 @@ fn download(sim: &Sim, id: i64) -> Response {
         ),
         DownloadShape::Zip => {
             use std::io::Write;
+            // Deflate-compressed, as zip tools and vendors write them.
             let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
             for (name, data) in [
                 ("Apache/certificate.crt".to_string(), leaf.clone()),
                 ("Apache/root_bundle.crt".to_string(), ca.clone()),
