@@ -295,7 +295,7 @@ fn fingerprint_survives_pem_round_trip() {
 /// A certificate over our own key, made by someone else (or by nobody: self-signed): never a
 /// server certificate we install.
 fn self_signed(key: &PrivateKey, domains: &[String], ca: bool, usages: Vec<rcgen::ExtendedKeyUsagePurpose>) -> String {
-    let pair = rcgen::KeyPair::from_pem(&key.to_pem()).unwrap();
+    let pair = rcgen::KeyPair::from_pem(key.to_pem()).unwrap();
     let mut params = rcgen::CertificateParams::new(domains.to_vec()).unwrap();
     params.not_before = std::time::SystemTime::from(now() - Duration::days(1)).into();
     params.not_after = std::time::SystemTime::from(now() + Duration::days(30)).into();

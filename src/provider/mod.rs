@@ -64,6 +64,7 @@ impl From<ProviderError> for StepError {
 }
 
 /// A configured provider, built from a `ClusterCertificateProvider`.
+#[allow(clippy::large_enum_variant)] // one per provider for the whole process, behind an Arc
 pub enum Provider {
     Local(local::LocalProvider),
     Ucloud(ucloud::UcloudProvider),
