@@ -815,18 +815,40 @@ async fn ucloud_a_certificate_from_an_untrusted_ca_is_never_installed() {
     assert_ne!(env.orders().get("rogue").await.unwrap().status.unwrap().phase, Phase::Issued);
 }
 
-/// Order B's purchase is committed but answered slowly; order A lost its own answer and looks
-/// meanwhile. A must not adopt B's (older) order: lookups wait for purchase calls in flight.
+/// Order B's purchase is committed but answered slowly; order A, in another watched namespace,
+/// lost its own answer and looks meanwhile. A must not adopt B's (older) order: lookups wait for
+/// purchase calls in flight, and one provider (one lock, one claims map) serves every namespace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucloud_a_lookup_never_adopts_an_order_whose_purchase_is_still_being_answered() {
-    let (env, sim) = ucloud_env().await;
+    const OTHER: &str = "certorder-system";
+    let mut env = Env::start_with_controller(false).await;
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
+    ucloud_provider(&env, &sim, "ucloud", USSL_PRIVATE_KEY).await;
+    let config = certorder::controller::Config {
+        watch_namespaces: vec![NS.into(), OTHER.into()],
+        ..test_config(env.dns.addr(), env.metrics_port)
+    };
+    env.controller = Some(spawn_controller(&env.client, config));
+
     sim.fail_next(1, testbed::ussl::Fault::SlowAnswer(Duration::from_secs(3)));
     env.apply(ucloud_dv_order("slow", &["slow.example.com"], "ucloud")).await;
     wait_until(|| async { sim.purchases() == 1 }).await;
     sim.fail_next(1, testbed::ussl::Fault::LoseAnswer);
-    env.apply(ucloud_dv_order("hasty", &["hasty.example.com"], "ucloud")).await;
+    let mut hasty = ucloud_dv_order("hasty", &["hasty.example.com"], "ucloud");
+    hasty["metadata"]["namespace"] = json!(OTHER);
+    let others: Api<CertificateOrder> = Api::namespaced(env.client.clone(), OTHER);
+    others.patch("hasty", &PatchParams::apply("e2e-user"), &Patch::Apply(hasty)).await.expect("apply order");
+
     let slow = env.wait_phase("slow", Phase::DomainValidation).await;
-    let hasty = env.wait_phase("hasty", Phase::DomainValidation).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let hasty = loop {
+        let o = others.get("hasty").await.unwrap();
+        if o.status.as_ref().is_some_and(|s| s.phase == Phase::DomainValidation) {
+            break o;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "hasty: {:?}", o.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(sim.purchases(), 2);
     assert_ne!(vendor_id(&slow), vendor_id(&hasty), "each order holds its own vendor order");
     let first = sim.orders().iter().map(|o| o.id).min().unwrap().to_string();

@@ -55,10 +55,10 @@ pub struct Context {
     pub metrics: Arc<super::metrics::Metrics>,
     /// Metadata of the solver Pods the operator published (labelled), when watched.
     pub solver_pods: Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>>,
-    orders: Option<Store<crate::api::CertificateOrder>>,
+    /// The process's providers and the orders of every namespace (shared by all Contexts).
+    registry: Arc<crate::provider::registry::Registry>,
     secrets_synced: std::sync::atomic::AtomicBool,
     memory: Mutex<HashMap<String, Memory>>,
-    built: tokio::sync::Mutex<HashMap<String, (String, Arc<Provider>)>>,
 }
 
 impl Context {
@@ -69,6 +69,7 @@ impl Context {
         providers: Store<ClusterCertificateProvider>,
         dns: Arc<DnsChecker>,
         metrics: Arc<super::metrics::Metrics>,
+        registry: Arc<crate::provider::registry::Registry>,
     ) -> Context {
         let http = Arc::new(HttpChecker::new(dns.clone(), config.http_validation_port));
         Context {
@@ -80,44 +81,22 @@ impl Context {
             dns,
             metrics,
             solver_pods: None,
-            orders: None,
+            registry,
             secrets_synced: Default::default(),
             memory: Mutex::default(),
-            built: tokio::sync::Mutex::default(),
         }
     }
 
     /// Watches the solver Pods through `store`, so a Pod that disappears is published again.
-    /// The orders, for the vendor order ids they hold (see [`Context::vendor_claims`]).
-    pub fn with_orders(mut self, store: Store<crate::api::CertificateOrder>) -> Context {
-        self.orders = Some(store);
-        self
-    }
-
-    /// Vendor order ids held by the orders of `provider`, with the order (uid) holding each.
+    /// Vendor order ids held by the orders of `provider` (any namespace), with the order (uid)
+    /// holding each.
     pub fn vendor_claims(&self, provider: &str) -> std::collections::BTreeMap<String, String> {
-        let Some(orders) = &self.orders else { return Default::default() };
-        orders
-            .state()
-            .iter()
-            .filter(|o| o.spec.provider_ref.name == provider)
-            .filter_map(|o| Some((o.status.as_ref()?.order.as_ref()?.id.clone()?, o.uid()?)))
-            .collect()
+        self.registry.vendor_claims(provider)
     }
 
-    /// Other orders of the same provider whose status holds `order`'s vendor order id.
+    /// Other orders of the same provider (any namespace) whose status holds `order`'s vendor id.
     pub fn other_holders(&self, order: &crate::api::CertificateOrder) -> Vec<String> {
-        let vendor_id = |o: &crate::api::CertificateOrder| o.status.as_ref()?.order.as_ref()?.id.clone();
-        let (Some(orders), Some(id)) = (&self.orders, vendor_id(order)) else { return Vec::new() };
-        let mut others: Vec<String> = orders
-            .state()
-            .iter()
-            .filter(|o| o.spec.provider_ref.name == order.spec.provider_ref.name && o.uid() != order.uid())
-            .filter(|o| vendor_id(o).as_deref() == Some(id.as_str()))
-            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
-            .collect();
-        others.sort();
-        others
+        self.registry.other_holders(order)
     }
 
     pub fn with_solver_pods(
@@ -182,17 +161,14 @@ impl Context {
         };
         let version =
             format!("{}/{}", object.uid().unwrap_or_default(), object.metadata.generation.unwrap_or_default());
-        let mut built = self.built.lock().await;
-        if let Some((v, provider)) = built.get(name)
-            && *v == version
-        {
-            return Ok(provider.clone());
-        }
-        let result = self.build_provider(&object).await;
-        self.report_provider(&object, &result).await;
-        let provider = Arc::new(result?);
-        built.insert(name.to_string(), (version, provider.clone()));
-        Ok(provider)
+        self.registry
+            .get_or_build(
+                name,
+                &version,
+                || self.build_provider(&object),
+                async |result: &Result<Provider, String>| self.report_provider(&object, result).await,
+            )
+            .await
     }
 
     async fn build_provider(&self, object: &ClusterCertificateProvider) -> Result<Provider, String> {

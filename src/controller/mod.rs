@@ -160,6 +160,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let mut caches: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     let provider_cache = providers.clone();
     caches.push(Box::pin(async move { synced(&provider_cache).await }));
+    // One provider registry for the whole process: one client, rate limit and claims per provider.
+    let registry = Arc::new(crate::provider::registry::Registry::default());
     for ns in namespaces {
         let orders: Api<CertificateOrder> = scoped(&client, ns.as_deref());
         let secrets: Api<Secret> = scoped(&client, ns.as_deref());
@@ -171,6 +173,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .touched_objects();
         let (order_store, order_writer) = reflector::store::<CertificateOrder>();
         metrics.watch_orders(order_store.clone());
+        registry.watch_orders(order_store.clone());
         let order_stream = watcher(orders, watcher::Config::default().any_semantic())
             .default_backoff()
             .modify(|o| o.managed_fields_mut().clear())
@@ -194,9 +197,16 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             synced(&secret_cache).await;
         }));
         let ctx = Arc::new(
-            Context::new(client.clone(), config.clone(), secret_store, providers.clone(), dns.clone(), metrics.clone())
-                .with_solver_pods(pod_store)
-                .with_orders(order_store.clone()),
+            Context::new(
+                client.clone(),
+                config.clone(),
+                secret_store,
+                providers.clone(),
+                dns.clone(),
+                metrics.clone(),
+                registry.clone(),
+            )
+            .with_solver_pods(pod_store),
         );
         ctx.watch_secret_sync();
         let controller = Controller::for_stream(order_stream, order_store)

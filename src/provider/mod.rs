@@ -2,6 +2,7 @@
 //! ([`Provider::from_spec`]); every error says whether a retry can help.
 
 pub mod local;
+pub mod registry;
 pub mod ucloud;
 
 use std::collections::BTreeMap;
