@@ -25,9 +25,59 @@ pub fn router(dir: PathBuf) -> Router {
         .with_state(Arc::new(dir))
 }
 
-/// Serves on `listener` until the process ends.
+/// What one client may hold of the solver: it answers a CA's few GETs, and a Pod reachable from
+/// the internet must not be held open by idle or slow connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once; more are closed at once.
+    pub connections: usize,
+    /// Time to send the request head (request line and headers).
+    pub header_read: std::time::Duration,
+    /// Longest life of one connection.
+    pub connection: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: 256,
+            header_read: std::time::Duration::from_secs(10),
+            connection: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves on `listener` until the process ends, within the default [`Limits`].
 pub async fn serve(listener: tokio::net::TcpListener, dir: PathBuf) -> std::io::Result<()> {
-    axum::serve(listener, router(dir)).await
+    serve_with(listener, dir, Limits::default()).await
+}
+
+pub async fn serve_with(listener: tokio::net::TcpListener, dir: PathBuf, limits: Limits) -> std::io::Result<()> {
+    let app = router(dir);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of file descriptors and the like: wait a little rather than spin.
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read);
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(limits.connection, connection).await;
+        });
+    }
 }
 
 /// `certorder solver --dir DIR --listen ADDR`: binds, prints `listening on <addr>` (the port
@@ -173,5 +223,52 @@ mod tests {
         let _ = std::fs::remove_file(outside);
         assert!(file_for(dir.path(), "example.com", "../x").is_none());
         assert!(file_for(dir.path(), "a/b", "x").is_none());
+    }
+
+    /// Whether the server closed the connection within `within` (reads 0 bytes or fails).
+    async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout(within, stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_or_idle_clients_are_cut_off_and_connections_are_limited() {
+        let dir = files();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            connections: 2,
+            header_read: std::time::Duration::from_millis(300),
+            connection: std::time::Duration::from_secs(5),
+        };
+        let server = tokio::spawn(serve_with(listener, dir.path().to_path_buf(), limits));
+        // Two clients that send half a request head and stop.
+        let mut slow = Vec::new();
+        for _ in 0..2 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /.well-known/pki-validation/fileauth.txt HTTP/1.1\r\nHost: exa").await.unwrap();
+            slow.push(s);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // A third is turned away at once: the two hold every slot.
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut third, std::time::Duration::from_millis(200)).await,
+            "a third connection is refused"
+        );
+        // The slow ones are cut off once the header timeout passes.
+        for s in &mut slow {
+            assert!(closed_within(s, std::time::Duration::from_secs(3)).await, "a slow client is cut off");
+        }
+        // Then a real request is served.
+        server.abort();
+        let (status, _, body) = get(dir.path(), "example.com", "/.well-known/pki-validation/fileauth.txt").await;
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, b"2017041811335abc".as_slice()));
     }
 }
