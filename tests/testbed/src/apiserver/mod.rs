@@ -8,9 +8,11 @@
 //! - [`ssa`]: server-side apply and `managedFields`.
 //!
 //! The server: [`registry`] (served kinds), [`store`] (objects, resourceVersions, history),
-//! [`ops`] (write semantics), [`watch`], [`discovery`], [`openapi`], [`table`], [`selectors`],
-//! [`gc`] (garbage collector and namespace controller), [`faults`] (fault injection, counters),
-//! [`http`] (routing).
+//! [`ops`] (write semantics), [`subresources`] (scale, approval, ephemeral containers), [`authn`]
+//! (service account tokens, reviews), [`watch`], [`discovery`] and [`aggregated`] (discovery),
+//! [`openapi`], [`negotiate`] (answer shapes: Table, PartialObjectMetadata), [`table`],
+//! [`selectors`], [`builtin_objects`] (what a new cluster holds), [`gc`] (garbage collector and
+//! namespace controller), [`faults`] (fault injection, counters), [`http`] (routing).
 
 pub mod cel;
 pub mod patchmeta;
@@ -18,17 +20,22 @@ pub mod schema;
 pub mod smp;
 pub mod ssa;
 
+pub mod aggregated;
+pub mod authn;
+pub mod builtin_objects;
 pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod faults;
 pub mod gc;
 pub mod http;
+pub mod negotiate;
 pub mod openapi;
 pub mod ops;
 pub mod registry;
 pub mod selectors;
 pub mod store;
+pub mod subresources;
 pub mod table;
 pub mod tls;
 pub mod watch;
@@ -152,12 +159,7 @@ impl ApiServer {
         let token = options.token.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut store = Store::new(options.history_window);
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let ri = store.registry.get("", "v1", "namespaces").expect("namespaces");
-            let opts = ops::WriteOpts { field_manager: "testbed".into(), ..Default::default() };
-            ops::create(&mut store, &ri, None, json!({"metadata": {"name": ns}}), &opts, false)
-                .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
-        }
+        builtin_objects::create(&mut store, addr.port())?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             faults: Faults::default(),
