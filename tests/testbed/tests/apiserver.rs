@@ -663,13 +663,9 @@ async fn partial_object_metadata_for_get_list_patch_and_watch() {
     assert_eq!(first["object"]["kind"], "PartialObjectMetadata");
     assert!(first["object"].get("data").is_none(), "{first}");
     let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::default_namespaced(server.client());
-    let stream = watcher(metas, watcher::Config::default())
-        .applied_objects()
-        .boxed();
-    let seen = tokio::time::timeout(Duration::from_secs(10), stream.take(1).try_collect::<Vec<_>>())
-        .await
-        .unwrap()
-        .unwrap();
+    let stream = watcher(metas, watcher::Config::default()).applied_objects().boxed();
+    let seen =
+        tokio::time::timeout(Duration::from_secs(10), stream.take(1).try_collect::<Vec<_>>()).await.unwrap().unwrap();
     assert_eq!(seen[0].metadata.name.as_deref(), Some("a"));
 }
 
@@ -688,7 +684,10 @@ async fn field_selectors_follow_each_kinds_field_labels() {
     assert_eq!(nodes.list(&schedulable).await.unwrap().items.len(), 1);
 
     let err = nodes.list(&ListParams::default().fields("metadata.namespace=x")).await.unwrap_err();
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 400 && s.message == "field label not supported: metadata.namespace"), "{err:?}");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 400 && s.message == "field label not supported: metadata.namespace"),
+        "{err:?}"
+    );
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let err = cms.list(&ListParams::default().fields("data.k=v")).await.unwrap_err();
     assert!(
@@ -821,13 +820,15 @@ async fn csr_approval_pod_ephemeral_containers_and_service_account_tokens() {
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let eph = |name: &str| json!({"name": name, "image": "busybox", "command": ["sh"]});
     let body: Pod =
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"ephemeralContainers": [eph("e1")]}})).unwrap();
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"ephemeralContainers": [eph("e1")]}}))
+            .unwrap();
     let p = pods.replace_ephemeral_containers("p", &PostParams::default(), &body).await.unwrap();
     assert_eq!(p.spec.as_ref().unwrap().containers.len(), 1, "the containers stay");
     let patch: Pod = serde_json::from_value(json!({"spec": {"ephemeralContainers": [eph("e2")]}})).unwrap();
     let p = pods.patch_ephemeral_containers("p", &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
     assert_eq!(p.spec.unwrap().ephemeral_containers.unwrap().len(), 2);
-    let removed: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"ephemeralContainers": []}})).unwrap();
+    let removed: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"ephemeralContainers": []}})).unwrap();
     assert_eq!(code(pods.replace_ephemeral_containers("p", &PostParams::default(), &removed).await).0, 422);
 
     let sas: Api<ServiceAccount> = Api::default_namespaced(client.clone());

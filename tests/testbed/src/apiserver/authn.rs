@@ -56,9 +56,8 @@ fn strings(v: &Value) -> Vec<String> {
 /// `POST .../serviceaccounts/{name}/token`: a TokenRequest answered with a signed token.
 pub fn token_request(store: &Store, namespace: &str, name: &str, body: &Value) -> ApiResult<Value> {
     let key = ObjKey { storage: "serviceaccounts".into(), namespace: namespace.into(), name: name.into() };
-    let sa = store.get(&key).ok_or_else(|| {
-        ApiError::not_found(Target { group: "", resource: "serviceaccounts", name })
-    })?;
+    let sa =
+        store.get(&key).ok_or_else(|| ApiError::not_found(Target { group: "", resource: "serviceaccounts", name }))?;
     let spec = &body["spec"];
     let expiration = spec["expirationSeconds"].as_i64().unwrap_or(3600);
     if expiration < 600 {
@@ -122,12 +121,17 @@ fn review(store: &Store, admin_token: &str, token: &str, wanted: &[String]) -> R
         return Err("[invalid bearer token, token audiences don't match]".into());
     }
     let k = &claims["kubernetes.io"];
-    let (ns, name) = (k["namespace"].as_str().unwrap_or_default(), k["serviceaccount"]["name"].as_str().unwrap_or_default());
+    let (ns, name) =
+        (k["namespace"].as_str().unwrap_or_default(), k["serviceaccount"]["name"].as_str().unwrap_or_default());
     let key = ObjKey { storage: "serviceaccounts".into(), namespace: ns.into(), name: name.into() };
     let sa = store.get(&key).ok_or_else(|| format!("[invalid bearer token, serviceaccounts \"{name}\" not found]"))?;
     let uid = sa["metadata"]["uid"].clone();
     if uid != k["serviceaccount"]["uid"] {
-        return Err(format!("[invalid bearer token, service account UID ({}) does not match claim ({})]", uid.as_str().unwrap_or_default(), k["serviceaccount"]["uid"].as_str().unwrap_or_default()));
+        return Err(format!(
+            "[invalid bearer token, service account UID ({}) does not match claim ({})]",
+            uid.as_str().unwrap_or_default(),
+            k["serviceaccount"]["uid"].as_str().unwrap_or_default()
+        ));
     }
     let user = json!({
         "username": format!("system:serviceaccount:{ns}:{name}"),

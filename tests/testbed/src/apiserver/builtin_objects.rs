@@ -107,18 +107,35 @@ fn cluster_roles() -> Vec<Value> {
         rule(&[""], &["serviceaccounts"], &["impersonate"]),
         rule(
             &["apps"],
-            &["daemonsets", "deployments", "deployments/rollback", "deployments/scale", "replicasets", "replicasets/scale", "statefulsets", "statefulsets/scale"],
+            &[
+                "daemonsets",
+                "deployments",
+                "deployments/rollback",
+                "deployments/scale",
+                "replicasets",
+                "replicasets/scale",
+                "statefulsets",
+                "statefulsets/scale",
+            ],
             WRITE,
         ),
         rule(&["autoscaling"], &["horizontalpodautoscalers"], WRITE),
         rule(&["batch"], &["cronjobs", "jobs"], WRITE),
         rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], WRITE),
         rule(&["policy"], &["poddisruptionbudgets"], WRITE),
-        rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]),
+        rule(
+            &["coordination.k8s.io"],
+            &["leases"],
+            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        ),
     ]);
     let mut admin_rules = edit_rules.clone();
     admin_rules.extend([
-        rule(&["rbac.authorization.k8s.io"], &["rolebindings", "roles"], &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]),
+        rule(
+            &["rbac.authorization.k8s.io"],
+            &["rolebindings", "roles"],
+            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        ),
         rule(&["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]),
     ]);
     let aggregated = |name: &str, rules: Vec<Value>, to: &str| {
@@ -134,9 +151,7 @@ fn cluster_roles() -> Vec<Value> {
             "rules": rules,
         })
     };
-    let plain = |name: &str, rules: Value| {
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": bootstrap_meta(name), "rules": rules})
-    };
+    let plain = |name: &str, rules: Value| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": bootstrap_meta(name), "rules": rules});
     vec![
         plain(
             "cluster-admin",
@@ -254,11 +269,13 @@ pub fn create(store: &mut Store, port: u16) -> anyhow::Result<()> {
         .collect();
     objects.extend(kubernetes_service(port));
     objects.extend(cluster_roles().into_iter().map(|o| ("rbac.authorization.k8s.io", "clusterroles", o)));
-    objects.extend(cluster_role_bindings().into_iter().map(|o| ("rbac.authorization.k8s.io", "clusterrolebindings", o)));
+    objects
+        .extend(cluster_role_bindings().into_iter().map(|o| ("rbac.authorization.k8s.io", "clusterrolebindings", o)));
     objects.extend(priority_classes().into_iter().map(|o| ("scheduling.k8s.io", "priorityclasses", o)));
     for (group, plural, obj) in objects {
         let version = obj["apiVersion"].as_str().unwrap_or("v1").rsplit('/').next().unwrap_or("v1").to_string();
-        let ri = store.registry.get(group, &version, plural).ok_or_else(|| anyhow::anyhow!("{plural} is not served"))?;
+        let ri =
+            store.registry.get(group, &version, plural).ok_or_else(|| anyhow::anyhow!("{plural} is not served"))?;
         let ns = obj["metadata"]["namespace"].as_str().map(String::from);
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let status = obj.get("status").cloned();
@@ -300,8 +317,8 @@ pub const COMPONENT_STATUS_WARNING: &str = "v1 ComponentStatus is deprecated in 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::store::ObjKey;
+    use super::*;
 
     #[test]
     fn a_new_cluster_has_its_objects() {

@@ -13,13 +13,13 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult, Target};
 use super::faults::RequestInfo;
+use super::negotiate::{self, Shape};
 use super::ops::{self, DeleteOpts, FieldValidation, PatchKind, WriteOpts, Written};
+use super::registry::KindInfo;
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::Obj;
 use super::watch::{self, WatchParams};
-use super::negotiate::{self, Shape};
-use super::registry::KindInfo;
 use super::{Shared, aggregated, authn, builtin_objects, discovery, openapi, subresources, table};
 
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -266,7 +266,11 @@ async fn resource_request(
         Some(s) => ri.subresources().into_iter().find(|x| x.name == s).map(|x| x.verbs).unwrap_or_default(),
     };
     if !allowed.contains(&verb) {
-        return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
     }
     let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -404,9 +408,9 @@ fn special_request(
         ("", "componentstatuses", None) => {
             let all = builtin_objects::component_statuses();
             let v = if verb == "get" {
-                all.into_iter().find(|c| c["metadata"]["name"] == name).ok_or_else(|| {
-                    ApiError::not_found(Target { group: "", resource: "componentstatuses", name })
-                })?
+                all.into_iter()
+                    .find(|c| c["metadata"]["name"] == name)
+                    .ok_or_else(|| ApiError::not_found(Target { group: "", resource: "componentstatuses", name }))?
             } else {
                 json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": all})
             };

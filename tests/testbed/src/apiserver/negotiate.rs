@@ -32,7 +32,8 @@ impl<'a> MediaType<'a> {
     fn parse(s: &'a str) -> Self {
         let mut parts = s.split(';').map(str::trim);
         let essence = parts.next().unwrap_or_default();
-        let params = parts.filter_map(|p| p.split_once('=')).map(|(k, v)| (k.trim(), v.trim().trim_matches('"'))).collect();
+        let params =
+            parts.filter_map(|p| p.split_once('=')).map(|(k, v)| (k.trim(), v.trim().trim_matches('"'))).collect();
         MediaType { essence, params }
     }
     fn param(&self, k: &str) -> Option<&'a str> {
@@ -144,7 +145,10 @@ mod tests {
     fn metadata_shapes() {
         let o = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "a"}, "spec": {}});
         let m = Shape::Metadata { version: "v1".into(), list: false };
-        assert_eq!(object(&m, &o).unwrap().unwrap(), json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {"name": "a"}}));
+        assert_eq!(
+            object(&m, &o).unwrap().unwrap(),
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {"name": "a"}})
+        );
         assert_eq!(metadata_list(&m, &json!({}), &[&o]).unwrap_err().code, 406);
         let l = Shape::Metadata { version: "v1".into(), list: true };
         let list = metadata_list(&l, &json!({"resourceVersion": "5"}), &[&o]).unwrap().unwrap();

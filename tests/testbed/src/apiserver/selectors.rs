@@ -342,13 +342,19 @@ mod tests {
         let e = sel("metadata.namespace=x", "", "Node").unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (400, "field label not supported: metadata.namespace"));
         let e = sel("spec.replicas=1", "apps", "Deployment").unwrap_err();
-        assert_eq!(e.message, r#""spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace""#);
+        assert_eq!(
+            e.message,
+            r#""spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace""#
+        );
         let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         assert!(sel("spec.host=n1,status.phase=Running", "", "Pod").unwrap().matches(&pod));
         let ev = json!({"metadata": {"name": "e"}, "source": {"component": "kubelet"}});
         assert!(sel("source=kubelet", "", "Event").unwrap().matches(&ev));
         let cr = FieldSelector::parse("spec.color=red").unwrap();
         assert!(cr.clone().for_resource("example.com", "Widget", Some(&["spec.color".to_string()])).is_ok());
-        assert_eq!(cr.for_resource("example.com", "Widget", Some(&[])).unwrap_err().message, "field label not supported: spec.color");
+        assert_eq!(
+            cr.for_resource("example.com", "Widget", Some(&[])).unwrap_err().message,
+            "field label not supported: spec.color"
+        );
     }
 }

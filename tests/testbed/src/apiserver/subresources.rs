@@ -7,8 +7,8 @@ use super::error::{ApiError, ApiResult, Target};
 use super::ops::{self, PatchKind, WriteOpts};
 use super::registry::{KindInfo, ResourceInfo};
 use super::schema::FieldError;
-use super::store::{ObjKey, Store};
 use super::smp;
+use super::store::{ObjKey, Store};
 
 /// Where a resource keeps what its Scale shows.
 #[derive(Debug, Clone)]
@@ -123,7 +123,11 @@ pub fn write_scale(
     let old = store.get(key).ok_or_else(|| ApiError::not_found(target))?;
     let replicas = match &scale["spec"]["replicas"] {
         Value::Null => 0,
-        v => v.as_i64().ok_or_else(|| ApiError::bad_request("Scale in version \"v1\" cannot be handled as a Scale: spec.replicas must be an integer"))?,
+        v => v.as_i64().ok_or_else(|| {
+            ApiError::bad_request(
+                "Scale in version \"v1\" cannot be handled as a Scale: spec.replicas must be an integer",
+            )
+        })?,
     };
     if replicas < 0 {
         return Err(ApiError::invalid(
@@ -174,8 +178,8 @@ pub fn patch_scale(
                 .map_err(|e| ApiError::new(422, "Invalid", e))?;
         }
         PatchKind::Apply => {
-            let applied: Value = serde_yaml::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            let applied: Value =
+                serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
             if let Some(r) = applied["spec"].get("replicas") {
                 scale["spec"]["replicas"] = r.clone();
             }
@@ -278,7 +282,9 @@ mod tests {
 
     #[test]
     fn approval_takes_only_conditions() {
-        let ri = super::super::registry::Registry::new().get("certificates.k8s.io", "v1", "certificatesigningrequests").unwrap();
+        let ri = super::super::registry::Registry::new()
+            .get("certificates.k8s.io", "v1", "certificatesigningrequests")
+            .unwrap();
         let old = json!({"metadata": {"name": "c"}, "spec": {"request": "x"}, "status": {"certificate": "Y"}});
         let new = json!({"metadata": {"name": "c"}, "spec": {"request": "changed"}, "status": {"certificate": "Z", "conditions": [{"type": "Approved", "status": "True"}]}});
         let out = partial_update("approval", &ri, &old, new, "2025-01-01T00:00:00Z").unwrap();

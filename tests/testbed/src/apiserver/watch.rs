@@ -8,10 +8,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Shared, negotiate};
 use super::error::ApiError;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Event, EventType, watch_line};
+use super::{Shared, negotiate};
 
 /// What a watch request asks for.
 #[derive(Debug, Clone)]
