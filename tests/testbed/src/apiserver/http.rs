@@ -182,7 +182,7 @@ fn write_opts(parts: &http::request::Parts, q: &HashMap<String, String>, sub: Op
 /// A field selector checked against the labels kube-apiserver supports for the resource.
 fn field_selector(ri: &ResourceInfo, s: &str) -> ApiResult<FieldSelector> {
     let custom = match &ri.kind_info {
-        KindInfo::Custom(c) => Some(c.selectable_fields.as_slice()),
+        KindInfo::Custom(c) => Some(&c.selectable_fields[..]),
         KindInfo::Builtin { .. } => None,
     };
     FieldSelector::parse(s)?.for_resource(&ri.group, &ri.kind, custom)

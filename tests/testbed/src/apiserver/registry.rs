@@ -33,9 +33,9 @@ pub struct CustomInfo {
     pub printer_columns: Vec<Value>,
     /// `subresources.scale` of this version (`specReplicasPath`, `statusReplicasPath`,
     /// `labelSelectorPath`).
-    pub scale: Option<Value>,
+    pub scale: Option<Box<Value>>,
     /// `selectableFields[].jsonPath` of this version, as field selector labels (`spec.color`).
-    pub selectable_fields: Vec<String>,
+    pub selectable_fields: Box<[String]>,
 }
 
 /// One served resource (a group/version/plural).
@@ -382,7 +382,7 @@ impl Registry {
                     crd_name: name.clone(),
                     schema: v["schema"]["openAPIV3Schema"].as_object().map(|o| Value::Object(o.clone())),
                     printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
-                    scale: v["subresources"]["scale"].as_object().map(|o| Value::Object(o.clone())),
+                    scale: v["subresources"]["scale"].as_object().map(|o| Box::new(Value::Object(o.clone()))),
                     selectable_fields: v["selectableFields"]
                         .as_array()
                         .into_iter()
