@@ -33,7 +33,8 @@ excluded=(
 # Not cluster tests: they run shell commands as exec credential plugins.
 not_cluster=(exec_auth_command exec_token_refresh_via_to_header exec_token_refresh_does_not_block_runtime)
 
-# 1. the scratch workspace with the three crates
+# 1. the scratch workspace with the three crates (kept between runs, so cargo rebuilds nothing)
+if [ "$(cat "$scratch/.version" 2>/dev/null)" != "$version" ]; then
 rm -rf "$scratch"
 mkdir -p "$scratch"
 for c in kube kube-client kube-runtime; do
@@ -64,11 +65,13 @@ kube-runtime = { path = "kube-runtime" }
 EOF
 # Start from the project's lock file so the versions already downloaded are used.
 cp "$repo/Cargo.lock" "$scratch/Cargo.lock"
+echo "$version" >"$scratch/.version"
+fi
 
 # 2. build the tests (first build is slow: all of kube from scratch)
 export CARGO_TARGET_DIR=$kube_target
 kube_features=(--features derive,runtime,client,rustls-tls)
-client_features=(--features client,config,rustls-tls,openssl-tls,ws,jsonpatch)
+client_features=(--features client,config,rustls-tls,openssl-tls,ws,jsonpatch,unstable-client)
 (cd "$scratch" && cargo test --no-run -p kube --lib "${kube_features[@]}" \
     && cargo test --no-run -p kube-client --lib "${client_features[@]}" \
     && cargo test --no-run -p kube-runtime --lib) >"$kube_target/build.log" 2>&1 || {

@@ -182,6 +182,21 @@ async fn bearer_token_is_required() {
 }
 
 #[tokio::test]
+async fn a_client_certificate_from_the_kubeconfig_authenticates_without_the_token() {
+    let server = ApiServer::start().await;
+    let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    assert!(config.auth_info.client_certificate_data.is_some());
+    config.auth_info.token = None;
+    let api: Api<ConfigMap> = Api::default_namespaced(kube::Client::try_from(config.clone()).unwrap());
+    api.list(&ListParams::default()).await.unwrap();
+    // over plain HTTP there is no certificate to show
+    config.cluster_url = server.url().parse().unwrap();
+    let api: Api<ConfigMap> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
+    assert_eq!(code(api.list(&ListParams::default()).await).0, 401);
+}
+
+#[tokio::test]
 async fn status_subresource_and_generation() {
     let server = ApiServer::start().await;
     let api = widgets(&server).await;
