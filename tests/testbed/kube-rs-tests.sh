@@ -17,7 +17,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 kube_target=${CARGO_TARGET_DIR:-$repo/target-kube}
-version=${KUBE_VERSION:-$(awk '/^name = "kube"$/ {getline; gsub(/[" ]|version=/, ""); print; exit}' "$repo/Cargo.lock")}
+version=${KUBE_VERSION:-$(awk -F'"' '/^name = "kube"$/ {getline; print $2; exit}' "$repo/Cargo.lock")}
 registry=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/kube-"$version" | head -n1 | xargs dirname)
 scratch=$kube_target/src
 mkdir -p "$kube_target"
