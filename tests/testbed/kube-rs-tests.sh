@@ -35,8 +35,8 @@ not_cluster=(exec_auth_command exec_token_refresh_via_to_header exec_token_refre
 
 # 1. the scratch workspace with the three crates (kept between runs, so cargo rebuilds nothing)
 if [ "$(cat "$scratch/.version" 2>/dev/null)" != "$version" ]; then
-rm -rf "$scratch"
-mkdir -p "$scratch"
+    rm -rf "$scratch"
+    mkdir -p "$scratch"
 for c in kube kube-client kube-runtime; do
     cp -r "$registry/$c-$version" "$scratch/$c"
     rm -f "$scratch/$c/Cargo.lock"
