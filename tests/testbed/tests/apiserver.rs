@@ -182,6 +182,21 @@ async fn bearer_token_is_required() {
 }
 
 #[tokio::test]
+async fn a_client_certificate_from_the_kubeconfig_authenticates_without_the_token() {
+    let server = ApiServer::start().await;
+    let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig_path()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    assert!(config.auth_info.client_certificate_data.is_some());
+    config.auth_info.token = None;
+    let api: Api<ConfigMap> = Api::default_namespaced(kube::Client::try_from(config.clone()).unwrap());
+    api.list(&ListParams::default()).await.unwrap();
+    // over plain HTTP there is no certificate to show
+    config.cluster_url = server.url().parse().unwrap();
+    let api: Api<ConfigMap> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
+    assert_eq!(code(api.list(&ListParams::default()).await).0, 401);
+}
+
+#[tokio::test]
 async fn status_subresource_and_generation() {
     let server = ApiServer::start().await;
     let api = widgets(&server).await;
@@ -596,4 +611,256 @@ async fn secret_string_data_is_folded_into_data() {
     let data = stored.data.unwrap();
     let text = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
     assert_eq!((text("a"), text("b"), text("c")), ("new".into(), "keep".into(), "plain".into()));
+}
+
+#[tokio::test]
+async fn aggregated_discovery_lists_every_group_with_subresources() {
+    let server = testbed::ApiServer::start().await;
+    let client = server.client();
+    let core = client.list_core_api_versions_aggregated().await.unwrap();
+    let v1 = &core.items[0].versions[0];
+    let pods = v1.resources.iter().find(|r| r.resource.as_deref() == Some("pods")).unwrap();
+    assert_eq!(pods.scope.as_deref(), Some("Namespaced"));
+    assert_eq!(pods.short_names, ["po"]);
+    assert!(pods.subresources.iter().any(|s| s.subresource.as_deref() == Some("ephemeralcontainers")));
+    let apis = client.list_api_groups_aggregated().await.unwrap();
+    let apps = apis.items.iter().find(|g| g.metadata.as_ref().and_then(|m| m.name.as_deref()) == Some("apps")).unwrap();
+    let deploy = apps.versions[0].resources.iter().find(|r| r.resource.as_deref() == Some("deployments")).unwrap();
+    let scale = deploy.subresources.iter().find(|s| s.subresource.as_deref() == Some("scale")).unwrap();
+    assert_eq!(scale.response_kind.as_ref().unwrap().kind.as_deref(), Some("Scale"));
+    assert_eq!(apps.versions[0].freshness.as_deref(), Some("Current"));
+
+    // kube-rs's discovery through it, and a CRD showing up in it
+    widgets(&server).await;
+    let discovery = kube::Discovery::new(client.clone()).run_aggregated().await.unwrap();
+    let (ar, caps) = discovery.get("example.com").unwrap().recommended_kind("Widget").unwrap();
+    assert_eq!((ar.plural.as_str(), caps.subresources.len()), ("widgets", 1));
+    // the plain form is still what a client gets without asking
+    let text = client.request_text(http::Request::get("/apis").body(vec![]).unwrap()).await.unwrap();
+    assert!(text.contains("\"kind\":\"APIGroupList\""), "{text}");
+}
+
+#[tokio::test]
+async fn partial_object_metadata_for_get_list_patch_and_watch() {
+    use kube::core::{ObjectMeta, PartialObjectMetaExt};
+    let server = testbed::ApiServer::start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    cms.create(&PostParams::default(), &cm("a", &[("k", "v")])).await.unwrap();
+    let meta = cms.get_metadata("a").await.unwrap();
+    assert_eq!(meta.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+    assert_eq!(meta.metadata.name.as_deref(), Some("a"));
+    let list = cms.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.types.kind, "PartialObjectMetadataList");
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].types.as_ref().unwrap().api_version, "meta.k8s.io/v1");
+    let patch = ObjectMeta { annotations: Some([("x".to_string(), "1".to_string())].into()), ..Default::default() }
+        .into_request_partial::<ConfigMap>();
+    let patched = cms.patch_metadata("a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    assert_eq!(patched.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+    assert_eq!(patched.metadata.annotations.unwrap()["x"], "1");
+
+    // a list asked for as a single PartialObjectMetadata is not acceptable, as in kube-apiserver
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header("Accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+        .body(vec![])
+        .unwrap();
+    let err = server.client().request_text(req).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 406));
+
+    // metadata watches (kube-runtime's metadata_watcher) see PartialObjectMetadata objects
+    let raw = server.client();
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1")
+        .header("Accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+        .body(vec![])
+        .unwrap();
+    let text = raw.request_text(req).await.unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["object"]["kind"], "PartialObjectMetadata");
+    assert!(first["object"].get("data").is_none(), "{first}");
+    let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::default_namespaced(server.client());
+    let stream = watcher(metas, watcher::Config::default()).applied_objects().boxed();
+    let seen =
+        tokio::time::timeout(Duration::from_secs(10), stream.take(1).try_collect::<Vec<_>>()).await.unwrap().unwrap();
+    assert_eq!(seen[0].metadata.name.as_deref(), Some("a"));
+}
+
+#[tokio::test]
+async fn field_selectors_follow_each_kinds_field_labels() {
+    use k8s_openapi::api::core::v1::Node;
+    let server = testbed::ApiServer::start().await;
+    let nodes: Api<Node> = Api::all(server.client());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let schedulable = ListParams::default().fields("spec.unschedulable==false");
+    assert_eq!(nodes.list(&schedulable).await.unwrap().items.len(), 1, "absent means false");
+    nodes.cordon("n1").await.unwrap();
+    assert_eq!(nodes.list(&schedulable).await.unwrap().items.len(), 0);
+    nodes.uncordon("n1").await.unwrap();
+    assert_eq!(nodes.list(&schedulable).await.unwrap().items.len(), 1);
+
+    let err = nodes.list(&ListParams::default().fields("metadata.namespace=x")).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 400 && s.message == "field label not supported: metadata.namespace"),
+        "{err:?}"
+    );
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let err = cms.list(&ListParams::default().fields("data.k=v")).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 400 && s.message == r#""data.k" is not a known field selector: only "metadata.name", "metadata.namespace""#),
+        "{err:?}"
+    );
+    let watch = cms.watch(&WatchParams::default().fields("data.k=v"), "0").await;
+    assert!(matches!(watch, Err(kube::Error::Api(s)) if s.code == 400));
+}
+
+#[tokio::test]
+async fn a_new_cluster_has_the_kubernetes_service_default_roles_and_component_statuses() {
+    use k8s_openapi::api::core::v1::{ComponentStatus, Service};
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let server = testbed::ApiServer::start().await;
+    let client = server.client();
+    let svc: Service = Api::namespaced(client.clone(), "default").get("kubernetes").await.unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 443);
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    for name in ["cluster-admin", "admin", "edit", "view"] {
+        roles.get(name).await.unwrap();
+    }
+    let cs: Api<ComponentStatus> = Api::all(client.clone());
+    let scheduler = cs.get("scheduler").await.unwrap();
+    assert_eq!(scheduler.conditions.unwrap()[0].type_, "Healthy");
+    assert_eq!(cs.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    assert_eq!(code(cs.delete("scheduler", &DeleteParams::default()).await).0, 405);
+
+    // kube-apiserver's field order: kind first
+    let text = client
+        .request_text(http::Request::get("/api/v1/namespaces/default/services/kubernetes").body(vec![]).unwrap())
+        .await
+        .unwrap();
+    assert!(text.starts_with(r#"{"kind":"Service","apiVersion":"v1","metadata":"#), "{text}");
+}
+
+const SCALED_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: scaleds.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: scaleds, kind: Scaled}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {replicas: {type: integer}}}
+          status: {type: object, properties: {replicas: {type: integer}, selector: {type: string}}}
+"#;
+
+#[tokio::test]
+async fn scale_subresource_of_custom_resources_and_deployments() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let server = testbed::ApiServer::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client());
+    crds.create(&PostParams::default(), &serde_yaml::from_str(SCALED_CRD).unwrap()).await.unwrap();
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Scaled"), "scaleds");
+    let api: Api<DynamicObject> = Api::namespaced_with(server.client(), "default", &ar);
+    let obj: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "example.com/v1", "kind": "Scaled", "metadata": {"name": "s"}, "spec": {"replicas": 2}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let status = json!({"status": {"replicas": 1, "selector": "app=s"}});
+    api.patch_status("s", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    let scale = api.get_scale("s").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(2));
+    let st = scale.status.unwrap();
+    assert_eq!((st.replicas, st.selector.as_deref()), (1, Some("app=s")));
+    let patched =
+        api.patch_scale("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
+    assert_eq!(patched.spec.unwrap().replicas, Some(3));
+    let now = api.get("s").await.unwrap();
+    assert_eq!(now.data["spec"]["replicas"], 3);
+    assert_eq!(now.metadata.generation, Some(2));
+    let stale: k8s_openapi::api::autoscaling::v1::Scale =
+        serde_json::from_value(json!({"metadata": {"name": "s", "resourceVersion": "1"}, "spec": {"replicas": 4}}))
+            .unwrap();
+    assert_eq!(code(api.replace_scale("s", &PostParams::default(), &stale).await).0, 409);
+    let negative = json!({"spec": {"replicas": -1}});
+    assert_eq!(code(api.patch_scale("s", &PatchParams::default(), &Patch::Merge(negative)).await).0, 422);
+
+    let deploys: Api<Deployment> = Api::default_namespaced(server.client());
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "d"}, "spec": {"replicas": 1,
+        "selector": {"matchLabels": {"app": "d"}},
+        "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}))
+    .unwrap();
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    let s = deploys.get_scale("d").await.unwrap();
+    assert_eq!(s.status.unwrap().selector.as_deref(), Some("app=d"));
+    deploys.patch_scale("d", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}}))).await.unwrap();
+    assert_eq!(deploys.get("d").await.unwrap().spec.unwrap().replicas, Some(5));
+}
+
+#[tokio::test]
+async fn csr_approval_pod_ephemeral_containers_and_service_account_tokens() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+    let server = testbed::ApiServer::start().await;
+    let client = server.client();
+
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let csr: CertificateSigningRequest = serde_json::from_value(json!({"metadata": {"name": "c"},
+        "spec": {"request": "cmVx", "signerName": "example.com/x", "usages": ["client auth"]}}))
+    .unwrap();
+    csrs.create(&PostParams::default(), &csr).await.unwrap();
+    let approve = json!({"spec": {"signerName": "changed"}, "status": {"conditions": [{"type": "Approved", "status": "True", "reason": "Test"}]}});
+    csrs.patch_approval("c", &PatchParams::default(), &Patch::Merge(&approve)).await.unwrap();
+    let after = csrs.get_approval("c").await.unwrap();
+    let cond = &after.status.unwrap().conditions.unwrap()[0];
+    assert_eq!(cond.type_, "Approved");
+    assert!(cond.last_update_time.is_some(), "the server fills in the times");
+    assert_eq!(after.spec.signer_name, "example.com/x", "approval changes only the conditions");
+
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let eph = |name: &str| json!({"name": name, "image": "busybox", "command": ["sh"]});
+    let body: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"ephemeralContainers": [eph("e1")]}}))
+            .unwrap();
+    let p = pods.replace_ephemeral_containers("p", &PostParams::default(), &body).await.unwrap();
+    assert_eq!(p.spec.as_ref().unwrap().containers.len(), 1, "the containers stay");
+    let patch: Pod = serde_json::from_value(json!({"spec": {"ephemeralContainers": [eph("e2")]}})).unwrap();
+    let p = pods.patch_ephemeral_containers("p", &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+    assert_eq!(p.spec.unwrap().ephemeral_containers.unwrap().len(), 2);
+    let removed: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"ephemeralContainers": []}})).unwrap();
+    assert_eq!(code(pods.replace_ephemeral_containers("p", &PostParams::default(), &removed).await).0, 422);
+
+    let sas: Api<ServiceAccount> = Api::default_namespaced(client.clone());
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "sa"}})).unwrap();
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let tr: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": ["api"]}})).unwrap();
+    let token = sas.create_token_request("sa", &PostParams::default(), &tr).await.unwrap().status.unwrap().token;
+    let reviews: Api<TokenReview> = Api::all(client.clone());
+    let review = |token: String| {
+        serde_json::from_value::<TokenReview>(json!({"spec": {"token": token, "audiences": ["api"]}})).unwrap()
+    };
+    let status = reviews.create(&PostParams::default(), &review(token.clone())).await.unwrap().status.unwrap();
+    assert_eq!(status.authenticated, Some(true));
+    assert_eq!(status.user.unwrap().username.as_deref(), Some("system:serviceaccount:default:sa"));
+    sas.delete("sa", &DeleteParams::default()).await.unwrap();
+    let status = reviews.create(&PostParams::default(), &review(token)).await.unwrap().status.unwrap();
+    assert_ne!(status.authenticated, Some(true), "the service account is gone");
+    assert!(status.error.is_some());
+    assert_eq!(code(sas.create_token_request("sa", &PostParams::default(), &tr).await).0, 404);
 }

@@ -1,5 +1,6 @@
 //! Discovery documents (`/version`, `/api`, `/apis`, per-group and per-group-version lists), in the
-//! plain (not aggregated) form, which kubectl and kube-rs fall back to.
+//! plain (not aggregated) form, which kubectl and kube-rs fall back to; [`super::aggregated`] has
+//! the aggregated form.
 use serde_json::{Value, json};
 
 use super::registry::{Registry, ResourceInfo};
@@ -71,14 +72,21 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
     let mut list = Vec::new();
     for r in &rs {
         list.push(resource_json(r));
-        if r.status_subresource {
-            list.push(json!({
-                "name": format!("{}/status", r.plural),
+        for sub in r.subresources() {
+            let mut v = json!({
+                "name": format!("{}/{}", r.plural, sub.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if let Some((g, ver)) = sub.api_version.split_once('/')
+                && sub.api_version != r.api_version()
+            {
+                v["group"] = json!(g);
+                v["version"] = json!(ver);
+            }
+            list.push(v);
         }
     }
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };

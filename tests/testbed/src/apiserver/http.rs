@@ -13,12 +13,14 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult, Target};
 use super::faults::RequestInfo;
+use super::negotiate::{self, Shape};
 use super::ops::{self, DeleteOpts, FieldValidation, PatchKind, WriteOpts, Written};
+use super::registry::KindInfo;
 use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::Obj;
 use super::watch::{self, WatchParams};
-use super::{Shared, discovery, openapi, table};
+use super::{Shared, aggregated, authn, builtin_objects, discovery, openapi, subresources, table};
 
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
@@ -83,7 +85,7 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
         return "ok".into_response();
     }
-    if !authorized(&parts.headers, &sh.token) {
+    if !authorized(&parts.headers, &sh.token) && parts.extensions.get::<super::tls::ClientCertUser>().is_none() {
         return ApiError::unauthorized().into_response();
     }
     let latency = sh.faults.latency();
@@ -100,8 +102,18 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             &json!({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]}),
         )),
         (Method::GET, ["version"]) => Ok(json_response(StatusCode::OK, &discovery::version())),
-        (Method::GET, ["api"]) => Ok(json_response(StatusCode::OK, &discovery::api_versions())),
-        (Method::GET, ["apis"]) => Ok(json_response(StatusCode::OK, &discovery::api_groups(&reg()))),
+        (Method::GET, [root @ ("api" | "apis")]) => match negotiate::negotiate(&parts.headers) {
+            Ok(negotiate::Shape::Discovery { version }) => {
+                let doc = aggregated::document(&reg(), *root == "api", &version);
+                let mut r = json_response(StatusCode::OK, &doc);
+                if let Ok(ct) = http::HeaderValue::from_str(&aggregated::content_type(&version)) {
+                    r.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+                }
+                Ok(r)
+            }
+            _ if *root == "api" => Ok(json_response(StatusCode::OK, &discovery::api_versions())),
+            _ => Ok(json_response(StatusCode::OK, &discovery::api_groups(&reg()))),
+        },
         (Method::GET, ["apis", g]) => {
             discovery::api_group(&reg(), g).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(not_found_path)
         }
@@ -167,11 +179,13 @@ fn write_opts(parts: &http::request::Parts, q: &HashMap<String, String>, sub: Op
     })
 }
 
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+/// A field selector checked against the labels kube-apiserver supports for the resource.
+fn field_selector(ri: &ResourceInfo, s: &str) -> ApiResult<FieldSelector> {
+    let custom = match &ri.kind_info {
+        KindInfo::Custom(c) => Some(&c.selectable_fields[..]),
+        KindInfo::Builtin { .. } => None,
+    };
+    FieldSelector::parse(s)?.for_resource(&ri.group, &ri.kind, custom)
 }
 
 /// The object as the requested version presents it (custom resources share storage).
@@ -229,34 +243,34 @@ async fn resource_request(
     if rp.namespace.is_some() && !ri.namespaced {
         return Err(not_found_path());
     }
+    let shape = negotiate::negotiate(&parts.headers)?;
+    if matches!(shape, Shape::Discovery { .. }) {
+        return Err(negotiate::not_acceptable("APIGroupDiscoveryList is only served at /api and /apis"));
+    }
     match rp.subresource.as_deref() {
         None => {}
-        Some("status") if ri.status_subresource => {}
+        Some(s) if ri.has_subresource(s) => {}
         Some(
-            s @ ("scale"
-            | "exec"
-            | "log"
-            | "eviction"
-            | "binding"
-            | "token"
-            | "proxy"
-            | "attach"
-            | "portforward"
-            | "ephemeralcontainers"
-            | "resize"
-            | "approval"
-            | "finalize"),
+            s @ ("exec" | "log" | "eviction" | "binding" | "proxy" | "attach" | "portforward" | "resize" | "finalize"),
         ) => {
             return Err(ApiError::not_implemented(format!("the {s} subresource of {}", ri.plural)));
         }
         Some(_) => return Err(not_found_path()),
     }
-    if verb == "create" && rp.name.is_some() {
-        return Err(ApiError::not_implemented(format!("POST to a named {}", ri.plural)));
-    }
     let ns = rp.namespace.as_deref();
     if rp.name.is_some() && ri.namespaced && ns.is_none() {
         return Err(not_found_path());
+    }
+    let allowed = match rp.subresource.as_deref() {
+        None => ri.verbs(),
+        Some(s) => ri.subresources().into_iter().find(|x| x.name == s).map(|x| x.verbs).unwrap_or_default(),
+    };
+    if !allowed.contains(&verb) {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
     }
     let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -267,22 +281,28 @@ async fn resource_request(
             format!("the testbed API server does not implement the {ct} encoding; send application/json"),
         ));
     }
+    if let Some(answer) = special_request(sh, &ri, &rp, verb, parts, query, &body)? {
+        return Ok(answer);
+    }
+    if verb == "create" && rp.name.is_some() {
+        return Err(ApiError::not_implemented(format!("POST to a named {}", ri.plural)));
+    }
     match verb {
-        "get" => get(sh, &ri, ns, rp.name.as_deref().unwrap(), parts, query),
-        "list" => list(sh, &ri, ns, parts, query),
-        "watch" => watch_request(sh, &ri, ns, rp.name.as_deref(), query),
+        "get" => get(sh, &ri, ns, rp.name.as_deref().unwrap(), &shape, query),
+        "list" => list(sh, &ri, ns, &shape, query),
+        "watch" => watch_request(sh, &ri, ns, rp.name.as_deref(), &shape, query),
         "create" => {
             let obj: Value = parse_body(&body)?;
             let opts = write_opts(parts, query, None)?;
             let w = ops::create(&mut sh.store.lock().unwrap(), &ri, ns, obj, &opts, false)?;
-            Ok(written(&ri, w))
+            written(&ri, w, &shape)
         }
         "update" => {
             let obj: Value = parse_body(&body)?;
             let opts = write_opts(parts, query, rp.subresource.as_deref())?;
             let key = ops::key(&ri, ns, rp.name.as_deref().unwrap());
             let w = ops::update(&mut sh.store.lock().unwrap(), &ri, &key, obj, &opts)?;
-            Ok(written(&ri, w))
+            written(&ri, w, &shape)
         }
         "patch" => {
             let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -295,19 +315,21 @@ async fn resource_request(
             }
             let key = ops::key(&ri, ns, rp.name.as_deref().unwrap());
             let w = ops::patch(&mut sh.store.lock().unwrap(), &ri, &key, kind, &body, &opts)?;
-            Ok(written(&ri, w))
+            written(&ri, w, &shape)
         }
         "delete" => {
             let opts = delete_opts(&body, query)?;
             let key = ops::key(&ri, ns, rp.name.as_deref().unwrap());
             let (obj, gone) = ops::delete(&mut sh.store.lock().unwrap(), &ri, &key, &opts)?;
             let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
-            Ok(object_response(code, &present(&ri, &obj), &[]))
+            let obj = present(&ri, &obj);
+            let shaped = negotiate::object(&shape, &obj)?;
+            Ok(object_response(code, shaped.as_ref().unwrap_or(&obj), &[]))
         }
         "deletecollection" => {
             let opts = delete_opts(&body, query)?;
             let labels = LabelSelector::parse(param(query, "labelSelector").unwrap_or(""))?;
-            let fields = FieldSelector::parse(param(query, "fieldSelector").unwrap_or(""))?;
+            let fields = field_selector(&ri, param(query, "fieldSelector").unwrap_or(""))?;
             let mut store = sh.store.lock().unwrap();
             let keys: Vec<_> = store
                 .list_iter(&ri.storage_key(), ns, None)
@@ -337,9 +359,70 @@ fn parse_body(body: &Bytes) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("the request body could not be decoded: {e}")))
 }
 
-fn written(ri: &ResourceInfo, w: Written) -> Response {
+fn written(ri: &ResourceInfo, w: Written, shape: &Shape) -> ApiResult<Response> {
     let code = if w.created { StatusCode::CREATED } else { StatusCode::OK };
-    object_response(code, &present(ri, &w.obj), &w.warnings)
+    let obj = present(ri, &w.obj);
+    let shaped = negotiate::object(shape, &obj)?;
+    Ok(object_response(code, shaped.as_ref().unwrap_or(&obj), &w.warnings))
+}
+
+/// Requests the generic verbs do not serve: the `scale` and `token` subresources and the kinds
+/// kube-apiserver computes instead of storing (component statuses, reviews). None: not one of them.
+fn special_request(
+    sh: &Arc<Shared>,
+    ri: &ResourceInfo,
+    rp: &ResourcePath,
+    verb: &str,
+    parts: &http::request::Parts,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> ApiResult<Option<Response>> {
+    let ns = rp.namespace.as_deref();
+    let name = rp.name.as_deref().unwrap_or_default();
+    let ok = |code: StatusCode, v: &Value| Ok(Some(json_response(code, v)));
+    match (ri.group.as_str(), ri.plural.as_str(), rp.subresource.as_deref()) {
+        (_, _, Some("scale")) => {
+            let paths = subresources::scale_paths(ri).ok_or_else(not_found_path)?;
+            let key = ops::key(ri, ns, name);
+            let opts = write_opts(parts, query, Some("scale"))?;
+            let mut store = sh.store.lock().unwrap();
+            let scale = match verb {
+                "get" => {
+                    let t = Target { group: &ri.group, resource: &ri.plural, name };
+                    subresources::scale_of(&paths, &*store.get(&key).ok_or_else(|| ApiError::not_found(t))?)
+                }
+                "update" => subresources::write_scale(&mut store, ri, &paths, &key, parse_body(body)?, &opts)?,
+                _ => {
+                    let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let kind = PatchKind::from_content_type(ct)?;
+                    subresources::patch_scale(&mut store, ri, &paths, &key, kind, body, &opts)?
+                }
+            };
+            ok(StatusCode::OK, &scale)
+        }
+        ("", "serviceaccounts", Some("token")) => {
+            let req = if body.is_empty() { json!({}) } else { parse_body(body)? };
+            let tr = authn::token_request(&sh.store.lock().unwrap(), ns.unwrap_or_default(), name, &req)?;
+            ok(StatusCode::CREATED, &tr)
+        }
+        ("", "componentstatuses", None) => {
+            let all = builtin_objects::component_statuses();
+            let v = if verb == "get" {
+                all.into_iter()
+                    .find(|c| c["metadata"]["name"] == name)
+                    .ok_or_else(|| ApiError::not_found(Target { group: "", resource: "componentstatuses", name }))?
+            } else {
+                json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": all})
+            };
+            Ok(Some(object_response(StatusCode::OK, &v, &[builtin_objects::COMPONENT_STATUS_WARNING.to_string()])))
+        }
+        ("authentication.k8s.io", "tokenreviews", None) => {
+            let review = authn::token_review(&sh.store.lock().unwrap(), &sh.token, &parse_body(body)?)?;
+            ok(StatusCode::CREATED, &review)
+        }
+        ("authentication.k8s.io", "selfsubjectreviews", None) => ok(StatusCode::CREATED, &authn::self_subject_review()),
+        _ => Ok(None),
+    }
 }
 
 fn delete_opts(body: &Bytes, q: &HashMap<String, String>) -> ApiResult<DeleteOpts> {
@@ -358,7 +441,7 @@ fn get(
     ri: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
-    parts: &http::request::Parts,
+    shape: &Shape,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
     let key = ops::key(ri, ns, name);
@@ -368,22 +451,23 @@ fn get(
     };
     let obj = obj.ok_or_else(|| ApiError::not_found(Target { group: &ri.group, resource: &ri.plural, name }))?;
     let obj = present(ri, &obj);
-    if wants_table(&parts.headers) {
+    if *shape == Shape::Table {
         let t = table::table(ri, &[&obj], &rv.to_string(), None, param(q, "includeObject").unwrap_or("Metadata"));
         return Ok(json_response(StatusCode::OK, &t));
     }
-    Ok(json_response(StatusCode::OK, &obj))
+    let shaped = negotiate::object(shape, &obj)?;
+    Ok(json_response(StatusCode::OK, shaped.as_ref().unwrap_or(&obj)))
 }
 
 fn list(
     sh: &Arc<Shared>,
     ri: &ResourceInfo,
     ns: Option<&str>,
-    parts: &http::request::Parts,
+    shape: &Shape,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
     let labels = LabelSelector::parse(param(q, "labelSelector").unwrap_or(""))?;
-    let fields = FieldSelector::parse(param(q, "fieldSelector").unwrap_or(""))?;
+    let fields = field_selector(ri, param(q, "fieldSelector").unwrap_or(""))?;
     let limit: usize = match param(q, "limit") {
         Some(l) => l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit: {l}")))?,
         None => 0,
@@ -444,7 +528,7 @@ fn list(
         (items, list_rv, next)
     };
     let items: Vec<Obj> = items.iter().map(|o| present(ri, o)).collect();
-    if wants_table(&parts.headers) {
+    if *shape == Shape::Table {
         let refs: Vec<&Value> = items.iter().map(|o| &**o).collect();
         let t = table::table(
             ri,
@@ -458,6 +542,10 @@ fn list(
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
     if let Some(c) = &next {
         meta["continue"] = json!(c);
+    }
+    let refs: Vec<&Value> = items.iter().map(|o| &**o).collect();
+    if let Some(l) = negotiate::metadata_list(shape, &meta, &refs)? {
+        return Ok(json_response(StatusCode::OK, &l));
     }
     let mut out = Vec::with_capacity(256 + items.len() * 512);
     out.extend_from_slice(b"{\"kind\":");
@@ -482,6 +570,7 @@ fn watch_request(
     ri: &ResourceInfo,
     ns: Option<&str>,
     name: Option<&str>,
+    shape: &Shape,
     q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
     let labels = LabelSelector::parse(param(q, "labelSelector").unwrap_or(""))?;
@@ -489,7 +578,7 @@ fn watch_request(
     if let Some(n) = name {
         fsel = if fsel.is_empty() { format!("metadata.name={n}") } else { format!("{fsel},metadata.name={n}") };
     }
-    let fields = FieldSelector::parse(&fsel)?;
+    let fields = field_selector(ri, &fsel)?;
     let rv = match param(q, "resourceVersion").filter(|r| !r.is_empty() && *r != "0") {
         Some(r) => Some(r.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {r}")))?),
         None => None,
@@ -518,6 +607,10 @@ fn watch_request(
         timeout,
         api_version: ri.api_version(),
         kind: ri.kind.clone(),
+        metadata_only: match shape {
+            Shape::Metadata { version, .. } => Some(version.clone()),
+            _ => None,
+        },
     };
     Ok(watch::serve(sh.clone(), p))
 }

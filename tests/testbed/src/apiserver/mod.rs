@@ -8,9 +8,11 @@
 //! - [`ssa`]: server-side apply and `managedFields`.
 //!
 //! The server: [`registry`] (served kinds), [`store`] (objects, resourceVersions, history),
-//! [`ops`] (write semantics), [`watch`], [`discovery`], [`openapi`], [`table`], [`selectors`],
-//! [`gc`] (garbage collector and namespace controller), [`faults`] (fault injection, counters),
-//! [`http`] (routing).
+//! [`ops`] (write semantics), [`subresources`] (scale, approval, ephemeral containers), [`authn`]
+//! (service account tokens, reviews), [`watch`], [`discovery`] and [`aggregated`] (discovery),
+//! [`openapi`], [`negotiate`] (answer shapes: Table, PartialObjectMetadata), [`table`],
+//! [`selectors`], [`builtin_objects`] (what a new cluster holds), [`gc`] (garbage collector and
+//! namespace controller), [`faults`] (fault injection, counters), [`http`] (routing).
 
 pub mod cel;
 pub mod patchmeta;
@@ -18,17 +20,22 @@ pub mod schema;
 pub mod smp;
 pub mod ssa;
 
+pub mod aggregated;
+pub mod authn;
+pub mod builtin_objects;
 pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod faults;
 pub mod gc;
 pub mod http;
+pub mod negotiate;
 pub mod openapi;
 pub mod ops;
 pub mod registry;
 pub mod selectors;
 pub mod store;
+pub mod subresources;
 pub mod table;
 pub mod tls;
 pub mod watch;
@@ -105,12 +112,19 @@ async fn serve(
         let tls = tls.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let svc = hyper_util::service::TowerToHyperService::new(app.clone());
             let builder = hyper::server::conn::http1::Builder::new();
             let mut first = [0u8; 1];
             let is_tls = matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16);
             if is_tls {
                 let Ok(s) = tls.accept(stream).await else { return };
+                // rustls verified any client certificate against the CA: it authenticates the user.
+                let svc = match s.get_ref().1.peer_certificates() {
+                    Some([_, ..]) => hyper_util::service::TowerToHyperService::new(
+                        app.layer(axum::Extension(tls::ClientCertUser(authn::ADMIN_USER.into()))),
+                    ),
+                    _ => svc,
+                };
                 let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(s), svc).with_upgrades();
                 tokio::select! { _ = conn => {}, _ = stop.changed() => {} }
             } else {
@@ -123,16 +137,32 @@ async fn serve(
 
 /// The kubeconfig text for a server at `url` with `token` (and the CA of its HTTPS certificate).
 pub fn kubeconfig_yaml(url: &str, token: &str, ca_pem: Option<&str>) -> String {
+    kubeconfig_yaml_with_client_cert(url, token, ca_pem, None)
+}
+
+/// [`kubeconfig_yaml`] whose user also has a client certificate and key (PEM).
+pub fn kubeconfig_yaml_with_client_cert(
+    url: &str,
+    token: &str,
+    ca_pem: Option<&str>,
+    client: Option<(&str, &str)>,
+) -> String {
     use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut user = json!({"token": token});
+    if let Some((cert, key)) = client {
+        user["client-certificate-data"] = json!(b64(cert));
+        user["client-key-data"] = json!(b64(key));
+    }
     let mut cluster = json!({"server": url});
     if let Some(ca) = ca_pem {
-        cluster["certificate-authority-data"] = json!(base64::engine::general_purpose::STANDARD.encode(ca));
+        cluster["certificate-authority-data"] = json!(b64(ca));
     }
     let v = json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "testbed", "cluster": cluster}],
-        "users": [{"name": "testbed", "user": {"token": token}}],
+        "users": [{"name": "testbed", "user": user}],
         "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": "testbed", "namespace": "default"}}],
         "current-context": "testbed",
         "preferences": {},
@@ -152,12 +182,7 @@ impl ApiServer {
         let token = options.token.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut store = Store::new(options.history_window);
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let ri = store.registry.get("", "v1", "namespaces").expect("namespaces");
-            let opts = ops::WriteOpts { field_manager: "testbed".into(), ..Default::default() };
-            ops::create(&mut store, &ri, None, json!({"metadata": {"name": ns}}), &opts, false)
-                .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
-        }
+        builtin_objects::create(&mut store, addr.port())?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             faults: Faults::default(),
@@ -172,7 +197,12 @@ impl ApiServer {
         let dir = tempfile::tempdir()?;
         std::fs::write(
             dir.path().join("kubeconfig"),
-            kubeconfig_yaml(&format!("https://{addr}"), &token, Some(&cert.ca_pem)),
+            kubeconfig_yaml_with_client_cert(
+                &format!("https://{addr}"),
+                &token,
+                Some(&cert.ca_pem),
+                Some((&cert.client_cert_pem, &cert.client_key_pem)),
+            ),
         )?;
         Ok(ApiServer { shared, addr, kubeconfig: dir, shutdown: tx, ca_pem: cert.ca_pem })
     }

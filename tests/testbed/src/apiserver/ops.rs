@@ -363,7 +363,7 @@ pub fn create(
         ssa::record_update(None, &mut obj, &opts.field_manager, None, &types(ri));
     }
     if opts.dry_run {
-        return Ok(Written { obj: obj.into(), created: true, warnings });
+        return Ok(Written { obj: super::store::kube_field_order(obj).into(), created: true, warnings });
     }
     let stored = store.put(&key, obj);
     if is_crd(ri) {
@@ -423,6 +423,8 @@ pub fn write_existing(
         if let Some(mf) = managed_fields {
             new["metadata"]["managedFields"] = mf;
         }
+    } else if let Some(sub @ ("approval" | "ephemeralcontainers")) = opts.subresource.as_deref() {
+        new = super::subresources::partial_update(sub, ri, &old, new, &now())?;
     } else if ri.status_subresource {
         match old.get("status") {
             Some(s) => new["status"] = s.clone(),
@@ -471,7 +473,7 @@ pub fn write_existing(
         ssa::record_update(Some(&old), &mut new, &opts.field_manager, opts.subresource.as_deref(), &types(ri));
     }
     if opts.dry_run {
-        return Ok(Written { obj: new.into(), created: false, warnings });
+        return Ok(Written { obj: super::store::kube_field_order(new).into(), created: false, warnings });
     }
     if !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty() && !is_namespace(ri) {
         let gone = remove_object(store, ri, key).unwrap_or(old);

@@ -31,6 +31,11 @@ pub struct CustomInfo {
     pub schema: Option<Value>,
     /// `additionalPrinterColumns` of this version.
     pub printer_columns: Vec<Value>,
+    /// `subresources.scale` of this version (`specReplicasPath`, `statusReplicasPath`,
+    /// `labelSelectorPath`).
+    pub scale: Option<Box<Value>>,
+    /// `selectableFields[].jsonPath` of this version, as field selector labels (`spec.color`).
+    pub selectable_fields: Box<[String]>,
 }
 
 /// One served resource (a group/version/plural).
@@ -66,9 +71,62 @@ impl ResourceInfo {
             KindInfo::Builtin { .. } => None,
         }
     }
+    /// The verbs kube-apiserver serves for the resource (virtual kinds serve only some).
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        match (self.group.as_str(), self.plural.as_str()) {
+            ("authentication.k8s.io", "tokenreviews" | "selfsubjectreviews") => vec!["create"],
+            ("", "componentstatuses") => vec!["get", "list"],
+            _ => vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        }
     }
+
+    /// The subresources served for the resource, as discovery lists them.
+    pub fn subresources(&self) -> Vec<Subresource> {
+        let sub = |name: &'static str, api_version: &str, kind: &str, verbs: &[&'static str]| Subresource {
+            name,
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            verbs: verbs.to_vec(),
+        };
+        let rw: &[&'static str] = &["get", "patch", "update"];
+        let mut out = Vec::new();
+        if self.status_subresource {
+            out.push(sub("status", &self.api_version(), &self.kind, rw));
+        }
+        let scale = match &self.kind_info {
+            KindInfo::Custom(c) => c.scale.is_some(),
+            KindInfo::Builtin { .. } => matches!(
+                (self.group.as_str(), self.plural.as_str()),
+                ("apps", "deployments" | "replicasets" | "statefulsets") | ("", "replicationcontrollers")
+            ),
+        };
+        if scale {
+            out.push(sub("scale", "autoscaling/v1", "Scale", rw));
+        }
+        match (self.group.as_str(), self.plural.as_str()) {
+            ("certificates.k8s.io", "certificatesigningrequests") => {
+                out.push(sub("approval", &self.api_version(), &self.kind, rw))
+            }
+            ("", "pods") => out.push(sub("ephemeralcontainers", "v1", "Pod", rw)),
+            ("", "serviceaccounts") => out.push(sub("token", "authentication.k8s.io/v1", "TokenRequest", &["create"])),
+            _ => {}
+        }
+        out
+    }
+
+    /// Whether `name` is a subresource the server implements for this resource.
+    pub fn has_subresource(&self, name: &str) -> bool {
+        self.subresources().iter().any(|s| s.name == name)
+    }
+}
+
+/// A subresource of a served resource (`status`, `scale`, ...), with the kind it answers.
+#[derive(Debug, Clone)]
+pub struct Subresource {
+    pub name: &'static str,
+    pub api_version: String,
+    pub kind: String,
+    pub verbs: Vec<&'static str>,
 }
 
 pub fn storage_key(group: &str, plural: &str) -> String {
@@ -108,6 +166,28 @@ where
     }
 }
 
+/// A kind kube-apiserver serves without storing it (reviews, component statuses): no list kind of
+/// its own unless listable, no status subresource.
+fn virtual_kind<T>(list_kind: &str) -> ResourceInfo
+where
+    T: k8s_openapi::Resource + Serialize + DeserializeOwned,
+    T::Scope: ScopeFlag,
+{
+    ResourceInfo {
+        group: T::GROUP.to_string(),
+        version: T::VERSION.to_string(),
+        kind: T::KIND.to_string(),
+        list_kind: list_kind.to_string(),
+        singular: T::KIND.to_lowercase(),
+        plural: T::URL_PATH_SEGMENT.to_string(),
+        namespaced: <T::Scope as ScopeFlag>::NAMESPACED,
+        short_names: extra_names(T::GROUP, T::URL_PATH_SEGMENT).0,
+        categories: Vec::new(),
+        status_subresource: false,
+        kind_info: KindInfo::Builtin { roundtrip: roundtrip::<T> },
+    }
+}
+
 /// Short names and categories are not in the OpenAPI types; these are kube-apiserver's.
 fn extra_names(group: &str, plural: &str) -> (Vec<String>, Vec<String>) {
     let short: &[&str] = match (group, plural) {
@@ -120,6 +200,7 @@ fn extra_names(group: &str, plural: &str) -> (Vec<String>, Vec<String>) {
         ("", "events") => &["ev"],
         ("events.k8s.io", "events") => &["ev"],
         ("", "nodes") => &["no"],
+        ("", "componentstatuses") => &["cs"],
         ("", "persistentvolumes") => &["pv"],
         ("", "persistentvolumeclaims") => &["pvc"],
         ("", "replicationcontrollers") => &["rc"],
@@ -172,7 +253,7 @@ fn builtin_resources() -> Vec<ResourceInfo> {
     use k8s_openapi::api::*;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
-    builtins![
+    let mut all = builtins![
         status:
             core::v1::Namespace, core::v1::Service, core::v1::Pod, core::v1::Node,
             core::v1::PersistentVolume, core::v1::PersistentVolumeClaim, core::v1::ReplicationController,
@@ -202,7 +283,11 @@ fn builtin_resources() -> Vec<ResourceInfo> {
             scheduling::v1::PriorityClass,
             discovery::v1::EndpointSlice,
             node::v1::RuntimeClass,
-    ]
+    ];
+    all.push(virtual_kind::<core::v1::ComponentStatus>("ComponentStatusList"));
+    all.push(virtual_kind::<authentication::v1::TokenReview>(""));
+    all.push(virtual_kind::<authentication::v1::SelfSubjectReview>(""));
+    all
 }
 
 /// Every served resource, in kube-apiserver's group order (core first, then by registration).
@@ -297,6 +382,14 @@ impl Registry {
                     crd_name: name.clone(),
                     schema: v["schema"]["openAPIV3Schema"].as_object().map(|o| Value::Object(o.clone())),
                     printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+                    scale: v["subresources"]["scale"].as_object().map(|o| Box::new(Value::Object(o.clone()))),
+                    selectable_fields: v["selectableFields"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|f| f["jsonPath"].as_str())
+                        .map(|p| p.trim_start_matches('.').to_string())
+                        .collect(),
                 }),
             };
             self.add(info);

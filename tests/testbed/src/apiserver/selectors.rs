@@ -102,9 +102,123 @@ impl LabelSelector {
     }
 }
 
-/// A parsed field selector: `path=value`, `path==value`, `path!=value`, comma separated.
+/// A parsed field selector: `path=value`, `path==value`, `path!=value`, comma separated. After
+/// [`FieldSelector::for_resource`] the labels are the ones kube-apiserver supports for the kind, and
+/// fields absent from an object have the value kube-apiserver gives them (`false`, `0`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FieldSelector(Vec<(String, bool, String)>);
+pub struct FieldSelector(Vec<FieldTerm>);
+
+/// `path` (dotted JSON path) `=`/`!=` `want`; `default` is the value of an absent field.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct FieldTerm {
+    path: String,
+    default: &'static str,
+    eq: bool,
+    want: String,
+}
+
+/// How a field label reads an object: the JSON path and the value when absent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FieldSource {
+    path: &'static str,
+    default: &'static str,
+}
+
+const fn at(path: &'static str) -> FieldSource {
+    FieldSource { path, default: "" }
+}
+
+/// The field labels kube-apiserver supports for a kind (its field label conversion functions and
+/// the fields each registry strategy sets), with where the value comes from. None: the kind has no
+/// conversion function of its own and takes the default one (`metadata.name`, `metadata.namespace`).
+fn kind_fields(group: &str, kind: &str, label: &str) -> Option<Result<FieldSource, ()>> {
+    let meta = |l: &str| match l {
+        "metadata.name" => Some(at("metadata.name")),
+        "metadata.namespace" => Some(at("metadata.namespace")),
+        _ => None,
+    };
+    let found = match (group, kind) {
+        ("", "Pod") => meta(label).or(match label {
+            "spec.nodeName" | "spec.host" => Some(at("spec.nodeName")),
+            "spec.restartPolicy" => Some(at("spec.restartPolicy")),
+            "spec.schedulerName" => Some(at("spec.schedulerName")),
+            "spec.serviceAccountName" => Some(at("spec.serviceAccountName")),
+            "spec.hostNetwork" => Some(FieldSource { path: "spec.hostNetwork", default: "false" }),
+            "status.phase" => Some(at("status.phase")),
+            "status.podIP" => Some(at("status.podIP")),
+            "status.podIPs" => Some(at("status.podIPs")),
+            "status.nominatedNodeName" => Some(at("status.nominatedNodeName")),
+            _ => None,
+        }),
+        ("", "Node") => match label {
+            "metadata.name" => Some(at("metadata.name")),
+            "spec.unschedulable" => Some(FieldSource { path: "spec.unschedulable", default: "false" }),
+            _ => None,
+        },
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => meta(label).or(match label {
+            "status.replicas" => Some(FieldSource { path: "status.replicas", default: "0" }),
+            _ => None,
+        }),
+        ("apps", "StatefulSet") => meta(label).or(match label {
+            "status.successful" => Some(at("status.successful")),
+            _ => None,
+        }),
+        ("batch", "Job") => meta(label).or(match label {
+            "status.successful" => Some(FieldSource { path: "status.succeeded", default: "0" }),
+            _ => None,
+        }),
+        ("", "Event") => meta(label).or(match label {
+            "involvedObject.kind" => Some(at("involvedObject.kind")),
+            "involvedObject.namespace" => Some(at("involvedObject.namespace")),
+            "involvedObject.name" => Some(at("involvedObject.name")),
+            "involvedObject.uid" => Some(at("involvedObject.uid")),
+            "involvedObject.apiVersion" => Some(at("involvedObject.apiVersion")),
+            "involvedObject.resourceVersion" => Some(at("involvedObject.resourceVersion")),
+            "involvedObject.fieldPath" => Some(at("involvedObject.fieldPath")),
+            "reason" => Some(at("reason")),
+            "reportingComponent" => Some(at("reportingComponent")),
+            "source" => Some(at("source.component")),
+            "type" => Some(at("type")),
+            _ => None,
+        }),
+        // events.k8s.io shares core Events' field labels, read from its own field names.
+        ("events.k8s.io", "Event") => meta(label).or(match label {
+            "involvedObject.kind" => Some(at("regarding.kind")),
+            "involvedObject.namespace" => Some(at("regarding.namespace")),
+            "involvedObject.name" => Some(at("regarding.name")),
+            "involvedObject.uid" => Some(at("regarding.uid")),
+            "involvedObject.apiVersion" => Some(at("regarding.apiVersion")),
+            "involvedObject.resourceVersion" => Some(at("regarding.resourceVersion")),
+            "involvedObject.fieldPath" => Some(at("regarding.fieldPath")),
+            "reason" => Some(at("reason")),
+            "reportingComponent" => Some(at("reportingController")),
+            "source" => Some(at("deprecatedSource.component")),
+            "type" => Some(at("type")),
+            _ => None,
+        }),
+        ("", "Namespace") => match label {
+            "metadata.name" => Some(at("metadata.name")),
+            "status.phase" => Some(at("status.phase")),
+            _ => None,
+        },
+        ("", "Secret") => meta(label).or(match label {
+            "type" => Some(at("type")),
+            _ => None,
+        }),
+        ("", "Service") => meta(label).or(match label {
+            "spec.clusterIP" => Some(at("spec.clusterIP")),
+            "spec.type" => Some(at("spec.type")),
+            _ => None,
+        }),
+        ("certificates.k8s.io", "CertificateSigningRequest") => match label {
+            "metadata.name" => Some(at("metadata.name")),
+            "spec.signerName" => Some(at("spec.signerName")),
+            _ => None,
+        },
+        _ => return None,
+    };
+    Some(found.ok_or(()))
+}
 
 impl FieldSelector {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
@@ -119,7 +233,37 @@ impl FieldSelector {
             } else {
                 return Err(ApiError::bad_request(format!("invalid selector: '{part}'; can't understand '{part}'")));
             };
-            out.push((k.trim().to_string(), eq, v.trim().to_string()));
+            out.push(FieldTerm { path: k.trim().to_string(), default: "", eq, want: v.trim().to_string() });
+        }
+        Ok(FieldSelector(out))
+    }
+
+    /// Checks the labels against what kube-apiserver supports for the resource (400 with its
+    /// message otherwise) and maps each label to where its value is read from. `custom` is
+    /// `Some(selectableFields)` for custom resources.
+    pub fn for_resource(self, group: &str, kind: &str, custom: Option<&[String]>) -> Result<Self, ApiError> {
+        let mut out = Vec::with_capacity(self.0.len());
+        for term in self.0 {
+            let label = term.path.clone();
+            let (path, default) = if let Some(selectable) = custom {
+                match label.as_str() {
+                    "metadata.name" | "metadata.namespace" => (label.clone(), ""),
+                    l if selectable.iter().any(|s| s == l) => (label.clone(), ""),
+                    _ => return Err(ApiError::bad_request(format!("field label not supported: {label}"))),
+                }
+            } else {
+                match kind_fields(group, kind, &label) {
+                    Some(Ok(src)) => (src.path.to_string(), src.default),
+                    Some(Err(())) => return Err(ApiError::bad_request(format!("field label not supported: {label}"))),
+                    None if label == "metadata.name" || label == "metadata.namespace" => (label.clone(), ""),
+                    None => {
+                        return Err(ApiError::bad_request(format!(
+                            "\"{label}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                        )));
+                    }
+                }
+            };
+            out.push(FieldTerm { path, default, ..term });
         }
         Ok(FieldSelector(out))
     }
@@ -130,21 +274,25 @@ impl FieldSelector {
 
     /// The value of `metadata.name` this selector requires, if any (lets get-like lists be fast).
     pub fn required_name(&self) -> Option<&str> {
-        self.0.iter().find(|(k, eq, _)| k == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
+        self.0.iter().find(|t| t.path == "metadata.name" && t.eq).map(|t| t.want.as_str())
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(path, eq, want)| {
+        self.0.iter().all(|t| {
             let mut cur = obj;
-            for seg in path.split('.') {
+            for seg in t.path.split('.') {
                 cur = &cur[seg];
             }
             let have = match cur {
                 Value::String(s) => s.clone(),
-                Value::Null => String::new(),
+                Value::Null => t.default.to_string(),
+                // status.podIPs: the addresses, comma separated
+                Value::Array(a) => {
+                    a.iter().filter_map(|e| e["ip"].as_str().or(e.as_str())).collect::<Vec<_>>().join(",")
+                }
                 other => other.to_string(),
             };
-            (have == *want) == *eq
+            (have == t.want) == t.eq
         })
     }
 }
@@ -183,5 +331,30 @@ mod tests {
         assert!(!FieldSelector::parse("metadata.name!=a").unwrap().matches(&o));
         assert!(FieldSelector::parse("metadata.namespace==ns,involvedObject.name=x").unwrap().matches(&o));
         assert!(FieldSelector::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn field_labels_per_kind() {
+        let node = json!({"metadata": {"name": "n"}, "spec": {}});
+        let sel = |s: &str, g: &str, k: &str| FieldSelector::parse(s).unwrap().for_resource(g, k, None);
+        assert!(sel("spec.unschedulable==false", "", "Node").unwrap().matches(&node));
+        assert!(!sel("spec.unschedulable=true", "", "Node").unwrap().matches(&node));
+        let e = sel("metadata.namespace=x", "", "Node").unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (400, "field label not supported: metadata.namespace"));
+        let e = sel("spec.replicas=1", "apps", "Deployment").unwrap_err();
+        assert_eq!(
+            e.message,
+            r#""spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace""#
+        );
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        assert!(sel("spec.host=n1,status.phase=Running", "", "Pod").unwrap().matches(&pod));
+        let ev = json!({"metadata": {"name": "e"}, "source": {"component": "kubelet"}});
+        assert!(sel("source=kubelet", "", "Event").unwrap().matches(&ev));
+        let cr = FieldSelector::parse("spec.color=red").unwrap();
+        assert!(cr.clone().for_resource("example.com", "Widget", Some(&["spec.color".to_string()])).is_ok());
+        assert_eq!(
+            cr.for_resource("example.com", "Widget", Some(&[])).unwrap_err().message,
+            "field label not supported: spec.color"
+        );
     }
 }

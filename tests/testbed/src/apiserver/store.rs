@@ -56,6 +56,21 @@ pub fn watch_line(t: &str, obj: &Value) -> Bytes {
     Bytes::from(v)
 }
 
+/// The object with its top-level fields in the order kube-apiserver writes them: `kind`,
+/// `apiVersion`, `metadata`, `spec`, `status`, then the others (clients compare serialized text).
+pub fn kube_field_order(obj: Value) -> Value {
+    let Value::Object(mut m) = obj else { return obj };
+    const FIRST: [&str; 5] = ["kind", "apiVersion", "metadata", "spec", "status"];
+    let mut out = serde_json::Map::with_capacity(m.len());
+    for k in FIRST {
+        if let Some(v) = m.shift_remove(k) {
+            out.insert(k.to_string(), v);
+        }
+    }
+    out.extend(m);
+    Value::Object(out)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjKey {
     pub storage: String,
@@ -236,7 +251,8 @@ impl Store {
     }
 
     /// Stores an object (created or replaced), giving it the next resourceVersion.
-    pub fn put(&mut self, key: &ObjKey, mut obj: Value) -> Obj {
+    pub fn put(&mut self, key: &ObjKey, obj: Value) -> Obj {
+        let mut obj = kube_field_order(obj);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         let obj = Arc::new(obj);

@@ -8,10 +8,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::Shared;
 use super::error::ApiError;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Event, EventType, watch_line};
+use super::{Shared, negotiate};
 
 /// What a watch request asks for.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct WatchParams {
     /// apiVersion and kind the client asked for (objects and bookmarks are reported in it).
     pub api_version: String,
     pub kind: String,
+    /// `Some(meta.k8s.io version)` when the client asked for `PartialObjectMetadata` objects.
+    pub metadata_only: Option<String>,
 }
 
 impl WatchParams {
@@ -36,6 +38,9 @@ impl WatchParams {
     }
 
     fn line_for(&self, t: EventType, obj: &Value, ev: Option<&Event>) -> Bytes {
+        if let Some(v) = &self.metadata_only {
+            return watch_line(t.as_str(), &negotiate::partial(v, obj));
+        }
         if obj["apiVersion"].as_str() == Some(self.api_version.as_str()) {
             match ev {
                 Some(e) if std::ptr::eq(obj, &*e.object) => e.line(t),
@@ -80,7 +85,11 @@ impl WatchParams {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        watch_line("BOOKMARK", &json!({"kind": self.kind, "apiVersion": self.api_version, "metadata": meta}))
+        let (kind, api_version) = match &self.metadata_only {
+            Some(v) => ("PartialObjectMetadata".to_string(), format!("meta.k8s.io/{v}")),
+            None => (self.kind.clone(), self.api_version.clone()),
+        };
+        watch_line("BOOKMARK", &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}))
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use testbed::apiserver::{ApiServer, Options, kubeconfig_yaml};
+use testbed::apiserver::{ApiServer, Options};
 
 #[derive(Parser)]
 #[command(about = "An in-memory Kubernetes API server for tests")]
@@ -35,7 +35,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = ApiServer::start_with(options).await?;
     if let Some(out) = &args.kubeconfig_out {
-        std::fs::write(out, kubeconfig_yaml(&server.https_url(), server.token(), Some(server.ca_pem())))?;
+        // HTTPS, with the CA, the token and a client certificate
+        std::fs::copy(server.kubeconfig_path(), out)?;
     }
     println!("listening on {}", server.url());
     println!("kubeconfig: {}", args.kubeconfig_out.as_deref().unwrap_or(&server.kubeconfig_path()).display());
