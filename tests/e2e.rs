@@ -1419,6 +1419,96 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
     assert_eq!(sim.calls("DownloadConfirmLetterTemp"), 1);
 }
 
+/// The account's key is rotated while an order waits for domain validation: polls are refused
+/// (RetCode 171), which does not end the order — the provider shows Ready=False with the reason —
+/// and once the credentials Secret holds the new key the order carries on by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_refused_credentials_on_a_poll_wait_for_the_secret_to_be_fixed() {
+    const NEW_KEY: &str = "rotated-private-key-e2e-5d1c";
+    let (env, sim) = ucloud_env().await;
+    env.apply(ucloud_dv_order("rotated", &["rotated.example.com"], "ucloud")).await;
+    let validating = env.wait_phase("rotated", Phase::DomainValidation).await;
+    sim.rotate_private_key(NEW_KEY);
+    env.publish_challenges(&validating).await;
+    let refused = env
+        .wait_for("rotated", "a refused poll", |o| {
+            o.status.as_ref().and_then(|s| s.last_failure.as_deref()).is_some_and(|f| f.contains("RetCode 171"))
+        })
+        .await;
+    assert_ne!(refused.status.as_ref().unwrap().phase, Phase::Failed, "a refused poll does not end a bought order");
+    let providers: Api<ClusterCertificateProvider> = Api::all(env.client.clone());
+    wait_until(|| async {
+        let p = providers.get("ucloud").await.unwrap();
+        p.status
+            .unwrap_or_default()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False" && c.message.contains("RetCode 171"))
+    })
+    .await;
+
+    // The person puts the new key in the Secret; nothing else changes.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "certorder-system");
+    let patch = json!({"stringData": {"PrivateKey": NEW_KEY}});
+    secrets.patch("ucloud-credentials", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    env.wait_phase("rotated", Phase::Issued).await;
+    assert_eq!(sim.purchases(), 1);
+    wait_until(|| async {
+        let p = providers.get("ucloud").await.unwrap();
+        p.status.unwrap_or_default().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await;
+    assert!(!captured_logs().contains(NEW_KEY), "the key never appears in the logs");
+}
+
+/// `rotationPolicy: Never`: a renewal keeps the key and still gets a new certificate — a reissue,
+/// sent exactly once per renewal — from the built-in CA and from UCloud.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_with_rotation_policy_never_reissues_once_with_the_same_key() {
+    let (env, sim) = ucloud_env().await;
+    env.provider("auto", "Automatic").await;
+    let mut local = dv_order("keep-local", &["keep.example.com"], "auto");
+    local["spec"]["privateKey"] = json!({"rotationPolicy": "Never"});
+    let mut vendor = ucloud_dv_order("keep-ucloud", &["keep.example.org"], "ucloud");
+    vendor["spec"]["privateKey"] = json!({"rotationPolicy": "Never"});
+    for order in [local, vendor] {
+        let name = order["metadata"]["name"].as_str().unwrap().to_string();
+        env.apply(order).await;
+        let validating = env.wait_phase(&name, Phase::DomainValidation).await;
+        env.publish_challenges(&validating).await;
+        let first = env.wait_phase(&name, Phase::Issued).await.status.unwrap().certificate.unwrap();
+        let reissues = sim.calls("ReIssueCertificateCSRInfo");
+
+        let out = env.cli(&["renew", &name, "-n", NS]);
+        assert!(out.status.success(), "renew: {}", String::from_utf8_lossy(&out.stderr));
+        // The CA validates the domains again: publish what it asks for until the new certificate is in.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let renewed = loop {
+            let o = env.orders().get(&name).await.unwrap();
+            let s = o.status.clone().unwrap();
+            if s.phase == Phase::Issued && s.certificate.as_ref().is_some_and(|c| c.serial != first.serial) {
+                break o;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} was not renewed: {s:?}");
+            if !s.challenges.is_empty() {
+                env.publish_challenges(&o).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let status = renewed.status.unwrap();
+        let second = status.certificate.unwrap();
+        assert_eq!(second.key_fingerprint, first.key_fingerprint, "{name}: the key is kept");
+        assert_eq!(status.order.unwrap().issuances, 2, "{name}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let later = env.orders().get(&name).await.unwrap().status.unwrap();
+        assert_eq!(later.certificate.unwrap().serial, second.serial, "{name}: answered once, nothing more");
+        if name == "keep-ucloud" {
+            assert_eq!(sim.calls("ReIssueCertificateCSRInfo"), reissues + 1, "one reissue for one renewal");
+        }
+    }
+    assert_eq!(sim.purchases(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
     use futures::StreamExt;

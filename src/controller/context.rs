@@ -161,14 +161,17 @@ impl Context {
         };
         let version =
             format!("{}/{}", object.uid().unwrap_or_default(), object.metadata.generation.unwrap_or_default());
-        self.registry
+        let provider = self
+            .registry
             .get_or_build(
                 name,
                 &version,
                 || self.build_provider(&object),
                 async |result: &Result<Provider, String>| self.report_provider(&object, result).await,
             )
-            .await
+            .await?;
+        self.check_account(&object, &provider).await;
+        Ok(provider)
     }
 
     async fn build_provider(&self, object: &ClusterCertificateProvider) -> Result<Provider, String> {
@@ -193,6 +196,18 @@ impl Context {
     /// A UCloud client with the key pair from the provider's Secret (read by name, never cached
     /// or logged): one client, and one rate limiter, per provider generation.
     async fn ucloud_provider(&self, name: &str, spec: &crate::api::UcloudProvider) -> Result<Provider, String> {
+        let (credentials, secret_name) = self.ucloud_credentials(name, spec).await?;
+        crate::provider::ucloud::UcloudProvider::new(spec, credentials, secret_name)
+            .map(Provider::Ucloud)
+            .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
+    }
+
+    /// The key pair from the provider's Secret, and the Secret's `namespace/name`.
+    async fn ucloud_credentials(
+        &self,
+        name: &str,
+        spec: &crate::api::UcloudProvider,
+    ) -> Result<(crate::provider::ucloud::Credentials, String), String> {
         let reference = &spec.credentials_secret_ref;
         let secret_name = format!("{}/{}", reference.namespace, reference.name);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &reference.namespace);
@@ -220,9 +235,23 @@ impl Context {
         };
         let credentials =
             crate::provider::ucloud::Credentials { public_key: field("PublicKey")?, private_key: field("PrivateKey")? };
-        crate::provider::ucloud::UcloudProvider::new(spec, credentials, secret_name)
-            .map(Provider::Ucloud)
-            .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
+        Ok((credentials, secret_name))
+    }
+
+    /// While UCloud refuses the account, the provider shows Ready=False with the reason, and the
+    /// key pair is read again from its Secret before each retry: fixing the Secret resumes the
+    /// orders with no change to any spec. Ready again once a call succeeds.
+    async fn check_account(&self, object: &ClusterCertificateProvider, provider: &Provider) {
+        let (Provider::Ucloud(ucloud), Some(spec)) = (provider, &object.spec.ucloud) else { return };
+        match ucloud.refused() {
+            Some(why) => {
+                self.report_ready(object, false, "AccountRefused", &why).await;
+                if let Ok((credentials, _)) = self.ucloud_credentials(&object.name_any(), spec).await {
+                    ucloud.replace_credentials(credentials);
+                }
+            }
+            None => self.report_ready(object, true, "Ready", &format!("{} provider ready", provider.kind())).await,
+        }
     }
 
     /// Loads the local CA from its Secret, generating it on first use.
@@ -263,10 +292,14 @@ impl Context {
 
     /// Writes the provider's kind and Ready condition, when they change.
     async fn report_provider(&self, object: &ClusterCertificateProvider, result: &Result<Provider, String>) {
-        let (status, reason, message) = match result {
-            Ok(p) => ("True", "Ready", format!("{} provider ready", p.kind())),
-            Err(e) => ("False", "Invalid", e.clone()),
-        };
+        match result {
+            Ok(p) => self.report_ready(object, true, "Ready", &format!("{} provider ready", p.kind())).await,
+            Err(e) => self.report_ready(object, false, "Invalid", e).await,
+        }
+    }
+
+    async fn report_ready(&self, object: &ClusterCertificateProvider, ready: bool, reason: &str, message: &str) {
+        let status = if ready { "True" } else { "False" };
         let current = object.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
         if current.is_some_and(|c| c.status == status && c.message == message)
             && object.status.as_ref().and_then(|s| s.observed_generation) == object.metadata.generation

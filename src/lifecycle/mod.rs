@@ -332,8 +332,13 @@ pub fn vendor_order_name(uid: &str) -> String {
 }
 
 /// Identifies what is sent with the info: a change of any of it means sending it again.
-pub fn info_digest(spec: &CertificateOrderSpec, domains: &[String], key_fingerprint: &str) -> String {
-    let sent = serde_json::json!({
+///
+/// `round` is the number of certificates issued under the purchase before this one: a renewal
+/// sends the info again (a reissue) even when nothing in it changed, as with `rotationPolicy:
+/// Never`, and exactly once. The first round leaves it out, so digests recorded before it existed
+/// still match.
+pub fn info_digest(spec: &CertificateOrderSpec, domains: &[String], key_fingerprint: &str, round: u32) -> String {
+    let mut sent = serde_json::json!({
         "domains": domains,
         "product": spec.product,
         "organization": spec.organization,
@@ -341,6 +346,9 @@ pub fn info_digest(spec: &CertificateOrderSpec, domains: &[String], key_fingerpr
         "method": spec.domain_validation.method,
         "key": key_fingerprint,
     });
+    if round > 0 {
+        sent["round"] = round.into();
+    }
     let hash = Sha256::digest(sent.to_string().as_bytes());
     hex::encode(&hash[..12])
 }
@@ -443,9 +451,12 @@ fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs:
     }
     // Issued by an earlier spec whose vendor-side info differs (say, a new applicant): reissue.
     let Ok(domains) = normalize_domains(&order.spec.domains) else { return false };
-    match status.order.as_ref().and_then(|o| o.info_digest.as_ref()) {
+    let vendor = status.order.as_ref();
+    match vendor.and_then(|o| o.info_digest.as_ref()) {
         Some(sent) if status.certificate.as_ref().map(|c| &c.sha256_fingerprint) == Some(&info.sha256_fingerprint) => {
-            *sent == info_digest(order.spec, &domains, &info.key_fingerprint)
+            // Sent for the installed certificate, the last one issued.
+            let round = vendor.map_or(0, |v| v.issuances.saturating_sub(1));
+            *sent == info_digest(order.spec, &domains, &info.key_fingerprint, round)
         }
         _ => true,
     }
@@ -501,7 +512,7 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
         return Decision::Act(Step::Purchase);
     }
     let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
-    let digest = info_digest(order.spec, &domains, &key.fingerprint);
+    let digest = info_digest(order.spec, &domains, &key.fingerprint, vendor.issuances);
     let rejected = vendor.rejected_generation == Some(order.generation);
     if vendor.info_digest.as_deref() != Some(digest.as_str()) {
         if rejected {

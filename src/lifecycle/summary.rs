@@ -55,7 +55,9 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     let letter_ref = order.spec.documents.as_ref().and_then(|d| d.confirmation_letter.as_ref());
     let info_sent = current
         || match (&obs.pending_key, &vendor.info_digest) {
-            (Some(key), Some(sent)) => *sent == info_digest(order.spec, &status.domains, &key.fingerprint),
+            (Some(key), Some(sent)) => {
+                *sent == info_digest(order.spec, &status.domains, &key.fingerprint, vendor.issuances)
+            }
             _ => false,
         };
     let docs_sent = vendor.documents_digest.is_some();

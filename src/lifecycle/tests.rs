@@ -140,7 +140,7 @@ fn submitted(spec: &CertificateOrderSpec, stage: Option<VendorStage>) -> Certifi
         order: Some(VendorOrder {
             name: vendor_order_name("uid-1"),
             id: Some("local-uid-1".into()),
-            info_digest: Some(info_digest(spec, &domains, "k1")),
+            info_digest: Some(info_digest(spec, &domains, "k1", 0)),
             documents_digest: spec.product.type_.needs_organization_review().then(|| "letter-1".into()),
             stage,
             ..VendorOrder::default()
@@ -155,7 +155,7 @@ fn decide_table() {
     let dv = spec(CertificateType::DV);
     let ov = spec(CertificateType::OV);
     let letter = LetterObs::Present { digest: "letter-1".into() };
-    let digest_k1 = info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1");
+    let digest_k1 = info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1", 0);
     let timing = Timing::default();
 
     struct Case {
@@ -920,7 +920,7 @@ fn transient_failures_back_off_exponentially_capped_and_reset_on_success() {
             &Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::NotNeeded) },
             &timing
         ),
-        Decision::Act(Step::SubmitInfo { digest: info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1") })
+        Decision::Act(Step::SubmitInfo { digest: info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1", 0) })
     );
 }
 
@@ -1095,7 +1095,7 @@ fn a_renew_request_is_answered_by_exactly_one_issuance() {
     // The new certificate's notBefore is backdated before the request, as CAs do.
     let new = cert(requested - chrono::Duration::minutes(1), "k2");
     let domains = normalize_domains(&dv.domains).unwrap();
-    status.order.as_mut().unwrap().info_digest = Some(info_digest(&dv, &domains, "k2"));
+    status.order.as_mut().unwrap().info_digest = Some(info_digest(&dv, &domains, "k2", 0));
     let status = absorb(&order, status, Outcome::Installed(new.clone()), &timing, now);
     assert_eq!(status.renew_request_answered, Some(requested));
     let installed_new =

@@ -76,8 +76,25 @@ pub fn signature(params: &BTreeMap<String, Value>, private_key: &str) -> String 
 /// the provider handles.)
 pub const READ_ONLY_ACTIONS: &[&str] = &["GetCertificateDetailInfo", "GetCertificateList", "DownloadCertificate"];
 
+/// RetCodes that refuse the account rather than the request: credentials (170, 171, 172), project
+/// (292), IP allow-list (294), IAM permission (299). Fixed outside the order.
+pub const ACCOUNT_CODES: &[i64] = &[170, 171, 172, 292, 294, 299];
+
 /// What a failed call means for the order, by the gateway's `RetCode`.
 pub fn classify(action: &str, code: i64, message: &str, secret: &str) -> ProviderError {
+    let error = classify_code(action, code, message, secret);
+    // An order already bought must not end because the account was refused while it was only
+    // being asked about: a person fixes the Secret or the permission, and the order carries on.
+    if ACCOUNT_CODES.contains(&code) && READ_ONLY_ACTIONS.contains(&action) {
+        return ProviderError::retryable(format!(
+            "{}; asking again later (the order carries on once the account is fixed)",
+            error.message
+        ));
+    }
+    error
+}
+
+fn classify_code(action: &str, code: i64, message: &str, secret: &str) -> ProviderError {
     let vendor = if message.is_empty() { String::new() } else { format!(": {message}") };
     match code {
         // The gateway refused the call before it reached the service: nothing was done.
@@ -155,7 +172,11 @@ type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct Client {
     endpoint: String,
     project_id: Option<String>,
-    credentials: Credentials,
+    /// Replaced when the Secret is read again after UCloud refused them.
+    credentials: Arc<std::sync::RwLock<Credentials>>,
+    /// UCloud's last refusal of the credentials or the account's permissions (RetCode 170, 171,
+    /// 172, 292, 294, 299), until a call succeeds again.
+    refused: Arc<std::sync::Mutex<Option<String>>>,
     /// `namespace/name` of the credentials Secret, for messages.
     secret: String,
     http: HttpClient<Https, Full<Bytes>>,
@@ -184,22 +205,34 @@ impl Client {
         Ok(Client {
             endpoint,
             project_id: project_id.filter(|p| !p.is_empty()),
-            credentials,
+            credentials: Arc::new(std::sync::RwLock::new(credentials)),
+            refused: Arc::default(),
             secret,
             http,
             limiter: Arc::new(RateLimiter::per_second(requests_per_second)),
         })
     }
 
+    /// Why UCloud last refused the credentials or permissions, while no call succeeded since.
+    pub fn refused(&self) -> Option<String> {
+        self.refused.lock().expect("refusal lock").clone()
+    }
+
+    /// The key pair as read again from the Secret (after a refusal): the next calls use it.
+    pub fn replace_credentials(&self, credentials: Credentials) {
+        *self.credentials.write().expect("credentials lock") = credentials;
+    }
+
     /// Calls `action` with `params`; `Ok` holds the answer of a `RetCode` 0.
     pub async fn call(&self, action: &str, params: BTreeMap<String, Value>) -> Result<Value, ProviderError> {
+        let credentials = self.credentials.read().expect("credentials lock").clone();
         let mut params = params;
         params.insert("Action".into(), Value::String(action.into()));
-        params.insert("PublicKey".into(), Value::String(self.credentials.public_key.clone()));
+        params.insert("PublicKey".into(), Value::String(credentials.public_key.clone()));
         if let Some(project) = &self.project_id {
             params.entry("ProjectId".into()).or_insert_with(|| Value::String(project.clone()));
         }
-        let sig = signature(&params, &self.credentials.private_key);
+        let sig = signature(&params, &credentials.private_key);
         tracing::debug!(action, params = %redacted(&params), "UCloud request");
         params.insert("Signature".into(), Value::String(sig));
         let body = serde_json::to_vec(&params).expect("JSON of a map of values");
@@ -225,6 +258,7 @@ impl Client {
         let message = super::wire::string(&answer, "Message").unwrap_or_default();
         tracing::debug!(action, ret_code = code, %status, "UCloud answer");
         if code == 0 {
+            *self.refused.lock().expect("refusal lock") = None;
             return Ok(answer);
         }
         if code == -1 {
@@ -232,7 +266,11 @@ impl Client {
                 "UCloud answered {action} with HTTP {status} and no RetCode; retrying"
             )));
         }
-        Err(classify(action, code, &message, &self.secret))
+        let error = classify(action, code, &message, &self.secret);
+        if ACCOUNT_CODES.contains(&code) {
+            *self.refused.lock().expect("refusal lock") = Some(error.message.clone());
+        }
+        Err(error)
     }
 
     /// Fetches a file the API pointed at (a certificate zip, a letter template): over https, or

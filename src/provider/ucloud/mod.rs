@@ -98,6 +98,16 @@ impl UcloudProvider {
         })
     }
 
+    /// Why UCloud refuses this account now (credentials or permissions), if it does.
+    pub fn refused(&self) -> Option<String> {
+        self.client.refused()
+    }
+
+    /// Uses the key pair read again from the Secret.
+    pub fn replace_credentials(&self, credentials: Credentials) {
+        self.client.replace_credentials(credentials)
+    }
+
     /// The CA certificates an issued chain must lead to.
     pub fn trust(&self) -> &[String] {
         &self.trust

@@ -124,7 +124,8 @@ struct Inner {
 
 struct Sim {
     public_key: String,
-    private_key: String,
+    /// Replaced by [`UsslSim::rotate_private_key`].
+    private_key: Mutex<String>,
     dns: SocketAddr,
     base_url: String,
     ca: TestCa,
@@ -155,7 +156,7 @@ impl UsslSim {
         let addr = listener.local_addr().expect("local address");
         let sim = Arc::new(Sim {
             public_key: public_key.into(),
-            private_key: private_key.into(),
+            private_key: Mutex::new(private_key.into()),
             dns,
             base_url: format!("http://{addr}"),
             ca: TestCa::generate(),
@@ -225,6 +226,11 @@ impl UsslSim {
     /// `PurchaseCertificate` records the order at once but answers only after `delay`.
     pub fn set_purchase_delay(&self, delay: Duration) {
         self.inner().purchase_delay = delay;
+    }
+
+    /// The account's key pair is rotated in the console: from now on only `private_key` signs.
+    pub fn rotate_private_key(&self, private_key: &str) {
+        *self.sim.private_key.lock().expect("simulator lock") = private_key.into();
     }
 
     /// Issues from now on from a CA that is not the simulator's (its chain leads to a root nobody
@@ -458,7 +464,8 @@ async fn carry_out(sim: Arc<Sim>, action: String, params: Map<String, Value>) ->
     if text(&params, "PublicKey").as_deref() != Some(sim.public_key.as_str()) {
         return answer(&action, 172, "User not exists", json!({}));
     }
-    if sig != signature(&params, &sim.private_key) {
+    let private_key = sim.private_key.lock().expect("simulator lock").clone();
+    if sig != signature(&params, &private_key) {
         return answer(&action, 171, "Signature VerifyAC Error", json!({}));
     }
     let Some((_, required)) = REQUIRED.iter().find(|(a, _)| *a == action) else {
