@@ -3,11 +3,18 @@
 //! query parameter) on every resource path. That is what kubectl's `QueryParamVerifierV3` looks
 //! for to decide that the server validates fields itself, so `kubectl apply` sends
 //! `fieldValidation=Strict` instead of validating against an OpenAPI v2 schema client-side.
-//! Component schemas are left empty, so kubectl computes strategic merge patches from its
-//! compiled-in types.
+//!
+//! Custom resources get their component schemas as kube-apiserver publishes them (the CRD's
+//! `openAPIV3Schema` with `apiVersion`, `kind`, a `metadata` reference and
+//! `x-kubernetes-group-version-kind`, and the list kind), with the `meta/v1` schemas they refer to,
+//! which is what `kubectl explain` reads. Built-in kinds have none, so kubectl computes strategic
+//! merge patches from its compiled-in types.
 use serde_json::{Map, Value, json};
 
-use super::registry::Registry;
+use super::registry::{Registry, ResourceInfo};
+
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
@@ -84,10 +91,86 @@ pub fn document(reg: &Registry, path: &str) -> Option<Value> {
             paths.insert(format!("{item}/status"), json!({"patch": op("Status")}));
         }
     }
+    let mut schemas = Map::new();
+    for r in reg.in_group_version(&group, &version).iter().filter(|r| r.is_custom()) {
+        let (kind, list) = custom_resource_schemas(r);
+        schemas.insert(rest_friendly_name(r, &r.kind), kind);
+        schemas.insert(rest_friendly_name(r, &r.list_kind), list);
+    }
+    if !schemas.is_empty() {
+        schemas.extend(meta_schemas());
+    }
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
+}
+
+/// kube-apiserver's name of a custom resource's component schema: the group reversed, the version
+/// and the kind (`io.certorder.v1alpha1.CertificateOrder`).
+fn rest_friendly_name(r: &ResourceInfo, kind: &str) -> String {
+    let mut parts: Vec<&str> = r.group.split('.').rev().collect();
+    parts.push(&r.version);
+    parts.push(kind);
+    parts.join(".")
+}
+
+fn schema_ref(name: &str, description: &str) -> Value {
+    json!({"allOf": [{"$ref": format!("#/components/schemas/{name}")}], "description": description})
+}
+
+fn add_type_meta(schema: &mut Value) {
+    schema["properties"]["apiVersion"] = json!({
+        "type": "string",
+        "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+    });
+    schema["properties"]["kind"] = json!({
+        "type": "string",
+        "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+    });
+}
+
+/// The schemas of a custom resource's kind and list kind (apiextensions-apiserver's builder).
+fn custom_resource_schemas(r: &ResourceInfo) -> (Value, Value) {
+    let gvk = |kind: &str| json!([{"group": r.group, "version": r.version, "kind": kind}]);
+    let mut kind = match r.schema() {
+        Some(s) => {
+            let mut s = s.clone();
+            s["properties"]["metadata"] = schema_ref(
+                OBJECT_META,
+                "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+            );
+            add_type_meta(&mut s);
+            s
+        }
+        None => json!({"type": "object"}),
+    };
+    kind["x-kubernetes-group-version-kind"] = gvk(&r.kind);
+    let mut list = json!({
+        "type": "object",
+        "description": format!("{} is a list of {}", r.list_kind, r.kind),
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "description": format!("List of {}. More info: https://git.k8s.io/community/contributors/devel/api-conventions.md", r.plural),
+                "items": {"$ref": format!("#/components/schemas/{}", rest_friendly_name(r, &r.kind))},
+            },
+            "metadata": schema_ref(LIST_META, "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"),
+        },
+        "x-kubernetes-group-version-kind": gvk(&r.list_kind),
+    });
+    add_type_meta(&mut list);
+    (kind, list)
+}
+
+/// `ObjectMeta`, `ListMeta` and the schemas they refer to, from the k8s-openapi types.
+fn meta_schemas() -> Map<String, Value> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    generator.subschema_for::<ObjectMeta>();
+    generator.subschema_for::<ListMeta>();
+    generator.take_definitions(true)
 }
