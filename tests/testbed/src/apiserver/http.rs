@@ -20,7 +20,7 @@ use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::Obj;
 use super::watch::{self, WatchParams};
-use super::{Shared, aggregated, authn, builtin_objects, discovery, openapi, subresources, table};
+use super::{Shared, aggregated, authn, builtin_objects, discovery, openapi, protobuf, subresources, table};
 
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
@@ -274,13 +274,15 @@ async fn resource_request(
     }
     let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!("the testbed API server does not implement the {ct} encoding; send application/json"),
-        ));
-    }
+    let media_type = ct.split(';').next().unwrap_or_default().trim();
+    let body = match media_type {
+        _ if body.is_empty() || verb == "patch" => body,
+        protobuf::MEDIA_TYPE if !ri.is_custom() => {
+            Bytes::from(serde_json::to_vec(&protobuf::decode(&ri, &body)?).expect("serializes"))
+        }
+        t if t == protobuf::MEDIA_TYPE || t.contains("cbor") => return Err(protobuf::unsupported(&ri)),
+        _ => body,
+    };
     if let Some(answer) = special_request(sh, &ri, &rp, verb, parts, query, &body)? {
         return Ok(answer);
     }

@@ -12,7 +12,8 @@
 //! (service account tokens, reviews), [`watch`], [`discovery`] and [`aggregated`] (discovery),
 //! [`openapi`], [`negotiate`] (answer shapes: Table, PartialObjectMetadata), [`table`],
 //! [`selectors`], [`builtin_objects`] (what a new cluster holds), [`gc`] (garbage collector and
-//! namespace controller), [`faults`] (fault injection, counters), [`http`] (routing).
+//! namespace controller), [`faults`] (fault injection, counters), [`protobuf`] (protobuf request
+//! bodies), [`http`] (routing).
 
 pub mod cel;
 pub mod patchmeta;
@@ -32,6 +33,7 @@ pub mod http;
 pub mod negotiate;
 pub mod openapi;
 pub mod ops;
+pub mod protobuf;
 pub mod registry;
 pub mod selectors;
 pub mod store;

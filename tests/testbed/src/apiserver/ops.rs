@@ -202,6 +202,10 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         KindInfo::Builtin { roundtrip } => {
             if ri.group.is_empty() && ri.kind == "Secret" {
                 fold_string_data(obj);
+                // kube-apiserver's defaulting (protobuf bodies from client-go carry `type: ""`)
+                if obj["type"].as_str().is_none_or(str::is_empty) {
+                    obj["type"] = json!("Opaque");
+                }
             }
             let kept = roundtrip(obj).map_err(|e| {
                 ApiError::bad_request(format!(
