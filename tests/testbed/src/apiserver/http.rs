@@ -15,8 +15,7 @@ use super::error::{ApiError, ApiResult, Target};
 use super::faults::RequestInfo;
 use super::negotiate::{self, Shape};
 use super::ops::{self, DeleteOpts, FieldValidation, PatchKind, WriteOpts, Written};
-use super::registry::KindInfo;
-use super::registry::ResourceInfo;
+use super::registry::{self, KindInfo, ResourceInfo};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::Obj;
 use super::watch::{self, WatchParams};
@@ -188,16 +187,9 @@ fn field_selector(ri: &ResourceInfo, s: &str) -> ApiResult<FieldSelector> {
     FieldSelector::parse(s)?.for_resource(&ri.group, &ri.kind, custom)
 }
 
-/// The object as the requested version presents it (custom resources share storage).
+/// The object as the requested version presents it (custom resources and Events share storage).
 fn present(ri: &ResourceInfo, obj: &Obj) -> Obj {
-    let av = ri.api_version();
-    if obj["apiVersion"].as_str() == Some(av.as_str()) {
-        obj.clone()
-    } else {
-        let mut o = (**obj).clone();
-        o["apiVersion"] = json!(av);
-        Arc::new(o)
-    }
+    registry::present(obj, &ri.api_version())
 }
 
 fn object_response(code: StatusCode, obj: &Value, warnings: &[String]) -> Response {

@@ -13,7 +13,7 @@
 //! [`openapi`], [`negotiate`] (answer shapes: Table, PartialObjectMetadata), [`table`],
 //! [`selectors`], [`builtin_objects`] (what a new cluster holds), [`gc`] (garbage collector and
 //! namespace controller), [`faults`] (fault injection, counters), [`protobuf`] (protobuf request
-//! bodies), [`http`] (routing).
+//! bodies), [`events`] (the two Event APIs), [`http`] (routing).
 
 pub mod cel;
 pub mod patchmeta;
@@ -27,6 +27,7 @@ pub mod builtin_objects;
 pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod faults;
 pub mod gc;
 pub mod http;

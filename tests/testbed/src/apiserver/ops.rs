@@ -6,7 +6,7 @@ use super::error::{ApiError, ApiResult, Target};
 use super::registry::{KindInfo, ResourceInfo};
 use super::schema::FieldError;
 use super::store::{Obj, ObjKey, Store};
-use super::{cel, crd, schema, smp, ssa};
+use super::{cel, crd, events, schema, smp, ssa};
 
 /// `fieldValidation` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,6 +61,11 @@ pub struct DeleteOpts {
 
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A stored object in the version of the request (Events are stored in their core form).
+fn in_version(ri: &ResourceInfo, obj: Obj) -> Obj {
+    super::registry::present(&obj, &ri.api_version())
 }
 
 fn target<'a>(ri: &'a ResourceInfo, name: &'a str) -> Target<'a> {
@@ -369,7 +374,7 @@ pub fn create(
     if opts.dry_run {
         return Ok(Written { obj: super::store::kube_field_order(obj).into(), created: true, warnings });
     }
-    let stored = store.put(&key, obj);
+    let stored = store.put(&key, events::to_storage(obj));
     if is_crd(ri) {
         store.registry.set_crd(&stored);
     }
@@ -398,6 +403,7 @@ pub fn write_existing(
     opts: &WriteOpts,
     managed: bool,
 ) -> ApiResult<Written> {
+    let old = in_version(ri, old);
     check_type(ri, &mut new)?;
     let t = target(ri, &key.name);
     let old_rv = old["metadata"]["resourceVersion"].clone();
@@ -483,7 +489,7 @@ pub fn write_existing(
         let gone = remove_object(store, ri, key).unwrap_or(old);
         return Ok(Written { obj: gone, created: false, warnings });
     }
-    let stored = store.put(key, new);
+    let stored = store.put(key, events::to_storage(new));
     if is_crd(ri) {
         store.registry.set_crd(&stored);
     }
@@ -562,7 +568,7 @@ pub fn patch(
     if kind == PatchKind::Strategic && ri.is_custom() {
         return Err(ApiError::unsupported_media("application/strategic-merge-patch+json"));
     }
-    let old = store.get(key).ok_or_else(|| ApiError::not_found(t))?;
+    let old = in_version(ri, store.get(key).ok_or_else(|| ApiError::not_found(t))?);
     let mut doc = (*old).clone();
     match kind {
         PatchKind::Json => {
@@ -611,7 +617,7 @@ fn apply(store: &mut Store, ri: &ResourceInfo, key: &ObjKey, body: &[u8], opts: 
             applied["metadata"]["name"] = json!(key.name);
         }
     }
-    let live = store.get(key);
+    let live = store.get(key).map(|o| in_version(ri, o));
     let merged =
         ssa::apply(live.as_deref(), &applied, &opts.field_manager, opts.force, opts.subresource.as_deref(), &types(ri))
             .map_err(|conflicts| conflict_error(ri, &key.name, &conflicts))?;

@@ -130,7 +130,26 @@ pub struct Subresource {
 }
 
 pub fn storage_key(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    match (group, plural) {
+        // one storage for both Event APIs (see events.rs)
+        ("events.k8s.io", "events") => plural.to_string(),
+        ("", _) => plural.to_string(),
+        _ => format!("{plural}.{group}"),
+    }
+}
+
+/// A stored object as `api_version` serves it: Events converted between their two APIs, custom
+/// resources (whose versions share storage) with their apiVersion replaced.
+pub fn present(obj: &Arc<Value>, api_version: &str) -> Arc<Value> {
+    if obj["apiVersion"].as_str() == Some(api_version) {
+        return obj.clone();
+    }
+    if let Some(v) = super::events::to_version(obj, api_version) {
+        return Arc::new(v);
+    }
+    let mut o = (**obj).clone();
+    o["apiVersion"] = Value::from(api_version);
+    Arc::new(o)
 }
 
 /// Maps a k8s-openapi scope type to "namespaced or not".
@@ -417,7 +436,8 @@ mod tests {
         let ns = r.get("", "v1", "namespaces").unwrap();
         assert!(!ns.namespaced);
         assert_eq!(r.get("", "v1", "configmaps").unwrap().list_kind, "ConfigMapList");
-        assert!(r.get("events.k8s.io", "v1", "events").is_some());
+        let events = r.get("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(events.storage_key(), r.get("", "v1", "events").unwrap().storage_key());
         assert_eq!(r.groups()[0].0, "");
     }
 

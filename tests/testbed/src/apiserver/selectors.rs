@@ -167,7 +167,8 @@ fn kind_fields(group: &str, kind: &str, label: &str) -> Option<Result<FieldSourc
             "status.successful" => Some(FieldSource { path: "status.succeeded", default: "0" }),
             _ => None,
         }),
-        ("", "Event") => meta(label).or(match label {
+        // events.k8s.io shares core Events' field labels; both read the stored core form (events.rs).
+        ("", "Event") | ("events.k8s.io", "Event") => meta(label).or(match label {
             "involvedObject.kind" => Some(at("involvedObject.kind")),
             "involvedObject.namespace" => Some(at("involvedObject.namespace")),
             "involvedObject.name" => Some(at("involvedObject.name")),
@@ -178,21 +179,6 @@ fn kind_fields(group: &str, kind: &str, label: &str) -> Option<Result<FieldSourc
             "reason" => Some(at("reason")),
             "reportingComponent" => Some(at("reportingComponent")),
             "source" => Some(at("source.component")),
-            "type" => Some(at("type")),
-            _ => None,
-        }),
-        // events.k8s.io shares core Events' field labels, read from its own field names.
-        ("events.k8s.io", "Event") => meta(label).or(match label {
-            "involvedObject.kind" => Some(at("regarding.kind")),
-            "involvedObject.namespace" => Some(at("regarding.namespace")),
-            "involvedObject.name" => Some(at("regarding.name")),
-            "involvedObject.uid" => Some(at("regarding.uid")),
-            "involvedObject.apiVersion" => Some(at("regarding.apiVersion")),
-            "involvedObject.resourceVersion" => Some(at("regarding.resourceVersion")),
-            "involvedObject.fieldPath" => Some(at("regarding.fieldPath")),
-            "reason" => Some(at("reason")),
-            "reportingComponent" => Some(at("reportingController")),
-            "source" => Some(at("deprecatedSource.component")),
             "type" => Some(at("type")),
             _ => None,
         }),

@@ -1,5 +1,5 @@
-//! `meta.k8s.io/v1` Tables (what `kubectl get` asks for): Name and Age for built-in kinds, the
-//! CRD's `additionalPrinterColumns` for custom resources.
+//! `meta.k8s.io/v1` Tables (what `kubectl get` asks for): Name and Age for built-in kinds but Events
+//! (kube-apiserver's event columns), the CRD's `additionalPrinterColumns` for custom resources.
 use serde_json::{Value, json};
 
 use super::registry::{KindInfo, ResourceInfo};
@@ -128,8 +128,103 @@ fn cell(ty: &str, v: Option<&Value>) -> Value {
     }
 }
 
+fn is_event(ri: &ResourceInfo) -> bool {
+    ri.kind == "Event" && (ri.group.is_empty() || ri.group == "events.k8s.io")
+}
+
+/// kube-apiserver's Event columns (the same for both Event APIs).
+fn event_columns() -> Vec<Value> {
+    vec![
+        column(
+            "Last Seen",
+            "string",
+            "",
+            "The time at which the most recent occurrence of this event was recorded.",
+            0,
+        ),
+        column("Type", "string", "", "Type of this event (Normal, Warning), new types could be added in the future", 0),
+        column(
+            "Reason",
+            "string",
+            "",
+            "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            0,
+        ),
+        column("Object", "string", "", "The object that this event is about.", 0),
+        column(
+            "Subobject",
+            "string",
+            "",
+            "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.",
+            1,
+        ),
+        column(
+            "Source",
+            "string",
+            "",
+            "The component reporting this event. Should be a short machine understandable string.",
+            1,
+        ),
+        column("Message", "string", "", "A human-readable description of the status of this operation.", 0),
+        column(
+            "First Seen",
+            "string",
+            "",
+            "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
+            1,
+        ),
+        column("Count", "string", "", "The number of times this event has occurred.", 1),
+        column("Name", "string", "name", "Name must be unique within a namespace.", 1),
+    ]
+}
+
+/// The cells of kube-apiserver's `printEvent`, from an Event in either API's form.
+fn event_cells(o: &Value) -> Vec<Value> {
+    let core = super::events::to_version(o, "v1");
+    let e = core.as_ref().unwrap_or(o);
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let first = if e["firstTimestamp"].is_string() { age(&e["firstTimestamp"]) } else { age(&e["eventTime"]) };
+    let mut last = if e["lastTimestamp"].is_string() { age(&e["lastTimestamp"]) } else { first.clone() };
+    let mut count = e["count"].as_i64().unwrap_or(0);
+    if e["series"].is_object() {
+        last = age(&e["series"]["lastObservedTime"]);
+        count = e["series"]["count"].as_i64().unwrap_or(0);
+    } else if count == 0 {
+        count = 1;
+    }
+    let regarding = &e["involvedObject"];
+    let kind = s(&regarding["kind"]).to_lowercase();
+    let target = match regarding["name"].as_str() {
+        Some(n) if !n.is_empty() => format!("{kind}/{n}"),
+        _ => kind,
+    };
+    let first_non_empty = |a: String, b: String| if a.is_empty() { b } else { a };
+    let component = first_non_empty(s(&e["source"]["component"]), s(&e["reportingComponent"]));
+    let instance = first_non_empty(s(&e["source"]["host"]), s(&e["reportingInstance"]));
+    let source = match (component.is_empty(), instance.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => component,
+        (false, false) => format!("{component}, {instance}"),
+    };
+    vec![
+        last,
+        json!(s(&e["type"])),
+        json!(s(&e["reason"])),
+        json!(target),
+        json!(s(&regarding["fieldPath"])),
+        json!(source),
+        json!(s(&e["message"]).trim()),
+        first,
+        json!(count),
+        e["metadata"]["name"].clone(),
+    ]
+}
+
 /// The Table of `objects`; `include` is the `includeObject` parameter (None, Metadata, Object).
 pub fn table(ri: &ResourceInfo, objects: &[&Value], rv: &str, cont: Option<&str>, include: &str) -> Value {
+    if is_event(ri) {
+        return finish(event_columns(), objects.iter().map(|o| (*o, event_cells(o))).collect(), rv, cont, include);
+    }
     let custom_cols: Vec<Value> = match &ri.kind_info {
         KindInfo::Custom(c) if !c.printer_columns.is_empty() => c.printer_columns.clone(),
         KindInfo::Custom(_) => vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})],
@@ -147,7 +242,7 @@ pub fn table(ri: &ResourceInfo, objects: &[&Value], rv: &str, cont: Option<&str>
             c["priority"].as_i64().unwrap_or(0),
         ));
     }
-    let rows: Vec<Value> = objects
+    let rows = objects
         .iter()
         .map(|o| {
             let mut cells = vec![o["metadata"]["name"].clone()];
@@ -155,10 +250,21 @@ pub fn table(ri: &ResourceInfo, objects: &[&Value], rv: &str, cont: Option<&str>
                 let ty = c["type"].as_str().unwrap_or("string");
                 cells.push(cell(ty, jsonpath(o, c["jsonPath"].as_str().unwrap_or_default()).first().copied()));
             }
+            (*o, cells)
+        })
+        .collect();
+    finish(defs, rows, rv, cont, include)
+}
+
+/// The Table of the column definitions and the rows' objects with their cells.
+fn finish(defs: Vec<Value>, rows: Vec<(&Value, Vec<Value>)>, rv: &str, cont: Option<&str>, include: &str) -> Value {
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|(o, cells)| {
             let mut row = json!({"cells": cells});
             match include {
                 "None" => {}
-                "Object" => row["object"] = (*o).clone(),
+                "Object" => row["object"] = o.clone(),
                 _ => {
                     row["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
                 }

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
+use super::registry;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::store::{Event, EventType, watch_line};
+use super::store::{Event, EventType, Obj, watch_line};
 use super::{Shared, negotiate};
 
 /// What a watch request asks for.
@@ -37,19 +38,17 @@ impl WatchParams {
         self.labels.matches(obj) && self.fields.matches(obj)
     }
 
-    fn line_for(&self, t: EventType, obj: &Value, ev: Option<&Event>) -> Bytes {
+    fn line_for(&self, t: EventType, obj: &Obj, ev: Option<&Event>) -> Bytes {
         if let Some(v) = &self.metadata_only {
             return watch_line(t.as_str(), &negotiate::partial(v, obj));
         }
         if obj["apiVersion"].as_str() == Some(self.api_version.as_str()) {
             match ev {
-                Some(e) if std::ptr::eq(obj, &*e.object) => e.line(t),
+                Some(e) if Arc::ptr_eq(obj, &e.object) => e.line(t),
                 _ => watch_line(t.as_str(), obj),
             }
         } else {
-            let mut o = obj.clone();
-            o["apiVersion"] = json!(self.api_version);
-            watch_line(t.as_str(), &o)
+            watch_line(t.as_str(), &registry::present(obj, &self.api_version))
         }
     }
 
