@@ -561,7 +561,7 @@ fn list(
 
 fn watch_request(
     sh: &Arc<Shared>,
-    ri: &ResourceInfo,
+    ri: &Arc<ResourceInfo>,
     ns: Option<&str>,
     name: Option<&str>,
     shape: &Shape,
@@ -605,6 +605,11 @@ fn watch_request(
             Shape::Metadata { version, .. } => Some(version.clone()),
             _ => None,
         },
+        table: (*shape == Shape::Table).then(|| watch::TableWatch {
+            resource: ri.clone(),
+            include: param(q, "includeObject").unwrap_or("Metadata").to_string(),
+            headers_sent: Default::default(),
+        }),
     };
     Ok(watch::serve(sh.clone(), p))
 }

@@ -1,5 +1,7 @@
 //! Watch streams: newline-delimited JSON events from a resourceVersion, with selectors,
-//! bookmarks, timeouts, 410 Gone for a resourceVersion older than the history window.
+//! bookmarks, timeouts, 410 Gone for a resourceVersion older than the history window, objects as
+//! Tables when asked.
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,9 +11,10 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
-use super::registry;
+use super::registry::{self, ResourceInfo};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{Event, EventType, Obj, watch_line};
+use super::table;
 use super::{Shared, negotiate};
 
 /// What a watch request asks for.
@@ -31,6 +34,18 @@ pub struct WatchParams {
     pub kind: String,
     /// `Some(meta.k8s.io version)` when the client asked for `PartialObjectMetadata` objects.
     pub metadata_only: Option<String>,
+    /// Objects reported as Tables (`Accept: ...;as=Table`, as `kubectl get -w` asks).
+    pub table: Option<TableWatch>,
+}
+
+/// A watch whose objects are reported as one-row Tables; like kube-apiserver, only the first one
+/// carries the column definitions.
+#[derive(Debug, Clone)]
+pub struct TableWatch {
+    pub resource: Arc<ResourceInfo>,
+    /// The `includeObject` parameter.
+    pub include: String,
+    pub headers_sent: Cell<bool>,
 }
 
 impl WatchParams {
@@ -41,6 +56,15 @@ impl WatchParams {
     fn line_for(&self, t: EventType, obj: &Obj, ev: Option<&Event>) -> Bytes {
         if let Some(v) = &self.metadata_only {
             return watch_line(t.as_str(), &negotiate::partial(v, obj));
+        }
+        if let Some(tw) = &self.table {
+            let o = registry::present(obj, &self.api_version);
+            let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+            let mut table = table::table(&tw.resource, &[&o], rv, None, &tw.include);
+            if tw.headers_sent.replace(true) {
+                table["columnDefinitions"] = Value::Null;
+            }
+            return watch_line(t.as_str(), &table);
         }
         if obj["apiVersion"].as_str() == Some(self.api_version.as_str()) {
             match ev {
