@@ -864,3 +864,267 @@ async fn csr_approval_pod_ephemeral_containers_and_service_account_tokens() {
     assert!(status.error.is_some());
     assert_eq!(code(sas.create_token_request("sa", &PostParams::default(), &tr).await).0, 404);
 }
+
+const GADGET_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A gadget to try kubectl with.
+        properties:
+          spec:
+            type: object
+            description: What the gadget should be.
+            properties:
+              size: {type: integer, description: How big the gadget is.}
+          status:
+            type: object
+            properties:
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
+"#;
+
+/// A kubectl left running (`get -w`, `wait`, `delete`), with its output lines as they come.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(server: &ApiServer, home: &std::path::Path, args: &[&str]) -> Running {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", server.kubeconfig_path())
+            .env("HOME", home)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("kubectl on PATH");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The next output line, waiting up to 20 s.
+    fn line(&self) -> String {
+        self.lines.recv_timeout(Duration::from_secs(20)).expect("a line of kubectl output")
+    }
+
+    /// Waits for kubectl to end; its success and remaining output.
+    fn finish(mut self) -> (bool, String) {
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.lines.iter().collect();
+        (status.success(), rest.join("\n"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_kubectl_everyday_commands() {
+    use kube::Resource as _;
+    let server = ApiServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_path_buf();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let (ok, out, err) = tokio::task::block_in_place(|| kubectl(&server, &h, args, stdin));
+        assert!(ok, "kubectl {args:?} failed: {err}\n{out}");
+        out
+    };
+
+    // `kubectl create` sends protobuf for built-in kinds
+    assert_eq!(run(&["create", "namespace", "x"], None).trim(), "namespace/x created");
+    let out = run(&["create", "secret", "generic", "s", "--from-literal=a=b"], None);
+    assert_eq!(out.trim(), "secret/s created");
+    assert_eq!(run(&["create", "configmap", "c", "--from-literal=a=b", "-n", "x"], None).trim(), "configmap/c created");
+    assert_eq!(run(&["get", "secret", "s", "-o", "jsonpath={.data.a}"], None), "Yg==");
+    assert_eq!(run(&["get", "cm", "c", "-n", "x", "-o", "jsonpath={.data.a}"], None), "b");
+    let secret = server.object("", "secrets", Some("default"), "s").unwrap();
+    assert_eq!(secret["type"], "Opaque");
+    assert!(secret["metadata"].get("generateName").is_none(), "zero values of ObjectMeta are not kept: {secret}");
+    // a client that only takes protobuf gets kube-apiserver's 406; protobuf custom resources a 415
+    let client = server.client();
+    let only_protobuf = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header("Accept", "application/vnd.kubernetes.protobuf")
+        .body(Vec::new())
+        .unwrap();
+    assert_eq!(code(client.request_text(only_protobuf).await), (406, "NotAcceptable".into()));
+
+    // explain reads the CRD's schema from /openapi/v3
+    run(&["apply", "-f", "-"], Some(GADGET_CRD));
+    run(&["wait", "--for", "condition=established", "--timeout=10s", "crd/gadgets.example.com"], None);
+    let out = run(&["explain", "gadget.spec"], None);
+    assert!(out.contains("What the gadget should be.") && out.contains("How big the gadget is."), "{out}");
+    assert!(out.lines().any(|l| l.split_whitespace().eq(["size", "<integer>"])), "{out}");
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds");
+    run(&["apply", "-f", crds], None);
+    let out = run(&["explain", "certificateorder.spec"], None);
+    assert!(out.contains("KIND:       CertificateOrder") && out.contains("domains"), "{out}");
+    let out = run(&["explain", "certificateorder.metadata.name"], None);
+    assert!(out.contains("Name must be unique within a namespace."), "{out}");
+    let protobuf_cr = http::Request::post("/apis/example.com/v1/namespaces/default/gadgets")
+        .header("Content-Type", "application/vnd.kubernetes.protobuf")
+        .body(b"k8s\0".to_vec())
+        .unwrap();
+    assert_eq!(code(client.request_text(protobuf_cr).await), (415, "UnsupportedMediaType".into()));
+
+    // events written through events.k8s.io/v1 are core v1 events too (kubectl get events, describe)
+    run(
+        &["apply", "-f", "-"],
+        Some("apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1}\nspec: {size: 3}\n"),
+    );
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Gadget"), "gadgets");
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let g1 = gadgets.get("g1").await.unwrap();
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter { controller: "gadget-controller".into(), instance: Some("gc-0".into()) },
+    );
+    let ev = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "Polished".into(),
+        note: Some("the gadget shines".into()),
+        action: "Polish".into(),
+        secondary: None,
+    };
+    let reference = g1.object_ref(&ar);
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap(); // the second one is a merge patch adding a series
+    let out = run(&["get", "events"], None);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].split_whitespace().eq(["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]), "{out}");
+    let row: Vec<&str> = lines[1].split_whitespace().skip(1).collect();
+    assert_eq!(row, ["Normal", "Polished", "gadget/g1", "the", "gadget", "shines"], "{out}");
+    let core: Value = serde_json::from_str(&run(&["get", "events", "-o", "json"], None)).unwrap();
+    let e = &core["items"][0];
+    assert_eq!((e["apiVersion"].as_str(), e["message"].as_str()), (Some("v1"), Some("the gadget shines")));
+    assert_eq!(e["involvedObject"]["uid"], json!(g1.metadata.uid));
+    assert_eq!((e["reportingComponent"].as_str(), e["series"]["count"].as_i64()), (Some("gadget-controller"), Some(2)));
+    let out = run(&["describe", "gadget", "g1"], None);
+    let events = out.split("Events:").nth(1).unwrap_or_default();
+    assert!(events.contains("Polished") && events.contains("the gadget shines"), "{out}");
+    let new: Value = serde_json::from_str(&run(&["get", "events.events.k8s.io", "-o", "json"], None)).unwrap();
+    assert_eq!(new["items"][0]["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(new["items"][0]["note"], "the gadget shines");
+    // and a core v1 event is an events.k8s.io/v1 one
+    let core_events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let mut watch = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "default")
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let core_event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "core-ev"},
+        "involvedObject": {"kind": "Gadget", "name": "g1", "namespace": "default", "uid": g1.metadata.uid},
+        "reason": "Seen", "message": "through core v1", "type": "Normal", "source": {"component": "someone"},
+    }))
+    .unwrap();
+    core_events.create(&PostParams::default(), &core_event).await.unwrap();
+    let mut seen = None;
+    while let Some(Ok(WatchEvent::Added(e))) = watch.next().await {
+        if e.metadata.name.as_deref() == Some("core-ev") {
+            seen = Some(e);
+            break;
+        }
+    }
+    let seen = seen.expect("the core event in the events.k8s.io watch");
+    assert_eq!(seen.note.as_deref(), Some("through core v1"));
+    assert_eq!(seen.regarding.unwrap().name.as_deref(), Some("g1"));
+    assert_eq!(seen.deprecated_source.unwrap().component.as_deref(), Some("someone"));
+    let out = run(&["get", "events", "--field-selector", "involvedObject.name=g1,reason=Seen", "-o", "name"], None);
+    assert_eq!(out.trim(), "event/core-ev");
+
+    // wait for a condition while it is set through the status subresource
+    let wait = Running::start(&server, &h, &["wait", "--for=condition=Ready", "gadget/g1", "--timeout=20s"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    gadgets.patch_status("g1", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    let (ok, out) = tokio::task::block_in_place(|| wait.finish());
+    assert!(ok && out.contains("gadget.example.com/g1 condition met"), "{out}");
+
+    // get -w prints the table, then a row per change
+    let watch = Running::start(&server, &h, &["get", "gadgets", "-w"]);
+    let (header, first) = tokio::task::block_in_place(|| (watch.line(), watch.line()));
+    assert!(header.split_whitespace().eq(["NAME", "SIZE"]), "{header}");
+    assert!(first.split_whitespace().eq(["g1", "3"]), "{first}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gadgets.patch("g1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 7}}))).await.unwrap();
+    let changed = tokio::task::block_in_place(|| watch.line());
+    assert!(changed.split_whitespace().eq(["g1", "7"]), "{changed}");
+    drop(watch);
+
+    // edit: a merge patch for custom resources, a strategic merge patch for built-in kinds
+    let editor = h.join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i -e 's/size: 7/size: 8/' -e 's/^  a: b$/  a: edited/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edit = |args: &[&str]| {
+        let out = tokio::task::block_in_place(|| {
+            std::process::Command::new("kubectl")
+                .args(args)
+                .env("KUBECONFIG", server.kubeconfig_path())
+                .env("HOME", &h)
+                .env("KUBE_EDITOR", &editor)
+                .output()
+                .unwrap()
+        });
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let patches = server.request_count("patch", "gadgets");
+    assert_eq!(edit(&["edit", "gadget", "g1"]).trim(), "gadget.example.com/g1 edited");
+    assert_eq!(server.request_count("patch", "gadgets"), patches + 1);
+    assert_eq!(gadgets.get("g1").await.unwrap().data["spec"]["size"], 8);
+    assert_eq!(edit(&["edit", "cm", "c", "-n", "x"]).trim(), "configmap/c edited");
+    assert_eq!(run(&["get", "cm", "c", "-n", "x", "-o", "jsonpath={.data.a}"], None), "edited");
+
+    // delete waits for the finalizers to go
+    let fin = json!({"metadata": {"finalizers": ["example.com/hold"]}});
+    gadgets.patch("g1", &PatchParams::default(), &Patch::Merge(&fin)).await.unwrap();
+    let mut delete = Running::start(&server, &h, &["delete", "gadget", "g1", "--wait=true"]);
+    eventually("deletionTimestamp set", || async {
+        gadgets.get("g1").await.is_ok_and(|g| g.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(delete.child.try_wait().unwrap().is_none(), "kubectl delete returned before the finalizer went");
+    let unfin = json!({"metadata": {"finalizers": null}});
+    gadgets.patch("g1", &PatchParams::default(), &Patch::Merge(&unfin)).await.unwrap();
+    let (ok, out) = tokio::task::block_in_place(|| delete.finish());
+    assert!(ok && out.contains("gadget.example.com \"g1\" deleted"), "{out}");
+    assert!(gadgets.get_opt("g1").await.unwrap().is_none());
+    assert_eq!(run(&["delete", "cm", "c", "-n", "x", "--wait=true"], None).trim(), "configmap \"c\" deleted");
+    assert_eq!(server.object_count("", "configmaps", Some("x")), 0);
+}
