@@ -133,11 +133,7 @@ async fn main() -> anyhow::Result<()> {
 
     kubectl(&kubeconfig, &["apply", "-f", "crds/"], None)?;
     kubectl(&kubeconfig, &["wait", "--for", "condition=established", "crd/certificateorders.certorder.io"], None)?;
-    kubectl(
-        &kubeconfig,
-        &["apply", "-f", "-"],
-        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: certorder-system\n"),
-    )?;
+    kubectl(&kubeconfig, &["create", "namespace", "certorder-system"], None)?;
 
     let config = certorder::controller::Config {
         metrics_addr: "127.0.0.1:0".parse()?,

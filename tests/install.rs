@@ -1016,3 +1016,30 @@ fn the_readme_demo_issues_every_example() {
         assert!(stdout.contains(shown), "{shown:?} not in:\n{stdout}");
     }
 }
+
+/// The README's command for the UCloud credentials, as written there (the `...` placeholders
+/// filled in), against the testbed: the Secret holds the two keys the provider reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_credentials_command_creates_the_secret_the_provider_reads() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("kubectl create secret generic ucloud-credentials").expect("the README's command");
+    let mut command = String::new();
+    for line in readme[start..].lines() {
+        command.push_str(line.trim_end_matches('\\').trim());
+        command.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    let command =
+        command.replace("PublicKey=...", "PublicKey=pub-e2e").replace("PrivateKey=...", "PrivateKey=priv-e2e");
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    assert_eq!(args[..4], ["create", "secret", "generic", "ucloud-credentials"], "{command}");
+    let server = ApiServer::start().await;
+    let kubectl = Kubectl::new(&server);
+    kubectl.run(&["create", "namespace", RELEASE_NAMESPACE]);
+    kubectl.run(&args);
+    let secret = server.object("", "secrets", Some(RELEASE_NAMESPACE), "ucloud-credentials").expect("the Secret");
+    assert_eq!(secret["data"]["PublicKey"], "cHViLWUyZQ==", "{secret}");
+    assert_eq!(secret["data"]["PrivateKey"], "cHJpdi1lMmU=", "{secret}");
+}
