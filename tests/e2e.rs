@@ -643,6 +643,43 @@ async fn ucloud_dv_order_with_dns_validation_is_bought_validated_and_installed()
     assert_eq!(sim.purchases(), 1, "renewed under the same purchase");
 }
 
+/// What was bought is fixed: once the vendor's id is recorded, the API server refuses a change of
+/// product or provider, and more domains than were bought, and the order stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_a_purchased_orders_product_cannot_change() {
+    let (env, sim) = ucloud_env().await;
+    env.apply(ucloud_dv_order("fixed", &["fixed.example.com", "www.fixed.example.com"], "ucloud")).await;
+    let bought = env.wait_for("fixed", "the vendor order id", |o| vendor_id(o).is_some()).await;
+    assert_eq!(bought.status.as_ref().unwrap().order.as_ref().unwrap().domains_count, Some(2));
+    let refusal = |patch: Value| {
+        let orders = env.orders();
+        async move {
+            match orders.patch("fixed", &PatchParams::default(), &Patch::Merge(patch)).await {
+                Err(kube::Error::Api(s)) => {
+                    assert_eq!(s.code, 422, "{s:?}");
+                    s.message
+                }
+                other => panic!("the API server accepted a change of what was bought: {other:?}"),
+            }
+        }
+    };
+    let product = refusal(json!({"spec": {"product": {"name": "TrustAsiaOVG5", "type": "OV"}}})).await;
+    assert!(product.contains("spec.product cannot change once the order is purchased"), "{product}");
+    assert!(product.contains("create a new CertificateOrder"), "{product}");
+    let provider = refusal(json!({"spec": {"providerRef": {"name": "other"}}})).await;
+    assert!(provider.contains("spec.providerRef cannot change once the order is purchased"), "{provider}");
+    let more =
+        refusal(json!({"spec": {"domains": ["fixed.example.com", "www.fixed.example.com", "api.fixed.example.com"]}}))
+            .await;
+    assert!(more.contains("spec.domains cannot list more names than were bought"), "{more}");
+
+    let now = env.orders().get("fixed").await.unwrap();
+    assert_eq!(now.spec, bought.spec, "nothing changed");
+    assert_eq!(now.metadata.generation, bought.metadata.generation);
+    assert_eq!(sim.purchases(), 1);
+    assert_eq!(sim.orders()[0].product, "TrustAsiaDVG5");
+}
+
 /// Every event about `order` with `reason`, core or events.k8s.io.
 async fn order_events(env: &Env, order: &str, reason: &str) -> Vec<String> {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);

@@ -330,3 +330,14 @@ pub const HTTP_SETTINGS_RULE: &str = "!has(self.http) || self.method == 'HTTP'";
 pub const HTTP_SETTINGS_MESSAGE: &str = "spec.domainValidation.http is only used by HTTP validation: set spec.domainValidation.method to HTTP, or remove spec.domainValidation.http";
 pub const DNS_SETTINGS_RULE: &str = "!has(self.dns) || self.method == 'DNS'";
 pub const DNS_SETTINGS_MESSAGE: &str = "spec.domainValidation.dns is only used by DNS validation: set spec.domainValidation.method to DNS, or remove spec.domainValidation.dns";
+
+/// What was bought is fixed: once `status.order.id` is recorded, the product and the provider
+/// stay as they were, and the domains may not outnumber those bought. Transition rules on the
+/// root: they run on updates only, and see the stored status (a spec update through the main
+/// resource keeps it).
+pub const PRODUCT_FIXED_RULE: &str = "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.id)) || self.spec.product == oldSelf.spec.product";
+pub const PRODUCT_FIXED_MESSAGE: &str = "spec.product cannot change once the order is purchased (status.order.id is set): what was bought is fixed; create a new CertificateOrder to buy another product";
+pub const PROVIDER_FIXED_RULE: &str = "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.id)) || self.spec.providerRef == oldSelf.spec.providerRef";
+pub const PROVIDER_FIXED_MESSAGE: &str = "spec.providerRef cannot change once the order is purchased (status.order.id is set): what was bought is fixed; create a new CertificateOrder to buy from another provider";
+pub const DOMAINS_BOUGHT_RULE: &str = "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.domainsCount)) || size(self.spec.domains) <= oldSelf.status.order.domainsCount";
+pub const DOMAINS_BOUGHT_MESSAGE: &str = "spec.domains cannot list more names than were bought (status.order.domainsCount): domains may change only within what was bought; create a new CertificateOrder for more names";

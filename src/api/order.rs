@@ -27,6 +27,9 @@ use super::{Condition, SecretKeyRef};
     shortname = "co",
     category = "certorder",
     validation = Rule::new(adm::ORDER_NAME_RULE).message(adm::ORDER_NAME_MESSAGE),
+    validation = Rule::new(adm::PRODUCT_FIXED_RULE).message(adm::PRODUCT_FIXED_MESSAGE).field_path(".spec.product"),
+    validation = Rule::new(adm::PROVIDER_FIXED_RULE).message(adm::PROVIDER_FIXED_MESSAGE).field_path(".spec.providerRef"),
+    validation = Rule::new(adm::DOMAINS_BOUGHT_RULE).message(adm::DOMAINS_BOUGHT_MESSAGE).field_path(".spec.domains"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.product.type"),
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domains[0]"),
@@ -481,9 +484,12 @@ pub struct VendorOrder {
     /// Name the operator gives the vendor order; unique to this CertificateOrder. Recorded before
     /// buying: after a crash the operator looks this name up before it buys again.
     pub name: String,
-    /// The vendor's id once bought.
+    /// The vendor's id once bought. From then on `spec.product` and `spec.providerRef` cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// How many domains were bought (the vendor's `DomainsCount`): `spec.domains` may not list more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains_count: Option<u32>,
     /// When the purchase was decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purchase_requested_time: Option<DateTime<Utc>>,

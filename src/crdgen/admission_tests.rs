@@ -32,6 +32,27 @@ fn admit(doc: &Value) -> Vec<String> {
     errs
 }
 
+/// What kube-apiserver answers for an update of `old` to `new` through the main resource: the
+/// stored status is kept, and transition rules see `oldSelf`.
+fn admit_update(old: &Value, new: &Value) -> Vec<String> {
+    let schema = schema_of(new["kind"].as_str().unwrap());
+    let mut obj = new.clone();
+    match old.get("status") {
+        Some(s) => obj["status"] = s.clone(),
+        None => {
+            obj.as_object_mut().unwrap().remove("status");
+        }
+    }
+    let mut errs: Vec<String> =
+        schema::prune(&schema, &mut obj).into_iter().map(|f| format!("unknown field {f}")).collect();
+    schema::apply_defaults(&schema, &mut obj);
+    // The stored object was defaulted when it was written.
+    let mut old = old.clone();
+    schema::apply_defaults(&schema, &mut old);
+    errs.extend(cel::validate_custom_resource(&schema, &obj, Some(&old)).iter().map(|e| e.to_string_with_field()));
+    errs
+}
+
 fn dv() -> Value {
     json!({
         "apiVersion": "certorder.io/v1alpha1", "kind": "CertificateOrder",
@@ -358,6 +379,76 @@ fn every_field_refuses_what_the_operator_would_fail_on_and_accepts_the_rest() {
     for base in [dv(), http(), ov(), local(), ucloud()] {
         assert_eq!(admit(&base), Vec::<String>::new(), "{base}");
     }
+}
+
+/// What was bought is fixed: once `status.order.id` is set, product and provider cannot change
+/// and the domains may not outnumber those bought; before that, anything may change.
+#[test]
+fn a_purchased_order_keeps_what_was_bought() {
+    use adm::*;
+    let mut pending = ov();
+    pending["status"] = json!({"phase": "Pending", "order": {"name": "certorder-1"}});
+    let mut bought = ov();
+    bought["status"] = json!({"phase": "Purchased", "order": {"name": "certorder-1", "id": "42", "domainsCount": 2}});
+    let mut bought_before_count = ov();
+    bought_before_count["status"] = json!({"phase": "Purchased", "order": {"name": "certorder-1", "id": "42"}});
+    let product = || bad_object("spec.product", PRODUCT_FIXED_MESSAGE);
+    let provider = || bad_object("spec.providerRef", PROVIDER_FIXED_MESSAGE);
+    let domains = || bad_object("spec.domains", DOMAINS_BOUGHT_MESSAGE);
+    let ev = |doc: &Value| with(doc.clone(), "/spec/product/type", Some(json!("EV")));
+    // (stored object, the update, the answer)
+    let cases: Vec<(&Value, Value, Vec<String>)> = vec![
+        // Not bought yet: anything goes.
+        (&pending, ev(&pending), vec![]),
+        (&pending, with(pending.clone(), "/spec/providerRef/name", Some(json!("ucloud"))), vec![]),
+        (
+            &pending,
+            with(pending.clone(), "/spec/domains", Some(json!(["a.example.com", "b.example.com", "c.example.com"]))),
+            vec![],
+        ),
+        // Bought: product and provider are fixed.
+        (&bought, ev(&bought), vec![product()]),
+        (&bought, with(bought.clone(), "/spec/product/name", Some(json!("SecureSite Pro OV"))), vec![product()]),
+        (&bought, with(bought.clone(), "/spec/product/validityYears", Some(json!(2))), vec![product()]),
+        (&bought, with(bought.clone(), "/spec/providerRef/name", Some(json!("ucloud"))), vec![provider()]),
+        // The default is no change.
+        (&bought, with(bought.clone(), "/spec/product/validityYears", Some(json!(1))), vec![]),
+        // Domains change within what was bought.
+        (&bought, with(bought.clone(), "/spec/domains", Some(json!(["shop.example.com", "www.example.com"]))), vec![]),
+        (&bought, with(bought.clone(), "/spec/domains", Some(json!(["example.com"]))), vec![]),
+        (
+            &bought,
+            with(bought.clone(), "/spec/domains", Some(json!(["a.example.com", "b.example.com", "c.example.com"]))),
+            vec![domains()],
+        ),
+        (
+            &bought_before_count,
+            with(
+                bought_before_count.clone(),
+                "/spec/domains",
+                Some(json!(["a.example.com", "b.example.com", "c.example.com"])),
+            ),
+            vec![],
+        ),
+        // Other fields stay editable.
+        (&bought, with(bought.clone(), "/spec/secretName", Some(json!("other-tls"))), vec![]),
+    ];
+    let mut failures = Vec::new();
+    for (i, (old, new, want)) in cases.iter().enumerate() {
+        let got = admit_update(old, new);
+        if &got != want {
+            failures.push(format!("case {i}: {}\n  want: {want:#?}\n  got:  {got:#?}", new["spec"]));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    // A create never runs the transition rules, whatever the status says.
+    assert_eq!(admit(&ev(&bought)), Vec::<String>::new());
+    // A status write (the operator recording the purchase) passes: the spec did not change.
+    let schema = schema_of("CertificateOrder");
+    let (mut old, mut new) = (pending.clone(), bought.clone());
+    schema::apply_defaults(&schema, &mut old);
+    schema::apply_defaults(&schema, &mut new);
+    assert!(cel::validate_custom_resource(&schema, &new, Some(&old)).is_empty());
 }
 
 /// Every string a rule could read is bounded, so kube-apiserver's CEL cost estimate is: each

@@ -256,6 +256,8 @@ pub enum Outcome {
         id: String,
         /// The `certorder.io/buy-again` request this purchase answered.
         buy_again: Option<DateTime<Utc>>,
+        /// How many domains were bought (the spec's domains when buying).
+        domains_count: u32,
     },
     /// The purchase may have been made (a lost answer, or a restart after deciding to buy) and
     /// is not found: look again later, never buy on a guess.
@@ -600,9 +602,10 @@ pub fn absorb(
                 ..VendorOrder::default()
             });
         }
-        Outcome::Purchased { id, buy_again } => {
+        Outcome::Purchased { id, buy_again, domains_count } => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
             vendor.id = Some(id);
+            vendor.domains_count = Some(domains_count);
             vendor.purchase_unconfirmed_time = None;
             vendor.purchase_unconfirmed_reason = None;
             if buy_again.is_some() {

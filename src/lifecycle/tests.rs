@@ -632,7 +632,7 @@ impl Walk {
             Step::RecordPurchaseIntent => Outcome::PurchaseIntentRecorded,
             Step::Purchase => {
                 self.purchases += 1;
-                Outcome::Purchased { id: "1".into(), buy_again: None }
+                Outcome::Purchased { id: "1".into(), buy_again: None, domains_count: 1 }
             }
             Step::SubmitInfo { digest } => {
                 self.vendor_stage = if review { VendorStage::AwaitingDocuments } else { VendorStage::DomainValidation };
@@ -898,7 +898,8 @@ fn transient_failures_back_off_exponentially_capped_and_reset_on_success() {
     assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
     assert_eq!(status.failures, 10);
     assert_eq!(status.last_failure.as_deref(), Some("Purchase: vendor answered 153"));
-    status = absorb(&order, status, Outcome::Purchased { id: "1".into(), buy_again: None }, &timing, t0());
+    status =
+        absorb(&order, status, Outcome::Purchased { id: "1".into(), buy_again: None, domains_count: 1 }, &timing, t0());
     assert_eq!((status.failures, status.next_attempt_time), (0, None));
 
     status = absorb(
@@ -1216,7 +1217,13 @@ fn an_unconfirmed_purchase_is_shown_looked_for_with_backoff_and_ended_by_a_perso
     let answered = VendorOrder { buy_again_answered: Some(t1), ..vendor.clone() };
     assert_eq!(buy_again_request(Some(&at(t1)), &answered), None);
 
-    status = absorb(&order, status, Outcome::Purchased { id: "7".into(), buy_again: Some(t1) }, &timing, t1);
+    status = absorb(
+        &order,
+        status,
+        Outcome::Purchased { id: "7".into(), buy_again: Some(t1), domains_count: 1 },
+        &timing,
+        t1,
+    );
     let vendor = status.order.clone().unwrap();
     assert_eq!((vendor.purchase_unconfirmed_time, vendor.buy_again_answered), (None, Some(t1)));
     let summary = summarize(&order, status, &obs(t1, LetterObs::NotNeeded));
