@@ -521,8 +521,28 @@ where
 const USSL_PUBLIC_KEY: &str = "ucloud-e2e@example.com1296235120854146120";
 const USSL_PRIVATE_KEY: &str = "46f09bb9fab4f12dfc160dae12273d5332b5debe-e2e";
 
+/// The company and applicant the test providers send for orders that name none: USSL requires
+/// them for every order, DV included.
+fn ucloud_defaults() -> Value {
+    json!({
+        "organization": {"name": "Example Trading Co., Ltd.", "division": "IT", "address": "1 Example Road",
+            "city": "Shanghai", "region": "Shanghai", "country": "CN", "phone": "+86-21-5555-0100"},
+        "applicant": {"name": "Han Meimei", "phone": "+86 139 0000 0000", "email": "han.meimei@example.com", "title": "IT Manager"},
+    })
+}
+
 /// A UCloud provider `name` pointed at the simulator, with its key pair in a Secret.
 async fn ucloud_provider(env: &Env, sim: &testbed::ussl::UsslSim, name: &str, private_key: &str) {
+    ucloud_provider_with(env, sim, name, private_key, Some(ucloud_defaults())).await;
+}
+
+async fn ucloud_provider_with(
+    env: &Env,
+    sim: &testbed::ussl::UsslSim,
+    name: &str,
+    private_key: &str,
+    defaults: Option<Value>,
+) {
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "certorder-system");
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -544,6 +564,7 @@ async fn ucloud_provider(env: &Env, sim: &testbed::ussl::UsslSim, name: &str, pr
             "caBundle": sim.ca_pem(),
             "reviewPollInterval": "1s",
             "validationPollInterval": "1s",
+            "defaults": defaults,
         }},
     }))
     .await;
@@ -678,6 +699,57 @@ async fn ucloud_a_purchased_orders_product_cannot_change() {
     assert_eq!(now.metadata.generation, bought.metadata.generation);
     assert_eq!(sim.purchases(), 1);
     assert_eq!(sim.orders()[0].product, "TrustAsiaDVG5");
+}
+
+/// USSL requires a company and an applicant for every order: a DV order that has neither, on a
+/// provider without defaults, is refused before anything is bought, naming the fields to set;
+/// with them, what was sent is shown in status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_an_order_lacking_what_ussl_requires_is_refused_before_buying() {
+    let env = Env::start().await;
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
+    ucloud_provider_with(&env, &sim, "bare", USSL_PRIVATE_KEY, None).await;
+    env.apply(ucloud_dv_order("nocompany", &["nocompany.example.com"], "bare")).await;
+    let failed = env.wait_phase("nocompany", Phase::Failed).await;
+    let message = failed.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(message.contains("spec.organization (or spec.ucloud.defaults.organization on provider bare)"), "{message}");
+    assert!(message.contains("spec.applicant (or spec.ucloud.defaults.applicant on provider bare)"), "{message}");
+    assert!(has_condition(&failed, "Stalled", "True"));
+    assert_eq!(sim.calls("PurchaseCertificate"), 0, "nothing was bought");
+    assert_eq!(sim.purchases(), 0);
+
+    // An order naming its company and applicant but not the division and title UCloud requires:
+    // nothing is made up for them.
+    let mut partial = ucloud_dv_order("partial", &["partial.example.com"], "bare");
+    partial["spec"]["organization"] = json!({"name": "ACME Ltd", "address": "1 Century Avenue", "city": "Shanghai",
+        "region": "Shanghai", "country": "CN", "phone": "+86 21 5555 0000"});
+    partial["spec"]["applicant"] =
+        json!({"name": "Li Lei", "phone": "+86 138 0000 0000", "email": "li.lei@example.com"});
+    env.apply(partial.clone()).await;
+    let failed = env.wait_phase("partial", Phase::Failed).await;
+    let message = failed.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        message.contains("spec.organization.division (or spec.ucloud.defaults.organization.division on provider bare)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.applicant.title (or spec.ucloud.defaults.applicant.title on provider bare)"),
+        "{message}"
+    );
+    assert_eq!(sim.calls("PurchaseCertificate"), 0, "nothing was bought");
+
+    // Given them, the order is bought and filled in, and the status says whom the CA contacts.
+    partial["spec"]["organization"]["division"] = json!("Operations");
+    partial["spec"]["applicant"]["title"] = json!("Operations Manager");
+    env.apply(partial).await;
+    let validating = env.wait_phase("partial", Phase::DomainValidation).await;
+    let submitted = validating.status.as_ref().unwrap().order.as_ref().unwrap().submitted.clone().unwrap();
+    assert_eq!(
+        (submitted.company_name.as_str(), submitted.applicant_name.as_str(), submitted.applicant_email.as_str()),
+        ("ACME Ltd", "Li Lei", "li.lei@example.com")
+    );
+    assert_eq!(sim.purchases(), 1);
+    assert_eq!(sim.orders()[0].company.as_deref(), Some("ACME Ltd"));
 }
 
 /// Every event about `order` with `reason`, core or events.k8s.io.
@@ -1410,6 +1482,18 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
         waiting.status.as_ref().unwrap().message.as_deref().unwrap().contains("acme-letter"),
         "names the letter Secret"
     );
+    // USSL takes only the letter: the other kind of attachment is for the console.
+    let waiting_message = waiting.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        waiting_message.contains("application form, service agreement, business licence, ID card"),
+        "{waiting_message}"
+    );
+    // The order names no division or title: the provider's defaults were sent, nothing made up.
+    let submitted = waiting.status.as_ref().unwrap().order.as_ref().unwrap().submitted.clone().unwrap();
+    assert_eq!(
+        (submitted.company_name.as_str(), submitted.applicant_email.as_str()),
+        ("ACME Ltd", "li.lei@example.com")
+    );
     let id = sim.orders()[0].id;
     assert_eq!(sim.orders()[0].state, "PENDING_CONFIRM_LETTER");
     let template: k8s_openapi::api::core::v1::ConfigMap =
@@ -1426,6 +1510,13 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
     let in_review = env.wait_phase("acme", Phase::OrganizationReview).await;
     assert!(has_condition(&in_review, "DocumentsUploaded", "True"));
     assert!(sim.orders()[0].letter.as_deref().unwrap().starts_with(b"%PDF"));
+    // A person must approve the CA's domain-confirmation email: the status says where it went.
+    let review_message = in_review.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        review_message.contains("domain confirmation to the order's contact li.lei@example.com"),
+        "{review_message}"
+    );
+    assert!(review_message.contains("a person must approve it"), "{review_message}");
 
     // The CA rejects it, with a reason the status shows.
     sim.reject(id, "the company name does not match the business licence").unwrap();

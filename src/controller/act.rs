@@ -93,7 +93,7 @@ pub async fn act(
                 Err(e) => return e,
             };
             match provider.submit_info(pctx, &csr).await {
-                Ok(()) => Outcome::InfoSubmitted { digest: digest.clone() },
+                Ok(submitted) => Outcome::InfoSubmitted { digest: digest.clone(), submitted },
                 Err(e) => failed(name, e),
             }
         }

@@ -356,11 +356,54 @@ fn every_field_refuses_what_the_operator_would_fail_on_and_accepts_the_rest() {
             with(ucloud(), "/spec/ucloud/validationPollInterval", Some(json!("1 minute"))),
             vec![bad("spec.ucloud.validationPollInterval", duration_syntax_message("spec.ucloud.validationPollInterval", "1m"))],
         ),
+        // ---- ClusterCertificateProvider spec.ucloud.defaults: the order's rules, naming the provider's field
+        (
+            with(ucloud(), "/spec/ucloud/defaults", Some(json!({
+                "organization": {"name": "Example Trading Co., Ltd.", "division": "IT", "address": "1 Example Road", "city": "Shanghai",
+                    "region": "Shanghai", "country": "CN", "postalCode": "200000", "phone": "+86-21-5555-0100"},
+                "applicant": {"name": "Li Lei", "phone": "+86 138 0000 0000", "email": "li.lei@example.com", "title": "IT Manager"}}))),
+            vec![],
+        ),
+        (with(ucloud(), "/spec/ucloud/defaults", Some(json!({}))), vec![]),
+        (
+            with(ucloud(), "/spec/ucloud/defaults/organization", Some(json!({"name": "Example", "division": "I\tT", "address": "1 Example Road",
+                "city": "Shanghai", "region": "Shanghai", "country": "UK", "postalCode": "200 000!", "phone": "front desk"}))),
+            vec![
+                bad("spec.ucloud.defaults.organization.division", text_message("spec.ucloud.defaults.organization.division", "IT")),
+                bad("spec.ucloud.defaults.organization.country", country_message("spec.ucloud.defaults.organization.country")),
+                bad("spec.ucloud.defaults.organization.postalCode", postal_code_message("spec.ucloud.defaults.organization.postalCode")),
+                bad("spec.ucloud.defaults.organization.phone", phone_message("spec.ucloud.defaults.organization.phone")),
+            ],
+        ),
+        (
+            with(ucloud(), "/spec/ucloud/defaults/organization", Some(json!({"name": "Example"}))),
+            vec![
+                "spec.ucloud.defaults.organization.address: Required value".into(),
+                "spec.ucloud.defaults.organization.city: Required value".into(),
+                "spec.ucloud.defaults.organization.country: Required value".into(),
+                "spec.ucloud.defaults.organization.phone: Required value".into(),
+                "spec.ucloud.defaults.organization.region: Required value".into(),
+                NOT_CHECKED.into(),
+            ],
+        ),
+        (
+            with(ucloud(), "/spec/ucloud/defaults/applicant", Some(json!({"name": "Li Lei", "phone": "+86", "email": "li.lei@localhost", "title": " "}))),
+            vec![
+                bad("spec.ucloud.defaults.applicant.phone", phone_message("spec.ucloud.defaults.applicant.phone")),
+                bad("spec.ucloud.defaults.applicant.email", email_message("spec.ucloud.defaults.applicant.email")),
+                bad("spec.ucloud.defaults.applicant.title", text_message("spec.ucloud.defaults.applicant.title", "IT Manager")),
+            ],
+        ),
         (
             with(ucloud(), "/spec/ucloud/credentialsSecretRef/name", Some(json!("UCloud"))),
             vec![bad("spec.ucloud.credentialsSecretRef.name", subdomain_message("the Secret's name", "example-secret"))],
         ),
     ];
+
+    // The order's messages are the same texts, naming its own fields.
+    assert_eq!(COUNTRY_MESSAGE, country_message("spec.organization.country"));
+    assert_eq!(EMAIL_MESSAGE, email_message("spec.applicant.email"));
+    assert_eq!(POSTAL_CODE_MESSAGE, postal_code_message("spec.organization.postalCode"));
 
     let mut failures = Vec::new();
     for (doc, want) in &cases {

@@ -266,6 +266,8 @@ pub enum Outcome {
     },
     InfoSubmitted {
         digest: String,
+        /// Who the vendor was told the order is for; `None`: unchanged (a re-issue) or not kept.
+        submitted: Option<crate::api::SubmittedInfo>,
     },
     LetterUploaded {
         digest: String,
@@ -624,9 +626,12 @@ pub fn absorb(
             status.next_attempt_time = Some(now + wait);
             return status;
         }
-        Outcome::InfoSubmitted { digest } => {
+        Outcome::InfoSubmitted { digest, submitted } => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
             vendor.info_digest = Some(digest);
+            if submitted.is_some() {
+                vendor.submitted = submitted;
+            }
             vendor.stage = None;
             vendor.state = None;
             vendor.rejected_generation = None;

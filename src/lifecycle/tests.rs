@@ -636,7 +636,7 @@ impl Walk {
             }
             Step::SubmitInfo { digest } => {
                 self.vendor_stage = if review { VendorStage::AwaitingDocuments } else { VendorStage::DomainValidation };
-                Outcome::InfoSubmitted { digest: digest.clone() }
+                Outcome::InfoSubmitted { digest: digest.clone(), submitted: None }
             }
             Step::OfferLetterTemplate => {
                 Outcome::LetterTemplateOffered { config_map: Some("example-letter-template".into()) }
@@ -1135,6 +1135,47 @@ fn the_letter_template_is_named_in_the_message_while_the_letter_is_missing() {
     status.order.as_mut().unwrap().letter_template = Some(String::new());
     let s = summarize(&order, status, &missing);
     assert_eq!(s.message.as_deref(), Some("waiting for the confirmation letter"));
+}
+
+#[test]
+fn a_ucloud_ov_order_says_what_a_person_must_do_and_where_the_mail_went() {
+    let ov = spec(CertificateType::OV);
+    let order = view(&ov, 1);
+    let sent = crate::api::SubmittedInfo {
+        company_name: "ACME Ltd".into(),
+        applicant_name: "Li Lei".into(),
+        applicant_email: "li.lei@example.com".into(),
+    };
+    let observed = Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::NotNeeded) };
+    for stage in [VendorStage::OrganizationReview, VendorStage::DomainValidation] {
+        let mut status = submitted(&ov, Some(stage));
+        status.order.as_mut().unwrap().submitted = Some(sent.clone());
+        let message = summarize(&order, status.clone(), &observed).message.unwrap();
+        assert!(
+            message.contains("the CA emails a domain confirmation to the order's contact li.lei@example.com"),
+            "{message}"
+        );
+        assert!(message.contains("a person must approve it"), "{message}");
+        // A provider that keeps no applicant (the local CA) sends no such mail.
+        status.order.as_mut().unwrap().submitted = None;
+        let message = summarize(&order, status, &observed).message.unwrap();
+        assert!(!message.contains("domain confirmation"), "{message}");
+    }
+    // Waiting for the letter: the other kind of attachment has no API action.
+    let mut status = submitted(&ov, None);
+    let v = status.order.as_mut().unwrap();
+    v.documents_digest = None;
+    v.submitted = Some(sent);
+    v.letter_template = Some(String::new());
+    let missing = Observed {
+        pending_key: Some(key()),
+        ..obs(t0(), LetterObs::Missing("waiting for the confirmation letter".into()))
+    };
+    let message = summarize(&order, status, &missing).message.unwrap();
+    assert!(message.contains("application form, service agreement, business licence, ID card"), "{message}");
+    // The template could not be fetched: no ConfigMap is named.
+    assert!(message.contains("UCloud's letter template could not be fetched"), "{message}");
+    assert!(!message.contains("ConfigMap"), "{message}");
 }
 
 #[test]

@@ -117,9 +117,14 @@ impl Provider {
     }
 
     /// Sends domains, company, applicant and the CSR.
-    pub async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
+    /// Answers who the vendor was told the order is for, when it keeps that.
+    pub async fn submit_info(
+        &self,
+        ctx: &OrderContext<'_>,
+        csr_pem: &str,
+    ) -> Result<Option<crate::api::SubmittedInfo>, ProviderError> {
         match self {
-            Provider::Local(p) => p.submit_info(ctx, csr_pem),
+            Provider::Local(p) => p.submit_info(ctx, csr_pem).map(|()| None),
             Provider::Ucloud(p) => p.submit_info(ctx, csr_pem).await,
         }
     }
