@@ -702,21 +702,31 @@ async fn ucloud_a_purchased_orders_product_cannot_change() {
 }
 
 /// USSL requires a company and an applicant for every order: a DV order that has neither, on a
-/// provider without defaults, is refused before anything is bought, naming the fields to set;
-/// with them, what was sent is shown in status.
+/// provider without defaults, is stopped before anything is bought, naming the fields to set;
+/// given them, by the order or by the provider, it is bought and what was sent shown in status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucloud_an_order_lacking_what_ussl_requires_is_refused_before_buying() {
     let env = Env::start().await;
     let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
     ucloud_provider_with(&env, &sim, "bare", USSL_PRIVATE_KEY, None).await;
+    let stalled = |name: &'static str| {
+        let env = &env;
+        async move {
+            env.wait_for(name, "stalled for want of the company and applicant", |o| {
+                has_condition(o, "Stalled", "True")
+                    && o.status.as_ref().is_some_and(|s| {
+                        s.conditions.iter().any(|c| c.type_ == "Stalled" && c.reason == "InfoRequired")
+                    })
+            })
+            .await
+        }
+    };
     env.apply(ucloud_dv_order("nocompany", &["nocompany.example.com"], "bare")).await;
-    let failed = env.wait_phase("nocompany", Phase::Failed).await;
-    let message = failed.status.as_ref().unwrap().message.clone().unwrap();
+    let waiting = stalled("nocompany").await;
+    let message = waiting.status.as_ref().unwrap().message.clone().unwrap();
     assert!(message.contains("spec.organization (or spec.ucloud.defaults.organization on provider bare)"), "{message}");
     assert!(message.contains("spec.applicant (or spec.ucloud.defaults.applicant on provider bare)"), "{message}");
-    assert!(has_condition(&failed, "Stalled", "True"));
-    assert_eq!(sim.calls("PurchaseCertificate"), 0, "nothing was bought");
-    assert_eq!(sim.purchases(), 0);
+    assert_eq!(waiting.status.as_ref().unwrap().phase, Phase::Pending);
 
     // An order naming its company and applicant but not the division and title UCloud requires:
     // nothing is made up for them.
@@ -726,8 +736,8 @@ async fn ucloud_an_order_lacking_what_ussl_requires_is_refused_before_buying() {
     partial["spec"]["applicant"] =
         json!({"name": "Li Lei", "phone": "+86 138 0000 0000", "email": "li.lei@example.com"});
     env.apply(partial.clone()).await;
-    let failed = env.wait_phase("partial", Phase::Failed).await;
-    let message = failed.status.as_ref().unwrap().message.clone().unwrap();
+    let waiting = stalled("partial").await;
+    let message = waiting.status.as_ref().unwrap().message.clone().unwrap();
     assert!(
         message.contains("spec.organization.division (or spec.ucloud.defaults.organization.division on provider bare)"),
         "{message}"
@@ -737,8 +747,9 @@ async fn ucloud_an_order_lacking_what_ussl_requires_is_refused_before_buying() {
         "{message}"
     );
     assert_eq!(sim.calls("PurchaseCertificate"), 0, "nothing was bought");
+    assert_eq!(sim.purchases(), 0);
 
-    // Given them, the order is bought and filled in, and the status says whom the CA contacts.
+    // The order gives them: it is bought and filled in, and the status says whom the CA contacts.
     partial["spec"]["organization"]["division"] = json!("Operations");
     partial["spec"]["applicant"]["title"] = json!("Operations Manager");
     env.apply(partial).await;
@@ -749,7 +760,23 @@ async fn ucloud_an_order_lacking_what_ussl_requires_is_refused_before_buying() {
         ("ACME Ltd", "Li Lei", "li.lei@example.com")
     );
     assert_eq!(sim.purchases(), 1);
-    assert_eq!(sim.orders()[0].company.as_deref(), Some("ACME Ltd"));
+    assert_eq!(sim.calls("PurchaseCertificate"), 1);
+
+    // The provider gives them: the other order goes on, untouched, with the provider's defaults.
+    let providers: Api<ClusterCertificateProvider> = Api::all(env.client.clone());
+    let patch = json!({"spec": {"ucloud": {"defaults": ucloud_defaults()}}});
+    providers.patch("bare", &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch the provider");
+    let validating = env.wait_phase("nocompany", Phase::DomainValidation).await;
+    let submitted = validating.status.as_ref().unwrap().order.as_ref().unwrap().submitted.clone().unwrap();
+    assert_eq!(
+        (submitted.company_name.as_str(), submitted.applicant_email.as_str()),
+        ("Example Trading Co., Ltd.", "han.meimei@example.com")
+    );
+    assert_eq!(sim.purchases(), 2);
+    let companies: Vec<Option<String>> = sim.orders().into_iter().map(|o| o.company).collect();
+    assert!(
+        companies.contains(&Some("ACME Ltd".into())) && companies.contains(&Some("Example Trading Co., Ltd.".into()))
+    );
 }
 
 /// Every event about `order` with `reason`, core or events.k8s.io.

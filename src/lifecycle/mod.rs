@@ -93,6 +93,10 @@ pub enum ProviderObs {
     Ready,
     /// The provider cannot be used; the message says what to fix.
     Unusable(String),
+    /// The provider would need values that neither the order nor the provider gives (UCloud's
+    /// company and applicant); the message names the fields to set. Nothing is bought or sent
+    /// until a change of the order or the provider supplies them.
+    MissingInfo(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -461,7 +465,7 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
     if spec_problem(order.spec).is_some() || status.failed_generation == Some(order.generation) {
         return Decision::Wait(None);
     }
-    if let ProviderObs::Unusable(_) = obs.provider {
+    if obs.provider != ProviderObs::Ready {
         return Decision::Wait(Some(timing.letter_poll));
     }
     if !obs.shared_with.is_empty() {

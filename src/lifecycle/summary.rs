@@ -66,7 +66,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     let vendor = status.order.clone().unwrap_or_default();
     let problem = spec_problem(order.spec);
     let provider_problem = match &obs.provider {
-        ProviderObs::Unusable(m) => Some(m.clone()),
+        ProviderObs::Unusable(m) => Some(("ProviderNotReady", m.clone())),
+        ProviderObs::MissingInfo(m) => Some(("InfoRequired", m.clone())),
         ProviderObs::Ready => None,
     };
     let failed = status.failed_generation == Some(generation);
@@ -93,8 +94,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     } else if failed {
         let why = status.last_failure.clone().unwrap_or_else(|| "the last step failed".into());
         (Phase::Failed, "Failed", format!("{why}; change the spec to try again"))
-    } else if let Some(p) = provider_problem {
-        (status.phase, "ProviderNotReady", p)
+    } else if let Some((reason, p)) = provider_problem {
+        (status.phase, reason, p)
     } else if !obs.shared_with.is_empty() {
         (
             status.phase,
@@ -203,8 +204,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         }
     };
 
-    let stalled =
-        matches!(phase, Phase::Failed | Phase::Rejected) || matches!(reason, "ProviderNotReady" | "VendorOrderShared");
+    let stalled = matches!(phase, Phase::Failed | Phase::Rejected)
+        || matches!(reason, "ProviderNotReady" | "InfoRequired" | "VendorOrderShared");
     let mut message = message;
     if status.failures > 0
         && !failed

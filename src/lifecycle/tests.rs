@@ -1173,6 +1173,16 @@ fn a_ucloud_ov_order_says_what_a_person_must_do_and_where_the_mail_went() {
     };
     let message = summarize(&order, status, &missing).message.unwrap();
     assert!(message.contains("application form, service agreement, business licence, ID card"), "{message}");
+    // UCloud would need a value neither the order nor the provider gives: nothing happens,
+    // the order is stalled with the fields to set.
+    let pending = CertificateOrderStatus::default();
+    let short =
+        Observed { provider: ProviderObs::MissingInfo("set spec.applicant".into()), ..obs(t0(), LetterObs::NotNeeded) };
+    assert!(matches!(decide(&view(&ov, 1), &pending, &short, &Timing::default()), Decision::Wait(Some(_))));
+    let s = summarize(&view(&ov, 1), pending, &short);
+    assert_eq!(s.phase, Phase::Pending);
+    assert_eq!(s.message.as_deref(), Some("set spec.applicant"));
+    assert!(s.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "InfoRequired"));
     // The template could not be fetched: no ConfigMap is named.
     assert!(message.contains("UCloud's letter template could not be fetched"), "{message}");
     assert!(!message.contains("ConfigMap"), "{message}");

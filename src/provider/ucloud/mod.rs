@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 
 use super::{OrderContext, ProviderError};
 use crate::api::{
-    Applicant, Organization, SubmittedInfo, UcloudDefaults, UcloudProvider as UcloudSpec, ValidationMethod, VendorStage,
+    Applicant, CertificateOrderSpec, Organization, SubmittedInfo, UcloudDefaults, UcloudProvider as UcloudSpec,
+    ValidationMethod, VendorStage,
 };
 use crate::lifecycle::{ChallengeSpec, Timing, VendorView, dns_record_name, parse_go_duration};
 pub use client::{Client, Credentials};
@@ -148,7 +149,7 @@ impl UcloudProvider {
     ) -> Result<String, ProviderError> {
         let (brand, name) = Self::product(ctx)?;
         // What ComplementCSRInfo will require must be there before money is spent on the order.
-        self.applicant_info(ctx)?;
+        self.applicant_info(ctx.spec)?;
         // Only a purchase that may have been made before (by an earlier process, or a call
         // whose answer was lost) is looked for: a first attempt never adopts someone else's order.
         if ctx.may_have_bought {
@@ -267,7 +268,7 @@ impl UcloudProvider {
             self.client.call("ReIssueCertificateCSRInfo", p).await?;
             return Ok(None);
         }
-        let (info, submitted) = self.applicant_info(ctx)?;
+        let (info, submitted) = self.applicant_info(ctx.spec)?;
         let mut p = params(json!({
             "CertificateID": id,
             "Domains": ctx.domains.join(","),
@@ -286,11 +287,11 @@ impl UcloudProvider {
     /// required value is in neither, the order is refused, naming the fields to set.
     pub fn applicant_info(
         &self,
-        ctx: &OrderContext<'_>,
+        spec: &CertificateOrderSpec,
     ) -> Result<(BTreeMap<String, Value>, SubmittedInfo), ProviderError> {
-        let provider = &ctx.spec.provider_ref.name;
+        let provider = &spec.provider_ref.name;
         let defaults = &self.defaults;
-        let org: Option<Organization> = match (&ctx.spec.organization, &defaults.organization) {
+        let org: Option<Organization> = match (&spec.organization, &defaults.organization) {
             (Some(own), fallback) => {
                 let mut own = own.clone();
                 if own.division.is_none() {
@@ -301,7 +302,7 @@ impl UcloudProvider {
             (None, Some(d)) => Some(d.clone().into()),
             (None, None) => None,
         };
-        let applicant: Option<Applicant> = match (&ctx.spec.applicant, &defaults.applicant) {
+        let applicant: Option<Applicant> = match (&spec.applicant, &defaults.applicant) {
             (Some(own), fallback) => {
                 let mut own = own.clone();
                 if own.title.is_none() {

@@ -402,7 +402,7 @@ fn files_are_fetched_over_https_or_from_the_endpoint_itself() {
 fn the_company_and_applicant_come_from_the_order_or_the_defaults_and_are_never_made_up() {
     use crate::api::{
         Applicant, CertificateOrderSpec, DefaultApplicant, DefaultOrganization, NamespacedSecretRef, Organization,
-        UcloudDefaults, VendorOrder,
+        UcloudDefaults,
     };
     let spec_json = json!({
         "providerRef": {"name": "ucloud"},
@@ -425,25 +425,7 @@ fn the_company_and_applicant_come_from_the_order_or_the_defaults_and_are_never_m
         let credentials = Credentials { public_key: "pub".into(), private_key: "priv".into() };
         UcloudProvider::new(&spec, credentials, "ns/c".into()).unwrap()
     };
-    let vendor = VendorOrder::default();
-    let annotations = BTreeMap::new();
-    let domains = vec!["example.com".to_string()];
-    let info = |p: &UcloudProvider, spec: &CertificateOrderSpec| {
-        let ctx = OrderContext {
-            namespace: "web",
-            name: "shop",
-            uid: "uid-1",
-            generation: 1,
-            spec,
-            domains: &domains,
-            vendor: &vendor,
-            annotations: &annotations,
-            now: chrono::Utc::now(),
-            may_have_bought: false,
-            buy_again: None,
-        };
-        p.applicant_info(&ctx)
-    };
+    let info = |p: &UcloudProvider, spec: &CertificateOrderSpec| p.applicant_info(spec);
     let dv: CertificateOrderSpec = serde_json::from_value(spec_json).unwrap();
 
     // A DV order with nothing, on a provider with nothing: refused, naming both.
