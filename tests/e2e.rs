@@ -521,8 +521,28 @@ where
 const USSL_PUBLIC_KEY: &str = "ucloud-e2e@example.com1296235120854146120";
 const USSL_PRIVATE_KEY: &str = "46f09bb9fab4f12dfc160dae12273d5332b5debe-e2e";
 
+/// The company and applicant the test providers send for orders that name none: USSL requires
+/// them for every order, DV included.
+fn ucloud_defaults() -> Value {
+    json!({
+        "organization": {"name": "Example Trading Co., Ltd.", "division": "IT", "address": "1 Example Road",
+            "city": "Shanghai", "region": "Shanghai", "country": "CN", "phone": "+86-21-5555-0100"},
+        "applicant": {"name": "Han Meimei", "phone": "+86 139 0000 0000", "email": "han.meimei@example.com", "title": "IT Manager"},
+    })
+}
+
 /// A UCloud provider `name` pointed at the simulator, with its key pair in a Secret.
 async fn ucloud_provider(env: &Env, sim: &testbed::ussl::UsslSim, name: &str, private_key: &str) {
+    ucloud_provider_with(env, sim, name, private_key, Some(ucloud_defaults())).await;
+}
+
+async fn ucloud_provider_with(
+    env: &Env,
+    sim: &testbed::ussl::UsslSim,
+    name: &str,
+    private_key: &str,
+    defaults: Option<Value>,
+) {
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "certorder-system");
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -544,6 +564,7 @@ async fn ucloud_provider(env: &Env, sim: &testbed::ussl::UsslSim, name: &str, pr
             "caBundle": sim.ca_pem(),
             "reviewPollInterval": "1s",
             "validationPollInterval": "1s",
+            "defaults": defaults,
         }},
     }))
     .await;
@@ -641,6 +662,121 @@ async fn ucloud_dv_order_with_dns_validation_is_bought_validated_and_installed()
     assert_ne!(renewed.status.as_ref().unwrap().certificate.as_ref().unwrap().key_fingerprint, first.key_fingerprint);
     assert_ussl_secret(&env, &sim, "shop-tls", &["shop.example.com", "www.shop.example.com"]).await;
     assert_eq!(sim.purchases(), 1, "renewed under the same purchase");
+}
+
+/// What was bought is fixed: once the vendor's id is recorded, the API server refuses a change of
+/// product or provider, and more domains than were bought, and the order stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_a_purchased_orders_product_cannot_change() {
+    let (env, sim) = ucloud_env().await;
+    env.apply(ucloud_dv_order("fixed", &["fixed.example.com", "www.fixed.example.com"], "ucloud")).await;
+    let bought = env.wait_for("fixed", "the vendor order id", |o| vendor_id(o).is_some()).await;
+    assert_eq!(bought.status.as_ref().unwrap().order.as_ref().unwrap().domains_count, Some(2));
+    let refusal = |patch: Value| {
+        let orders = env.orders();
+        async move {
+            match orders.patch("fixed", &PatchParams::default(), &Patch::Merge(patch)).await {
+                Err(kube::Error::Api(s)) => {
+                    assert_eq!(s.code, 422, "{s:?}");
+                    s.message
+                }
+                other => panic!("the API server accepted a change of what was bought: {other:?}"),
+            }
+        }
+    };
+    let product = refusal(json!({"spec": {"product": {"name": "TrustAsiaOVG5", "type": "OV"}}})).await;
+    assert!(product.contains("spec.product cannot change once the order is purchased"), "{product}");
+    assert!(product.contains("create a new CertificateOrder"), "{product}");
+    let provider = refusal(json!({"spec": {"providerRef": {"name": "other"}}})).await;
+    assert!(provider.contains("spec.providerRef cannot change once the order is purchased"), "{provider}");
+    let more =
+        refusal(json!({"spec": {"domains": ["fixed.example.com", "www.fixed.example.com", "api.fixed.example.com"]}}))
+            .await;
+    assert!(more.contains("spec.domains cannot list more names than were bought"), "{more}");
+
+    let now = env.orders().get("fixed").await.unwrap();
+    assert_eq!(now.spec, bought.spec, "nothing changed");
+    assert_eq!(now.metadata.generation, bought.metadata.generation);
+    assert_eq!(sim.purchases(), 1);
+    assert_eq!(sim.orders()[0].product, "TrustAsiaDVG5");
+}
+
+/// USSL requires a company and an applicant for every order: a DV order that has neither, on a
+/// provider without defaults, is stopped before anything is bought, naming the fields to set;
+/// given them, by the order or by the provider, it is bought and what was sent shown in status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_an_order_lacking_what_ussl_requires_is_refused_before_buying() {
+    let env = Env::start().await;
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
+    ucloud_provider_with(&env, &sim, "bare", USSL_PRIVATE_KEY, None).await;
+    let stalled = |name: &'static str| {
+        let env = &env;
+        async move {
+            env.wait_for(name, "stalled for want of the company and applicant", |o| {
+                has_condition(o, "Stalled", "True")
+                    && o.status.as_ref().is_some_and(|s| {
+                        s.conditions.iter().any(|c| c.type_ == "Stalled" && c.reason == "InfoRequired")
+                    })
+            })
+            .await
+        }
+    };
+    env.apply(ucloud_dv_order("nocompany", &["nocompany.example.com"], "bare")).await;
+    let waiting = stalled("nocompany").await;
+    let message = waiting.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(message.contains("spec.organization (or spec.ucloud.defaults.organization on provider bare)"), "{message}");
+    assert!(message.contains("spec.applicant (or spec.ucloud.defaults.applicant on provider bare)"), "{message}");
+    assert_eq!(waiting.status.as_ref().unwrap().phase, Phase::Pending);
+
+    // An order naming its company and applicant but not the division and title UCloud requires:
+    // nothing is made up for them.
+    let mut partial = ucloud_dv_order("partial", &["partial.example.com"], "bare");
+    partial["spec"]["organization"] = json!({"name": "ACME Ltd", "address": "1 Century Avenue", "city": "Shanghai",
+        "region": "Shanghai", "country": "CN", "phone": "+86 21 5555 0000"});
+    partial["spec"]["applicant"] =
+        json!({"name": "Li Lei", "phone": "+86 138 0000 0000", "email": "li.lei@example.com"});
+    env.apply(partial.clone()).await;
+    let waiting = stalled("partial").await;
+    let message = waiting.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        message.contains("spec.organization.division (or spec.ucloud.defaults.organization.division on provider bare)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.applicant.title (or spec.ucloud.defaults.applicant.title on provider bare)"),
+        "{message}"
+    );
+    assert_eq!(sim.calls("PurchaseCertificate"), 0, "nothing was bought");
+    assert_eq!(sim.purchases(), 0);
+
+    // The order gives them: it is bought and filled in, and the status says whom the CA contacts.
+    partial["spec"]["organization"]["division"] = json!("Operations");
+    partial["spec"]["applicant"]["title"] = json!("Operations Manager");
+    env.apply(partial).await;
+    let validating = env.wait_phase("partial", Phase::DomainValidation).await;
+    let submitted = validating.status.as_ref().unwrap().order.as_ref().unwrap().submitted.clone().unwrap();
+    assert_eq!(
+        (submitted.company_name.as_str(), submitted.applicant_name.as_str(), submitted.applicant_email.as_str()),
+        ("ACME Ltd", "Li Lei", "li.lei@example.com")
+    );
+    assert_eq!(sim.purchases(), 1);
+    assert_eq!(sim.calls("PurchaseCertificate"), 1);
+
+    // The provider gives them: the other order goes on, untouched, with the provider's defaults.
+    let providers: Api<ClusterCertificateProvider> = Api::all(env.client.clone());
+    let patch = json!({"spec": {"ucloud": {"defaults": ucloud_defaults()}}});
+    providers.patch("bare", &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch the provider");
+    let validating = env.wait_phase("nocompany", Phase::DomainValidation).await;
+    let submitted = validating.status.as_ref().unwrap().order.as_ref().unwrap().submitted.clone().unwrap();
+    assert_eq!(
+        (submitted.company_name.as_str(), submitted.applicant_email.as_str()),
+        ("Example Trading Co., Ltd.", "han.meimei@example.com")
+    );
+    assert_eq!(sim.purchases(), 2);
+    let companies: Vec<Option<String>> = sim.orders().into_iter().map(|o| o.company).collect();
+    assert!(
+        companies.contains(&Some("ACME Ltd".into())) && companies.contains(&Some("Example Trading Co., Ltd.".into()))
+    );
 }
 
 /// Every event about `order` with `reason`, core or events.k8s.io.
@@ -1374,6 +1510,18 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
         waiting.status.as_ref().unwrap().message.as_deref().unwrap().contains("acme-letter"),
         "names the letter Secret"
     );
+    // USSL takes only the letter: the other kind of attachment is for the console.
+    let waiting_message = waiting.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        waiting_message.contains("application form, service agreement, business licence, ID card"),
+        "{waiting_message}"
+    );
+    // The order names no division or title: the provider's defaults were sent, nothing made up.
+    let submitted = waiting.status.as_ref().unwrap().order.as_ref().unwrap().submitted.clone().unwrap();
+    assert_eq!(
+        (submitted.company_name.as_str(), submitted.applicant_email.as_str()),
+        ("ACME Ltd", "li.lei@example.com")
+    );
     let id = sim.orders()[0].id;
     assert_eq!(sim.orders()[0].state, "PENDING_CONFIRM_LETTER");
     let template: k8s_openapi::api::core::v1::ConfigMap =
@@ -1390,6 +1538,13 @@ async fn ucloud_ov_order_goes_through_template_letter_rejection_resubmission_and
     let in_review = env.wait_phase("acme", Phase::OrganizationReview).await;
     assert!(has_condition(&in_review, "DocumentsUploaded", "True"));
     assert!(sim.orders()[0].letter.as_deref().unwrap().starts_with(b"%PDF"));
+    // A person must approve the CA's domain-confirmation email: the status says where it went.
+    let review_message = in_review.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        review_message.contains("domain confirmation to the order's contact li.lei@example.com"),
+        "{review_message}"
+    );
+    assert!(review_message.contains("a person must approve it"), "{review_message}");
 
     // The CA rejects it, with a reason the status shows.
     sim.reject(id, "the company name does not match the business licence").unwrap();

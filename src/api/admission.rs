@@ -259,9 +259,18 @@ pub const COUNTRY_CODES: &[&str] = &[
 
 pub const COUNTRY_MESSAGE: &str = "spec.organization.country must be an ISO 3166-1 alpha-2 country code in capitals, such as CN, US, DE or GB (not UK)";
 
+pub fn country_message(what: &str) -> String {
+    format!("{what} must be an ISO 3166-1 alpha-2 country code in capitals, such as CN, US, DE or GB (not UK)")
+}
+
 pub fn country() -> Rule {
+    country_of("spec.organization.country")
+}
+
+/// The country code at `what` (the order's organization, or a provider's default one).
+pub fn country_of(what: &str) -> Rule {
     let list: Vec<String> = COUNTRY_CODES.iter().map(|c| format!("'{c}'")).collect();
-    rule(format!("self in [{}]", list.join(", ")), COUNTRY_MESSAGE.into())
+    rule(format!("self in [{}]", list.join(", ")), country_message(what))
 }
 
 /// Digits with an optional leading `+`, and spaces, `-`, `.`, `(` or `)` between them.
@@ -281,15 +290,35 @@ pub fn phone(what: &str) -> Rule {
 pub const EMAIL_RULE: &str = r#"self.matches("^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)+$")"#;
 pub const EMAIL_MESSAGE: &str = "spec.applicant.email must be an email address such as li.lei@example.com (an ASCII domain name after the '@', at most 254 characters)";
 
+pub fn email_message(what: &str) -> String {
+    format!(
+        "{what} must be an email address such as li.lei@example.com (an ASCII domain name after the '@', at most 254 characters)"
+    )
+}
+
 pub fn email() -> Rule {
-    rule(EMAIL_RULE.to_string(), EMAIL_MESSAGE.into())
+    email_of("spec.applicant.email")
+}
+
+pub fn email_of(what: &str) -> Rule {
+    rule(EMAIL_RULE.to_string(), email_message(what))
 }
 
 pub const POSTAL_CODE_RULE: &str = r"self.matches('^[A-Za-z0-9]([-A-Za-z0-9 ]{0,14}[A-Za-z0-9])?$')";
 pub const POSTAL_CODE_MESSAGE: &str = "spec.organization.postalCode must be a postal code such as 200000 or SW1A 1AA: letters and digits, with spaces or '-' between them (at most 16 characters)";
 
+pub fn postal_code_message(what: &str) -> String {
+    format!(
+        "{what} must be a postal code such as 200000 or SW1A 1AA: letters and digits, with spaces or '-' between them (at most 16 characters)"
+    )
+}
+
 pub fn postal_code() -> Rule {
-    rule(POSTAL_CODE_RULE.to_string(), POSTAL_CODE_MESSAGE.into())
+    postal_code_of("spec.organization.postalCode")
+}
+
+pub fn postal_code_of(what: &str) -> Rule {
+    rule(POSTAL_CODE_RULE.to_string(), postal_code_message(what))
 }
 
 // ---- images and URLs ------------------------------------------------------------------------
@@ -330,3 +359,14 @@ pub const HTTP_SETTINGS_RULE: &str = "!has(self.http) || self.method == 'HTTP'";
 pub const HTTP_SETTINGS_MESSAGE: &str = "spec.domainValidation.http is only used by HTTP validation: set spec.domainValidation.method to HTTP, or remove spec.domainValidation.http";
 pub const DNS_SETTINGS_RULE: &str = "!has(self.dns) || self.method == 'DNS'";
 pub const DNS_SETTINGS_MESSAGE: &str = "spec.domainValidation.dns is only used by DNS validation: set spec.domainValidation.method to DNS, or remove spec.domainValidation.dns";
+
+/// What was bought is fixed: once `status.order.id` is recorded, the product and the provider
+/// stay as they were, and the domains may not outnumber those bought. Transition rules on the
+/// root: they run on updates only, and see the stored status (a spec update through the main
+/// resource keeps it).
+pub const PRODUCT_FIXED_RULE: &str = "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.id)) || self.spec.product == oldSelf.spec.product";
+pub const PRODUCT_FIXED_MESSAGE: &str = "spec.product cannot change once the order is purchased (status.order.id is set): what was bought is fixed; create a new CertificateOrder to buy another product";
+pub const PROVIDER_FIXED_RULE: &str = "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.id)) || self.spec.providerRef == oldSelf.spec.providerRef";
+pub const PROVIDER_FIXED_MESSAGE: &str = "spec.providerRef cannot change once the order is purchased (status.order.id is set): what was bought is fixed; create a new CertificateOrder to buy from another provider";
+pub const DOMAINS_BOUGHT_RULE: &str = "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.domainsCount)) || size(self.spec.domains) <= oldSelf.status.order.domainsCount";
+pub const DOMAINS_BOUGHT_MESSAGE: &str = "spec.domains cannot list more names than were bought (status.order.domainsCount): domains may change only within what was bought; create a new CertificateOrder for more names";

@@ -27,6 +27,9 @@ use super::{Condition, SecretKeyRef};
     shortname = "co",
     category = "certorder",
     validation = Rule::new(adm::ORDER_NAME_RULE).message(adm::ORDER_NAME_MESSAGE),
+    validation = Rule::new(adm::PRODUCT_FIXED_RULE).message(adm::PRODUCT_FIXED_MESSAGE).field_path(".spec.product"),
+    validation = Rule::new(adm::PROVIDER_FIXED_RULE).message(adm::PROVIDER_FIXED_MESSAGE).field_path(".spec.providerRef"),
+    validation = Rule::new(adm::DOMAINS_BOUGHT_RULE).message(adm::DOMAINS_BOUGHT_MESSAGE).field_path(".spec.domains"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.product.type"),
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domains[0]"),
@@ -72,10 +75,12 @@ pub struct CertificateOrderSpec {
     /// Labels and annotations copied onto the TLS Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,
-    /// The company the CA verifies (OV and EV).
+    /// The company the CA verifies (OV and EV; UCloud asks for one for DV too, and takes the
+    /// provider's `spec.ucloud.defaults.organization` when the order names none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<Organization>,
-    /// The person the CA contacts (OV and EV).
+    /// The person the CA contacts (OV and EV; UCloud asks for one for DV too, and takes the
+    /// provider's `spec.ucloud.defaults.applicant` when the order names none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applicant: Option<Applicant>,
     /// Documents the CA needs (OV and EV).
@@ -202,7 +207,8 @@ pub struct Organization {
     #[schemars(length(min = 1, max = 256))]
     #[x_kube(validation = adm::text("spec.organization.name", "Example Trading Co., Ltd."))]
     pub name: String,
-    /// Department, e.g. `IT`.
+    /// Department, e.g. `IT`. UCloud requires it (`CompanyDivision`): unset, the provider's
+    /// default organization's division is sent, and an order with neither is refused before buying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
     #[x_kube(validation = adm::text("spec.organization.division", "IT"))]
@@ -259,7 +265,8 @@ pub struct Applicant {
     #[schemars(length(min = 1, max = 254))]
     #[x_kube(validation = adm::email())]
     pub email: String,
-    /// Job title.
+    /// Job title. UCloud requires it (`AdminTitle`): unset, the provider's default applicant's
+    /// title is sent, and an order with neither is refused before buying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
     #[x_kube(validation = adm::text("spec.applicant.title", "IT Manager"))]
@@ -481,9 +488,12 @@ pub struct VendorOrder {
     /// Name the operator gives the vendor order; unique to this CertificateOrder. Recorded before
     /// buying: after a crash the operator looks this name up before it buys again.
     pub name: String,
-    /// The vendor's id once bought.
+    /// The vendor's id once bought. From then on `spec.product` and `spec.providerRef` cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// How many domains were bought (the vendor's `DomainsCount`): `spec.domains` may not list more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains_count: Option<u32>,
     /// When the purchase was decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purchase_requested_time: Option<DateTime<Utc>>,
@@ -515,6 +525,10 @@ pub struct VendorOrder {
     /// fill in, stamp, scan and store in the letter Secret; empty when the vendor offers none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub letter_template: Option<String>,
+    /// Who the vendor was told the order is for (UCloud): the company and the applicant the CA
+    /// contacts, as sent with the info.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted: Option<SubmittedInfo>,
     /// The CA's reason when it rejected the order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
@@ -524,6 +538,19 @@ pub struct VendorOrder {
     /// Certificates issued under this purchase (a multi-year purchase has several).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub issuances: u32,
+}
+
+/// What the vendor was sent about who orders: no secrets, only whom the CA will contact.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmittedInfo {
+    /// The company name sent (`CompanyName`).
+    pub company_name: String,
+    /// The applicant's name sent (`AdminName`).
+    pub applicant_name: String,
+    /// The applicant's email sent (`AdminEmail`): where the CA's mails, such as the domain
+    /// confirmation of an OV/EV review, go.
+    pub applicant_email: String,
 }
 
 /// The vendor's state, as it matters to the order.

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::admission as adm;
-use super::{Condition, NamespacedSecretRef};
+use super::{Applicant, Condition, NamespacedSecretRef, Organization};
 
 /// Longest certificate lifetime the CA/Browser Forum allows today (200 days, from 15 March 2026).
 pub const MAX_LIFETIME_HOURS: i64 = 200 * 24;
@@ -92,6 +92,120 @@ pub struct UcloudProvider {
     #[schemars(length(max = 262144))]
     #[x_kube(validation = adm::pem_bundle("spec.ucloud.caBundle"))]
     pub ca_bundle: Option<String>,
+    /// What orders of this provider send UCloud when they name none themselves: USSL's
+    /// `ComplementCSRInfo` requires a company and an applicant for every order, DV included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<UcloudDefaults>,
+}
+
+/// The company and applicant an order of this provider falls back to. An order's own
+/// `spec.organization` / `spec.applicant` win; from the defaults it takes the whole company or
+/// applicant when it names none, and only `division` / `title` when it names one without them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UcloudDefaults {
+    /// The company, as an order's `spec.organization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<DefaultOrganization>,
+    /// The applicant, as an order's `spec.applicant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applicant: Option<DefaultApplicant>,
+}
+
+/// A default company: the fields of an order's `spec.organization`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultOrganization {
+    /// Registered name of the company.
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.organization.name", "Example Trading Co., Ltd."))]
+    pub name: String,
+    /// Department, e.g. `IT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.organization.division", "IT"))]
+    pub division: Option<String>,
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.organization.address", "1 Example Road"))]
+    pub address: String,
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.organization.city", "Shanghai"))]
+    pub city: String,
+    /// Province or state.
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.organization.region", "Shanghai"))]
+    pub region: String,
+    /// ISO 3166-1 alpha-2 country code, e.g. `CN`.
+    #[schemars(length(min = 2, max = 2))]
+    #[x_kube(validation = adm::country_of("spec.ucloud.defaults.organization.country"))]
+    pub country: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = adm::postal_code_of("spec.ucloud.defaults.organization.postalCode"))]
+    pub postal_code: Option<String>,
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = adm::phone("spec.ucloud.defaults.organization.phone"))]
+    pub phone: String,
+    /// Kind of organization as the vendor names it (e.g. `Enterprise`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.organization.type", "Enterprise"))]
+    pub type_: Option<String>,
+    /// Kind of registration code (e.g. `UnifiedSocialCreditCode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.organization.codeType", "UnifiedSocialCreditCode"))]
+    pub code_type: Option<String>,
+    /// The registration code itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.organization.code", "91310000MA1EXAMPLE"))]
+    pub code: Option<String>,
+}
+
+impl From<DefaultOrganization> for Organization {
+    fn from(d: DefaultOrganization) -> Organization {
+        Organization {
+            name: d.name,
+            division: d.division,
+            address: d.address,
+            city: d.city,
+            region: d.region,
+            country: d.country,
+            postal_code: d.postal_code,
+            phone: d.phone,
+            type_: d.type_,
+            code_type: d.code_type,
+            code: d.code,
+        }
+    }
+}
+
+/// A default applicant: the fields of an order's `spec.applicant`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultApplicant {
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.applicant.name", "Li Lei"))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = adm::phone("spec.ucloud.defaults.applicant.phone"))]
+    pub phone: String,
+    #[schemars(length(min = 1, max = 254))]
+    #[x_kube(validation = adm::email_of("spec.ucloud.defaults.applicant.email"))]
+    pub email: String,
+    /// Job title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = adm::text("spec.ucloud.defaults.applicant.title", "IT Manager"))]
+    pub title: Option<String>,
+}
+
+impl From<DefaultApplicant> for Applicant {
+    fn from(d: DefaultApplicant) -> Applicant {
+        Applicant { name: d.name, phone: d.phone, email: d.email, title: d.title }
+    }
 }
 
 /// A CA run by the operator, with the vendor's steps: review (manual or automatic) and real

@@ -64,9 +64,10 @@ pub async fn act(
         Step::Purchase => {
             let memory = ctx.memory(pctx.uid);
             let buy_again = pctx.buy_again;
+            let domains_count = pctx.domains.len() as u32;
             if let Some(id) = memory.bought {
                 // Bought by this process, but the status write failed: record it, buy nothing.
-                return Outcome::Purchased { id, buy_again };
+                return Outcome::Purchased { id, buy_again, domains_count };
             }
             let may_have_bought = !memory.purchase_intent_here || memory.purchase_called;
             ctx.remember(pctx.uid, |m| m.purchase_called = true);
@@ -74,7 +75,7 @@ pub async fn act(
             match provider.purchase(&OrderContext { may_have_bought, ..*pctx }, &claims).await {
                 Ok(id) => {
                     ctx.remember(pctx.uid, |m| m.bought = Some(id.clone()));
-                    Outcome::Purchased { id, buy_again }
+                    Outcome::Purchased { id, buy_again, domains_count }
                 }
                 Err(e) if e.outcome_unknown => Outcome::PurchaseUnconfirmed { reason: e.message },
                 Err(e) => {
@@ -92,7 +93,7 @@ pub async fn act(
                 Err(e) => return e,
             };
             match provider.submit_info(pctx, &csr).await {
-                Ok(()) => Outcome::InfoSubmitted { digest: digest.clone() },
+                Ok(submitted) => Outcome::InfoSubmitted { digest: digest.clone(), submitted },
                 Err(e) => failed(name, e),
             }
         }

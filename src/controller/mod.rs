@@ -387,7 +387,10 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
 
     let provider = ctx.provider(&order.spec.provider_ref.name).await;
     let provider_obs = match &provider {
-        Ok(_) => ProviderObs::Ready,
+        Ok(p) => match p.missing_info(&order.spec, &original) {
+            Some(message) => ProviderObs::MissingInfo(message),
+            None => ProviderObs::Ready,
+        },
         Err(message) => ProviderObs::Unusable(message.clone()),
     };
     let now = Utc::now();

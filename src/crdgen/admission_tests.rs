@@ -32,6 +32,27 @@ fn admit(doc: &Value) -> Vec<String> {
     errs
 }
 
+/// What kube-apiserver answers for an update of `old` to `new` through the main resource: the
+/// stored status is kept, and transition rules see `oldSelf`.
+fn admit_update(old: &Value, new: &Value) -> Vec<String> {
+    let schema = schema_of(new["kind"].as_str().unwrap());
+    let mut obj = new.clone();
+    match old.get("status") {
+        Some(s) => obj["status"] = s.clone(),
+        None => {
+            obj.as_object_mut().unwrap().remove("status");
+        }
+    }
+    let mut errs: Vec<String> =
+        schema::prune(&schema, &mut obj).into_iter().map(|f| format!("unknown field {f}")).collect();
+    schema::apply_defaults(&schema, &mut obj);
+    // The stored object was defaulted when it was written.
+    let mut old = old.clone();
+    schema::apply_defaults(&schema, &mut old);
+    errs.extend(cel::validate_custom_resource(&schema, &obj, Some(&old)).iter().map(|e| e.to_string_with_field()));
+    errs
+}
+
 fn dv() -> Value {
     json!({
         "apiVersion": "certorder.io/v1alpha1", "kind": "CertificateOrder",
@@ -335,11 +356,54 @@ fn every_field_refuses_what_the_operator_would_fail_on_and_accepts_the_rest() {
             with(ucloud(), "/spec/ucloud/validationPollInterval", Some(json!("1 minute"))),
             vec![bad("spec.ucloud.validationPollInterval", duration_syntax_message("spec.ucloud.validationPollInterval", "1m"))],
         ),
+        // ---- ClusterCertificateProvider spec.ucloud.defaults: the order's rules, naming the provider's field
+        (
+            with(ucloud(), "/spec/ucloud/defaults", Some(json!({
+                "organization": {"name": "Example Trading Co., Ltd.", "division": "IT", "address": "1 Example Road", "city": "Shanghai",
+                    "region": "Shanghai", "country": "CN", "postalCode": "200000", "phone": "+86-21-5555-0100"},
+                "applicant": {"name": "Li Lei", "phone": "+86 138 0000 0000", "email": "li.lei@example.com", "title": "IT Manager"}}))),
+            vec![],
+        ),
+        (with(ucloud(), "/spec/ucloud/defaults", Some(json!({}))), vec![]),
+        (
+            with(ucloud(), "/spec/ucloud/defaults/organization", Some(json!({"name": "Example", "division": "I\tT", "address": "1 Example Road",
+                "city": "Shanghai", "region": "Shanghai", "country": "UK", "postalCode": "200 000!", "phone": "front desk"}))),
+            vec![
+                bad("spec.ucloud.defaults.organization.division", text_message("spec.ucloud.defaults.organization.division", "IT")),
+                bad("spec.ucloud.defaults.organization.country", country_message("spec.ucloud.defaults.organization.country")),
+                bad("spec.ucloud.defaults.organization.postalCode", postal_code_message("spec.ucloud.defaults.organization.postalCode")),
+                bad("spec.ucloud.defaults.organization.phone", phone_message("spec.ucloud.defaults.organization.phone")),
+            ],
+        ),
+        (
+            with(ucloud(), "/spec/ucloud/defaults/organization", Some(json!({"name": "Example"}))),
+            vec![
+                "spec.ucloud.defaults.organization.address: Required value".into(),
+                "spec.ucloud.defaults.organization.city: Required value".into(),
+                "spec.ucloud.defaults.organization.country: Required value".into(),
+                "spec.ucloud.defaults.organization.phone: Required value".into(),
+                "spec.ucloud.defaults.organization.region: Required value".into(),
+                NOT_CHECKED.into(),
+            ],
+        ),
+        (
+            with(ucloud(), "/spec/ucloud/defaults/applicant", Some(json!({"name": "Li Lei", "phone": "+86", "email": "li.lei@localhost", "title": " "}))),
+            vec![
+                bad("spec.ucloud.defaults.applicant.phone", phone_message("spec.ucloud.defaults.applicant.phone")),
+                bad("spec.ucloud.defaults.applicant.email", email_message("spec.ucloud.defaults.applicant.email")),
+                bad("spec.ucloud.defaults.applicant.title", text_message("spec.ucloud.defaults.applicant.title", "IT Manager")),
+            ],
+        ),
         (
             with(ucloud(), "/spec/ucloud/credentialsSecretRef/name", Some(json!("UCloud"))),
             vec![bad("spec.ucloud.credentialsSecretRef.name", subdomain_message("the Secret's name", "example-secret"))],
         ),
     ];
+
+    // The order's messages are the same texts, naming its own fields.
+    assert_eq!(COUNTRY_MESSAGE, country_message("spec.organization.country"));
+    assert_eq!(EMAIL_MESSAGE, email_message("spec.applicant.email"));
+    assert_eq!(POSTAL_CODE_MESSAGE, postal_code_message("spec.organization.postalCode"));
 
     let mut failures = Vec::new();
     for (doc, want) in &cases {
@@ -358,6 +422,76 @@ fn every_field_refuses_what_the_operator_would_fail_on_and_accepts_the_rest() {
     for base in [dv(), http(), ov(), local(), ucloud()] {
         assert_eq!(admit(&base), Vec::<String>::new(), "{base}");
     }
+}
+
+/// What was bought is fixed: once `status.order.id` is set, product and provider cannot change
+/// and the domains may not outnumber those bought; before that, anything may change.
+#[test]
+fn a_purchased_order_keeps_what_was_bought() {
+    use adm::*;
+    let mut pending = ov();
+    pending["status"] = json!({"phase": "Pending", "order": {"name": "certorder-1"}});
+    let mut bought = ov();
+    bought["status"] = json!({"phase": "Purchased", "order": {"name": "certorder-1", "id": "42", "domainsCount": 2}});
+    let mut bought_before_count = ov();
+    bought_before_count["status"] = json!({"phase": "Purchased", "order": {"name": "certorder-1", "id": "42"}});
+    let product = || bad_object("spec.product", PRODUCT_FIXED_MESSAGE);
+    let provider = || bad_object("spec.providerRef", PROVIDER_FIXED_MESSAGE);
+    let domains = || bad_object("spec.domains", DOMAINS_BOUGHT_MESSAGE);
+    let ev = |doc: &Value| with(doc.clone(), "/spec/product/type", Some(json!("EV")));
+    // (stored object, the update, the answer)
+    let cases: Vec<(&Value, Value, Vec<String>)> = vec![
+        // Not bought yet: anything goes.
+        (&pending, ev(&pending), vec![]),
+        (&pending, with(pending.clone(), "/spec/providerRef/name", Some(json!("ucloud"))), vec![]),
+        (
+            &pending,
+            with(pending.clone(), "/spec/domains", Some(json!(["a.example.com", "b.example.com", "c.example.com"]))),
+            vec![],
+        ),
+        // Bought: product and provider are fixed.
+        (&bought, ev(&bought), vec![product()]),
+        (&bought, with(bought.clone(), "/spec/product/name", Some(json!("SecureSite Pro OV"))), vec![product()]),
+        (&bought, with(bought.clone(), "/spec/product/validityYears", Some(json!(2))), vec![product()]),
+        (&bought, with(bought.clone(), "/spec/providerRef/name", Some(json!("ucloud"))), vec![provider()]),
+        // The default is no change.
+        (&bought, with(bought.clone(), "/spec/product/validityYears", Some(json!(1))), vec![]),
+        // Domains change within what was bought.
+        (&bought, with(bought.clone(), "/spec/domains", Some(json!(["shop.example.com", "www.example.com"]))), vec![]),
+        (&bought, with(bought.clone(), "/spec/domains", Some(json!(["example.com"]))), vec![]),
+        (
+            &bought,
+            with(bought.clone(), "/spec/domains", Some(json!(["a.example.com", "b.example.com", "c.example.com"]))),
+            vec![domains()],
+        ),
+        (
+            &bought_before_count,
+            with(
+                bought_before_count.clone(),
+                "/spec/domains",
+                Some(json!(["a.example.com", "b.example.com", "c.example.com"])),
+            ),
+            vec![],
+        ),
+        // Other fields stay editable.
+        (&bought, with(bought.clone(), "/spec/secretName", Some(json!("other-tls"))), vec![]),
+    ];
+    let mut failures = Vec::new();
+    for (i, (old, new, want)) in cases.iter().enumerate() {
+        let got = admit_update(old, new);
+        if &got != want {
+            failures.push(format!("case {i}: {}\n  want: {want:#?}\n  got:  {got:#?}", new["spec"]));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    // A create never runs the transition rules, whatever the status says.
+    assert_eq!(admit(&ev(&bought)), Vec::<String>::new());
+    // A status write (the operator recording the purchase) passes: the spec did not change.
+    let schema = schema_of("CertificateOrder");
+    let (mut old, mut new) = (pending.clone(), bought.clone());
+    schema::apply_defaults(&schema, &mut old);
+    schema::apply_defaults(&schema, &mut new);
+    assert!(cel::validate_custom_resource(&schema, &new, Some(&old)).is_empty());
 }
 
 /// Every string a rule could read is bounded, so kube-apiserver's CEL cost estimate is: each

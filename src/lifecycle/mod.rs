@@ -93,6 +93,10 @@ pub enum ProviderObs {
     Ready,
     /// The provider cannot be used; the message says what to fix.
     Unusable(String),
+    /// The provider would need values that neither the order nor the provider gives (UCloud's
+    /// company and applicant); the message names the fields to set. Nothing is bought or sent
+    /// until a change of the order or the provider supplies them.
+    MissingInfo(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,6 +260,8 @@ pub enum Outcome {
         id: String,
         /// The `certorder.io/buy-again` request this purchase answered.
         buy_again: Option<DateTime<Utc>>,
+        /// How many domains were bought (the spec's domains when buying).
+        domains_count: u32,
     },
     /// The purchase may have been made (a lost answer, or a restart after deciding to buy) and
     /// is not found: look again later, never buy on a guess.
@@ -264,6 +270,8 @@ pub enum Outcome {
     },
     InfoSubmitted {
         digest: String,
+        /// Who the vendor was told the order is for; `None`: unchanged (a re-issue) or not kept.
+        submitted: Option<crate::api::SubmittedInfo>,
     },
     LetterUploaded {
         digest: String,
@@ -468,7 +476,7 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
     if spec_problem(order.spec).is_some() || status.failed_generation == Some(order.generation) {
         return Decision::Wait(None);
     }
-    if let ProviderObs::Unusable(_) = obs.provider {
+    if obs.provider != ProviderObs::Ready {
         return Decision::Wait(Some(timing.letter_poll));
     }
     if !obs.shared_with.is_empty() {
@@ -611,9 +619,10 @@ pub fn absorb(
                 ..VendorOrder::default()
             });
         }
-        Outcome::Purchased { id, buy_again } => {
+        Outcome::Purchased { id, buy_again, domains_count } => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
             vendor.id = Some(id);
+            vendor.domains_count = Some(domains_count);
             vendor.purchase_unconfirmed_time = None;
             vendor.purchase_unconfirmed_reason = None;
             if buy_again.is_some() {
@@ -632,9 +641,12 @@ pub fn absorb(
             status.next_attempt_time = Some(now + wait);
             return status;
         }
-        Outcome::InfoSubmitted { digest } => {
+        Outcome::InfoSubmitted { digest, submitted } => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
             vendor.info_digest = Some(digest);
+            if submitted.is_some() {
+                vendor.submitted = submitted;
+            }
             vendor.stage = None;
             vendor.state = None;
             vendor.rejected_generation = None;

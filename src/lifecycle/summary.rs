@@ -33,6 +33,31 @@ fn cond(type_: &'static str, status: bool, reason: &'static str, message: impl I
     Cond { type_, status, reason, message: message.into() }
 }
 
+/// While an OV/EV order of a vendor that was told the applicant (UCloud) waits for its letter:
+/// the vendor's API takes only the confirmation letter.
+fn attachments_hint(vendor: &crate::api::VendorOrder) -> String {
+    if vendor.submitted.is_none() {
+        return String::new();
+    }
+    "; UCloud's API takes only the stamped confirmation letter (UploadConfirmLetter): the other kind of \
+     attachment (application form, service agreement, business licence, ID card) has no API action and can \
+     only be uploaded in the UCloud console"
+        .into()
+}
+
+/// During an OV/EV review the CA emails a domain confirmation to the order's contacts, which a
+/// person must approve: says to whom it went.
+fn approval_hint(review: bool, vendor: &crate::api::VendorOrder) -> String {
+    match (&vendor.submitted, review) {
+        (Some(sent), true) => format!(
+            "; the CA emails a domain confirmation to the order's contact {} (check the spam folder too): a \
+             person must approve it, and answer the CA's call to the applicant {}",
+            sent.applicant_email, sent.applicant_name
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Derives phase, conditions (keeping each one's transition time while its status holds),
 /// message and observed generation.
 pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Observed) -> CertificateOrderStatus {
@@ -41,7 +66,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     let vendor = status.order.clone().unwrap_or_default();
     let problem = spec_problem(order.spec);
     let provider_problem = match &obs.provider {
-        ProviderObs::Unusable(m) => Some(m.clone()),
+        ProviderObs::Unusable(m) => Some(("ProviderNotReady", m.clone())),
+        ProviderObs::MissingInfo(m) => Some(("InfoRequired", m.clone())),
         ProviderObs::Ready => None,
     };
     let failed = status.failed_generation == Some(generation);
@@ -70,8 +96,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     } else if failed {
         let why = status.last_failure.clone().unwrap_or_else(|| "the last step failed".into());
         (Phase::Failed, "Failed", format!("{why}; change the spec to try again"))
-    } else if let Some(p) = provider_problem {
-        (status.phase, "ProviderNotReady", p)
+    } else if let Some((reason, p)) = provider_problem {
+        (status.phase, reason, p)
     } else if !obs.shared_with.is_empty() {
         (
             status.phase,
@@ -115,12 +141,16 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         let message = match (&obs.letter, letter_ref) {
             (LetterObs::Missing(m) | LetterObs::Invalid(m), _) => match vendor.letter_template.as_deref() {
                 Some(cm) if !cm.is_empty() => format!("{m}; the vendor's letter template is in ConfigMap {cm}"),
+                // UCloud offers one, but it could not be fetched: no ConfigMap holds it.
+                Some(_) if vendor.submitted.is_some() => {
+                    format!("{m}; UCloud's letter template could not be fetched: download it in the USSL console")
+                }
                 _ => m.clone(),
             },
             (_, Some(r)) => format!("uploading the confirmation letter from Secret {} key {}", r.name, r.key),
             _ => "waiting for the confirmation letter".into(),
         };
-        (Phase::InfoSubmitted, "WaitingForDocuments", message)
+        (Phase::InfoSubmitted, "WaitingForDocuments", format!("{message}{}", attachments_hint(&vendor)))
     } else {
         match vendor.stage {
             None if review => (
@@ -134,21 +164,28 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
             Some(VendorStage::AwaitingInfo) => {
                 (Phase::InfoSubmitted, "VendorProcessing", "the vendor is processing the submitted info".into())
             }
-            Some(VendorStage::AwaitingDocuments) => {
-                (Phase::InfoSubmitted, "WaitingForDocuments", "the vendor is waiting for the documents".into())
-            }
+            Some(VendorStage::AwaitingDocuments) => (
+                Phase::InfoSubmitted,
+                "WaitingForDocuments",
+                format!("the vendor is waiting for the documents{}", attachments_hint(&vendor)),
+            ),
             Some(VendorStage::OrganizationReview) => (
                 Phase::OrganizationReview,
                 "WaitingForReview",
                 format!(
-                    "the CA is reviewing the organization (this takes days; answer its calls and emails){}",
+                    "the CA is reviewing the organization (this takes days; answer its calls and emails){}{}",
+                    approval_hint(review, &vendor),
                     challenge_hint(&status)
                 ),
             ),
             Some(VendorStage::DomainValidation) => (
                 Phase::DomainValidation,
                 "WaitingForDomainValidation",
-                format!("waiting for the CA to validate the domains{}", challenge_hint(&status)),
+                format!(
+                    "waiting for the CA to validate the domains{}{}",
+                    approval_hint(review, &vendor),
+                    challenge_hint(&status)
+                ),
             ),
             Some(VendorStage::Issuable) => (
                 Phase::DomainValidation,
@@ -169,8 +206,8 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
         }
     };
 
-    let stalled =
-        matches!(phase, Phase::Failed | Phase::Rejected) || matches!(reason, "ProviderNotReady" | "VendorOrderShared");
+    let stalled = matches!(phase, Phase::Failed | Phase::Rejected)
+        || matches!(reason, "ProviderNotReady" | "InfoRequired" | "VendorOrderShared");
     let mut message = message;
     if status.failures > 0
         && !failed

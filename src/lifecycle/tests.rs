@@ -632,11 +632,11 @@ impl Walk {
             Step::RecordPurchaseIntent => Outcome::PurchaseIntentRecorded,
             Step::Purchase => {
                 self.purchases += 1;
-                Outcome::Purchased { id: "1".into(), buy_again: None }
+                Outcome::Purchased { id: "1".into(), buy_again: None, domains_count: 1 }
             }
             Step::SubmitInfo { digest } => {
                 self.vendor_stage = if review { VendorStage::AwaitingDocuments } else { VendorStage::DomainValidation };
-                Outcome::InfoSubmitted { digest: digest.clone() }
+                Outcome::InfoSubmitted { digest: digest.clone(), submitted: None }
             }
             Step::OfferLetterTemplate => {
                 Outcome::LetterTemplateOffered { config_map: Some("example-letter-template".into()) }
@@ -898,7 +898,8 @@ fn transient_failures_back_off_exponentially_capped_and_reset_on_success() {
     assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
     assert_eq!(status.failures, 10);
     assert_eq!(status.last_failure.as_deref(), Some("Purchase: vendor answered 153"));
-    status = absorb(&order, status, Outcome::Purchased { id: "1".into(), buy_again: None }, &timing, t0());
+    status =
+        absorb(&order, status, Outcome::Purchased { id: "1".into(), buy_again: None, domains_count: 1 }, &timing, t0());
     assert_eq!((status.failures, status.next_attempt_time), (0, None));
 
     status = absorb(
@@ -1137,6 +1138,57 @@ fn the_letter_template_is_named_in_the_message_while_the_letter_is_missing() {
 }
 
 #[test]
+fn a_ucloud_ov_order_says_what_a_person_must_do_and_where_the_mail_went() {
+    let ov = spec(CertificateType::OV);
+    let order = view(&ov, 1);
+    let sent = crate::api::SubmittedInfo {
+        company_name: "ACME Ltd".into(),
+        applicant_name: "Li Lei".into(),
+        applicant_email: "li.lei@example.com".into(),
+    };
+    let observed = Observed { pending_key: Some(key()), ..obs(t0(), LetterObs::NotNeeded) };
+    for stage in [VendorStage::OrganizationReview, VendorStage::DomainValidation] {
+        let mut status = submitted(&ov, Some(stage));
+        status.order.as_mut().unwrap().submitted = Some(sent.clone());
+        let message = summarize(&order, status.clone(), &observed).message.unwrap();
+        assert!(
+            message.contains("the CA emails a domain confirmation to the order's contact li.lei@example.com"),
+            "{message}"
+        );
+        assert!(message.contains("a person must approve it"), "{message}");
+        // A provider that keeps no applicant (the local CA) sends no such mail.
+        status.order.as_mut().unwrap().submitted = None;
+        let message = summarize(&order, status, &observed).message.unwrap();
+        assert!(!message.contains("domain confirmation"), "{message}");
+    }
+    // Waiting for the letter: the other kind of attachment has no API action.
+    let mut status = submitted(&ov, None);
+    let v = status.order.as_mut().unwrap();
+    v.documents_digest = None;
+    v.submitted = Some(sent);
+    v.letter_template = Some(String::new());
+    let missing = Observed {
+        pending_key: Some(key()),
+        ..obs(t0(), LetterObs::Missing("waiting for the confirmation letter".into()))
+    };
+    let message = summarize(&order, status, &missing).message.unwrap();
+    assert!(message.contains("application form, service agreement, business licence, ID card"), "{message}");
+    // UCloud would need a value neither the order nor the provider gives: nothing happens,
+    // the order is stalled with the fields to set.
+    let pending = CertificateOrderStatus::default();
+    let short =
+        Observed { provider: ProviderObs::MissingInfo("set spec.applicant".into()), ..obs(t0(), LetterObs::NotNeeded) };
+    assert!(matches!(decide(&view(&ov, 1), &pending, &short, &Timing::default()), Decision::Wait(Some(_))));
+    let s = summarize(&view(&ov, 1), pending, &short);
+    assert_eq!(s.phase, Phase::Pending);
+    assert_eq!(s.message.as_deref(), Some("set spec.applicant"));
+    assert!(s.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "InfoRequired"));
+    // The template could not be fetched: no ConfigMap is named.
+    assert!(message.contains("UCloud's letter template could not be fetched"), "{message}");
+    assert!(!message.contains("ConfigMap"), "{message}");
+}
+
+#[test]
 fn a_dv_order_not_issued_a_day_after_purchase_suggests_ov() {
     let dv = spec(CertificateType::DV);
     let ov = spec(CertificateType::OV);
@@ -1216,7 +1268,13 @@ fn an_unconfirmed_purchase_is_shown_looked_for_with_backoff_and_ended_by_a_perso
     let answered = VendorOrder { buy_again_answered: Some(t1), ..vendor.clone() };
     assert_eq!(buy_again_request(Some(&at(t1)), &answered), None);
 
-    status = absorb(&order, status, Outcome::Purchased { id: "7".into(), buy_again: Some(t1) }, &timing, t1);
+    status = absorb(
+        &order,
+        status,
+        Outcome::Purchased { id: "7".into(), buy_again: Some(t1), domains_count: 1 },
+        &timing,
+        t1,
+    );
     let vendor = status.order.clone().unwrap();
     assert_eq!((vendor.purchase_unconfirmed_time, vendor.buy_again_answered), (None, Some(t1)));
     let summary = summarize(&order, status, &obs(t1, LetterObs::NotNeeded));

@@ -117,9 +117,32 @@ impl Provider {
     }
 
     /// Sends domains, company, applicant and the CSR.
-    pub async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
+    /// What the vendor will require that neither the order nor the provider gives, while the
+    /// info is still to be sent (before buying, or bought but not filled in): nothing is bought
+    /// or sent until a change of either supplies it.
+    pub fn missing_info(
+        &self,
+        spec: &crate::api::CertificateOrderSpec,
+        status: &crate::api::CertificateOrderStatus,
+    ) -> Option<String> {
+        let Provider::Ucloud(p) = self else {
+            return None;
+        };
+        let sent = status.order.as_ref().is_some_and(|o| o.info_digest.is_some() || o.issuances > 0);
+        if sent {
+            return None;
+        }
+        p.applicant_info(spec).err().map(|e| e.message)
+    }
+
+    /// Answers who the vendor was told the order is for, when it keeps that.
+    pub async fn submit_info(
+        &self,
+        ctx: &OrderContext<'_>,
+        csr_pem: &str,
+    ) -> Result<Option<crate::api::SubmittedInfo>, ProviderError> {
         match self {
-            Provider::Local(p) => p.submit_info(ctx, csr_pem),
+            Provider::Local(p) => p.submit_info(ctx, csr_pem).map(|()| None),
             Provider::Ucloud(p) => p.submit_info(ctx, csr_pem).await,
         }
     }

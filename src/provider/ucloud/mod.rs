@@ -26,7 +26,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{OrderContext, ProviderError};
-use crate::api::{UcloudProvider as UcloudSpec, ValidationMethod, VendorStage};
+use crate::api::{
+    Applicant, CertificateOrderSpec, Organization, SubmittedInfo, UcloudDefaults, UcloudProvider as UcloudSpec,
+    ValidationMethod, VendorStage,
+};
 use crate::lifecycle::{ChallengeSpec, Timing, VendorView, dns_record_name, parse_go_duration};
 pub use client::{Client, Credentials};
 
@@ -55,6 +58,8 @@ pub struct UcloudProvider {
     /// Purchase calls share it; a lookup for a lost purchase holds it alone, so it never sees an
     /// order whose purchase call is still being answered, and two lookups never pick the same one.
     buying: tokio::sync::RwLock<()>,
+    /// The company and applicant orders fall back to (`spec.ucloud.defaults`).
+    defaults: Box<UcloudDefaults>,
 }
 
 /// A file the vendor offers the user, such as the confirmation-letter template.
@@ -95,6 +100,7 @@ impl UcloudProvider {
             trust: trust_anchors(spec.ca_bundle.as_deref()),
             claimed: Default::default(),
             buying: Default::default(),
+            defaults: Box::new(spec.defaults.clone().unwrap_or_default()),
         })
     }
 
@@ -152,6 +158,8 @@ impl UcloudProvider {
         claims: &BTreeMap<String, String>,
     ) -> Result<String, ProviderError> {
         let (brand, name) = Self::product(ctx)?;
+        // What ComplementCSRInfo will require must be there before money is spent on the order.
+        self.applicant_info(ctx.spec)?;
         // Only a purchase that may have been made before (by an earlier process, or a call
         // whose answer was lost) is looked for: a first attempt never adopts someone else's order.
         if ctx.may_have_bought {
@@ -251,8 +259,13 @@ impl UcloudProvider {
     }
 
     /// Sends domains, company, applicant and the operator's own CSR (`CSROnline=0`). After an
-    /// issuance, the same purchase is re-issued with the new CSR instead.
-    pub async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
+    /// issuance, the same purchase is re-issued with the new CSR instead. Answers who the vendor
+    /// was told the order is for.
+    pub async fn submit_info(
+        &self,
+        ctx: &OrderContext<'_>,
+        csr_pem: &str,
+    ) -> Result<Option<SubmittedInfo>, ProviderError> {
         let id = Self::id(ctx)?;
         let method = match ctx.spec.domain_validation.method {
             ValidationMethod::DNS => "DNS",
@@ -263,8 +276,9 @@ impl UcloudProvider {
                 json!({"CertificateID": id, "CSROnline": "0", "CSR": csr_pem, "Domains": ctx.domains.join(",")}),
             );
             self.client.call("ReIssueCertificateCSRInfo", p).await?;
-            return Ok(());
+            return Ok(None);
         }
+        let (info, submitted) = self.applicant_info(ctx.spec)?;
         let mut p = params(json!({
             "CertificateID": id,
             "Domains": ctx.domains.join(","),
@@ -272,36 +286,91 @@ impl UcloudProvider {
             "CSR": csr_pem,
             "DVAuthMethod": method,
         }));
-        if let Some(org) = &ctx.spec.organization {
-            let mut put = |k: &str, v: &str| {
-                p.insert(k.into(), Value::String(v.into()));
-            };
-            put("CompanyName", &org.name);
-            put("CompanyAddress", &org.address);
-            put("CompanyRegion", &org.region);
-            put("CompanyCity", &org.city);
-            put("CompanyCountry", &org.country);
-            put("CompanyDivision", org.division.as_deref().unwrap_or("IT"));
-            put("CompanyPhone", &org.phone);
-            for (k, v) in [
-                ("CompanyPostalCode", &org.postal_code),
-                ("CompanyType", &org.type_),
-                ("CompanyCodeType", &org.code_type),
-                ("CompanyCode", &org.code),
-            ] {
-                if let Some(v) = v {
-                    put(k, v);
+        p.extend(info);
+        self.client.call("ComplementCSRInfo", p).await?;
+        Ok(Some(submitted))
+    }
+
+    /// The company and applicant `ComplementCSRInfo` sends, which its page requires for every
+    /// order, DV included: the order's own, else this provider's defaults; `division` and `title`
+    /// an order leaves out come from the defaults too. Nothing the CA reads is made up: when a
+    /// required value is in neither, the order is refused, naming the fields to set.
+    pub fn applicant_info(
+        &self,
+        spec: &CertificateOrderSpec,
+    ) -> Result<(BTreeMap<String, Value>, SubmittedInfo), ProviderError> {
+        let provider = &spec.provider_ref.name;
+        let defaults = &self.defaults;
+        let org: Option<Organization> = match (&spec.organization, &defaults.organization) {
+            (Some(own), fallback) => {
+                let mut own = own.clone();
+                if own.division.is_none() {
+                    own.division = fallback.as_ref().and_then(|d| d.division.clone());
                 }
+                Some(own)
+            }
+            (None, Some(d)) => Some(d.clone().into()),
+            (None, None) => None,
+        };
+        let applicant: Option<Applicant> = match (&spec.applicant, &defaults.applicant) {
+            (Some(own), fallback) => {
+                let mut own = own.clone();
+                if own.title.is_none() {
+                    own.title = fallback.as_ref().and_then(|d| d.title.clone());
+                }
+                Some(own)
+            }
+            (None, Some(d)) => Some(d.clone().into()),
+            (None, None) => None,
+        };
+        let mut missing = Vec::new();
+        let mut need = |field: &str| {
+            missing.push(format!("spec.{field} (or spec.ucloud.defaults.{field} on provider {provider})"));
+        };
+        match &org {
+            None => need("organization"),
+            Some(o) if o.division.is_none() => need("organization.division"),
+            Some(_) => {}
+        }
+        match &applicant {
+            None => need("applicant"),
+            Some(a) if a.title.is_none() => need("applicant.title"),
+            Some(_) => {}
+        }
+        let (Some(org), Some(applicant)) = (org, applicant) else {
+            return Err(missing_info(&missing));
+        };
+        let (Some(division), Some(title)) = (org.division.clone(), applicant.title.clone()) else {
+            return Err(missing_info(&missing));
+        };
+        let mut p = BTreeMap::new();
+        let mut put = |k: &str, v: &str| {
+            p.insert(k.to_string(), Value::String(v.to_string()));
+        };
+        put("CompanyName", &org.name);
+        put("CompanyAddress", &org.address);
+        put("CompanyRegion", &org.region);
+        put("CompanyCity", &org.city);
+        put("CompanyCountry", &org.country);
+        put("CompanyDivision", &division);
+        put("CompanyPhone", &org.phone);
+        for (k, v) in [
+            ("CompanyPostalCode", &org.postal_code),
+            ("CompanyType", &org.type_),
+            ("CompanyCodeType", &org.code_type),
+            ("CompanyCode", &org.code),
+        ] {
+            if let Some(v) = v {
+                put(k, v);
             }
         }
-        if let Some(a) = &ctx.spec.applicant {
-            p.insert("AdminName".into(), a.name.clone().into());
-            p.insert("AdminPhone".into(), a.phone.clone().into());
-            p.insert("AdminEmail".into(), a.email.clone().into());
-            p.insert("AdminTitle".into(), a.title.clone().unwrap_or_else(|| "Administrator".into()).into());
-        }
-        self.client.call("ComplementCSRInfo", p).await?;
-        Ok(())
+        put("AdminName", &applicant.name);
+        put("AdminPhone", &applicant.phone);
+        put("AdminEmail", &applicant.email);
+        put("AdminTitle", &title);
+        let submitted =
+            SubmittedInfo { company_name: org.name, applicant_name: applicant.name, applicant_email: applicant.email };
+        Ok((p, submitted))
     }
 
     /// Uploads the letter, base64-encoded, after the checks a vendor makes (size, file type).
@@ -391,6 +460,14 @@ impl UcloudProvider {
         self.client.call("CancelCertificateOrder", params(json!({"CertificateID": id}))).await?;
         Ok(())
     }
+}
+
+/// The refusal of an order UCloud would take money for and then never issue.
+fn missing_info(missing: &[String]) -> ProviderError {
+    ProviderError::permanent(format!(
+        "UCloud requires a company and an applicant for every order (ComplementCSRInfo: CompanyName, CompanyDivision, AdminName, AdminTitle and the rest), and nothing is bought without them: set {}",
+        missing.join(" and ")
+    ))
 }
 
 fn params(value: Value) -> BTreeMap<String, Value> {

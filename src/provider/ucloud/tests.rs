@@ -395,3 +395,130 @@ fn files_are_fetched_over_https_or_from_the_endpoint_itself() {
         assert_eq!(download_allowed(url, endpoint), allowed, "{url} from {endpoint}");
     }
 }
+
+/// What ComplementCSRInfo requires comes from the order, else the provider's defaults, and is
+/// never made up: without it the order is refused (before buying), naming the fields to set.
+#[test]
+fn the_company_and_applicant_come_from_the_order_or_the_defaults_and_are_never_made_up() {
+    use crate::api::{
+        Applicant, CertificateOrderSpec, DefaultApplicant, DefaultOrganization, NamespacedSecretRef, Organization,
+        UcloudDefaults,
+    };
+    let spec_json = json!({
+        "providerRef": {"name": "ucloud"},
+        "product": {"brand": "TrustAsia", "name": "TrustAsiaDVG5", "type": "DV"},
+        "domains": ["example.com"],
+        "secretName": "example-tls",
+    });
+    let provider = |defaults: Option<UcloudDefaults>| {
+        let spec = crate::api::UcloudProvider {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            project_id: None,
+            credentials_secret_ref: NamespacedSecretRef { name: "c".into(), namespace: "ns".into() },
+            requests_per_second: None,
+            review_poll_interval: None,
+            validation_poll_interval: None,
+            buy_again_after: None,
+            ca_bundle: None,
+            defaults,
+        };
+        let credentials = Credentials { public_key: "pub".into(), private_key: "priv".into() };
+        UcloudProvider::new(&spec, credentials, "ns/c".into()).unwrap()
+    };
+    let info = |p: &UcloudProvider, spec: &CertificateOrderSpec| p.applicant_info(spec);
+    let dv: CertificateOrderSpec = serde_json::from_value(spec_json).unwrap();
+
+    // A DV order with nothing, on a provider with nothing: refused, naming both.
+    let e = info(&provider(None), &dv).unwrap_err();
+    assert!(!e.retryable);
+    assert!(
+        e.message.contains("spec.organization (or spec.ucloud.defaults.organization on provider ucloud)"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("spec.applicant (or spec.ucloud.defaults.applicant on provider ucloud)"),
+        "{}",
+        e.message
+    );
+
+    // The provider's defaults fill a DV order in.
+    let defaults = UcloudDefaults {
+        organization: Some(DefaultOrganization {
+            name: "Example Ltd".into(),
+            division: Some("IT".into()),
+            address: "1 Example Road".into(),
+            city: "Shanghai".into(),
+            region: "Shanghai".into(),
+            country: "CN".into(),
+            postal_code: None,
+            phone: "+86-21-5555-0100".into(),
+            type_: None,
+            code_type: None,
+            code: None,
+        }),
+        applicant: Some(DefaultApplicant {
+            name: "Han Meimei".into(),
+            phone: "+86 139 0000 0000".into(),
+            email: "han@example.com".into(),
+            title: Some("IT Manager".into()),
+        }),
+    };
+    let (p, sent) = info(&provider(Some(defaults.clone())), &dv).unwrap();
+    for (k, v) in [
+        ("CompanyName", "Example Ltd"),
+        ("CompanyAddress", "1 Example Road"),
+        ("CompanyRegion", "Shanghai"),
+        ("CompanyCity", "Shanghai"),
+        ("CompanyCountry", "CN"),
+        ("CompanyDivision", "IT"),
+        ("AdminName", "Han Meimei"),
+        ("AdminPhone", "+86 139 0000 0000"),
+        ("AdminEmail", "han@example.com"),
+        ("AdminTitle", "IT Manager"),
+    ] {
+        assert_eq!(p.get(k), Some(&json!(v)), "{k}");
+    }
+    assert_eq!((sent.company_name.as_str(), sent.applicant_email.as_str()), ("Example Ltd", "han@example.com"));
+
+    // The order's own company and applicant win; the division and title they leave out come
+    // from the defaults, or the order is refused: never `IT` / `Administrator` made up.
+    let mut ov = dv.clone();
+    ov.organization = Some(Organization {
+        name: "ACME Ltd".into(),
+        division: None,
+        address: "1 Century Avenue".into(),
+        city: "Shanghai".into(),
+        region: "Shanghai".into(),
+        country: "CN".into(),
+        postal_code: None,
+        phone: "+86 21 5555 0000".into(),
+        type_: None,
+        code_type: None,
+        code: None,
+    });
+    ov.applicant = Some(Applicant {
+        name: "Li Lei".into(),
+        phone: "+86 138 0000 0000".into(),
+        email: "li.lei@example.com".into(),
+        title: None,
+    });
+    let (p, sent) = info(&provider(Some(defaults)), &ov).unwrap();
+    assert_eq!(p["CompanyName"], json!("ACME Ltd"));
+    assert_eq!(p["CompanyDivision"], json!("IT"));
+    assert_eq!(p["AdminEmail"], json!("li.lei@example.com"));
+    assert_eq!(p["AdminTitle"], json!("IT Manager"));
+    assert_eq!(sent.applicant_name, "Li Lei");
+    let e = info(&provider(None), &ov).unwrap_err();
+    assert!(
+        e.message
+            .contains("spec.organization.division (or spec.ucloud.defaults.organization.division on provider ucloud)"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("spec.applicant.title (or spec.ucloud.defaults.applicant.title on provider ucloud)"),
+        "{}",
+        e.message
+    );
+}

@@ -396,31 +396,96 @@ fn int(params: &Map<String, Value>, name: &str) -> Option<i64> {
     text(params, name).and_then(|s| s.parse().ok())
 }
 
-const REQUIRED: &[(&str, &[&str])] = &[
-    ("PurchaseCertificate", &["CertificateBrand", "CertificateName", "DomainsCount", "ValidYear"]),
-    ("ComplementCSRInfo", &["CertificateID", "Domains", "CSROnline", "DVAuthMethod"]),
-    ("ReIssueCertificateCSRInfo", &["CertificateID", "CSROnline"]),
-    ("UploadConfirmLetter", &["CertificateID", "ConfirmLetter"]),
-    ("DownloadConfirmLetterTemp", &["CertificateID"]),
-    ("GetDVAuthInfo", &["CertificateID"]),
-    ("GetCertificateDetailInfo", &["CertificateID"]),
-    ("GetCertificateList", &["Mode"]),
-    ("DownloadCertificate", &["CertificateID"]),
-    ("CancelCertificateOrder", &["CertificateID"]),
-];
+/// The type of a parameter, as the pages' tables give it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Str,
+    Int,
+}
 
-/// Company and applicant fields an OV/EV order must send with its info.
-const ORGANIZATION_FIELDS: &[&str] = &[
-    "CompanyName",
-    "CompanyAddress",
-    "CompanyRegion",
-    "CompanyCity",
-    "CompanyCountry",
-    "CompanyDivision",
-    "AdminName",
-    "AdminPhone",
-    "AdminEmail",
-    "AdminTitle",
+/// A parameter of a page's table: name, type, required.
+type Param = (&'static str, Ty, bool);
+
+/// Every action the operator calls, with the parameters its page (`reference/ussl-api/*.md`)
+/// lists: name, type, and whether the page marks it required (必填 Yes). Written from the pages'
+/// tables, not from a client: a call lacking a required one is answered `RetCode 230 Missing
+/// params: X`, and an `int` that is not an integer `Params [X] not available`.
+const PARAMS: &[(&str, &[Param])] = &[
+    // purchase_certificate.md
+    (
+        "PurchaseCertificate",
+        &[
+            ("CertificateBrand", Ty::Str, true),
+            ("CertificateName", Ty::Str, true),
+            ("DomainsCount", Ty::Int, true),
+            ("ValidYear", Ty::Str, true),
+            ("CouponID", Ty::Str, false),
+            ("ActivityID", Ty::Int, false),
+        ],
+    ),
+    // complement_csr_info.md: the company and applicant are required for every order, DV included.
+    (
+        "ComplementCSRInfo",
+        &[
+            ("CertificateID", Ty::Int, true),
+            ("Domains", Ty::Str, true),
+            ("CSROnline", Ty::Int, true),
+            ("CompanyName", Ty::Str, true),
+            ("CompanyAddress", Ty::Str, true),
+            ("CompanyRegion", Ty::Str, true),
+            ("CompanyCity", Ty::Str, true),
+            ("CompanyCountry", Ty::Str, true),
+            ("CompanyDivision", Ty::Str, true),
+            ("AdminName", Ty::Str, true),
+            ("AdminPhone", Ty::Str, true),
+            ("AdminEmail", Ty::Str, true),
+            ("AdminTitle", Ty::Str, true),
+            ("DVAuthMethod", Ty::Str, true),
+            ("CompanyPhone", Ty::Str, false),
+            ("CompanyPostalCode", Ty::Str, false),
+            ("CompanyType", Ty::Str, false),
+            ("CompanyCodeType", Ty::Str, false),
+            ("CompanyCode", Ty::Str, false),
+            ("CSR", Ty::Str, false),
+            ("CSREncryptAlgo", Ty::Str, false),
+            ("CSRKeyParameter", Ty::Str, false),
+        ],
+    ),
+    // re_issue_certificate_csr_info.md (CSROnline is a string there)
+    (
+        "ReIssueCertificateCSRInfo",
+        &[
+            ("CertificateID", Ty::Int, true),
+            ("CSROnline", Ty::Str, true),
+            ("CSR", Ty::Str, false),
+            ("CSREncryptAlgo", Ty::Str, false),
+            ("CSRKeyParameter", Ty::Str, false),
+            ("Domains", Ty::Str, false),
+        ],
+    ),
+    // upload_confirm_letter.md
+    ("UploadConfirmLetter", &[("CertificateID", Ty::Int, true), ("ConfirmLetter", Ty::Str, true)]),
+    // download_confirm_letter_temp.md, get_dv_auth_info.md, get_certificate_detail_info.md,
+    // download_certificate.md, cancel_certificate_order.md
+    ("DownloadConfirmLetterTemp", &[("CertificateID", Ty::Int, true)]),
+    ("GetDVAuthInfo", &[("CertificateID", Ty::Int, true)]),
+    ("GetCertificateDetailInfo", &[("CertificateID", Ty::Int, true)]),
+    ("DownloadCertificate", &[("CertificateID", Ty::Int, true)]),
+    ("CancelCertificateOrder", &[("CertificateID", Ty::Int, true)]),
+    // get_certificate_list.md
+    (
+        "GetCertificateList",
+        &[
+            ("Mode", Ty::Str, true),
+            ("StateCode", Ty::Str, false),
+            ("Brand", Ty::Str, false),
+            ("Domain", Ty::Str, false),
+            ("Sort", Ty::Str, false),
+            ("Page", Ty::Int, false),
+            ("PageSize", Ty::Int, false),
+            ("CaOrganization", Ty::Str, false),
+        ],
+    ),
 ];
 
 async fn handle(sim: Arc<Sim>, params: Map<String, Value>) -> Response {
@@ -468,11 +533,16 @@ async fn carry_out(sim: Arc<Sim>, action: String, params: Map<String, Value>) ->
     if sig != signature(&params, &private_key) {
         return answer(&action, 171, "Signature VerifyAC Error", json!({}));
     }
-    let Some((_, required)) = REQUIRED.iter().find(|(a, _)| *a == action) else {
+    let Some((_, documented)) = PARAMS.iter().find(|(a, _)| *a == action) else {
         return answer(&action, 161, "Action not exists", json!({}));
     };
-    if let Some(missing) = required.iter().find(|p| text(&params, p).is_none()) {
+    if let Some((missing, ..)) = documented.iter().find(|(p, _, required)| *required && text(&params, p).is_none()) {
         return answer(&action, 230, &format!("Missing params: {missing}"), json!({}));
+    }
+    if let Some((wrong, ..)) =
+        documented.iter().find(|(p, ty, _)| *ty == Ty::Int && text(&params, p).is_some() && int(&params, p).is_none())
+    {
+        return answer(&action, 230, &format!("Params [{wrong}] not available"), json!({}));
     }
     if action == "PurchaseCertificate" {
         return purchase(&sim, &params).await;
@@ -597,12 +667,6 @@ fn complement(sim: &Sim, action: &str, id: i64, params: &Map<String, Value>) -> 
     let domains_text = text(params, "Domains").unwrap_or_else(|| order.domains.join(","));
     let mut domains: Vec<String> =
         domains_text.split(',').map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
-    if order.needs_review()
-        && !reissue
-        && let Some(missing) = ORGANIZATION_FIELDS.iter().find(|p| text(params, p).is_none())
-    {
-        return answer(action, 230, &format!("Missing params: {missing} (required for OV/EV)"), json!({}));
-    }
     match csr_names(&csr) {
         Ok(names) => {
             let mut wanted = domains.clone();
@@ -891,9 +955,37 @@ mod tests {
         assert_eq!(sim.purchases(), 1);
         assert_eq!(sim.calls("PurchaseCertificate"), 7);
 
-        // Info without the CSR that CSROnline=0 requires is refused; an unknown id too.
+        // complement_csr_info.md requires the company and applicant for every order, DV included.
         let info = json!({"Action": "ComplementCSRInfo", "PublicKey": PUBLIC, "CertificateID": id, "Domains": "a.example.com",
                           "CSROnline": 0, "DVAuthMethod": "DNS"});
+        let (_, a) = call(&sim, info.clone(), Some(PRIVATE)).await;
+        assert_eq!((a["RetCode"].clone(), a["Message"].clone()), (json!(230), json!("Missing params: CompanyName")));
+        let mut info = info;
+        for (k, v) in [
+            ("CompanyName", "Example Ltd"),
+            ("CompanyAddress", "1 Example Road"),
+            ("CompanyRegion", "Shanghai"),
+            ("CompanyCity", "Shanghai"),
+            ("CompanyCountry", "CN"),
+            ("CompanyDivision", "IT"),
+            ("AdminName", "Li Lei"),
+            ("AdminPhone", "+86 138 0000 0000"),
+            ("AdminEmail", "li.lei@example.com"),
+        ] {
+            info[k] = json!(v);
+        }
+        let (_, a) = call(&sim, info.clone(), Some(PRIVATE)).await;
+        assert_eq!((a["RetCode"].clone(), a["Message"].clone()), (json!(230), json!("Missing params: AdminTitle")));
+        info["AdminTitle"] = json!("IT Manager");
+        // An int that is not one is refused.
+        let mut not_int = info.clone();
+        not_int["CSROnline"] = json!("no");
+        let (_, a) = call(&sim, not_int, Some(PRIVATE)).await;
+        assert_eq!(
+            (a["RetCode"].clone(), a["Message"].clone()),
+            (json!(230), json!("Params [CSROnline] not available"))
+        );
+        // Info without the CSR that CSROnline=0 requires is refused; an unknown id too.
         assert_eq!(call(&sim, info, Some(PRIVATE)).await.1["RetCode"], 230);
         let detail = json!({"Action": "GetCertificateDetailInfo", "PublicKey": PUBLIC, "CertificateID": 1});
         assert_eq!(call(&sim, detail, Some(PRIVATE)).await.1["RetCode"], 8011);
