@@ -145,6 +145,23 @@ fn captured_logs() -> String {
 }
 
 impl Env {
+    /// The notes of the events about `order` with `reason`.
+    async fn events(&self, order: &str, reason: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), NS);
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(order)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .map(|e| e.note.unwrap_or_default())
+            .collect()
+    }
+
     fn orders(&self) -> Api<CertificateOrder> {
         Api::namespaced(self.client.clone(), NS)
     }
@@ -779,22 +796,6 @@ async fn ucloud_an_order_lacking_what_ussl_requires_is_refused_before_buying() {
     );
 }
 
-/// Every event about `order` with `reason`, core or events.k8s.io.
-async fn order_events(env: &Env, order: &str, reason: &str) -> Vec<String> {
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
-    events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(order) && e.reason.as_deref() == Some(reason)
-        })
-        .map(|e| e.note.unwrap_or_default())
-        .collect()
-}
-
 fn unconfirmed(order: &CertificateOrder) -> bool {
     condition(order, "PurchaseUnconfirmed").is_some_and(|c| c.status == "True")
 }
@@ -838,7 +839,7 @@ async fn ucloud_a_lost_purchase_answer_is_looked_for_through_listing_lag_and_nev
     assert_eq!(doubtful.status.as_ref().unwrap().phase, Phase::Pending);
     let (_, metrics) = http_get(env.metrics_port, "/metrics").await.expect("metrics");
     assert!(metrics.contains("certorder_purchases_unconfirmed 1"), "{metrics}");
-    wait_until(|| async { !order_events(&env, "lost", "PurchaseUnconfirmed").await.is_empty() }).await;
+    wait_until(|| async { !env.events("lost", "PurchaseUnconfirmed").await.is_empty() }).await;
 
     let validating = env.wait_phase("lost", Phase::DomainValidation).await;
     let bought = sim.orders().into_iter().find(|o| o.domains == ["lost.example.com"]).expect("the vendor order");
@@ -924,7 +925,7 @@ async fn ucloud_an_unconfirmed_purchase_waits_for_a_person_or_the_providers_wind
     env.apply(ucloud_dv_order("window", &["window.example.com"], "ucloud-window")).await;
     env.wait_phase("window", Phase::DomainValidation).await;
     // It was in doubt on the way (the window is short: the Warning event tells, not a snapshot).
-    wait_until(|| async { !order_events(&env, "window", "PurchaseUnconfirmed").await.is_empty() }).await;
+    wait_until(|| async { !env.events("window", "PurchaseUnconfirmed").await.is_empty() }).await;
     assert_eq!(sim.purchases(), purchases + 2, "bought again once, after the window");
 }
 
@@ -1145,23 +1146,6 @@ impl HttpEnv {
         collect!(k8s_openapi::api::core::v1::Service);
         collect!(k8s_openapi::api::networking::v1::Ingress);
         names
-    }
-
-    /// The events about `order` with `reason`.
-    async fn events(&self, order: &str, reason: &str) -> Vec<String> {
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), NS);
-        events
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(order)
-                    && e.reason.as_deref() == Some(reason)
-            })
-            .map(|e| e.note.unwrap_or_default())
-            .collect()
     }
 
     /// Whether the local CA fetched `url`'s path for its host, and what it got.
