@@ -239,14 +239,16 @@ impl Context {
     }
 
     /// While UCloud refuses the account, the provider shows Ready=False with the reason, and the
-    /// key pair is read again from its Secret before each retry: fixing the Secret resumes the
-    /// orders with no change to any spec. Ready again once a call succeeds.
+    /// key pair is read again from its Secret (every few seconds at most) before retries: fixing
+    /// the Secret resumes the orders with no change to any spec. Ready again once a call succeeds.
     async fn check_account(&self, object: &ClusterCertificateProvider, provider: &Provider) {
         let (Provider::Ucloud(ucloud), Some(spec)) = (provider, &object.spec.ucloud) else { return };
         match ucloud.refused() {
             Some(why) => {
                 self.report_ready(object, false, "AccountRefused", &why).await;
-                if let Ok((credentials, _)) = self.ucloud_credentials(&object.name_any(), spec).await {
+                if ucloud.reread_credentials_due()
+                    && let Ok((credentials, _)) = self.ucloud_credentials(&object.name_any(), spec).await
+                {
                     ucloud.replace_credentials(credentials);
                 }
             }

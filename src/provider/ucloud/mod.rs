@@ -37,6 +37,8 @@ pub use client::{Client, Credentials};
 pub const DEFAULT_ENDPOINT: &str = "https://api.ucloud.cn";
 /// Default rate of calls, shared by every order of one provider.
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 5;
+/// How often the credentials Secret is read again while UCloud refuses the account.
+pub const CREDENTIALS_REREAD: Duration = Duration::from_secs(5);
 /// Orders asked for per page of GetCertificateList, and the most pages read in one lookup
 /// (10,000 orders of one brand).
 const LIST_PAGE_SIZE: usize = 100;
@@ -52,6 +54,8 @@ pub struct UcloudProvider {
     buy_again_after: Option<Duration>,
     /// CA certificates (PEM) an issued chain must lead to: the web's roots and `caBundle`.
     trust: Vec<String>,
+    /// When the credentials Secret was last read again after a refusal.
+    credentials_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Vendor order ids this process bought or adopted, with the order (uid) they went to: the
     /// order cache may not show them yet.
     claimed: std::sync::Mutex<BTreeMap<String, String>>,
@@ -98,6 +102,7 @@ impl UcloudProvider {
             validation_poll,
             buy_again_after,
             trust: trust_anchors(spec.ca_bundle.as_deref()),
+            credentials_read: Default::default(),
             claimed: Default::default(),
             buying: Default::default(),
             defaults: Box::new(spec.defaults.clone().unwrap_or_default()),
@@ -112,6 +117,17 @@ impl UcloudProvider {
     /// Uses the key pair read again from the Secret.
     pub fn replace_credentials(&self, credentials: Credentials) {
         self.client.replace_credentials(credentials)
+    }
+
+    /// Whether to read the credentials Secret again now: while UCloud refuses the account, at
+    /// most once per [`CREDENTIALS_REREAD`], however many orders retry.
+    pub fn reread_credentials_due(&self) -> bool {
+        let mut last = self.credentials_read.lock().expect("credentials lock");
+        if last.is_some_and(|t| t.elapsed() < CREDENTIALS_REREAD) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
     }
 
     /// The CA certificates an issued chain must lead to.
