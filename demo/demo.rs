@@ -112,7 +112,8 @@ async fn main() -> anyhow::Result<()> {
     let exit_when_done = args.iter().any(|a| a == "--exit");
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,kube_runtime=error".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,kube_runtime=error,kube_client=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
