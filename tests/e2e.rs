@@ -1649,6 +1649,62 @@ async fn renew_with_rotation_policy_never_reissues_once_with_the_same_key() {
     assert_eq!(sim.purchases(), 1);
 }
 
+/// A person (or a bad script) garbles `tls.crt` next to the good `tls.key`: the certificate issued
+/// for that key is downloaded again — no new key, no reissue, no new issuance — and an event says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbled_tls_crt_next_to_a_good_key_is_downloaded_again_not_reissued() {
+    let (env, sim) = ucloud_env().await;
+    env.provider("auto", "Automatic").await;
+    for order in [
+        dv_order("garbled-local", &["garbled.example.com"], "auto"),
+        ucloud_dv_order("garbled-ucloud", &["garbled.example.org"], "ucloud"),
+    ] {
+        let name = order["metadata"]["name"].as_str().unwrap().to_string();
+        let secret_name = order["spec"]["secretName"].as_str().unwrap().to_string();
+        let domain = order["spec"]["domains"][0].as_str().unwrap().to_string();
+        env.apply(order).await;
+        let validating = env.wait_phase(&name, Phase::DomainValidation).await;
+        env.publish_challenges(&validating).await;
+        let issued = env.wait_phase(&name, Phase::Issued).await.status.unwrap();
+        let first = issued.certificate.clone().unwrap();
+        let (reissues, purchases) = (sim.calls("ReIssueCertificateCSRInfo"), sim.purchases());
+        let key_before = env.secrets().get(&secret_name).await.unwrap().data.unwrap()["tls.key"].clone();
+
+        let garbage = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "-----BEGIN CERTIFICATE-----\nbm9wZQ==\n",
+        );
+        env.secrets()
+            .patch(&secret_name, &PatchParams::default(), &Patch::Merge(json!({"data": {"tls.crt": garbage}})))
+            .await
+            .expect("garble tls.crt");
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let repaired = loop {
+            let secret = env.secrets().get(&secret_name).await.unwrap();
+            let data = secret.data.clone().unwrap();
+            let crt = String::from_utf8_lossy(&data["tls.crt"].0).to_string();
+            let key = PrivateKey::from_pem(&String::from_utf8_lossy(&data["tls.key"].0)).unwrap();
+            if pki::verify_issued(&crt, &key, std::slice::from_ref(&domain), chrono::Utc::now(), None).is_ok() {
+                break data;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name}: the Secret was not repaired");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(repaired["tls.key"], key_before, "{name}: the same key");
+        let after = env.wait_phase(&name, Phase::Issued).await.status.unwrap();
+        let vendor = after.order.unwrap();
+        assert_eq!(vendor.issuances, 1, "{name}: a repair is not an issuance");
+        assert_eq!(vendor.info_digest, issued.order.unwrap().info_digest, "{name}: nothing submitted again");
+        assert_eq!(after.certificate.unwrap().key_fingerprint, first.key_fingerprint);
+        assert!(after.private_key_secret.is_none(), "{name}: no pending key was made");
+        assert_eq!((sim.calls("ReIssueCertificateCSRInfo"), sim.purchases()), (reissues, purchases), "{name}");
+        let notes = env.events(&name, "SecretRepaired").await;
+        assert_eq!(notes.len(), 1, "{name}: one event says what happened: {notes:?}");
+        assert!(notes[0].contains(&secret_name) && notes[0].contains("no new key"), "{}", notes[0]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renew_rotates_the_key_and_swaps_the_secret_once_without_a_gap() {
     use futures::StreamExt;

@@ -132,7 +132,8 @@ pub async fn act(
             Err(e) => failed(name, e),
         },
         Step::SelfCheck => self_check(ctx, pctx, challenges, seen).await,
-        Step::Install => install(ctx, order, provider, pctx, seen).await,
+        Step::Install => install(ctx, order, provider, pctx, seen, false).await,
+        Step::Reinstall => install(ctx, order, provider, pctx, seen, true).await,
         Step::AdoptInstalled => match &seen.observed.installed {
             InstalledObs::Certificate { info, .. } => Outcome::Installed(info.clone()),
             _ => failed(name, StepError::transient("the TLS Secret changed while adopting it")),
@@ -354,16 +355,19 @@ async fn self_check(
 }
 
 /// Downloads, verifies against the key, the names and the provider's CA, and only then writes
-/// the TLS Secret, in one server-side apply.
+/// the TLS Secret, in one server-side apply. `reinstall`: the key is the TLS Secret's own (its
+/// certificate was damaged), not the pending one.
 async fn install(
     ctx: &Context,
     order: &CertificateOrder,
     provider: &Provider,
     pctx: &OrderContext<'_>,
     seen: &mut Observation,
+    reinstall: bool,
 ) -> Outcome {
-    let step = "Install";
-    let Some(key) = seen.pending_key.clone() else {
+    let step = if reinstall { "Reinstall" } else { "Install" };
+    let key = if reinstall { seen.installed_key.clone() } else { seen.pending_key.clone() };
+    let Some(key) = key else {
         return failed(step, StepError::transient("the private key Secret disappeared"));
     };
     let csr = match pki::build_csr(&key, pctx.domains) {
@@ -426,5 +430,10 @@ async fn install(
     ctx.remember(pctx.uid, |m| m.secret_written_version = version.map(|v| (v, std::time::Instant::now())));
     seen.observed.installed = InstalledObs::Certificate { info: info.clone(), covers: true };
     seen.installed_key = Some(key);
-    Outcome::Installed(info)
+    if reinstall {
+        tracing::info!(secret = %order.spec.secret_name, serial = %info.serial, "the damaged TLS Secret was written again with its certificate");
+        Outcome::Reinstalled(info)
+    } else {
+        Outcome::Installed(info)
+    }
 }

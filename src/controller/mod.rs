@@ -445,6 +445,19 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         if let Outcome::Failed { error, .. } = &outcome {
             warn!(step = step.name(), error = %error.message, "step failed");
         }
+        if let (lifecycle::Step::Reinstall, Outcome::Reinstalled(info)) = (&step, &outcome) {
+            let event = KubeEvent {
+                type_: EventType::Warning,
+                reason: "SecretRepaired".into(),
+                note: Some(format!(
+                    "Secret {:?} held a damaged tls.crt next to its good tls.key: wrote the certificate issued for that key again (serial {}); no new key, no reissue",
+                    order.spec.secret_name, info.serial
+                )),
+                action: "Reinstall".into(),
+                secondary: None,
+            };
+            ctx.publish(&event, order).await;
+        }
         status = absorb(&view, status, outcome, &timing, seen.observed.now);
         self_check_events(ctx, order, &before, &status).await;
         if step.persist_before_next() && !provider.purchase_is_idempotent() {

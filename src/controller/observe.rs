@@ -67,6 +67,8 @@ pub fn installed(
     let Ok(key) = PrivateKey::from_pem(&String::from_utf8_lossy(&key_pem)) else {
         return (InstalledObs::Unusable("tls.key is not a private key".into()), None);
     };
+    let damaged =
+        |e: VerifyError| InstalledObs::Damaged { reason: e.to_string(), key_fingerprint: key.public_key_fingerprint() };
     let observed = match pki::verify_issued(&chain, &key, domains, now, None) {
         Ok(info) => {
             InstalledObs::Certificate { info: certificate_info(info, &order.spec.secret_name, &key), covers: true }
@@ -75,9 +77,9 @@ pub fn installed(
             Ok(info) => {
                 InstalledObs::Certificate { info: certificate_info(info, &order.spec.secret_name, &key), covers: false }
             }
-            Err(e) => InstalledObs::Unusable(e.to_string()),
+            Err(e) => damaged(e),
         },
-        Err(e) => InstalledObs::Unusable(e.to_string()),
+        Err(e) => damaged(e),
     };
     (observed, Some(key))
 }

@@ -126,8 +126,13 @@ pub enum InstalledObs {
     /// The TLS Secret holds a certificate that matches its key, chains and is not expired.
     /// `covers` tells whether it also has every name of the spec.
     Certificate { info: CertificateInfo, covers: bool },
-    /// The TLS Secret exists but is not usable (garbage, expired, key mismatch): it is replaced.
+    /// The TLS Secret exists but is not usable (no key, garbage): it is replaced.
     Unusable(String),
+    /// The TLS Secret's `tls.key` is a good key of the spec's algorithm, but `tls.crt` is not a
+    /// usable certificate for it (garbled, truncated, expired, another key's). When that key is
+    /// the one the last certificate was issued for, the certificate is downloaded again: no new
+    /// key, no reissue.
+    Damaged { reason: String, key_fingerprint: String },
 }
 
 /// The vendor's answer to a poll, normalised by the provider.
@@ -178,6 +183,9 @@ pub enum Step {
     /// The TLS Secret already holds a verified certificate the status does not know about yet
     /// (a crash after the Secret was written): record it.
     AdoptInstalled,
+    /// The TLS Secret's certificate is damaged but its key is the one the current certificate
+    /// was issued for: download that certificate again and write it next to the same key.
+    Reinstall,
     /// The certificate is installed: delete the pending key Secret.
     DiscardPendingKey,
     /// The domains are validated (the certificate is installed): remove what HTTP validation
@@ -205,6 +213,7 @@ impl Step {
             Step::SelfCheck => "SelfCheck",
             Step::Install => "Install",
             Step::AdoptInstalled => "AdoptInstalled",
+            Step::Reinstall => "Reinstall",
             Step::DiscardPendingKey => "DiscardPendingKey",
             Step::Unpublish => "Unpublish",
         }
@@ -219,7 +228,7 @@ impl Step {
             Step::UploadLetter { .. } => Some("upload_letter"),
             Step::OfferLetterTemplate => Some("letter_template"),
             Step::Poll => Some("poll"),
-            Step::Install => Some("download"),
+            Step::Install | Step::Reinstall => Some("download"),
             _ => None,
         }
     }
@@ -284,6 +293,8 @@ pub enum Outcome {
     Published(PublishedValidation),
     SelfChecked(Vec<(String, SelfCheck)>),
     Installed(CertificateInfo),
+    /// A damaged TLS Secret was written again with the certificate its key was issued for.
+    Reinstalled(CertificateInfo),
     PendingKeyDiscarded,
     Unpublished,
     Failed {
@@ -470,6 +481,27 @@ fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs:
     }
 }
 
+/// How many failed downloads of a damaged Secret's certificate are tried before a new key and a
+/// new certificate are asked for instead.
+const REINSTALL_ATTEMPTS: u32 = 3;
+
+/// Whether the TLS Secret's certificate is damaged while its key is the one the recorded (last
+/// installed) certificate belongs to, and that certificate would still be current: then it is
+/// downloaded again rather than paid for with a new key and a reissue.
+fn reinstall_due(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed) -> bool {
+    let InstalledObs::Damaged { key_fingerprint, .. } = &obs.installed else { return false };
+    let Some(recorded) = &status.certificate else { return false };
+    let gave_up = status.failures >= REINSTALL_ATTEMPTS
+        && status.last_failure.as_deref().is_some_and(|f| f.starts_with("Reinstall:"));
+    let vendor_holds_it = status.order.as_ref().is_some_and(|v| v.stage == Some(VendorStage::Issuable));
+    if recorded.key_fingerprint != *key_fingerprint || obs.pending_key.is_some() || gave_up || !vendor_holds_it {
+        return false;
+    }
+    let as_recorded =
+        Observed { installed: InstalledObs::Certificate { info: recorded.clone(), covers: true }, ..obs.clone() };
+    installed_is_current(order, status, &as_recorded)
+}
+
 /// The next step for the order.
 pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed, timing: &Timing) -> Decision {
     let now = obs.now;
@@ -500,6 +532,10 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
             return Decision::Act(Step::DiscardPendingKey);
         }
         return Decision::Wait(Some(until(now, renewal_time(order.spec, info))));
+    }
+
+    if reinstall_due(order, status, obs) {
+        return Decision::Act(Step::Reinstall);
     }
 
     // A (new) certificate is needed.
@@ -705,6 +741,11 @@ pub fn absorb(
                     challenge.self_check = Some(merge_check(challenge.self_check.take(), check));
                 }
             }
+        }
+        Outcome::Reinstalled(info) => {
+            // The same certificate (or the vendor's current one) again: not a new issuance.
+            status.renewal_time = Some(renewal_time(order.spec, &info));
+            status.certificate = Some(info);
         }
         Outcome::Installed(info) => {
             status.renewal_time = Some(renewal_time(order.spec, &info));

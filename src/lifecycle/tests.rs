@@ -393,6 +393,68 @@ fn decide_table() {
             want: Decision::Wait(Some(Duration::from_secs(60 * 86400))),
         },
         Case {
+            name: "a garbled tls.crt next to the key it was issued for is downloaded again",
+            spec: dv.clone(),
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now, "k1"));
+                s.private_key_secret = None;
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Damaged { reason: "no certificate".into(), key_fingerprint: "k1".into() },
+                ..obs(now, LetterObs::NotNeeded)
+            },
+            want: Decision::Act(Step::Reinstall),
+        },
+        Case {
+            name: "a garbled tls.crt next to a key certorder did not issue for: a new key",
+            spec: dv.clone(),
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now, "k1"));
+                s.private_key_secret = None;
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Damaged { reason: "no certificate".into(), key_fingerprint: "k9".into() },
+                ..obs(now, LetterObs::NotNeeded)
+            },
+            want: Decision::Act(Step::GenerateKey),
+        },
+        Case {
+            name: "a garbled tls.crt whose certificate is due for renewal anyway: a new key",
+            spec: dv.clone(),
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now - chrono::Duration::days(61), "k1"));
+                s.private_key_secret = None;
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Damaged { reason: "expired".into(), key_fingerprint: "k1".into() },
+                ..obs(now, LetterObs::NotNeeded)
+            },
+            want: Decision::Act(Step::GenerateKey),
+        },
+        Case {
+            name: "a garbled tls.crt the vendor would not give again three times: a new key",
+            spec: dv.clone(),
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now, "k1"));
+                s.private_key_secret = None;
+                s.failures = 3;
+                s.last_failure = Some("Reinstall: the downloaded certificate was refused: key mismatch".into());
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Damaged { reason: "no certificate".into(), key_fingerprint: "k1".into() },
+                ..obs(now, LetterObs::NotNeeded)
+            },
+            want: Decision::Act(Step::GenerateKey),
+        },
+        Case {
             name: "a Secret written before a crash is adopted, not bought again",
             spec: dv.clone(),
             status: submitted(&dv, Some(VendorStage::Issuable)),
@@ -679,6 +741,14 @@ impl Walk {
                 self.obs.installed = InstalledObs::Certificate { info: info.clone(), covers: true };
                 Outcome::Installed(info)
             }
+            Step::Reinstall => {
+                let InstalledObs::Damaged { key_fingerprint, .. } = &self.obs.installed else {
+                    panic!("reinstall without a damaged Secret: {:?}", self.obs.installed)
+                };
+                let info = cert(now, key_fingerprint);
+                self.obs.installed = InstalledObs::Certificate { info: info.clone(), covers: true };
+                Outcome::Reinstalled(info)
+            }
             Step::AdoptInstalled => match &self.obs.installed {
                 InstalledObs::Certificate { info, .. } => Outcome::Installed(info.clone()),
                 other => panic!("adopt without a certificate: {other:?}"),
@@ -693,6 +763,32 @@ impl Walk {
     fn later(&mut self, seconds: i64) {
         self.obs.now += chrono::Duration::seconds(seconds);
     }
+}
+
+#[test]
+fn a_damaged_tls_crt_is_downloaded_again_with_the_same_key_and_no_reissue() {
+    let mut walk = Walk::new(spec(CertificateType::DV), LetterObs::NotNeeded);
+    walk.dns_ready = true;
+    for _ in 0..4 {
+        walk.later(61);
+        walk.reconcile();
+    }
+    assert_eq!(walk.status.phase, Phase::Issued);
+    let issued = walk.status.certificate.clone().unwrap();
+    let sent = walk.status.order.as_ref().unwrap().info_digest.clone();
+    walk.steps.clear();
+
+    walk.obs.installed =
+        InstalledObs::Damaged { reason: "tls.crt is not PEM".into(), key_fingerprint: issued.key_fingerprint.clone() };
+    walk.later(60);
+    walk.reconcile();
+    assert_eq!(walk.steps, ["Reinstall"], "downloaded again: no new key, no reissue");
+    let vendor = walk.status.order.as_ref().unwrap();
+    assert_eq!(vendor.issuances, 1, "a repair is not an issuance");
+    assert_eq!(vendor.info_digest, sent);
+    assert_eq!(walk.status.phase, Phase::Issued);
+    assert_eq!(walk.status.certificate.as_ref().unwrap().key_fingerprint, issued.key_fingerprint);
+    assert_eq!(walk.purchases, 1);
 }
 
 #[test]
