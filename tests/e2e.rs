@@ -448,6 +448,33 @@ async fn dv_order_with_automatic_review_is_issued_and_settles() {
     assert_eq!(issued.status.unwrap().failures, 0);
 }
 
+/// Order names may have 253 characters; label values only 63. Everything the order creates is
+/// labelled with a short stable form of the name and annotated with the full one, and it is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_with_a_253_character_name_is_issued() {
+    let env = Env::start().await;
+    env.provider("auto", "Automatic").await;
+    let name = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+    assert_eq!(name.len(), 253);
+    let mut order = dv_order(&name, &["long.example.com"], "auto");
+    order["spec"]["secretName"] = json!("long-tls");
+    env.apply(order).await;
+    let validating = env.wait_phase(&name, Phase::DomainValidation).await;
+    let key_secret = validating.status.as_ref().unwrap().private_key_secret.clone().expect("a pending key Secret");
+    assert!(key_secret.len() <= 253 && key_secret.ends_with("-certorder-key"), "{key_secret}");
+    env.publish_challenges(&validating).await;
+    let issued = env.wait_phase(&name, Phase::Issued).await;
+    assert_eq!(issued.status.unwrap().failures, 0);
+    let secret = assert_verified_secret(&env, "long-tls", &["long.example.com"], "auto").await;
+    let label = secret.labels().get("certorder.io/order").cloned().unwrap_or_default();
+    assert!(label.len() <= 63 && name.starts_with(label.split('-').next().unwrap()), "{label}");
+    assert_eq!(secret.annotations().get("certorder.io/order"), Some(&name), "the full name is in the annotation");
+    let phases = env.events(&name, "Issued").await;
+    assert_eq!(phases.len(), 1, "the order's events are written under a shortened name: {phases:?}");
+    // The pending key went away once the certificate was installed.
+    wait_until(|| async { env.secrets().get_opt(&key_secret).await.unwrap().is_none() }).await;
+}
+
 fn writes(env: &Env) -> u64 {
     ["create", "update", "patch", "delete"]
         .iter()

@@ -350,11 +350,6 @@ pub fn project_id() -> Rule {
 
 // ---- whole objects --------------------------------------------------------------------------
 
-/// The order's name goes into the `certorder.io/order` label of everything the operator
-/// creates, and label values have at most 63 characters.
-pub const ORDER_NAME_RULE: &str = "size(self.metadata.name) <= 63";
-pub const ORDER_NAME_MESSAGE: &str = "metadata.name of a CertificateOrder must be at most 63 characters: certorder puts it in the certorder.io/order label of every object it creates";
-
 pub const HTTP_SETTINGS_RULE: &str = "!has(self.http) || self.method == 'HTTP'";
 pub const HTTP_SETTINGS_MESSAGE: &str = "spec.domainValidation.http is only used by HTTP validation: set spec.domainValidation.method to HTTP, or remove spec.domainValidation.http";
 pub const DNS_SETTINGS_RULE: &str = "!has(self.dns) || self.method == 'DNS'";

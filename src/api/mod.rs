@@ -21,8 +21,12 @@ pub const GROUP: &str = "certorder.io";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`], also the server-side apply field manager.
 pub const MANAGER: &str = "certorder";
-/// Label naming the order an object belongs to.
+/// Label naming the order an object belongs to: the order's name, or for a name longer than a
+/// label value may be, a stable short form of it (see [`order_label_value`]).
 pub const ORDER_LABEL: &str = "certorder.io/order";
+/// Annotation with the full name of the order an object belongs to (names may have 253 characters,
+/// label values 63).
+pub const ORDER_ANNOTATION: &str = "certorder.io/order";
 /// Finalizer on orders: removes what the order published, and cancels the vendor order when asked.
 pub const FINALIZER: &str = "certorder.io/cleanup";
 
@@ -104,5 +108,63 @@ mod tests {
         }
         let provider = serde_json::to_string(&ClusterCertificateProvider::crd()).unwrap();
         assert!(provider.contains("\"scope\":\"Cluster\""));
+    }
+}
+
+/// The [`ORDER_LABEL`] value for an order named `name`: the name itself when it fits a label value
+/// (at most 63 characters; an object name is otherwise a valid one), else its first 46 characters
+/// and 16 hex digits of its SHA-256, so that long names stay distinct and stable.
+pub fn order_label_value(name: &str) -> String {
+    shortened(name, "", 63)
+}
+
+/// `name` followed by `suffix`, within `max` characters: as is when it fits, else a stem of `name`,
+/// 16 hex digits of its SHA-256, then `suffix`. Names derived from an order's (the pending key
+/// Secret, the letter template ConfigMap) use it, so an order of 253 characters still gets them.
+pub fn shortened(name: &str, suffix: &str, max: usize) -> String {
+    use sha2::Digest;
+    let full = format!("{name}{suffix}");
+    if full.len() <= max {
+        return full;
+    }
+    let hash = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..8]);
+    let room = max.saturating_sub(hash.len() + 1 + suffix.len());
+    let stem: String = name.chars().take(room).collect();
+    let stem = stem.trim_end_matches(['-', '.']);
+    if stem.is_empty() { format!("{hash}{suffix}") } else { format!("{stem}-{hash}{suffix}") }
+}
+
+/// The full name of the order an object of certorder's belongs to: its [`ORDER_ANNOTATION`], or
+/// (objects written before names were shortened) its [`ORDER_LABEL`].
+pub fn owning_order(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
+    let from = |m: &Option<std::collections::BTreeMap<String, String>>, key: &str| m.as_ref()?.get(key).cloned();
+    from(&meta.annotations, ORDER_ANNOTATION).or_else(|| from(&meta.labels, ORDER_LABEL))
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn long_order_names_become_distinct_valid_label_values_and_object_names() {
+        assert_eq!(order_label_value("site"), "site");
+        assert_eq!(order_label_value(&"a".repeat(63)), "a".repeat(63));
+        let long = format!("{}.example-{}", "x".repeat(120), "y".repeat(120));
+        assert_eq!(long.len(), 249);
+        let other = format!("{}.example-{}", "x".repeat(120), "z".repeat(120));
+        let (a, b) = (order_label_value(&long), order_label_value(&other));
+        assert_ne!(a, b, "names that share their first characters stay apart");
+        for value in [&a, &b] {
+            assert!(value.len() <= 63, "{value}");
+            assert!(value.starts_with('x') && value.chars().last().unwrap().is_ascii_alphanumeric(), "{value}");
+        }
+        assert_eq!(order_label_value(&long), a, "stable");
+        // A stem that would end with '-' or '.' before the hash is trimmed.
+        let dotted = format!("{}.{}", "d".repeat(45), "e".repeat(40));
+        assert!(!order_label_value(&dotted).contains(".-"), "{}", order_label_value(&dotted));
+
+        let key = shortened(&long, "-certorder-key", 253);
+        assert!(key.len() <= 253 && key.ends_with("-certorder-key"), "{key}");
+        assert_eq!(shortened("site", "-certorder-key", 253), "site-certorder-key");
     }
 }

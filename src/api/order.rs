@@ -26,7 +26,6 @@ use super::{Condition, SecretKeyRef};
     shortname = "certorders",
     shortname = "co",
     category = "certorder",
-    validation = Rule::new(adm::ORDER_NAME_RULE).message(adm::ORDER_NAME_MESSAGE),
     validation = Rule::new(adm::PRODUCT_FIXED_RULE).message(adm::PRODUCT_FIXED_MESSAGE).field_path(".spec.product"),
     validation = Rule::new(adm::PROVIDER_FIXED_RULE).message(adm::PROVIDER_FIXED_MESSAGE).field_path(".spec.providerRef"),
     validation = Rule::new(adm::DOMAINS_BOUGHT_RULE).message(adm::DOMAINS_BOUGHT_MESSAGE).field_path(".spec.domains"),

@@ -13,15 +13,14 @@ use serde_json::json;
 use super::context::Context;
 use super::observe::{Observation, certificate_info, key_algorithm, pending_key_secret_name, secret_field};
 use crate::api::{
-    CertificateOrder, Challenge, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, PublishedValidation, RotationPolicy,
-    SelfCheck, ValidationMethod,
+    CertificateOrder, Challenge, MANAGED_BY_LABEL, MANAGER, ORDER_ANNOTATION, ORDER_LABEL, PublishedValidation,
+    RotationPolicy, SelfCheck, ValidationMethod, order_label_value,
 };
 use crate::lifecycle::{InstalledObs, KeyObs, Outcome, Step, StepError};
 use crate::pki::{self, PrivateKey, TLS_KEY, TLS_SECRET_TYPE};
 use crate::provider::{OrderContext, Provider};
 
-/// Annotations on the TLS Secret naming where the certificate came from.
-pub const SECRET_ORDER_ANNOTATION: &str = "certorder.io/order";
+/// Annotations on the TLS Secret naming where the certificate came from (and [`ORDER_ANNOTATION`]).
 pub const SECRET_SERIAL_ANNOTATION: &str = "certorder.io/serial";
 pub const SECRET_EXPIRY_ANNOTATION: &str = "certorder.io/not-after";
 
@@ -165,7 +164,7 @@ fn csr(seen: &Observation, domains: &[String]) -> Result<String, Outcome> {
 
 /// Name of the ConfigMap that holds the vendor's confirmation-letter template for an order.
 pub fn letter_template_name(order: &str) -> String {
-    format!("{order}-letter-template")
+    crate::api::shortened(order, "-letter-template", 253)
 }
 
 /// Largest template put in a ConfigMap (the API server's limit is 1 MiB for the whole object).
@@ -209,7 +208,8 @@ async fn offer_letter_template(
         "metadata": {
             "name": name,
             "namespace": pctx.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGER, ORDER_LABEL: order.name_any()},
+            "labels": {MANAGED_BY_LABEL: MANAGER, ORDER_LABEL: order_label_value(&order.name_any())},
+            "annotations": {ORDER_ANNOTATION: order.name_any()},
             "annotations": {"certorder.io/purpose": "the vendor's confirmation-letter template: fill it in, stamp it, scan it and store the scan in the Secret spec.documents.confirmationLetter names"},
             "ownerReferences": [owner_reference(order)],
         },
@@ -260,7 +260,8 @@ async fn generate_key(ctx: &Context, order: &CertificateOrder, seen: &mut Observ
         "metadata": {
             "name": name,
             "namespace": ns,
-            "labels": {MANAGED_BY_LABEL: MANAGER, ORDER_LABEL: order.name_any()},
+            "labels": {MANAGED_BY_LABEL: MANAGER, ORDER_LABEL: order_label_value(&order.name_any())},
+            "annotations": {ORDER_ANNOTATION: order.name_any()},
             "ownerReferences": [owner_reference(order)],
         },
         "type": "Opaque",
@@ -393,9 +394,9 @@ async fn install(
     let template = order.spec.secret_template.clone().unwrap_or_default();
     let mut labels: BTreeMap<String, String> = template.labels;
     labels.insert(MANAGED_BY_LABEL.into(), MANAGER.into());
-    labels.insert(ORDER_LABEL.into(), order.name_any());
+    labels.insert(ORDER_LABEL.into(), order_label_value(&order.name_any()));
     let mut annotations: BTreeMap<String, String> = template.annotations;
-    annotations.insert(SECRET_ORDER_ANNOTATION.into(), order.name_any());
+    annotations.insert(ORDER_ANNOTATION.into(), order.name_any());
     annotations.insert(SECRET_SERIAL_ANNOTATION.into(), info.serial.clone());
     annotations.insert(SECRET_EXPIRY_ANNOTATION.into(), info.not_after.to_rfc3339());
     let encoded: BTreeMap<String, String> = data

@@ -115,8 +115,18 @@ impl Context {
         use kube::Resource;
         let reporter =
             kube::runtime::events::Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        let recorder = Recorder::new(self.client.clone(), reporter);
-        if let Err(e) = recorder.publish(event, &order.object_ref(&())).await {
+        let reference = order.object_ref(&());
+        let result = match long_name_event(event, &reference, &reporter) {
+            // kube's Recorder names an event `<order>.<nanoseconds in hex>`, too long for an order
+            // name near 253 characters: such events are named from a shortened order name.
+            Some(object) => {
+                let namespace = reference.namespace.clone().unwrap_or_default();
+                let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &namespace);
+                events.create(&Default::default(), &object).await.map(|_| ())
+            }
+            None => Recorder::new(self.client.clone(), reporter).publish(event, &reference).await,
+        };
+        if let Err(e) = result {
             tracing::warn!(error = %e, "cannot publish an event");
         }
     }
@@ -331,4 +341,39 @@ impl Context {
             tracing::warn!(provider = %object.name_any(), error = %e, "cannot write the provider's status");
         }
     }
+}
+
+/// The Event kube's Recorder would write, for an order whose name leaves no room for the Recorder's
+/// `.<nanoseconds>` suffix within the 253 characters of an object name; `None` for other orders.
+fn long_name_event(
+    event: &kube::runtime::events::Event,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    reporter: &kube::runtime::events::Reporter,
+) -> Option<k8s_openapi::api::events::v1::Event> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let name = reference.name.as_deref()?;
+    if name.len() + 17 <= 253 {
+        return None;
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    Some(k8s_openapi::api::events::v1::Event {
+        metadata: ObjectMeta {
+            name: Some(crate::api::shortened(name, &format!(".{:x}", now.as_nanosecond()), 253)),
+            namespace: reference.namespace.clone(),
+            ..Default::default()
+        },
+        action: Some(event.action.clone()),
+        reason: Some(event.reason.clone()),
+        note: event.note.clone(),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(reference.clone()),
+        related: event.secondary.clone(),
+        reporting_controller: Some(reporter.controller.clone()),
+        reporting_instance: Some(reporter.instance.clone().unwrap_or_else(|| reporter.controller.clone())),
+        type_: Some(match event.type_ {
+            kube::runtime::events::EventType::Normal => "Normal".into(),
+            kube::runtime::events::EventType::Warning => "Warning".into(),
+        }),
+        ..Default::default()
+    })
 }

@@ -33,7 +33,7 @@ pub use observe::pending_key_secret_name;
 
 use crate::api::{
     BUY_AGAIN_ANNOTATION, CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, FINALIZER,
-    MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
+    MANAGED_BY_LABEL, MANAGER, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
 };
 use crate::lifecycle::{self, Decision, OrderView, Outcome, ProviderObs, absorb, decide, normalize_domains, summarize};
 use crate::provider::OrderContext;
@@ -211,11 +211,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         ctx.watch_secret_sync();
         let controller = Controller::for_stream(order_stream, order_store)
             .watches_stream(secret_stream, |secret: Secret| {
-                let order = secret.labels().get(ORDER_LABEL)?.clone();
+                let order = crate::api::owning_order(&secret.metadata)?;
                 Some(ObjectRef::new(&order).within(&secret.namespace()?))
             })
             .watches_stream(pod_stream, |pod: PartialObjectMeta<Pod>| {
-                let order = pod.labels().get(ORDER_LABEL)?.clone();
+                let order = crate::api::owning_order(&pod.metadata)?;
                 Some(ObjectRef::new(&order).within(&pod.namespace()?))
             })
             .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))

@@ -7,14 +7,14 @@ use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::context::Context;
-use crate::api::{CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL};
+use crate::api::{CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL, order_label_value};
 use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs};
 use crate::pki::{self, KeyAlgorithm, PrivateKey, TLS_CRT, TLS_KEY, VerifyError};
 use crate::provider::local::check_letter;
 
 /// Name of the Secret holding an order's key until the certificate is issued.
 pub fn pending_key_secret_name(order: &str) -> String {
-    format!("{order}-certorder-key")
+    crate::api::shortened(order, "-certorder-key", 253)
 }
 
 /// The key algorithm the spec asks for.
@@ -57,7 +57,7 @@ pub fn installed(
     let Some(secret) = ctx.cached_secret(&ns, &order.spec.secret_name) else {
         return (InstalledObs::Missing, None);
     };
-    if secret.labels().get(ORDER_LABEL) != Some(&order.name_any()) {
+    if secret.labels().get(ORDER_LABEL) != Some(&order_label_value(&order.name_any())) {
         return (InstalledObs::Missing, None);
     }
     let (Some(chain), Some(key_pem)) = (secret_field(&secret, TLS_CRT), secret_field(&secret, TLS_KEY)) else {

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::dns::DnsChecker;
-use crate::api::{Challenge, GatewayRef, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, ValidationMethod};
+use crate::api::{
+    Challenge, GatewayRef, MANAGED_BY_LABEL, MANAGER, ORDER_ANNOTATION, ORDER_LABEL, ValidationMethod,
+    order_label_value,
+};
 
 /// Where CAs look for validation files.
 pub const WELL_KNOWN: &str = "/.well-known/pki-validation/";
@@ -119,7 +122,7 @@ pub fn solver_name(order: &str) -> String {
 pub fn labels(owner: &Owner) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
-        (ORDER_LABEL.to_string(), owner.name.to_string()),
+        (ORDER_LABEL.to_string(), order_label_value(owner.name)),
         (SOLVER_LABEL.to_string(), solver_name(owner.name)),
     ])
 }
@@ -135,7 +138,8 @@ fn owner_reference(owner: &Owner) -> OwnerReference {
     }
 }
 
-fn metadata(owner: &Owner, annotations: Value) -> Value {
+fn metadata(owner: &Owner, mut annotations: Value) -> Value {
+    annotations[ORDER_ANNOTATION] = json!(owner.name);
     json!({
         "name": solver_name(owner.name),
         "namespace": owner.namespace,

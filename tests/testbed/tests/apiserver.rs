@@ -143,6 +143,19 @@ async fn crud_conflicts_and_errors() {
     let other: Api<ConfigMap> = Api::namespaced(server.client(), "nope");
     assert_eq!(code(other.create(&pp, &cm("a", &[])).await), (404, "NotFound".into()));
     assert_eq!(code(api.create(&pp, &cm("Bad_Name", &[])).await), (422, "Invalid".into()));
+    // label values of more than 63 characters (or not label-shaped) are 422, as kube-apiserver's ValidateLabels
+    for (key, value) in [("order", "a".repeat(64)), ("order", "ends-with-dash-".into()), ("bad key", "x".into())] {
+        let mut c = cm("labelled", &[]);
+        c.metadata.labels = Some(BTreeMap::from([(key.to_string(), value.clone())]));
+        let err = api.create(&pp, &c).await.unwrap_err();
+        let kube::Error::Api(status) = err else { panic!("{err}") };
+        assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"), "{key}={value}");
+        assert!(status.message.contains("metadata.labels"), "{}", status.message);
+    }
+    let mut c = cm("labelled", &[]);
+    c.metadata.labels = Some(BTreeMap::from([("example.com/order".into(), "a".repeat(63))]));
+    api.create(&pp, &c).await.expect("a 63-character label value is fine");
+    api.delete("labelled", &DeleteParams::default()).await.unwrap();
 
     // list with selectors and pages
     for i in 0..25 {

@@ -237,6 +237,10 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
             warnings
         }
     };
+    let errs = label_errors(&obj["metadata"]["labels"]);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(&ri.kind, &ri.group, &name, &errs));
+    }
     if is_crd(ri) {
         let errs = crd::validate(obj);
         if !errs.is_empty() {
@@ -247,6 +251,42 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         }
     }
     Ok(warnings)
+}
+
+/// kube-apiserver's `ValidateLabels` for every object: each value at most 63 characters of
+/// `[A-Za-z0-9_.-]`, beginning and ending with an alphanumeric (or empty); the key's name part the
+/// same, with an optional DNS-subdomain prefix and '/'.
+fn label_errors(labels: &Value) -> Vec<FieldError> {
+    fn qualified_part(s: &str) -> bool {
+        let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        s.len() <= 63
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && alnum(s.chars().next())
+            && alnum(s.chars().last())
+    }
+    let Some(labels) = labels.as_object() else { return Vec::new() };
+    let mut errors = Vec::new();
+    for (key, value) in labels {
+        let name = key.rsplit_once('/').map_or(key.as_str(), |(_, n)| n);
+        if !qualified_part(name) {
+            errors.push(FieldError::invalid(
+                "metadata.labels",
+                &json!(key),
+                "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+            ));
+        }
+        let text = value.as_str().unwrap_or_default();
+        if text.len() > 63 {
+            errors.push(FieldError::invalid("metadata.labels", value, "must be no more than 63 characters"));
+        } else if !text.is_empty() && !qualified_part(text) {
+            errors.push(FieldError::invalid(
+                "metadata.labels",
+                value,
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+            ));
+        }
+    }
+    errors
 }
 
 /// A Secret's `stringData` is write-only: kube-apiserver merges it into `data` (base64, taking
