@@ -2035,6 +2035,82 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
     b.wait().unwrap();
 }
 
+/// The leader is cut off from the API server (not from the vendor) while its purchase is being
+/// answered. It must stop acting — and here, exit — before its Lease can pass to the standby, which
+/// then finds the purchase and buys nothing: exactly one purchase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_a_leader_cut_off_from_the_api_stops_before_the_standby_takes_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    let env = Env::start_with_controller(false).await;
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
+    ucloud_provider(&env, &sim, "ucloud", USSL_PRIVATE_KEY).await;
+    let dns = env.dns.addr().to_string();
+    let replica = |identity: &str| {
+        let (kubeconfig, token) = env.api.client_kubeconfig(identity);
+        let child = Command::new(env!("CARGO_BIN_EXE_certorder"))
+            .args(["run", "--leader-elect", "--leader-election-identity", identity, "--lease-duration", "4s"])
+            .args(["--lease-renew-grace", "2s", "--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--dns-servers", &dns, "--self-check-initial", "200ms", "--self-check-max", "1s"])
+            .args(["--log-level", "warn"])
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start a replica");
+        (child, token)
+    };
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "certorder-system");
+    let holder = || async { leases.get_opt("certorder").await.ok().flatten().and_then(|l| l.spec?.holder_identity) };
+    let (mut a, a_token) = replica("replica-a");
+    wait_until(|| async { holder().await.as_deref() == Some("replica-a") }).await;
+    let (mut b, _) = replica("replica-b");
+
+    // The purchase is made at once and answered 3 s later; the leader is cut off meanwhile.
+    sim.fail_next(1, testbed::ussl::Fault::SlowAnswer(Duration::from_secs(3)));
+    env.apply(ucloud_dv_order("fenced", &["fenced.example.com"], "ucloud")).await;
+    wait_until(|| async { sim.purchases() == 1 }).await;
+    env.api.faults().cut_off(&a_token);
+    let cut = std::time::Instant::now();
+
+    // The leader notices by itself (its renewals go unanswered) and exits before the standby holds
+    // the Lease: nothing it does can then race the new leader.
+    let (exited, took_over) = loop {
+        let exited = a.try_wait().unwrap().map(|status| (status, cut.elapsed()));
+        let holder = holder().await;
+        if let Some((status, after)) = exited {
+            assert!(!status.success(), "the cut-off leader exits with an error");
+            assert_ne!(holder.as_deref(), Some("replica-b"), "the standby took over before the leader stopped");
+            wait_until(|| async { holder_is(&leases, "replica-b").await }).await;
+            break (after, cut.elapsed());
+        }
+        assert_ne!(holder.as_deref(), Some("replica-b"), "the standby took over while the cut-off leader still ran");
+        assert!(cut.elapsed() < Duration::from_secs(30), "the cut-off leader never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(a.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("could not renew the leader Lease in time"), "{stderr}");
+    println!(
+        "cut-off leader exited {:.1} s after the cut, the standby held the Lease {:.1} s after it (Lease 4 s)",
+        exited.as_secs_f64(),
+        took_over.as_secs_f64()
+    );
+
+    let validating = env.wait_phase("fenced", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
+    env.wait_phase("fenced", Phase::Issued).await;
+    assert_ussl_secret(&env, &sim, "fenced-tls", &["fenced.example.com"]).await;
+    assert_eq!(sim.purchases(), 1, "exactly one purchase across the hand-over");
+    env.api.faults().reconnect(&a_token);
+    b.kill().unwrap();
+    b.wait().unwrap();
+}
+
+async fn holder_is(leases: &Api<k8s_openapi::api::coordination::v1::Lease>, identity: &str) -> bool {
+    leases.get_opt("certorder").await.ok().flatten().and_then(|l| l.spec?.holder_identity).as_deref() == Some(identity)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucloud_deleting_an_unissued_order_with_cancel_on_delete_cancels_the_vendor_order() {
     let (env, sim) = ucloud_env().await;

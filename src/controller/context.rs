@@ -57,6 +57,8 @@ pub struct Context {
     pub solver_pods: Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>>,
     /// The process's providers and the orders of every namespace (shared by all Contexts).
     registry: Arc<crate::provider::registry::Registry>,
+    /// Closes when a leader could not renew its Lease in time: no step may then start or run on.
+    pub fence: Arc<super::fence::Fence>,
     secrets_synced: std::sync::atomic::AtomicBool,
     memory: Mutex<HashMap<String, Memory>>,
 }
@@ -82,6 +84,7 @@ impl Context {
             metrics,
             solver_pods: None,
             registry,
+            fence: super::fence::Fence::open(),
             secrets_synced: Default::default(),
             memory: Mutex::default(),
         }
@@ -97,6 +100,11 @@ impl Context {
     /// Other orders of the same provider (any namespace) whose status holds `order`'s vendor id.
     pub fn other_holders(&self, order: &crate::api::CertificateOrder) -> Vec<String> {
         self.registry.other_holders(order)
+    }
+
+    pub fn with_fence(mut self, fence: Arc<super::fence::Fence>) -> Context {
+        self.fence = fence;
+        self
     }
 
     pub fn with_solver_pods(

@@ -6,6 +6,7 @@
 
 mod act;
 mod context;
+pub mod fence;
 pub mod metrics;
 mod observe;
 mod publish;
@@ -128,6 +129,18 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let dns = Arc::new(DnsChecker::new(dns_config)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let metrics_server = tokio::spawn(metrics::serve(config.metrics_addr, metrics.clone()));
+    // With leader election every write goes through the fence: it closes, on this replica's own
+    // clock, a margin (half the renew grace) before the last renewal it sent runs out.
+    let fence = match &config.leader_election {
+        None => fence::Fence::open(),
+        Some(election) => fence::Fence::for_lease(
+            &config.namespace,
+            &election.lease_name,
+            election.lease_duration,
+            election.renew_grace / 2,
+        ),
+    };
+    let client = fence.wrap(client);
     let leadership = match &config.leader_election {
         None => None,
         Some(election) => {
@@ -206,7 +219,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                 metrics.clone(),
                 registry.clone(),
             )
-            .with_solver_pods(pod_store),
+            .with_solver_pods(pod_store)
+            .with_fence(fence.clone()),
         );
         ctx.watch_secret_sync();
         let controller = Controller::for_stream(order_stream, order_store)
@@ -244,6 +258,9 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         }
         Some(mut lease) => tokio::select! {
             _ = all => Ok(()),
+            _ = fence.closed() => {
+                Err(anyhow::anyhow!("could not renew the leader Lease in time: stopped every write and vendor call before it could pass to another replica; exiting (the Pod restarts and stands by)"))
+            }
             _ = lease.wait_for(|leading| !*leading) => {
                 Err(anyhow::anyhow!("lost the leader Lease; stopping so that only one replica acts (the Pod restarts and stands by)"))
             }
@@ -431,9 +448,19 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             may_have_bought: true,
             buy_again: lifecycle::buy_again_request(order.annotations().get(BUY_AGAIN_ANNOTATION), &vendor),
         };
-        let outcome =
-            act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen)
-                .await;
+        // Every step writes or calls the vendor: none starts, and none runs on, once the fence closes.
+        let taken_step = async {
+            Ok::<_, fence::Fenced>(
+                act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen)
+                    .await,
+            )
+        };
+        let outcome = match ctx.fence.guard(taken_step).await {
+            Ok(outcome) => outcome,
+            Err(fenced) => {
+                Outcome::Failed { step: step.name(), error: lifecycle::StepError::transient(fenced.to_string()) }
+            }
+        };
         let before: Vec<(String, Option<SelfCheck>)> =
             status.challenges.iter().map(|c| (c.domain.clone(), c.self_check.clone())).collect();
         let ok = !matches!(outcome, Outcome::Failed { .. });
@@ -623,7 +650,8 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
             may_have_bought: true,
             buy_again: None,
         };
-        if let Err(e) = provider.cancel(&pctx).await {
+        let cancelled = ctx.fence.guard(provider.cancel(&pctx)).await;
+        if let Err(e) = cancelled {
             if e.retryable {
                 warn!(error = %e, "cannot cancel the vendor order yet");
                 return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));

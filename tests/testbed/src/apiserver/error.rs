@@ -99,6 +99,10 @@ impl ApiError {
             ),
         )
     }
+    pub fn service_unavailable(msg: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", msg)
+    }
+
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::new(500, "InternalError", msg)
     }

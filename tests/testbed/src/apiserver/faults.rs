@@ -72,6 +72,8 @@ pub struct Faults {
     latency_ms: AtomicU64,
     counters: Mutex<BTreeMap<(String, String), u64>>,
     watch_generation: tokio::sync::watch::Sender<u64>,
+    /// Bearer tokens of clients cut off by a network partition (see [`Faults::cut_off`]).
+    cut_off: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Faults {
@@ -93,6 +95,29 @@ impl Faults {
 
     pub fn latency(&self) -> Duration {
         Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
+    }
+
+    /// A network partition between the server and the client with `token` (see
+    /// [`super::ApiServer::client_kubeconfig`]): its requests are never answered nor carried out,
+    /// and its open watches fall silent, until [`Faults::reconnect`]; then what hung fails with 503
+    /// and the silent watches end.
+    pub fn cut_off(&self, token: &str) {
+        self.cut_off.lock().unwrap().insert(token.to_string());
+    }
+
+    pub fn reconnect(&self, token: &str) {
+        self.cut_off.lock().unwrap().remove(token);
+    }
+
+    pub fn is_cut_off(&self, token: &str) -> bool {
+        self.cut_off.lock().unwrap().contains(token)
+    }
+
+    /// Waits while the client with `token` is cut off.
+    pub async fn while_cut_off(&self, token: &str) {
+        while self.is_cut_off(token) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Ends every open watch stream (clients see the connection end and must re-watch).

@@ -70,12 +70,36 @@ fn parse_resource_path(group: &str, version: &str, rest: &[&str]) -> ApiResult<R
     })
 }
 
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == token)
+        .map(str::trim)
+}
+
+fn authorized(headers: &HeaderMap, sh: &Shared) -> bool {
+    bearer(headers).is_some_and(|t| t == sh.token || sh.client_tokens.lock().unwrap().contains(t))
+}
+
+/// A client cut off by a partition ([`super::Faults::cut_off`]) gets no answer while it lasts, and
+/// nothing it sent is carried out; the bytes of an answer already streaming (a watch) stop coming.
+fn partitioned(sh: Arc<Shared>, token: String, response: Response) -> Response {
+    use futures::StreamExt;
+    let (parts, body) = response.into_parts();
+    let stream = futures::stream::unfold(Some(body.into_data_stream()), move |state| {
+        let (sh, token) = (sh.clone(), token.clone());
+        async move {
+            let mut inner = state?;
+            let item = inner.next().await?;
+            if sh.faults.is_cut_off(&token) {
+                sh.faults.while_cut_off(&token).await;
+                return None;
+            }
+            Some((item, Some(inner)))
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
@@ -84,8 +108,14 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
         return "ok".into_response();
     }
-    if !authorized(&parts.headers, &sh.token) && parts.extensions.get::<super::tls::ClientCertUser>().is_none() {
+    if !authorized(&parts.headers, &sh) && parts.extensions.get::<super::tls::ClientCertUser>().is_none() {
         return ApiError::unauthorized().into_response();
+    }
+    let token = bearer(&parts.headers).unwrap_or_default().to_string();
+    if sh.faults.is_cut_off(&token) {
+        sh.faults.while_cut_off(&token).await;
+        return ApiError::service_unavailable("the connection was cut off (a network partition of the testbed)")
+            .into_response();
     }
     let latency = sh.faults.latency();
     if !latency.is_zero() {
@@ -135,7 +165,8 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         (Method::GET, ["openapi", "v2"]) => Err(not_found_path()),
         _ => Err(not_found_path()),
     };
-    result.unwrap_or_else(|e| e.into_response())
+    let response = result.unwrap_or_else(|e| e.into_response());
+    if token.is_empty() || token == sh.token { response } else { partitioned(sh.clone(), token, response) }
 }
 
 fn verb_of(method: &Method, rp: &ResourcePath, query: &HashMap<String, String>) -> ApiResult<&'static str> {

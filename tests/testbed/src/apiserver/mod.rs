@@ -85,6 +85,8 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub faults: Faults,
     pub token: String,
+    /// Tokens of further clients, each with its own kubeconfig ([`ApiServer::client_kubeconfig`]).
+    pub client_tokens: Mutex<std::collections::HashSet<String>>,
     pub options: Options,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -190,6 +192,7 @@ impl ApiServer {
             store: Mutex::new(store),
             faults: Faults::default(),
             token: token.clone(),
+            client_tokens: Mutex::default(),
             options,
             shutdown: rx,
         });
@@ -241,6 +244,17 @@ impl ApiServer {
 
     pub fn token(&self) -> &str {
         &self.shared.token
+    }
+
+    /// A kubeconfig for one more client (say, one replica of the operator) with a token of its own,
+    /// so that [`Faults::cut_off`] can cut that client off alone. Returns the file and the token.
+    pub fn client_kubeconfig(&self, name: &str) -> (PathBuf, String) {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.shared.client_tokens.lock().unwrap().insert(token.clone());
+        let path = self.kubeconfig.path().join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, kubeconfig_yaml(&self.https_url(), &token, Some(&self.ca_pem)))
+            .expect("write a client kubeconfig");
+        (path, token)
     }
 
     /// kube config for this server (default namespace `default`).
