@@ -206,6 +206,11 @@ impl UsslSim {
         self.inner().calls.get(action).copied().unwrap_or(0)
     }
 
+    /// Calls of every action received so far.
+    pub fn total_calls(&self) -> usize {
+        self.inner().calls.values().sum()
+    }
+
     pub fn set_review(&self, review: Review) {
         self.inner().review = review;
     }
