@@ -1060,6 +1060,9 @@ async fn ucloud_a_lookup_never_adopts_an_order_whose_purchase_is_still_being_ans
     let mut env = Env::start_with_controller(false).await;
     let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
     ucloud_provider(&env, &sim, "ucloud", USSL_PRIVATE_KEY).await;
+    // A second provider of the same UCloud account (another team's defaults, say): the vendor sees
+    // one account, so its orders and the first provider's share one purchase lock and one set of claims.
+    ucloud_provider(&env, &sim, "ucloud-team-b", USSL_PRIVATE_KEY).await;
     let config = certorder::controller::Config {
         watch_namespaces: vec![NS.into(), OTHER.into()],
         ..test_config(env.dns.addr(), env.metrics_port)
@@ -1070,7 +1073,7 @@ async fn ucloud_a_lookup_never_adopts_an_order_whose_purchase_is_still_being_ans
     env.apply(ucloud_dv_order("slow", &["slow.example.com"], "ucloud")).await;
     wait_until(|| async { sim.purchases() == 1 }).await;
     sim.fail_next(1, testbed::ussl::Fault::LoseAnswer);
-    let mut hasty = ucloud_dv_order("hasty", &["hasty.example.com"], "ucloud");
+    let mut hasty = ucloud_dv_order("hasty", &["hasty.example.com"], "ucloud-team-b");
     hasty["metadata"]["namespace"] = json!(OTHER);
     let others: Api<CertificateOrder> = Api::namespaced(env.client.clone(), OTHER);
     others.patch("hasty", &PatchParams::apply("e2e-user"), &Patch::Apply(hasty)).await.expect("apply order");

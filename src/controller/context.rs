@@ -215,7 +215,8 @@ impl Context {
     /// or logged): one client, and one rate limiter, per provider generation.
     async fn ucloud_provider(&self, name: &str, spec: &crate::api::UcloudProvider) -> Result<Provider, String> {
         let (credentials, secret_name) = self.ucloud_credentials(name, spec).await?;
-        crate::provider::ucloud::UcloudProvider::new(spec, credentials, secret_name)
+        let account = self.registry.account(name, &crate::provider::ucloud::account_key(spec, &credentials));
+        crate::provider::ucloud::UcloudProvider::new(spec, credentials, secret_name, account)
             .map(Provider::Ucloud)
             .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
     }

@@ -1,7 +1,9 @@
 //! One registry of providers for the whole process: each `ClusterCertificateProvider` is built once
 //! per generation and shared by every namespace the operator watches — one client, one rate limit,
 //! one claims map and one purchase lock per provider, however many namespaces its orders live in.
-//! It also knows every order cache, so the vendor order ids orders hold are seen across namespaces.
+//! It also knows every order cache, so the vendor order ids orders hold are seen across namespaces,
+//! and which providers use the same vendor account: those share one [`Account`] (purchase lock and
+//! claims), so an order of one never adopts a vendor order bought for an order of the other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,22 @@ pub struct Registry {
     built: tokio::sync::Mutex<HashMap<String, (String, Arc<Provider>)>>,
     /// The order caches of every watched namespace.
     orders: Mutex<Vec<Store<CertificateOrder>>>,
+    /// Vendor account key → what every provider using that account shares.
+    accounts: Mutex<HashMap<String, Arc<Account>>>,
+    /// Provider name → its vendor account key.
+    account_of: Mutex<HashMap<String, String>>,
+}
+
+/// What the providers of one vendor account share: the vendor sees one account, whichever
+/// `ClusterCertificateProvider` an order names.
+#[derive(Debug, Default)]
+pub struct Account {
+    /// Vendor order ids bought or adopted by this process, with the order (uid) they went to: the
+    /// order caches may not show them yet.
+    pub claimed: Mutex<BTreeMap<String, String>>,
+    /// Purchase calls share it; a lookup for a lost purchase holds it alone, so it never sees an
+    /// order whose purchase call is still being answered, and two lookups never pick the same one.
+    pub buying: tokio::sync::RwLock<()>,
 }
 
 impl Registry {
@@ -48,6 +66,21 @@ impl Registry {
         Ok(provider)
     }
 
+    /// The shared state of vendor account `key`, for provider `provider`, which uses it from now on.
+    pub fn account(&self, provider: &str, key: &str) -> Arc<Account> {
+        self.account_of.lock().expect("registry lock").insert(provider.to_string(), key.to_string());
+        self.accounts.lock().expect("registry lock").entry(key.to_string()).or_default().clone()
+    }
+
+    /// Names of the providers that use the same vendor account as `provider` (itself included).
+    fn same_account(&self, provider: &str) -> Vec<String> {
+        let accounts = self.account_of.lock().expect("registry lock");
+        match accounts.get(provider) {
+            Some(key) => accounts.iter().filter(|(_, k)| *k == key).map(|(p, _)| p.clone()).collect(),
+            None => vec![provider.to_string()],
+        }
+    }
+
     pub fn watch_orders(&self, store: Store<CertificateOrder>) {
         self.orders.lock().expect("registry lock").push(store);
     }
@@ -56,25 +89,27 @@ impl Registry {
         self.orders.lock().expect("registry lock").iter().flat_map(|s| s.state()).collect()
     }
 
-    /// Vendor order ids held by the orders of `provider`, in any namespace, with the uid of the
-    /// order holding each.
+    /// Vendor order ids held by the orders of `provider` (or of a provider of the same account), in
+    /// any namespace, with the uid of the order holding each.
     pub fn vendor_claims(&self, provider: &str) -> BTreeMap<String, String> {
+        let providers = self.same_account(provider);
         self.all_orders()
             .iter()
-            .filter(|o| o.spec.provider_ref.name == provider)
+            .filter(|o| providers.contains(&o.spec.provider_ref.name))
             .filter_map(|o| Some((o.status.as_ref()?.order.as_ref()?.id.clone()?, o.uid()?)))
             .collect()
     }
 
-    /// Other orders of the same provider, in any namespace, whose status holds `order`'s vendor
-    /// order id (`namespace/name`, sorted).
+    /// Other orders of the same provider (or vendor account), in any namespace, whose status holds
+    /// `order`'s vendor order id (`namespace/name`, sorted).
     pub fn other_holders(&self, order: &CertificateOrder) -> Vec<String> {
         let vendor_id = |o: &CertificateOrder| o.status.as_ref()?.order.as_ref()?.id.clone();
         let Some(id) = vendor_id(order) else { return Vec::new() };
+        let providers = self.same_account(&order.spec.provider_ref.name);
         let mut others: Vec<String> = self
             .all_orders()
             .iter()
-            .filter(|o| o.spec.provider_ref.name == order.spec.provider_ref.name && o.uid() != order.uid())
+            .filter(|o| providers.contains(&o.spec.provider_ref.name) && o.uid() != order.uid())
             .filter(|o| vendor_id(o).as_deref() == Some(id.as_str()))
             .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
             .collect();

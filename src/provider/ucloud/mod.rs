@@ -56,14 +56,21 @@ pub struct UcloudProvider {
     trust: Vec<String>,
     /// When the credentials Secret was last read again after a refusal.
     credentials_read: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Vendor order ids this process bought or adopted, with the order (uid) they went to: the
-    /// order cache may not show them yet.
-    claimed: std::sync::Mutex<BTreeMap<String, String>>,
-    /// Purchase calls share it; a lookup for a lost purchase holds it alone, so it never sees an
-    /// order whose purchase call is still being answered, and two lookups never pick the same one.
-    buying: tokio::sync::RwLock<()>,
+    /// Claims and the purchase lock, shared with every provider of the same UCloud account (see
+    /// [`account_key`]).
+    account: std::sync::Arc<crate::provider::registry::Account>,
     /// The company and applicant orders fall back to (`spec.ucloud.defaults`).
     defaults: Box<UcloudDefaults>,
+}
+
+/// Which UCloud account a provider buys with: endpoint, project and public key (hashed). Providers
+/// with the same key see the same orders at UCloud.
+pub fn account_key(spec: &UcloudSpec, credentials: &Credentials) -> String {
+    use sha2::Digest;
+    let endpoint = spec.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+    let project = spec.project_id.as_deref().unwrap_or_default();
+    let text = format!("{endpoint}\n{project}\n{}", credentials.public_key);
+    format!("ucloud:{}", hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16]))
 }
 
 /// A file the vendor offers the user, such as the confirmation-letter template.
@@ -75,7 +82,12 @@ pub struct VendorFile {
 
 impl UcloudProvider {
     /// `secret` names the credentials Secret (`namespace/name`) in messages.
-    pub fn new(spec: &UcloudSpec, credentials: Credentials, secret: String) -> Result<UcloudProvider, ProviderError> {
+    pub fn new(
+        spec: &UcloudSpec,
+        credentials: Credentials,
+        secret: String,
+        account: std::sync::Arc<crate::provider::registry::Account>,
+    ) -> Result<UcloudProvider, ProviderError> {
         let interval = |field: &str, text: &Option<String>| -> Result<Option<Duration>, ProviderError> {
             match text {
                 None => Ok(None),
@@ -103,8 +115,7 @@ impl UcloudProvider {
             buy_again_after,
             trust: trust_anchors(spec.ca_bundle.as_deref()),
             credentials_read: Default::default(),
-            claimed: Default::default(),
-            buying: Default::default(),
+            account,
             defaults: Box::new(spec.defaults.clone().unwrap_or_default()),
         })
     }
@@ -190,7 +201,7 @@ impl UcloudProvider {
             }
             tracing::warn!("buying again: the unconfirmed purchase was not found and buying again is allowed");
         }
-        let _buying = self.buying.read().await;
+        let _buying = self.account.buying.read().await;
         let params = params(json!({
             "CertificateBrand": brand,
             "CertificateName": name,
@@ -204,7 +215,7 @@ impl UcloudProvider {
                 "UCloud answered PurchaseCertificate without a CertificateID; looking the order up on the next attempt",
             )
         })?;
-        self.claimed.lock().expect("claims lock").insert(id.clone(), ctx.uid.to_string());
+        self.account.claimed.lock().expect("claims lock").insert(id.clone(), ctx.uid.to_string());
         Ok(id)
     }
 
@@ -231,7 +242,7 @@ impl UcloudProvider {
         let Some(intent) = ctx.vendor.purchase_requested_time else {
             return Ok(None);
         };
-        let _alone = self.buying.write().await;
+        let _alone = self.account.buying.write().await;
         let mut listed = Vec::new();
         for page in 1.. {
             let answer = self
@@ -250,7 +261,7 @@ impl UcloudProvider {
             }
         }
         let since = (intent - CLOCK_SKEW).timestamp();
-        let mut claimed = self.claimed.lock().expect("claims lock");
+        let mut claimed = self.account.claimed.lock().expect("claims lock");
         let taken = |id: &String| {
             let owner = claims.get(id).or_else(|| claimed.get(id));
             owner.is_some_and(|uid| uid != ctx.uid)

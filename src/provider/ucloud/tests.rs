@@ -423,7 +423,7 @@ fn the_company_and_applicant_come_from_the_order_or_the_defaults_and_are_never_m
             defaults,
         };
         let credentials = Credentials { public_key: "pub".into(), private_key: "priv".into() };
-        UcloudProvider::new(&spec, credentials, "ns/c".into()).unwrap()
+        UcloudProvider::new(&spec, credentials, "ns/c".into(), Default::default()).unwrap()
     };
     let info = |p: &UcloudProvider, spec: &CertificateOrderSpec| p.applicant_info(spec);
     let dv: CertificateOrderSpec = serde_json::from_value(spec_json).unwrap();
