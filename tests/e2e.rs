@@ -546,6 +546,50 @@ async fn an_order_with_a_253_character_name_is_issued() {
     wait_until(|| async { env.secrets().get_opt(&key_secret).await.unwrap().is_none() }).await;
 }
 
+/// A provider says whether it can be used as soon as it is created, before any order names it,
+/// and says so again once what was wrong is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_report_whether_they_can_be_used_before_any_order() {
+    let env = Env::start().await;
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
+    env.provider("idle", "Automatic").await;
+    env.apply(json!({
+        "apiVersion": "certorder.io/v1alpha1",
+        "kind": "ClusterCertificateProvider",
+        "metadata": {"name": "nokeys"},
+        "spec": {"ucloud": {
+            "endpoint": sim.endpoint(),
+            "credentialsSecretRef": {"name": "nokeys-credentials", "namespace": "certorder-system"},
+        }},
+    }))
+    .await;
+    let providers: Api<ClusterCertificateProvider> = Api::all(env.client.clone());
+    let ready = |name: &'static str| {
+        let providers = providers.clone();
+        async move {
+            let p = providers.get(name).await.ok()?;
+            let c = p.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+            Some((c.status, c.reason, c.message))
+        }
+    };
+    wait_until(|| async { ready("idle").await.is_some_and(|(s, _, _)| s == "True") }).await;
+    wait_until(|| async { ready("nokeys").await.is_some() }).await;
+    let (status, reason, message) = ready("nokeys").await.unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Invalid"));
+    assert!(message.contains("credentials Secret certorder-system/nokeys-credentials not found"), "{message}");
+    assert!(env.orders().list(&Default::default()).await.unwrap().items.is_empty());
+
+    // The Secret is the user's and not watched: it is looked for again every few seconds.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "certorder-system");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "nokeys-credentials"},
+        "stringData": {"PublicKey": USSL_PUBLIC_KEY, "PrivateKey": USSL_PRIVATE_KEY},
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    wait_until(|| async { ready("nokeys").await.is_some_and(|(s, _, _)| s == "True") }).await;
+}
+
 fn writes(env: &Env) -> u64 {
     ["create", "update", "patch", "delete"]
         .iter()

@@ -165,9 +165,9 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .modify(|p| p.managed_fields_mut().clear())
             .reflect(provider_writer)
             .applied_objects();
-    tokio::spawn(provider_stream.for_each(|_| async {}));
 
-    let mut controllers = Vec::new();
+    let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let mut provider_ctx = None;
     // Ready (for /readyz) once every cache has done its first full list: with no orders at all
     // there may never be a reconcile to wait for.
     let mut caches: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
@@ -223,6 +223,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .with_fence(fence.clone()),
         );
         ctx.watch_secret_sync();
+        provider_ctx.get_or_insert_with(|| ctx.clone());
         let controller = Controller::for_stream(order_stream, order_store)
             .watches_stream(secret_stream, |secret: Secret| {
                 let order = crate::api::owning_order(&secret.metadata)?;
@@ -241,7 +242,16 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                 }
                 futures::future::ready(())
             });
-        controllers.push(controller);
+        controllers.push(Box::pin(controller));
+    }
+    // The providers' own status (Ready, and why not) is kept by a controller of their own, so a
+    // provider shows whether it can be used before any order names it.
+    if let Some(ctx) = provider_ctx {
+        let providers_controller = Controller::for_stream(provider_stream, providers.clone())
+            .shutdown_on_signal()
+            .run(reconcile_provider, |_, _: &Error, _| Action::requeue(PROVIDER_RECHECK_NOT_READY), ctx)
+            .for_each(|_| futures::future::ready(()));
+        controllers.push(Box::pin(providers_controller));
     }
     let ready_metrics = metrics.clone();
     tokio::spawn(async move {
@@ -269,6 +279,20 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     // Dropping the Lease's channel releases it, so a standby replica takes over at once.
     metrics_server.abort();
     result
+}
+
+/// How often a provider that cannot be used is looked at again (its credentials Secret or CA may
+/// have been fixed; those Secrets are the user's and not watched), and a usable one.
+const PROVIDER_RECHECK_NOT_READY: Duration = Duration::from_secs(10);
+const PROVIDER_RECHECK_READY: Duration = Duration::from_secs(600);
+
+/// Builds the provider (once per generation, shared with the orders) and reports in its status
+/// whether it can be used.
+async fn reconcile_provider(provider: Arc<ClusterCertificateProvider>, ctx: Arc<Context>) -> Result<Action, Error> {
+    Ok(match ctx.provider(&provider.name_any()).await {
+        Ok(_) => Action::requeue(PROVIDER_RECHECK_READY),
+        Err(_) => Action::requeue(PROVIDER_RECHECK_NOT_READY),
+    })
 }
 
 /// Waits until this replica holds the Lease, renewing it in the background from then on.
