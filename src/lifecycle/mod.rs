@@ -475,7 +475,9 @@ fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs:
         Some(sent) if status.certificate.as_ref().map(|c| &c.sha256_fingerprint) == Some(&info.sha256_fingerprint) => {
             // Sent for the installed certificate, the last one issued.
             let round = vendor.map_or(0, |v| v.issuances.saturating_sub(1));
-            *sent == info_digest(order.spec, &domains, &info.key_fingerprint, round)
+            let digest = |round| info_digest(order.spec, &domains, &info.key_fingerprint, round);
+            // Earlier builds sent round 0 at every renewal: orders they renewed stay settled after an upgrade.
+            *sent == digest(round) || (round > 0 && *sent == digest(0))
         }
         _ => true,
     }

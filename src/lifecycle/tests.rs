@@ -393,6 +393,22 @@ fn decide_table() {
             want: Decision::Wait(Some(Duration::from_secs(60 * 86400))),
         },
         Case {
+            name: "renewed by a version that did not count rounds: settled, no reissue after the upgrade",
+            spec: dv.clone(),
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now, "k1"));
+                s.private_key_secret = None;
+                s.order.as_mut().unwrap().issuances = 3;
+                s
+            },
+            obs: Observed {
+                installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true },
+                ..obs(now, LetterObs::NotNeeded)
+            },
+            want: Decision::Wait(Some(Duration::from_secs(60 * 86400))),
+        },
+        Case {
             name: "a garbled tls.crt next to the key it was issued for is downloaded again",
             spec: dv.clone(),
             status: {
