@@ -1794,6 +1794,61 @@ async fn renew_with_rotation_policy_never_reissues_once_with_the_same_key() {
     assert_eq!(sim.purchases(), 1);
 }
 
+/// A purchase covers `validityYears`; a certificate that would outlive that term is preceded by a
+/// term renewal (`RenewCertificateOrder`), made exactly once although its answer is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_a_renewal_past_the_bought_term_renews_the_term_once_first() {
+    let (env, sim) = ucloud_env().await;
+    env.apply(ucloud_dv_order("term", &["term.example.com"], "ucloud")).await;
+    let validating = env.wait_phase("term", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
+    let issued = env.wait_phase("term", Phase::Issued).await.status.unwrap();
+    let bought = issued.order.clone().unwrap();
+    let bought_until = bought.term_end_time.expect("the term bought with the purchase is shown");
+    let purchased = bought.purchase_requested_time.unwrap();
+    assert!(
+        (bought_until - purchased - chrono::Duration::days(365)).num_days().abs() <= 1,
+        "one year bought: {purchased} .. {bought_until}"
+    );
+
+    // Years later (as far as the order knows): the term ends tomorrow.
+    let ends = chrono::Utc::now() + chrono::Duration::days(1);
+    let patch = json!({"status": {"order": {"termEndTime": ends.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}}});
+    env.orders().patch_status("term", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    sim.fail_next_of("RenewCertificateOrder", 1, testbed::ussl::Fault::LoseAnswer);
+    let out = env.cli(&["renew", "term", "-n", NS]);
+    assert!(out.status.success(), "renew: {}", String::from_utf8_lossy(&out.stderr));
+
+    let renewing = env
+        .wait_for("term", "challenges of the renewal", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.order.as_ref().is_some_and(|v| v.term_renewals == 1) && !s.challenges.is_empty())
+        })
+        .await;
+    env.publish_challenges(&renewing).await;
+    let first = issued.certificate.unwrap();
+    let renewed = env
+        .wait_for("term", "the renewed certificate", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.phase == Phase::Issued && s.certificate.as_ref().is_some_and(|c| c.serial != first.serial)
+            })
+        })
+        .await;
+    let vendor = renewed.status.unwrap().order.unwrap();
+    let until = vendor.term_end_time.unwrap();
+    assert!(
+        (until - ends - chrono::Duration::days(365)).num_minutes().abs() <= 1,
+        "the term runs on from its end: {until}"
+    );
+    assert_eq!(vendor.term_renewal_requested_time, None);
+    assert_eq!((vendor.term_renewals, vendor.issuances), (1, 2));
+    assert_eq!(sim.term_renewals(), 1, "the term was renewed once, although the first answer was lost");
+    assert_eq!(sim.calls("RenewCertificateOrder"), 1, "after the lost answer the renewal was found, not made again");
+    assert_eq!(sim.purchases(), 1);
+    assert_ussl_secret(&env, &sim, "term-tls", &["term.example.com"]).await;
+}
+
 /// A person (or a bad script) garbles `tls.crt` next to the good `tls.key`: the certificate issued
 /// for that key is downloaded again — no new key, no reissue, no new issuance — and an event says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -537,6 +537,18 @@ pub struct VendorOrder {
     /// Certificates issued under this purchase (a multi-year purchase has several).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub issuances: u32,
+    /// Until when the purchase (and its term renewals) was paid: the purchase time plus
+    /// `spec.product.validityYears`, extended by each term renewal. A certificate that would
+    /// outlive it is preceded by a term renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_end_time: Option<DateTime<Utc>>,
+    /// When a term renewal was decided and not yet confirmed: after a lost answer or a restart the
+    /// operator looks for a renewal paid since then before it renews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_renewal_requested_time: Option<DateTime<Utc>>,
+    /// Term renewals made (`RenewCertificateOrder`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub term_renewals: u32,
 }
 
 /// What the vendor was sent about who orders: no secrets, only whom the CA will contact.

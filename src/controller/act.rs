@@ -86,6 +86,11 @@ pub async fn act(
                 }
             }
         }
+        Step::RecordTermRenewalIntent => Outcome::TermRenewalIntentRecorded,
+        Step::RenewTerm => match provider.renew_term(pctx).await {
+            Ok(()) => Outcome::TermRenewed,
+            Err(e) => failed(name, e),
+        },
         Step::SubmitInfo { digest } => {
             let csr = match csr(seen, pctx.domains) {
                 Ok(csr) => csr,

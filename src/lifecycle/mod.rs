@@ -165,6 +165,10 @@ pub enum Step {
     RecordPurchaseIntent,
     /// Find the vendor order by its recorded name, and buy it only when it does not exist.
     Purchase,
+    /// Record in status, durably, that the purchased term is about to be renewed.
+    RecordTermRenewalIntent,
+    /// Renew the purchased term (after looking whether an earlier attempt already did).
+    RenewTerm,
     /// Send domains, company, applicant and the CSR; `digest` identifies what is sent.
     SubmitInfo { digest: String },
     /// Upload the confirmation letter.
@@ -197,7 +201,7 @@ impl Step {
     /// The status must be written before the next step: the purchase intent before buying, and
     /// what the purchase bought before anything else.
     pub fn persist_before_next(&self) -> bool {
-        matches!(self, Step::RecordPurchaseIntent | Step::Purchase)
+        matches!(self, Step::RecordPurchaseIntent | Step::Purchase | Step::RecordTermRenewalIntent | Step::RenewTerm)
     }
 
     pub fn name(&self) -> &'static str {
@@ -205,6 +209,8 @@ impl Step {
             Step::GenerateKey => "GenerateKey",
             Step::RecordPurchaseIntent => "RecordPurchaseIntent",
             Step::Purchase => "Purchase",
+            Step::RecordTermRenewalIntent => "RecordTermRenewalIntent",
+            Step::RenewTerm => "RenewTerm",
             Step::SubmitInfo { .. } => "SubmitInfo",
             Step::UploadLetter { .. } => "UploadLetter",
             Step::OfferLetterTemplate => "OfferLetterTemplate",
@@ -224,6 +230,7 @@ impl Step {
     pub fn provider_action(&self) -> Option<&'static str> {
         match self {
             Step::Purchase => Some("purchase"),
+            Step::RenewTerm => Some("renew_term"),
             Step::SubmitInfo { .. } => Some("submit_info"),
             Step::UploadLetter { .. } => Some("upload_letter"),
             Step::OfferLetterTemplate => Some("letter_template"),
@@ -293,6 +300,8 @@ pub enum Outcome {
     Published(PublishedValidation),
     SelfChecked(Vec<(String, SelfCheck)>),
     Installed(CertificateInfo),
+    TermRenewalIntentRecorded,
+    TermRenewed,
     /// A damaged TLS Secret was written again with the certificate its key was issued for.
     Reinstalled(CertificateInfo),
     PendingKeyDiscarded,
@@ -483,6 +492,27 @@ fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs:
     }
 }
 
+/// `t` plus `years` calendar years (the end of a term bought for that many years).
+pub fn add_years(t: DateTime<Utc>, years: u32) -> DateTime<Utc> {
+    t.checked_add_months(chrono::Months::new(12 * years)).unwrap_or(t)
+}
+
+/// Lifetime assumed for a certificate not issued yet when the last one's is not known.
+const ASSUMED_LIFETIME: chrono::Duration = chrono::Duration::days(90);
+
+/// Whether a further certificate of this purchase needs its term renewed first: it would outlive
+/// the bought term (its lifetime taken as the last certificate's), or the term has ended. The
+/// first certificate of a purchase is within the term it was bought with.
+fn term_renewal_due(status: &CertificateOrderStatus, now: DateTime<Utc>) -> bool {
+    let Some(vendor) = &status.order else { return false };
+    let Some(end) = vendor.term_end_time else { return false };
+    if vendor.issuances == 0 {
+        return false;
+    }
+    let lifetime = status.certificate.as_ref().map_or(ASSUMED_LIFETIME, |c| c.not_after - c.not_before);
+    now + lifetime > end
+}
+
 /// How many failed downloads of a damaged Secret's certificate are tried before a new key and a
 /// new certificate are asked for instead.
 const REINSTALL_ATTEMPTS: u32 = 3;
@@ -556,6 +586,12 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
     };
     if vendor.id.is_none() {
         return Decision::Act(Step::Purchase);
+    }
+    if term_renewal_due(status, obs.now) {
+        return Decision::Act(match vendor.term_renewal_requested_time {
+            None => Step::RecordTermRenewalIntent,
+            Some(_) => Step::RenewTerm,
+        });
     }
     let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
     let digest = info_digest(order.spec, &domains, &key.fingerprint, vendor.issuances);
@@ -660,6 +696,7 @@ pub fn absorb(
         Outcome::Purchased { id, buy_again, domains_count } => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
             vendor.id = Some(id);
+            vendor.term_end_time.get_or_insert(add_years(now, order.spec.product.validity_years));
             vendor.domains_count = Some(domains_count);
             vendor.purchase_unconfirmed_time = None;
             vendor.purchase_unconfirmed_reason = None;
@@ -743,6 +780,17 @@ pub fn absorb(
                     challenge.self_check = Some(merge_check(challenge.self_check.take(), check));
                 }
             }
+        }
+        Outcome::TermRenewalIntentRecorded => {
+            status.order.get_or_insert_with(VendorOrder::default).term_renewal_requested_time = Some(now);
+        }
+        Outcome::TermRenewed => {
+            let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            // A term renewed before it ends runs on from its end; one that ended, from now.
+            let from = vendor.term_end_time.filter(|end| *end > now).unwrap_or(now);
+            vendor.term_end_time = Some(add_years(from, order.spec.product.validity_years));
+            vendor.term_renewal_requested_time = None;
+            vendor.term_renewals += 1;
         }
         Outcome::Reinstalled(info) => {
             // The same certificate (or the vendor's current one) again: not a new issuance.

@@ -393,6 +393,52 @@ fn decide_table() {
             want: Decision::Wait(Some(Duration::from_secs(60 * 86400))),
         },
         Case {
+            name: "a renewal that would outlive the bought term: the term renewal is recorded first",
+            spec: dv.clone(),
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now - chrono::Duration::days(61), "k0"));
+                let vendor = s.order.as_mut().unwrap();
+                vendor.issuances = 1;
+                vendor.term_end_time = Some(now + chrono::Duration::days(30));
+                s
+            },
+            obs: Observed { pending_key: Some(key()), ..obs(now, LetterObs::NotNeeded) },
+            want: Decision::Act(Step::RecordTermRenewalIntent),
+        },
+        Case {
+            name: "a term renewal recorded: renew the term",
+            spec: dv.clone(),
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now - chrono::Duration::days(61), "k0"));
+                let vendor = s.order.as_mut().unwrap();
+                vendor.issuances = 1;
+                vendor.term_end_time = Some(now - chrono::Duration::days(1));
+                vendor.term_renewal_requested_time = Some(now - chrono::Duration::minutes(5));
+                s
+            },
+            obs: Observed { pending_key: Some(key()), ..obs(now, LetterObs::NotNeeded) },
+            want: Decision::Act(Step::RenewTerm),
+        },
+        Case {
+            name: "a renewal well within the bought term: the info is sent at once",
+            spec: dv.clone(),
+            status: {
+                let mut s = submitted(&dv, Some(VendorStage::Issuable));
+                s.certificate = Some(cert(now - chrono::Duration::days(61), "k0"));
+                let vendor = s.order.as_mut().unwrap();
+                vendor.issuances = 1;
+                vendor.info_digest = Some("sent for k0".into());
+                vendor.term_end_time = Some(now + chrono::Duration::days(700));
+                s
+            },
+            obs: Observed { pending_key: Some(key()), ..obs(now, LetterObs::NotNeeded) },
+            want: Decision::Act(Step::SubmitInfo {
+                digest: info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1", 1),
+            }),
+        },
+        Case {
             name: "renewed by a version that did not count rounds: settled, no reissue after the upgrade",
             spec: dv.clone(),
             status: {
@@ -757,6 +803,8 @@ impl Walk {
                 self.obs.installed = InstalledObs::Certificate { info: info.clone(), covers: true };
                 Outcome::Installed(info)
             }
+            Step::RecordTermRenewalIntent => Outcome::TermRenewalIntentRecorded,
+            Step::RenewTerm => Outcome::TermRenewed,
             Step::Reinstall => {
                 let InstalledObs::Damaged { key_fingerprint, .. } = &self.obs.installed else {
                     panic!("reinstall without a damaged Secret: {:?}", self.obs.installed)
@@ -1391,4 +1439,33 @@ fn an_unconfirmed_purchase_is_shown_looked_for_with_backoff_and_ended_by_a_perso
     assert_eq!((vendor.purchase_unconfirmed_time, vendor.buy_again_answered), (None, Some(t1)));
     let summary = summarize(&order, status, &obs(t1, LetterObs::NotNeeded));
     assert!(summary.conditions.iter().all(|c| c.type_ != summary::PURCHASE_UNCONFIRMED));
+}
+
+#[test]
+fn a_term_is_bought_with_the_purchase_and_renewed_from_its_end() {
+    let dv = spec(CertificateType::DV);
+    let order = view(&dv, 1);
+    let timing = Timing::default();
+    let now = t0();
+    let status = CertificateOrderStatus::default();
+    let status = absorb(&order, status, Outcome::PurchaseIntentRecorded, &timing, now);
+    let status =
+        absorb(&order, status, Outcome::Purchased { id: "7".into(), buy_again: None, domains_count: 1 }, &timing, now);
+    let bought_until = add_years(now, dv.product.validity_years);
+    assert_eq!(status.order.as_ref().unwrap().term_end_time, Some(bought_until));
+
+    // Renewed ahead of its end: the new term runs on from the end of the old one.
+    let early = now + chrono::Duration::days(300);
+    let status = absorb(&order, status, Outcome::TermRenewalIntentRecorded, &timing, early);
+    assert_eq!(status.order.as_ref().unwrap().term_renewal_requested_time, Some(early));
+    let status = absorb(&order, status, Outcome::TermRenewed, &timing, early);
+    let vendor = status.order.as_ref().unwrap();
+    assert_eq!(vendor.term_end_time, Some(add_years(bought_until, dv.product.validity_years)));
+    assert_eq!((vendor.term_renewal_requested_time, vendor.term_renewals), (None, 1));
+
+    // Renewed after it ended: from now.
+    let late = add_years(bought_until, 3);
+    let status = absorb(&order, status, Outcome::TermRenewed, &timing, late);
+    assert_eq!(status.order.as_ref().unwrap().term_end_time, Some(add_years(late, dv.product.validity_years)));
+    assert_eq!(status.order.as_ref().unwrap().term_renewals, 2);
 }

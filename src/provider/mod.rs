@@ -176,6 +176,15 @@ impl Provider {
         }
     }
 
+    /// Renews the purchased term (`validityYears` more), once per decision recorded in
+    /// `status.order.termRenewalRequestedTime`. The built-in CA sells no terms: nothing to do.
+    pub async fn renew_term(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
+        match self {
+            Provider::Local(_) => Ok(()),
+            Provider::Ucloud(p) => p.renew_term(ctx).await,
+        }
+    }
+
     /// Cancels the vendor order (before issuance).
     pub async fn cancel(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
         match self {

@@ -219,6 +219,37 @@ impl UcloudProvider {
         Ok(id)
     }
 
+    /// Renews the purchased term (`RenewCertificateOrder`), once: when an earlier attempt may have
+    /// renewed it (its answer was lost, or the operator restarted), the order's `OrderInfo` is
+    /// looked at first, and a renewal paid since the decision counts as this one.
+    pub async fn renew_term(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
+        let id = Self::id(ctx)?;
+        let (brand, name) = Self::product(ctx)?;
+        if let Some(decided) = ctx.vendor.term_renewal_requested_time {
+            let answer = self.client.call("GetCertificateDetailInfo", params(json!({"CertificateID": id}))).await?;
+            let since = (decided - CLOCK_SKEW).timestamp();
+            // The first entry is the purchase itself.
+            if wire::paid_times(&answer).iter().skip(1).any(|t| *t >= since) {
+                tracing::info!(vendor_id = id, "the term was renewed by an earlier attempt; not renewing again");
+                return Ok(());
+            }
+        }
+        let domains_count = ctx.vendor.domains_count.map_or(ctx.domains.len(), |n| n as usize);
+        self.client
+            .call(
+                "RenewCertificateOrder",
+                params(json!({
+                    "CertificateID": id,
+                    "CertificateBrand": brand,
+                    "CertificateName": name,
+                    "DomainsCount": domains_count,
+                    "ValidYear": ctx.spec.product.validity_years,
+                })),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Whether an unconfirmed purchase that was not found may be made again: a person asked
     /// (`certorder buy-again`), or `buyAgainAfter` has passed since the doubt began. A purchase
     /// that was never in doubt (this process restarted before it knew) counts from now.

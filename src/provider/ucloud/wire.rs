@@ -118,6 +118,15 @@ pub fn detail(answer: &Value) -> Detail {
     }
 }
 
+/// `GetCertificateDetailInfo`'s `OrderInfo`: when each purchase and term renewal of the order was
+/// paid (seconds), oldest first.
+pub fn paid_times(answer: &Value) -> Vec<i64> {
+    let mut times: Vec<i64> =
+        objects(field(answer, "OrderInfo")).into_iter().filter_map(|o| int(o, "PurchaseTime").map(seconds)).collect();
+    times.sort_unstable();
+    times
+}
+
 /// One validation of `GetDVAuthInfo`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Auth {

@@ -97,6 +97,10 @@ pub struct SimOrder {
     pub company: Option<String>,
     /// Issued by a CA other than the simulator's (see [`UsslSim::issue_from_another_ca`]).
     pub foreign_issuer: bool,
+    /// Years bought (`ValidYear`).
+    pub valid_year: i64,
+    /// When each term renewal was paid (seconds).
+    pub renewals: Vec<i64>,
 }
 
 impl SimOrder {
@@ -111,6 +115,8 @@ struct Inner {
     orders: BTreeMap<i64, SimOrder>,
     review: Review,
     faults: VecDeque<Fault>,
+    /// Faults for the next calls of one action: (action, fault).
+    action_faults: VecDeque<(String, Fault)>,
     purchase_delay: Duration,
     /// Certificates issued from now on come from [`Sim::foreign_ca`].
     foreign_issuer: bool,
@@ -167,6 +173,7 @@ impl UsslSim {
                 orders: BTreeMap::new(),
                 review: Review::Manual,
                 faults: VecDeque::new(),
+                action_faults: VecDeque::new(),
                 purchase_delay: Duration::ZERO,
                 foreign_issuer: false,
                 list_lag: Duration::ZERO,
@@ -223,6 +230,19 @@ impl UsslSim {
         }
     }
 
+    /// The next `n` calls of `action` answer `fault` (other calls are served as usual).
+    pub fn fail_next_of(&self, action: &str, n: usize, fault: Fault) {
+        let mut inner = self.inner();
+        for _ in 0..n {
+            inner.action_faults.push_back((action.to_string(), fault.clone()));
+        }
+    }
+
+    /// `RenewCertificateOrder` calls carried out (term renewals paid).
+    pub fn term_renewals(&self) -> usize {
+        self.inner().orders.values().map(|o| o.renewals.len()).sum()
+    }
+
     /// Faults not yet served.
     pub fn pending_faults(&self) -> usize {
         self.inner().faults.len()
@@ -270,6 +290,8 @@ impl UsslSim {
                     submissions: 1,
                     company: None,
                     foreign_issuer: false,
+                    valid_year: 1,
+                    renewals: Vec::new(),
                 },
             );
         }
@@ -477,6 +499,18 @@ const PARAMS: &[(&str, &[Param])] = &[
     ("GetCertificateDetailInfo", &[("CertificateID", Ty::Int, true)]),
     ("DownloadCertificate", &[("CertificateID", Ty::Int, true)]),
     ("CancelCertificateOrder", &[("CertificateID", Ty::Int, true)]),
+    // renew_certificate_order.md (ValidYear is an int here, a string in PurchaseCertificate)
+    (
+        "RenewCertificateOrder",
+        &[
+            ("CertificateID", Ty::Int, true),
+            ("CertificateBrand", Ty::Str, true),
+            ("CertificateName", Ty::Str, true),
+            ("DomainsCount", Ty::Int, true),
+            ("ValidYear", Ty::Int, true),
+            ("CouponID", Ty::Str, false),
+        ],
+    ),
     // get_certificate_list.md
     (
         "GetCertificateList",
@@ -500,7 +534,10 @@ async fn handle(sim: Arc<Sim>, params: Map<String, Value>) -> Response {
     let fault = {
         let mut inner = sim.inner.lock().expect("simulator lock");
         *inner.calls.entry(action.clone()).or_default() += 1;
-        inner.faults.pop_front()
+        match inner.action_faults.iter().position(|(a, _)| *a == action) {
+            Some(i) => inner.action_faults.remove(i).map(|(_, f)| f),
+            None => inner.faults.pop_front(),
+        }
     };
     match fault {
         Some(Fault::RetCode(code)) => {
@@ -569,6 +606,7 @@ async fn carry_out(sim: Arc<Sim>, action: String, params: Map<String, Value>) ->
         "GetCertificateDetailInfo" => detail(&sim, id).await,
         "DownloadCertificate" => download(&sim, id),
         "CancelCertificateOrder" => cancel(&sim, id),
+        "RenewCertificateOrder" => renew(&sim, id, &params),
         _ => answer(&action, 161, "Action not exists", json!({})),
     }
 }
@@ -595,6 +633,8 @@ async fn purchase(sim: &Sim, params: &Map<String, Value>) -> Response {
             submissions: 0,
             company: None,
             foreign_issuer: false,
+            valid_year: int(params, "ValidYear").unwrap_or(1),
+            renewals: Vec::new(),
         };
         inner.orders.insert(id, order);
         sim.purchases.fetch_add(1, Ordering::SeqCst);
@@ -838,7 +878,13 @@ async fn detail(sim: &Sim, id: i64) -> Response {
     if let Some(reason) = &o.reject_reason {
         info["RejectReason"] = Value::String(reason.clone());
     }
-    let mut extra = json!({"CertificateInfo": info});
+    info["ValidityPeriod"] = json!(o.valid_year);
+    // OrderInfo: the purchase, then each term renewal, with when it was paid.
+    let paid = std::iter::once(o.create_time_ms / 1000).chain(o.renewals.iter().copied());
+    let orders: Vec<Value> = paid
+        .map(|t| json!({"ResourceID": format!("ussl-{}", o.id), "DomainsCount": o.domains_count, "PurchaseTime": t}))
+        .collect();
+    let mut extra = json!({"CertificateInfo": info, "OrderInfo": orders});
     if let Some(company) = &o.company {
         extra["CompanyInfo"] = json!({"Name": company});
     }
@@ -885,6 +931,24 @@ fn download(sim: &Sim, id: i64) -> Response {
             answer("DownloadCertificate", 0, "", json!({"CertificateUrl": format!("{}/files/{name}", sim.base_url)}))
         }
     }
+}
+
+/// Renews the order's term: only an order that was issued, of the product it was bought as.
+fn renew(sim: &Sim, id: i64, params: &Map<String, Value>) -> Response {
+    let mut inner = sim.inner.lock().expect("simulator lock");
+    let order = inner.orders.get_mut(&id).expect("checked");
+    if order.chain.is_none() {
+        return answer("RenewCertificateOrder", 8090, "only an issued certificate can be renewed", json!({}));
+    }
+    let same = |name: &str, have: &str| text(params, name).as_deref() == Some(have);
+    if !same("CertificateBrand", &order.brand) || !same("CertificateName", &order.product) {
+        return answer("RenewCertificateOrder", 8091, "the brand and name do not match the certificate", json!({}));
+    }
+    if int(params, "DomainsCount") != Some(order.domains_count) {
+        return answer("RenewCertificateOrder", 8092, "DomainsCount does not match the certificate", json!({}));
+    }
+    order.renewals.push(chrono::Utc::now().timestamp());
+    answer("RenewCertificateOrder", 0, "", json!({}))
 }
 
 fn cancel(sim: &Sim, id: i64) -> Response {
