@@ -1794,6 +1794,69 @@ async fn renew_with_rotation_policy_never_reissues_once_with_the_same_key() {
     assert_eq!(sim.purchases(), 1);
 }
 
+/// Runs a command of the README through `sh`, with the real kubectl against the testbed.
+fn readme_command(env: &Env, command: &str) -> String {
+    let home = env.api.kubeconfig_dir().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new("sh")
+        .args(["-c", command])
+        .env("KUBECONFIG", env.api.kubeconfig_path())
+        .env("HOME", &home)
+        .output()
+        .expect("run sh");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{command}\nfailed: {stderr}\n{stdout}");
+    stdout.into_owned()
+}
+
+/// The README's commands for a person: setting the vendor order id of an unconfirmed purchase
+/// (`kubectl patch … --subresource=status`), listing the records to create (jsonpath), and waiting
+/// for the certificate — run as written, with the real kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_commands_a_person_runs_work_as_written() {
+    let (env, sim) = ucloud_env().await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = |start: &str| -> String {
+        let from = readme.find(start).unwrap_or_else(|| panic!("README has no command starting {start:?}"));
+        let end = readme[from..].find("\n```").unwrap();
+        readme[from..from + end].to_string()
+    };
+    let named = |command: String| command.replace("shop-example-com", "web").replace("-n default", &format!("-n {NS}"));
+
+    // The purchase is made, its answer lost, and the vendor lists it only after an hour: a person
+    // reads the id in the console and sets it with the README's command.
+    sim.set_list_lag(Duration::from_secs(3600));
+    sim.fail_next_of("PurchaseCertificate", 1, testbed::ussl::Fault::LoseAnswer);
+    env.apply(ucloud_dv_order("web", &["web.example.com"], "ucloud")).await;
+    env.wait_for("web", "PurchaseUnconfirmed", unconfirmed).await;
+    let id = sim.orders()[0].id.to_string();
+    let paragraph = readme.find("`kubectl patch certificateorder NAME").expect("the README says how to set the id");
+    let patch = readme[paragraph + 1..].split('`').next().unwrap().replace('\n', " ");
+    let patch =
+        patch.replace("NAME", "web").replace("-n NS", &format!("-n {NS}")).replace("\"ID\"", &format!("\"{id}\""));
+    readme_command(&env, &patch);
+    let validating = env.wait_phase("web", Phase::DomainValidation).await;
+    assert_eq!(vendor_id(&validating), Some(id));
+    assert_eq!(sim.purchases(), 1);
+
+    // The records to create, as the quickstart lists them.
+    let listed = readme_command(&env, &named(block("kubectl get certificateorder shop-example-com -n default \\")));
+    let wanted: String = validating
+        .status
+        .as_ref()
+        .unwrap()
+        .challenges
+        .iter()
+        .map(|c| format!("{} TXT \"{}\"\n", c.target, c.expected_value))
+        .collect();
+    assert_eq!(listed, wanted);
+    env.publish_challenges(&validating).await;
+    let waited = block("kubectl wait --for=condition=Ready certificateorder/shop-example-com");
+    let waited = named(waited.lines().next().unwrap().to_string());
+    assert!(readme_command(&env, &waited).contains("condition met"));
+    assert_ussl_secret(&env, &sim, "web-tls", &["web.example.com"]).await;
+}
+
 /// A purchase covers `validityYears`; a certificate that would outlive that term is preceded by a
 /// term renewal (`RenewCertificateOrder`), made exactly once although its answer is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
