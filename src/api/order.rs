@@ -549,6 +549,11 @@ pub struct VendorOrder {
     /// Term renewals made (`RenewCertificateOrder`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub term_renewals: u32,
+    /// OV/EV: when the CA last finished its review of the organization. CAs reuse that review for
+    /// 398 days (CA/Browser Forum Baseline Requirements 4.2.1); a certificate issued after that
+    /// needs the confirmation letter and the review again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_validated_time: Option<DateTime<Utc>>,
 }
 
 /// What the vendor was sent about who orders: no secrets, only whom the CA will contact.

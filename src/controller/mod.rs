@@ -623,7 +623,11 @@ async fn delay_event(
     after: &CertificateOrderStatus,
 ) {
     // Conditions present only while something needs a person's attention: a Warning as each appears.
-    for type_ in [lifecycle::summary::ISSUANCE_DELAYED, lifecycle::summary::PURCHASE_UNCONFIRMED] {
+    for type_ in [
+        lifecycle::summary::ISSUANCE_DELAYED,
+        lifecycle::summary::PURCHASE_UNCONFIRMED,
+        lifecycle::summary::ORGANIZATION_REVALIDATION_DUE,
+    ] {
         let present = |s: &CertificateOrderStatus| s.conditions.iter().find(|c| c.type_ == type_).cloned();
         let (Some(condition), None) = (present(after), present(before)) else { continue };
         let event = KubeEvent {

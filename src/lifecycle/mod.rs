@@ -492,6 +492,17 @@ fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs:
     }
 }
 
+/// How long a CA reuses its review of an organization (Baseline Requirements 4.2.1: 398 days).
+pub const ORGANIZATION_REUSE: chrono::Duration = chrono::Duration::days(398);
+/// How long before that reuse ends status and an event say so, so the letter can be prepared.
+pub const ORGANIZATION_REUSE_NOTICE: chrono::Duration = chrono::Duration::days(30);
+
+/// OV/EV: from when status says that the CA will review the organization again, if known.
+pub fn organization_notice_time(status: &CertificateOrderStatus) -> Option<DateTime<Utc>> {
+    let validated = status.order.as_ref()?.organization_validated_time?;
+    Some(validated + ORGANIZATION_REUSE - ORGANIZATION_REUSE_NOTICE)
+}
+
 /// `t` plus `years` calendar years (the end of a term bought for that many years).
 pub fn add_years(t: DateTime<Utc>, years: u32) -> DateTime<Utc> {
     t.checked_add_months(chrono::Months::new(12 * years)).unwrap_or(t)
@@ -563,7 +574,12 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
         if obs.pending_key.is_some() || status.private_key_secret.is_some() {
             return Decision::Act(Step::DiscardPendingKey);
         }
-        return Decision::Wait(Some(until(now, renewal_time(order.spec, info))));
+        // Wake up for the renewal, or earlier to say that the organization's review runs out.
+        let mut wake = renewal_time(order.spec, info);
+        if let Some(notice) = organization_notice_time(status).filter(|t| *t > now) {
+            wake = wake.min(notice);
+        }
+        return Decision::Wait(Some(until(now, wake)));
     }
 
     if reinstall_due(order, status, obs) {
@@ -739,6 +755,15 @@ pub fn absorb(
         }
         Outcome::Polled(view) => {
             let vendor = status.order.get_or_insert_with(VendorOrder::default);
+            // The CA finished its review of the organization (now, or before this order saw it).
+            let past_review = matches!(view.stage, VendorStage::DomainValidation | VendorStage::Issuable);
+            if order.spec.product.type_.needs_organization_review()
+                && past_review
+                && (vendor.stage == Some(VendorStage::OrganizationReview)
+                    || vendor.organization_validated_time.is_none())
+            {
+                vendor.organization_validated_time = Some(now);
+            }
             vendor.stage = Some(view.stage);
             vendor.state = Some(view.state);
             match view.stage {

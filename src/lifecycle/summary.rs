@@ -19,6 +19,8 @@ pub const DOMAINS_VERIFIED: &str = "DomainsVerified";
 pub const PURCHASE_UNCONFIRMED: &str = "PurchaseUnconfirmed";
 /// Present (True) only when a DV order is not issued a day after it was bought.
 pub const ISSUANCE_DELAYED: &str = "IssuanceDelayed";
+/// OV/EV: the CA's review of the organization can be reused for less than 30 more days.
+pub const ORGANIZATION_REVALIDATION_DUE: &str = "OrganizationRevalidationDue";
 /// How long a DV order may take before `IssuanceDelayed` suggests an OV product.
 pub const DV_ISSUANCE_WARNING: chrono::Duration = chrono::Duration::hours(24);
 
@@ -306,6 +308,31 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
                 ),
             ));
         }
+    }
+
+    if let (Some(notice), Some(validated)) =
+        (super::organization_notice_time(&status), vendor.organization_validated_time)
+        && obs.now >= notice
+    {
+        let until = validated + super::ORGANIZATION_REUSE;
+        let letter = order
+            .spec
+            .documents
+            .as_ref()
+            .and_then(|d| d.confirmation_letter.as_ref())
+            .map_or("the Secret spec.documents.confirmationLetter names".to_string(), |l| {
+                format!("Secret {:?}", l.name)
+            });
+        conds.push(cond(
+            ORGANIZATION_REVALIDATION_DUE,
+            true,
+            if obs.now >= until { "ReviewExpired" } else { "ReviewExpiring" },
+            format!(
+                "the CA reviewed the organization on {} and reuses that review until {} (398 days): a certificate issued after that needs a newly stamped confirmation letter and the CA's review (its calls) again; prepare the letter and store it in {letter}",
+                validated.format("%Y-%m-%d"),
+                until.format("%Y-%m-%d")
+            ),
+        ));
     }
 
     status.conditions = conds

@@ -1469,3 +1469,43 @@ fn a_term_is_bought_with_the_purchase_and_renewed_from_its_end() {
     assert_eq!(status.order.as_ref().unwrap().term_end_time, Some(add_years(late, dv.product.validity_years)));
     assert_eq!(status.order.as_ref().unwrap().term_renewals, 2);
 }
+
+#[test]
+fn an_ov_order_says_a_month_ahead_when_the_cas_review_of_the_organization_runs_out() {
+    let mut walk = Walk::new(spec(CertificateType::OV), LetterObs::Present { digest: "letter-1".into() });
+    walk.reconcile();
+    walk.later(30);
+    walk.reconcile();
+    assert_eq!(walk.status.phase, Phase::OrganizationReview);
+    assert_eq!(walk.status.order.as_ref().unwrap().organization_validated_time, None, "not reviewed yet");
+    walk.vendor_stage = VendorStage::DomainValidation;
+    walk.dns_ready = true;
+    for _ in 0..4 {
+        walk.later(600);
+        walk.reconcile();
+    }
+    assert_eq!(walk.status.phase, Phase::Issued);
+    let validated = walk.status.order.as_ref().unwrap().organization_validated_time.expect("the review's end is kept");
+    let revalidation = |status: &CertificateOrderStatus| {
+        status.conditions.iter().find(|c| c.type_ == "OrganizationRevalidationDue").cloned()
+    };
+    assert_eq!(revalidation(&walk.status), None);
+
+    // Settled, it wakes up 368 days after the review (30 days before its reuse ends), not later.
+    let order = view(&walk.spec, 1);
+    let mut settled = walk.obs.clone();
+    settled.now = validated + chrono::Duration::days(300);
+    let mut status = walk.status.clone();
+    status.certificate.as_mut().unwrap().not_after = validated + chrono::Duration::days(800);
+    status.certificate.as_mut().unwrap().not_before = validated;
+    if let InstalledObs::Certificate { info, .. } = &mut settled.installed {
+        *info = status.certificate.clone().unwrap();
+    }
+    let timing = Timing::default();
+    assert_eq!(decide(&order, &status, &settled, &timing), Decision::Wait(Some(Duration::from_secs(68 * 86400))));
+    settled.now = validated + chrono::Duration::days(368);
+    let status = summarize(&order, status, &settled);
+    let due = revalidation(&status).expect("the condition appears a month ahead");
+    assert_eq!((due.status.as_str(), due.reason.as_str()), ("True", "ReviewExpiring"));
+    assert!(due.message.contains("398 days") && due.message.contains("confirmation letter"), "{}", due.message);
+}
