@@ -1,5 +1,6 @@
 //! `ClusterCertificateProvider`: a vendor account, or the built-in CA.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ pub const MAX_LIFETIME_HOURS: i64 = 200 * 24;
 /// Where orders buy certificates: a vendor account or the built-in CA. Exactly one kind is set.
 // kube's printcolumn(…) attributes each repeat `type_ = …`, which clippy takes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "certorder.io",
     version = "v1alpha1",
@@ -25,6 +26,7 @@ pub const MAX_LIFETIME_HOURS: i64 = 200 * 24;
     category = "certorder",
     printcolumn(name = "Kind", type_ = "string", json_path = ".status.kind"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Namespaces", type_ = "string", json_path = ".status.namespaces"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -38,6 +40,35 @@ pub struct ClusterCertificateProviderSpec {
     /// A UCloud account buying from USSL, UCloud's certificate store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ucloud: Option<UcloudProvider>,
+    /// The namespaces whose orders may use this provider, by their labels (as a webhook's
+    /// `namespaceSelector`). Unset (the default): every namespace, as before this field existed.
+    /// An order from a namespace it does not select is Stalled and nothing is bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// HTTP validation of this provider's orders: the solver Pod's image and pull Secrets, and
+    /// whether orders may route hosts that another namespace serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_validation: Option<ProviderHttpValidation>,
+}
+
+/// What the cluster admin decides for HTTP validation of a provider's orders (never the order).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderHttpValidation {
+    /// Image of the solver Pods. Default: the operator's `--solver-image` (the chart's image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = adm::image())]
+    pub solver_image: Option<String>,
+    /// Names of Secrets, in each order's namespace, for pulling the solver image. Default: the
+    /// operator's `--solver-image-pull-secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Option<Vec<String>>,
+    /// Let an order route a host that an Ingress or HTTPRoute of another namespace already serves.
+    /// Default `false`: such an order is Stalled, naming the other object.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_hosts_of_other_namespaces: bool,
 }
 
 /// A UCloud account: orders buy the products of UCloud's SSL certificate service (USSL).
@@ -246,4 +277,7 @@ pub struct ClusterCertificateProviderStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The namespaces allowed to use the provider, for `kubectl get`: `*` (all) or the selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<String>,
 }

@@ -117,7 +117,7 @@ pub async fn act(
             }
         }
         Step::PublishChallenges { digest } => {
-            match super::publish::publish(&ctx.client, order, challenges, digest, &ctx.config.solver_image, published)
+            match super::publish::publish(&ctx.client, order, challenges, digest, &ctx.solver_image(&order.spec.provider_ref.name), published)
                 .await
             {
                 Ok(p) => {

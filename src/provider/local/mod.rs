@@ -2,7 +2,7 @@
 //! organization review (manual through `certorder approve`/`reject`, or automatic) and a real
 //! check of every domain before it issues (the DNS TXT record, or for `method: HTTP` the file
 //! `fileauth.txt` fetched over plain HTTP as the vendor's CA does) — and keeps no state of its own: what it knows
-//! about an order is the order (its status and review annotations), so restarts lose nothing.
+//! about an order is the order (its status, with the reviewer's `status.approval`), so restarts lose nothing.
 
 use std::sync::Arc;
 
@@ -11,8 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{OrderContext, ProviderError};
 use crate::api::{
-    LocalProvider as LocalProviderSpec, MAX_LIFETIME_HOURS, REVIEW_ANNOTATION, REVIEW_GENERATION_ANNOTATION,
-    REVIEW_REASON_ANNOTATION, ReviewMode, ValidationMethod, VendorStage,
+    ApprovalDecision, LocalProvider as LocalProviderSpec, MAX_LIFETIME_HOURS, ReviewMode, ValidationMethod, VendorStage,
 };
 use crate::lifecycle::{ChallengeSpec, VendorView, dns_record_name, parse_go_duration};
 use crate::pki::ca::LocalCa;
@@ -157,15 +156,12 @@ impl LocalProvider {
         if self.review == ReviewMode::Automatic {
             return Review::Approved;
         }
-        let for_this_spec = ctx.annotations.get(REVIEW_GENERATION_ANNOTATION).and_then(|g| g.parse::<i64>().ok())
-            == Some(ctx.generation);
-        match (ctx.annotations.get(REVIEW_ANNOTATION).map(String::as_str), for_this_spec) {
-            (Some("approved"), true) => Review::Approved,
-            (Some("rejected"), true) => Review::Rejected(
-                ctx.annotations
-                    .get(REVIEW_REASON_ANNOTATION)
-                    .cloned()
-                    .unwrap_or_else(|| "rejected by the reviewer, who gave no reason".into()),
+        // Only a decision for this spec counts, and only from the status subresource: the
+        // order's author can write its annotations, not (by default RBAC) its status.
+        match ctx.approval.filter(|a| a.generation == ctx.generation) {
+            Some(a) if a.decision == ApprovalDecision::Approved => Review::Approved,
+            Some(a) => Review::Rejected(
+                a.reason.clone().unwrap_or_else(|| "rejected by the reviewer, who gave no reason".into()),
             ),
             _ => Review::Pending,
         }
@@ -284,6 +280,7 @@ mod tests {
             domains: &domains,
             vendor: &vendor,
             annotations: &annotations,
+            approval: None,
             now: chrono::Utc::now(),
             may_have_bought: true,
             buy_again: None,
