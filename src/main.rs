@@ -251,7 +251,12 @@ impl RunArgs {
             dns_servers: self.dns_servers.clone(),
             http_validation_port: self.http_validation_port,
             solver_image: self.solver_image.clone(),
-            solver_image_pull_secrets: self.solver_image_pull_secrets.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            solver_image_pull_secrets: self
+                .solver_image_pull_secrets
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect(),
             concurrency: self.concurrency,
             timing,
         })

@@ -12,9 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
-use crate::api::{
-    BUY_AGAIN_ANNOTATION, CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, ReviewMode,
-};
+use crate::api::{BUY_AGAIN_ANNOTATION, CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, ReviewMode};
 
 /// Why a tool refused or failed; every message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -275,8 +273,7 @@ mod tests {
     fn refusals_say_what_to_do() {
         let manual = local(ReviewMode::Manual);
         let automatic = local(ReviewMode::Automatic);
-        let vendor =
-            ClusterCertificateProvider::new("local", ClusterCertificateProviderSpec::default());
+        let vendor = ClusterCertificateProvider::new("local", ClusterCertificateProviderSpec::default());
         let cases: Vec<(CertificateOrder, Option<&ClusterCertificateProvider>, Review, &str)> = vec![
             (
                 order("OV", Some(1)),

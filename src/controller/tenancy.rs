@@ -249,7 +249,10 @@ async fn hosts_refusal(ctx: &Context, order: &CertificateOrder) -> Result<Option
         return Ok(None);
     }
     let provider = provider_object(ctx, order);
-    if provider.as_ref().and_then(|p| p.spec.http_validation.as_ref()).is_some_and(|h| h.allow_hosts_of_other_namespaces)
+    if provider
+        .as_ref()
+        .and_then(|p| p.spec.http_validation.as_ref())
+        .is_some_and(|h| h.allow_hosts_of_other_namespaces)
     {
         return Ok(None);
     }
@@ -270,7 +273,11 @@ async fn hosts_refusal(ctx: &Context, order: &CertificateOrder) -> Result<Option
         let page = ingresses.list(&params).await?;
         let objects = page.items.iter().map(|i| {
             let hosts = i.spec.iter().flat_map(|s| s.rules.iter().flatten()).filter_map(|r| r.host.clone()).collect();
-            (i.namespace().unwrap_or_default(), format!("Ingress {}/{}", i.namespace().unwrap_or_default(), i.name_any()), hosts)
+            (
+                i.namespace().unwrap_or_default(),
+                format!("Ingress {}/{}", i.namespace().unwrap_or_default(), i.name_any()),
+                hosts,
+            )
         });
         if let Some(found) = other_server(&domains, &ns, objects) {
             return Ok(Some(refuse(found)));
@@ -281,7 +288,8 @@ async fn hosts_refusal(ctx: &Context, order: &CertificateOrder) -> Result<Option
         }
     }
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-    let routes: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ApiResource::from_gvk_with_plural(&gvk, "httproutes"));
+    let routes: Api<DynamicObject> =
+        Api::all_with(ctx.client.clone(), &ApiResource::from_gvk_with_plural(&gvk, "httproutes"));
     let mut params = ListParams::default().limit(PAGE);
     loop {
         let page = match routes.list(&params).await {
@@ -295,7 +303,11 @@ async fn hosts_refusal(ctx: &Context, order: &CertificateOrder) -> Result<Option
                 .as_array()
                 .map(|h| h.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                 .unwrap_or_default();
-            (r.namespace().unwrap_or_default(), format!("HTTPRoute {}/{}", r.namespace().unwrap_or_default(), r.name_any()), hosts)
+            (
+                r.namespace().unwrap_or_default(),
+                format!("HTTPRoute {}/{}", r.namespace().unwrap_or_default(), r.name_any()),
+                hosts,
+            )
         });
         if let Some(found) = other_server(&domains, &ns, objects) {
             return Ok(Some(refuse(found)));
@@ -352,7 +364,10 @@ mod tests {
             ("web".to_string(), "Ingress web/site".to_string(), vec!["shop.example.com".to_string()]),
             ("blog".to_string(), "Ingress blog/site".to_string(), vec!["*.example.com".to_string()]),
         ];
-        assert_eq!(other_server(&["shop.example.com".into()], "web", objects.clone().into_iter()), Some(("shop.example.com".into(), "Ingress blog/site".into())));
+        assert_eq!(
+            other_server(&["shop.example.com".into()], "web", objects.clone().into_iter()),
+            Some(("shop.example.com".into(), "Ingress blog/site".into()))
+        );
         assert_eq!(other_server(&["example.com".into()], "web", objects.into_iter()), None);
     }
 }
