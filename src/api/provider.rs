@@ -1,5 +1,7 @@
 //! `ClusterCertificateProvider`: a vendor account, or the built-in CA.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -44,11 +46,76 @@ pub struct ClusterCertificateProviderSpec {
     /// `namespaceSelector`). Unset (the default): every namespace, as before this field existed.
     /// An order from a namespace it does not select is Stalled and nothing is bought.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace_selector: Option<LabelSelector>,
+    pub namespace_selector: Option<NamespaceSelector>,
     /// HTTP validation of this provider's orders: the solver Pod's image and pull Secrets, and
     /// whether orders may route hosts that another namespace serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_validation: Option<ProviderHttpValidation>,
+}
+
+/// Namespaces by their labels, as a `metav1.LabelSelector`: every `matchLabels` entry and every
+/// `matchExpressions` requirement must hold; `{}` selects every namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    /// Labels the namespace must carry with these values (at most 64).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = selector_labels)]
+    pub match_labels: BTreeMap<String, String>,
+    /// Requirements on the namespace's labels (at most 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub match_expressions: Vec<NamespaceRequirement>,
+}
+
+/// One requirement on a namespace label, as in `metav1.LabelSelectorRequirement`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceRequirement {
+    /// The label's key.
+    #[schemars(length(min = 1, max = 317))]
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: SelectorOperator,
+    /// The values for `In` and `NotIn` (at most 64).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
+    pub values: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+fn selector_labels(schema: &mut schemars::Schema) {
+    schema.insert("maxProperties".into(), serde_json::json!(64));
+    if let Some(values) = schema.get_mut("additionalProperties").and_then(serde_json::Value::as_object_mut) {
+        values.insert("maxLength".into(), serde_json::json!(63));
+    }
+}
+
+impl NamespaceSelector {
+    /// The same selector as a `metav1.LabelSelector`.
+    pub fn to_label_selector(&self) -> LabelSelector {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        LabelSelector {
+            match_labels: (!self.match_labels.is_empty()).then(|| self.match_labels.clone()),
+            match_expressions: (!self.match_expressions.is_empty()).then(|| {
+                self.match_expressions
+                    .iter()
+                    .map(|r| LabelSelectorRequirement {
+                        key: r.key.clone(),
+                        operator: format!("{:?}", r.operator),
+                        values: (!r.values.is_empty()).then(|| r.values.clone()),
+                    })
+                    .collect()
+            }),
+        }
+    }
 }
 
 /// What the cluster admin decides for HTTP validation of a provider's orders (never the order).
@@ -63,7 +130,7 @@ pub struct ProviderHttpValidation {
     /// Names of Secrets, in each order's namespace, for pulling the solver image. Default: the
     /// operator's `--solver-image-pull-secrets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
     pub image_pull_secrets: Option<Vec<String>>,
     /// Let an order route a host that an Ingress or HTTPRoute of another namespace already serves.
     /// Default `false`: such an order is Stalled, naming the other object.

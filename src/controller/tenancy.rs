@@ -178,7 +178,7 @@ fn provider_object(ctx: &Context, order: &CertificateOrder) -> Option<std::sync:
 
 /// The provider's `spec.namespaceSelector`, for people: `*` when it selects every namespace.
 pub fn describe_selector(provider: &ClusterCertificateProvider) -> String {
-    match provider.spec.namespace_selector.clone().map(Selector::try_from) {
+    match provider.spec.namespace_selector.as_ref().map(|s| Selector::try_from(s.to_label_selector())) {
         None => "*".into(),
         Some(Ok(s)) if s.selects_all() => "*".into(),
         Some(Ok(s)) => s.to_string(),
@@ -188,7 +188,9 @@ pub fn describe_selector(provider: &ClusterCertificateProvider) -> String {
 
 async fn namespace_refusal(ctx: &Context, order: &CertificateOrder) -> Result<Option<String>, kube::Error> {
     let Some(provider) = provider_object(ctx, order) else { return Ok(None) };
-    let Some(selector) = provider.spec.namespace_selector.clone() else { return Ok(None) };
+    let Some(selector) = provider.spec.namespace_selector.as_ref().map(|s| s.to_label_selector()) else {
+        return Ok(None);
+    };
     let provider_name = provider.name_any();
     let ns = order.namespace().unwrap_or_default();
     let selector = match Selector::try_from(selector) {
