@@ -193,15 +193,15 @@ fn rendered_objects_are_the_kubernetes_types_they_claim() {
     let expected = [
         (
             "default",
-            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount",
+            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount",
         ),
         (
             "all-on",
-            "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,PodDisruptionBudget,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor",
+            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,Deployment,PodDisruptionBudget,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor",
         ),
         (
             "namespaced",
-            "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount",
+            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,Deployment,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount",
         ),
         ("minimal", "Deployment,Service"),
     ];
@@ -738,7 +738,8 @@ async fn the_rendered_chart_applies_with_kubectl() {
             applied += 1;
         }
     }
-    assert_eq!(applied, 10 + 14 + 12 + 2);
+    // Each RBAC variant adds the three ClusterRoles for people (certorder-view, -edit, -approver).
+    assert_eq!(applied, 13 + 17 + 15 + 2);
     // The stored default provider is what the CRD accepts (defaults applied by the server).
     let provider = server.object("certorder.io", "clustercertificateproviders", None, "local").unwrap();
     assert_eq!(provider["spec"]["local"]["caSecretRef"]["namespace"], RELEASE_NAMESPACE);
@@ -795,7 +796,7 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
 
     let out = kubectl.run(&["get", "ccp"]);
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "KIND", "READY", "AGE"], "{out}");
+    assert_eq!(header, ["NAME", "KIND", "READY", "NAMESPACES", "AGE"], "{out}");
     for provider in ["local", "local-auto", "ucloud"] {
         assert!(table(&out).iter().any(|r| r["NAME"] == provider), "{provider} not in:\n{out}");
     }
@@ -827,7 +828,7 @@ async fn helm_installs_and_uninstalls_the_chart() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "helm install/uninstall failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("helm install certorder: deployed"), "{stdout}");
-    assert!(stdout.contains("installed 10 objects"), "{stdout}");
+    assert!(stdout.contains("installed 13 objects"), "{stdout}");
     assert!(stdout.contains("helm uninstall certorder: uninstalled"), "{stdout}");
     for crd in ["certificateorders.certorder.io", "clustercertificateproviders.certorder.io"] {
         assert!(server.object("apiextensions.k8s.io", "customresourcedefinitions", None, crd).is_some(), "{crd} stays");
