@@ -407,6 +407,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     let mut taken = BTreeSet::new();
     let mut wait = None;
     let mut refused = None;
+    let mut checked = BTreeSet::new();
     for _ in 0..MAX_STEPS {
         seen.observed.now = Utc::now();
         let step = match decide(&view, &status, &seen.observed, &timing) {
@@ -423,7 +424,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         }
         let Ok(provider) = &provider else { break };
         // A shared cluster: the order may not make the operator write, buy or publish what is not its own.
-        if let Some(why) = tenancy::refusal(ctx, order, &step).await? {
+        if let Some(why) = tenancy::refusal(ctx, order, &step, &mut checked).await? {
             refused = Some(why);
             wait = Some(timing.letter_poll);
             break;

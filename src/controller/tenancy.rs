@@ -13,7 +13,7 @@
 //! A refusal is a message naming the object and the rule; the order is Stalled with it
 //! (`ProviderObs::NotPermitted`) and a Warning event, and looks again after a while.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -34,7 +34,14 @@ const PAGE: u32 = 500;
 
 /// Why the order may not take `step`, or `None`. API errors are returned as errors (the check
 /// fails closed: the step waits).
-pub async fn refusal(ctx: &Context, order: &CertificateOrder, step: &Step) -> Result<Option<String>, kube::Error> {
+/// `passed` holds the checks that passed earlier in the same reconcile: the first steps of a new
+/// certificate (key, intent, purchase) ask the same questions, which are answered once.
+pub async fn refusal(
+    ctx: &Context,
+    order: &CertificateOrder,
+    step: &Step,
+    passed: &mut BTreeSet<Check>,
+) -> Result<Option<String>, kube::Error> {
     let checks: &[Check] = match step {
         // The first steps of a (new) certificate: everything is checked before a key is made or
         // anything is bought.
@@ -47,6 +54,9 @@ pub async fn refusal(ctx: &Context, order: &CertificateOrder, step: &Step) -> Re
         _ => &[],
     };
     for check in checks {
+        if passed.contains(check) {
+            continue;
+        }
         let found = match check {
             Check::Namespace => namespace_refusal(ctx, order).await?,
             Check::PendingKey => {
@@ -59,11 +69,14 @@ pub async fn refusal(ctx: &Context, order: &CertificateOrder, step: &Step) -> Re
         if found.is_some() {
             return Ok(found);
         }
+        passed.insert(*check);
     }
     Ok(None)
 }
 
-enum Check {
+/// One question asked before a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Check {
     Namespace,
     PendingKey,
     TlsSecret,

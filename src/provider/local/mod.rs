@@ -245,6 +245,59 @@ mod tests {
     use crate::api::{CertificateOrderSpec, VendorOrder};
     use crate::validation::dns::DnsCheckerConfig;
 
+    /// A manual review is decided only by `status.approval` for the current generation: the
+    /// annotations an order's author can write (the old `certorder.io/review`) decide nothing.
+    #[tokio::test]
+    async fn a_manual_review_is_decided_by_the_status_approval_of_this_generation_only() {
+        use crate::api::{Approval, ApprovalDecision};
+        let dns = Arc::new(
+            DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap(),
+        );
+        let http = Arc::new(HttpChecker::new(dns.clone(), 9));
+        let spec: LocalProviderSpec = serde_json::from_value(serde_json::json!({
+            "caSecretRef": {"name": "ca", "namespace": "certorder-system"}, "review": "Manual"
+        }))
+        .unwrap();
+        let provider = LocalProvider::new(&spec, LocalCa::generate("test CA").unwrap(), dns, http).unwrap();
+        let order: CertificateOrderSpec = serde_json::from_value(serde_json::json!({
+            "providerRef": {"name": "local"}, "product": {"type": "OV"}, "domains": ["shop.example.com"],
+            "secretName": "tls",
+        }))
+        .unwrap();
+        let domains = vec!["shop.example.com".to_string()];
+        let vendor = VendorOrder { info_digest: Some("d1".into()), ..Default::default() };
+        let self_approved: std::collections::BTreeMap<String, String> = [
+            ("certorder.io/review".to_string(), "approved".to_string()),
+            ("certorder.io/review-generation".to_string(), "2".to_string()),
+        ]
+        .into();
+        let approval = |decision, generation| Approval { decision, generation, reason: None, decision_time: None };
+        let approved_before = approval(ApprovalDecision::Approved, 1);
+        let rejected_now = approval(ApprovalDecision::Rejected, 2);
+        let cases = [
+            (None, VendorStage::OrganizationReview),
+            (Some(&approved_before), VendorStage::OrganizationReview),
+            (Some(&rejected_now), VendorStage::Rejected),
+        ];
+        for (approval, want) in cases {
+            let ctx = OrderContext {
+                namespace: "shop",
+                name: "o",
+                uid: "uid-1",
+                generation: 2,
+                spec: &order,
+                domains: &domains,
+                vendor: &vendor,
+                annotations: &self_approved,
+                approval,
+                now: chrono::Utc::now(),
+                may_have_bought: true,
+                buy_again: None,
+            };
+            assert_eq!(provider.poll(&ctx).await.unwrap().stage, want, "{approval:?}");
+        }
+    }
+
     /// For `method: HTTP` the CA asks for fileauth.txt on every domain and fetches it itself:
     /// absent or with a trailing newline it keeps validating; served exactly, it can issue.
     #[tokio::test]
