@@ -58,13 +58,15 @@ pub async fn refusal(
             continue;
         }
         let found = match check {
-            Check::Namespace => namespace_refusal(ctx, order).await?,
+            Check::Namespace => forbidden_is_refusal(namespace_refusal(ctx, order).await, "get Namespaces")?,
             Check::PendingKey => {
                 let name = pending_key_secret_name(&order.name_any());
                 secret_refusal(ctx, order, &name, SecretUse::PendingKey).await?
             }
             Check::TlsSecret => secret_refusal(ctx, order, &order.spec.secret_name, SecretUse::Tls).await?,
-            Check::Hosts => hosts_refusal(ctx, order).await?,
+            Check::Hosts => {
+                forbidden_is_refusal(hosts_refusal(ctx, order).await, "list Ingresses and HTTPRoutes cluster-wide")?
+            }
         };
         if found.is_some() {
             return Ok(found);
@@ -72,6 +74,22 @@ pub async fn refusal(
         passed.insert(*check);
     }
     Ok(None)
+}
+
+/// The operator may not read what a check needs (RBAC from an older chart): the order is
+/// refused, saying which permission is missing, rather than failing reconcile after reconcile.
+fn forbidden_is_refusal(
+    result: Result<Option<String>, kube::Error>,
+    what: &str,
+) -> Result<Option<String>, kube::Error> {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(Some(format!(
+            "certorder cannot check this order in a shared cluster: its ServiceAccount may not {what} ({}); \
+             grant it (the chart's ClusterRole does)",
+            s.message
+        ))),
+        other => other,
+    }
 }
 
 /// One question asked before a step.
