@@ -47,6 +47,11 @@ pub struct ClusterCertificateProviderSpec {
     /// An order from a namespace it does not select is Stalled and nothing is bought.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<NamespaceSelector>,
+    /// The most one order may buy, as domains × years (`spec.domains` × `spec.product.validityYears`).
+    /// Unset (the default): no cap. An order above it is Stalled and nothing is bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_domain_years: Option<u32>,
     /// HTTP validation of this provider's orders: the solver Pod's image and pull Secrets, and
     /// whether orders may route hosts that another namespace serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]

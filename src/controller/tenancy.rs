@@ -46,7 +46,7 @@ pub async fn refusal(
         // The first steps of a (new) certificate: everything is checked before a key is made or
         // anything is bought.
         Step::GenerateKey | Step::RecordPurchaseIntent | Step::Purchase => {
-            &[Check::Namespace, Check::PendingKey, Check::TlsSecret, Check::Hosts]
+            &[Check::Namespace, Check::Spend, Check::PendingKey, Check::TlsSecret, Check::Hosts]
         }
         Step::Install => &[Check::TlsSecret],
         Step::DiscardPendingKey => &[Check::PendingKey],
@@ -59,6 +59,7 @@ pub async fn refusal(
         }
         let found = match check {
             Check::Namespace => forbidden_is_refusal(namespace_refusal(ctx, order).await, "get Namespaces")?,
+            Check::Spend => provider_object(ctx, order).and_then(|p| spend_refusal(&p, order)),
             Check::PendingKey => {
                 let name = pending_key_secret_name(&order.name_any());
                 secret_refusal(ctx, order, &name, SecretUse::PendingKey).await?
@@ -96,6 +97,7 @@ fn forbidden_is_refusal(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Check {
     Namespace,
+    Spend,
     PendingKey,
     TlsSecret,
     Hosts,
@@ -251,6 +253,22 @@ async fn namespace_refusal(ctx: &Context, order: &CertificateOrder) -> Result<Op
     )))
 }
 
+/// The provider's cap on what one order buys (`spec.maxDomainYears`), when the order exceeds it.
+pub fn spend_refusal(provider: &ClusterCertificateProvider, order: &CertificateOrder) -> Option<String> {
+    let max = provider.spec.max_domain_years?;
+    let domains = order.spec.domains.len() as u64;
+    let years = u64::from(order.spec.product.validity_years.max(1));
+    let asked = domains * years;
+    (asked > u64::from(max)).then(|| {
+        format!(
+            "the order asks for {domains} domain(s) × {years} year(s) = {asked} domain-years, more than \
+             ClusterCertificateProvider {:?} allows one order (spec.maxDomainYears: {max}); nothing is bought. \
+             Split the order, or ask the cluster admin to raise the cap",
+            provider.name_any()
+        )
+    })
+}
+
 /// Whether an Ingress or HTTPRoute host (possibly `*.example.com`) serves `domain`.
 pub fn host_serves(host: &str, domain: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -383,6 +401,33 @@ mod tests {
         for (secret, order, adoptable, want) in cases {
             assert_eq!(holder(&secret, order, adoptable), want, "{:?}", secret.metadata);
         }
+    }
+
+    #[test]
+    fn a_providers_cap_refuses_orders_above_domains_times_years() {
+        let provider: ClusterCertificateProvider = serde_json::from_value(json!({
+            "apiVersion": "certorder.io/v1alpha1", "kind": "ClusterCertificateProvider", "metadata": {"name": "ucloud"},
+            "spec": {"maxDomainYears": 4},
+        }))
+        .unwrap();
+        let order = |domains: &[&str], years: u32| -> CertificateOrder {
+            serde_json::from_value(json!({
+                "apiVersion": "certorder.io/v1alpha1", "kind": "CertificateOrder", "metadata": {"name": "o", "namespace": "shop"},
+                "spec": {"providerRef": {"name": "ucloud"}, "product": {"type": "DV", "validityYears": years},
+                    "domains": domains, "secretName": "tls"},
+            }))
+            .unwrap()
+        };
+        assert_eq!(spend_refusal(&provider, &order(&["a.example.com", "b.example.com"], 2)), None);
+        let refused =
+            spend_refusal(&provider, &order(&["a.example.com", "b.example.com", "c.example.com"], 2)).unwrap();
+        assert!(refused.contains("3 domain(s) × 2 year(s) = 6 domain-years"), "{refused}");
+        assert!(
+            refused.contains("ClusterCertificateProvider \"ucloud\"") && refused.contains("spec.maxDomainYears: 4"),
+            "{refused}"
+        );
+        let uncapped = ClusterCertificateProvider::new("local", Default::default());
+        assert_eq!(spend_refusal(&uncapped, &order(&["a.example.com"], 9)), None);
     }
 
     #[test]
