@@ -137,6 +137,10 @@ struct RunArgs {
     /// Image of the HTTP validation solver Pod [default: the operator's own image].
     #[arg(long, env = "CERTORDER_SOLVER_IMAGE", default_value = certorder::controller::DEFAULT_SOLVER_IMAGE)]
     solver_image: String,
+    /// Secrets (in each order's namespace) the solver Pods pull their image with, comma-separated
+    /// [default: none]. A provider's spec.httpValidation.imagePullSecrets overrides them.
+    #[arg(long, env = "CERTORDER_SOLVER_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    solver_image_pull_secrets: Vec<String>,
     /// Orders reconciled at once.
     #[arg(long, env = "CERTORDER_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -247,6 +251,12 @@ impl RunArgs {
             dns_servers: self.dns_servers.clone(),
             http_validation_port: self.http_validation_port,
             solver_image: self.solver_image.clone(),
+            solver_image_pull_secrets: self
+                .solver_image_pull_secrets
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect(),
             concurrency: self.concurrency,
             timing,
         })

@@ -1,7 +1,8 @@
 //! Tools for people: `certorder approve`, `reject` and `renew` (also `kubectl certorder …`).
 //!
 //! Each tool reads what it acts on, refuses with a message that says what to do instead when the
-//! action cannot apply, and otherwise sets annotations on the order with one JSON merge patch; the
+//! action cannot apply, and otherwise writes the order with one JSON merge patch (a review decision
+//! in `status.approval` through the status subresource, a renewal request in an annotation); the
 //! controller does the rest. The checks and patches are pure functions, tested below.
 
 use std::path::PathBuf;
@@ -11,10 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
-use crate::api::{
-    BUY_AGAIN_ANNOTATION, CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, REVIEW_ANNOTATION,
-    REVIEW_GENERATION_ANNOTATION, REVIEW_REASON_ANNOTATION, ReviewMode,
-};
+use crate::api::{BUY_AGAIN_ANNOTATION, CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, ReviewMode};
 
 /// Why a tool refused or failed; every message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -135,17 +133,19 @@ pub fn check_reviewable(
     order.metadata.generation.ok_or(ToolError::NoGeneration { namespace, name })
 }
 
-/// The merge patch that records a review decision for `generation`. Approving removes the reason
-/// of an earlier rejection.
-pub fn review_patch(review: &Review, generation: i64) -> Value {
+/// The merge patch of the status subresource that records a review decision for `generation`
+/// (`status.approval`, which the operator's own status writes keep: it never applies that field).
+/// Approving removes the reason of an earlier rejection.
+pub fn review_patch(review: &Review, generation: i64, now: DateTime<Utc>) -> Value {
     let (decision, reason) = match review {
-        Review::Approve => ("approved", Value::Null),
-        Review::Reject { reason } => ("rejected", Value::String(reason.trim().to_string())),
+        Review::Approve => ("Approved", Value::Null),
+        Review::Reject { reason } => ("Rejected", Value::String(reason.trim().to_string())),
     };
-    json!({ "metadata": { "annotations": {
-        REVIEW_ANNOTATION: decision,
-        REVIEW_GENERATION_ANNOTATION: generation.to_string(),
-        REVIEW_REASON_ANNOTATION: reason,
+    json!({ "status": { "approval": {
+        "decision": decision,
+        "generation": generation,
+        "reason": reason,
+        "decisionTime": now.to_rfc3339_opts(SecondsFormat::Secs, true),
     }}})
 }
 
@@ -175,7 +175,9 @@ pub async fn review(client: kube::Client, namespace: &str, name: &str, review: R
     let providers: Api<ClusterCertificateProvider> = Api::all(client);
     let provider = providers.get_opt(&order.spec.provider_ref.name).await?;
     let generation = check_reviewable(&order, provider.as_ref(), &review)?;
-    orders.patch(name, &patch_params(), &Patch::Merge(review_patch(&review, generation))).await?;
+    // The status subresource: RBAC `certificateorders/status`, which the chart's certorder-edit
+    // role (order authors) lacks and certorder-approver grants.
+    orders.patch_status(name, &patch_params(), &Patch::Merge(review_patch(&review, generation, Utc::now()))).await?;
     Ok(match review {
         Review::Approve => format!(
             "certificateorder {namespace}/{name} approved (generation {generation}); the local CA goes on to domain validation"
@@ -251,7 +253,7 @@ mod tests {
                     review,
                     certificate_lifetime: None,
                 }),
-                ucloud: None,
+                ..Default::default()
             },
         )
     }
@@ -271,8 +273,7 @@ mod tests {
     fn refusals_say_what_to_do() {
         let manual = local(ReviewMode::Manual);
         let automatic = local(ReviewMode::Automatic);
-        let vendor =
-            ClusterCertificateProvider::new("local", ClusterCertificateProviderSpec { local: None, ucloud: None });
+        let vendor = ClusterCertificateProvider::new("local", ClusterCertificateProviderSpec::default());
         let cases: Vec<(CertificateOrder, Option<&ClusterCertificateProvider>, Review, &str)> = vec![
             (
                 order("OV", Some(1)),
@@ -309,25 +310,21 @@ mod tests {
 
     #[test]
     fn approving_records_the_generation_and_clears_an_old_reason() {
+        let now = DateTime::parse_from_rfc3339("2026-03-15T08:09:10Z").unwrap().with_timezone(&Utc);
         assert_eq!(
-            review_patch(&Review::Approve, 4),
-            json!({"metadata": {"annotations": {
-                "certorder.io/review": "approved",
-                "certorder.io/review-generation": "4",
-                "certorder.io/review-reason": null,
+            review_patch(&Review::Approve, 4, now),
+            json!({"status": {"approval": {
+                "decision": "Approved", "generation": 4, "reason": null, "decisionTime": "2026-03-15T08:09:10Z",
             }}})
         );
     }
 
     #[test]
     fn rejecting_records_the_trimmed_reason() {
+        let now = DateTime::parse_from_rfc3339("2026-03-15T08:09:10Z").unwrap().with_timezone(&Utc);
         assert_eq!(
-            review_patch(&reject(" licence expired \n"), 2),
-            json!({"metadata": {"annotations": {
-                "certorder.io/review": "rejected",
-                "certorder.io/review-generation": "2",
-                "certorder.io/review-reason": "licence expired",
-            }}})
+            review_patch(&reject(" licence expired \n"), 2, now)["status"]["approval"],
+            json!({"decision": "Rejected", "generation": 2, "reason": "licence expired", "decisionTime": "2026-03-15T08:09:10Z"})
         );
     }
 
@@ -409,26 +406,27 @@ mod tests {
             // Reject, then approve: the reason goes away, the generation is recorded.
             let said = review(client.clone(), "web", "shop", reject("licence expired")).await.unwrap();
             assert!(said.contains("web/shop rejected (generation 1): licence expired"), "{said}");
-            let a = annotations(&orders.get("shop").await.unwrap());
-            assert_eq!(a.get(REVIEW_ANNOTATION).map(String::as_str), Some("rejected"));
-            assert_eq!(a.get(REVIEW_REASON_ANNOTATION).map(String::as_str), Some("licence expired"));
+            let approval = |o: CertificateOrder| o.status.and_then(|s| s.approval).expect("status.approval");
+            let a = approval(orders.get("shop").await.unwrap());
+            assert_eq!((a.decision, a.generation), (crate::api::ApprovalDecision::Rejected, 1));
+            assert_eq!(a.reason.as_deref(), Some("licence expired"));
+            assert!(annotations(&orders.get("shop").await.unwrap()).is_empty(), "no annotation decides a review");
 
             let mut fixed = orders.get("shop").await.unwrap();
             fixed.spec.domains.push("checkout.example.com".into());
             orders.replace("shop", &PostParams::default(), &fixed).await.unwrap();
             let said = review(client.clone(), "web", "shop", Review::Approve).await.unwrap();
             assert!(said.contains("web/shop approved (generation 2)"), "{said}");
-            let a = annotations(&orders.get("shop").await.unwrap());
-            assert_eq!(a.get(REVIEW_ANNOTATION).map(String::as_str), Some("approved"));
-            assert_eq!(a.get(REVIEW_GENERATION_ANNOTATION).map(String::as_str), Some("2"));
-            assert_eq!(a.get(REVIEW_REASON_ANNOTATION), None);
+            let a = approval(orders.get("shop").await.unwrap());
+            assert_eq!((a.decision, a.generation), (crate::api::ApprovalDecision::Approved, 2));
+            assert_eq!(a.reason, None);
 
             // Refusals.
             let err = review(client.clone(), "web", "nope", Review::Approve).await.unwrap_err().to_string();
             assert!(err.contains("CertificateOrder web/nope does not exist"), "{err}");
             let err = review(client.clone(), "web", "dv", Review::Approve).await.unwrap_err().to_string();
             assert!(err.contains("reviews orders automatically"), "{err}");
-            assert_eq!(annotations(&orders.get("dv").await.unwrap()).get(REVIEW_ANNOTATION), None);
+            assert!(orders.get("dv").await.unwrap().status.and_then(|s| s.approval).is_none());
             let err = renew(client.clone(), "other", "shop", Utc::now()).await.unwrap_err().to_string();
             assert!(err.contains("CertificateOrder other/shop does not exist"), "{err}");
 

@@ -442,6 +442,11 @@ async fn ov_order_with_manual_review_is_issued_after_approval() {
     assert_eq!(status.observed_generation, issued.metadata.generation);
     let cert = status.certificate.as_ref().unwrap();
     assert!(cert.issuer.starts_with("CN=certorder local CA"), "{}", cert.issuer);
+    // The reviewer's decision lives in status (the subresource order authors are not granted)
+    // and outlives the operator's own status writes.
+    let approval = status.approval.as_ref().expect("status.approval kept through the operator's writes");
+    assert_eq!((approval.decision, approval.generation), (certorder::api::ApprovalDecision::Approved, 1));
+    assert!(!issued.annotations().keys().any(|k| k.starts_with("certorder.io/review")));
     assert!(status.renewal_time.is_some());
 
     let secret =
@@ -2637,4 +2642,191 @@ async fn ucloud_orders_survive_faults_and_crashes_with_exactly_one_purchase_each
     assert_eq!(sim.purchases(), ORDERS, "exactly one purchase per order, crashes or not");
     assert!(chaos.bad_secret_versions.is_empty(), "{:?}", chaos.bad_secret_versions);
     assert_eq!(chaos.secret_writes.len(), ORDERS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A shared cluster: whoever can create an order cannot take Secrets, run images, approve itself,
+// spend on a provider not granted to its namespace or route another namespace's host.
+
+/// Waits until the order is Stalled with reason NotPermitted, and returns that message.
+async fn not_permitted(env: &Env, name: &str) -> String {
+    let order = env
+        .wait_for(name, "Stalled: NotPermitted", |o| {
+            condition(o, "Stalled").is_some_and(|c| c.status == "True" && c.reason == "NotPermitted")
+        })
+        .await;
+    let message = condition(&order, "Stalled").unwrap().message.clone();
+    assert_eq!(order.status.as_ref().unwrap().message.as_deref(), Some(message.as_str()));
+    assert!(has_condition(&order, "Ready", "False"));
+    // The same words reach `kubectl describe` as a Warning event.
+    wait_until(|| async { env.events(name, "NotPermitted").await.contains(&message) }).await;
+    message
+}
+
+fn tls_secret(name: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": "helm-chart"}, "annotations": annotations},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": "Zm9yZWlnbg==", "tls.key": "Zm9yZWlnbg=="},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_a_secret_that_is_not_the_orders_own_is_never_taken_until_its_owner_opts_in() {
+    let (env, sim) = ucloud_env().await;
+    // Another tool's TLS Secret (a Helm chart's, cert-manager's) with the name the order asks for.
+    env.apply(tls_secret("site-tls", json!({}))).await;
+    let before = env.secrets().get("site-tls").await.unwrap();
+    env.apply(ucloud_dv_order("site", &["site.example.com"], "ucloud")).await;
+
+    let message = not_permitted(&env, "site").await;
+    assert!(
+        message.contains("Secret \"site-tls\" (spec.secretName) exists and was not created by certorder"),
+        "{message}"
+    );
+    assert!(message.contains("certorder.io/adopt-for=site"), "says how to opt in: {message}");
+    assert_eq!(sim.purchases(), 0, "nothing is bought for an order that could not install it");
+    assert_eq!(env.secrets().get("site-tls").await.unwrap().resource_version(), before.resource_version());
+    let pending = certorder::controller::pending_key_secret_name("site");
+    assert!(env.secrets().get_opt(&pending).await.unwrap().is_none(), "no key is made either");
+
+    // The Secret's owner lets the order adopt it: bought, validated, installed into that Secret.
+    env.apply(tls_secret("site-tls", json!({"certorder.io/adopt-for": "site"}))).await;
+    let validating = env.wait_phase("site", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
+    env.wait_phase("site", Phase::Issued).await;
+    assert_ussl_secret(&env, &sim, "site-tls", &["site.example.com"]).await;
+    let adopted = env.secrets().get("site-tls").await.unwrap();
+    assert_eq!(adopted.labels().get("certorder.io/order").map(String::as_str), Some("site"));
+    assert_eq!(sim.purchases(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_of_two_orders_naming_one_secret_the_holder_keeps_it_and_a_foreign_key_secret_is_left_alone() {
+    let env = Env::start().await;
+    env.provider("auto", "Automatic").await;
+    env.apply(dv_order("first", &["first.example.com"], "auto")).await;
+    let validating = env.wait_phase("first", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
+    env.wait_phase("first", Phase::Issued).await;
+    let held = env.secrets().get("first-tls").await.unwrap();
+
+    // A second order names the same Secret: refused, naming the holder; the Secret is untouched.
+    let mut second = dv_order("second", &["second.example.com"], "auto");
+    second["spec"]["secretName"] = json!("first-tls");
+    env.apply(second).await;
+    let message = not_permitted(&env, "second").await;
+    assert!(
+        message.contains("Secret \"first-tls\" (spec.secretName) is held by CertificateOrder \"first\""),
+        "{message}"
+    );
+    assert_eq!(env.secrets().get("first-tls").await.unwrap().resource_version(), held.resource_version());
+    assert_eq!(env.orders().get("second").await.unwrap().status.unwrap().phase, Phase::Pending);
+
+    // A Secret that happens to have the pending key's name is neither replaced nor deleted.
+    let key_name = certorder::controller::pending_key_secret_name("third");
+    let foreign: Value = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": key_name, "namespace": NS},
+        "type": "Opaque", "data": {"password": "aHVudGVyMg=="},
+    });
+    env.apply(foreign).await;
+    let before = env.secrets().get(&key_name).await.unwrap();
+    env.apply(dv_order("third", &["third.example.com"], "auto")).await;
+    let message = not_permitted(&env, "third").await;
+    assert!(
+        message.contains(&format!(
+            "Secret {key_name:?} (the order's pending private key) exists and was not created by certorder"
+        )),
+        "{message}"
+    );
+    let after = env.secrets().get(&key_name).await.unwrap();
+    assert_eq!((after.resource_version(), after.data), (before.resource_version(), before.data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_a_provider_serves_only_the_namespaces_it_selects() {
+    let env = Env::start().await;
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, env.dns.addr()).await;
+    ucloud_provider(&env, &sim, "ucloud", USSL_PRIVATE_KEY).await;
+    let providers: Api<ClusterCertificateProvider> = Api::all(env.client.clone());
+    let grant = json!({"apiVersion": "certorder.io/v1alpha1", "kind": "ClusterCertificateProvider",
+        "metadata": {"name": "ucloud"}, "spec": {"namespaceSelector": {"matchLabels": {"certorder.io/ucloud": "granted"}}}});
+    providers.patch("ucloud", &PatchParams::apply("cluster-admin"), &Patch::Apply(grant)).await.unwrap();
+
+    env.apply(ucloud_dv_order("spend", &["spend.example.com"], "ucloud")).await;
+    let message = not_permitted(&env, "spend").await;
+    assert!(
+        message.contains("ClusterCertificateProvider \"ucloud\" is not granted to namespace \"shop\""),
+        "{message}"
+    );
+    assert!(message.contains("certorder.io/ucloud=granted"), "names the rule: {message}");
+    assert_eq!(sim.purchases(), 0);
+    // `kubectl get ccp` shows whom the provider serves.
+    wait_until(|| async {
+        providers.get("ucloud").await.unwrap().status.and_then(|s| s.namespaces).as_deref()
+            == Some("certorder.io/ucloud=granted")
+    })
+    .await;
+
+    // The cluster admin grants the provider to the namespace: the order buys.
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let label = json!({"metadata": {"labels": {"certorder.io/ucloud": "granted"}}});
+    namespaces.patch(NS, &PatchParams::default(), &Patch::Merge(label)).await.unwrap();
+    env.wait_for("spend", "the vendor order id", |o| vendor_id(o).is_some()).await;
+    assert_eq!(sim.purchases(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_http_validation_routes_no_host_of_another_namespace_and_runs_the_admins_image() {
+    let env = HttpEnv::start(&["blog.example.com"]).await;
+    env.provider("auto", "Automatic").await;
+    // Another team serves the host from its own namespace.
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "blog"}})).unwrap())
+        .await
+        .unwrap();
+    let theirs: Api<k8s_openapi::api::networking::v1::Ingress> = Api::namespaced(env.client.clone(), "blog");
+    let ingress = serde_json::from_value(json!({
+        "metadata": {"name": "blog-site", "namespace": "blog"},
+        "spec": {"ingressClassName": testbed::cluster::INGRESS_CLASS, "rules": [{"host": "blog.example.com",
+            "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "blog-web", "port": {"number": 80}}}}]}}]},
+    }))
+    .unwrap();
+    theirs.create(&PostParams::default(), &ingress).await.unwrap();
+    let before = theirs.get("blog-site").await.unwrap();
+
+    // The order's author cannot choose the solver's image: the field is gone from the schema.
+    let mut sneaky = with_http(
+        dv_order("grab", &["blog.example.com"], "auto"),
+        "auto",
+        json!({"solverImage": "evil.example.com/miner:1"}),
+    );
+    let refused =
+        env.orders().patch("grab", &PatchParams::apply("e2e-user").validation_strict(), &Patch::Apply(&sneaky)).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("unknown field")), "solverImage must be refused");
+
+    sneaky["spec"]["domainValidation"]["http"] = json!({"ingressClassName": testbed::cluster::INGRESS_CLASS});
+    env.apply(sneaky).await;
+    let message = not_permitted(&env, "grab").await;
+    assert!(message.contains("blog.example.com is served by Ingress blog/blog-site in another namespace"), "{message}");
+    assert!(message.contains("allowHostsOfOtherNamespaces"), "{message}");
+    assert!(env.published("grab").await.is_empty(), "nothing is published");
+    assert_eq!(theirs.get("blog-site").await.unwrap().resource_version(), before.resource_version());
+
+    // The admin allows it on the provider, and sets the solver's image and pull Secret there.
+    let providers: Api<ClusterCertificateProvider> = Api::all(env.client.clone());
+    let allow = json!({"apiVersion": "certorder.io/v1alpha1", "kind": "ClusterCertificateProvider",
+        "metadata": {"name": "auto"}, "spec": {"httpValidation": {"allowHostsOfOtherNamespaces": true,
+            "solverImage": "registry.example.com/certorder:tenant", "imagePullSecrets": ["regcred"]}}});
+    providers.patch("auto", &PatchParams::apply("cluster-admin"), &Patch::Apply(allow)).await.unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), NS);
+    wait_until(|| async { pods.get_opt("certorder-solver-grab").await.unwrap().is_some() }).await;
+    let pod = pods.get("certorder-solver-grab").await.unwrap().spec.unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example.com/certorder:tenant"));
+    assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "regcred");
+    assert_eq!(theirs.get("blog-site").await.unwrap().spec, before.spec, "their Ingress is never changed");
 }

@@ -193,15 +193,15 @@ fn rendered_objects_are_the_kubernetes_types_they_claim() {
     let expected = [
         (
             "default",
-            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount",
+            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount",
         ),
         (
             "all-on",
-            "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,PodDisruptionBudget,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor",
+            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,Deployment,PodDisruptionBudget,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor",
         ),
         (
             "namespaced",
-            "ClusterCertificateProvider,ClusterRole,ClusterRoleBinding,Deployment,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount",
+            "ClusterCertificateProvider,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,Deployment,Role,Role,Role,RoleBinding,RoleBinding,RoleBinding,Service,ServiceAccount",
         ),
         ("minimal", "Deployment,Service"),
     ];
@@ -247,6 +247,11 @@ const NEEDED_IN_WATCHED_NAMESPACES: &[(&str, &str, &[&str])] = &[
 const NEEDED_CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
     ("certorder.io", "clustercertificateproviders", &["get", "list", "watch"]),
     ("certorder.io", "clustercertificateproviders/status", &["patch"]),
+    // A shared cluster: the namespace's labels against a provider's namespaceSelector, and the
+    // hosts other namespaces serve before HTTP validation routes one.
+    ("", "namespaces", &["get"]),
+    ("networking.k8s.io", "ingresses", &["list"]),
+    ("gateway.networking.k8s.io", "httproutes", &["list"]),
 ];
 /// In the operator's own namespace, in every mode.
 const NEEDED_IN_OWN_NAMESPACE: &[(&str, &str, &[&str])] =
@@ -380,6 +385,73 @@ fn rbac_grants_exactly_what_the_operator_needs_and_no_wildcards() {
     // Without RBAC the chart renders none.
     let minimal = rendered("minimal");
     assert!(minimal.iter().all(|o| !kind_of(o).0.starts_with("rbac.")), "minimal renders RBAC");
+}
+
+/// Whether `rules` allow `verb` on `resource` of `group` (RBAC's rule matching, no wildcards:
+/// the chart has none, checked above).
+fn allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
+    grants(rules).contains(&(group.to_string(), resource.to_string(), verb.to_string()))
+}
+
+/// The roles for people aggregate into Kubernetes' view, edit and admin as cert-manager's do, and
+/// split the review decision off: what a user bound to `edit` (and so to certorder-edit) may do
+/// is read from the rules the chart grants, as the API server's RBAC authorizer would (the
+/// testbed does not enforce RBAC).
+#[test]
+fn the_roles_for_people_aggregate_and_only_the_approver_may_decide_a_review() {
+    let objects = rendered("default");
+    let roles: BTreeMap<String, ClusterRole> = of_kind(&objects, "ClusterRole")
+        .map(typed::<ClusterRole>)
+        .map(|r| (r.metadata.name.clone().unwrap(), r))
+        .collect();
+    let role = |name: &str| roles.get(name).unwrap_or_else(|| panic!("ClusterRole {name} is rendered"));
+    let aggregates_into = |name: &str| -> BTreeSet<String> {
+        role(name)
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, v)| v == "true" && k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+            .map(|(k, _)| k.rsplit('-').next().unwrap().to_string())
+            .collect()
+    };
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(aggregates_into("certorder-view"), set(&["view", "edit", "admin"]));
+    assert_eq!(aggregates_into("certorder-edit"), set(&["edit", "admin"]));
+    assert_eq!(aggregates_into("certorder-approver"), set(&[]), "reviewers are bound on purpose");
+    // Not bound to the operator: these are for people.
+    let sa_roles: BTreeSet<String> =
+        of_kind(&objects, "ClusterRoleBinding").map(typed::<ClusterRoleBinding>).map(|b| b.role_ref.name).collect();
+    for people in ["certorder-view", "certorder-edit", "certorder-approver"] {
+        assert!(!sa_roles.contains(people), "{people} is bound to the operator: {sa_roles:?}");
+    }
+
+    // What Kubernetes' edit role gains (and so a namespace's order authors).
+    let edit: Vec<PolicyRule> = roles
+        .values()
+        .filter(|r| {
+            r.metadata.labels.as_ref().is_some_and(|l| l.get("rbac.authorization.k8s.io/aggregate-to-edit").is_some())
+        })
+        .flat_map(|r| r.rules.clone().unwrap_or_default())
+        .collect();
+    for verb in ["create", "update", "patch", "delete", "get", "list", "watch"] {
+        assert!(allows(&edit, "certorder.io", "certificateorders", verb), "edit may {verb} orders");
+    }
+    // ... but cannot write the status subresource, where `certorder approve` records the decision.
+    for verb in ["patch", "update", "create"] {
+        assert!(!allows(&edit, "certorder.io", "certificateorders/status", verb), "edit must not {verb} order status");
+    }
+    assert!(!allows(&edit, "certorder.io", "clustercertificateproviders", "patch"));
+    let approver = role("certorder-approver").rules.clone().unwrap_or_default();
+    // What `certorder approve` calls: get the order and its provider, merge-patch the status.
+    assert!(allows(&approver, "certorder.io", "certificateorders", "get"));
+    assert!(allows(&approver, "certorder.io", "clustercertificateproviders", "get"));
+    assert!(allows(&approver, "certorder.io", "certificateorders/status", "patch"));
+    assert!(!allows(&approver, "certorder.io", "certificateorders", "patch"), "a reviewer does not edit the spec");
+
+    // Without rbac.create the chart renders none of them.
+    assert!(!of_kind(&rendered("minimal"), "ClusterRole").any(|r| r["metadata"]["name"] == "certorder-edit"));
 }
 
 #[test]
@@ -666,7 +738,8 @@ async fn the_rendered_chart_applies_with_kubectl() {
             applied += 1;
         }
     }
-    assert_eq!(applied, 10 + 14 + 12 + 2);
+    // Each RBAC variant adds the three ClusterRoles for people (certorder-view, -edit, -approver).
+    assert_eq!(applied, 13 + 17 + 15 + 2);
     // The stored default provider is what the CRD accepts (defaults applied by the server).
     let provider = server.object("certorder.io", "clustercertificateproviders", None, "local").unwrap();
     assert_eq!(provider["spec"]["local"]["caSecretRef"]["namespace"], RELEASE_NAMESPACE);
@@ -723,7 +796,7 @@ async fn examples_apply_with_kubectl_and_show_the_printer_columns() {
 
     let out = kubectl.run(&["get", "ccp"]);
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "KIND", "READY", "AGE"], "{out}");
+    assert_eq!(header, ["NAME", "KIND", "READY", "NAMESPACES", "AGE"], "{out}");
     for provider in ["local", "local-auto", "ucloud"] {
         assert!(table(&out).iter().any(|r| r["NAME"] == provider), "{provider} not in:\n{out}");
     }
@@ -755,7 +828,7 @@ async fn helm_installs_and_uninstalls_the_chart() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "helm install/uninstall failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("helm install certorder: deployed"), "{stdout}");
-    assert!(stdout.contains("installed 10 objects"), "{stdout}");
+    assert!(stdout.contains("installed 13 objects"), "{stdout}");
     assert!(stdout.contains("helm uninstall certorder: uninstalled"), "{stdout}");
     for crd in ["certificateorders.certorder.io", "clustercertificateproviders.certorder.io"] {
         assert!(server.object("apiextensions.k8s.io", "customresourcedefinitions", None, crd).is_some(), "{crd} stays");

@@ -326,7 +326,7 @@ pub fn postal_code_of(what: &str) -> Rule {
 /// A container image reference in the grammar of distribution/reference (what the kubelet's
 /// runtime parses): `[registry[:port]/]path[:tag][@algorithm:hex]`, the path lowercase.
 pub const IMAGE_RULE: &str = r"self.matches('^(([a-zA-Z0-9]|[a-zA-Z0-9][-a-zA-Z0-9]*[a-zA-Z0-9])(\\.([a-zA-Z0-9]|[a-zA-Z0-9][-a-zA-Z0-9]*[a-zA-Z0-9]))*(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$')";
-pub const IMAGE_MESSAGE: &str = "spec.domainValidation.http.solverImage must be an image reference such as ghcr.io/certorder/certorder:0.1.0: an optional registry host and port, a lowercase repository path, an optional :tag and @sha256:digest";
+pub const IMAGE_MESSAGE: &str = "spec.httpValidation.solverImage must be an image reference such as ghcr.io/certorder/certorder:0.1.0: an optional registry host and port, a lowercase repository path, an optional :tag and @sha256:digest";
 
 pub fn image() -> Rule {
     rule(IMAGE_RULE.to_string(), IMAGE_MESSAGE.into())

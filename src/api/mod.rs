@@ -30,12 +30,9 @@ pub const ORDER_ANNOTATION: &str = "certorder.io/order";
 /// Finalizer on orders: removes what the order published, and cancels the vendor order when asked.
 pub const FINALIZER: &str = "certorder.io/cleanup";
 
-/// Annotation the local provider's manual review reads: `approved` or `rejected`.
-pub const REVIEW_ANNOTATION: &str = "certorder.io/review";
-/// Generation of the spec the review decision applies to; a newer spec needs a new decision.
-pub const REVIEW_GENERATION_ANNOTATION: &str = "certorder.io/review-generation";
-/// Why the reviewer rejected the order.
-pub const REVIEW_REASON_ANNOTATION: &str = "certorder.io/review-reason";
+/// Annotation on an existing Secret by which its owner lets one order (named in the value) take
+/// it over as its TLS Secret; without it certorder never writes a Secret it did not create.
+pub const ADOPT_ANNOTATION: &str = "certorder.io/adopt-for";
 /// Set by `certorder renew`: the RFC 3339 time of the request; the order renews once for it.
 pub const RENEW_ANNOTATION: &str = "certorder.io/renew-requested";
 /// Set by `certorder buy-again`: the RFC 3339 time of a person's decision that a purchase whose

@@ -336,11 +336,6 @@ pub struct HttpValidation {
     /// A Gateway API Gateway to attach an HTTPRoute to, instead of an Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_ref: Option<GatewayRef>,
-    /// Image of the solver Pod. Default: the operator's own image (`certorder run --solver-image`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
-    #[x_kube(validation = adm::image())]
-    pub solver_image: Option<String>,
 }
 
 /// The parent Gateway of the HTTPRoute (`parentRefs[0]`).
@@ -463,6 +458,34 @@ pub struct CertificateOrderStatus {
     /// HTTP validation: what the operator published (ConfigMap, solver, route) and must remove.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<PublishedValidation>,
+    /// The built-in CA's manual review: the decision a reviewer recorded with `certorder approve`
+    /// or `certorder reject`. Written only through the status subresource (RBAC
+    /// `certificateorders/status`), which order authors are not granted; the operator never writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// A reviewer's decision on an OV/EV order of a `local` provider with manual review.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// `Approved` or `Rejected`.
+    pub decision: ApprovalDecision,
+    /// The spec generation decided on; a newer spec needs a new decision.
+    pub generation: i64,
+    /// Why the reviewer rejected the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub reason: Option<String>,
+    /// When the decision was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ApprovalDecision {
+    Approved,
+    Rejected,
 }
 
 /// The objects serving the validation files, as published.

@@ -1,5 +1,8 @@
 //! `ClusterCertificateProvider`: a vendor account, or the built-in CA.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -13,7 +16,7 @@ pub const MAX_LIFETIME_HOURS: i64 = 200 * 24;
 /// Where orders buy certificates: a vendor account or the built-in CA. Exactly one kind is set.
 // kube's printcolumn(…) attributes each repeat `type_ = …`, which clippy takes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "certorder.io",
     version = "v1alpha1",
@@ -25,6 +28,7 @@ pub const MAX_LIFETIME_HOURS: i64 = 200 * 24;
     category = "certorder",
     printcolumn(name = "Kind", type_ = "string", json_path = ".status.kind"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Namespaces", type_ = "string", json_path = ".status.namespaces"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -38,6 +42,105 @@ pub struct ClusterCertificateProviderSpec {
     /// A UCloud account buying from USSL, UCloud's certificate store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ucloud: Option<UcloudProvider>,
+    /// The namespaces whose orders may use this provider, by their labels (as a webhook's
+    /// `namespaceSelector`). Unset (the default): every namespace, as before this field existed.
+    /// An order from a namespace it does not select is Stalled and nothing is bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<NamespaceSelector>,
+    /// The most one order may buy, as domains × years (`spec.domains` × `spec.product.validityYears`).
+    /// Unset (the default): no cap. An order above it is Stalled and nothing is bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_domain_years: Option<u32>,
+    /// HTTP validation of this provider's orders: the solver Pod's image and pull Secrets, and
+    /// whether orders may route hosts that another namespace serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_validation: Option<ProviderHttpValidation>,
+}
+
+/// Namespaces by their labels, as a `metav1.LabelSelector`: every `matchLabels` entry and every
+/// `matchExpressions` requirement must hold; `{}` selects every namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    /// Labels the namespace must carry with these values (at most 64).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = selector_labels)]
+    pub match_labels: BTreeMap<String, String>,
+    /// Requirements on the namespace's labels (at most 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub match_expressions: Vec<NamespaceRequirement>,
+}
+
+/// One requirement on a namespace label, as in `metav1.LabelSelectorRequirement`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceRequirement {
+    /// The label's key.
+    #[schemars(length(min = 1, max = 317))]
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: SelectorOperator,
+    /// The values for `In` and `NotIn` (at most 64).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
+    pub values: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+fn selector_labels(schema: &mut schemars::Schema) {
+    schema.insert("maxProperties".into(), serde_json::json!(64));
+    if let Some(values) = schema.get_mut("additionalProperties").and_then(serde_json::Value::as_object_mut) {
+        values.insert("maxLength".into(), serde_json::json!(63));
+    }
+}
+
+impl NamespaceSelector {
+    /// The same selector as a `metav1.LabelSelector`.
+    pub fn to_label_selector(&self) -> LabelSelector {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        LabelSelector {
+            match_labels: (!self.match_labels.is_empty()).then(|| self.match_labels.clone()),
+            match_expressions: (!self.match_expressions.is_empty()).then(|| {
+                self.match_expressions
+                    .iter()
+                    .map(|r| LabelSelectorRequirement {
+                        key: r.key.clone(),
+                        operator: format!("{:?}", r.operator),
+                        values: (!r.values.is_empty()).then(|| r.values.clone()),
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// What the cluster admin decides for HTTP validation of a provider's orders (never the order).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderHttpValidation {
+    /// Image of the solver Pods. Default: the operator's `--solver-image` (the chart's image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = adm::image())]
+    pub solver_image: Option<String>,
+    /// Names of Secrets, in each order's namespace, for pulling the solver image. Default: the
+    /// operator's `--solver-image-pull-secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub image_pull_secrets: Option<Vec<String>>,
+    /// Let an order route a host that an Ingress or HTTPRoute of another namespace already serves.
+    /// Default `false`: such an order is Stalled, naming the other object.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_hosts_of_other_namespaces: bool,
 }
 
 /// A UCloud account: orders buy the products of UCloud's SSL certificate service (USSL).
@@ -246,4 +349,7 @@ pub struct ClusterCertificateProviderStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The namespaces allowed to use the provider, for `kubectl get`: `*` (all) or the selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<String>,
 }

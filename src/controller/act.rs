@@ -121,8 +121,15 @@ pub async fn act(
             }
         }
         Step::PublishChallenges { digest } => {
-            match super::publish::publish(&ctx.client, order, challenges, digest, &ctx.config.solver_image, published)
-                .await
+            match super::publish::publish(
+                &ctx.client,
+                order,
+                challenges,
+                digest,
+                &ctx.solver_image(&order.spec.provider_ref.name),
+                published,
+            )
+            .await
             {
                 Ok(p) => {
                     seen.observed.solver_missing = false;

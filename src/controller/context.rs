@@ -107,6 +107,22 @@ impl Context {
         self
     }
 
+    /// Every order the process watches (any namespace), from the caches.
+    pub fn orders(&self) -> Vec<Arc<crate::api::CertificateOrder>> {
+        self.registry.all_orders()
+    }
+
+    /// The image solver Pods of `provider`'s orders run, and its pull Secrets: the provider's
+    /// `spec.httpValidation`, else the operator's flags. Never the order's choice.
+    pub fn solver_image(&self, provider: &str) -> crate::validation::http::SolverImage {
+        let http = self.providers.get(&ObjectRef::new(provider)).and_then(|p| p.spec.http_validation.clone());
+        let http = http.unwrap_or_default();
+        crate::validation::http::SolverImage {
+            image: http.solver_image.unwrap_or_else(|| self.config.solver_image.clone()),
+            pull_secrets: http.image_pull_secrets.unwrap_or_else(|| self.config.solver_image_pull_secrets.clone()),
+        }
+    }
+
     pub fn with_solver_pods(
         mut self,
         store: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>,
@@ -322,8 +338,10 @@ impl Context {
     async fn report_ready(&self, object: &ClusterCertificateProvider, ready: bool, reason: &str, message: &str) {
         let status = if ready { "True" } else { "False" };
         let current = object.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        let namespaces = super::tenancy::describe_selector(object);
         if current.is_some_and(|c| c.status == status && c.message == message)
             && object.status.as_ref().and_then(|s| s.observed_generation) == object.metadata.generation
+            && object.status.as_ref().and_then(|s| s.namespaces.as_ref()) == Some(&namespaces)
         {
             return;
         }
@@ -337,6 +355,7 @@ impl Context {
             "status": {
                 "kind": crate::provider::kind_of(&object.spec).ok(),
                 "observedGeneration": object.metadata.generation,
+                "namespaces": namespaces,
                 "conditions": [{
                     "type": "Ready", "status": status, "reason": reason, "message": message,
                     "lastTransitionTime": since, "observedGeneration": object.metadata.generation,

@@ -10,6 +10,7 @@ pub mod fence;
 pub mod metrics;
 mod observe;
 mod publish;
+pub mod tenancy;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ pub struct Config {
     pub http_validation_port: u16,
     /// Image of the HTTP validation solver Pod (the operator's own image).
     pub solver_image: String,
+    /// Secrets (in each order's namespace) for pulling the solver image.
+    pub solver_image_pull_secrets: Vec<String>,
     /// Timing of polls and backoff.
     pub timing: crate::lifecycle::Timing,
     /// Several replicas, one active: the controller runs only while it holds this Lease.
@@ -88,6 +91,7 @@ impl Default for Config {
             concurrency: 16,
             http_validation_port: 80,
             solver_image: DEFAULT_SOLVER_IMAGE.into(),
+            solver_image_pull_secrets: Vec::new(),
             timing: crate::lifecycle::Timing::default(),
             leader_election: None,
         }
@@ -443,6 +447,8 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
 
     let mut taken = BTreeSet::new();
     let mut wait = None;
+    let mut refused = None;
+    let mut checked = BTreeSet::new();
     for _ in 0..MAX_STEPS {
         seen.observed.now = Utc::now();
         let step = match decide(&view, &status, &seen.observed, &timing) {
@@ -458,6 +464,12 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             break;
         }
         let Ok(provider) = &provider else { break };
+        // A shared cluster: the order may not make the operator write, buy or publish what is not its own.
+        if let Some(why) = tenancy::refusal(ctx, order, &step, &mut checked).await? {
+            refused = Some(why);
+            wait = Some(timing.letter_poll);
+            break;
+        }
         let vendor = status.order.clone().unwrap_or_default();
         let pctx = OrderContext {
             namespace: &ns,
@@ -468,6 +480,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             domains: &domains,
             vendor: &vendor,
             annotations: order.annotations(),
+            approval: order.status.as_ref().and_then(|s| s.approval.as_ref()),
             now: seen.observed.now,
             may_have_bought: true,
             buy_again: lifecycle::buy_again_request(order.annotations().get(BUY_AGAIN_ANNOTATION), &vendor),
@@ -521,6 +534,9 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         }
     }
 
+    if let Some(why) = refused {
+        seen.observed.provider = ProviderObs::NotPermitted(why);
+    }
     let status = summarize(&view, status, &seen.observed);
     tracing::debug!(phase = %status.phase, ?wait, changed = status != original, "reconciled");
     if status != original {
@@ -529,6 +545,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             phase_event(ctx, order, &status).await;
         }
         delay_event(ctx, order, &original, &status).await;
+        refusal_event(ctx, order, &original, &status).await;
     }
     Ok(match wait {
         Some(w) => Action::requeue(w.max(Duration::from_millis(100))),
@@ -547,6 +564,12 @@ async fn write_status(
     status: &CertificateOrderStatus,
     version: &mut Option<String>,
 ) -> Result<(), Error> {
+    // The reviewer's decision is not the operator's: never applied, so never owned or removed by
+    // this manager, whatever the cache held.
+    let mut status = serde_json::to_value(status).expect("a status serializes");
+    if let Some(fields) = status.as_object_mut() {
+        fields.remove("approval");
+    }
     let patch = json!({
         "apiVersion": CertificateOrder::api_version(&()),
         "kind": CertificateOrder::kind(&()),
@@ -615,6 +638,33 @@ async fn phase_event(ctx: &Context, order: &CertificateOrder, status: &Certifica
     ctx.publish(&event, order).await;
 }
 
+/// A Warning event when the order is refused something in a shared cluster, or refused anew.
+async fn refusal_event(
+    ctx: &Context,
+    order: &CertificateOrder,
+    before: &CertificateOrderStatus,
+    after: &CertificateOrderStatus,
+) {
+    let refusal = |s: &CertificateOrderStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == lifecycle::summary::STALLED && c.reason == lifecycle::summary::NOT_PERMITTED)
+            .map(|c| c.message.clone())
+    };
+    let Some(message) = refusal(after) else { return };
+    if refusal(before).as_ref() == Some(&message) {
+        return;
+    }
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: lifecycle::summary::NOT_PERMITTED.into(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    ctx.publish(&event, order).await;
+}
+
 /// A Warning event when a DV order becomes late (`IssuanceDelayed`), once.
 async fn delay_event(
     ctx: &Context,
@@ -674,6 +724,7 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
             domains: &domains,
             vendor,
             annotations: order.annotations(),
+            approval: order.status.as_ref().and_then(|s| s.approval.as_ref()),
             now: Utc::now(),
             may_have_bought: true,
             buy_again: None,

@@ -59,7 +59,7 @@ pub async fn publish(
     order: &CertificateOrder,
     challenges: &[Challenge],
     digest: &str,
-    default_image: &str,
+    solver: &http::SolverImage,
     previous: Option<&PublishedValidation>,
 ) -> Result<PublishedValidation, StepError> {
     let ns = order.namespace().unwrap_or_default();
@@ -76,8 +76,7 @@ pub async fn publish(
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     apply(&services, &object_name, &http::solver_service(&owner), "Service").await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let image = settings.solver_image.as_deref().unwrap_or(default_image);
-    let pod = http::solver_pod(&owner, image);
+    let pod = http::solver_pod(&owner, &solver.image, &solver.pull_secrets);
     if let Err(e) = apply(&pods, &object_name, &pod, "Pod").await {
         // A Pod's spec cannot change (a new image): replace it.
         delete(&pods, &object_name, "Pod").await?;

@@ -279,7 +279,7 @@ fn every_field_refuses_what_the_operator_would_fail_on_and_accepts_the_rest() {
         (with(dv(), "/spec/domainValidation", Some(json!({"method": "DNS", "http": {"ingressClassName": "nginx"}}))), vec![bad_object(http_field, HTTP_SETTINGS_MESSAGE)]),
         (with(dv(), "/spec/domainValidation", Some(json!({"method": "HTTP", "dns": {}}))), vec![bad_object("spec.domainValidation.dns", DNS_SETTINGS_MESSAGE)]),
         (
-            with(http(), "/spec/domainValidation/http", Some(json!({"ingressClassName": "nginx", "solverImage": "registry.example.com:5000/tools/certorder:0.1.0"}))),
+            with(http(), "/spec/domainValidation/http", Some(json!({"ingressClassName": "nginx"}))),
             vec![],
         ),
         (
@@ -306,9 +306,12 @@ fn every_field_refuses_what_the_operator_would_fail_on_and_accepts_the_rest() {
                 subdomain_message("spec.domainValidation.http.gatewayRef.sectionName (a listener name)", "http"),
             )],
         ),
-        (with(http(), "/spec/domainValidation/http/solverImage", Some(json!(format!("certorder@sha256:{hex64}")))), vec![]),
-        (with(http(), "/spec/domainValidation/http/solverImage", Some(json!("ghcr.io/CertOrder/certorder:0.1.0"))), vec![bad("spec.domainValidation.http.solverImage", IMAGE_MESSAGE)]),
-        (with(http(), "/spec/domainValidation/http/solverImage", Some(json!("certorder:0.1.0 --debug"))), vec![bad("spec.domainValidation.http.solverImage", IMAGE_MESSAGE)]),
+        // ---- ClusterCertificateProvider spec.httpValidation (the admin's, never the order's)
+        (with(local(), "/spec/httpValidation", Some(json!({"solverImage": "registry.example.com:5000/tools/certorder:0.1.0", "imagePullSecrets": ["regcred"]}))), vec![]),
+        (with(local(), "/spec/httpValidation/solverImage", Some(json!(format!("certorder@sha256:{hex64}")))), vec![]),
+        (with(local(), "/spec/httpValidation/solverImage", Some(json!("ghcr.io/CertOrder/certorder:0.1.0"))), vec![bad("spec.httpValidation.solverImage", IMAGE_MESSAGE)]),
+        (with(local(), "/spec/httpValidation/solverImage", Some(json!("certorder:0.1.0 --debug"))), vec![bad("spec.httpValidation.solverImage", IMAGE_MESSAGE)]),
+        (with(local(), "/spec/namespaceSelector", Some(json!({"matchLabels": {"team": "web"}, "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}))), vec![]),
         // ---- spec.renewBefore
         (with(dv(), "/spec/renewBefore", Some(json!("1h30m"))), vec![]),
         (with(dv(), "/spec/renewBefore", Some(json!("4799h59m"))), vec![]),

@@ -97,6 +97,10 @@ pub enum ProviderObs {
     /// company and applicant); the message names the fields to set. Nothing is bought or sent
     /// until a change of the order or the provider supplies them.
     MissingInfo(String),
+    /// The order may not do what it asks in a shared cluster (a Secret that is not its own, a
+    /// provider not granted to its namespace, a host another namespace serves); the message names
+    /// the object and the rule. Nothing is bought, written or published until that changes.
+    NotPermitted(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,6 +10,8 @@ use crate::api::{CertificateOrderStatus, Condition, Phase, ValidationMethod, Ven
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+/// Reason of `Stalled` while the order asks for something a tenant may not (see `ProviderObs::NotPermitted`).
+pub const NOT_PERMITTED: &str = "NotPermitted";
 pub const PURCHASED: &str = "Purchased";
 pub const INFO_SUBMITTED: &str = "InfoSubmitted";
 pub const DOCUMENTS_UPLOADED: &str = "DocumentsUploaded";
@@ -70,6 +72,7 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     let provider_problem = match &obs.provider {
         ProviderObs::Unusable(m) => Some(("ProviderNotReady", m.clone())),
         ProviderObs::MissingInfo(m) => Some(("InfoRequired", m.clone())),
+        ProviderObs::NotPermitted(m) => Some((NOT_PERMITTED, m.clone())),
         ProviderObs::Ready => None,
     };
     let failed = status.failed_generation == Some(generation);
@@ -209,7 +212,7 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
     };
 
     let stalled = matches!(phase, Phase::Failed | Phase::Rejected)
-        || matches!(reason, "ProviderNotReady" | "InfoRequired" | "VendorOrderShared");
+        || matches!(reason, "ProviderNotReady" | "InfoRequired" | "VendorOrderShared" | NOT_PERMITTED);
     let mut message = message;
     if status.failures > 0
         && !failed

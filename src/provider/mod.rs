@@ -24,6 +24,8 @@ pub struct OrderContext<'a> {
     pub domains: &'a [String],
     pub vendor: &'a VendorOrder,
     pub annotations: &'a BTreeMap<String, String>,
+    /// A reviewer's decision from `status.approval` (the built-in CA's manual review).
+    pub approval: Option<&'a crate::api::Approval>,
     pub now: DateTime<Utc>,
     /// Whether a purchase may already have been made under `vendor.name`: false only when this
     /// process recorded the purchase intent and has not called the vendor to buy since, so a

@@ -85,7 +85,7 @@ impl Registry {
         self.orders.lock().expect("registry lock").push(store);
     }
 
-    fn all_orders(&self) -> Vec<Arc<CertificateOrder>> {
+    pub fn all_orders(&self) -> Vec<Arc<CertificateOrder>> {
         self.orders.lock().expect("registry lock").iter().flat_map(|s| s.state()).collect()
     }
 

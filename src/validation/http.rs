@@ -164,7 +164,17 @@ pub fn config_map(owner: &Owner, files: &[FileChallenge]) -> ConfigMap {
 
 /// The solver Pod: `certorder solver` serving the mounted ConfigMap, as non-root with a read-only
 /// root filesystem and no privileges.
-pub fn solver_pod(owner: &Owner, image: &str) -> Pod {
+/// The image solver Pods run and the Secrets they pull it with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SolverImage {
+    pub image: String,
+    pub pull_secrets: Vec<String>,
+}
+
+/// The solver Pod: `image` runs `certorder solver`, pulled with `pull_secrets` (Secrets of the
+/// order's namespace). Both come from the cluster admin (flags, chart, provider), never the order.
+pub fn solver_pod(owner: &Owner, image: &str, pull_secrets: &[String]) -> Pod {
+    let pull: Vec<serde_json::Value> = pull_secrets.iter().map(|name| json!({"name": name})).collect();
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -173,6 +183,7 @@ pub fn solver_pod(owner: &Owner, image: &str) -> Pod {
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,
             "restartPolicy": "Always",
+            "imagePullSecrets": pull,
             "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "solver",

@@ -2,7 +2,7 @@
 //! organization review (manual through `certorder approve`/`reject`, or automatic) and a real
 //! check of every domain before it issues (the DNS TXT record, or for `method: HTTP` the file
 //! `fileauth.txt` fetched over plain HTTP as the vendor's CA does) — and keeps no state of its own: what it knows
-//! about an order is the order (its status and review annotations), so restarts lose nothing.
+//! about an order is the order (its status, with the reviewer's `status.approval`), so restarts lose nothing.
 
 use std::sync::Arc;
 
@@ -11,8 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{OrderContext, ProviderError};
 use crate::api::{
-    LocalProvider as LocalProviderSpec, MAX_LIFETIME_HOURS, REVIEW_ANNOTATION, REVIEW_GENERATION_ANNOTATION,
-    REVIEW_REASON_ANNOTATION, ReviewMode, ValidationMethod, VendorStage,
+    ApprovalDecision, LocalProvider as LocalProviderSpec, MAX_LIFETIME_HOURS, ReviewMode, ValidationMethod, VendorStage,
 };
 use crate::lifecycle::{ChallengeSpec, VendorView, dns_record_name, parse_go_duration};
 use crate::pki::ca::LocalCa;
@@ -157,15 +156,12 @@ impl LocalProvider {
         if self.review == ReviewMode::Automatic {
             return Review::Approved;
         }
-        let for_this_spec = ctx.annotations.get(REVIEW_GENERATION_ANNOTATION).and_then(|g| g.parse::<i64>().ok())
-            == Some(ctx.generation);
-        match (ctx.annotations.get(REVIEW_ANNOTATION).map(String::as_str), for_this_spec) {
-            (Some("approved"), true) => Review::Approved,
-            (Some("rejected"), true) => Review::Rejected(
-                ctx.annotations
-                    .get(REVIEW_REASON_ANNOTATION)
-                    .cloned()
-                    .unwrap_or_else(|| "rejected by the reviewer, who gave no reason".into()),
+        // Only a decision for this spec counts, and only from the status subresource: the
+        // order's author can write its annotations, not (by default RBAC) its status.
+        match ctx.approval.filter(|a| a.generation == ctx.generation) {
+            Some(a) if a.decision == ApprovalDecision::Approved => Review::Approved,
+            Some(a) => Review::Rejected(
+                a.reason.clone().unwrap_or_else(|| "rejected by the reviewer, who gave no reason".into()),
             ),
             _ => Review::Pending,
         }
@@ -249,6 +245,59 @@ mod tests {
     use crate::api::{CertificateOrderSpec, VendorOrder};
     use crate::validation::dns::DnsCheckerConfig;
 
+    /// A manual review is decided only by `status.approval` for the current generation: the
+    /// annotations an order's author can write (the old `certorder.io/review`) decide nothing.
+    #[tokio::test]
+    async fn a_manual_review_is_decided_by_the_status_approval_of_this_generation_only() {
+        use crate::api::{Approval, ApprovalDecision};
+        let dns = Arc::new(
+            DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap(),
+        );
+        let http = Arc::new(HttpChecker::new(dns.clone(), 9));
+        let spec: LocalProviderSpec = serde_json::from_value(serde_json::json!({
+            "caSecretRef": {"name": "ca", "namespace": "certorder-system"}, "review": "Manual"
+        }))
+        .unwrap();
+        let provider = LocalProvider::new(&spec, LocalCa::generate("test CA").unwrap(), dns, http).unwrap();
+        let order: CertificateOrderSpec = serde_json::from_value(serde_json::json!({
+            "providerRef": {"name": "local"}, "product": {"type": "OV"}, "domains": ["shop.example.com"],
+            "secretName": "tls",
+        }))
+        .unwrap();
+        let domains = vec!["shop.example.com".to_string()];
+        let vendor = VendorOrder { info_digest: Some("d1".into()), ..Default::default() };
+        let self_approved: std::collections::BTreeMap<String, String> = [
+            ("certorder.io/review".to_string(), "approved".to_string()),
+            ("certorder.io/review-generation".to_string(), "2".to_string()),
+        ]
+        .into();
+        let approval = |decision, generation| Approval { decision, generation, reason: None, decision_time: None };
+        let approved_before = approval(ApprovalDecision::Approved, 1);
+        let rejected_now = approval(ApprovalDecision::Rejected, 2);
+        let cases = [
+            (None, VendorStage::OrganizationReview),
+            (Some(&approved_before), VendorStage::OrganizationReview),
+            (Some(&rejected_now), VendorStage::Rejected),
+        ];
+        for (approval, want) in cases {
+            let ctx = OrderContext {
+                namespace: "shop",
+                name: "o",
+                uid: "uid-1",
+                generation: 2,
+                spec: &order,
+                domains: &domains,
+                vendor: &vendor,
+                annotations: &self_approved,
+                approval,
+                now: chrono::Utc::now(),
+                may_have_bought: true,
+                buy_again: None,
+            };
+            assert_eq!(provider.poll(&ctx).await.unwrap().stage, want, "{approval:?}");
+        }
+    }
+
     /// For `method: HTTP` the CA asks for fileauth.txt on every domain and fetches it itself:
     /// absent or with a trailing newline it keeps validating; served exactly, it can issue.
     #[tokio::test]
@@ -284,6 +333,7 @@ mod tests {
             domains: &domains,
             vendor: &vendor,
             annotations: &annotations,
+            approval: None,
             now: chrono::Utc::now(),
             may_have_bought: true,
             buy_again: None,

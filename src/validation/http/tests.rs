@@ -61,10 +61,12 @@ fn config_map_holds_each_domains_exact_content() {
 
 #[test]
 fn solver_pod_runs_non_root_read_only_with_the_configmap_mounted() {
-    let pod = solver_pod(&OWNER, "registry.example/certorder:1");
+    let pod = solver_pod(&OWNER, "registry.example/certorder:1", &["regcred".into()]);
     assert_owned(&pod.metadata);
     let spec = pod.spec.unwrap();
     assert_eq!(spec.automount_service_account_token, Some(false));
+    let pull = spec.image_pull_secrets.as_ref().unwrap();
+    assert_eq!(pull.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["regcred"]);
     let c = &spec.containers[0];
     assert_eq!(c.image.as_deref(), Some("registry.example/certorder:1"));
     assert_eq!(c.args.as_ref().unwrap()[..3], ["solver".to_string(), "--dir".into(), SOLVER_DIR.into()]);

@@ -247,6 +247,16 @@ async fn status_subresource_and_generation() {
     // SMP is refused for custom resources, like kube-apiserver does
     let smp = api.patch("w", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"size": 4}}))).await;
     assert_eq!(code(smp).0, 415);
+    // an apply to the status carrying a stale resourceVersion is a conflict, as in kube-apiserver
+    // (controllers make their status writes conditional this way)
+    let stale = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "resourceVersion": s.metadata.resource_version}, "status": {"phase": "Old"}});
+    let refused = api.patch_status("w", &PatchParams::apply("ctl").force(), &Patch::Apply(&stale)).await;
+    assert_eq!(code(refused).0, 409);
+    let current = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "resourceVersion": again.metadata.resource_version}, "status": {"phase": "New"}});
+    let applied = api.patch_status("w", &PatchParams::apply("ctl").force(), &Patch::Apply(&current)).await.unwrap();
+    assert_eq!(applied.data["status"]["phase"], "New");
 }
 
 #[tokio::test]

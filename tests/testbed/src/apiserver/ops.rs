@@ -658,6 +658,13 @@ fn apply(store: &mut Store, ri: &ResourceInfo, key: &ObjKey, body: &[u8], opts: 
         }
     }
     let live = store.get(key).map(|o| in_version(ri, o));
+    // A resourceVersion in the applied configuration is a precondition, also for the status
+    // subresource (whose merge keeps only the applied status).
+    if let (Some(rv), Some(old)) = (applied["metadata"]["resourceVersion"].as_str().filter(|rv| !rv.is_empty()), &live)
+        && old["metadata"]["resourceVersion"].as_str() != Some(rv)
+    {
+        return Err(ApiError::stale(target(ri, &key.name)));
+    }
     let merged =
         ssa::apply(live.as_deref(), &applied, &opts.field_manager, opts.force, opts.subresource.as_deref(), &types(ri))
             .map_err(|conflicts| conflict_error(ri, &key.name, &conflicts))?;
