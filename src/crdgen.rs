@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::api::{CertificateOrder, ClusterCertificateProvider};
+use crate::api::{CertificateOrder, ClusterCertificateProvider, ClusterDNSZone};
 
 /// The command that rewrites `crds/` from the code; printed when the files are out of date.
 pub const REGENERATE_COMMAND: &str = "cargo run -p certorder -- crd --out-dir crds";
@@ -29,7 +29,7 @@ pub struct CrdFile {
 
 /// Every CRD certorder serves, in a fixed order.
 pub fn crds() -> Vec<CrdFile> {
-    [CertificateOrder::crd(), ClusterCertificateProvider::crd()]
+    [CertificateOrder::crd(), ClusterCertificateProvider::crd(), ClusterDNSZone::crd()]
         .into_iter()
         .map(|crd| {
             // `<plural>.<group>` → `<group>_<plural>.yaml`

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use certorder::api::{CertificateOrder, ClusterCertificateProvider, Phase};
+use certorder::api::{CertificateOrder, ClusterCertificateProvider, ClusterDNSZone, Phase};
 use certorder::lifecycle::Timing;
 use certorder::pki::{self, PrivateKey};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -60,7 +60,7 @@ impl Env {
         let dns = std::sync::Arc::new(TestDns::start(&["example.com", "example.org"]).await.expect("test DNS"));
         let client = api.client();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd()] {
+        for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd(), ClusterDNSZone::crd()] {
             crds.create(&PostParams::default(), &crd).await.expect("create CRD");
         }
         let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -2203,4 +2203,114 @@ async fn ucloud_orders_survive_faults_and_crashes_with_exactly_one_purchase_each
     assert_eq!(sim.purchases(), ORDERS, "exactly one purchase per order, crashes or not");
     assert!(chaos.bad_secret_versions.is_empty(), "{:?}", chaos.bad_secret_versions);
     assert_eq!(chaos.secret_writes.len(), ORDERS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS records published by certorder (issue 15): RFC 2136 against a real BIND 9.
+
+impl Env {
+    async fn apply_cluster(&self, api: Api<kube::api::DynamicObject>, object: Value) {
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        api.patch(&name, &PatchParams::apply("e2e-user"), &Patch::Apply(object)).await.expect("apply");
+    }
+
+    async fn dns_zone(&self, spec: Value, name: &str) {
+        let ar = kube::api::ApiResource::erase::<ClusterDNSZone>(&());
+        let api: Api<kube::api::DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        self.apply_cluster(
+            api,
+            json!({"apiVersion": "certorder.io/v1alpha1", "kind": "ClusterDNSZone", "metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
+    }
+}
+
+/// BIND with `example.net` (updatable with the TSIG key; someone else's TXT value already at
+/// the name certorder will use) and `static.test` (not updatable: the name a user delegates
+/// once, by CNAME, into example.net).
+async fn bind_env() -> (Env, testbed::bind::Bind) {
+    let bind = testbed::bind::Bind::start(&[
+        testbed::bind::Zone {
+            name: "example.net",
+            records: &["_dnsauth.www 60 IN TXT \"someone-elses-value\""],
+            updatable: true,
+        },
+        testbed::bind::Zone {
+            name: "static.test",
+            records: &["_dnsauth.shop 60 IN CNAME shop.acme.example.net."],
+            updatable: false,
+        },
+    ])
+    .await;
+    let mut env = Env::start_with_controller(false).await;
+    env.metrics_port = free_port();
+    env.controller = Some(spawn_controller(&env.client, test_config(bind.addr(), env.metrics_port)));
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "certorder-system");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "dns-tsig", "namespace": "certorder-system"},
+        "stringData": {"secret": bind.key_secret},
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    env.dns_zone(
+        json!({"zone": "example.net", "rfc2136": {
+            "nameserver": bind.addr().to_string(), "tsigKeyName": bind.key_name,
+            "tsigSecretRef": {"name": "dns-tsig", "namespace": "certorder-system", "key": "secret"}}}),
+        "example-net",
+    )
+    .await;
+    (env, bind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc2136_records_are_published_to_bind_and_only_certorders_values_removed() {
+    let (env, bind) = bind_env().await;
+    env.provider("auto", "Automatic").await;
+    // Directly in the zone, and through the one-time CNAME from a zone certorder cannot update.
+    env.apply(dv_order("direct", &["www.example.net"], "auto")).await;
+    env.apply(dv_order("delegated", &["shop.static.test"], "auto")).await;
+    let direct = env.wait_phase("direct", Phase::Issued).await;
+    let delegated = env.wait_phase("delegated", Phase::Issued).await;
+    assert_verified_secret(&env, "direct-tls", &["www.example.net"], "auto").await;
+    assert_verified_secret(&env, "delegated-tls", &["shop.static.test"], "auto").await;
+    // Nobody created a record: certorder did, and removed its own values after validation.
+    wait_until(|| async {
+        let orders = [env.orders().get("direct").await.unwrap(), env.orders().get("delegated").await.unwrap()];
+        orders.iter().all(|o| o.status.as_ref().unwrap().published.is_none())
+    })
+    .await;
+    let left = bind.txt("_dnsauth.www.example.net").await;
+    assert_eq!(left, ["someone-elses-value"], "the other value at the name stays, certorder's is gone");
+    assert!(bind.txt("shop.acme.example.net").await.is_empty(), "the delegated record is removed");
+    assert_eq!(bind.txt("_dnsauth.shop.static.test").await, Vec::<String>::new());
+    for o in [&direct, &delegated] {
+        assert!(o.status.as_ref().unwrap().certificate.is_some());
+    }
+    // The TSIG secret never shows in logs or status.
+    assert!(!captured_logs().contains(&bind.key_secret), "the TSIG secret was logged");
+    let status = serde_json::to_string(&env.orders().get("direct").await.unwrap().status).unwrap();
+    assert!(!status.contains(&bind.key_secret));
+    println!("figures: issued 2 DV orders through BIND (RFC 2136 + CNAME delegation); records left behind: 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_order_mid_validation_removes_its_rfc2136_record() {
+    let (env, bind) = bind_env().await;
+    // Manual review of a local OV-less DV never validates: the local CA is kept waiting by a
+    // zone that publishes while the provider reviews. A DV order on a provider whose review is
+    // manual still validates, so hold it in validation by pointing a second name nowhere.
+    env.provider("auto", "Automatic").await;
+    env.apply(dv_order("halfway", &["www.example.net", "nowhere.static.test"], "auto")).await;
+    let validating = env
+        .wait_for("halfway", "its record published", |o| {
+            o.status.as_ref().is_some_and(|s| s.published.as_ref().is_some_and(|p| !p.dns_records.is_empty()))
+        })
+        .await;
+    let value = validating.status.as_ref().unwrap().challenges[0].expected_value.clone();
+    assert!(bind.txt("_dnsauth.www.example.net").await.contains(&value), "published before the self-check");
+    let message = validating.status.as_ref().unwrap().message.clone().unwrap_or_default();
+    assert!(message.contains("nowhere.static.test"), "the unpublishable record is still shown: {message}");
+    env.orders().delete("halfway", &DeleteParams::default()).await.unwrap();
+    wait_until(|| async { env.orders().get_opt("halfway").await.unwrap().is_none() }).await;
+    assert_eq!(bind.txt("_dnsauth.www.example.net").await, ["someone-elses-value"], "records left behind: 0");
 }

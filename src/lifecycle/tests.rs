@@ -195,7 +195,7 @@ fn decide_table() {
                 c
             })
             .collect();
-        s.published = published.map(|d| PublishedValidation { digest: d.into(), ingress_name: None });
+        s.published = published.map(|d| PublishedValidation { digest: d.into(), ingress_name: None, dns_records: vec![] });
         s
     };
     let http_status = |published: Option<&str>, passed: Option<bool>| {
@@ -531,7 +531,7 @@ fn decide_table() {
             spec: http_spec(CertificateType::DV),
             status: CertificateOrderStatus {
                 certificate: Some(cert(now, "k1")),
-                published: Some(PublishedValidation { digest: http_digest.clone(), ingress_name: None }),
+                published: Some(PublishedValidation { digest: http_digest.clone(), ingress_name: None, dns_records: vec![] }),
                 ..submitted(&http_spec(CertificateType::DV), Some(VendorStage::Issuable))
             },
             obs: Observed {
@@ -664,7 +664,7 @@ impl Walk {
             }
             Step::PublishChallenges { digest } => {
                 self.published += 1;
-                Outcome::Published(PublishedValidation { digest: digest.clone(), ingress_name: None })
+                Outcome::Published(PublishedValidation { digest: digest.clone(), ingress_name: None, dns_records: vec![] })
             }
             Step::Unpublish => Outcome::Unpublished,
             Step::SelfCheck => {
