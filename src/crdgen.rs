@@ -324,7 +324,7 @@ mod tests {
     fn the_readme_documents_every_field() {
         let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
         let mut missing = Vec::new();
-        for kind in ["CertificateOrder", "ClusterCertificateProvider"] {
+        for kind in ["CertificateOrder", "ClusterCertificateProvider", "ClusterDNSZone"] {
             let mut paths = Vec::new();
             field_paths(&schema_of(kind).unwrap(), "", &mut paths);
             assert!(paths.len() > 5, "{kind}: {paths:?}");

@@ -346,11 +346,39 @@ pub struct HttpValidation {
     /// A Gateway API Gateway to attach an HTTPRoute to, instead of an Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_ref: Option<GatewayRef>,
+    /// `pathType` of the validation paths in an Ingress: `ImplementationSpecific` (default;
+    /// accepted by ingress-nginx ≥ 1.12, whose strict path validation refuses `Exact` and
+    /// `Prefix` paths containing a dot, and the only type GCE accepts), `Exact` or `Prefix`.
+    #[serde(default, skip_serializing_if = "IngressPathType::is_default")]
+    pub path_type: IngressPathType,
     /// Image of the solver Pod. Default: the operator's own image (`certorder run --solver-image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = adm::image())]
     pub solver_image: Option<String>,
+}
+
+/// `pathType` of an Ingress path.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum IngressPathType {
+    #[default]
+    ImplementationSpecific,
+    Exact,
+    Prefix,
+}
+
+impl IngressPathType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngressPathType::ImplementationSpecific => "ImplementationSpecific",
+            IngressPathType::Exact => "Exact",
+            IngressPathType::Prefix => "Prefix",
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == IngressPathType::default()
+    }
 }
 
 /// The parent Gateway of the HTTPRoute (`parentRefs[0]`).

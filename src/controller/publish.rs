@@ -114,10 +114,10 @@ pub async fn publish(
         match &settings.ingress_name {
             Some(existing) => {
                 delete(&ingresses, &object_name, "Ingress").await?;
-                add_paths(&ingresses, &owner, existing, &files).await?;
+                add_paths(&ingresses, &owner, existing, &files, settings.path_type).await?;
             }
             None => {
-                let ingress = http::ingress(&owner, settings.ingress_class_name.as_deref(), &files);
+                let ingress = http::ingress(&owner, settings.ingress_class_name.as_deref(), &files, settings.path_type);
                 apply(&ingresses, &object_name, &ingress, "Ingress").await?;
             }
         }
@@ -135,6 +135,7 @@ async fn add_paths(
     owner: &Owner<'_>,
     name: &str,
     files: &[http::FileChallenge],
+    path_type: crate::api::IngressPathType,
 ) -> Result<(), StepError> {
     let existing = match api.get_opt(name).await {
         Ok(Some(i)) => i,
@@ -146,7 +147,7 @@ async fn add_paths(
         }
         Err(e) => return Err(kube_error(&format!("cannot read Ingress {name}"), e)),
     };
-    if let Some(patched) = http::add_paths(&existing, owner, files) {
+    if let Some(patched) = http::add_paths(&existing, owner, files, path_type) {
         replace_ingress(api, name, &patched)
             .await
             .map_err(|e| kube_error(&format!("cannot add the validation paths to Ingress {name}"), e))?;
