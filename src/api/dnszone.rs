@@ -11,7 +11,8 @@ use super::admission as adm;
 pub const ZONE_NAME_RULE: &str = r"self.matches('^([A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?\\.)*[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?$')";
 pub const ZONE_NAME_MESSAGE: &str = "spec.zone and spec.rfc2136.tsigKeyName must be DNS names such as example.com (labels of letters, digits, '-' and '_', separated by dots, no trailing dot)";
 /// `host`, `host:port`, `ip`, `ip:port` or `[v6]:port`.
-pub const NAMESERVER_RULE: &str = r"self.matches('^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+|[0-9A-Fa-f:]+)(:[0-9]{1,5})?$')";
+pub const NAMESERVER_RULE: &str =
+    r"self.matches('^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+|[0-9A-Fa-f:]+)(:[0-9]{1,5})?$')";
 pub const NAMESERVER_MESSAGE: &str = "spec.rfc2136.nameserver must be the primary server as host, host:port, ip:port or [v6]:port, such as ns1.example.com:53 or 192.0.2.53";
 
 /// A DNS zone certorder may publish validation records in, and how. Orders validating by DNS
@@ -111,5 +112,7 @@ pub struct ExternalDns {
     pub namespace: Option<String>,
     /// Labels put on each `DNSEndpoint`, for an external-dns started with `--label-filter`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(transform = adm::label_values)]
+    #[x_kube(validation = adm::label_keys())]
     pub labels: std::collections::BTreeMap<String, String>,
 }

@@ -117,8 +117,16 @@ pub async fn act(
             }
         }
         Step::PublishChallenges { digest } => {
-            match super::publish::publish(&ctx.client, &ctx.dns, order, challenges, digest, &ctx.config.solver_image, published)
-                .await
+            match super::publish::publish(
+                &ctx.client,
+                &ctx.dns,
+                order,
+                challenges,
+                digest,
+                &ctx.config.solver_image,
+                published,
+            )
+            .await
             {
                 Ok(p) => {
                     seen.observed.solver_missing = false;

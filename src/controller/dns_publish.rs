@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::api::{CertificateOrder, Challenge, ClusterDNSZone, MANAGER, PublishedRecord, PublishedValidation, ValidationMethod};
+use crate::api::{
+    CertificateOrder, Challenge, ClusterDNSZone, MANAGER, PublishedRecord, PublishedValidation, ValidationMethod,
+};
 use crate::lifecycle::StepError;
 use crate::validation::dns::DnsChecker;
 use crate::validation::dns::publish::{
@@ -193,7 +195,11 @@ async fn delete_endpoint(api: &Api<DynamicObject>, name: &str) -> Result<(), Ste
 }
 
 /// Removes RFC 2136 values (external-dns records go with their `DNSEndpoint`).
-async fn remove_records(client: &Client, zones: &[ClusterDNSZone], records: &[PublishedRecord]) -> Result<(), StepError> {
+async fn remove_records(
+    client: &Client,
+    zones: &[ClusterDNSZone],
+    records: &[PublishedRecord],
+) -> Result<(), StepError> {
     for zone in zones.iter().filter(|z| z.spec.rfc2136.is_some()) {
         let mine: Vec<&PublishedRecord> = records.iter().filter(|r| r.zone == zone.name_any()).collect();
         if mine.is_empty() {

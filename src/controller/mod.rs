@@ -6,9 +6,9 @@
 
 mod act;
 mod context;
+mod dns_publish;
 pub mod metrics;
 mod observe;
-mod dns_publish;
 mod publish;
 
 use std::collections::BTreeSet;

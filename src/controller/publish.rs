@@ -193,7 +193,9 @@ pub async fn unpublish(
     {
         let challenges = order.status.as_ref().map(|s| s.challenges.as_slice()).unwrap_or_default();
         super::dns_publish::unpublish(client, dns, order, published, challenges).await?;
-        if order.spec.domain_validation.method == ValidationMethod::DNS && published.is_none_or(|p| p.ingress_name.is_none()) {
+        if order.spec.domain_validation.method == ValidationMethod::DNS
+            && published.is_none_or(|p| p.ingress_name.is_none())
+        {
             return Ok(());
         }
     }

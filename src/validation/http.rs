@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::dns::DnsChecker;
-use crate::api::{IngressPathType, Challenge, GatewayRef, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, ValidationMethod};
+use crate::api::{Challenge, GatewayRef, IngressPathType, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, ValidationMethod};
 
 /// Where CAs look for validation files.
 pub const WELL_KNOWN: &str = "/.well-known/pki-validation/";

@@ -182,10 +182,8 @@ impl Rfc2136Client {
     }
 
     async fn send(&self, mut message: Message, what: &str) -> Result<(), String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
         message.finalize(&self.signer, now).map_err(|e| format!("cannot sign the update: {e}"))?;
         let bytes = message.to_vec().map_err(|e| format!("cannot encode the update: {e}"))?;
         let id = message.metadata.id;
@@ -280,12 +278,7 @@ mod tests {
     fn zone(name: &str, zone: &str) -> ClusterDNSZone {
         ClusterDNSZone::new(
             name,
-            ClusterDNSZoneSpec {
-                zone: zone.into(),
-                rfc2136: None,
-                external_dns: Some(Default::default()),
-                ttl: None,
-            },
+            ClusterDNSZoneSpec { zone: zone.into(), rfc2136: None, external_dns: Some(Default::default()), ttl: None },
         )
     }
 
@@ -308,8 +301,8 @@ mod tests {
     #[test]
     fn a_tsig_secret_that_is_not_base64_is_refused_without_showing_it() {
         let addr: SocketAddr = "127.0.0.1:53".parse().unwrap();
-        let e = Rfc2136Client::new(addr, "example.com", "k", TsigAlgorithm::HMACSHA256, "not base64 !!s3cret")
-            .unwrap_err();
+        let e =
+            Rfc2136Client::new(addr, "example.com", "k", TsigAlgorithm::HMACSHA256, "not base64 !!s3cret").unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");
         let client = Rfc2136Client::new(addr, "example.com", "k", TsigAlgorithm::HMACSHA256, "c2VjcmV0").unwrap();
         assert!(!format!("{client:?}").contains("c2VjcmV0"));

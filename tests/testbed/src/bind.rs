@@ -95,7 +95,8 @@ impl Bind {
                 text.push('\n');
             }
             write(&dir.path().join(&file), &text);
-            let update = if zone.updatable { format!("allow-update {{ key \"{key_name}\"; }};") } else { String::new() };
+            let update =
+                if zone.updatable { format!("allow-update {{ key \"{key_name}\"; }};") } else { String::new() };
             conf.push_str(&format!("zone \"{}\" {{ type primary; file \"{d}/{file}\"; {update} }};\n", zone.name));
         }
         let conf_path = dir.path().join("named.conf");

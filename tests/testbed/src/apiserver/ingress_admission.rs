@@ -61,10 +61,7 @@ pub fn check(obj: &Value) -> Result<(), String> {
             if bad.is_empty() {
                 Ok(())
             } else {
-                Err(format!(
-                    "GCE Ingress accepts only pathType ImplementationSpecific: {}",
-                    bad.join("; ")
-                ))
+                Err(format!("GCE Ingress accepts only pathType ImplementationSpecific: {}", bad.join("; ")))
             }
         }
         _ => Ok(()),
