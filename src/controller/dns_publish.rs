@@ -118,6 +118,9 @@ async fn rfc2136_client(client: &Client, zone: &ClusterDNSZone) -> Result<Rfc213
     })
 }
 
+/// One namespace's `DNSEndpoint`: its records, labels and TTL.
+type Endpoint = (Vec<PublishedRecord>, BTreeMap<String, String>, u32);
+
 fn endpoint_namespace(zone: &ClusterDNSZone, order_ns: &str) -> Option<String> {
     zone.spec.external_dns.as_ref().map(|e| e.namespace.clone().unwrap_or_else(|| order_ns.to_owned()))
 }
@@ -139,7 +142,7 @@ pub async fn publish(
         previous.map(|p| p.dns_records.iter().filter(|r| !want.contains(r)).cloned().collect()).unwrap_or_default();
     remove_records(client, &zones, &stale).await?;
 
-    let mut endpoints: BTreeMap<String, (Vec<PublishedRecord>, BTreeMap<String, String>, u32)> = BTreeMap::new();
+    let mut endpoints: BTreeMap<String, Endpoint> = BTreeMap::new();
     for zone in &zones {
         let mine: Vec<&PublishedRecord> = want.iter().filter(|r| r.zone == zone.name_any()).collect();
         let ttl = zone.spec.ttl.unwrap_or(DEFAULT_TTL);
