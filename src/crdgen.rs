@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::api::{CertificateOrder, ClusterCertificateProvider};
+use crate::api::{CertificateOrder, ClusterCertificateProvider, ClusterDNSZone};
 
 /// The command that rewrites `crds/` from the code; printed when the files are out of date.
 pub const REGENERATE_COMMAND: &str = "cargo run -p certorder -- crd --out-dir crds";
@@ -29,7 +29,7 @@ pub struct CrdFile {
 
 /// Every CRD certorder serves, in a fixed order.
 pub fn crds() -> Vec<CrdFile> {
-    [CertificateOrder::crd(), ClusterCertificateProvider::crd()]
+    [CertificateOrder::crd(), ClusterCertificateProvider::crd(), ClusterDNSZone::crd()]
         .into_iter()
         .map(|crd| {
             // `<plural>.<group>` → `<group>_<plural>.yaml`
@@ -140,7 +140,14 @@ mod tests {
     #[test]
     fn file_names_follow_group_and_plural() {
         let names: Vec<String> = crds().into_iter().map(|f| f.file_name).collect();
-        assert_eq!(names, ["certorder.io_certificateorders.yaml", "certorder.io_clustercertificateproviders.yaml"]);
+        assert_eq!(
+            names,
+            [
+                "certorder.io_certificateorders.yaml",
+                "certorder.io_clustercertificateproviders.yaml",
+                "certorder.io_clusterdnszones.yaml"
+            ]
+        );
     }
 
     #[test]
@@ -150,7 +157,14 @@ mod tests {
             .map(|d| serde_yaml::Value::deserialize(d).expect("each document parses"))
             .collect();
         let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().expect("metadata.name")).collect();
-        assert_eq!(names, ["certificateorders.certorder.io", "clustercertificateproviders.certorder.io"]);
+        assert_eq!(
+            names,
+            [
+                "certificateorders.certorder.io",
+                "clustercertificateproviders.certorder.io",
+                "clusterdnszones.certorder.io"
+            ]
+        );
         for d in &docs {
             assert_eq!(d["kind"].as_str(), Some("CustomResourceDefinition"));
         }
@@ -159,7 +173,7 @@ mod tests {
     #[test]
     fn diff_reports_a_changed_a_missing_and_a_stale_file() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(write_dir(dir.path()).unwrap().len(), 2);
+        assert_eq!(write_dir(dir.path()).unwrap().len(), 3);
         assert_eq!(diff_dir(dir.path()).unwrap(), Vec::<String>::new());
 
         let order = dir.path().join("certorder.io_certificateorders.yaml");
@@ -324,7 +338,7 @@ mod tests {
     fn the_readme_documents_every_field() {
         let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
         let mut missing = Vec::new();
-        for kind in ["CertificateOrder", "ClusterCertificateProvider"] {
+        for kind in ["CertificateOrder", "ClusterCertificateProvider", "ClusterDNSZone"] {
             let mut paths = Vec::new();
             field_paths(&schema_of(kind).unwrap(), "", &mut paths);
             assert!(paths.len() > 5, "{kind}: {paths:?}");

@@ -242,6 +242,8 @@ const NEEDED_IN_WATCHED_NAMESPACES: &[(&str, &str, &[&str])] = &[
     ("", "services", &["get", "list", "watch", "create", "patch", "delete"]),
     ("networking.k8s.io", "ingresses", &["get", "list", "watch", "create", "patch", "update", "delete"]),
     ("gateway.networking.k8s.io", "httproutes", &["get", "list", "watch", "create", "patch", "delete"]),
+    // DNS validation through external-dns: the order's DNSEndpoint.
+    ("externaldns.k8s.io", "dnsendpoints", &["get", "create", "patch", "delete"]),
 ];
 /// Cluster-wide, in every mode.
 const NEEDED_CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
@@ -252,6 +254,8 @@ const NEEDED_CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
     ("", "namespaces", &["get"]),
     ("networking.k8s.io", "ingresses", &["list"]),
     ("gateway.networking.k8s.io", "httproutes", &["list"]),
+    // The DNS zones records are published with, read when publishing.
+    ("certorder.io", "clusterdnszones", &["get", "list"]),
 ];
 /// In the operator's own namespace, in every mode.
 const NEEDED_IN_OWN_NAMESPACE: &[(&str, &str, &[&str])] =

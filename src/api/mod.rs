@@ -4,9 +4,11 @@
 //! says what to fix; the controller re-checks what a schema cannot express (IDNA, durations).
 
 pub mod admission;
+mod dnszone;
 mod order;
 mod provider;
 
+pub use dnszone::*;
 pub use order::*;
 pub use provider::*;
 

@@ -305,11 +305,20 @@ pub enum ValidationMethod {
     HTTP,
 }
 
-/// DNS validation. In manual mode (the only one today) the status lists the TXT records to create
-/// and the operator checks them against the zone's authoritative name servers.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+/// DNS validation. When a `ClusterDNSZone` covers the record name (or the name a CNAME there
+/// points to), certorder creates the record before its self-check and removes it after
+/// validation or when the order is deleted; otherwise the status lists the records for a person
+/// to create. Either way the operator checks them against the zone's authoritative name servers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DnsValidation {}
+pub struct DnsValidation {
+    /// The `ClusterDNSZone` to publish the records with, instead of the one whose zone is the
+    /// longest suffix of the record name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = adm::subdomain("spec.domainValidation.dns.zoneRef (a ClusterDNSZone)", "example-com"))]
+    pub zone_ref: Option<String>,
+}
 
 /// HTTP file validation: the operator publishes each file in a ConfigMap, serves it with a solver
 /// Pod and Service (`certorder solver`), and routes `/.well-known/pki-validation/<file>` of every
@@ -336,6 +345,34 @@ pub struct HttpValidation {
     /// A Gateway API Gateway to attach an HTTPRoute to, instead of an Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_ref: Option<GatewayRef>,
+    /// `pathType` of the validation paths in an Ingress: `ImplementationSpecific` (default;
+    /// accepted by ingress-nginx ≥ 1.12, whose strict path validation refuses `Exact` and
+    /// `Prefix` paths containing a dot, and the only type GCE accepts), `Exact` or `Prefix`.
+    #[serde(default, skip_serializing_if = "IngressPathType::is_default")]
+    pub path_type: IngressPathType,
+}
+
+/// `pathType` of an Ingress path.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum IngressPathType {
+    #[default]
+    ImplementationSpecific,
+    Exact,
+    Prefix,
+}
+
+impl IngressPathType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngressPathType::ImplementationSpecific => "ImplementationSpecific",
+            IngressPathType::Exact => "Exact",
+            IngressPathType::Prefix => "Prefix",
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == IngressPathType::default()
+    }
 }
 
 /// The parent Gateway of the HTTPRoute (`parentRefs[0]`).
@@ -497,6 +534,24 @@ pub struct PublishedValidation {
     /// The user's existing Ingress the validation paths were added to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress_name: Option<String>,
+    /// DNS records certorder added (only these values are removed again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_records: Vec<PublishedRecord>,
+}
+
+/// One DNS record value certorder added.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedRecord {
+    /// Full name of the record (after following a delegating CNAME).
+    pub name: String,
+    /// `TXT` or `CNAME`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The value added.
+    pub value: String,
+    /// The `ClusterDNSZone` it was published with.
+    pub zone: String,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -123,6 +123,7 @@ pub async fn act(
         Step::PublishChallenges { digest } => {
             match super::publish::publish(
                 &ctx.client,
+                &ctx.dns,
                 order,
                 challenges,
                 digest,
@@ -138,7 +139,7 @@ pub async fn act(
                 Err(e) => failed(name, e),
             }
         }
-        Step::Unpublish => match super::publish::unpublish(&ctx.client, order, published).await {
+        Step::Unpublish => match super::publish::unpublish(&ctx.client, &ctx.dns, order, published).await {
             Ok(()) => Outcome::Unpublished,
             Err(e) => failed(name, e),
         },

@@ -6,6 +6,7 @@
 
 mod act;
 mod context;
+mod dns_publish;
 pub mod fence;
 pub mod metrics;
 mod observe;
@@ -343,7 +344,10 @@ where
 /// Whether the order publishes something a garbage collector cannot remove, or must cancel its
 /// vendor order: only then does it carry a finalizer (and only then pay for one).
 fn needs_finalizer(order: &CertificateOrder) -> bool {
-    order.spec.cancel_on_delete || order.spec.domain_validation.method == ValidationMethod::HTTP
+    // DNS orders: records a ClusterDNSZone published are removed on deletion (issue 15).
+    order.spec.cancel_on_delete
+        || order.spec.domain_validation.method == ValidationMethod::HTTP
+        || order.spec.domain_validation.method == ValidationMethod::DNS
 }
 
 fn error_policy(order: Arc<CertificateOrder>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -700,8 +704,10 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
         return Ok(Action::await_change());
     }
     let status = order.status.clone().unwrap_or_default();
-    if (order.spec.domain_validation.method == ValidationMethod::HTTP || status.published.is_some())
-        && let Err(e) = publish::unpublish(&ctx.client, order, status.published.as_ref()).await
+    if (order.spec.domain_validation.method == ValidationMethod::HTTP
+        || order.spec.domain_validation.method == ValidationMethod::DNS
+        || status.published.is_some())
+        && let Err(e) = publish::unpublish(&ctx.client, &ctx.dns, order, status.published.as_ref()).await
     {
         warn!(error = %e.message, "cannot remove the validation files yet");
         return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));

@@ -8,8 +8,9 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patc
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
-use crate::api::{CertificateOrder, Challenge, MANAGER, PublishedValidation};
+use crate::api::{CertificateOrder, Challenge, MANAGER, PublishedValidation, ValidationMethod};
 use crate::lifecycle::StepError;
+use crate::validation::dns::DnsChecker;
 use crate::validation::http::{self, Owner};
 
 fn http_route_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
@@ -54,14 +55,19 @@ where
 
 /// Publishes the files the challenges ask for, and the route to them; `previous` is what was
 /// published before (its paths in another Ingress are removed when the spec moved them).
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     client: &Client,
+    dns: &DnsChecker,
     order: &CertificateOrder,
     challenges: &[Challenge],
     digest: &str,
     solver: &http::SolverImage,
     previous: Option<&PublishedValidation>,
 ) -> Result<PublishedValidation, StepError> {
+    if order.spec.domain_validation.method == ValidationMethod::DNS {
+        return super::dns_publish::publish(client, dns, order, challenges, digest, previous).await;
+    }
     let ns = order.namespace().unwrap_or_default();
     let name = order.name_any();
     let uid = order.uid().unwrap_or_default();
@@ -107,16 +113,20 @@ pub async fn publish(
         match &settings.ingress_name {
             Some(existing) => {
                 delete(&ingresses, &object_name, "Ingress").await?;
-                add_paths(&ingresses, &owner, existing, &files).await?;
+                add_paths(&ingresses, &owner, existing, &files, settings.path_type).await?;
             }
             None => {
-                let ingress = http::ingress(&owner, settings.ingress_class_name.as_deref(), &files);
+                let ingress = http::ingress(&owner, settings.ingress_class_name.as_deref(), &files, settings.path_type);
                 apply(&ingresses, &object_name, &ingress, "Ingress").await?;
             }
         }
     }
     tracing::debug!(order = %name, files = files.len(), "published the validation files");
-    Ok(PublishedValidation { digest: digest.to_string(), ingress_name: settings.ingress_name.clone() })
+    Ok(PublishedValidation {
+        digest: digest.to_string(),
+        ingress_name: settings.ingress_name.clone(),
+        dns_records: Vec::new(),
+    })
 }
 
 async fn add_paths(
@@ -124,6 +134,7 @@ async fn add_paths(
     owner: &Owner<'_>,
     name: &str,
     files: &[http::FileChallenge],
+    path_type: crate::api::IngressPathType,
 ) -> Result<(), StepError> {
     let existing = match api.get_opt(name).await {
         Ok(Some(i)) => i,
@@ -135,7 +146,7 @@ async fn add_paths(
         }
         Err(e) => return Err(kube_error(&format!("cannot read Ingress {name}"), e)),
     };
-    if let Some(patched) = http::add_paths(&existing, owner, files) {
+    if let Some(patched) = http::add_paths(&existing, owner, files, path_type) {
         replace_ingress(api, name, &patched)
             .await
             .map_err(|e| kube_error(&format!("cannot add the validation paths to Ingress {name}"), e))?;
@@ -172,9 +183,21 @@ async fn remove_paths(api: &Api<Ingress>, owner: &Owner<'_>, name: &str) -> Resu
 /// in the user's Ingress (the one recorded as published and the one the spec names).
 pub async fn unpublish(
     client: &Client,
+    dns: &DnsChecker,
     order: &CertificateOrder,
     published: Option<&PublishedValidation>,
 ) -> Result<(), StepError> {
+    if order.spec.domain_validation.method == ValidationMethod::DNS
+        || published.is_some_and(|p| !p.dns_records.is_empty())
+    {
+        let challenges = order.status.as_ref().map(|s| s.challenges.as_slice()).unwrap_or_default();
+        super::dns_publish::unpublish(client, dns, order, published, challenges).await?;
+        if order.spec.domain_validation.method == ValidationMethod::DNS
+            && published.is_none_or(|p| p.ingress_name.is_none())
+        {
+            return Ok(());
+        }
+    }
     let ns = order.namespace().unwrap_or_default();
     let name = order.name_any();
     let uid = order.uid().unwrap_or_default();

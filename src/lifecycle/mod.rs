@@ -393,16 +393,24 @@ pub fn publish_digest(spec: &CertificateOrderSpec, challenges: &[Challenge]) -> 
         .filter(|c| c.method == ValidationMethod::HTTP)
         .map(|c| (&c.domain, &c.target, &c.expected_value))
         .collect();
-    let published = serde_json::json!({"files": files, "route": spec.domain_validation.http});
+    let records: Vec<_> = challenges
+        .iter()
+        .filter(|c| c.method == ValidationMethod::DNS)
+        .map(|c| (&c.domain, &c.target, &c.expected_value))
+        .collect();
+    let published = if records.is_empty() {
+        serde_json::json!({"files": files, "route": spec.domain_validation.http})
+    } else {
+        // DNS records: published by a ClusterDNSZone when one covers them (issue 15).
+        serde_json::json!({"records": records, "dns": spec.domain_validation.dns})
+    };
     let hash = Sha256::digest(published.to_string().as_bytes());
     hex::encode(&hash[..12])
 }
 
-/// HTTP validation has files to publish that are not published as they are now.
+/// Files (HTTP) or records (DNS) to publish that are not published as they are now.
 fn publish_needed(spec: &CertificateOrderSpec, status: &CertificateOrderStatus) -> Option<String> {
-    if spec.domain_validation.method != ValidationMethod::HTTP
-        || !status.challenges.iter().any(|c| c.method == ValidationMethod::HTTP)
-    {
+    if !status.challenges.iter().any(|c| c.method == spec.domain_validation.method) {
         return None;
     }
     let digest = publish_digest(spec, &status.challenges);

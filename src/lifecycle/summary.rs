@@ -384,7 +384,22 @@ fn challenge_hint(status: &CertificateOrderStatus) -> String {
         .filter(|c| !c.self_check.as_ref().is_some_and(|s| s.passed))
         .map(|c| {
             let what = match c.method {
-                ValidationMethod::DNS => format!("create TXT {} = {:?}", c.target, c.expected_value),
+                ValidationMethod::DNS => {
+                    let published = status.published.as_ref().and_then(|p| {
+                        p.dns_records.iter().find(|r| r.value == c.expected_value && r.type_ == "TXT")
+                    });
+                    match published {
+                        Some(r) if r.name == c.target.trim_end_matches('.').to_ascii_lowercase() => format!(
+                            "TXT {} = {:?} (published by certorder with ClusterDNSZone {})",
+                            c.target, c.expected_value, r.zone
+                        ),
+                        Some(r) => format!(
+                            "TXT {} = {:?} (published by certorder at {}, where the CNAME at {} points, with ClusterDNSZone {})",
+                            c.target, c.expected_value, r.name, c.target, r.zone
+                        ),
+                        None => format!("create TXT {} = {:?}", c.target, c.expected_value),
+                    }
+                }
                 ValidationMethod::HTTP => {
                     format!("{} must answer {:?} (certorder publishes it)", c.target, c.expected_value)
                 }

@@ -180,6 +180,9 @@ fn decide_table() {
                 }
             })
             .collect();
+        // Published already (by a ClusterDNSZone, or nothing to publish): see the case below.
+        let digest = publish_digest(&dv, &s.challenges);
+        s.published = Some(PublishedValidation { digest, ingress_name: None, dns_records: vec![] });
         s
     };
     let http_dv = http_spec(CertificateType::DV);
@@ -195,7 +198,8 @@ fn decide_table() {
                 c
             })
             .collect();
-        s.published = published.map(|d| PublishedValidation { digest: d.into(), ingress_name: None });
+        s.published =
+            published.map(|d| PublishedValidation { digest: d.into(), ingress_name: None, dns_records: vec![] });
         s
     };
     let http_status = |published: Option<&str>, passed: Option<bool>| {
@@ -655,7 +659,11 @@ fn decide_table() {
             spec: http_spec(CertificateType::DV),
             status: CertificateOrderStatus {
                 certificate: Some(cert(now, "k1")),
-                published: Some(PublishedValidation { digest: http_digest.clone(), ingress_name: None }),
+                published: Some(PublishedValidation {
+                    digest: http_digest.clone(),
+                    ingress_name: None,
+                    dns_records: vec![],
+                }),
                 ..submitted(&http_spec(CertificateType::DV), Some(VendorStage::Issuable))
             },
             obs: Observed {
@@ -670,6 +678,19 @@ fn decide_table() {
             status: with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), None),
             obs: base(LetterObs::NotNeeded),
             want: Decision::Act(Step::SelfCheck),
+        },
+        Case {
+            name: "DNS records are published (by a ClusterDNSZone when one covers them) before the self-check",
+            spec: dv.clone(),
+            status: {
+                let mut s = with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), None);
+                s.published = None;
+                s
+            },
+            obs: base(LetterObs::NotNeeded),
+            want: Decision::Act(Step::PublishChallenges {
+                digest: publish_digest(&dv, &with_challenges(Default::default(), None).challenges),
+            }),
         },
         Case {
             name: "a wildcard with HTTP validation never starts",
@@ -788,7 +809,11 @@ impl Walk {
             }
             Step::PublishChallenges { digest } => {
                 self.published += 1;
-                Outcome::Published(PublishedValidation { digest: digest.clone(), ingress_name: None })
+                Outcome::Published(PublishedValidation {
+                    digest: digest.clone(),
+                    ingress_name: None,
+                    dns_records: vec![],
+                })
             }
             Step::Unpublish => Outcome::Unpublished,
             Step::SelfCheck => {
@@ -881,9 +906,11 @@ fn dv_skips_documents_and_review() {
             "Purchase",
             "SubmitInfo",
             "Poll",
+            "PublishChallenges",
             "SelfCheck",
             "Poll",
             "Install",
+            "Unpublish",
             "DiscardPendingKey"
         ]
     );

@@ -268,6 +268,27 @@ impl DnsChecker {
         Err(format!("more than {MAX_CNAME_HOPS} CNAMEs"))
     }
 
+    /// Where CNAMEs at `name` lead (up to 8 hops), as the CA's resolver follows them: the name a
+    /// delegated record must be published at. `name` itself when it is no alias (or on errors).
+    pub async fn follow_cname(&self, name: &str) -> String {
+        let Ok(mut current) = fqdn(name) else { return name.to_owned() };
+        for _ in 0..MAX_CNAME_HOPS {
+            let Ok(targets) = self.targets_for(&current).await else { break };
+            let mut next = None;
+            for t in &targets {
+                if let Seen::Cname(target) = self.ask_txt(t.addr, &current).await {
+                    next = Some(target);
+                    break;
+                }
+            }
+            match next {
+                Some(target) => current = target,
+                None => break,
+            }
+        }
+        show(&current)
+    }
+
     async fn ask_txt(&self, server: SocketAddr, name: &Name) -> Seen {
         let response = match query(server, name, RecordType::TXT, false, &self.config).await {
             Ok(r) => r,
@@ -510,6 +531,8 @@ async fn tcp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
     }
     Ok(message)
 }
+
+pub mod publish;
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::dns::DnsChecker;
 use crate::api::{
-    Challenge, GatewayRef, MANAGED_BY_LABEL, MANAGER, ORDER_ANNOTATION, ORDER_LABEL, ValidationMethod,
+    Challenge, GatewayRef, IngressPathType, MANAGED_BY_LABEL, MANAGER, ORDER_ANNOTATION, ORDER_LABEL, ValidationMethod,
     order_label_value,
 };
 
@@ -221,24 +221,26 @@ pub fn solver_service(owner: &Owner) -> Service {
     .expect("a Service from a literal")
 }
 
-fn solver_path(file: &FileChallenge, service: &str) -> HTTPIngressPath {
+fn solver_path(file: &FileChallenge, service: &str, path_type: IngressPathType) -> HTTPIngressPath {
     serde_json::from_value(json!({
         "path": file.path(),
-        "pathType": "Exact",
+        "pathType": path_type.as_str(),
         "backend": {"service": {"name": service, "port": {"number": SOLVER_PORT}}},
     }))
     .expect("an Ingress path from a literal")
 }
 
-/// The Ingress: one rule per domain, the file's exact path to the solver's Service. It turns the
-/// ingress-nginx HTTPS redirect off for these paths: a CA follows no redirect.
-pub fn ingress(owner: &Owner, class: Option<&str>, files: &[FileChallenge]) -> Ingress {
+/// The Ingress: one rule per domain, the file's path to the solver's Service, with `path_type`
+/// (`ImplementationSpecific` by default: ingress-nginx ≥ 1.12 refuses `Exact` and `Prefix` paths
+/// with a dot, GCE accepts only `ImplementationSpecific`). It turns the ingress-nginx HTTPS
+/// redirect off for these paths.
+pub fn ingress(owner: &Owner, class: Option<&str>, files: &[FileChallenge], path_type: IngressPathType) -> Ingress {
     let service = solver_name(owner.name);
     let rules: Vec<IngressRule> = files
         .iter()
         .map(|f| IngressRule {
             host: Some(f.domain.clone()),
-            http: Some(HTTPIngressRuleValue { paths: vec![solver_path(f, &service)] }),
+            http: Some(HTTPIngressRuleValue { paths: vec![solver_path(f, &service, path_type)] }),
         })
         .collect();
     let annotations = json!({
@@ -296,14 +298,19 @@ fn is_solver_path(path: &HTTPIngressPath, service: &str) -> bool {
 
 /// The user's Ingress with the files' paths added (a rule per domain that has none, the path first
 /// in the domain's rule otherwise); `None` when every path is already there.
-pub fn add_paths(existing: &Ingress, owner: &Owner, files: &[FileChallenge]) -> Option<Ingress> {
+pub fn add_paths(
+    existing: &Ingress,
+    owner: &Owner,
+    files: &[FileChallenge],
+    path_type: IngressPathType,
+) -> Option<Ingress> {
     let service = solver_name(owner.name);
     let mut ingress = existing.clone();
     let spec = ingress.spec.get_or_insert_with(Default::default);
     let rules = spec.rules.get_or_insert_with(Vec::new);
     let mut changed = false;
     for file in files {
-        let wanted = solver_path(file, &service);
+        let wanted = solver_path(file, &service, path_type);
         match rules.iter_mut().find(|r| r.host.as_deref() == Some(file.domain.as_str())) {
             Some(rule) => {
                 let http = rule.http.get_or_insert_with(Default::default);

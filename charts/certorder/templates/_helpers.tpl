@@ -94,4 +94,9 @@ says why it is there.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# DNS validation through external-dns (a ClusterDNSZone with spec.externalDNS): one DNSEndpoint
+# per order.
+- apiGroups: ["externaldns.k8s.io"]
+  resources: ["dnsendpoints"]
+  verbs: ["get", "create", "patch", "delete"]
 {{- end }}

@@ -85,7 +85,7 @@ fn solver_pod_runs_non_root_read_only_with_the_configmap_mounted() {
 
 #[test]
 fn ingress_has_one_exact_rule_per_domain_to_the_solver() {
-    let ing = ingress(&OWNER, Some("nginx"), &files());
+    let ing = ingress(&OWNER, Some("nginx"), &files(), IngressPathType::Exact);
     assert_owned(&ing.metadata);
     let annotations = ing.metadata.annotations.unwrap();
     assert!(annotations.iter().all(|(k, v)| !k.contains("redirect") || v == "false"), "{annotations:?}");
@@ -104,7 +104,7 @@ fn ingress_has_one_exact_rule_per_domain_to_the_solver() {
         assert_eq!(backend.name, "certorder-solver-acme");
         assert_eq!(backend.port.as_ref().unwrap().number, Some(SOLVER_PORT));
     }
-    assert!(ingress(&OWNER, None, &files()).spec.unwrap().ingress_class_name.is_none());
+    assert!(ingress(&OWNER, None, &files(), IngressPathType::default()).spec.unwrap().ingress_class_name.is_none());
 }
 
 #[test]
@@ -144,14 +144,14 @@ fn users_ingress() -> Ingress {
 #[test]
 fn paths_are_added_to_an_existing_ingress_and_removed_leaving_it_as_it_was() {
     let original = users_ingress();
-    let patched = add_paths(&original, &OWNER, &files()).expect("paths to add");
+    let patched = add_paths(&original, &OWNER, &files(), IngressPathType::Exact).expect("paths to add");
     let rules = patched.spec.as_ref().unwrap().rules.clone().unwrap();
     assert_eq!(rules.len(), 2, "a rule for the domain without one");
     let apex = &rules[0].http.as_ref().unwrap().paths;
     assert_eq!(apex.len(), 2);
     assert_eq!(apex[0].path_type, "Exact");
     assert_eq!(apex[1].path.as_deref(), Some("/"), "the user's path stays");
-    assert!(add_paths(&patched, &OWNER, &files()).is_none(), "adding twice changes nothing");
+    assert!(add_paths(&patched, &OWNER, &files(), IngressPathType::Exact).is_none(), "adding twice changes nothing");
     let restored = remove_paths(&patched, &OWNER).expect("paths to remove");
     assert_eq!(restored, original);
     assert!(remove_paths(&original, &OWNER).is_none());

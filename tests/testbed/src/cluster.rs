@@ -489,6 +489,78 @@ async fn proxy(addr: SocketAddr, host: &str, path: &str) -> Response {
     result.unwrap_or_else(|e| html(StatusCode::BAD_GATEWAY, format!("<html><body>502 Bad Gateway: {e}</body></html>")))
 }
 
+// ---- external-dns ---------------------------------------------------------------------------
+
+/// external-dns's `DNSEndpoint` CRD, v0.22.0, as published (Apache-2.0, see the LICENSE next to it).
+pub const EXTERNAL_DNS_CRD: &str =
+    include_str!("../thirdparty/external-dns-v0.22.0/dnsendpoints.externaldns.k8s.io.yaml");
+
+/// What external-dns (`--source=crd --provider=<the test DNS>`) does with `DNSEndpoint`s: every
+/// endpoint's TXT targets are published at its `dnsName` in the test DNS, and names it published
+/// whose endpoints went away are removed (it owns what it created, as its TXT registry makes it).
+/// Runs until dropped.
+pub struct ExternalDns {
+    task: tokio::task::JoinHandle<()>,
+    published: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+}
+
+impl Drop for ExternalDns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn dns_endpoint_api(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("externaldns.k8s.io", "v1alpha1", "DNSEndpoint");
+    Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, "dnsendpoints"))
+}
+
+impl ExternalDns {
+    pub fn start(client: Client, dns: Arc<crate::dns::TestDns>) -> ExternalDns {
+        let published: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+        let mine = published.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(list) = dns_endpoint_api(&client).list(&ListParams::default()).await {
+                    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for object in list.items.iter().filter(|o| o.metadata.deletion_timestamp.is_none()) {
+                        for e in object.data["spec"]["endpoints"].as_array().into_iter().flatten() {
+                            if e["recordType"].as_str() != Some("TXT") {
+                                continue;
+                            }
+                            let name = e["dnsName"].as_str().unwrap_or_default().trim_end_matches('.').to_lowercase();
+                            let targets = wanted.entry(name).or_default();
+                            for t in e["targets"].as_array().into_iter().flatten().filter_map(|t| t.as_str()) {
+                                if !targets.iter().any(|x| x == t) {
+                                    targets.push(t.to_string());
+                                }
+                            }
+                        }
+                    }
+                    let before = mine.lock().expect("external-dns state").clone();
+                    for (name, values) in &wanted {
+                        if before.get(name) != Some(values) {
+                            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                            let _ = dns.set_txt(name, &refs).await;
+                        }
+                    }
+                    for name in before.keys().filter(|n| !wanted.contains_key(*n)) {
+                        let _ = dns.remove_txt(name).await;
+                    }
+                    *mine.lock().expect("external-dns state") = wanted;
+                }
+                tokio::time::sleep(TICK).await;
+            }
+        });
+        ExternalDns { task, published }
+    }
+
+    /// The TXT names it publishes now.
+    pub fn names(&self) -> Vec<String> {
+        self.published.lock().expect("external-dns state").keys().cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

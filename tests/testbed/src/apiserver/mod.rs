@@ -31,6 +31,7 @@ pub mod events;
 pub mod faults;
 pub mod gc;
 pub mod http;
+pub mod ingress_admission;
 pub mod negotiate;
 pub mod openapi;
 pub mod ops;

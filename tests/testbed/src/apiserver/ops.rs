@@ -212,6 +212,9 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
                     obj["type"] = json!("Opaque");
                 }
             }
+            if ri.group == "networking.k8s.io" && ri.kind == "Ingress" {
+                super::ingress_admission::check(obj).map_err(ApiError::bad_request)?;
+            }
             let kept = roundtrip(obj).map_err(|e| {
                 ApiError::bad_request(format!(
                     "{} in version \"{}\" cannot be handled as a {}: {e}",

@@ -1,0 +1,250 @@
+//! DNS validation's I/O: publishes the records of DNS challenges with the `ClusterDNSZone`
+//! that covers each (RFC 2136 update, or an external-dns `DNSEndpoint`), and removes exactly the
+//! values certorder added. Records no zone covers are left for a person, as the status shows.
+//! Idempotent both ways; removal covers both what status recorded and what the current
+//! challenges would publish, so a crash between publishing and writing status leaves nothing.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::api::{
+    CertificateOrder, Challenge, ClusterDNSZone, MANAGER, PublishedRecord, PublishedValidation, ValidationMethod,
+};
+use crate::lifecycle::StepError;
+use crate::validation::dns::DnsChecker;
+use crate::validation::dns::publish::{
+    DEFAULT_TTL, RecordKind, Rfc2136Client, dns_endpoint, endpoint_name, resolve_nameserver, select_zone,
+};
+
+fn endpoint_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("externaldns.k8s.io", "v1alpha1", "DNSEndpoint");
+    Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk_with_plural(&gvk, "dnsendpoints"))
+}
+
+fn kube_error(what: &str, e: kube::Error) -> StepError {
+    let message = format!("{what}: {e}");
+    match &e {
+        kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => StepError::permanent(message),
+        _ => StepError::transient(message),
+    }
+}
+
+/// Every `ClusterDNSZone`; none when the CRD is not installed.
+async fn zones(client: &Client) -> Result<Vec<ClusterDNSZone>, StepError> {
+    match Api::<ClusterDNSZone>::all(client.clone()).list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(kube_error("cannot list the ClusterDNSZones", e)),
+    }
+}
+
+/// The record kind a challenge asks for (`DNS_CNAME` challenges carry `CNAME:` in front of the
+/// target value; everything else is TXT).
+fn kind_of(c: &Challenge) -> (RecordKind, String) {
+    match c.expected_value.strip_prefix("CNAME:") {
+        Some(target) => (RecordKind::Cname, target.to_owned()),
+        None => (RecordKind::Txt, c.expected_value.clone()),
+    }
+}
+
+/// The records the challenges would publish now, with the zone of each.
+async fn desired(
+    order: &CertificateOrder,
+    challenges: &[Challenge],
+    zones: &[ClusterDNSZone],
+    dns: &DnsChecker,
+) -> Result<Vec<PublishedRecord>, StepError> {
+    let explicit = order.spec.domain_validation.dns.as_ref().and_then(|d| d.zone_ref.as_deref());
+    let mut out = Vec::new();
+    for c in challenges.iter().filter(|c| c.method == ValidationMethod::DNS) {
+        let (kind, value) = kind_of(c);
+        // A CNAME challenge is published at the name itself; a TXT one where a CNAME there leads
+        // (the one-time delegation to a zone certorder can update).
+        let name = match kind {
+            RecordKind::Txt => dns.follow_cname(&c.target).await,
+            RecordKind::Cname => c.target.clone(),
+        };
+        let zone = select_zone(zones, explicit, &name).map_err(StepError::permanent)?;
+        if let Some(zone) = zone {
+            let record = PublishedRecord { name, type_: kind.as_str().into(), value, zone: zone.name_any() };
+            if !out.contains(&record) {
+                out.push(record);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the TSIG secret; the message never holds the secret itself.
+async fn rfc2136_client(client: &Client, zone: &ClusterDNSZone) -> Result<Rfc2136Client, StepError> {
+    let Some(settings) = &zone.spec.rfc2136 else {
+        return Err(StepError::permanent(format!("ClusterDNSZone {} has no spec.rfc2136", zone.name_any())));
+    };
+    let r = &settings.tsig_secret_ref;
+    let secret = Api::<Secret>::namespaced(client.clone(), &r.namespace)
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| kube_error(&format!("cannot read Secret {}/{}", r.namespace, r.name), e))?
+        .ok_or_else(|| {
+            StepError::transient(format!(
+                "the TSIG Secret {}/{} of ClusterDNSZone {} does not exist: create it",
+                r.namespace,
+                r.name,
+                zone.name_any()
+            ))
+        })?;
+    let value = secret.data.as_ref().and_then(|d| d.get(&r.key)).ok_or_else(|| {
+        StepError::transient(format!(
+            "the TSIG Secret {}/{} has no key {:?} (ClusterDNSZone {} spec.rfc2136.tsigSecretRef.key)",
+            r.namespace,
+            r.name,
+            r.key,
+            zone.name_any()
+        ))
+    })?;
+    let text = String::from_utf8_lossy(&value.0).into_owned();
+    let server = resolve_nameserver(&settings.nameserver).await.map_err(StepError::transient)?;
+    Rfc2136Client::new(server, &zone.spec.zone, &settings.tsig_key_name, settings.tsig_algorithm, &text).map_err(|e| {
+        StepError::permanent(format!(
+            "ClusterDNSZone {} (Secret {}/{} key {}): {e}",
+            zone.name_any(),
+            r.namespace,
+            r.name,
+            r.key
+        ))
+    })
+}
+
+/// One namespace's `DNSEndpoint`: its records, labels and TTL.
+type Endpoint = (Vec<PublishedRecord>, BTreeMap<String, String>, u32);
+
+fn endpoint_namespace(zone: &ClusterDNSZone, order_ns: &str) -> Option<String> {
+    zone.spec.external_dns.as_ref().map(|e| e.namespace.clone().unwrap_or_else(|| order_ns.to_owned()))
+}
+
+/// Publishes the records of the order's DNS challenges; `previous` lists what was published
+/// before (values no longer wanted are removed).
+pub async fn publish(
+    client: &Client,
+    dns: &DnsChecker,
+    order: &CertificateOrder,
+    challenges: &[Challenge],
+    digest: &str,
+    previous: Option<&PublishedValidation>,
+) -> Result<PublishedValidation, StepError> {
+    let zones = zones(client).await?;
+    let want = desired(order, challenges, &zones, dns).await?;
+    let ns = order.namespace().unwrap_or_default();
+    let stale: Vec<PublishedRecord> =
+        previous.map(|p| p.dns_records.iter().filter(|r| !want.contains(r)).cloned().collect()).unwrap_or_default();
+    remove_records(client, &zones, &stale).await?;
+
+    let mut endpoints: BTreeMap<String, Endpoint> = BTreeMap::new();
+    for zone in &zones {
+        let mine: Vec<&PublishedRecord> = want.iter().filter(|r| r.zone == zone.name_any()).collect();
+        let ttl = zone.spec.ttl.unwrap_or(DEFAULT_TTL);
+        if let Some(namespace) = endpoint_namespace(zone, &ns) {
+            let entry = endpoints.entry(namespace).or_insert_with(|| (Vec::new(), BTreeMap::new(), ttl));
+            entry.0.extend(mine.into_iter().cloned());
+            entry.1.extend(zone.spec.external_dns.as_ref().map(|e| e.labels.clone()).unwrap_or_default());
+            entry.2 = entry.2.min(ttl);
+            continue;
+        }
+        if mine.is_empty() {
+            continue;
+        }
+        let updater = rfc2136_client(client, zone).await?;
+        for r in mine {
+            let kind = RecordKind::parse(&r.type_).unwrap_or(RecordKind::Txt);
+            updater.add(&r.name, kind, &r.value, ttl).await.map_err(StepError::transient)?;
+        }
+    }
+    let name = endpoint_name(&order.name_any());
+    for (namespace, (records, labels, ttl)) in endpoints {
+        let api = endpoint_api(client, &namespace);
+        if records.is_empty() {
+            delete_endpoint(&api, &name).await?;
+            continue;
+        }
+        // Owned by the order when in its namespace, so deleting the order removes it even if
+        // the finalizer is bypassed.
+        let owner = (namespace == ns).then(|| owner_reference(order)).flatten();
+        let endpoint = dns_endpoint(&name, &namespace, &labels, owner, &records, ttl);
+        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&endpoint)).await.map_err(|e| match &e {
+            kube::Error::Api(s) if s.code == 404 => StepError::permanent(format!(
+                "cannot create DNSEndpoint {namespace}/{name}: external-dns's CRD (externaldns.k8s.io/v1alpha1 DNSEndpoint) is not installed; install it, or use spec.rfc2136 in the ClusterDNSZone"
+            )),
+            _ => kube_error(&format!("cannot apply DNSEndpoint {namespace}/{name}"), e),
+        })?;
+    }
+    tracing::debug!(order = %order.name_any(), records = want.len(), "published the DNS records");
+    Ok(PublishedValidation { digest: digest.to_string(), ingress_name: None, dns_records: want })
+}
+
+fn owner_reference(order: &CertificateOrder) -> Option<serde_json::Value> {
+    let oref = order.controller_owner_ref(&())?;
+    serde_json::to_value(oref).ok()
+}
+
+async fn delete_endpoint(api: &Api<DynamicObject>, name: &str) -> Result<(), StepError> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(kube_error(&format!("cannot delete DNSEndpoint {name}"), e)),
+    }
+}
+
+/// Removes RFC 2136 values (external-dns records go with their `DNSEndpoint`).
+async fn remove_records(
+    client: &Client,
+    zones: &[ClusterDNSZone],
+    records: &[PublishedRecord],
+) -> Result<(), StepError> {
+    for zone in zones.iter().filter(|z| z.spec.rfc2136.is_some()) {
+        let mine: Vec<&PublishedRecord> = records.iter().filter(|r| r.zone == zone.name_any()).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let updater = rfc2136_client(client, zone).await?;
+        for r in mine {
+            let kind = RecordKind::parse(&r.type_).unwrap_or(RecordKind::Txt);
+            updater.remove(&r.name, kind, &r.value).await.map_err(StepError::transient)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes every record the order published: those recorded, and those its current challenges
+/// would publish (published just before a crash). Values of others at the same names stay.
+pub async fn unpublish(
+    client: &Client,
+    dns: &DnsChecker,
+    order: &CertificateOrder,
+    published: Option<&PublishedValidation>,
+    challenges: &[Challenge],
+) -> Result<(), StepError> {
+    let zones = zones(client).await?;
+    let mut records: Vec<PublishedRecord> = published.map(|p| p.dns_records.clone()).unwrap_or_default();
+    // An order whose zoneRef no longer exists still removes what it recorded.
+    if let Ok(now) = desired(order, challenges, &zones, dns).await {
+        for r in now {
+            if !records.contains(&r) {
+                records.push(r);
+            }
+        }
+    }
+    remove_records(client, &zones, &records).await?;
+    tracing::debug!(order = %order.name_any(), records = records.len(), "removed the DNS records");
+    let ns = order.namespace().unwrap_or_default();
+    let name = endpoint_name(&order.name_any());
+    let mut namespaces: Vec<String> = zones.iter().filter_map(|z| endpoint_namespace(z, &ns)).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    for namespace in namespaces {
+        delete_endpoint(&endpoint_api(client, &namespace), &name).await?;
+    }
+    Ok(())
+}
