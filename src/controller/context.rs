@@ -53,6 +53,8 @@ pub struct Context {
     /// Fetches HTTP validation files as a CA does (self-check and the local CA).
     pub http: Arc<HttpChecker>,
     pub metrics: Arc<super::metrics::Metrics>,
+    /// What the cached Secrets' data held (the cache keeps them without it).
+    pub secret_facts: Arc<super::secrets::FactsTable>,
     /// Metadata of the solver Pods the operator published (labelled), when watched.
     pub solver_pods: Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>>,
     /// The process's providers and the orders of every namespace (shared by all Contexts).
@@ -80,6 +82,7 @@ impl Context {
             http,
             dns,
             metrics,
+            secret_facts: Arc::default(),
             solver_pods: None,
             registry,
             secrets_synced: Default::default(),
@@ -97,6 +100,12 @@ impl Context {
     /// Other orders of the same provider (any namespace) whose status holds `order`'s vendor id.
     pub fn other_holders(&self, order: &crate::api::CertificateOrder) -> Vec<String> {
         self.registry.other_holders(order)
+    }
+
+    /// Reads what the cached Secrets' data held from `facts`, filled by the Secret watch.
+    pub fn with_secret_facts(mut self, facts: Arc<super::secrets::FactsTable>) -> Context {
+        self.secret_facts = facts;
+        self
     }
 
     pub fn with_solver_pods(
@@ -147,9 +156,27 @@ impl Context {
         self.memory.lock().expect("memory lock").remove(uid);
     }
 
-    /// A Secret the operator labelled, from the cache.
+    /// A Secret the operator labelled, from the cache: its metadata and type, without its data.
     pub fn cached_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         self.secrets.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// A Secret the operator labelled, from the cache, with the facts of its data; those are read
+    /// from the API in the rare case the watch has not delivered the cached version's facts.
+    pub async fn cached_secret_facts(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(Arc<Secret>, Arc<super::secrets::SecretFacts>)>, kube::Error> {
+        let Some(secret) = self.cached_secret(namespace, name) else { return Ok(None) };
+        if let Some(facts) = self.secret_facts.get(&secret) {
+            return Ok(Some((secret, facts)));
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?.map(|full| {
+            let facts = Arc::new(super::secrets::SecretFacts::of(&full));
+            (secret, facts)
+        }))
     }
 
     /// The provider an order names, built once per provider generation; `Err` says what to fix.
