@@ -153,7 +153,7 @@ mod tests {
     fn the_cache_keeps_metadata_and_facts_and_drops_the_data() {
         let key = pki::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
         let table = FactsTable::default();
-        let event = table.absorb(watcher::Event::Apply(secret("k", "5", &[(TLS_KEY, &key.to_pem())])));
+        let event = table.absorb(watcher::Event::Apply(secret("k", "5", &[(TLS_KEY, key.to_pem())])));
         let watcher::Event::Apply(cached) = event else { panic!("an Apply stays an Apply") };
         assert_eq!(cached.data, None, "no key bytes in the cache");
         assert_eq!(cached.labels().get("app.kubernetes.io/managed-by").map(String::as_str), Some("certorder"));
