@@ -5,6 +5,16 @@
 //!     cargo bench --bench orders                     # 1,000 orders, 60 s settle window
 //!     BENCH_ORDERS=200 BENCH_SETTLE_SECS=10 cargo bench --bench orders
 //!     BENCH_STORM=1 cargo bench --bench orders       # 10 s of API faults, the operator killed every 2 s
+//!     BENCH_ORDERS=10000 BENCH_SECRETS=50000 cargo bench --bench orders   # memory at scale
+//!
+//! Knobs (environment): `BENCH_ORDERS` (1000), `BENCH_SETTLE_SECS` (60), `BENCH_STORM` (0),
+//! `BENCH_SECRETS` (0: unrelated 1 KiB Secrets created in the orders' namespace before the
+//! operator starts), `BENCH_CONCURRENCY` (32: order creates in flight), `BENCH_SELF_CHECK_INITIAL`
+//! (`100ms`: the operator's `--self-check-initial`; the test DNS answers at once),
+//! `BENCH_UCLOUD_ORDERS` (20: DV orders of a UCloud provider against the USSL simulator, after the
+//! local ones; 0 skips them) and `BENCH_UCLOUD_RATE` (10: the provider's `requestsPerSecond`, and
+//! the simulator's limit, beyond which it refuses calls with RetCode 153). `BENCH_OPERATOR` runs
+//! another `certorder` binary (a copy of an earlier build, for before/after figures).
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use certorder::api::{CertificateOrder, ClusterCertificateProvider, Phase};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -29,12 +39,32 @@ fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+fn env_text(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
 /// Peak resident set of a process, from /proc (Linux), in MiB.
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// CPU seconds (user + system) a process has used, from /proc (Linux; 100 ticks a second).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat; here 11 and 12 (after pid, comm, state).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 struct Operator(Child);
@@ -60,8 +90,18 @@ fn writes(counts: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {
 async fn main() -> anyhow::Result<()> {
     let orders_wanted = env_number("BENCH_ORDERS", 1000) as usize;
     let settle = Duration::from_secs(env_number("BENCH_SETTLE_SECS", 60));
-    let api =
-        ApiServer::start_with(ApiServerOptions { history_window: 200_000, ..ApiServerOptions::default() }).await?;
+    let unrelated_secrets = env_number("BENCH_SECRETS", 0) as usize;
+    let concurrency = env_number("BENCH_CONCURRENCY", 32).max(1) as usize;
+    let self_check_initial = env_text("BENCH_SELF_CHECK_INITIAL", "100ms");
+    let ucloud_orders = env_number("BENCH_UCLOUD_ORDERS", 20) as usize;
+    let ucloud_rate = env_number("BENCH_UCLOUD_RATE", 10).max(1);
+    let load_at_start = load_average();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let api = ApiServer::start_with(ApiServerOptions {
+        history_window: 200_000 + unrelated_secrets + 20 * orders_wanted,
+        ..ApiServerOptions::default()
+    })
+    .await?;
     let dns = Arc::new(TestDns::start(&[ZONE]).await?);
     let client = api.client();
 
@@ -72,6 +112,31 @@ async fn main() -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in [NS, "certorder-system"] {
         namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}}))?).await?;
+    }
+    // Unrelated Secrets (1 KiB each) next to the orders, there before the operator starts.
+    let secrets_started = Instant::now();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    futures::stream::iter(0..unrelated_secrets)
+        .map(|i| {
+            let secrets = secrets.clone();
+            async move {
+                let secret: Secret = serde_json::from_value(json!({
+                    "metadata": {"name": format!("unrelated-{i}"), "namespace": NS, "labels": {"app": "unrelated"}},
+                    "type": "Opaque",
+                    "stringData": {"payload": "x".repeat(1024)},
+                }))
+                .expect("secret literal");
+                secrets.create(&PostParams::default(), &secret).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await?;
+    if unrelated_secrets > 0 {
+        eprintln!(
+            "... {unrelated_secrets} unrelated Secrets created in {:.1} s",
+            secrets_started.elapsed().as_secs_f64()
+        );
     }
     let providers: Api<ClusterCertificateProvider> = Api::all(client.clone());
     providers
@@ -87,9 +152,10 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     let storm = std::env::var("BENCH_STORM").is_ok_and(|v| v == "1");
+    let binary = env_text("BENCH_OPERATOR", env!("CARGO_BIN_EXE_certorder"));
     let start_operator = || -> std::io::Result<Operator> {
         Ok(Operator(
-            Command::new(env!("CARGO_BIN_EXE_certorder"))
+            Command::new(&binary)
                 .args([
                     "run",
                     "--metrics-addr",
@@ -98,6 +164,8 @@ async fn main() -> anyhow::Result<()> {
                     &dns.addr().to_string(),
                     "--log-level",
                     "error",
+                    "--self-check-initial",
+                    &self_check_initial,
                 ])
                 .env("KUBECONFIG", api.kubeconfig_path())
                 .stdout(Stdio::null())
@@ -128,6 +196,8 @@ async fn main() -> anyhow::Result<()> {
     };
 
     api.faults().reset_counts();
+    let operator_cpu_before = cpu_seconds(&operator.0.id().to_string());
+    let own_cpu_before = cpu_seconds("self");
     let started = Instant::now();
     futures::stream::iter(0..orders_wanted)
         .map(|i| {
@@ -143,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
                 orders.create(&PostParams::default(), &order).await.map(|_| ())
             }
         })
-        .buffer_unordered(32)
+        .buffer_unordered(concurrency)
         .try_collect::<Vec<_>>()
         .await?;
     let created = started.elapsed();
@@ -206,8 +276,14 @@ async fn main() -> anyhow::Result<()> {
     let counts = api.faults().counts();
     let pid = operator.0.id();
     let rss_at_issue = peak_rss_mib(pid);
+    let operator_cpu = cpu_seconds(&pid.to_string()) - operator_cpu_before;
+    let own_cpu = cpu_seconds("self") - own_cpu_before;
 
     println!("== certorder benchmark: {orders_wanted} DV orders, local provider, automatic review, DNS validation");
+    println!(
+        "machine: {cores} cores, load average at start {load_at_start}; {unrelated_secrets} unrelated Secrets; creates in flight {concurrency}; --self-check-initial {self_check_initial}"
+    );
+    println!("operator binary: {binary}");
     if storm {
         println!(
             "storm: API faults (500s, 429s, dropped watches, 410 Gone, latency) for 10 s; the operator killed {restarts} times (peak RSS below is the last process's)"
@@ -220,8 +296,18 @@ async fn main() -> anyhow::Result<()> {
         issued.len()
     );
     println!("orders per second          {:>8.1}", issued.len() as f64 / elapsed.as_secs_f64());
+    let per_order = |seconds: f64| seconds * 1000.0 / orders_wanted.max(1) as f64;
+    println!(
+        "CPU per order              {:>8.2} ms operator, {:.2} ms testbed (API server, DNS and the benchmark's clients)",
+        per_order(operator_cpu),
+        per_order(own_cpu)
+    );
+    println!("CPU in all                 {operator_cpu:>8.2} s operator, {own_cpu:.2} s testbed");
     if let Some(rss) = rss_at_issue {
         println!("operator peak RSS          {rss:>8.1} MiB");
+    }
+    if let Some(rss) = peak_rss_mib(std::process::id()) {
+        println!("testbed peak RSS           {rss:>8.1} MiB");
     }
     println!("API requests per order (all clients; the benchmark's own creates and watches included):");
     let mut by_verb: BTreeMap<&str, u64> = BTreeMap::new();
@@ -252,7 +338,103 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rss) = peak_rss_mib(pid) {
         println!("operator peak RSS (end)    {rss:>8.1} MiB");
     }
+    if ucloud_orders > 0 && !storm {
+        ucloud(&api, &dns, &orders, ucloud_orders, ucloud_rate).await?;
+    }
     publisher.abort();
     drop(operator);
+    Ok(())
+}
+
+/// `count` DV orders of a UCloud provider against the USSL simulator, whose rate limit is the
+/// provider's `requestsPerSecond`: vendor calls per order, and calls refused with 153.
+async fn ucloud(
+    api: &ApiServer,
+    dns: &TestDns,
+    orders: &Api<CertificateOrder>,
+    count: usize,
+    rate: u64,
+) -> anyhow::Result<()> {
+    const PUBLIC: &str = "bench@example.com";
+    const PRIVATE: &str = "bench-private-key";
+    let sim = testbed::ussl::UsslSim::start(PUBLIC, PRIVATE, dns.addr()).await;
+    sim.set_review(testbed::ussl::Review::Automatic);
+    sim.set_rate_limit(rate as u32);
+    let client = api.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "certorder-system");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "ussl-credentials", "namespace": "certorder-system"},
+                "stringData": {"PublicKey": PUBLIC, "PrivateKey": PRIVATE},
+            }))?,
+        )
+        .await?;
+    let providers: Api<ClusterCertificateProvider> = Api::all(client.clone());
+    providers
+        .patch(
+            "ussl",
+            &PatchParams::apply("bench"),
+            &Patch::Apply(json!({
+                "apiVersion": "certorder.io/v1alpha1", "kind": "ClusterCertificateProvider",
+                "metadata": {"name": "ussl"},
+                "spec": {"ucloud": {
+                    "endpoint": sim.endpoint(),
+                    "credentialsSecretRef": {"name": "ussl-credentials", "namespace": "certorder-system"},
+                    "requestsPerSecond": rate,
+                    "caBundle": sim.ca_pem(),
+                    "validationPollInterval": "2s",
+                    "defaults": {
+                        "organization": {"name": "Example Trading Co., Ltd.", "division": "IT", "address": "1 Example Road",
+                            "city": "Shanghai", "region": "Shanghai", "country": "CN", "phone": "+86-21-5555-0100"},
+                        "applicant": {"name": "Han Meimei", "phone": "+86 139 0000 0000", "email": "han.meimei@example.com", "title": "IT Manager"},
+                    },
+                }},
+            })),
+        )
+        .await?;
+    let started = Instant::now();
+    for i in 0..count {
+        let order: CertificateOrder = serde_json::from_value(json!({
+            "apiVersion": "certorder.io/v1alpha1", "kind": "CertificateOrder",
+            "metadata": {"name": format!("u{i}"), "namespace": NS},
+            "spec": {"providerRef": {"name": "ussl"},
+                     "product": {"brand": "TrustAsia", "name": "TrustAsiaDVG5", "type": "DV"},
+                     "domains": [format!("u{i}.{ZONE}")], "secretName": format!("u{i}-tls")},
+        }))?;
+        orders.create(&PostParams::default(), &order).await?;
+    }
+    let wanted: HashSet<String> = (0..count).map(|i| format!("u{i}")).collect();
+    let mut issued = HashSet::new();
+    let mut stream = watcher(orders.clone(), watcher::Config::default()).applied_objects().boxed();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while issued.len() < count && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+            Ok(Ok(Some(order))) => {
+                if wanted.contains(&order.name_any()) && order.status.as_ref().is_some_and(|s| s.phase == Phase::Issued)
+                {
+                    issued.insert(order.name_any());
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Err(_) => eprintln!(
+                "... {} of {count} UCloud orders issued after {:.1} s",
+                issued.len(),
+                started.elapsed().as_secs_f64()
+            ),
+        }
+    }
+    println!(
+        "== {count} UCloud DV orders against the USSL simulator, requestsPerSecond {rate} (the simulator's limit too)"
+    );
+    println!(
+        "all issued after           {:>8.2} s  ({} of {count} issued)",
+        started.elapsed().as_secs_f64(),
+        issued.len()
+    );
+    println!("vendor calls per order     {:>8.2}", sim.total_calls() as f64 / count as f64);
+    println!("purchases                  {:>8}", sim.purchases());
+    println!("refused with 153 (rate)    {:>8}", sim.rate_limited());
     Ok(())
 }

@@ -53,6 +53,8 @@ pub struct Context {
     /// Fetches HTTP validation files as a CA does (self-check and the local CA).
     pub http: Arc<HttpChecker>,
     pub metrics: Arc<super::metrics::Metrics>,
+    /// What the cached Secrets' data held (the cache keeps them without it).
+    pub secret_facts: Arc<super::secrets::FactsTable>,
     /// Metadata of the solver Pods the operator published (labelled), when watched.
     pub solver_pods: Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>>,
     /// The process's providers and the orders of every namespace (shared by all Contexts).
@@ -82,6 +84,7 @@ impl Context {
             http,
             dns,
             metrics,
+            secret_facts: Arc::default(),
             solver_pods: None,
             registry,
             fence: super::fence::Fence::open(),
@@ -121,6 +124,12 @@ impl Context {
             image: http.solver_image.unwrap_or_else(|| self.config.solver_image.clone()),
             pull_secrets: http.image_pull_secrets.unwrap_or_else(|| self.config.solver_image_pull_secrets.clone()),
         }
+    }
+
+    /// Reads what the cached Secrets' data held from `facts`, filled by the Secret watch.
+    pub fn with_secret_facts(mut self, facts: Arc<super::secrets::FactsTable>) -> Context {
+        self.secret_facts = facts;
+        self
     }
 
     pub fn with_solver_pods(
@@ -181,9 +190,27 @@ impl Context {
         self.memory.lock().expect("memory lock").remove(uid);
     }
 
-    /// A Secret the operator labelled, from the cache.
+    /// A Secret the operator labelled, from the cache: its metadata and type, without its data.
     pub fn cached_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         self.secrets.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// A Secret the operator labelled, from the cache, with the facts of its data; those are read
+    /// from the API in the rare case the watch has not delivered the cached version's facts.
+    pub async fn cached_secret_facts(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(Arc<Secret>, Arc<super::secrets::SecretFacts>)>, kube::Error> {
+        let Some(secret) = self.cached_secret(namespace, name) else { return Ok(None) };
+        if let Some(facts) = self.secret_facts.get(&secret) {
+            return Ok(Some((secret, facts)));
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(name).await?.map(|full| {
+            let facts = Arc::new(super::secrets::SecretFacts::of(&full));
+            (secret, facts)
+        }))
     }
 
     /// The provider an order names, built once per provider generation; `Err` says what to fix.

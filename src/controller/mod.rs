@@ -12,6 +12,7 @@ pub mod metrics;
 mod observe;
 mod publish;
 pub mod tenancy;
+mod secrets;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -184,9 +185,13 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         let orders: Api<CertificateOrder> = scoped(&client, ns.as_deref());
         let secrets: Api<Secret> = scoped(&client, ns.as_deref());
         let (secret_store, secret_writer) = reflector::store::<Secret>();
+        // The cache keeps the Secrets without their data (keys, certificates): the facts
+        // reconciles read of it are kept aside, read once per version.
+        let secret_facts = Arc::new(secrets::FactsTable::default());
+        let facts = secret_facts.clone();
         let secret_stream = watcher(secrets, labelled.clone())
             .default_backoff()
-            .modify(|s| s.managed_fields_mut().clear())
+            .map_ok(move |event| facts.absorb(event))
             .reflect(secret_writer)
             .touched_objects();
         let (order_store, order_writer) = reflector::store::<CertificateOrder>();
@@ -194,7 +199,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         registry.watch_orders(order_store.clone());
         let order_stream = watcher(orders, watcher::Config::default().any_semantic())
             .default_backoff()
-            .modify(|o| o.managed_fields_mut().clear())
+            .modify(trim_order)
             .reflect(order_writer)
             .applied_objects();
         // Solver Pods of HTTP validation (metadata only, by label): a Pod that disappears is
@@ -226,6 +231,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             )
             .with_solver_pods(pod_store)
             .with_fence(fence.clone()),
+            .with_secret_facts(secret_facts),
         );
         ctx.watch_secret_sync();
         provider_ctx.get_or_insert_with(|| ctx.clone());
@@ -319,6 +325,13 @@ async fn lead(
     leading.wait_for(|leading| *leading).await?;
     info!(identity = %election.identity, "leading: this replica acts");
     Ok(leading)
+}
+
+/// What the order cache keeps: all reconcile reads, without `managedFields` and the copy of the
+/// spec `kubectl apply` leaves in an annotation.
+fn trim_order(order: &mut CertificateOrder) {
+    order.managed_fields_mut().clear();
+    order.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
 /// Waits until a cache has done its first full list. The store's readiness signal wakes only
@@ -453,6 +466,8 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     let mut wait = None;
     let mut refused = None;
     let mut checked = BTreeSet::new();
+    // The challenges' first self-check failed in this reconcile (see `validation_event_waits`).
+    let mut first_check_failed = false;
     for _ in 0..MAX_STEPS {
         seen.observed.now = Utc::now();
         let step = match decide(&view, &status, &seen.observed, &timing) {
@@ -474,6 +489,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             wait = Some(timing.letter_poll);
             break;
         }
+        observe::load_keys(ctx, order, &step, &mut seen).await?;
         let vendor = status.order.clone().unwrap_or_default();
         let pctx = OrderContext {
             namespace: &ns,
@@ -527,6 +543,12 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             ctx.publish(&event, order).await;
         }
         status = absorb(&view, status, outcome, &timing, seen.observed.now);
+        if step == lifecycle::Step::SelfCheck
+            && before.iter().all(|(_, check)| check.is_none())
+            && status.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|check| !check.passed))
+        {
+            first_check_failed = true;
+        }
         self_check_events(ctx, order, &before, &status).await;
         if step.persist_before_next() && !provider.purchase_is_idempotent() {
             status = summarize(&view, status, &seen.observed);
@@ -545,7 +567,12 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     tracing::debug!(phase = %status.phase, ?wait, changed = status != original, "reconciled");
     if status != original {
         write_status(ctx, &orders, order, &status, &mut version).await?;
-        if status.phase != original.phase {
+        let announce = if status.phase != original.phase {
+            !validation_event_waits(&status)
+        } else {
+            first_check_failed && status.phase == Phase::DomainValidation
+        };
+        if announce {
             phase_event(ctx, order, &status).await;
         }
         delay_event(ctx, order, &original, &status).await;
@@ -588,6 +615,15 @@ async fn write_status(
         ctx.remember(&order.uid().unwrap_or_default(), |m| m.written_version = Some(v));
     }
     Ok(())
+}
+
+/// Entering `DomainValidation` with challenges not checked yet: its event waits for the first
+/// self-check, and is published only when that check fails, when a person may have to act
+/// (create the records, fix them). A check that passes at once leaves nobody anything to do.
+fn validation_event_waits(status: &CertificateOrderStatus) -> bool {
+    status.phase == Phase::DomainValidation
+        && !status.challenges.is_empty()
+        && status.challenges.iter().all(|c| c.self_check.is_none())
 }
 
 /// An event for every challenge whose self-check diagnosis changed: a warning with what is wrong,

@@ -7,9 +7,10 @@ use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::context::Context;
-use crate::api::{CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL, order_label_value};
-use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs};
-use crate::pki::{self, KeyAlgorithm, PrivateKey, TLS_CRT, TLS_KEY, VerifyError};
+use super::secrets::{KeyFacts, SecretFacts};
+use crate::api::{CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL, RotationPolicy, order_label_value};
+use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs, Step};
+use crate::pki::{self, KeyAlgorithm, PrivateKey, VerifyError};
 use crate::provider::local::check_letter;
 
 /// Name of the Secret holding an order's key until the certificate is issued.
@@ -33,58 +34,78 @@ pub fn secret_field(secret: &Secret, key: &str) -> Option<Vec<u8>> {
     secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone())
 }
 
-/// The pending key, when its Secret exists and holds a key of the algorithm the spec asks for.
-pub fn pending_key(ctx: &Context, order: &CertificateOrder) -> Option<(KeyObs, PrivateKey)> {
+/// The pending key, when its Secret exists and holds a key of the algorithm the spec asks for
+/// (from the cache: the key itself is read by [`load_key`] when a step needs it).
+pub async fn pending_key(ctx: &Context, order: &CertificateOrder) -> Result<Option<KeyObs>, kube::Error> {
     let ns = order.namespace().unwrap_or_default();
     let name = pending_key_secret_name(&order.name_any());
-    let secret = ctx.cached_secret(&ns, &name)?;
-    let pem = String::from_utf8(secret_field(&secret, TLS_KEY)?).ok()?;
-    let key = PrivateKey::from_pem(&pem).ok()?;
-    if key.algorithm() != key_algorithm(order) {
-        return None;
-    }
-    Some((KeyObs { secret: name, fingerprint: key.public_key_fingerprint() }, key))
+    let Some((_, facts)) = ctx.cached_secret_facts(&ns, &name).await? else { return Ok(None) };
+    Ok(match &facts.key {
+        KeyFacts::Key { algorithm, fingerprint } if *algorithm == key_algorithm(order) => {
+            Some(KeyObs { secret: name, fingerprint: fingerprint.clone() })
+        }
+        _ => None,
+    })
 }
 
-/// The TLS Secret, when it is ours (labelled for this order), and its key.
-pub fn installed(
+/// The private key in Secret `name`, read from the API, when it is a key of `algorithm` (and, when
+/// given, has this public key fingerprint).
+pub async fn load_key(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    algorithm: KeyAlgorithm,
+    fingerprint: Option<&str>,
+) -> Result<Option<PrivateKey>, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(secret) = api.get_opt(name).await? else { return Ok(None) };
+    let (_, key) = SecretFacts::with_key(&secret);
+    Ok(key.filter(|k| k.algorithm() == algorithm && fingerprint.is_none_or(|f| k.public_key_fingerprint() == f)))
+}
+
+/// The TLS Secret, when it is ours (labelled for this order): what it holds, verified for the
+/// spec's names now (from the cached facts of its data).
+pub async fn installed(
     ctx: &Context,
     order: &CertificateOrder,
     domains: &[String],
     now: DateTime<Utc>,
-) -> (InstalledObs, Option<PrivateKey>) {
+) -> Result<InstalledObs, kube::Error> {
     let ns = order.namespace().unwrap_or_default();
-    let Some(secret) = ctx.cached_secret(&ns, &order.spec.secret_name) else {
-        return (InstalledObs::Missing, None);
+    let Some((secret, facts)) = ctx.cached_secret_facts(&ns, &order.spec.secret_name).await? else {
+        return Ok(InstalledObs::Missing);
     };
     if secret.labels().get(ORDER_LABEL) != Some(&order_label_value(&order.name_any())) {
-        return (InstalledObs::Missing, None);
+        return Ok(InstalledObs::Missing);
     }
-    let (Some(chain), Some(key_pem)) = (secret_field(&secret, TLS_CRT), secret_field(&secret, TLS_KEY)) else {
-        return (InstalledObs::Unusable("the Secret lacks tls.crt or tls.key".into()), None);
-    };
-    let chain = String::from_utf8_lossy(&chain);
-    let Ok(key) = PrivateKey::from_pem(&String::from_utf8_lossy(&key_pem)) else {
-        return (InstalledObs::Unusable("tls.key is not a private key".into()), None);
-    };
-    let damaged =
-        |e: VerifyError| InstalledObs::Damaged { reason: e.to_string(), key_fingerprint: key.public_key_fingerprint() };
-    let observed = match pki::verify_issued(&chain, &key, domains, now, None) {
-        Ok(info) => {
-            InstalledObs::Certificate { info: certificate_info(info, &order.spec.secret_name, &key), covers: true }
+    let key_fingerprint = match (&facts.key, facts.has_certificate) {
+        (KeyFacts::Absent, _) | (_, false) => {
+            return Ok(InstalledObs::Unusable("the Secret lacks tls.crt or tls.key".into()));
         }
-        Err(VerifyError::NameNotCovered { .. }) => match pki::verify_issued(&chain, &key, &[], now, None) {
-            Ok(info) => {
-                InstalledObs::Certificate { info: certificate_info(info, &order.spec.secret_name, &key), covers: false }
-            }
+        (KeyFacts::NotAKey, _) => return Ok(InstalledObs::Unusable("tls.key is not a private key".into())),
+        (KeyFacts::Key { fingerprint, .. }, true) => fingerprint,
+    };
+    let Some(inspected) = &facts.certificate else {
+        return Ok(InstalledObs::Unusable("the Secret lacks tls.crt or tls.key".into()));
+    };
+    let info = |info| certificate_info_of(info, &order.spec.secret_name, key_fingerprint);
+    // A good key next to a certificate that is not (garbled, expired, another key's).
+    let damaged = |e: VerifyError| InstalledObs::Damaged { reason: e.to_string(), key_fingerprint: key_fingerprint.clone() };
+    Ok(match inspected.verify(domains, now) {
+        Ok(i) => InstalledObs::Certificate { info: info(i), covers: true },
+        Err(VerifyError::NameNotCovered { .. }) => match inspected.verify(&[], now) {
+            Ok(i) => InstalledObs::Certificate { info: info(i), covers: false },
             Err(e) => damaged(e),
         },
         Err(e) => damaged(e),
-    };
-    (observed, Some(key))
+    })
 }
 
 pub fn certificate_info(info: pki::CertInfo, secret_name: &str, key: &PrivateKey) -> CertificateInfo {
+    certificate_info_of(info, secret_name, &key.public_key_fingerprint())
+}
+
+fn certificate_info_of(info: pki::CertInfo, secret_name: &str, key_fingerprint: &str) -> CertificateInfo {
     CertificateInfo {
         serial: info.serial_hex,
         issuer: info.issuer,
@@ -92,7 +113,7 @@ pub fn certificate_info(info: pki::CertInfo, secret_name: &str, key: &PrivateKey
         not_after: info.not_after,
         sha256_fingerprint: info.sha256_fingerprint,
         secret_name: secret_name.to_string(),
-        key_fingerprint: key.public_key_fingerprint(),
+        key_fingerprint: key_fingerprint.to_string(),
     }
 }
 
@@ -150,6 +171,7 @@ fn solver_missing(ctx: &Context, order: &CertificateOrder) -> bool {
 /// Everything the lifecycle looks at, but for the provider (resolved by the caller).
 pub struct Observation {
     pub observed: Observed,
+    /// The pending key and the installed one, once read (see [`load_keys`]).
     pub pending_key: Option<PrivateKey>,
     pub installed_key: Option<PrivateKey>,
     pub letter: Option<(Vec<u8>, String)>,
@@ -164,11 +186,8 @@ pub async fn observe(
 ) -> Result<Observation, kube::Error> {
     let uid = order.uid().unwrap_or_default();
     let memory = ctx.memory(&uid);
-    let (pending_obs, pending_key) = match pending_key(ctx, order) {
-        Some((obs, key)) => (Some(obs), Some(key)),
-        None => (None, None),
-    };
-    let (installed_obs, installed_key) = installed(ctx, order, domains, now);
+    let pending_obs = pending_key(ctx, order).await?;
+    let installed_obs = installed(ctx, order, domains, now).await?;
     let (letter_obs, letter) = letter(ctx, order).await?;
     Ok(Observation {
         observed: Observed {
@@ -183,8 +202,45 @@ pub async fn observe(
             solver_missing: solver_missing(ctx, order),
             shared_with: ctx.other_holders(order),
         },
-        pending_key,
-        installed_key,
+        pending_key: None,
+        installed_key: None,
         letter,
     })
+}
+
+/// Reads the keys `step` needs from their Secrets: the pending key for the CSR and the install,
+/// the installed key when a new certificate keeps it (`rotationPolicy: Never`). Other steps need
+/// neither, so most reconciles read no key at all.
+pub async fn load_keys(
+    ctx: &Context,
+    order: &CertificateOrder,
+    step: &Step,
+    seen: &mut Observation,
+) -> Result<(), kube::Error> {
+    let ns = order.namespace().unwrap_or_default();
+    let algorithm = key_algorithm(order);
+    match step {
+        Step::SubmitInfo { .. } | Step::Install if seen.pending_key.is_none() => {
+            if let Some(obs) = &seen.observed.pending_key {
+                seen.pending_key = load_key(ctx, &ns, &obs.secret, algorithm, Some(&obs.fingerprint)).await?;
+            }
+        }
+        Step::GenerateKey | Step::Reinstall
+            if seen.installed_key.is_none()
+                && (*step == Step::Reinstall || order.spec.private_key.rotation_policy == RotationPolicy::Never) =>
+        {
+            let ours = match ctx.cached_secret_facts(&ns, &order.spec.secret_name).await? {
+                Some((secret, facts)) => {
+                    secret.labels().get(ORDER_LABEL) == Some(&order_label_value(&order.name_any()))
+                        && facts.has_certificate
+                }
+                None => false,
+            };
+            if ours {
+                seen.installed_key = load_key(ctx, &ns, &order.spec.secret_name, algorithm, None).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }

@@ -133,9 +133,10 @@ pub fn holder(secret: &Secret, order: &str, adoptable: bool) -> Holder {
     if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGER) {
         return Holder::Foreign;
     }
-    match labels.get(ORDER_LABEL) {
+    // The full order name (long names are shortened in the label and kept whole in the annotation).
+    match crate::api::owning_order(&secret.metadata) {
         Some(o) if o == order => Holder::ThisOrder,
-        Some(o) => Holder::Order(o.clone()),
+        Some(o) => Holder::Order(o),
         None => Holder::Foreign,
     }
 }

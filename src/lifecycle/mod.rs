@@ -690,7 +690,12 @@ pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed
             } else {
                 timing.validation_poll
             };
-            if poll_due(poll_interval) {
+            // Our check has passed since the vendor was last asked: ask now, the CA may have
+            // validated already; from then on every `poll_interval`.
+            let passed_since_poll = all_passed
+                && stage == VendorStage::DomainValidation
+                && obs.last_self_check.is_some_and(|checked| obs.last_poll.is_none_or(|polled| checked > polled));
+            if poll_due(poll_interval) || passed_since_poll {
                 return Decision::Act(Step::Poll);
             }
             let mut wait = poll_wait(poll_interval);

@@ -350,6 +350,39 @@ fn decide_table() {
             want: Decision::Act(Step::Poll),
         },
         Case {
+            name: "a check that passed since the last poll asks the vendor at once",
+            spec: dv.clone(),
+            status: with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), Some(true)),
+            obs: Observed {
+                last_poll: Some(now - chrono::Duration::seconds(2)),
+                last_self_check: Some(now),
+                ..base(LetterObs::NotNeeded)
+            },
+            want: Decision::Act(Step::Poll),
+        },
+        Case {
+            name: "after that poll, passing checks wait for the next one",
+            spec: dv.clone(),
+            status: with_challenges(submitted(&dv, Some(VendorStage::DomainValidation)), Some(true)),
+            obs: Observed {
+                last_poll: Some(now),
+                last_self_check: Some(now - chrono::Duration::seconds(1)),
+                ..base(LetterObs::NotNeeded)
+            },
+            want: Decision::Wait(Some(timing.validation_poll)),
+        },
+        Case {
+            name: "during review, a passing check does not hurry the poll",
+            spec: ov.clone(),
+            status: with_challenges(submitted(&ov, Some(VendorStage::OrganizationReview)), Some(true)),
+            obs: Observed {
+                last_poll: Some(now - chrono::Duration::seconds(100)),
+                last_self_check: Some(now),
+                ..base(letter.clone())
+            },
+            want: Decision::Wait(Some(timing.review_poll - Duration::from_secs(100))),
+        },
+        Case {
             name: "issuable installs",
             spec: dv.clone(),
             status: submitted(&dv, Some(VendorStage::Issuable)),

@@ -18,7 +18,8 @@ pub use csr::{ParsedCsr, build_csr, parse_csr, parse_csr_der};
 pub use key::{KeyAlgorithm, PrivateKey, generate_key};
 pub use secret::{CA_CRT, TLS_CRT, TLS_KEY, TLS_SECRET_TYPE, tls_secret_data};
 pub use verify::{
-    CertInfo, VerifyError, certificates_to_pem, describe_leaf, name_covered, pem_certificates, verify_issued,
+    CertInfo, Inspected, VerifyError, certificates_to_pem, describe_leaf, inspect_issued, name_covered,
+    pem_certificates, verify_issued,
 };
 
 /// Errors from key and CSR handling.

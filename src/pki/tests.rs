@@ -207,7 +207,15 @@ fn refuses_each_bad_case_with_the_right_error() {
     for (what, chain, key, domains, at, trust, want) in cases {
         let err = verify_issued(&chain, key, &domains, at, trust).expect_err(what).to_string();
         assert!(err.contains(want), "{what}: got {err:?}, want {want:?}");
+        if trust.is_none() {
+            // Inspected once (as the Secret cache does), verified later: the same answer.
+            let later = inspect_issued(&chain, key).verify(&domains, at).expect_err(what).to_string();
+            assert_eq!(later, err, "{what}: inspected, then verified");
+        }
     }
+    let inspected = inspect_issued(&t.chain, &t.key);
+    assert_eq!(inspected.verify(&t.domains, now()), verify_issued(&t.chain, &t.key, &t.domains, now(), None));
+    assert!(inspected.verify(&t.domains, now()).is_ok());
 
     // the leaf alone, trusted through its issuer
     verify_issued(&leaf_pem, &t.key, &t.domains, now(), Some(&trust_ours)).unwrap();

@@ -130,8 +130,91 @@ pub fn verify_issued(
         return Err(VerifyError::NoCertificate);
     }
     let chain = parse_all(&ders)?;
-    let leaf = &chain[0];
+    let info = inspect_parsed(&ders, &chain, key).verify(domains, now)?;
 
+    if let Some(trust) = trust {
+        let mut anchor_ders = Vec::new();
+        for pem_text in trust {
+            anchor_ders.extend(pem_certificates(pem_text).map_err(|e| VerifyError::InvalidTrust(e.to_string()))?);
+        }
+        let anchors = parse_all(&anchor_ders).map_err(|e| VerifyError::InvalidTrust(e.to_string()))?;
+        let top_index = chain.len() - 1;
+        let top = &chain[top_index];
+        let trusted = anchor_ders.iter().any(|a| a == &ders[top_index])
+            || anchors.iter().any(|a| top.verify_signature(Some(a.public_key())).is_ok());
+        if !trusted {
+            return Err(VerifyError::Untrusted {
+                top: top.subject().to_string(),
+                trusted: anchors.iter().map(|a| a.subject().to_string()).collect(),
+            });
+        }
+    }
+    Ok(info)
+}
+
+/// What [`verify_issued`] (without trust anchors) finds of a chain and key that depends neither on
+/// the time nor on the names asked for, found once: [`Inspected::verify`] completes the check for
+/// given names at a given time, with the same answer `verify_issued` gives. For a Secret that is
+/// checked again at every look but changes rarely.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    /// The chain parses, its leaf matches the key, is no CA and is for TLS servers.
+    leaf: Result<CertInfo, VerifyError>,
+    /// Each certificate is signed by the next.
+    chain: Result<(), VerifyError>,
+}
+
+/// Inspects a chain (PEM, leaf first) against its key; see [`Inspected`].
+pub fn inspect_issued(chain_pem: &str, key: &PrivateKey) -> Inspected {
+    let parsed = pem_certificates(chain_pem).and_then(|ders| {
+        if ders.is_empty() {
+            return Err(VerifyError::NoCertificate);
+        }
+        let chain = parse_all(&ders)?;
+        Ok(inspect_parsed(&ders, &chain, key))
+    });
+    parsed.unwrap_or_else(|e| Inspected { leaf: Err(e), chain: Ok(()) })
+}
+
+impl Inspected {
+    /// The leaf covers `domains` and is valid at `now`, and the chain holds together: the
+    /// verified facts of the leaf, or what is wrong, in `verify_issued`'s order.
+    pub fn verify(&self, domains: &[String], now: DateTime<Utc>) -> Result<CertInfo, VerifyError> {
+        let info = self.leaf.clone()?;
+        let missing: Vec<String> =
+            domains.iter().filter(|d| !info.dns_names.iter().any(|san| name_covered(san, d))).cloned().collect();
+        if !missing.is_empty() {
+            return Err(VerifyError::NameNotCovered { missing, covers: info.dns_names });
+        }
+        if now < info.not_before {
+            return Err(VerifyError::NotYetValid { not_before: info.not_before, now });
+        }
+        if now > info.not_after {
+            return Err(VerifyError::Expired { not_after: info.not_after, now });
+        }
+        self.chain.clone()?;
+        Ok(info)
+    }
+}
+
+fn inspect_parsed(ders: &[Vec<u8>], chain: &[X509Certificate<'_>], key: &PrivateKey) -> Inspected {
+    let mut chain_check = Ok(());
+    for pair in chain.windows(2) {
+        let (child, parent) = (&pair[0], &pair[1]);
+        if child.verify_signature(Some(parent.public_key())).is_err() {
+            chain_check = Err(VerifyError::BrokenChain {
+                child: child.subject().to_string(),
+                parent: parent.subject().to_string(),
+            });
+            break;
+        }
+    }
+    Inspected { leaf: check_leaf(ders, chain, key), chain: chain_check }
+}
+
+/// The leaf matches the key, is no CA and has the serverAuth usage.
+fn check_leaf(ders: &[Vec<u8>], chain: &[X509Certificate<'_>], key: &PrivateKey) -> Result<CertInfo, VerifyError> {
+    let leaf = &chain[0];
     if !key.matches_spki(leaf.public_key()) {
         if let Some(pos) = chain.iter().position(|c| key.matches_spki(c.public_key())) {
             return Err(VerifyError::LeafNotFirst { position: pos + 1, subject: chain[pos].subject().to_string() });
@@ -168,58 +251,14 @@ pub fn verify_issued(
         }
     }
 
-    let sans = dns_names(leaf);
-    let missing: Vec<String> =
-        domains.iter().filter(|d| !sans.iter().any(|san| name_covered(san, d))).cloned().collect();
-    if !missing.is_empty() {
-        return Err(VerifyError::NameNotCovered { missing, covers: sans });
-    }
-
-    let not_before = to_chrono(leaf.validity().not_before.timestamp());
-    let not_after = to_chrono(leaf.validity().not_after.timestamp());
-    if now < not_before {
-        return Err(VerifyError::NotYetValid { not_before, now });
-    }
-    if now > not_after {
-        return Err(VerifyError::Expired { not_after, now });
-    }
-
-    for pair in chain.windows(2) {
-        let (child, parent) = (&pair[0], &pair[1]);
-        if child.verify_signature(Some(parent.public_key())).is_err() {
-            return Err(VerifyError::BrokenChain {
-                child: child.subject().to_string(),
-                parent: parent.subject().to_string(),
-            });
-        }
-    }
-
-    if let Some(trust) = trust {
-        let mut anchor_ders = Vec::new();
-        for pem_text in trust {
-            anchor_ders.extend(pem_certificates(pem_text).map_err(|e| VerifyError::InvalidTrust(e.to_string()))?);
-        }
-        let anchors = parse_all(&anchor_ders).map_err(|e| VerifyError::InvalidTrust(e.to_string()))?;
-        let top_index = chain.len() - 1;
-        let top = &chain[top_index];
-        let trusted = anchor_ders.iter().any(|a| a == &ders[top_index])
-            || anchors.iter().any(|a| top.verify_signature(Some(a.public_key())).is_ok());
-        if !trusted {
-            return Err(VerifyError::Untrusted {
-                top: top.subject().to_string(),
-                trusted: anchors.iter().map(|a| a.subject().to_string()).collect(),
-            });
-        }
-    }
-
     Ok(CertInfo {
         serial_hex: serial_hex(leaf.raw_serial()),
         issuer: leaf.issuer().to_string(),
         subject: leaf.subject().to_string(),
-        not_before,
-        not_after,
+        not_before: to_chrono(leaf.validity().not_before.timestamp()),
+        not_after: to_chrono(leaf.validity().not_after.timestamp()),
         sha256_fingerprint: hex::encode(Sha256::digest(&ders[0])),
-        dns_names: sans,
+        dns_names: dns_names(leaf),
     })
 }
 

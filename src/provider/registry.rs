@@ -89,13 +89,18 @@ impl Registry {
         self.orders.lock().expect("registry lock").iter().flat_map(|s| s.state()).collect()
     }
 
+    /// The orders of every namespace that `keep` keeps (only those are copied out of the caches:
+    /// this runs at every reconcile, over every order).
+    fn orders_where(&self, keep: impl Fn(&CertificateOrder) -> bool) -> Vec<Arc<CertificateOrder>> {
+        self.orders.lock().expect("registry lock").iter().flat_map(|s| s.state_filter(|o| keep(o))).collect()
+    }
+
     /// Vendor order ids held by the orders of `provider` (or of a provider of the same account), in
     /// any namespace, with the uid of the order holding each.
     pub fn vendor_claims(&self, provider: &str) -> BTreeMap<String, String> {
         let providers = self.same_account(provider);
-        self.all_orders()
+        self.orders_where(|o| providers.contains(&o.spec.provider_ref.name))
             .iter()
-            .filter(|o| providers.contains(&o.spec.provider_ref.name))
             .filter_map(|o| Some((o.status.as_ref()?.order.as_ref()?.id.clone()?, o.uid()?)))
             .collect()
     }
@@ -103,14 +108,16 @@ impl Registry {
     /// Other orders of the same provider (or vendor account), in any namespace, whose status holds
     /// `order`'s vendor order id (`namespace/name`, sorted).
     pub fn other_holders(&self, order: &CertificateOrder) -> Vec<String> {
-        let vendor_id = |o: &CertificateOrder| o.status.as_ref()?.order.as_ref()?.id.clone();
+        fn vendor_id(o: &CertificateOrder) -> Option<&str> {
+            o.status.as_ref()?.order.as_ref()?.id.as_deref()
+        }
         let Some(id) = vendor_id(order) else { return Vec::new() };
         let providers = self.same_account(&order.spec.provider_ref.name);
         let mut others: Vec<String> = self
-            .all_orders()
+            .orders_where(|o| {
+                vendor_id(o) == Some(id) && providers.contains(&o.spec.provider_ref.name) && o.uid() != order.uid()
+            })
             .iter()
-            .filter(|o| providers.contains(&o.spec.provider_ref.name) && o.uid() != order.uid())
-            .filter(|o| vendor_id(o).as_deref() == Some(id.as_str()))
             .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
             .collect();
         others.sort();

@@ -141,6 +141,12 @@ fn env() -> Arc<Env> {
     .clone()
 }
 
+/// Rules (with the string value and its format) that evaluated to true: see `eval_rule`.
+fn passed_rules() -> &'static Mutex<std::collections::HashSet<String>> {
+    static PASSED: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    PASSED.get_or_init(Default::default)
+}
+
 /// A compiled rule and whether it is a transition rule (uses `oldSelf`).
 struct Compiled {
     program: Program,
@@ -263,6 +269,20 @@ fn eval_rule(
         // A transition rule without a correlated old value is not evaluated (creates, new items).
         return;
     }
+    // A rule on a string that passed once for the same value passes again: rules such as
+    // `self.matches(...)` compile their regex at every evaluation, on every write of the object.
+    let passed_key = match new {
+        Value::String(text) if !compiled.uses_old_self && text.len() <= 1024 => {
+            let format = schema.get("format").and_then(Value::as_str).unwrap_or_default();
+            Some(format!("{src}\u{0}{format}\u{0}{text}"))
+        }
+        _ => None,
+    };
+    if let Some(key) = &passed_key
+        && passed_rules().lock().unwrap_or_else(|e| e.into_inner()).contains(key)
+    {
+        return;
+    }
     let self_val = to_cel(Some(schema), &root_view(new, root));
     let old_val = old.map(|o| to_cel(Some(schema), &root_view(o, root)));
     let mut ctx = Context::with_env(env());
@@ -282,7 +302,15 @@ fn eval_rule(
     }
     let rule_err = rule_error_string(rule);
     match compiled.program.execute(&ctx) {
-        Ok(CelValue::Bool(true)) => {}
+        Ok(CelValue::Bool(true)) => {
+            if let Some(key) = passed_key {
+                let mut passed = passed_rules().lock().unwrap_or_else(|e| e.into_inner());
+                if passed.len() > 100_000 {
+                    passed.clear();
+                }
+                passed.insert(key);
+            }
+        }
         Ok(CelValue::Bool(false)) => {
             let field = match rule.get("fieldPath").and_then(Value::as_str) {
                 Some(fp) if !fp.is_empty() => join_field_path(path, fp),

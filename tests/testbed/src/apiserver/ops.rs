@@ -81,7 +81,11 @@ pub fn key(ri: &ResourceInfo, namespace: Option<&str>, name: &str) -> ObjKey {
 }
 
 fn types(ri: &ResourceInfo) -> ssa::TypeInfo {
-    ssa::TypeInfo { schema: ri.schema().cloned(), api_version: ri.api_version(), kind: ri.kind.clone() }
+    let schema = match &ri.kind_info {
+        KindInfo::Custom(c) => c.schema.clone(),
+        KindInfo::Builtin { .. } => None,
+    };
+    ssa::TypeInfo { schema, api_version: ri.api_version(), kind: ri.kind.clone() }
 }
 
 fn tracks_generation(ri: &ResourceInfo) -> bool {

@@ -27,8 +27,8 @@ pub enum KindInfo {
 pub struct CustomInfo {
     /// `metadata.name` of the CRD.
     pub crd_name: String,
-    /// `openAPIV3Schema` of this version.
-    pub schema: Option<Value>,
+    /// `openAPIV3Schema` of this version (shared: every write of the kind reads it).
+    pub schema: Option<std::sync::Arc<Value>>,
     /// `additionalPrinterColumns` of this version.
     pub printer_columns: Vec<Value>,
     /// `subresources.scale` of this version (`specReplicasPath`, `statusReplicasPath`,
@@ -67,7 +67,7 @@ impl ResourceInfo {
     }
     pub fn schema(&self) -> Option<&Value> {
         match &self.kind_info {
-            KindInfo::Custom(c) => c.schema.as_ref(),
+            KindInfo::Custom(c) => c.schema.as_deref(),
             KindInfo::Builtin { .. } => None,
         }
     }
@@ -399,7 +399,9 @@ impl Registry {
                 status_subresource: v["subresources"]["status"].is_object(),
                 kind_info: KindInfo::Custom(CustomInfo {
                     crd_name: name.clone(),
-                    schema: v["schema"]["openAPIV3Schema"].as_object().map(|o| Value::Object(o.clone())),
+                    schema: v["schema"]["openAPIV3Schema"]
+                        .as_object()
+                        .map(|o| std::sync::Arc::new(Value::Object(o.clone()))),
                     printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
                     scale: v["subresources"]["scale"].as_object().map(|o| Box::new(Value::Object(o.clone()))),
                     selectable_fields: v["selectableFields"]

@@ -34,7 +34,7 @@ pub enum ListType {
 #[derive(Debug, Clone, Default)]
 pub struct TypeInfo {
     /// The CRD schema, when the kind is a custom resource.
-    pub schema: Option<Value>,
+    pub schema: Option<std::sync::Arc<Value>>,
     pub api_version: String,
     pub kind: String,
 }
@@ -516,7 +516,7 @@ impl Types<'_> {
     }
 
     fn schema_at(&self, names: &[String]) -> Option<&Value> {
-        let mut cur = self.info.schema.as_ref()?;
+        let mut cur = self.info.schema.as_deref()?;
         for n in names {
             while let Some(items) = cur.get("items").filter(|i| i.is_object()) {
                 cur = items;

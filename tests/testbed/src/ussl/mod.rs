@@ -126,6 +126,32 @@ struct Inner {
     files: HashMap<String, Vec<u8>>,
     calls: BTreeMap<String, usize>,
     http_target: Option<SocketAddr>,
+    /// The account's rate limit, as a bucket of `per_second` calls refilled continuously: a
+    /// call finding it empty is refused with RetCode 153. `None`: no limit.
+    rate_limit: Option<RateLimit>,
+    /// Calls refused with RetCode 153 by the rate limit.
+    rate_limited: usize,
+}
+
+struct RateLimit {
+    per_second: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl RateLimit {
+    /// Takes a call's token, or says the call is over the limit.
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_second).min(self.per_second);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 struct Sim {
@@ -181,6 +207,8 @@ impl UsslSim {
                 files: HashMap::new(),
                 calls: BTreeMap::new(),
                 http_target: None,
+                rate_limit: None,
+                rate_limited: 0,
             }),
         });
         let router = Router::new()
@@ -213,7 +241,7 @@ impl UsslSim {
         self.inner().calls.get(action).copied().unwrap_or(0)
     }
 
-    /// Calls of every action received so far.
+    /// Calls of every action received (signed or not, faulted or not).
     pub fn total_calls(&self) -> usize {
         self.inner().calls.values().sum()
     }
@@ -241,6 +269,21 @@ impl UsslSim {
     /// `RenewCertificateOrder` calls carried out (term renewals paid).
     pub fn term_renewals(&self) -> usize {
         self.inner().orders.values().map(|o| o.renewals.len()).sum()
+    }
+
+    /// Refuses calls beyond `per_second` a second (on average, with a burst of one second's worth)
+    /// with RetCode 153, as UCloud's gateway does; 0 lifts the limit.
+    pub fn set_rate_limit(&self, per_second: u32) {
+        self.inner().rate_limit = (per_second > 0).then(|| RateLimit {
+            per_second: f64::from(per_second),
+            tokens: f64::from(per_second),
+            at: std::time::Instant::now(),
+        });
+    }
+
+    /// Calls refused with RetCode 153 by [`Self::set_rate_limit`]'s limit.
+    pub fn rate_limited(&self) -> usize {
+        self.inner().rate_limited
     }
 
     /// Faults not yet served.
@@ -534,9 +577,13 @@ async fn handle(sim: Arc<Sim>, params: Map<String, Value>) -> Response {
     let fault = {
         let mut inner = sim.inner.lock().expect("simulator lock");
         *inner.calls.entry(action.clone()).or_default() += 1;
-        match inner.action_faults.iter().position(|(a, _)| *a == action) {
-            Some(i) => inner.action_faults.remove(i).map(|(_, f)| f),
-            None => inner.faults.pop_front(),
+        if inner.rate_limit.as_mut().is_some_and(|limit| !limit.take()) {
+            inner.rate_limited += 1;
+            Some(Fault::RetCode(153))
+        } else if let Some(i) = inner.action_faults.iter().position(|(a, _)| *a == action) {
+            inner.action_faults.remove(i).map(|(_, f)| f)
+        } else {
+            inner.faults.pop_front()
         }
     };
     match fault {
@@ -991,6 +1038,23 @@ mod tests {
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn refuses_calls_over_the_rate_limit_with_153() {
+        let sim = UsslSim::start(PUBLIC, PRIVATE, "127.0.0.1:9".parse().unwrap()).await;
+        let list = json!({"Action": "GetCertificateList", "PublicKey": PUBLIC, "Mode": "trust"});
+        sim.set_rate_limit(1);
+        let mut codes = Vec::new();
+        for _ in 0..5 {
+            codes.push(call(&sim, list.clone(), Some(PRIVATE)).await.1["RetCode"].clone());
+        }
+        assert_eq!(codes[0], 0, "the first call of a second is within the limit");
+        assert!(codes.contains(&json!(153)), "five calls at once exceed one a second: {codes:?}");
+        assert_eq!(sim.rate_limited(), codes.iter().filter(|c| **c == 153).count());
+        assert_eq!(sim.total_calls(), 5);
+        sim.set_rate_limit(0);
+        assert_eq!(call(&sim, list, Some(PRIVATE)).await.1["RetCode"], 0, "no limit");
     }
 
     #[tokio::test]

@@ -27,7 +27,11 @@ fn crd_types() -> TypeInfo {
                 "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}, "reason": {"type": "string"}}}}
         }}
     }});
-    TypeInfo { schema: Some(schema), api_version: "certorder.io/v1alpha1".into(), kind: "CertificateOrder".into() }
+    TypeInfo {
+        schema: Some(std::sync::Arc::new(schema)),
+        api_version: "certorder.io/v1alpha1".into(),
+        kind: "CertificateOrder".into(),
+    }
 }
 
 fn entry<'a>(obj: &'a Value, manager: &str, operation: &str) -> Option<&'a Value> {
