@@ -230,7 +230,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
                 registry.clone(),
             )
             .with_solver_pods(pod_store)
-            .with_fence(fence.clone()),
+            .with_fence(fence.clone())
             .with_secret_facts(secret_facts),
         );
         ctx.watch_secret_sync();
