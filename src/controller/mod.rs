@@ -11,8 +11,8 @@ pub mod fence;
 pub mod metrics;
 mod observe;
 mod publish;
-pub mod tenancy;
 mod secrets;
+pub mod tenancy;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

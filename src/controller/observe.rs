@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 
 use super::context::Context;
 use super::secrets::{KeyFacts, SecretFacts};
-use crate::api::{CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL, RotationPolicy, order_label_value};
+use crate::api::{
+    CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL, RotationPolicy, order_label_value,
+};
 use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs, Step};
 use crate::pki::{self, KeyAlgorithm, PrivateKey, VerifyError};
 use crate::provider::local::check_letter;
@@ -90,7 +92,8 @@ pub async fn installed(
     };
     let info = |info| certificate_info_of(info, &order.spec.secret_name, key_fingerprint);
     // A good key next to a certificate that is not (garbled, expired, another key's).
-    let damaged = |e: VerifyError| InstalledObs::Damaged { reason: e.to_string(), key_fingerprint: key_fingerprint.clone() };
+    let damaged =
+        |e: VerifyError| InstalledObs::Damaged { reason: e.to_string(), key_fingerprint: key_fingerprint.clone() };
     Ok(match inspected.verify(domains, now) {
         Ok(i) => InstalledObs::Certificate { info: info(i), covers: true },
         Err(VerifyError::NameNotCovered { .. }) => match inspected.verify(&[], now) {
