@@ -2326,14 +2326,14 @@ async fn ucloud_a_leader_cut_off_from_the_api_stops_before_the_standby_takes_ove
     // the Lease: nothing it does can then race the new leader.
     let (exited, took_over) = loop {
         let exited = a.try_wait().unwrap().map(|status| (status, cut.elapsed()));
-        let holder = holder().await;
+        let holding = holder().await;
         if let Some((status, after)) = exited {
             assert!(!status.success(), "the cut-off leader exits with an error");
-            assert_ne!(holder.as_deref(), Some("replica-b"), "the standby took over before the leader stopped");
-            wait_until(|| async { holder_is(&leases, "replica-b").await }).await;
+            assert_ne!(holding.as_deref(), Some("replica-b"), "the standby took over before the leader stopped");
+            wait_until(|| async { holder().await.as_deref() == Some("replica-b") }).await;
             break (after, cut.elapsed());
         }
-        assert_ne!(holder.as_deref(), Some("replica-b"), "the standby took over while the cut-off leader still ran");
+        assert_ne!(holding.as_deref(), Some("replica-b"), "the standby took over while the cut-off leader still ran");
         assert!(cut.elapsed() < Duration::from_secs(30), "the cut-off leader never stopped");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -2354,10 +2354,6 @@ async fn ucloud_a_leader_cut_off_from_the_api_stops_before_the_standby_takes_ove
     env.api.faults().reconnect(&a_token);
     b.kill().unwrap();
     b.wait().unwrap();
-}
-
-async fn holder_is(leases: &Api<k8s_openapi::api::coordination::v1::Lease>, identity: &str) -> bool {
-    leases.get_opt("certorder").await.ok().flatten().and_then(|l| l.spec?.holder_identity).as_deref() == Some(identity)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2462,6 +2458,9 @@ async fn run_orders_with(
     let mut round = 0u32;
     let mut created = 0;
     let mut partitioned = false;
+    // A crash every two seconds (8 rounds); with replicas, a killed leader blocks its Lease for
+    // 4 s, so a leader is killed every six.
+    let restart_every = if env.replicas.is_empty() { 8 } else { 24 };
     loop {
         // Orders arrive in batches while the storm is on.
         for i in created..(created + 50).min(n) {
@@ -2513,10 +2512,7 @@ async fn run_orders_with(
                 _ => {}
             }
             vendor_chaos(&mut rng);
-            // A crash every two seconds; with replicas, a killed leader blocks its Lease for 4 s,
-            // so a leader is killed every six.
-            let every = if env.replicas.is_empty() { 8 } else { 24 };
-            if round.is_multiple_of(every) {
+            if round.is_multiple_of(restart_every) {
                 env.restart_controller().await;
             }
             // Once, from the middle of the storm on: cut off whichever replica leads then.
@@ -2530,8 +2526,7 @@ async fn run_orders_with(
     println!(
         "{n} orders issued after {round} rounds{}",
         if chaos {
-            let every = if env.replicas.is_empty() { 8 } else { 24 };
-            format!(" and {} operator restarts", round.min(STORM_ROUNDS) / every)
+            format!(" and {} operator restarts", round.min(STORM_ROUNDS) / restart_every)
         } else {
             String::new()
         }

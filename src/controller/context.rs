@@ -110,9 +110,13 @@ impl Context {
         self
     }
 
-    /// Every order the process watches (any namespace), from the caches.
-    pub fn orders(&self) -> Vec<Arc<crate::api::CertificateOrder>> {
-        self.registry.all_orders()
+    /// The orders the process watches (any namespace) that `keep` keeps, from the caches; only
+    /// those are copied.
+    pub fn orders_where(
+        &self,
+        keep: impl Fn(&crate::api::CertificateOrder) -> bool,
+    ) -> Vec<Arc<crate::api::CertificateOrder>> {
+        self.registry.orders_where(keep)
     }
 
     /// The image solver Pods of `provider`'s orders run, and its pull Secrets: the provider's

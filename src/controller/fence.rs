@@ -77,12 +77,17 @@ impl Fence {
     }
 
     /// Runs `call` if the fence is open, cutting it off at the deadline.
-    pub async fn guard<T, E: From<Fenced>>(&self, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    pub async fn run<T>(&self, call: impl Future<Output = T>) -> Result<T, Fenced> {
         match self.remaining() {
-            None => call.await,
-            Some(Duration::ZERO) => Err(Fenced.into()),
-            Some(left) => tokio::time::timeout(left, call).await.unwrap_or_else(|_| Err(Fenced.into())),
+            None => Ok(call.await),
+            Some(Duration::ZERO) => Err(Fenced),
+            Some(left) => tokio::time::timeout(left, call).await.map_err(|_| Fenced),
         }
+    }
+
+    /// [`Fence::run`] for a call that can fail: a closed fence is one more of its errors.
+    pub async fn guard<T, E: From<Fenced>>(&self, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        self.run(call).await.unwrap_or_else(|fenced| Err(fenced.into()))
     }
 
     /// Resolves once the fence closes after having been open (never without leader election).

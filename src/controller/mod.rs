@@ -506,13 +506,9 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
             buy_again: lifecycle::buy_again_request(order.annotations().get(BUY_AGAIN_ANNOTATION), &vendor),
         };
         // Every step writes or calls the vendor: none starts, and none runs on, once the fence closes.
-        let taken_step = async {
-            Ok::<_, fence::Fenced>(
-                act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen)
-                    .await,
-            )
-        };
-        let outcome = match ctx.fence.guard(taken_step).await {
+        let taken_step =
+            act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen);
+        let outcome = match ctx.fence.run(taken_step).await {
             Ok(outcome) => outcome,
             Err(fenced) => {
                 Outcome::Failed { step: step.name(), error: lifecycle::StepError::transient(fenced.to_string()) }

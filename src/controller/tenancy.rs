@@ -199,13 +199,16 @@ fn earlier_claimant(ctx: &Context, order: &CertificateOrder) -> Option<String> {
     let ns = order.namespace();
     let key = |o: &CertificateOrder| (o.metadata.creation_timestamp.clone().map(|t| t.0), o.name_any());
     let mine = key(order);
-    ctx.orders()
-        .iter()
-        .filter(|o| o.namespace() == ns && o.uid() != order.uid() && o.spec.secret_name == order.spec.secret_name)
-        .filter(|o| o.metadata.deletion_timestamp.is_none())
-        .filter(|o| key(o) < mine)
-        .map(|o| o.name_any())
-        .min()
+    ctx.orders_where(|o| {
+        o.namespace() == ns
+            && o.uid() != order.uid()
+            && o.spec.secret_name == order.spec.secret_name
+            && o.metadata.deletion_timestamp.is_none()
+            && key(o) < mine
+    })
+    .iter()
+    .map(|o| o.name_any())
+    .min()
 }
 
 fn provider_object(ctx: &Context, order: &CertificateOrder) -> Option<std::sync::Arc<ClusterCertificateProvider>> {

@@ -157,6 +157,30 @@ fn decide_table() {
     let letter = LetterObs::Present { digest: "letter-1".into() };
     let digest_k1 = info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1", 0);
     let timing = Timing::default();
+    // Issued under the submitted info and settled: `certificate` recorded, no pending key.
+    let settled = |certificate: CertificateInfo| CertificateOrderStatus {
+        certificate: Some(certificate),
+        private_key_secret: None,
+        ..submitted(&dv, Some(VendorStage::Issuable))
+    };
+    // The TLS Secret holds key `key` next to a certificate that is not usable.
+    let damaged = |key: &str| Observed {
+        installed: InstalledObs::Damaged { reason: "no certificate".into(), key_fingerprint: key.into() },
+        ..obs(now, LetterObs::NotNeeded)
+    };
+    // Renewing (a pending key) after one issuance, with the term bought until `term_end`.
+    let renewing = |term_end, requested, sent: Option<&str>| {
+        let mut s = submitted(&dv, Some(VendorStage::Issuable));
+        s.certificate = Some(cert(now - chrono::Duration::days(61), "k0"));
+        let vendor = s.order.as_mut().unwrap();
+        vendor.issuances = 1;
+        vendor.term_end_time = Some(term_end);
+        vendor.term_renewal_requested_time = requested;
+        if let Some(sent) = sent {
+            vendor.info_digest = Some(sent.into());
+        }
+        s
+    };
 
     struct Case {
         name: &'static str,
@@ -432,44 +456,21 @@ fn decide_table() {
         Case {
             name: "a renewal that would outlive the bought term: the term renewal is recorded first",
             spec: dv.clone(),
-            status: {
-                let mut s = submitted(&dv, Some(VendorStage::Issuable));
-                s.certificate = Some(cert(now - chrono::Duration::days(61), "k0"));
-                let vendor = s.order.as_mut().unwrap();
-                vendor.issuances = 1;
-                vendor.term_end_time = Some(now + chrono::Duration::days(30));
-                s
-            },
+            status: renewing(now + chrono::Duration::days(30), None, None),
             obs: Observed { pending_key: Some(key()), ..obs(now, LetterObs::NotNeeded) },
             want: Decision::Act(Step::RecordTermRenewalIntent),
         },
         Case {
             name: "a term renewal recorded: renew the term",
             spec: dv.clone(),
-            status: {
-                let mut s = submitted(&dv, Some(VendorStage::Issuable));
-                s.certificate = Some(cert(now - chrono::Duration::days(61), "k0"));
-                let vendor = s.order.as_mut().unwrap();
-                vendor.issuances = 1;
-                vendor.term_end_time = Some(now - chrono::Duration::days(1));
-                vendor.term_renewal_requested_time = Some(now - chrono::Duration::minutes(5));
-                s
-            },
+            status: renewing(now - chrono::Duration::days(1), Some(now - chrono::Duration::minutes(5)), None),
             obs: Observed { pending_key: Some(key()), ..obs(now, LetterObs::NotNeeded) },
             want: Decision::Act(Step::RenewTerm),
         },
         Case {
             name: "a renewal well within the bought term: the info is sent at once",
             spec: dv.clone(),
-            status: {
-                let mut s = submitted(&dv, Some(VendorStage::Issuable));
-                s.certificate = Some(cert(now - chrono::Duration::days(61), "k0"));
-                let vendor = s.order.as_mut().unwrap();
-                vendor.issuances = 1;
-                vendor.info_digest = Some("sent for k0".into());
-                vendor.term_end_time = Some(now + chrono::Duration::days(700));
-                s
-            },
+            status: renewing(now + chrono::Duration::days(700), None, Some("sent for k0")),
             obs: Observed { pending_key: Some(key()), ..obs(now, LetterObs::NotNeeded) },
             want: Decision::Act(Step::SubmitInfo {
                 digest: info_digest(&dv, &normalize_domains(&dv.domains).unwrap(), "k1", 1),
@@ -479,9 +480,7 @@ fn decide_table() {
             name: "renewed by a version that did not count rounds: settled, no reissue after the upgrade",
             spec: dv.clone(),
             status: {
-                let mut s = submitted(&dv, Some(VendorStage::Issuable));
-                s.certificate = Some(cert(now, "k1"));
-                s.private_key_secret = None;
+                let mut s = settled(cert(now, "k1"));
                 s.order.as_mut().unwrap().issuances = 3;
                 s
             },
@@ -494,74 +493,34 @@ fn decide_table() {
         Case {
             name: "a garbled tls.crt next to the key it was issued for is downloaded again",
             spec: dv.clone(),
-            status: {
-                let mut s = submitted(&dv, Some(VendorStage::Issuable));
-                s.certificate = Some(cert(now, "k1"));
-                s.private_key_secret = None;
-                s
-            },
-            obs: Observed {
-                installed: InstalledObs::Damaged { reason: "no certificate".into(), key_fingerprint: "k1".into() },
-                ..obs(now, LetterObs::NotNeeded)
-            },
+            status: settled(cert(now, "k1")),
+            obs: damaged("k1"),
             want: Decision::Act(Step::Reinstall),
         },
         Case {
             name: "a garbled tls.crt next to a key certorder did not issue for: a new key",
             spec: dv.clone(),
-            status: {
-                let mut s = submitted(&dv, Some(VendorStage::Issuable));
-                s.certificate = Some(cert(now, "k1"));
-                s.private_key_secret = None;
-                s
-            },
-            obs: Observed {
-                installed: InstalledObs::Damaged { reason: "no certificate".into(), key_fingerprint: "k9".into() },
-                ..obs(now, LetterObs::NotNeeded)
-            },
+            status: settled(cert(now, "k1")),
+            obs: damaged("k9"),
             want: Decision::Act(Step::GenerateKey),
         },
         Case {
             name: "a garbled tls.crt whose certificate is due for renewal anyway: a new key",
             spec: dv.clone(),
-            status: {
-                let mut s = submitted(&dv, Some(VendorStage::Issuable));
-                s.certificate = Some(cert(now - chrono::Duration::days(61), "k1"));
-                s.private_key_secret = None;
-                s
-            },
-            obs: Observed {
-                installed: InstalledObs::Damaged { reason: "expired".into(), key_fingerprint: "k1".into() },
-                ..obs(now, LetterObs::NotNeeded)
-            },
+            status: settled(cert(now - chrono::Duration::days(61), "k1")),
+            obs: damaged("k1"),
             want: Decision::Act(Step::GenerateKey),
         },
         Case {
             name: "a garbled tls.crt the vendor would not give again three times: a new key",
             spec: dv.clone(),
-            status: {
-                let mut s = submitted(&dv, Some(VendorStage::Issuable));
-                s.certificate = Some(cert(now, "k1"));
-                s.private_key_secret = None;
-                s.failures = 3;
-                s.last_failure = Some("Reinstall: the downloaded certificate was refused: key mismatch".into());
-                s
+            status: CertificateOrderStatus {
+                failures: 3,
+                last_failure: Some("Reinstall: the downloaded certificate was refused: key mismatch".into()),
+                ..settled(cert(now, "k1"))
             },
-            obs: Observed {
-                installed: InstalledObs::Damaged { reason: "no certificate".into(), key_fingerprint: "k1".into() },
-                ..obs(now, LetterObs::NotNeeded)
-            },
+            obs: damaged("k1"),
             want: Decision::Act(Step::GenerateKey),
-        },
-        Case {
-            name: "a Secret written before a crash is adopted, not bought again",
-            spec: dv.clone(),
-            status: submitted(&dv, Some(VendorStage::Issuable)),
-            obs: Observed {
-                installed: InstalledObs::Certificate { info: cert(now, "k1"), covers: true },
-                ..base(LetterObs::NotNeeded)
-            },
-            want: Decision::Act(Step::AdoptInstalled),
         },
         Case {
             name: "due for renewal: a new key",

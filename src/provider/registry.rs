@@ -85,13 +85,9 @@ impl Registry {
         self.orders.lock().expect("registry lock").push(store);
     }
 
-    pub fn all_orders(&self) -> Vec<Arc<CertificateOrder>> {
-        self.orders.lock().expect("registry lock").iter().flat_map(|s| s.state()).collect()
-    }
-
     /// The orders of every namespace that `keep` keeps (only those are copied out of the caches:
     /// this runs at every reconcile, over every order).
-    fn orders_where(&self, keep: impl Fn(&CertificateOrder) -> bool) -> Vec<Arc<CertificateOrder>> {
+    pub fn orders_where(&self, keep: impl Fn(&CertificateOrder) -> bool) -> Vec<Arc<CertificateOrder>> {
         self.orders.lock().expect("registry lock").iter().flat_map(|s| s.state_filter(|o| keep(o))).collect()
     }
 
