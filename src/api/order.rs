@@ -441,6 +441,62 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// The types of an order's conditions, in the order they are listed (see the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionType {
+    /// The TLS Secret holds a verified certificate for the spec.
+    Ready,
+    /// The operator is working towards Ready (Kubernetes' kstatus convention).
+    Reconciling,
+    /// Only a change by a person can help; the reason says which.
+    Stalled,
+    Purchased,
+    InfoSubmitted,
+    /// OV/EV only.
+    DocumentsUploaded,
+    /// OV/EV only.
+    OrganizationVerified,
+    DomainsVerified,
+    /// Present (True) only while a purchase may have been made but is not found.
+    PurchaseUnconfirmed,
+    /// Present (True) only when a DV order is not issued a day after it was bought.
+    IssuanceDelayed,
+    /// Present (True) only when the CA's review of the organization (OV/EV) can be reused for
+    /// less than 30 more days.
+    OrganizationRevalidationDue,
+}
+
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Ready => "Ready",
+            ConditionType::Reconciling => "Reconciling",
+            ConditionType::Stalled => "Stalled",
+            ConditionType::Purchased => "Purchased",
+            ConditionType::InfoSubmitted => "InfoSubmitted",
+            ConditionType::DocumentsUploaded => "DocumentsUploaded",
+            ConditionType::OrganizationVerified => "OrganizationVerified",
+            ConditionType::DomainsVerified => "DomainsVerified",
+            ConditionType::PurchaseUnconfirmed => "PurchaseUnconfirmed",
+            ConditionType::IssuanceDelayed => "IssuanceDelayed",
+            ConditionType::OrganizationRevalidationDue => "OrganizationRevalidationDue",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl CertificateOrderStatus {
+    /// The condition of this type, if listed.
+    pub fn condition(&self, type_: ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_.as_str())
+    }
+}
+
 /// What the operator knows; written only by the operator, once per reconcile, by server-side apply.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -367,7 +367,7 @@ impl Context {
     }
 
     async fn report_ready(&self, object: &ClusterCertificateProvider, ready: bool, reason: &str, message: &str) {
-        let status = if ready { "True" } else { "False" };
+        let status = crate::api::ConditionStatus::from(ready);
         let current = object.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
         let namespaces = super::tenancy::describe_selector(object);
         if current.is_some_and(|c| c.status == status && c.message == message)

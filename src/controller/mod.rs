@@ -36,8 +36,8 @@ pub use context::Context;
 pub use observe::pending_key_secret_name;
 
 use crate::api::{
-    BUY_AGAIN_ANNOTATION, CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, FINALIZER,
-    MANAGED_BY_LABEL, MANAGER, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
+    BUY_AGAIN_ANNOTATION, CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, ConditionType,
+    FINALIZER, MANAGED_BY_LABEL, MANAGER, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
 };
 use crate::lifecycle::{self, Decision, OrderView, Outcome, ProviderObs, absorb, decide, normalize_domains, summarize};
 use crate::provider::OrderContext;
@@ -682,9 +682,8 @@ async fn refusal_event(
     after: &CertificateOrderStatus,
 ) {
     let refusal = |s: &CertificateOrderStatus| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == lifecycle::summary::STALLED && c.reason == lifecycle::summary::NOT_PERMITTED)
+        s.condition(ConditionType::Stalled)
+            .filter(|c| c.reason == lifecycle::summary::NOT_PERMITTED)
             .map(|c| c.message.clone())
     };
     let Some(message) = refusal(after) else { return };
@@ -709,12 +708,10 @@ async fn delay_event(
     after: &CertificateOrderStatus,
 ) {
     // Conditions present only while something needs a person's attention: a Warning as each appears.
-    for type_ in [
-        lifecycle::summary::ISSUANCE_DELAYED,
-        lifecycle::summary::PURCHASE_UNCONFIRMED,
-        lifecycle::summary::ORGANIZATION_REVALIDATION_DUE,
-    ] {
-        let present = |s: &CertificateOrderStatus| s.conditions.iter().find(|c| c.type_ == type_).cloned();
+    for type_ in
+        [ConditionType::IssuanceDelayed, ConditionType::PurchaseUnconfirmed, ConditionType::OrganizationRevalidationDue]
+    {
+        let present = |s: &CertificateOrderStatus| s.condition(type_).cloned();
         let (Some(condition), None) = (present(after), present(before)) else { continue };
         let event = KubeEvent {
             type_: EventType::Warning,

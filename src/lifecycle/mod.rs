@@ -5,7 +5,11 @@
 //! checked, installed); phase, conditions and message are derived from them, so a crash at any
 //! point and a re-run converge to the same place. No I/O, no clock reads: time comes in as `now`.
 
+mod absorb;
+mod conditions;
+mod decide;
 mod domains;
+pub mod position;
 pub mod summary;
 #[cfg(test)]
 mod tests;
@@ -19,7 +23,10 @@ use crate::api::{
     CertificateInfo, CertificateOrderSpec, CertificateOrderStatus, Challenge, PublishedValidation, SelfCheck,
     ValidationMethod, VendorOrder, VendorStage,
 };
+pub use absorb::absorb;
+pub use decide::decide;
 pub use domains::{dns_record_name, normalize_domains};
+pub use position::{Position, locate};
 pub use summary::summarize;
 
 /// How often the operator looks again, by step; configurable with `certorder run` flags.
@@ -408,15 +415,6 @@ pub fn publish_digest(spec: &CertificateOrderSpec, challenges: &[Challenge]) -> 
     hex::encode(&hash[..12])
 }
 
-/// Files (HTTP) or records (DNS) to publish that are not published as they are now.
-fn publish_needed(spec: &CertificateOrderSpec, status: &CertificateOrderStatus) -> Option<String> {
-    if !status.challenges.iter().any(|c| c.method == spec.domain_validation.method) {
-        return None;
-    }
-    let digest = publish_digest(spec, &status.challenges);
-    (status.published.as_ref().map(|p| p.digest.as_str()) != Some(digest.as_str())).then_some(digest)
-}
-
 /// When an installed certificate is renewed: `renewBefore` before expiry, by default a third of
 /// its lifetime.
 pub fn renewal_time(spec: &CertificateOrderSpec, cert: &CertificateInfo) -> DateTime<Utc> {
@@ -458,50 +456,13 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-fn doubling(initial: Duration, max: Duration, failures: u32) -> Duration {
+pub(crate) fn doubling(initial: Duration, max: Duration, failures: u32) -> Duration {
     initial.saturating_mul(1u32 << failures.min(16)).min(max)
 }
 
 /// The backoff after `failures` transient failures in a row.
 pub fn backoff(timing: &Timing, failures: u32) -> Duration {
     doubling(timing.backoff_initial, timing.backoff_max, failures.saturating_sub(1))
-}
-
-fn until(now: DateTime<Utc>, then: DateTime<Utc>) -> Duration {
-    (then - now).to_std().unwrap_or(Duration::ZERO)
-}
-
-fn since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> Option<Duration> {
-    then.map(|t| (now - t).to_std().unwrap_or(Duration::ZERO))
-}
-
-/// Whether the installed certificate is the one the spec wants and not yet due for renewal.
-fn installed_is_current(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed) -> bool {
-    let InstalledObs::Certificate { info, covers: true } = &obs.installed else {
-        return false;
-    };
-    if obs.now >= renewal_time(order.spec, info) {
-        return false;
-    }
-    if let Some(requested) = order.renew_requested
-        && requested <= obs.now
-        && status.renew_request_answered != Some(requested)
-    {
-        return false;
-    }
-    // Issued by an earlier spec whose vendor-side info differs (say, a new applicant): reissue.
-    let Ok(domains) = normalize_domains(&order.spec.domains) else { return false };
-    let vendor = status.order.as_ref();
-    match vendor.and_then(|o| o.info_digest.as_ref()) {
-        Some(sent) if status.certificate.as_ref().map(|c| &c.sha256_fingerprint) == Some(&info.sha256_fingerprint) => {
-            // Sent for the installed certificate, the last one issued.
-            let round = vendor.map_or(0, |v| v.issuances.saturating_sub(1));
-            let digest = |round| info_digest(order.spec, &domains, &info.key_fingerprint, round);
-            // Earlier builds sent round 0 at every renewal: orders they renewed stay settled after an upgrade.
-            *sent == digest(round) || (round > 0 && *sent == digest(0))
-        }
-        _ => true,
-    }
 }
 
 /// How long a CA reuses its review of an organization (Baseline Requirements 4.2.1: 398 days).
@@ -518,378 +479,6 @@ pub fn organization_notice_time(status: &CertificateOrderStatus) -> Option<DateT
 /// `t` plus `years` calendar years (the end of a term bought for that many years).
 pub fn add_years(t: DateTime<Utc>, years: u32) -> DateTime<Utc> {
     t.checked_add_months(chrono::Months::new(12 * years)).unwrap_or(t)
-}
-
-/// Lifetime assumed for a certificate not issued yet when the last one's is not known.
-const ASSUMED_LIFETIME: chrono::Duration = chrono::Duration::days(90);
-
-/// Whether a further certificate of this purchase needs its term renewed first: it would outlive
-/// the bought term (its lifetime taken as the last certificate's), or the term has ended. The
-/// first certificate of a purchase is within the term it was bought with.
-fn term_renewal_due(status: &CertificateOrderStatus, now: DateTime<Utc>) -> bool {
-    let Some(vendor) = &status.order else { return false };
-    let Some(end) = vendor.term_end_time else { return false };
-    if vendor.issuances == 0 {
-        return false;
-    }
-    let lifetime = status.certificate.as_ref().map_or(ASSUMED_LIFETIME, |c| c.not_after - c.not_before);
-    now + lifetime > end
-}
-
-/// How many failed downloads of a damaged Secret's certificate are tried before a new key and a
-/// new certificate are asked for instead.
-const REINSTALL_ATTEMPTS: u32 = 3;
-
-/// Whether the TLS Secret's certificate is damaged while its key is the one the recorded (last
-/// installed) certificate belongs to, and that certificate would still be current: then it is
-/// downloaded again rather than paid for with a new key and a reissue.
-fn reinstall_due(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed) -> bool {
-    let InstalledObs::Damaged { key_fingerprint, .. } = &obs.installed else { return false };
-    let Some(recorded) = &status.certificate else { return false };
-    let gave_up = status.failures >= REINSTALL_ATTEMPTS
-        && status.last_failure.as_deref().is_some_and(|f| f.starts_with("Reinstall:"));
-    let vendor_holds_it = status.order.as_ref().is_some_and(|v| v.stage == Some(VendorStage::Issuable));
-    if recorded.key_fingerprint != *key_fingerprint || obs.pending_key.is_some() || gave_up || !vendor_holds_it {
-        return false;
-    }
-    let as_recorded =
-        Observed { installed: InstalledObs::Certificate { info: recorded.clone(), covers: true }, ..obs.clone() };
-    installed_is_current(order, status, &as_recorded)
-}
-
-/// The next step for the order.
-pub fn decide(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed, timing: &Timing) -> Decision {
-    let now = obs.now;
-    if spec_problem(order.spec).is_some() || status.failed_generation == Some(order.generation) {
-        return Decision::Wait(None);
-    }
-    if obs.provider != ProviderObs::Ready {
-        return Decision::Wait(Some(timing.letter_poll));
-    }
-    if !obs.shared_with.is_empty() {
-        return Decision::Wait(Some(timing.letter_poll));
-    }
-    if status.failures > 0
-        && let Some(next) = status.next_attempt_time.filter(|t| *t > now)
-    {
-        return Decision::Wait(Some(until(now, next)));
-    }
-
-    if installed_is_current(order, status, obs) {
-        let InstalledObs::Certificate { info, .. } = &obs.installed else { unreachable!("checked above") };
-        if status.certificate.as_ref() != Some(info) {
-            return Decision::Act(Step::AdoptInstalled);
-        }
-        if status.published.is_some() {
-            return Decision::Act(Step::Unpublish);
-        }
-        if obs.pending_key.is_some() || status.private_key_secret.is_some() {
-            return Decision::Act(Step::DiscardPendingKey);
-        }
-        // Wake up for the renewal, or earlier to say that the organization's review runs out.
-        let mut wake = renewal_time(order.spec, info);
-        if let Some(notice) = organization_notice_time(status).filter(|t| *t > now) {
-            wake = wake.min(notice);
-        }
-        return Decision::Wait(Some(until(now, wake)));
-    }
-
-    if reinstall_due(order, status, obs) {
-        return Decision::Act(Step::Reinstall);
-    }
-
-    // A (new) certificate is needed.
-    let Some(key) = &obs.pending_key else {
-        return Decision::Act(Step::GenerateKey);
-    };
-    if let InstalledObs::Certificate { info, covers: true } = &obs.installed {
-        let unknown = status.certificate.as_ref().map(|c| &c.sha256_fingerprint) != Some(&info.sha256_fingerprint);
-        if info.key_fingerprint == key.fingerprint && unknown && now < renewal_time(order.spec, info) {
-            return Decision::Act(Step::AdoptInstalled);
-        }
-    }
-    let vendor = match &status.order {
-        Some(v) if !v.name.is_empty() => v,
-        _ => return Decision::Act(Step::RecordPurchaseIntent),
-    };
-    if vendor.id.is_none() {
-        return Decision::Act(Step::Purchase);
-    }
-    if term_renewal_due(status, obs.now) {
-        return Decision::Act(match vendor.term_renewal_requested_time {
-            None => Step::RecordTermRenewalIntent,
-            Some(_) => Step::RenewTerm,
-        });
-    }
-    let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
-    let digest = info_digest(order.spec, &domains, &key.fingerprint, vendor.issuances);
-    let rejected = vendor.rejected_generation == Some(order.generation);
-    if vendor.info_digest.as_deref() != Some(digest.as_str()) {
-        if rejected {
-            return Decision::Wait(None);
-        }
-        return Decision::Act(Step::SubmitInfo { digest });
-    }
-    if rejected {
-        return Decision::Wait(None);
-    }
-    if order.spec.product.type_.needs_organization_review() {
-        match &obs.letter {
-            LetterObs::Present { digest } => {
-                if vendor.documents_digest.as_deref() != Some(digest.as_str()) {
-                    return Decision::Act(Step::UploadLetter { digest: digest.clone() });
-                }
-            }
-            LetterObs::Missing(_) | LetterObs::Invalid(_) => {
-                if vendor.documents_digest.is_none() {
-                    if vendor.letter_template.is_none() {
-                        return Decision::Act(Step::OfferLetterTemplate);
-                    }
-                    return Decision::Wait(Some(timing.letter_poll));
-                }
-            }
-            LetterObs::NotNeeded => {}
-        }
-    }
-
-    let poll_due = |interval: Duration| since(now, obs.last_poll).is_none_or(|s| s >= interval);
-    let poll_wait = |interval: Duration| interval.saturating_sub(since(now, obs.last_poll).unwrap_or(interval));
-    match vendor.stage {
-        None => Decision::Act(Step::Poll),
-        Some(VendorStage::Issuable) => Decision::Act(Step::Install),
-        Some(VendorStage::Rejected) | Some(VendorStage::Cancelled) => Decision::Wait(None),
-        Some(VendorStage::AwaitingInfo) | Some(VendorStage::AwaitingDocuments) | Some(VendorStage::Unknown) => {
-            if poll_due(timing.validation_poll) {
-                Decision::Act(Step::Poll)
-            } else {
-                Decision::Wait(Some(poll_wait(timing.validation_poll)))
-            }
-        }
-        Some(stage @ (VendorStage::OrganizationReview | VendorStage::DomainValidation)) => {
-            let all_passed = !status.challenges.is_empty()
-                && status.challenges.iter().all(|c| c.self_check.as_ref().is_some_and(|s| s.passed));
-            let check_interval = doubling(timing.self_check_initial, timing.self_check_max, obs.self_check_failures);
-            // The first check waits as long as a re-check would: nobody can have created a
-            // record for challenges that arrived a moment ago.
-            let checked_or_received = obs.last_self_check.or(obs.last_poll);
-            let check_due = since(now, checked_or_received).is_none_or(|s| s >= check_interval);
-            if let Some(digest) = publish_needed(order.spec, status) {
-                return Decision::Act(Step::PublishChallenges { digest });
-            }
-            if obs.solver_missing && status.published.is_some() {
-                let digest = publish_digest(order.spec, &status.challenges);
-                return Decision::Act(Step::PublishChallenges { digest });
-            }
-            if !status.challenges.is_empty() && !all_passed && check_due {
-                return Decision::Act(Step::SelfCheck);
-            }
-            // Ask the vendor often once our own check passes; while it fails, only now and then
-            // (our view of DNS may differ from the CA's).
-            let poll_interval = if stage == VendorStage::OrganizationReview || !all_passed {
-                timing.review_poll
-            } else {
-                timing.validation_poll
-            };
-            // Our check has passed since the vendor was last asked: ask now, the CA may have
-            // validated already; from then on every `poll_interval`.
-            let passed_since_poll = all_passed
-                && stage == VendorStage::DomainValidation
-                && obs.last_self_check.is_some_and(|checked| obs.last_poll.is_none_or(|polled| checked > polled));
-            if poll_due(poll_interval) || passed_since_poll {
-                return Decision::Act(Step::Poll);
-            }
-            let mut wait = poll_wait(poll_interval);
-            if !status.challenges.is_empty() && !all_passed {
-                let since_check = since(now, checked_or_received).unwrap_or(Duration::ZERO);
-                wait = wait.min(check_interval.saturating_sub(since_check));
-            }
-            Decision::Wait(Some(wait))
-        }
-    }
-}
-
-/// Folds a step's outcome into the status facts. Derived fields are left to [`summarize`].
-pub fn absorb(
-    order: &OrderView,
-    mut status: CertificateOrderStatus,
-    outcome: Outcome,
-    timing: &Timing,
-    now: DateTime<Utc>,
-) -> CertificateOrderStatus {
-    let succeeded = !matches!(outcome, Outcome::Failed { .. });
-    match outcome {
-        Outcome::KeyGenerated { secret } => status.private_key_secret = Some(secret),
-        Outcome::PurchaseIntentRecorded => {
-            status.order = Some(VendorOrder {
-                name: vendor_order_name(order.uid),
-                purchase_requested_time: Some(now),
-                ..VendorOrder::default()
-            });
-        }
-        Outcome::Purchased { id, buy_again, domains_count } => {
-            let vendor = status.order.get_or_insert_with(VendorOrder::default);
-            vendor.id = Some(id);
-            vendor.term_end_time.get_or_insert(add_years(now, order.spec.product.validity_years));
-            vendor.domains_count = Some(domains_count);
-            vendor.purchase_unconfirmed_time = None;
-            vendor.purchase_unconfirmed_reason = None;
-            if buy_again.is_some() {
-                vendor.buy_again_answered = buy_again;
-            }
-        }
-        Outcome::PurchaseUnconfirmed { reason } => {
-            let vendor = status.order.get_or_insert_with(VendorOrder::default);
-            vendor.purchase_unconfirmed_time.get_or_insert(now);
-            vendor.purchase_unconfirmed_reason = Some(reason.clone());
-            // Look again with backoff, as after any transient failure.
-            status.last_failure = Some(format!("Purchase: {reason}"));
-            status.last_failure_time = Some(now);
-            status.failures = status.failures.saturating_add(1);
-            let wait = chrono::Duration::from_std(backoff(timing, status.failures)).unwrap_or_default();
-            status.next_attempt_time = Some(now + wait);
-            return status;
-        }
-        Outcome::InfoSubmitted { digest, submitted } => {
-            let vendor = status.order.get_or_insert_with(VendorOrder::default);
-            vendor.info_digest = Some(digest);
-            if submitted.is_some() {
-                vendor.submitted = submitted;
-            }
-            vendor.stage = None;
-            vendor.state = None;
-            vendor.rejected_generation = None;
-            status.challenges.clear();
-        }
-        Outcome::LetterTemplateOffered { config_map } => {
-            let vendor = status.order.get_or_insert_with(VendorOrder::default);
-            vendor.letter_template = Some(config_map.unwrap_or_default());
-        }
-        Outcome::LetterUploaded { digest } => {
-            let vendor = status.order.get_or_insert_with(VendorOrder::default);
-            vendor.documents_digest = Some(digest);
-            vendor.stage = None;
-            vendor.rejected_generation = None;
-        }
-        Outcome::Polled(view) => {
-            let vendor = status.order.get_or_insert_with(VendorOrder::default);
-            // The CA finished its review of the organization (now, or before this order saw it).
-            let past_review = matches!(view.stage, VendorStage::DomainValidation | VendorStage::Issuable);
-            if order.spec.product.type_.needs_organization_review()
-                && past_review
-                && (vendor.stage == Some(VendorStage::OrganizationReview)
-                    || vendor.organization_validated_time.is_none())
-            {
-                vendor.organization_validated_time = Some(now);
-            }
-            vendor.stage = Some(view.stage);
-            vendor.state = Some(view.state);
-            match view.stage {
-                VendorStage::Rejected => {
-                    vendor.rejected_generation = Some(order.generation);
-                    vendor.rejection_reason =
-                        Some(view.rejection_reason.unwrap_or_else(|| "the CA gave no reason".into()));
-                }
-                VendorStage::Cancelled => {
-                    status.failed_generation = Some(order.generation);
-                    status.last_failure =
-                        Some("the vendor order was cancelled; buy a new one by recreating the CertificateOrder".into());
-                    status.last_failure_time = Some(now);
-                }
-                _ => {}
-            }
-            status.challenges =
-                view.challenges
-                    .into_iter()
-                    .map(|c| {
-                        let previous = status.challenges.iter().find(|p| {
-                            p.domain == c.domain && p.target == c.target && p.expected_value == c.expected_value
-                        });
-                        Challenge {
-                            self_check: previous.and_then(|p| p.self_check.clone()),
-                            domain: c.domain,
-                            method: c.method,
-                            target: c.target,
-                            expected_value: c.expected_value,
-                        }
-                    })
-                    .collect();
-        }
-        Outcome::Published(published) => status.published = Some(published),
-        Outcome::Unpublished => status.published = None,
-        Outcome::SelfChecked(results) => {
-            for (domain, check) in results {
-                if let Some(challenge) = status.challenges.iter_mut().find(|c| c.domain == domain) {
-                    challenge.self_check = Some(merge_check(challenge.self_check.take(), check));
-                }
-            }
-        }
-        Outcome::TermRenewalIntentRecorded => {
-            status.order.get_or_insert_with(VendorOrder::default).term_renewal_requested_time = Some(now);
-        }
-        Outcome::TermRenewed => {
-            let vendor = status.order.get_or_insert_with(VendorOrder::default);
-            // A term renewed before it ends runs on from its end; one that ended, from now.
-            let from = vendor.term_end_time.filter(|end| *end > now).unwrap_or(now);
-            vendor.term_end_time = Some(add_years(from, order.spec.product.validity_years));
-            vendor.term_renewal_requested_time = None;
-            vendor.term_renewals += 1;
-        }
-        Outcome::Reinstalled(info) => {
-            // The same certificate (or the vendor's current one) again: not a new issuance.
-            status.renewal_time = Some(renewal_time(order.spec, &info));
-            status.certificate = Some(info);
-        }
-        Outcome::Installed(info) => {
-            status.renewal_time = Some(renewal_time(order.spec, &info));
-            status.renew_request_answered = order.renew_requested.filter(|t| *t <= now);
-            let vendor = status.order.get_or_insert_with(VendorOrder::default);
-            vendor.issuances += 1;
-            status.certificate = Some(info);
-            status.challenges.clear();
-        }
-        Outcome::PendingKeyDiscarded => status.private_key_secret = None,
-        Outcome::Failed { step, error } => {
-            status.last_failure = Some(format!("{step}: {}", error.message));
-            status.last_failure_time = Some(now);
-            match error.kind {
-                ErrorKind::Transient => {
-                    status.failures = status.failures.saturating_add(1);
-                    let wait = chrono::Duration::from_std(backoff(timing, status.failures)).unwrap_or_default();
-                    status.next_attempt_time = Some(now + wait);
-                }
-                ErrorKind::Permanent => {
-                    status.failures = status.failures.saturating_add(1);
-                    status.failed_generation = Some(order.generation);
-                    status.next_attempt_time = None;
-                }
-            }
-        }
-    }
-    if succeeded {
-        status.failures = 0;
-        status.next_attempt_time = None;
-    }
-    status
-}
-
-/// Keeps the recorded check time when nothing about the result changed in the last five
-/// minutes, so a re-check that sees the same thing does not cost a status write.
-fn merge_check(previous: Option<SelfCheck>, new: SelfCheck) -> SelfCheck {
-    match previous {
-        Some(p)
-            if p.passed == new.passed
-                && p.seen == new.seen
-                && p.diagnosis == new.diagnosis
-                && p.server == new.server
-                && p.status_code == new.status_code
-                && p.redirect_target == new.redirect_target
-                && p.content_length == new.content_length
-                && new.last_check_time - p.last_check_time < chrono::Duration::minutes(5) =>
-        {
-            p
-        }
-        _ => new,
-    }
 }
 
 /// The `certorder.io/buy-again` request (an RFC 3339 time) that may end the doubt about a purchase:

@@ -1384,7 +1384,7 @@ fn a_dv_order_not_issued_a_day_after_purchase_suggests_ov() {
         summarize(&view(spec, 1), status, &observed)
             .conditions
             .into_iter()
-            .find(|c| c.type_ == summary::ISSUANCE_DELAYED)
+            .find(|c| c.type_ == ConditionType::IssuanceDelayed.as_str())
     };
     let table: Vec<(&str, &CertificateOrderSpec, CertificateOrderStatus, bool)> = vec![
         ("DV bought 25h ago, not issued", &dv, bought(&dv, 25, 0), true),
@@ -1434,10 +1434,10 @@ fn an_unconfirmed_purchase_is_shown_looked_for_with_backoff_and_ended_by_a_perso
     assert_eq!(status.next_attempt_time, Some(t1 + chrono::Duration::seconds(10)), "looks again with backoff");
     let summary = summarize(&order, status.clone(), &obs(t1, LetterObs::NotNeeded));
     assert_eq!(summary.phase, Phase::Pending);
-    let condition = summary.conditions.iter().find(|c| c.type_ == summary::PURCHASE_UNCONFIRMED).unwrap();
+    let condition = summary.conditions.iter().find(|c| c.type_ == ConditionType::PurchaseUnconfirmed.as_str()).unwrap();
     assert_eq!(condition.status, "True");
     assert!(condition.message.contains("certorder buy-again"), "{}", condition.message);
-    assert!(summary.conditions.iter().all(|c| c.type_ != summary::STALLED || c.status == "False"));
+    assert!(summary.conditions.iter().all(|c| c.type_ != ConditionType::Stalled.as_str() || c.status == "False"));
 
     // Only a request made during the doubt, and not answered yet, counts.
     let at = |t: DateTime<Utc>| t.to_rfc3339();
@@ -1457,7 +1457,7 @@ fn an_unconfirmed_purchase_is_shown_looked_for_with_backoff_and_ended_by_a_perso
     let vendor = status.order.clone().unwrap();
     assert_eq!((vendor.purchase_unconfirmed_time, vendor.buy_again_answered), (None, Some(t1)));
     let summary = summarize(&order, status, &obs(t1, LetterObs::NotNeeded));
-    assert!(summary.conditions.iter().all(|c| c.type_ != summary::PURCHASE_UNCONFIRMED));
+    assert!(summary.conditions.iter().all(|c| c.type_ != ConditionType::PurchaseUnconfirmed.as_str()));
 }
 
 #[test]
@@ -1527,4 +1527,244 @@ fn an_ov_order_says_a_month_ahead_when_the_cas_review_of_the_organization_runs_o
     let due = revalidation(&status).expect("the condition appears a month ahead");
     assert_eq!((due.status.as_str(), due.reason.as_str()), ("True", "ReviewExpiring"));
     assert!(due.message.contains("398 days") && due.message.contains("confirmation letter"), "{}", due.message);
+}
+
+/// One position per row, and what both readers of it make of it: the step `decide` takes and the
+/// phase and reason `summarize` reports. The two cannot disagree about where an order is.
+#[test]
+fn decide_and_summarize_read_one_position() {
+    use position::{CertificateState as C, Halt as H, LetterNeed as L, VendorProgress as V};
+    let now = t0();
+    let dv = spec(CertificateType::DV);
+    let ov = spec(CertificateType::OV);
+    let with_key = |mut o: Observed| {
+        o.pending_key = Some(key());
+        o
+    };
+    let issued_status = |s: &CertificateOrderSpec| {
+        let mut status = submitted(s, Some(VendorStage::Issuable));
+        status.certificate = Some(cert(now - chrono::Duration::days(10), "k0"));
+        status.private_key_secret = None;
+        let vendor = status.order.as_mut().unwrap();
+        vendor.issuances = 1;
+        vendor.info_digest = Some(info_digest(s, &normalize_domains(&s.domains).unwrap(), "k0", 0));
+        vendor.term_end_time = Some(now + chrono::Duration::days(400));
+        status
+    };
+    type Case<'a> = (&'a str, &'a CertificateOrderSpec, CertificateOrderStatus, Observed);
+    let cases: Vec<(Case, &str, Option<&str>, Phase, &str)> = vec![
+        (
+            ("new", &dv, CertificateOrderStatus::default(), obs(now, LetterObs::NotNeeded)),
+            "needed/not bought",
+            Some("GenerateKey"),
+            Phase::Pending,
+            "Purchasing",
+        ),
+        (
+            ("keyed", &dv, CertificateOrderStatus::default(), with_key(obs(now, LetterObs::NotNeeded))),
+            "needed/not bought",
+            Some("RecordPurchaseIntent"),
+            Phase::Pending,
+            "Purchasing",
+        ),
+        (
+            (
+                "bought",
+                &dv,
+                {
+                    let mut s = submitted(&dv, None);
+                    s.order.as_mut().unwrap().info_digest = None;
+                    s
+                },
+                with_key(obs(now, LetterObs::NotNeeded)),
+            ),
+            "needed/info",
+            Some("SubmitInfo"),
+            Phase::Purchased,
+            "SubmittingInfo",
+        ),
+        (
+            ("submitted", &dv, submitted(&dv, None), with_key(obs(now, LetterObs::NotNeeded))),
+            "needed/at vendor",
+            Some("Poll"),
+            Phase::InfoSubmitted,
+            "InfoSubmitted",
+        ),
+        (
+            (
+                "letter missing",
+                &ov,
+                {
+                    let mut s = submitted(&ov, None);
+                    s.order.as_mut().unwrap().documents_digest = None;
+                    s
+                },
+                with_key(obs(now, LetterObs::Missing("Secret letter not found".into()))),
+            ),
+            "needed/letter missing",
+            Some("OfferLetterTemplate"),
+            Phase::InfoSubmitted,
+            "WaitingForDocuments",
+        ),
+        (
+            (
+                "letter present",
+                &ov,
+                {
+                    let mut s = submitted(&ov, None);
+                    s.order.as_mut().unwrap().documents_digest = None;
+                    s
+                },
+                with_key(obs(now, LetterObs::Present { digest: "letter-1".into() })),
+            ),
+            "needed/letter upload",
+            Some("UploadLetter"),
+            Phase::InfoSubmitted,
+            "WaitingForDocuments",
+        ),
+        (
+            (
+                "rejected",
+                &ov,
+                {
+                    let mut s = submitted(&ov, Some(VendorStage::Rejected));
+                    s.order.as_mut().unwrap().rejected_generation = Some(1);
+                    s
+                },
+                with_key(obs(now, LetterObs::Present { digest: "letter-1".into() })),
+            ),
+            "needed/rejected",
+            None,
+            Phase::Rejected,
+            "Rejected",
+        ),
+        (
+            ("issued", &dv, issued_status(&dv), {
+                let mut o = obs(now, LetterObs::NotNeeded);
+                o.installed =
+                    InstalledObs::Certificate { info: cert(now - chrono::Duration::days(10), "k0"), covers: true };
+                o
+            }),
+            "current",
+            None,
+            Phase::Issued,
+            "Issued",
+        ),
+        (
+            ("damaged", &dv, issued_status(&dv), {
+                let mut o = obs(now, LetterObs::NotNeeded);
+                o.installed =
+                    InstalledObs::Damaged { reason: "tls.crt is not PEM".into(), key_fingerprint: "k0".into() };
+                o
+            }),
+            "damaged",
+            Some("Reinstall"),
+            Phase::Pending,
+            "Repairing",
+        ),
+        (
+            (
+                "term ends",
+                &dv,
+                {
+                    let mut s = issued_status(&dv);
+                    s.order.as_mut().unwrap().term_end_time = Some(now + chrono::Duration::days(30));
+                    s
+                },
+                with_key(obs(now, LetterObs::NotNeeded)),
+            ),
+            "needed/term",
+            Some("RecordTermRenewalIntent"),
+            Phase::Purchased,
+            "RenewingTerm",
+        ),
+        // A rejected order spends nothing, not even on its term, until a person changes the spec.
+        (
+            (
+                "rejected, term ends",
+                &ov,
+                {
+                    let mut s = issued_status(&ov);
+                    let v = s.order.as_mut().unwrap();
+                    v.rejected_generation = Some(1);
+                    v.term_end_time = Some(now + chrono::Duration::days(30));
+                    s
+                },
+                with_key(obs(now, LetterObs::NotNeeded)),
+            ),
+            "needed/rejected",
+            None,
+            Phase::Rejected,
+            "Rejected",
+        ),
+        (
+            ("provider", &dv, CertificateOrderStatus::default(), {
+                let mut o = obs(now, LetterObs::NotNeeded);
+                o.provider = ProviderObs::Unusable("Secret ucloud-keys not found".into());
+                o
+            }),
+            "halted",
+            None,
+            Phase::Pending,
+            "ProviderNotReady",
+        ),
+        (
+            ("shared", &dv, submitted(&dv, None), {
+                let mut o = with_key(obs(now, LetterObs::NotNeeded));
+                o.shared_with = vec!["other/site".into()];
+                o
+            }),
+            "halted",
+            None,
+            Phase::Pending,
+            "VendorOrderShared",
+        ),
+        (
+            (
+                "failed",
+                &dv,
+                {
+                    let mut s = submitted(&dv, None);
+                    s.failed_generation = Some(1);
+                    s
+                },
+                with_key(obs(now, LetterObs::NotNeeded)),
+            ),
+            "halted",
+            None,
+            Phase::Failed,
+            "Failed",
+        ),
+    ];
+    for ((name, spec, status, observed), where_, step, phase, reason) in cases {
+        let order = view(spec, 1);
+        let position = locate(&order, &status, &observed);
+        let found = match (&position.halt, &position.certificate, &position.vendor) {
+            (Some(H::InvalidSpec(_) | H::Failed | H::Provider(_) | H::Shared(_)), ..) => "halted",
+            (None, C::Current(_), _) => "current",
+            (None, C::Damaged { .. }, _) => "damaged",
+            (None, C::Needed, V::NotBought { .. }) => "needed/not bought",
+            (None, C::Needed, V::Rejected) => "needed/rejected",
+            (None, C::Needed, V::TermRenewal { .. }) => "needed/term",
+            (None, C::Needed, V::InfoToSend { .. }) => "needed/info",
+            (None, C::Needed, V::Letter(L::Upload { .. })) => "needed/letter upload",
+            (None, C::Needed, V::Letter(L::Missing { .. })) => "needed/letter missing",
+            (None, C::Needed, V::AtVendor(_)) => "needed/at vendor",
+        };
+        assert_eq!(found, where_, "{name}: position");
+        let decided = match decide(&order, &status, &observed, &Timing::default()) {
+            Decision::Act(step) => Some(step.name()),
+            Decision::Wait(_) => None,
+        };
+        assert_eq!(decided, step, "{name}: step");
+        let summary = summarize(&order, status, &observed);
+        assert_eq!(
+            (summary.phase, summary.conditions[0].reason.as_str()),
+            (phase, reason),
+            "{name}: {:?}",
+            summary.message
+        );
+        let ready = summary.condition(ConditionType::Ready).unwrap();
+        assert_eq!(ready.status == ConditionStatus::True, where_ == "current", "{name}: Ready");
+    }
 }
