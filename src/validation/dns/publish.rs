@@ -184,15 +184,30 @@ impl Rfc2136Client {
     async fn send(&self, mut message: Message, what: &str) -> Result<(), String> {
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-        message.finalize(&self.signer, now).map_err(|e| format!("cannot sign the update: {e}"))?;
+        let verifier = message.finalize(&self.signer, now).map_err(|e| format!("cannot sign the update: {e}"))?;
         let bytes = message.to_vec().map_err(|e| format!("cannot encode the update: {e}"))?;
         let id = message.metadata.id;
         let server = self.server;
-        let answer = tokio::time::timeout(self.timeout, tcp_exchange(server, &bytes, id))
+        let answer_bytes = tokio::time::timeout(self.timeout, tcp_exchange(server, &bytes))
             .await
             .map_err(|_| format!("{what}: no answer from {server} within {:?}", self.timeout))??;
+        let answer = Message::from_vec(&answer_bytes).map_err(|e| format!("unreadable answer from {server} ({e})"))?;
+        if answer.metadata.id != id {
+            return Err(format!("{server} answered with a wrong id"));
+        }
         match answer.metadata.response_code {
-            ResponseCode::NoError => Ok(()),
+            // Success is believed only when the answer is signed with the same key (RFC 8945 §5.3):
+            // an unsigned or forged NOERROR would leave a challenge unpublished while status says
+            // it is.
+            ResponseCode::NoError => match verifier {
+                Some(mut verifier) => verifier.verify(&answer_bytes).map(|_| ()).map_err(|e| {
+                    format!(
+                        "{what}: {server} answered NOERROR without a valid TSIG signature of key {} ({e}): the answer cannot be trusted; check that nothing else answers on that address and that the server signs its answers",
+                        self.signer.signer_name()
+                    )
+                }),
+                None => Ok(()),
+            },
             ResponseCode::NotAuth => Err(format!(
                 "{what}: {server} refused the update as NOTAUTH: the TSIG key is not accepted (check spec.rfc2136.tsigKeyName, tsigAlgorithm and the secret) or the server is not authoritative for {}",
                 self.zone
@@ -207,7 +222,9 @@ impl Rfc2136Client {
     }
 }
 
-async fn tcp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
+/// One DNS message over TCP (RFC 1035 §4.2.2: two length bytes, then the message); the answer's
+/// bytes, as signed.
+async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut stream = tokio::net::TcpStream::connect(server)
         .await
         .map_err(|e| format!("cannot connect to the name server {server} over TCP ({e})"))?;
@@ -219,11 +236,7 @@ async fn tcp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
     stream.read_exact(&mut len_buf).await.map_err(|e| format!("reading from {server} failed ({e})"))?;
     let mut buf = vec![0u8; u16::from_be_bytes(len_buf) as usize];
     stream.read_exact(&mut buf).await.map_err(|e| format!("reading from {server} failed ({e})"))?;
-    let message = Message::from_vec(&buf).map_err(|e| format!("unreadable answer from {server} ({e})"))?;
-    if message.metadata.id != id {
-        return Err(format!("{server} answered with a wrong id"));
-    }
-    Ok(message)
+    Ok(buf)
 }
 
 /// Name of the order's `DNSEndpoint`: one per order, holding all its records.
@@ -306,6 +319,66 @@ mod tests {
         assert!(!e.contains("s3cret"), "{e}");
         let client = Rfc2136Client::new(addr, "example.com", "k", TsigAlgorithm::HMACSHA256, "c2VjcmV0").unwrap();
         assert!(!format!("{client:?}").contains("c2VjcmV0"));
+    }
+
+    /// A name server stand-in on loopback that answers every update with `answer(request)`.
+    async fn answering(answer: impl Fn(Message) -> Message + Send + 'static) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut len = [0u8; 2];
+                stream.read_exact(&mut len).await.unwrap();
+                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                stream.read_exact(&mut buf).await.unwrap();
+                let reply = answer(Message::from_vec(&buf).unwrap()).to_vec().unwrap();
+                let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&reply);
+                stream.write_all(&out).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    fn reply_to(request: &Message, code: ResponseCode) -> Message {
+        let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
+        reply.metadata.response_code = code;
+        reply
+    }
+
+    #[tokio::test]
+    async fn a_noerror_answer_without_the_keys_signature_is_not_believed() {
+        // Unsigned, as a server that ignored the TSIG (or anything else on that address) answers.
+        let addr = answering(|request| reply_to(&request, ResponseCode::NoError)).await;
+        let client = Rfc2136Client::new(addr, "example.com", "k", TsigAlgorithm::HMACSHA256, "c2VjcmV0").unwrap();
+        let e = client.add("_dnsauth.example.com", RecordKind::Txt, "v", 60).await.unwrap_err();
+        assert!(e.contains("without a valid TSIG signature of key k."), "{e}");
+        assert!(!e.contains("c2VjcmV0") && !e.contains("secret"), "{e}");
+
+        // Signed, but with another key of the same name.
+        let forger = TSigner::new(
+            b"another".to_vec(),
+            hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha256,
+            Name::from_ascii("k.").unwrap(),
+            300,
+        )
+        .unwrap();
+        let addr = answering(move |request| {
+            let mut reply = reply_to(&request, ResponseCode::NoError);
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            reply.finalize(&forger, now).unwrap();
+            reply
+        })
+        .await;
+        let client = Rfc2136Client::new(addr, "example.com", "k", TsigAlgorithm::HMACSHA256, "c2VjcmV0").unwrap();
+        let e = client.remove("_dnsauth.example.com", RecordKind::Txt, "v").await.unwrap_err();
+        assert!(e.contains("without a valid TSIG signature"), "{e}");
+
+        // A refusal is a failure whether signed or not, and says what to fix.
+        let addr = answering(|request| reply_to(&request, ResponseCode::Refused)).await;
+        let client = Rfc2136Client::new(addr, "example.com", "k", TsigAlgorithm::HMACSHA256, "c2VjcmV0").unwrap();
+        let e = client.add("_dnsauth.example.com", RecordKind::Txt, "v", 60).await.unwrap_err();
+        assert!(e.contains("REFUSED") && e.contains("update-policy"), "{e}");
     }
 
     #[test]
