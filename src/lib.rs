@@ -2,6 +2,7 @@
 //! certificates. See DESIGN in the README for the flow; `main.rs` only parses and wires.
 
 pub mod api;
+pub mod clock;
 pub mod controller;
 pub mod crdgen;
 pub mod inspect;

@@ -16,6 +16,24 @@ use super::{KeyAlgorithm, PkiError, PrivateKey, generate_key, parse_csr};
 /// How long the CA itself is valid.
 pub const CA_LIFETIME_DAYS: i64 = 3650;
 
+/// The longest lifetime a publicly trusted TLS certificate issued at `at` may have (CA/Browser
+/// Forum Baseline Requirements 6.3.2, as amended by ballot SC-081v3): 398 days, then 200 days from
+/// 2026-03-15, 100 days from 2027-03-15 and 47 days from 2029-03-15.
+pub fn max_lifetime_at(at: DateTime<Utc>) -> Duration {
+    let from = |y, m, d| {
+        chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date").and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+    };
+    if at >= from(2029, 3, 15) {
+        Duration::days(47)
+    } else if at >= from(2027, 3, 15) {
+        Duration::days(100)
+    } else if at >= from(2026, 3, 15) {
+        Duration::days(200)
+    } else {
+        Duration::days(398)
+    }
+}
+
 /// Why the local CA refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaError {

@@ -337,3 +337,20 @@ fn refuses_a_ca_leaf_a_leaf_not_for_servers_and_a_self_signed_leaf_over_our_key(
         assert!(err.contains(want), "got {err:?}, want {want:?}");
     }
 }
+
+#[test]
+fn lifetimes_are_capped_by_the_date_of_issuance_as_ballot_sc081_says() {
+    let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap();
+    for (when, days) in [
+        (at(2026, 3, 14), 398),
+        (at(2026, 3, 15), 200),
+        (at(2026, 11, 26), 200),
+        (at(2027, 3, 14), 200),
+        (at(2027, 3, 15), 100),
+        (at(2029, 3, 14), 100),
+        (at(2029, 3, 15), 47),
+        (at(2035, 1, 1), 47),
+    ] {
+        assert_eq!(super::ca::max_lifetime_at(when), Duration::days(days), "{when}");
+    }
+}

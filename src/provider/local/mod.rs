@@ -147,8 +147,10 @@ impl LocalProvider {
         if view.stage != VendorStage::Issuable {
             return Err(ProviderError::retryable(format!("the local CA will not issue yet: state {}", view.state)));
         }
+        // Never longer than a publicly trusted CA may issue on that day.
+        let lifetime = self.lifetime.min(crate::pki::ca::max_lifetime_at(ctx.now));
         self.ca
-            .issue(csr_pem, ctx.domains, self.lifetime, ctx.now)
+            .issue(csr_pem, ctx.domains, lifetime, ctx.now)
             .map_err(|e| ProviderError::permanent(format!("the local CA refused to issue: {e}")))
     }
 
