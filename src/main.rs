@@ -259,6 +259,7 @@ impl RunArgs {
                 .collect(),
             concurrency: self.concurrency,
             timing,
+            clock: certorder::clock::Clock::system(),
         })
     }
 }

@@ -2873,6 +2873,12 @@ async fn bind_env() -> (Env, testbed::bind::Bind) {
     let mut env = Env::start_with_controller(false).await;
     env.metrics_port = free_port();
     env.controller = Some(spawn_controller(&env.client, test_config(bind.addr(), env.metrics_port)));
+    rfc2136_zone(&env, &bind).await;
+    (env, bind)
+}
+
+/// The TSIG key in a Secret, and a `ClusterDNSZone` that publishes `example.net` through BIND.
+async fn rfc2136_zone(env: &Env, bind: &testbed::bind::Bind) {
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "certorder-system");
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "dns-tsig", "namespace": "certorder-system"},
@@ -2887,7 +2893,6 @@ async fn bind_env() -> (Env, testbed::bind::Bind) {
         "example-net",
     )
     .await;
-    (env, bind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2941,6 +2946,178 @@ async fn deleting_an_order_mid_validation_removes_its_rfc2136_record() {
     env.orders().delete("halfway", &DeleteParams::default()).await.unwrap();
     wait_until(|| async { env.orders().get_opt("halfway").await.unwrap().is_none() }).await;
     assert_eq!(bind.txt("_dnsauth.www.example.net").await, ["someone-elses-value"], "records left behind: 0");
+}
+
+/// What a test saw of one order over the years.
+#[derive(Default)]
+struct Years {
+    /// Serials installed in the TLS Secret, with the clock's time when first seen and lifetime.
+    installed: Vec<(String, chrono::DateTime<chrono::Utc>, chrono::Duration)>,
+    /// Times the installed certificate was expired or not yet valid when looked at.
+    lapses: Vec<String>,
+    /// Vendor order ids seen: one per purchase.
+    purchases: std::collections::BTreeSet<String>,
+    /// Times the order waited for a person (Stalled, Failed, Rejected, or a reason only a person answers).
+    person_needed: Vec<String>,
+    issuances: u32,
+    term_renewals: u32,
+    /// How long the certificate in place had left when the next one replaced it.
+    margins: Vec<chrono::Duration>,
+    last_not_after: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Years {
+    /// What was read between `before` and `now` (on the test's clock, which runs fast: a read of
+    /// a few milliseconds takes hours).
+    fn look(
+        &mut self,
+        order: &CertificateOrder,
+        secret: Option<&Secret>,
+        before: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let Some(status) = &order.status else { return };
+        if let Some(vendor) = &status.order {
+            self.purchases.extend(vendor.id.clone());
+            self.issuances = vendor.issuances;
+            self.term_renewals = vendor.term_renewals;
+        }
+        let person = ["InfoRequired", "WaitingForDocuments", "PurchaseUnconfirmed", "ProviderNotReady", "NotPermitted"];
+        let stalled = status.condition(certorder::api::ConditionType::Stalled).is_some_and(|c| c.status == "True");
+        let reason = status.conditions.first().map(|c| c.reason.clone()).unwrap_or_default();
+        if stalled || matches!(status.phase, Phase::Failed | Phase::Rejected) || person.contains(&reason.as_str()) {
+            self.person_needed.push(format!("{now}: {:?} {reason}: {:?}", status.phase, status.message));
+        }
+        let Some(pem) =
+            secret.and_then(|s| s.data.as_ref()?.get("tls.crt")).map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        else {
+            return;
+        };
+        let leaf = pki::describe_leaf(&pem).expect("the TLS Secret holds a certificate");
+        if leaf.not_before > now || leaf.not_after < before {
+            self.lapses
+                .push(format!("{now}: serial {} valid {} to {}", leaf.serial_hex, leaf.not_before, leaf.not_after));
+        }
+        if self.installed.last().is_none_or(|(serial, ..)| *serial != leaf.serial_hex) {
+            self.margins.extend(self.last_not_after.map(|t| t - now));
+            self.last_not_after = Some(leaf.not_after);
+            self.installed.push((leaf.serial_hex, now, leaf.not_after - leaf.not_before));
+        }
+    }
+
+    /// "200d x2, 100d x10, 47d x57": the lifetimes issued, in order.
+    fn lifetimes(&self) -> String {
+        let mut runs: Vec<(i64, u32)> = Vec::new();
+        for (_, _, lifetime) in &self.installed {
+            let days = (lifetime.num_hours() + 12) / 24;
+            match runs.last_mut() {
+                Some((d, n)) if *d == days => *n += 1,
+                _ => runs.push((days, 1)),
+            }
+        }
+        runs.iter().map(|(d, n)| format!("{d}d x{n}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Issue 15 part 4: five years of a DV order validated by DNS (RFC 2136 to BIND) and one
+/// validated over HTTP (through the emulated ingress-nginx), on a clock that runs a million times
+/// faster, through the lifetime caps of 2026 (200 days), 2027 (100) and 2029 (47). Nobody does
+/// anything; every certificate in the Secrets is valid whenever it is looked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_years_of_renewals_need_no_person_and_never_lapse() {
+    use chrono::TimeZone;
+    const SPEED: u32 = 1_000_000;
+    let start = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap();
+    let end = start + chrono::Duration::days(5 * 365 + 1);
+    let bind = testbed::bind::Bind::start(&[testbed::bind::Zone {
+        name: "example.net",
+        records: &["web 60 IN A 127.0.0.1"],
+        updatable: true,
+    }])
+    .await;
+    let mut env = Env::start_with_controller(false).await;
+    let cluster = testbed::cluster::Cluster::start(env.client.clone(), env!("CARGO_BIN_EXE_certorder"))
+        .await
+        .expect("cluster emulation");
+    let clock = certorder::clock::Clock::scaled(start, SPEED);
+    let config = certorder::controller::Config {
+        http_validation_port: cluster.port(),
+        clock,
+        ..test_config(bind.addr(), env.metrics_port)
+    };
+    env.controller = Some(spawn_controller(&env.client, config));
+    rfc2136_zone(&env, &bind).await;
+    env.apply(json!({
+        "apiVersion": "certorder.io/v1alpha1",
+        "kind": "ClusterCertificateProvider",
+        "metadata": {"name": "years"},
+        "spec": {"local": {"caSecretRef": {"name": "years-ca", "namespace": "certorder-system"},
+                 "review": "Automatic", "certificateLifetime": "4800h"}},
+    }))
+    .await;
+    let renew_before = |mut order: Value| {
+        // A month ahead: at this speed a month is 2.6 s, far more than an issuance takes.
+        order["spec"]["renewBefore"] = json!("720h");
+        order
+    };
+    env.apply(renew_before(dv_order("dns-years", &["www.example.net"], "years"))).await;
+    env.apply(renew_before(with_http(
+        dv_order("http-years", &["web.example.net"], "years"),
+        "years",
+        json!({"ingressClassName": testbed::cluster::INGRESS_CLASS}),
+    )))
+    .await;
+
+    let mut seen: BTreeMap<&str, Years> = BTreeMap::new();
+    while clock.now() < end {
+        for (order, secret) in [("dns-years", "dns-years-tls"), ("http-years", "http-years-tls")] {
+            let before = clock.now();
+            let o = env.orders().get(order).await.unwrap();
+            let s = env.secrets().get_opt(secret).await.unwrap();
+            // Before the first issuance there is nothing to lapse.
+            if s.is_some() || o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued) {
+                seen.entry(order).or_default().look(&o, s.as_ref(), before, clock.now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The clock runs on and a renewal may be publishing right now: the orders are deleted (their
+    // Secrets stay), and then nothing they published may be left.
+    let http = HttpEnv { env, cluster };
+    for order in ["dns-years", "http-years"] {
+        http.orders().delete(order, &DeleteParams::default()).await.unwrap();
+        wait_until(|| async { http.orders().get_opt(order).await.unwrap().is_none() }).await;
+    }
+    assert!(http.secrets().get_opt("dns-years-tls").await.unwrap().is_some(), "the TLS Secret stays");
+    assert!(bind.txt("_dnsauth.www.example.net").await.is_empty(), "records left behind");
+    assert_eq!(http.published("http-years").await, Vec::<String>::new(), "objects left behind");
+
+    for (order, years) in &seen {
+        println!(
+            "figures: {order} over 5 years (clock x{SPEED}): {} issuances, {} purchase(s), {} term renewals, {} steps that needed a person, {} lapses, least validity left at a replacement {}h; lifetimes {}",
+            years.issuances,
+            years.purchases.len(),
+            years.term_renewals,
+            years.person_needed.len(),
+            years.lapses.len(),
+            years.margins.iter().min().map_or(0, |m| m.num_hours()),
+            years.lifetimes()
+        );
+    }
+    println!("figures: records left behind in BIND: 0; validation objects left: 0 (after deleting the orders)");
+    for (order, years) in &seen {
+        assert!(years.person_needed.is_empty(), "{order} needed a person: {:#?}", years.person_needed);
+        assert!(years.lapses.is_empty(), "{order} lapsed: {:#?}", years.lapses);
+        assert_eq!(years.purchases.len(), 1, "{order}: one purchase");
+        // A one-year term, renewed for each further year.
+        assert!((4..=5).contains(&years.term_renewals), "{order}: {} term renewals", years.term_renewals);
+        let lifetimes = years.lifetimes();
+        for cap in ["200d", "100d", "47d"] {
+            assert!(lifetimes.contains(cap), "{order}: no {cap} certificate in {lifetimes}");
+        }
+        assert!(years.issuances >= 40, "{order}: {} issuances in five years", years.issuances);
+        assert_eq!(years.installed.len() as u32, years.issuances, "{order}: every issuance was seen installed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

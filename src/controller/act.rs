@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
@@ -392,7 +391,7 @@ async fn install(
         Ok(chain) => chain,
         Err(e) => return failed(step, e),
     };
-    let now = Utc::now();
+    let now = pctx.now;
     let trust = provider.trust_anchors();
     let info = match pki::verify_issued(&chain, &key, pctx.domains, now, trust.as_deref()) {
         Ok(info) => info,

@@ -69,6 +69,8 @@ pub struct Config {
     pub timing: crate::lifecycle::Timing,
     /// Several replicas, one active: the controller runs only while it holds this Lease.
     pub leader_election: Option<LeaderElection>,
+    /// Where decisions read the time; the system clock but in tests that run years in minutes.
+    pub clock: crate::clock::Clock,
 }
 
 /// Leader election through a `coordination.k8s.io` Lease in the operator's namespace.
@@ -96,6 +98,7 @@ impl Default for Config {
             solver_image_pull_secrets: Vec::new(),
             timing: crate::lifecycle::Timing::default(),
             leader_election: None,
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -455,7 +458,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         },
         Err(message) => ProviderObs::Unusable(message.clone()),
     };
-    let now = Utc::now();
+    let now = ctx.config.clock.now();
     let mut seen = observe::observe(ctx, order, &domains, &provider_obs, now).await?;
     let timing = match &provider {
         Ok(p) => p.timing(&ctx.config.timing),
@@ -469,7 +472,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     // The challenges' first self-check failed in this reconcile (see `validation_event_waits`).
     let mut first_check_failed = false;
     for _ in 0..MAX_STEPS {
-        seen.observed.now = Utc::now();
+        seen.observed.now = ctx.config.clock.now();
         let step = match decide(&view, &status, &seen.observed, &timing) {
             Decision::Act(step) => step,
             Decision::Wait(w) => {
@@ -575,7 +578,7 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
         refusal_event(ctx, order, &original, &status).await;
     }
     Ok(match wait {
-        Some(w) => Action::requeue(w.max(Duration::from_millis(100))),
+        Some(w) => Action::requeue(ctx.config.clock.real(w).max(Duration::from_millis(100))),
         None => Action::await_change(),
     })
 }
@@ -760,7 +763,7 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
             vendor,
             annotations: order.annotations(),
             approval: order.status.as_ref().and_then(|s| s.approval.as_ref()),
-            now: Utc::now(),
+            now: ctx.config.clock.now(),
             may_have_bought: true,
             buy_again: None,
         };
