@@ -250,6 +250,7 @@ impl RunArgs {
             metrics_addr: self.metrics_addr,
             dns_servers: self.dns_servers.clone(),
             http_validation_port: self.http_validation_port,
+            https_validation_port: 443,
             solver_image: self.solver_image.clone(),
             solver_image_pull_secrets: self
                 .solver_image_pull_secrets

@@ -1257,6 +1257,7 @@ impl HttpEnv {
         // The operator fetches validation files through the emulation's front door.
         let config = certorder::controller::Config {
             http_validation_port: cluster.port(),
+            https_validation_port: cluster.https_port(),
             ..test_config(env.dns.addr(), env.metrics_port)
         };
         env.controller = Some(spawn_controller(&env.client, config));
@@ -1429,26 +1430,61 @@ async fn diagnosed(env: &HttpEnv, order: Value, diagnosis: &str) -> certorder::a
     check
 }
 
+/// ingress-nginx redirects plain HTTP to HTTPS for hosts an Ingress has TLS for, and certorder's
+/// paths added to that Ingress are redirected too: the CA follows the redirect (Baseline
+/// Requirements 3.2.2.4.18) and takes the file over HTTPS, whatever the certificate; so do the
+/// self-check and the local CA. A redirect to another port is what the CA refuses, and is
+/// diagnosed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_validation_through_a_route_that_redirects_to_https_is_diagnosed() {
-    let env = HttpEnv::start(&["secure.example.com"]).await;
+async fn http_validation_follows_a_redirect_to_https_as_the_ca_does() {
+    let env = HttpEnv::start(&["secure.example.com", "odd.example.com"]).await;
     env.provider("auto", "Automatic").await;
     env.cluster.serve_static(NS, "secure-web", testbed::cluster::StaticBackend::html("<html>secure</html>"));
+    let ingress: k8s_openapi::api::networking::v1::Ingress = serde_json::from_value(json!({
+        "metadata": {"name": "secure", "namespace": NS},
+        "spec": {"ingressClassName": testbed::cluster::INGRESS_CLASS,
+                 "tls": [{"hosts": ["secure.example.com"], "secretName": "secure-tls"}],
+                 "rules": [{"host": "secure.example.com", "http": {"paths": [
+                     {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "secure-web", "port": {"number": 80}}}}]}}]},
+    }))
+    .unwrap();
+    env.ingresses().create(&PostParams::default(), &ingress).await.unwrap();
+    wait_until(|| async { env.cluster.routes_host("secure.example.com") }).await;
+    env.apply(with_http(dv_order("secure", &["secure.example.com"], "auto"), "auto", json!({"ingressName": "secure"})))
+        .await;
+    let issued = env.wait_phase("secure", Phase::Issued).await;
+    assert!(issued.status.as_ref().unwrap().certificate.is_some());
+    let served = env.cluster.served();
+    let file = |s: &&testbed::cluster::Served| {
+        s.host == "secure.example.com" && s.path == "/.well-known/pki-validation/fileauth.txt"
+    };
+    for agent in [certorder::provider::local::CA_AGENT, certorder::validation::http::SELF_CHECK_AGENT] {
+        let fetches: Vec<_> = served.iter().filter(file).filter(|s| s.user_agent == agent).collect();
+        assert!(fetches.iter().any(|s| !s.https && s.status == 308), "{agent} was redirected: {fetches:?}");
+        assert!(fetches.iter().any(|s| s.https && s.status == 200), "{agent} took the file over HTTPS: {fetches:?}");
+    }
+
+    // A site that sends the CA to port 8443: refused by the CA, and diagnosed by certorder.
+    env.cluster.serve_static(
+        NS,
+        "odd-web",
+        testbed::cluster::StaticBackend::redirect(
+            302,
+            "https://odd.example.com:8443/.well-known/pki-validation/fileauth.txt",
+        ),
+    );
     env.user_ingress(
-        "secure",
-        "secure.example.com",
-        &[("/", "Prefix", "secure-web")],
-        json!({testbed::cluster::FORCE_SSL_REDIRECT: "true"}),
+        "odd",
+        "odd.example.com",
+        &[("/.well-known/pki-validation/fileauth.txt", "ImplementationSpecific", "odd-web")],
+        json!({}),
     )
     .await;
     let order =
-        with_http(dv_order("secure", &["secure.example.com"], "auto"), "auto", json!({"ingressName": "secure"}));
-    let check = diagnosed(&env, order, "redirected to https").await;
-    assert_eq!(check.status_code, Some(308));
-    assert_eq!(
-        check.redirect_target.as_deref(),
-        Some("https://secure.example.com/.well-known/pki-validation/fileauth.txt")
-    );
+        with_http(dv_order("odd", &["odd.example.com"], "auto"), "auto", json!({"ingressClassName": "other-class"}));
+    let check = diagnosed(&env, order, "redirected to https://odd.example.com:8443/").await;
+    assert_eq!(check.status_code, Some(302));
+    assert!(check.diagnosis.contains("only to port 80 (http) or 443 (https)"), "{check:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -3042,6 +3078,7 @@ async fn five_years_of_renewals_need_no_person_and_never_lapse() {
     let clock = certorder::clock::Clock::scaled(start, SPEED);
     let config = certorder::controller::Config {
         http_validation_port: cluster.port(),
+        https_validation_port: cluster.https_port(),
         clock,
         ..test_config(bind.addr(), env.metrics_port)
     };

@@ -758,7 +758,8 @@ pub struct SelfCheck {
     /// HTTP: the status code of the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
-    /// HTTP: where a redirect pointed (the CA follows none).
+    /// HTTP: where redirects led (the URL the file was last fetched from), or the redirect the CA
+    /// would not follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_target: Option<String>,
     /// HTTP: how many bytes the body had.

@@ -17,7 +17,7 @@ use crate::api::{ClusterCertificateProvider, MANAGED_BY_LABEL, MANAGER};
 use crate::pki::{LocalCa, TLS_CRT, TLS_KEY};
 use crate::provider::{Provider, local::LocalProvider};
 use crate::validation::dns::DnsChecker;
-use crate::validation::http::HttpChecker;
+use crate::validation::http::{HttpChecker, Ports};
 
 /// Per-order memory: polls and checks are cheap to repeat after a restart, so their times live
 /// here rather than in status writes.
@@ -75,7 +75,10 @@ impl Context {
         metrics: Arc<super::metrics::Metrics>,
         registry: Arc<crate::provider::registry::Registry>,
     ) -> Context {
-        let http = Arc::new(HttpChecker::new(dns.clone(), config.http_validation_port));
+        let http = Arc::new(HttpChecker::new(
+            dns.clone(),
+            Ports { http: config.http_validation_port, https: config.https_validation_port },
+        ));
         Context {
             client,
             config,

@@ -61,6 +61,8 @@ pub struct Config {
     /// Port the HTTP self-check and the local CA fetch validation files on (80 in real life;
     /// tests point it at an emulated ingress).
     pub http_validation_port: u16,
+    /// Port of `https` URLs the self-check and the local CA are redirected to (443 in real life).
+    pub https_validation_port: u16,
     /// Image of the HTTP validation solver Pod (the operator's own image).
     pub solver_image: String,
     /// Secrets (in each order's namespace) for pulling the solver image.
@@ -94,6 +96,7 @@ impl Default for Config {
             dns_servers: Vec::new(),
             concurrency: 16,
             http_validation_port: 80,
+            https_validation_port: 443,
             solver_image: DEFAULT_SOLVER_IMAGE.into(),
             solver_image_pull_secrets: Vec::new(),
             timing: crate::lifecycle::Timing::default(),

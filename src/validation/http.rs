@@ -1,8 +1,8 @@
 //! HTTP file validation: the objects that publish the vendor's files (a ConfigMap, a solver Pod
 //! and Service, and a route: a new Ingress, paths added to an existing Ingress, or an HTTPRoute),
-//! built by pure functions, and the self-check that fetches each file the way a CA does — plain
-//! HTTP, following no redirects, comparing bytes exactly — and says what is wrong when it does not
-//! match.
+//! built by pure functions, and the self-check that fetches each file the way a CA does — over
+//! HTTP, following the redirects the Baseline Requirements allow, comparing bytes exactly — and
+//! says what is wrong when it does not match.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -384,76 +384,162 @@ impl HttpObservation {
     }
 }
 
-/// Fetches validation files as a CA does: resolves the name (A records through the configured
-/// name servers), plain HTTP on `port` (80 in real life), one GET, no redirects followed.
+/// Fetches validation files as a CA does (Baseline Requirements 3.2.2.4.18): resolves the name
+/// (A records through the configured name servers), one GET of `http://<domain>/…`, and follows
+/// 301, 302, 307 and 308 redirects to `http` or `https` URLs on ports 80 and 443, at most
+/// [`MAX_REDIRECTS`] of them. Over HTTPS the server's certificate is not checked: a CA fetches
+/// the file to issue a certificate the name may not have yet (RFC 8555 8.3 says the same of
+/// ACME). The body is compared byte for byte.
 pub struct HttpChecker {
     dns: Arc<DnsChecker>,
-    port: u16,
+    ports: Ports,
     timeout: Duration,
     user_agent: &'static str,
 }
+
+/// The ports connected to for `http` and `https` URLs: 80 and 443 in real life; tests point
+/// them at an emulated ingress controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub http: u16,
+    pub https: u16,
+}
+
+/// Most redirects followed, as Let's Encrypt's validation does.
+pub const MAX_REDIRECTS: usize = 10;
 
 /// The `User-Agent` of the operator's self-check.
 pub const SELF_CHECK_AGENT: &str = "certorder-self-check";
 
 impl HttpChecker {
-    pub fn new(dns: Arc<DnsChecker>, port: u16) -> HttpChecker {
-        HttpChecker { dns, port, timeout: Duration::from_secs(10), user_agent: SELF_CHECK_AGENT }
+    pub fn new(dns: Arc<DnsChecker>, ports: Ports) -> HttpChecker {
+        HttpChecker { dns, ports, timeout: Duration::from_secs(10), user_agent: SELF_CHECK_AGENT }
     }
 
     /// The same checker, introducing itself as `user_agent` (the local CA's own fetches).
     pub fn with_user_agent(&self, user_agent: &'static str) -> HttpChecker {
-        HttpChecker { dns: self.dns.clone(), port: self.port, timeout: self.timeout, user_agent }
+        HttpChecker { dns: self.dns.clone(), ports: self.ports, timeout: self.timeout, user_agent }
     }
 
-    /// Fetches `url` and compares the body with `expected`, byte for byte.
+    /// Fetches `url`, following redirects as a CA does, and compares the body with `expected`,
+    /// byte for byte.
     pub async fn check(&self, url: &str, expected: &str) -> HttpObservation {
         let (host, file) = match parse_target(url) {
             Ok(t) => t,
             Err(e) => return HttpObservation::failure(None, e),
         };
-        let path = format!("{WELL_KNOWN}{file}");
+        let Ok(mut target) = url::Url::parse(&format!("http://{host}{WELL_KNOWN}{file}")) else {
+            return HttpObservation::failure(None, format!("{url:?} is not a URL"));
+        };
+        let mut followed = 0;
+        loop {
+            let (addr, answer) = match self.fetch(&target).await {
+                Ok(fetched) => fetched,
+                Err(mut failure) => {
+                    if followed > 0 {
+                        failure.diagnosis = format!("after {followed} redirect(s), at {target}: {}", failure.diagnosis);
+                        failure.location = Some(target.to_string());
+                    }
+                    return failure;
+                }
+            };
+            let next = match (&answer.location, FOLLOWED_REDIRECTS.contains(&answer.status)) {
+                (Some(location), true) => Some(follow(&target, location)),
+                _ => None,
+            };
+            let diagnosis = match next {
+                Some(Ok(next)) if followed < MAX_REDIRECTS => {
+                    target = next;
+                    followed += 1;
+                    continue;
+                }
+                Some(Ok(next)) => format!(
+                    "more than {MAX_REDIRECTS} redirects (the last to {next}): the CA gives up; serve the file with fewer"
+                ),
+                Some(Err(refused)) => refused,
+                None if followed > 0 => match diagnose(expected, &answer) {
+                    d if d.is_empty() => d,
+                    d => format!("after {followed} redirect(s), at {target}: {d}"),
+                },
+                None => diagnose(expected, &answer),
+            };
+            let location = if followed > 0 && answer.location.is_none() {
+                Some(target.to_string())
+            } else {
+                answer.location.clone()
+            };
+            return HttpObservation {
+                passed: diagnosis.is_empty(),
+                server: Some(addr.to_string()),
+                status_code: Some(answer.status),
+                location,
+                content_length: Some(answer.total_len),
+                first_bytes: first_bytes(&answer.body),
+                diagnosis,
+            };
+        }
+    }
+
+    /// One GET of `url`: resolved, connected (TLS for `https`), answered.
+    async fn fetch(&self, url: &url::Url) -> Result<(SocketAddr, Answer), HttpObservation> {
+        let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let tls = url.scheme() == "https";
+        let port = if tls { self.ports.https } else { self.ports.http };
         let ips = match host.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => match self.dns.resolve_host(&host).await {
-                Ok(ips) => ips,
-                Err(e) => {
-                    return HttpObservation::failure(
-                        None,
-                        format!("name does not resolve: {host}: {e}; point it at the ingress controller's address"),
-                    );
-                }
-            },
+            Err(_) => self.dns.resolve_host(&host).await.map_err(|e| {
+                HttpObservation::failure(
+                    None,
+                    format!("name does not resolve: {host}: {e}; point it at the ingress controller's address"),
+                )
+            })?,
         };
-        let addr = SocketAddr::new(ips[0], self.port);
-        match tokio::time::timeout(self.timeout, fetch(addr, &host, &path, self.user_agent)).await {
-            Err(_) => HttpObservation::failure(
+        let addr = SocketAddr::new(ips[0], port);
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let host_header = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let fetched = fetch(addr, tls.then_some(host.as_str()), &host_header, &path, self.user_agent);
+        match tokio::time::timeout(self.timeout, fetched).await {
+            Err(_) => Err(HttpObservation::failure(
                 Some(addr.to_string()),
                 format!("connection timed out: no answer from {addr} within {:?}", self.timeout),
-            ),
-            Ok(Err(FetchError::Refused)) => HttpObservation::failure(
+            )),
+            Ok(Err(FetchError::Refused)) => Err(HttpObservation::failure(
                 Some(addr.to_string()),
                 format!(
-                    "connection refused at {addr}: nothing listens on port {} where {host} points; is it the ingress controller's address?",
-                    self.port
+                    "connection refused at {addr}: nothing listens on port {port} where {host} points; is it the ingress controller's address?"
                 ),
-            ),
+            )),
             Ok(Err(FetchError::Other(e))) => {
-                HttpObservation::failure(Some(addr.to_string()), format!("cannot fetch {url} from {addr}: {e}"))
+                Err(HttpObservation::failure(Some(addr.to_string()), format!("cannot fetch {url} from {addr}: {e}")))
             }
-            Ok(Ok(answer)) => {
-                let diagnosis = diagnose(expected, &answer);
-                HttpObservation {
-                    passed: diagnosis.is_empty(),
-                    server: Some(addr.to_string()),
-                    status_code: Some(answer.status),
-                    location: answer.location.clone(),
-                    content_length: Some(answer.total_len),
-                    first_bytes: first_bytes(&answer.body),
-                    diagnosis,
-                }
-            }
+            Ok(Ok(answer)) => Ok((addr, answer)),
         }
+    }
+}
+
+/// The redirects a CA follows (Baseline Requirements 3.2.2.4.18: RFC 7231 6.4 and RFC 7538 3).
+pub const FOLLOWED_REDIRECTS: [u16; 4] = [301, 302, 307, 308];
+
+/// Where a redirect from `from` to `location` leads, if a CA follows it: an `http` or `https`
+/// URL on port 80 or 443 (the Authorized Ports for those schemes).
+pub fn follow(from: &url::Url, location: &str) -> Result<url::Url, String> {
+    let next = from
+        .join(location.trim())
+        .map_err(|e| format!("redirected to {location:?}, which is not a URL ({e}): the CA cannot follow it"))?;
+    match (next.scheme(), next.port()) {
+        ("http", None | Some(80)) | ("https", None | Some(443)) => Ok(next),
+        ("http" | "https", Some(port)) => Err(format!(
+            "redirected to {next}, on port {port}: the CA follows redirects only to port 80 (http) or 443 (https); redirect without a port, or serve the file directly"
+        )),
+        (scheme, _) => Err(format!(
+            "redirected to {next}: the CA follows redirects only to http:// and https:// URLs, not {scheme}:"
+        )),
     }
 }
 
@@ -474,7 +560,14 @@ enum FetchError {
     Other(String),
 }
 
-async fn fetch(addr: SocketAddr, host: &str, path: &str, user_agent: &str) -> Result<Answer, FetchError> {
+/// One GET to `addr`, over TLS when `tls_name` (the name sent by SNI) is given.
+async fn fetch(
+    addr: SocketAddr,
+    tls_name: Option<&str>,
+    host: &str,
+    path: &str,
+    user_agent: &str,
+) -> Result<Answer, FetchError> {
     let stream = match tokio::net::TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -482,7 +575,83 @@ async fn fetch(addr: SocketAddr, host: &str, path: &str, user_agent: &str) -> Re
         }
         Err(e) => return Err(FetchError::Other(e.to_string())),
     };
-    let io = hyper_util::rt::TokioIo::new(stream);
+    match tls_name {
+        None => exchange(stream, host, path, user_agent).await,
+        Some(name) => {
+            let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+                .map_err(|e| FetchError::Other(format!("{name:?} cannot be sent as a TLS server name: {e}")))?;
+            let stream = tokio_rustls::TlsConnector::from(any_certificate())
+                .connect(server_name, stream)
+                .await
+                .map_err(|e| FetchError::Other(format!("the TLS handshake failed: {e}")))?;
+            exchange(stream, host, path, user_agent).await
+        }
+    }
+}
+
+/// A TLS client that takes any server certificate, as a CA fetching a validation file over HTTPS
+/// does.
+fn any_certificate() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// Accepts any certificate, but still checks that the server holds its key (the handshake
+/// signatures), so the answer comes from the server that was reached.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn exchange<IO>(io: IO, host: &str, path: &str, user_agent: &str) -> Result<Answer, FetchError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(io).await.map_err(|e| FetchError::Other(e.to_string()))?;
     let driver = tokio::spawn(connection);
@@ -552,17 +721,14 @@ fn looks_like_html(answer: &Answer) -> bool {
 pub fn diagnose(expected: &str, answer: &Answer) -> String {
     let expected = expected.as_bytes();
     if (300..400).contains(&answer.status) {
-        let to = answer.location.clone().unwrap_or_default();
-        if to.to_ascii_lowercase().starts_with("https://") {
-            return format!(
-                "redirected to https ({} to {to}): the CA fetches over plain HTTP and follows no redirects; exempt {WELL_KNOWN} from the HTTPS redirect",
+        return match &answer.location {
+            Some(to) if !FOLLOWED_REDIRECTS.contains(&answer.status) => format!(
+                "redirected with {} to {to}: the CA follows only 301, 302, 307 and 308 redirects",
                 answer.status
-            );
-        }
-        return format!(
-            "redirected ({} to {to}): the CA follows no redirects; serve the file directly with a 200",
-            answer.status
-        );
+            ),
+            Some(to) => format!("redirected ({} to {to})", answer.status),
+            None => format!("answered {} without a Location: the CA has nowhere to go", answer.status),
+        };
     }
     if answer.status == 200 && answer.body == expected {
         return String::new();

@@ -246,6 +246,7 @@ mod tests {
     use super::*;
     use crate::api::{CertificateOrderSpec, VendorOrder};
     use crate::validation::dns::DnsCheckerConfig;
+    use crate::validation::http::Ports;
 
     /// A manual review is decided only by `status.approval` for the current generation: the
     /// annotations an order's author can write (the old `certorder.io/review`) decide nothing.
@@ -255,7 +256,7 @@ mod tests {
         let dns = Arc::new(
             DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap(),
         );
-        let http = Arc::new(HttpChecker::new(dns.clone(), 9));
+        let http = Arc::new(HttpChecker::new(dns.clone(), Ports { http: 9, https: 9 }));
         let spec: LocalProviderSpec = serde_json::from_value(serde_json::json!({
             "caSecretRef": {"name": "ca", "namespace": "certorder-system"}, "review": "Manual"
         }))
@@ -312,7 +313,7 @@ mod tests {
         let dns = Arc::new(
             DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap(),
         );
-        let http = Arc::new(HttpChecker::new(dns.clone(), port));
+        let http = Arc::new(HttpChecker::new(dns.clone(), Ports { http: port, https: 9 }));
         let spec: LocalProviderSpec = serde_json::from_value(serde_json::json!({
             "caSecretRef": {"name": "ca", "namespace": "certorder-system"}, "review": "Automatic"
         }))

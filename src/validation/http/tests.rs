@@ -172,14 +172,16 @@ fn answer(status: u16, location: Option<&str>, content_type: &str, body: &[u8]) 
 #[test]
 fn diagnoses_say_what_to_fix() {
     assert_eq!(diagnose("v1", &answer(200, None, "text/plain", b"v1")), "");
+    // A followed redirect seen on its own (the checker follows it; see below).
     let d = diagnose(
         "v1",
         &answer(308, Some("https://example.com/.well-known/pki-validation/fileauth.txt"), "text/html", b""),
     );
-    assert!(d.starts_with("redirected to https"), "{d}");
+    assert_eq!(d, "redirected (308 to https://example.com/.well-known/pki-validation/fileauth.txt)");
+    assert!(diagnose("v1", &answer(302, None, "text/html", b"")).starts_with("answered 302 without a Location"));
     assert!(
-        diagnose("v1", &answer(301, Some("http://www.example.com/x"), "text/plain", b""))
-            .starts_with("redirected (301")
+        diagnose("v1", &answer(303, Some("http://www.example.com/x"), "text/plain", b""))
+            .starts_with("redirected with 303 to http://www.example.com/x: the CA follows only 301, 302, 307 and 308")
     );
     assert!(diagnose("v1", &answer(200, None, "text/plain", b"v1\n")).starts_with("content has a trailing newline"));
     assert!(diagnose("v1", &answer(200, None, "text/plain", b"v1\r\n")).starts_with("content has a trailing newline"));
@@ -219,10 +221,116 @@ async fn unresolvable_names_and_closed_ports_are_diagnosed() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let checker = HttpChecker::new(dns, port);
+    let checker = HttpChecker::new(dns, Ports { http: port, https: port });
     let seen = checker.check("http://example.com/.well-known/pki-validation/fileauth.txt", "v").await;
     assert!(!seen.passed);
     assert!(seen.diagnosis.starts_with("name does not resolve"), "{seen:?}");
     let seen = checker.check("http://127.0.0.1/.well-known/pki-validation/fileauth.txt", "v").await;
     assert!(seen.diagnosis.starts_with("connection refused"), "{seen:?}");
+}
+
+/// A server on loopback answering each request with `answer(path)` (a raw HTTP response), over
+/// TLS with a self-signed certificate when `tls`.
+async fn answering(tls: bool, answer: fn(&str) -> String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tls.then(|| {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, answer: fn(&str) -> String) {
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let _ = s.write_all(answer(&path).as_bytes()).await;
+        let _ = s.shutdown().await;
+    }
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            match &acceptor {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(stream, answer).await;
+                    }
+                }
+                None => serve(stream, answer).await,
+            }
+        }
+    });
+    port
+}
+
+fn redirect(status: u16, location: &str) -> String {
+    format!("HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+fn file(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Baseline Requirements 3.2.2.4.18: 301, 302, 307 and 308 to http or https on ports 80 and 443
+/// are followed (https with any certificate); other redirects are diagnosed as the CA refuses them.
+#[tokio::test]
+async fn redirects_are_followed_as_the_ca_follows_them() {
+    let dns = Arc::new(DnsChecker::new(crate::validation::dns::DnsCheckerConfig::with_nameservers(vec![])).unwrap());
+    const URL: &str = "http://127.0.0.1/.well-known/pki-validation/fileauth.txt";
+    let https = answering(true, |_| file("v1")).await;
+    for status in FOLLOWED_REDIRECTS {
+        let http = match status {
+            301 => answering(false, |p| redirect(301, &format!("https://127.0.0.1{p}"))).await,
+            302 => answering(false, |p| redirect(302, &format!("https://127.0.0.1{p}"))).await,
+            307 => {
+                answering(false, |_| redirect(307, "https://127.0.0.1:443/.well-known/pki-validation/fileauth.txt"))
+                    .await
+            }
+            _ => answering(false, |_| redirect(308, "https://127.0.0.1/.well-known/pki-validation/fileauth.txt")).await,
+        };
+        let seen = HttpChecker::new(dns.clone(), Ports { http, https }).check(URL, "v1").await;
+        assert!(seen.passed, "{status}: {seen:?}");
+        assert_eq!(seen.location.as_deref(), Some("https://127.0.0.1/.well-known/pki-validation/fileauth.txt"));
+        assert_eq!(seen.status_code, Some(200));
+    }
+
+    // Followed, then the content is judged where the redirects led.
+    let wrong = answering(true, |_| file("v1\n")).await;
+    let http = answering(false, |p| redirect(308, &format!("https://127.0.0.1{p}"))).await;
+    let seen = HttpChecker::new(dns.clone(), Ports { http, https: wrong }).check(URL, "v1").await;
+    assert!(
+        seen.diagnosis.starts_with("after 1 redirect(s), at https://127.0.0.1/.well-known/pki-validation/fileauth.txt: content has a trailing newline"),
+        "{seen:?}"
+    );
+
+    for (answer, diagnosis) in [
+        (
+            (|_: &str| redirect(302, "http://127.0.0.1:8080/.well-known/pki-validation/fileauth.txt"))
+                as fn(&str) -> String,
+            "redirected to http://127.0.0.1:8080/.well-known/pki-validation/fileauth.txt, on port 8080: the CA follows redirects only to port 80 (http) or 443 (https)",
+        ),
+        (
+            |_| redirect(301, "ftp://127.0.0.1/fileauth.txt"),
+            "redirected to ftp://127.0.0.1/fileauth.txt: the CA follows redirects only to http:// and https:// URLs",
+        ),
+        (
+            |_| redirect(303, "/elsewhere"),
+            "redirected with 303 to /elsewhere: the CA follows only 301, 302, 307 and 308 redirects",
+        ),
+        (|p| redirect(302, p), "more than 10 redirects"),
+    ] {
+        let http = answering(false, answer).await;
+        let seen = HttpChecker::new(dns.clone(), Ports { http, https }).check(URL, "v1").await;
+        assert!(!seen.passed);
+        assert!(seen.diagnosis.starts_with(diagnosis), "{seen:?}");
+    }
 }

@@ -5,10 +5,13 @@
 //! HTTPRoute objects in the testbed.
 //!
 //! The front door behaves like ingress-nginx where it matters to a CA: `Exact` paths win over
-//! `Prefix` ones, the longest prefix wins, an Ingress annotated
-//! `nginx.ingress.kubernetes.io/force-ssl-redirect: "true"` answers 308 to `https://`, and a
-//! request no rule matches gets the default backend's HTML 404. Tests make names resolve to it
-//! with [`crate::dns::TestDns::set_a`] to 127.0.0.1, and give the operator [`Cluster::port`].
+//! `Prefix` ones, the longest prefix wins, plain HTTP to a path of an Ingress that has TLS for
+//! the host (`spec.tls`, unless annotated `nginx.ingress.kubernetes.io/ssl-redirect: "false"`) or
+//! is annotated `nginx.ingress.kubernetes.io/force-ssl-redirect: "true"` answers 308 to
+//! `https://`, the same routes are served over HTTPS (a self-signed certificate, as ingress-nginx's
+//! fake one), and a request no rule matches gets the default backend's HTML 404. Tests make names
+//! resolve to it with [`crate::dns::TestDns::set_a`] to 127.0.0.1, and give the operator
+//! [`Cluster::port`] and [`Cluster::https_port`].
 //!
 //! ```no_run
 //! # async fn demo(api: &testbed::ApiServer) -> anyhow::Result<()> {
@@ -39,6 +42,8 @@ use tokio::process::{Child, Command};
 /// Annotation that makes the emulated ingress controller redirect every path of an Ingress to
 /// HTTPS, as ingress-nginx does.
 pub const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
+/// Annotation that turns off the HTTPS redirect ingress-nginx makes for Ingresses with TLS.
+pub const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
 /// The ingress class the front door serves (Ingresses without a class are served too).
 pub const INGRESS_CLASS: &str = "nginx";
 /// How often the emulation looks at the API server.
@@ -50,14 +55,25 @@ pub struct StaticBackend {
     pub status: u16,
     pub content_type: String,
     pub body: Vec<u8>,
+    /// A `Location` header (a redirect).
+    pub location: Option<String>,
 }
 
 impl StaticBackend {
     pub fn html(body: &str) -> StaticBackend {
-        StaticBackend { status: 200, content_type: "text/html; charset=utf-8".into(), body: body.as_bytes().to_vec() }
+        StaticBackend {
+            status: 200,
+            content_type: "text/html; charset=utf-8".into(),
+            body: body.as_bytes().to_vec(),
+            location: None,
+        }
     }
     pub fn text(body: &[u8]) -> StaticBackend {
-        StaticBackend { status: 200, content_type: "text/plain".into(), body: body.to_vec() }
+        StaticBackend { status: 200, content_type: "text/plain".into(), body: body.to_vec(), location: None }
+    }
+    /// A site that answers every request with a redirect to `location`.
+    pub fn redirect(status: u16, location: &str) -> StaticBackend {
+        StaticBackend { location: Some(location.into()), status, ..StaticBackend::html("<html>moved</html>") }
     }
 }
 
@@ -70,6 +86,8 @@ pub struct Served {
     pub status: u16,
     /// `namespace/service` it went to, or `redirect`, or `default-backend`.
     pub backend: String,
+    /// It came to the HTTPS port.
+    pub https: bool,
 }
 
 /// A route of the front door.
@@ -114,6 +132,7 @@ type Shared = Arc<Mutex<Inner>>;
 /// The running emulation. Dropping it stops the front door and kills the solver processes.
 pub struct Cluster {
     addr: SocketAddr,
+    https_addr: SocketAddr,
     state: Shared,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -136,9 +155,13 @@ impl Cluster {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let app = axum::Router::new().fallback(front_door).with_state(state.clone());
+        let plain = app.clone().layer(axum::Extension(Scheme::Http));
         let door = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, plain).await;
         });
+        let https_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let https_addr = https_listener.local_addr()?;
+        let secure_door = tokio::spawn(serve_tls(https_listener, app.layer(axum::Extension(Scheme::Https))));
         let binary = solver_binary.into();
         let kubelet_state = state.clone();
         let kubelet = tokio::spawn(async move {
@@ -149,7 +172,7 @@ impl Cluster {
                 tokio::time::sleep(TICK).await;
             }
         });
-        Ok(Cluster { addr, state, tasks: vec![door, kubelet] })
+        Ok(Cluster { addr, https_addr, state, tasks: vec![door, secure_door, kubelet] })
     }
 
     /// The front door (what the ingress controller's address would be).
@@ -159,6 +182,11 @@ impl Cluster {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The front door's HTTPS port (443 of the ingress controller's address).
+    pub fn https_port(&self) -> u16 {
+        self.https_addr.port()
     }
 
     /// Makes `namespace/service` answer with `backend` (a Service no solver Pod backs).
@@ -311,9 +339,15 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
         if spec.ingress_class_name.as_deref().is_some_and(|c| c != INGRESS_CLASS) {
             continue;
         }
-        let redirect = ing.annotations().get(FORCE_SSL_REDIRECT).is_some_and(|v| v == "true");
+        let annotation = |name: &str| ing.annotations().get(name).map(String::as_str);
+        let forced = annotation(FORCE_SSL_REDIRECT) == Some("true");
         let ns = ing.namespace().unwrap_or_default();
         for rule in spec.rules.iter().flatten() {
+            // ingress-nginx redirects plain HTTP for hosts the Ingress has TLS for (ssl-redirect
+            // defaults to true), and for every host when forced.
+            let has_tls =
+                spec.tls.iter().flatten().any(|t| t.hosts.iter().flatten().any(|h| Some(h) == rule.host.as_ref()));
+            let redirect = forced || (has_tls && annotation(SSL_REDIRECT) != Some("false"));
             for path in rule.http.iter().flat_map(|h| h.paths.iter()) {
                 let Some(backend) = &path.backend.service else {
                     continue;
@@ -390,7 +424,45 @@ fn find_route<'a>(routes: &'a [Route], host: &str, path: &str) -> Option<&'a Rou
 
 const DEFAULT_BACKEND: &str = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
 
-async fn front_door(State(state): State<Shared>, request: Request) -> Response {
+/// Whether a request came to the plain or the TLS port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+/// Serves `app` over TLS with a self-signed certificate (ingress-nginx's "fake certificate"
+/// for hosts without their own): a CA following a redirect to HTTPS does not check it.
+async fn serve_tls(listener: tokio::net::TcpListener, app: axum::Router) {
+    let Ok(acceptor) = self_signed_acceptor() else { return };
+    while let Ok((stream, _)) = listener.accept().await {
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(stream).await else { return };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn self_signed_acceptor() -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec!["ingress.local".to_string()])?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn front_door(
+    State(state): State<Shared>,
+    axum::Extension(scheme): axum::Extension<Scheme>,
+    request: Request,
+) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
@@ -411,7 +483,7 @@ async fn front_door(State(state): State<Shared>, request: Request) -> Response {
         let s = state.lock().expect("cluster state");
         match find_route(&s.routes, &host, &path) {
             None => (Target::Default, "default-backend".to_string()),
-            Some(r) if r.redirect => (Target::Redirect, "redirect".into()),
+            Some(r) if r.redirect && scheme == Scheme::Http => (Target::Redirect, "redirect".into()),
             Some(r) => {
                 let key = (r.namespace.clone(), r.service.clone());
                 let name = format!("{}/{}", r.namespace, r.service);
@@ -445,11 +517,13 @@ async fn front_door(State(state): State<Shared>, request: Request) -> Response {
             (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, format!("https://{host}{path}"))], html_body())
                 .into_response()
         }
-        Target::Static(b) => Response::builder()
-            .status(b.status)
-            .header(header::CONTENT_TYPE, b.content_type)
-            .body(Body::from(b.body))
-            .expect("a static response"),
+        Target::Static(b) => {
+            let mut response = Response::builder().status(b.status).header(header::CONTENT_TYPE, b.content_type);
+            if let Some(location) = b.location {
+                response = response.header(header::LOCATION, location);
+            }
+            response.body(Body::from(b.body)).expect("a static response")
+        }
         Target::Solver(addr) => proxy(addr, &host, &path).await,
     };
     state.lock().expect("cluster state").served.push(Served {
@@ -458,6 +532,7 @@ async fn front_door(State(state): State<Shared>, request: Request) -> Response {
         user_agent,
         status: response.status().as_u16(),
         backend,
+        https: scheme == Scheme::Https,
     });
     response
 }
