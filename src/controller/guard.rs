@@ -223,7 +223,8 @@ mod tests {
         });
         let error = serde_path_to_error::deserialize::<_, CertificateOrder>(value).unwrap_err();
         assert_eq!(error.path().to_string(), "spec.domains");
+        assert_eq!(error.inner().to_string(), "invalid type: string \"x\", expected a sequence");
         let DeserializeGuard(Err(bad)) = bad() else { panic!("read") };
-        assert!(bad.error.contains("invalid type: string"), "{}", bad.error);
+        assert!(bad.error.contains("Expected a sequence"), "{}", bad.error);
     }
 }
