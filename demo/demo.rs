@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use certorder::api::{CertificateOrder, Phase};
-use certorder::tools::Review;
+use certorder::cli::Review;
 use futures::{StreamExt, TryStreamExt};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
@@ -267,7 +267,7 @@ async fn show(
     let manual_review = order.spec.provider_ref.name == "local";
     if manual_review && status.phase == Phase::OrganizationReview && watched.approved.insert(name.clone()) {
         println!("$ kubectl certorder approve {name} -n {ns}");
-        println!("{}", certorder::tools::review(client.clone(), &ns, &name, Review::Approve).await?);
+        println!("{}", certorder::cli::review(client.clone(), &ns, &name, Review::Approve).await?);
     }
     Ok(())
 }

@@ -10,9 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use certorder::cli::{self, Review, Target};
 use certorder::controller::{Config, LeaderElection};
 use certorder::lifecycle::Timing;
-use certorder::tools::{self, Review, Target};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Buys, validates, installs and renews TLS certificates from order-based vendors.
@@ -198,6 +198,26 @@ enum LogFormat {
 impl RunArgs {
     /// The controller's configuration; `pod_namespace` is the POD_NAMESPACE variable, if set.
     fn config(&self, pod_namespace: Option<String>) -> anyhow::Result<Config> {
+        let timing = self.timing()?;
+        let leader_election = self.leader_election()?;
+        Ok(Config {
+            leader_election,
+            watch_namespaces: non_empty(self.watch_namespaces.iter().map(|ns| ns.trim().to_string())),
+            namespace: self.namespace(pod_namespace),
+            metrics_addr: self.metrics_addr,
+            dns_servers: self.dns_servers.clone(),
+            http_validation_port: self.http_validation_port,
+            https_validation_port: 443,
+            solver_image: self.solver_image.clone(),
+            solver_image_pull_secrets: non_empty(self.solver_image_pull_secrets.iter().cloned()),
+            concurrency: self.concurrency,
+            timing,
+            clock: certorder::clock::Clock::system(),
+        })
+    }
+
+    /// The polls and backoffs; each first wait no longer than its longest.
+    fn timing(&self) -> anyhow::Result<Timing> {
         let timing = Timing {
             self_check_initial: self.self_check_initial.0,
             self_check_max: self.self_check_max.0,
@@ -219,14 +239,21 @@ impl RunArgs {
                 );
             }
         }
-        let watch_namespaces =
-            self.watch_namespaces.iter().map(|ns| ns.trim().to_string()).filter(|ns| !ns.is_empty()).collect();
-        let namespace = self
-            .namespace
+        Ok(timing)
+    }
+
+    /// `--namespace`, else POD_NAMESPACE, else `certorder-system`.
+    fn namespace(&self, pod_namespace: Option<String>) -> String {
+        self.namespace
             .clone()
             .or(pod_namespace)
             .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| "certorder-system".into());
+            .unwrap_or_else(|| "certorder-system".into())
+    }
+
+    /// The Lease to hold with `--leader-elect`; this replica's identity defaults to the host name
+    /// and process id.
+    fn leader_election(&self) -> anyhow::Result<Option<LeaderElection>> {
         if self.lease_renew_grace.0 >= self.lease_duration.0 {
             bail!(
                 "--lease-renew-grace ({}) must be shorter than --lease-duration ({})",
@@ -234,7 +261,7 @@ impl RunArgs {
                 self.lease_duration
             );
         }
-        let leader_election = self.leader_elect.then(|| LeaderElection {
+        Ok(self.leader_elect.then(|| LeaderElection {
             lease_name: self.leader_election_lease.clone(),
             identity: self.leader_election_identity.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| {
                 let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
@@ -242,27 +269,13 @@ impl RunArgs {
             }),
             lease_duration: self.lease_duration.0,
             renew_grace: self.lease_renew_grace.0,
-        });
-        Ok(Config {
-            leader_election,
-            watch_namespaces,
-            namespace,
-            metrics_addr: self.metrics_addr,
-            dns_servers: self.dns_servers.clone(),
-            http_validation_port: self.http_validation_port,
-            https_validation_port: 443,
-            solver_image: self.solver_image.clone(),
-            solver_image_pull_secrets: self
-                .solver_image_pull_secrets
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect(),
-            concurrency: self.concurrency,
-            timing,
-            clock: certorder::clock::Clock::system(),
-        })
+        }))
     }
+}
+
+/// The values of a comma-separated flag, without empty ones.
+fn non_empty(values: impl Iterator<Item = String>) -> Vec<String> {
+    values.filter(|v| !v.is_empty()).collect()
 }
 
 /// `IP` or `IP:port` (`[v6]:port`); port 53 when left out.
@@ -279,7 +292,8 @@ fn parse_name_server(s: &str) -> Result<SocketAddr, String> {
     ))
 }
 
-/// A duration written as `30s`, `5m`, `2h`, `1h30m`, `500ms` or `1d`.
+/// A flag's duration, written as `30s`, `5m`, `2h`, `1h30m`, `500ms` or `1d` (see
+/// [`certorder::duration::parse_flag_duration`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct HumanDuration(Duration);
 
@@ -287,41 +301,7 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hint = "write a number and a unit (ms, s, m, h, d), e.g. 30s, 5m, 2h or 1h30m";
-        let text = s.trim();
-        if text.is_empty() {
-            return Err(format!("empty duration; {hint}"));
-        }
-        let mut total = Duration::ZERO;
-        let mut rest = text;
-        while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-            if digits == 0 {
-                return Err(format!("{text:?} is not a duration; {hint}"));
-            }
-            let number: u64 = rest[..digits].parse().map_err(|_| format!("{text:?} is too long a duration"))?;
-            rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-            let unit = match &rest[..unit_len] {
-                "ms" => Duration::from_millis(1),
-                "s" => Duration::from_secs(1),
-                "m" => Duration::from_secs(60),
-                "h" => Duration::from_secs(3600),
-                "d" => Duration::from_secs(86400),
-                "" => return Err(format!("{text:?} has no unit; {hint}")),
-                other => return Err(format!("{text:?} has an unknown unit {other:?}; {hint}")),
-            };
-            rest = &rest[unit_len..];
-            let part = u32::try_from(number)
-                .ok()
-                .and_then(|n| unit.checked_mul(n))
-                .ok_or_else(|| format!("{text:?} is too long a duration"))?;
-            total = total.checked_add(part).ok_or_else(|| format!("{text:?} is too long a duration"))?;
-        }
-        if total.is_zero() {
-            return Err(format!("{text:?} is zero; the operator would not wait at all; {hint}"));
-        }
-        Ok(HumanDuration(total))
+        certorder::duration::parse_flag_duration(s).map(HumanDuration)
     }
 }
 
@@ -375,61 +355,71 @@ fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match parse_cli().command {
-        Command::Run(args) => {
-            let config = args.config(std::env::var("POD_NAMESPACE").ok())?;
-            init_tracing(args.log_format, &args.log_level)?;
-            let client = kube::Client::try_default()
-                .await
-                .context("cannot connect to Kubernetes (no kubeconfig and not in a cluster)")?;
-            tracing::info!(?config, "starting the controller");
-            certorder::controller::run(client, config).await
-        }
-        Command::Crd { out_dir: None } => {
-            print!("{}", certorder::crdgen::render_all());
-            Ok(())
-        }
-        Command::Crd { out_dir: Some(dir) } => {
-            for path in certorder::crdgen::write_dir(&dir).with_context(|| format!("cannot write {}", dir.display()))? {
-                eprintln!("wrote {}", path.display());
-            }
-            Ok(())
-        }
+        Command::Run(args) => run(&args).await,
+        Command::Crd { out_dir } => crd(out_dir),
         Command::Solver { dir, listen } => {
             init_tracing(LogFormat::Text, "info")?;
             certorder::validation::solver::run(dir, listen).await
         }
         Command::Approve { name, target } => review(name, target, Review::Approve).await,
         Command::Reject { name, reason, target } => review(name, target, Review::Reject { reason }).await,
-        Command::Status { name, target } => {
-            let (client, namespace) = tools::connect(&target.into()).await?;
-            print!("{}", certorder::inspect::status(client, &namespace, &name).await?);
-            Ok(())
-        }
-        Command::Check { name, target, dns_servers } => {
-            let (client, namespace) = tools::connect(&target.into()).await?;
-            let (report, passed) = certorder::inspect::check(client, &namespace, &name, dns_servers).await?;
-            print!("{report}");
-            if !passed {
-                std::process::exit(1);
-            }
-            Ok(())
-        }
+        Command::Status { name, target } => status(name, target).await,
+        Command::Check { name, target, dns_servers } => check(name, target, dns_servers).await,
         Command::Renew { name, target } => {
-            let (client, namespace) = tools::connect(&target.into()).await?;
-            println!("{}", tools::renew(client, &namespace, &name, chrono::Utc::now()).await?);
+            let (client, namespace) = cli::connect(&target.into()).await?;
+            println!("{}", cli::renew(client, &namespace, &name, chrono::Utc::now()).await?);
             Ok(())
         }
         Command::BuyAgain { name, target } => {
-            let (client, namespace) = tools::connect(&target.into()).await?;
-            println!("{}", tools::buy_again(client, &namespace, &name, chrono::Utc::now()).await?);
+            let (client, namespace) = cli::connect(&target.into()).await?;
+            println!("{}", cli::buy_again(client, &namespace, &name, chrono::Utc::now()).await?);
             Ok(())
         }
     }
 }
 
+async fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let config = args.config(std::env::var("POD_NAMESPACE").ok())?;
+    init_tracing(args.log_format, &args.log_level)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot connect to Kubernetes (no kubeconfig and not in a cluster)")?;
+    tracing::info!(?config, "starting the controller");
+    certorder::controller::run(client, config).await
+}
+
+/// Prints the CRDs, or writes one file each into `out_dir`.
+fn crd(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let Some(dir) = out_dir else {
+        print!("{}", certorder::crdgen::render_all());
+        return Ok(());
+    };
+    for path in certorder::crdgen::write_dir(&dir).with_context(|| format!("cannot write {}", dir.display()))? {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 async fn review(name: String, target: TargetArgs, review: Review) -> anyhow::Result<()> {
-    let (client, namespace) = tools::connect(&target.into()).await?;
-    println!("{}", tools::review(client, &namespace, &name, review).await?);
+    let (client, namespace) = cli::connect(&target.into()).await?;
+    println!("{}", cli::review(client, &namespace, &name, review).await?);
+    Ok(())
+}
+
+async fn status(name: String, target: TargetArgs) -> anyhow::Result<()> {
+    let (client, namespace) = cli::connect(&target.into()).await?;
+    print!("{}", cli::status(client, &namespace, &name).await?);
+    Ok(())
+}
+
+/// Exits 1 when a check fails.
+async fn check(name: String, target: TargetArgs, dns_servers: Vec<SocketAddr>) -> anyhow::Result<()> {
+    let (client, namespace) = cli::connect(&target.into()).await?;
+    let (report, passed) = cli::check(client, &namespace, &name, dns_servers).await?;
+    print!("{report}");
+    if !passed {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

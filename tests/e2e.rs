@@ -3224,3 +3224,40 @@ async fn external_dns_publishes_the_orders_dns_endpoint_and_it_is_removed_after_
     wait_until(|| async { external_dns.names().is_empty() }).await;
     println!("figures: external-dns order issued with no person; DNSEndpoints left behind: 0");
 }
+
+/// An order stored before the schema tightened (a field of the wrong type) cannot be read by the
+/// operator: it is reported on the order with the field and what to fix, and the orders next to
+/// it are reconciled as usual. Fixed, it is reconciled like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_order_is_reported_and_does_not_stall_the_others() {
+    let mut env = Env::start_with_controller(false).await;
+    env.provider("auto", "Automatic").await;
+    let mut garbled = dv_order("garbled", &["garbled.example.com"], "auto");
+    garbled["spec"]["domains"] = json!("garbled.example.com");
+    env.api.put_raw("certorder.io", "certificateorders", garbled);
+    env.apply(dv_order("fine", &["fine.example.com"], "auto")).await;
+    // The operator's first list already holds the unreadable order.
+    env.restart_controller().await;
+
+    let validating = env.wait_phase("fine", Phase::DomainValidation).await;
+    env.publish_challenges(&validating).await;
+    env.wait_phase("fine", Phase::Issued).await;
+    wait_until(|| async { !env.events("garbled", "Unreadable").await.is_empty() }).await;
+    let notes = env.events("garbled", "Unreadable").await;
+    assert_eq!(notes.len(), 1, "reported once: {notes:?}");
+    assert!(
+        notes[0]
+            .contains("cannot read this CertificateOrder: spec.domains: invalid type: string \"garbled.example.com\""),
+        "{notes:?}"
+    );
+    assert!(notes[0].contains("`kubectl explain certificateorders.spec`"), "{notes:?}");
+    let stored = env.api.object("certorder.io", "certificateorders", Some(NS), "garbled").unwrap();
+    assert!(stored["status"].is_null(), "an unreadable order is not reconciled: {stored}");
+
+    // Fixed (as `kubectl edit` would), it is read and reconciled.
+    let mut fixed = stored.clone();
+    fixed["spec"]["domains"] = json!(["garbled.example.com"]);
+    env.api.put_raw("certorder.io", "certificateorders", fixed);
+    let validating = env.wait_phase("garbled", Phase::DomainValidation).await;
+    assert_eq!(validating.status.unwrap().domains, ["garbled.example.com"]);
+}

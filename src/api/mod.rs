@@ -87,7 +87,7 @@ impl From<bool> for ConditionStatus {
 
 impl std::fmt::Display for ConditionStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

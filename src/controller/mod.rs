@@ -8,6 +8,7 @@ mod act;
 mod context;
 mod dns_publish;
 pub mod fence;
+mod guard;
 pub mod metrics;
 mod observe;
 mod publish;
@@ -23,7 +24,7 @@ use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams};
-use kube::core::PartialObjectMeta;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -171,12 +172,16 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
 
     // Providers are cluster-scoped and few.
     let (providers, provider_writer) = reflector::store::<ClusterCertificateProvider>();
-    let provider_stream =
-        watcher(Api::<ClusterCertificateProvider>::all(client.clone()), watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(|p| p.managed_fields_mut().clear())
-            .reflect(provider_writer)
-            .applied_objects();
+    // An object that cannot be read is reported and left out, never stalls the watch (see guard).
+    let provider_watch = watcher(
+        Api::<DeserializeGuard<ClusterCertificateProvider>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff();
+    let provider_stream = guard::readable(provider_watch, providers.clone(), client.clone())
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(provider_writer)
+        .applied_objects();
 
     let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     let mut provider_ctx = None;
@@ -188,7 +193,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     // One provider registry for the whole process: one client, rate limit and claims per provider.
     let registry = Arc::new(crate::provider::registry::Registry::default());
     for ns in namespaces {
-        let orders: Api<CertificateOrder> = scoped(&client, ns.as_deref());
+        let orders: Api<DeserializeGuard<CertificateOrder>> = scoped(&client, ns.as_deref());
         let secrets: Api<Secret> = scoped(&client, ns.as_deref());
         let (secret_store, secret_writer) = reflector::store::<Secret>();
         // The cache keeps the Secrets without their data (keys, certificates): the facts
@@ -203,8 +208,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         let (order_store, order_writer) = reflector::store::<CertificateOrder>();
         metrics.watch_orders(order_store.clone());
         registry.watch_orders(order_store.clone());
-        let order_stream = watcher(orders, watcher::Config::default().any_semantic())
-            .default_backoff()
+        let order_watch = watcher(orders, watcher::Config::default().any_semantic()).default_backoff();
+        let order_stream = guard::readable(order_watch, order_store.clone(), client.clone())
             .modify(trim_order)
             .reflect(order_writer)
             .applied_objects();

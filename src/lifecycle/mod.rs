@@ -429,32 +429,7 @@ pub fn renewal_time(spec: &CertificateOrderSpec, cert: &CertificateInfo) -> Date
     cert.not_after - before
 }
 
-/// Parses a Go duration (`720h`, `1h30m`, `90s`, `1.5h`).
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += value * seconds;
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
+pub use crate::duration::parse_go_duration;
 
 pub(crate) fn doubling(initial: Duration, max: Duration, failures: u32) -> Duration {
     initial.saturating_mul(1u32 << failures.min(16)).min(max)

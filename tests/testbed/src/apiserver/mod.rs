@@ -317,6 +317,29 @@ impl ApiServer {
         store.list_iter(&registry::storage_key(group, plural), namespace, None).count()
     }
 
+    /// Stores `object` as it is, bypassing admission (schema, CEL rules, defaults): what etcd may
+    /// hold from before a CRD's schema tightened. Fills in `uid`, `creationTimestamp` and
+    /// `generation` when missing; watchers see it as added (or modified).
+    pub fn put_raw(&self, group: &str, plural: &str, mut object: serde_json::Value) {
+        let metadata = &mut object["metadata"];
+        if metadata["uid"].is_null() {
+            metadata["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        }
+        if metadata["creationTimestamp"].is_null() {
+            metadata["creationTimestamp"] =
+                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        if metadata["generation"].is_null() {
+            metadata["generation"] = json!(1);
+        }
+        let key = ObjKey {
+            storage: registry::storage_key(group, plural),
+            namespace: metadata["namespace"].as_str().unwrap_or_default().to_string(),
+            name: metadata["name"].as_str().expect("metadata.name").to_string(),
+        };
+        self.shared.store.lock().unwrap().put(&key, object);
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }

@@ -8,8 +8,8 @@ use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use crate::api::{CertificateOrder, ValidationMethod};
-use crate::tools::ToolError;
+use super::{ToolError, get_order};
+use crate::api::{CertificateOrder, CertificateOrderStatus, Challenge, ValidationMethod};
 use crate::validation::dns::{DnsChecker, DnsCheckerConfig};
 
 fn at(t: &DateTime<Utc>) -> String {
@@ -17,11 +17,7 @@ fn at(t: &DateTime<Utc>) -> String {
 }
 
 async fn get(client: &kube::Client, namespace: &str, name: &str) -> Result<CertificateOrder, ToolError> {
-    let orders: Api<CertificateOrder> = Api::namespaced(client.clone(), namespace);
-    orders
-        .get_opt(name)
-        .await?
-        .ok_or_else(|| ToolError::OrderNotFound { namespace: namespace.into(), name: name.into() })
+    get_order(&Api::namespaced(client.clone(), namespace), namespace, name).await
 }
 
 /// A readable account of the order: where it is, what it waits for (with the exact DNS record or
@@ -58,6 +54,22 @@ pub async fn status(client: kube::Client, namespace: &str, name: &str) -> Result
 /// The report of [`status`], from the order and its events (pure, for tests).
 pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, String)]) -> String {
     let mut out = String::new();
+    heading(&mut out, order);
+    let Some(status) = &order.status else {
+        let _ = writeln!(out, "Phase:    (none yet: the operator has not looked at this order; is certorder running?)");
+        return out;
+    };
+    phase(&mut out, order, status);
+    vendor(&mut out, status);
+    domain_validation(&mut out, &status.challenges);
+    certificate(&mut out, status);
+    failures(&mut out, status);
+    conditions(&mut out, status);
+    events(&mut out, timeline);
+    out
+}
+
+fn heading(out: &mut String, order: &CertificateOrder) {
     let spec = &order.spec;
     let _ = writeln!(
         out,
@@ -68,10 +80,9 @@ pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, Strin
         spec.provider_ref.name,
         order.metadata.generation.unwrap_or_default()
     );
-    let Some(status) = &order.status else {
-        let _ = writeln!(out, "Phase:    (none yet: the operator has not looked at this order; is certorder running?)");
-        return out;
-    };
+}
+
+fn phase(out: &mut String, order: &CertificateOrder, status: &CertificateOrderStatus) {
     let stale = status.observed_generation != order.metadata.generation;
     let _ = writeln!(
         out,
@@ -82,46 +93,58 @@ pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, Strin
     if let Some(m) = &status.message {
         let _ = writeln!(out, "Now:      {m}");
     }
-    if let Some(v) = &status.order {
-        let _ = writeln!(
-            out,
-            "Vendor:   order {} id {} state {} ({} issued)",
-            v.name,
-            v.id.as_deref().unwrap_or("(not bought yet)"),
-            v.state.as_deref().unwrap_or("-"),
-            v.issuances
-        );
-        if let Some(r) = &v.rejection_reason {
-            let _ = writeln!(out, "Rejected: {r}");
-        }
+}
+
+fn vendor(out: &mut String, status: &CertificateOrderStatus) {
+    let Some(v) = &status.order else { return };
+    let _ = writeln!(
+        out,
+        "Vendor:   order {} id {} state {} ({} issued)",
+        v.name,
+        v.id.as_deref().unwrap_or("(not bought yet)"),
+        v.state.as_deref().unwrap_or("-"),
+        v.issuances
+    );
+    if let Some(r) = &v.rejection_reason {
+        let _ = writeln!(out, "Rejected: {r}");
     }
-    if !status.challenges.is_empty() {
-        let _ = writeln!(out, "Domain validation:");
-        for c in &status.challenges {
-            let what = match c.method {
-                ValidationMethod::DNS => format!("TXT {} = \"{}\"", c.target, c.expected_value),
-                ValidationMethod::HTTP => {
-                    format!("GET {} must return \"{}\" (no trailing newline)", c.target, c.expected_value)
-                }
-            };
-            let _ = writeln!(out, "  {:<28} {what}", c.domain);
-            match &c.self_check {
-                Some(s) if s.passed => {
-                    let _ = writeln!(out, "  {:<28} self-check passed at {}", "", at(&s.last_check_time));
-                }
-                Some(s) => {
-                    let _ =
-                        writeln!(out, "  {:<28} self-check FAILING at {}: {}", "", at(&s.last_check_time), s.diagnosis);
-                    if !s.seen.is_empty() {
-                        let _ = writeln!(out, "  {:<28} seen: {}", "", s.seen);
-                    }
-                }
-                None => {
-                    let _ = writeln!(out, "  {:<28} not checked yet", "");
-                }
+}
+
+fn domain_validation(out: &mut String, challenges: &[Challenge]) {
+    if challenges.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Domain validation:");
+    for c in challenges {
+        let what = match c.method {
+            ValidationMethod::DNS => format!("TXT {} = \"{}\"", c.target, c.expected_value),
+            ValidationMethod::HTTP => {
+                format!("GET {} must return \"{}\" (no trailing newline)", c.target, c.expected_value)
+            }
+        };
+        let _ = writeln!(out, "  {:<28} {what}", c.domain);
+        self_check(out, c);
+    }
+}
+
+fn self_check(out: &mut String, challenge: &Challenge) {
+    match &challenge.self_check {
+        Some(s) if s.passed => {
+            let _ = writeln!(out, "  {:<28} self-check passed at {}", "", at(&s.last_check_time));
+        }
+        Some(s) => {
+            let _ = writeln!(out, "  {:<28} self-check FAILING at {}: {}", "", at(&s.last_check_time), s.diagnosis);
+            if !s.seen.is_empty() {
+                let _ = writeln!(out, "  {:<28} seen: {}", "", s.seen);
             }
         }
+        None => {
+            let _ = writeln!(out, "  {:<28} not checked yet", "");
+        }
     }
+}
+
+fn certificate(out: &mut String, status: &CertificateOrderStatus) {
     if let Some(c) = &status.certificate {
         let _ = writeln!(
             out,
@@ -136,27 +159,37 @@ pub fn render_status(order: &CertificateOrder, timeline: &[(DateTime<Utc>, Strin
     if let Some(t) = &status.renewal_time {
         let _ = writeln!(out, "Renews:   at {}", at(t));
     }
-    if status.failures > 0 || status.last_failure.is_some() {
-        let _ = writeln!(
-            out,
-            "Failures: {} in a row; last: {}{}",
-            status.failures,
-            status.last_failure.as_deref().unwrap_or("-"),
-            status.next_attempt_time.map(|t| format!("; next attempt at {}", at(&t))).unwrap_or_default()
-        );
+}
+
+fn failures(out: &mut String, status: &CertificateOrderStatus) {
+    if status.failures == 0 && status.last_failure.is_none() {
+        return;
     }
+    let _ = writeln!(
+        out,
+        "Failures: {} in a row; last: {}{}",
+        status.failures,
+        status.last_failure.as_deref().unwrap_or("-"),
+        status.next_attempt_time.map(|t| format!("; next attempt at {}", at(&t))).unwrap_or_default()
+    );
+}
+
+fn conditions(out: &mut String, status: &CertificateOrderStatus) {
     let _ = writeln!(out, "Conditions:");
     for c in &status.conditions {
         let _ =
             writeln!(out, "  {:<22} {:<6} {:<28} since {}", c.type_, c.status, c.reason, at(&c.last_transition_time));
     }
-    if !timeline.is_empty() {
-        let _ = writeln!(out, "Events:");
-        for (when, line) in timeline {
-            let _ = writeln!(out, "  {}  {line}", at(when));
-        }
+}
+
+fn events(out: &mut String, timeline: &[(DateTime<Utc>, String)]) {
+    if timeline.is_empty() {
+        return;
     }
-    out
+    let _ = writeln!(out, "Events:");
+    for (when, line) in timeline {
+        let _ = writeln!(out, "  {}  {line}", at(when));
+    }
 }
 
 /// Runs the DNS self-checks of the order's challenges now, as the CA would, and reports each.
@@ -183,28 +216,30 @@ pub async fn check(
     let checker = DnsChecker::new(config).map_err(|e| ToolError::Check(e.to_string()))?;
     let mut all = true;
     for c in &challenges {
-        match c.method {
-            ValidationMethod::DNS => {
-                let o = checker.check_txt(&c.target, &c.expected_value).await;
-                all &= o.matched;
-                let verdict = if o.matched { "ok  " } else { "FAIL" };
-                let _ = writeln!(out, "{verdict} {:<28} TXT {} = \"{}\"", c.domain, c.target, c.expected_value);
-                if !o.matched {
-                    let _ = writeln!(out, "     {:<28} {}", "", o.diagnosis);
-                }
-                if !o.found.is_empty() {
-                    let _ = writeln!(out, "     {:<28} found: {:?} on {}", "", o.found, o.server);
-                }
-            }
-            ValidationMethod::HTTP => {
-                all = false;
-                let _ = writeln!(
-                    out,
-                    "skip {:<28} {}: HTTP checks run in the operator; see `certorder status`",
-                    c.domain, c.target
-                );
-            }
-        }
+        all &= check_one(&checker, c, &mut out).await;
     }
     Ok((out, all))
+}
+
+/// Checks one challenge and writes its lines; whether it passed (an HTTP one is skipped: not
+/// passed).
+async fn check_one(checker: &DnsChecker, c: &Challenge, out: &mut String) -> bool {
+    if c.method == ValidationMethod::HTTP {
+        let _ = writeln!(
+            out,
+            "skip {:<28} {}: HTTP checks run in the operator; see `certorder status`",
+            c.domain, c.target
+        );
+        return false;
+    }
+    let o = checker.check_txt(&c.target, &c.expected_value).await;
+    let verdict = if o.matched { "ok  " } else { "FAIL" };
+    let _ = writeln!(out, "{verdict} {:<28} TXT {} = \"{}\"", c.domain, c.target, c.expected_value);
+    if !o.matched {
+        let _ = writeln!(out, "     {:<28} {}", "", o.diagnosis);
+    }
+    if !o.found.is_empty() {
+        let _ = writeln!(out, "     {:<28} found: {:?} on {}", "", o.found, o.server);
+    }
+    o.matched
 }

@@ -1,18 +1,25 @@
-//! Tools for people: `certorder approve`, `reject` and `renew` (also `kubectl certorder …`).
+//! The commands for people: `certorder approve`, `reject`, `renew`, `buy-again`, `status` and
+//! `check` (also `kubectl certorder …`). `main.rs` parses their flags and calls these.
 //!
-//! Each tool reads what it acts on, refuses with a message that says what to do instead when the
+//! Each command reads what it acts on, refuses with a message that says what to do instead when the
 //! action cannot apply, and otherwise writes the order with one JSON merge patch (a review decision
 //! in `status.approval` through the status subresource, a renewal request in an annotation); the
-//! controller does the rest. The checks and patches are pure functions, tested below.
+//! controller does the rest. The checks and patches are pure functions, tested next to them.
+
+mod inspect;
+mod renew;
+mod review;
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use serde_json::{Value, json};
 
-use crate::api::{BUY_AGAIN_ANNOTATION, CertificateOrder, ClusterCertificateProvider, RENEW_ANNOTATION, ReviewMode};
+use crate::api::CertificateOrder;
+
+pub use inspect::{check, render_status, status};
+pub use renew::{buy_again, renew, renew_patch};
+pub use review::{Review, check_reviewable, review, review_patch};
 
 /// Why a tool refused or failed; every message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -86,76 +93,6 @@ pub async fn connect(target: &Target) -> Result<(kube::Client, String), ToolErro
     Ok((client, namespace))
 }
 
-/// The decision `approve` or `reject` records.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Review {
-    Approve,
-    Reject { reason: String },
-}
-
-impl Review {
-    fn action(&self) -> &'static str {
-        match self {
-            Review::Approve => "approve",
-            Review::Reject { .. } => "reject",
-        }
-    }
-}
-
-/// Checks that a person can review `order` under `provider` (a local provider with manual review,
-/// an OV or EV order); returns the generation the decision applies to.
-pub fn check_reviewable(
-    order: &CertificateOrder,
-    provider: Option<&ClusterCertificateProvider>,
-    review: &Review,
-) -> Result<i64, ToolError> {
-    let namespace = order.metadata.namespace.clone().unwrap_or_default();
-    let name = order.metadata.name.clone().unwrap_or_default();
-    let action = review.action();
-    if let Review::Reject { reason } = review
-        && reason.trim().is_empty()
-    {
-        return Err(ToolError::EmptyReason);
-    }
-    let provider_name = order.spec.provider_ref.name.clone();
-    let Some(provider) = provider else {
-        return Err(ToolError::ProviderNotFound { namespace, order: name, provider: provider_name });
-    };
-    let Some(local) = &provider.spec.local else {
-        return Err(ToolError::NotLocal { provider: provider_name, action });
-    };
-    if local.review == ReviewMode::Automatic {
-        return Err(ToolError::AutomaticReview { provider: provider_name, action });
-    }
-    if !order.spec.product.type_.needs_organization_review() {
-        return Err(ToolError::NotReviewed { namespace, name, action });
-    }
-    order.metadata.generation.ok_or(ToolError::NoGeneration { namespace, name })
-}
-
-/// The merge patch of the status subresource that records a review decision for `generation`
-/// (`status.approval`, which the operator's own status writes keep: it never applies that field).
-/// Approving removes the reason of an earlier rejection.
-pub fn review_patch(review: &Review, generation: i64, now: DateTime<Utc>) -> Value {
-    let (decision, reason) = match review {
-        Review::Approve => ("Approved", Value::Null),
-        Review::Reject { reason } => ("Rejected", Value::String(reason.trim().to_string())),
-    };
-    json!({ "status": { "approval": {
-        "decision": decision,
-        "generation": generation,
-        "reason": reason,
-        "decisionTime": now.to_rfc3339_opts(SecondsFormat::Secs, true),
-    }}})
-}
-
-/// The merge patch that asks for a renewal at `now`.
-pub fn renew_patch(now: DateTime<Utc>) -> Value {
-    json!({ "metadata": { "annotations": {
-        RENEW_ANNOTATION: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-    }}})
-}
-
 /// Field manager of the tools' patches, so `managedFields` shows who approved.
 pub const FIELD_MANAGER: &str = "certorder-tools";
 
@@ -163,71 +100,22 @@ fn patch_params() -> PatchParams {
     PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
 }
 
+/// The order, or a message that says how to find the right one.
 async fn get_order(api: &Api<CertificateOrder>, namespace: &str, name: &str) -> Result<CertificateOrder, ToolError> {
     api.get_opt(name).await?.ok_or_else(|| ToolError::OrderNotFound { namespace: namespace.into(), name: name.into() })
-}
-
-/// `certorder approve` / `reject`: records the decision for the order's current generation.
-/// Returns a line for the person.
-pub async fn review(client: kube::Client, namespace: &str, name: &str, review: Review) -> Result<String, ToolError> {
-    let orders: Api<CertificateOrder> = Api::namespaced(client.clone(), namespace);
-    let order = get_order(&orders, namespace, name).await?;
-    let providers: Api<ClusterCertificateProvider> = Api::all(client);
-    let provider = providers.get_opt(&order.spec.provider_ref.name).await?;
-    let generation = check_reviewable(&order, provider.as_ref(), &review)?;
-    // The status subresource: RBAC `certificateorders/status`, which the chart's certorder-edit
-    // role (order authors) lacks and certorder-approver grants.
-    orders.patch_status(name, &patch_params(), &Patch::Merge(review_patch(&review, generation, Utc::now()))).await?;
-    Ok(match review {
-        Review::Approve => format!(
-            "certificateorder {namespace}/{name} approved (generation {generation}); the local CA goes on to domain validation"
-        ),
-        Review::Reject { reason } => format!(
-            "certificateorder {namespace}/{name} rejected (generation {generation}): {}; it resubmits when its spec changes",
-            reason.trim()
-        ),
-    })
-}
-
-/// `certorder renew`: asks the controller to renew the order's certificate once, now.
-pub async fn renew(client: kube::Client, namespace: &str, name: &str, now: DateTime<Utc>) -> Result<String, ToolError> {
-    let orders: Api<CertificateOrder> = Api::namespaced(client, namespace);
-    get_order(&orders, namespace, name).await?;
-    orders.patch(name, &patch_params(), &Patch::Merge(renew_patch(now))).await?;
-    Ok(format!(
-        "certificateorder {namespace}/{name}: renewal requested at {}",
-        now.to_rfc3339_opts(SecondsFormat::Secs, true)
-    ))
-}
-
-/// `certorder buy-again`: a person's decision that the order's unconfirmed purchase was not made
-/// (the vendor's console shows no such order), so the order may buy once more.
-pub async fn buy_again(
-    client: kube::Client,
-    namespace: &str,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<String, ToolError> {
-    let orders: Api<CertificateOrder> = Api::namespaced(client, namespace);
-    let order = get_order(&orders, namespace, name).await?;
-    let vendor = order.status.as_ref().and_then(|s| s.order.as_ref());
-    if !vendor.is_some_and(|v| v.id.is_none() && v.purchase_unconfirmed_time.is_some()) {
-        return Err(ToolError::NotUnconfirmed { namespace: namespace.into(), name: name.into() });
-    }
-    let at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let patch = json!({ "metadata": { "annotations": { BUY_AGAIN_ANNOTATION: at } } });
-    orders.patch(name, &patch_params(), &Patch::Merge(patch)).await?;
-    Ok(format!(
-        "certificateorder {namespace}/{name}: buying again requested at {at}; the earlier purchase, if the vendor made it after all, is not used"
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ClusterCertificateProviderSpec, LocalProvider, NamespacedSecretRef};
+    use crate::api::{
+        ClusterCertificateProvider, ClusterCertificateProviderSpec, LocalProvider, NamespacedSecretRef,
+        RENEW_ANNOTATION, ReviewMode,
+    };
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
 
-    fn order(kind: &str, generation: Option<i64>) -> CertificateOrder {
+    pub(super) fn order(kind: &str, generation: Option<i64>) -> CertificateOrder {
         let mut order: CertificateOrder = serde_json::from_value(json!({
             "apiVersion": "certorder.io/v1alpha1",
             "kind": "CertificateOrder",
@@ -244,7 +132,7 @@ mod tests {
         order
     }
 
-    fn local(review: ReviewMode) -> ClusterCertificateProvider {
+    pub(super) fn local(review: ReviewMode) -> ClusterCertificateProvider {
         ClusterCertificateProvider::new(
             "local",
             ClusterCertificateProviderSpec {
@@ -258,83 +146,8 @@ mod tests {
         )
     }
 
-    fn reject(reason: &str) -> Review {
+    pub(super) fn reject(reason: &str) -> Review {
         Review::Reject { reason: reason.into() }
-    }
-
-    #[test]
-    fn a_manual_local_provider_lets_people_review_ov_and_ev_at_the_current_generation() {
-        let provider = local(ReviewMode::Manual);
-        assert_eq!(check_reviewable(&order("OV", Some(3)), Some(&provider), &Review::Approve).unwrap(), 3);
-        assert_eq!(check_reviewable(&order("EV", Some(1)), Some(&provider), &reject("no")).unwrap(), 1);
-    }
-
-    #[test]
-    fn refusals_say_what_to_do() {
-        let manual = local(ReviewMode::Manual);
-        let automatic = local(ReviewMode::Automatic);
-        let vendor = ClusterCertificateProvider::new("local", ClusterCertificateProviderSpec::default());
-        let cases: Vec<(CertificateOrder, Option<&ClusterCertificateProvider>, Review, &str)> = vec![
-            (
-                order("OV", Some(1)),
-                None,
-                Review::Approve,
-                "refers to ClusterCertificateProvider local, which does not exist; create it or fix spec.providerRef.name",
-            ),
-            (
-                order("OV", Some(1)),
-                Some(&automatic),
-                Review::Approve,
-                "reviews orders automatically (spec.local.review: Automatic); set it to Manual to approve orders by hand",
-            ),
-            (
-                order("OV", Some(1)),
-                Some(&vendor),
-                reject("x"),
-                "is not a local provider: its vendor's CA reviews the order, so there is nothing to reject here",
-            ),
-            (
-                order("DV", Some(1)),
-                Some(&manual),
-                Review::Approve,
-                "web/shop is a DV order: DV certificates have no organization review, so there is nothing to approve",
-            ),
-            (order("OV", Some(1)), Some(&manual), reject("  "), "--reason must say why the order is rejected"),
-            (order("OV", None), Some(&manual), Review::Approve, "has no metadata.generation"),
-        ];
-        for (order, provider, review, want) in cases {
-            let err = check_reviewable(&order, provider, &review).unwrap_err().to_string();
-            assert!(err.contains(want), "{err:?} should contain {want:?}");
-        }
-    }
-
-    #[test]
-    fn approving_records_the_generation_and_clears_an_old_reason() {
-        let now = DateTime::parse_from_rfc3339("2026-03-15T08:09:10Z").unwrap().with_timezone(&Utc);
-        assert_eq!(
-            review_patch(&Review::Approve, 4, now),
-            json!({"status": {"approval": {
-                "decision": "Approved", "generation": 4, "reason": null, "decisionTime": "2026-03-15T08:09:10Z",
-            }}})
-        );
-    }
-
-    #[test]
-    fn rejecting_records_the_trimmed_reason() {
-        let now = DateTime::parse_from_rfc3339("2026-03-15T08:09:10Z").unwrap().with_timezone(&Utc);
-        assert_eq!(
-            review_patch(&reject(" licence expired \n"), 2, now)["status"]["approval"],
-            json!({"decision": "Rejected", "generation": 2, "reason": "licence expired", "decisionTime": "2026-03-15T08:09:10Z"})
-        );
-    }
-
-    #[test]
-    fn renewing_records_the_time_in_rfc3339() {
-        let now = DateTime::parse_from_rfc3339("2026-03-15T08:09:10.123Z").unwrap().with_timezone(&Utc);
-        assert_eq!(
-            renew_patch(now),
-            json!({"metadata": {"annotations": {"certorder.io/renew-requested": "2026-03-15T08:09:10Z"}}})
-        );
     }
 
     // ---- against the testbed API server, through a kubeconfig as a person would ----------------

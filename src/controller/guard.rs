@@ -1,0 +1,230 @@
+//! Objects that cannot be read: one malformed object must not stall the controller.
+//!
+//! Orders and providers are watched through kube's [`DeserializeGuard`]: an object whose JSON
+//! does not fit the Rust type (a field of the wrong type, stored before the CRD's schema
+//! tightened) arrives as an [`InvalidObject`] instead of failing the whole list, which would stop
+//! the watch, keep the cache from filling and leave every other object waiting. Such an object
+//! is kept out of the cache (taken out, when an earlier readable version is in it), so it is not
+//! reconciled, and it is reported once per version: a log line and a Warning event `Unreadable`
+//! on it, saying which field is wrong and how to fix it. Its next readable version is read as
+//! usual.
+
+use std::collections::HashSet;
+
+use futures::{Stream, StreamExt};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use crate::api::MANAGER;
+
+/// The reason of the Warning event on an object certorder cannot read.
+pub const UNREADABLE: &str = "Unreadable";
+
+/// The watch `events` with the objects that could be read; the others are reported (through
+/// `client`) and, when `cache` holds an older version, deleted from it.
+pub(crate) fn readable<K, S>(
+    events: S,
+    cache: Store<K>,
+    client: Client,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static,
+    S: Stream<Item = Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>> + Send,
+{
+    let mut reported = HashSet::new();
+    events.filter_map(move |event| {
+        let mut report = |bad: InvalidObject| {
+            let version = (bad.metadata.uid.clone(), bad.metadata.resource_version.clone());
+            if reported.insert(version) {
+                tokio::spawn(report::<K>(client.clone(), bad));
+            }
+        };
+        futures::future::ready(match event {
+            Ok(event) => split(event, &cache, &mut report).map(Ok),
+            Err(e) => Some(Err(e)),
+        })
+    })
+}
+
+/// The event for the readable objects; `report` gets the unreadable one.
+fn split<K>(
+    event: watcher::Event<DeserializeGuard<K>>,
+    cache: &Store<K>,
+    report: &mut impl FnMut(InvalidObject),
+) -> Option<watcher::Event<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    use watcher::Event::*;
+    match event {
+        Init => Some(Init),
+        InitDone => Some(InitDone),
+        InitApply(DeserializeGuard(Ok(object))) => Some(InitApply(object)),
+        Apply(DeserializeGuard(Ok(object))) => Some(Apply(object)),
+        Delete(DeserializeGuard(Ok(object))) => Some(Delete(object)),
+        InitApply(DeserializeGuard(Err(bad))) => {
+            report(bad);
+            None
+        }
+        Apply(DeserializeGuard(Err(bad))) => {
+            let cached = cached(cache, &bad);
+            report(bad);
+            cached.map(Delete)
+        }
+        Delete(DeserializeGuard(Err(bad))) => cached(cache, &bad).map(Delete),
+    }
+}
+
+/// The cache's (readable, older) version of the object `bad` is a version of.
+fn cached<K>(cache: &Store<K>, bad: &InvalidObject) -> Option<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut key = ObjectRef::<K>::new(bad.metadata.name.as_deref()?);
+    if let Some(namespace) = &bad.metadata.namespace {
+        key = key.within(namespace);
+    }
+    cache.get(&key).map(|object| (*object).clone())
+}
+
+/// The log line and the Warning event about an object that cannot be read.
+async fn report<K>(client: Client, bad: InvalidObject)
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let kind = K::kind(&());
+    let name = match &bad.metadata.namespace {
+        Some(namespace) => format!("{namespace}/{}", bad.metadata.name.as_deref().unwrap_or_default()),
+        None => bad.metadata.name.clone().unwrap_or_default(),
+    };
+    let problem = locate::<K>(&client, &bad).await.unwrap_or_else(|| bad.error.clone());
+    warn!(object = %format!("{kind} {name}"), %problem, "cannot read the object: it is not reconciled until it is fixed");
+    let note = format!(
+        "certorder cannot read this {kind}: {problem}. It is not reconciled until it is fixed: give the field the type the CRD declares (`kubectl explain {}.spec`) with kubectl edit or apply",
+        K::plural(&())
+    );
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: UNREADABLE.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Read".into(),
+        secondary: None,
+    };
+    let reference = DeserializeGuard::<K>(Err(bad)).object_ref(&());
+    let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+    if let Err(e) = Recorder::new(client, reporter).publish(&event, &reference).await {
+        warn!(object = %format!("{kind} {name}"), error = %e, "cannot publish the Unreadable event");
+    }
+}
+
+/// Where in the object the problem is (`spec.cancelOnDelete: invalid type: string "yes",
+/// expected a boolean`): the object read again as plain JSON and decoded with its path kept.
+async fn locate<K>(client: &Client, bad: &InvalidObject) -> Option<String>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match &bad.metadata.namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let object = api.get_opt(bad.metadata.name.as_deref()?).await.ok()??;
+    let error = serde_path_to_error::deserialize::<_, K>(serde_json::to_value(object).ok()?).err()?;
+    Some(format!("{}: {}", error.path(), error.inner()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::CertificateOrder;
+    use serde_json::json;
+
+    fn guarded(spec: serde_json::Value) -> DeserializeGuard<CertificateOrder> {
+        serde_json::from_value(json!({
+            "apiVersion": "certorder.io/v1alpha1",
+            "kind": "CertificateOrder",
+            "metadata": {"name": "shop", "namespace": "web", "uid": "u1", "resourceVersion": "7"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn good() -> DeserializeGuard<CertificateOrder> {
+        guarded(json!({
+            "providerRef": {"name": "local"},
+            "product": {"type": "DV"},
+            "domains": ["shop.example.com"],
+            "secretName": "shop-tls",
+        }))
+    }
+
+    fn bad() -> DeserializeGuard<CertificateOrder> {
+        guarded(json!({
+            "providerRef": {"name": "local"},
+            "product": {"type": "DV"},
+            "domains": "shop.example.com",
+            "secretName": "shop-tls",
+        }))
+    }
+
+    fn kind<K>(event: &Option<watcher::Event<K>>) -> &'static str {
+        match event {
+            None => "none",
+            Some(watcher::Event::Init) => "Init",
+            Some(watcher::Event::InitApply(_)) => "InitApply",
+            Some(watcher::Event::InitDone) => "InitDone",
+            Some(watcher::Event::Apply(_)) => "Apply",
+            Some(watcher::Event::Delete(_)) => "Delete",
+        }
+    }
+
+    #[test]
+    fn unreadable_objects_are_reported_and_kept_out_of_the_cache() {
+        let (cache, mut writer) = kube::runtime::reflector::store::<CertificateOrder>();
+        let mut reported = Vec::new();
+        let mut report = |bad: InvalidObject| reported.push(bad.metadata.name.unwrap_or_default());
+        use watcher::Event::*;
+
+        // A readable object passes; the cache gets it.
+        let event = split(InitApply(good()), &cache, &mut report);
+        assert_eq!(kind(&event), "InitApply");
+        for e in [event.unwrap(), InitDone] {
+            writer.apply_watcher_event(&e);
+        }
+        assert_eq!(cache.state().len(), 1);
+
+        // Its next version cannot be read: it leaves the cache, and is reported.
+        let event = split(Apply(bad()), &cache, &mut report);
+        assert_eq!(kind(&event), "Delete");
+        writer.apply_watcher_event(&event.unwrap());
+        assert!(cache.state().is_empty());
+
+        // In a (re)list an unreadable object is left out; its deletion is then nothing to do.
+        assert_eq!(kind(&split(InitApply(bad()), &cache, &mut report)), "none");
+        assert_eq!(kind(&split(Delete(bad()), &cache, &mut report)), "none");
+        assert_eq!(kind(&split(Init, &cache, &mut report)), "Init");
+        assert_eq!(reported, ["shop", "shop"]);
+    }
+
+    #[test]
+    fn the_problem_names_the_field() {
+        let value = json!({
+            "apiVersion": "certorder.io/v1alpha1",
+            "kind": "CertificateOrder",
+            "metadata": {"name": "shop"},
+            "spec": {"providerRef": {"name": "local"}, "product": {"type": "DV"}, "domains": "x", "secretName": "s"},
+        });
+        let error = serde_path_to_error::deserialize::<_, CertificateOrder>(value).unwrap_err();
+        assert_eq!(error.path().to_string(), "spec.domains");
+        assert_eq!(error.inner().to_string(), "invalid type: string \"x\", expected a sequence");
+        let DeserializeGuard(Err(bad)) = bad() else { panic!("read") };
+        assert!(bad.error.contains("Expected a sequence"), "{}", bad.error);
+    }
+}
