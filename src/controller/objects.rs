@@ -188,15 +188,23 @@ mod tests {
         assert_eq!(cm.data, None);
     }
 
+    fn info() -> CertificateInfo {
+        let not_after = Utc.with_ymd_and_hms(2027, 1, 2, 3, 4, 5).unwrap();
+        CertificateInfo {
+            serial: "0a1b".into(),
+            issuer: "CN=Test CA".into(),
+            not_before: not_after - chrono::Duration::days(90),
+            not_after,
+            sha256_fingerprint: "ff".into(),
+            secret_name: "acme-tls".into(),
+            key_fingerprint: "ee".into(),
+        }
+    }
+
     #[test]
     fn the_tls_secret_carries_the_template_and_says_which_certificate_it_holds_and_outlives_the_order() {
-        let info = CertificateInfo {
-            serial: "0a1b".into(),
-            not_after: Utc.with_ymd_and_hms(2027, 1, 2, 3, 4, 5).unwrap(),
-            ..CertificateInfo::default()
-        };
         let data = BTreeMap::from([(TLS_CRT.to_string(), b"crt".to_vec()), (TLS_KEY.to_string(), b"key".to_vec())]);
-        let secret = tls_secret(&order(), data, &info);
+        let secret = tls_secret(&order(), data, &info());
         let meta = &secret.metadata;
         assert_eq!((meta.name.as_deref(), meta.namespace.as_deref()), (Some("acme-tls"), Some("shop")));
         assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
@@ -218,7 +226,7 @@ mod tests {
         let template = order.spec.secret_template.as_mut().unwrap();
         template.labels.insert(ORDER_LABEL.into(), "someone-else".into());
         template.annotations.insert(ORDER_ANNOTATION.into(), "someone-else".into());
-        let secret = tls_secret(&order, BTreeMap::new(), &CertificateInfo::default());
+        let secret = tls_secret(&order, BTreeMap::new(), &info());
         assert_eq!(label(&secret.metadata, ORDER_LABEL), Some("acme"));
         assert_eq!(annotation(&secret.metadata, ORDER_ANNOTATION), Some("acme"));
     }
