@@ -1,182 +1,154 @@
-//! Act: one lifecycle step's I/O. Every action is idempotent: a re-run after a crash at any
-//! point converges (keys are created, never overwritten; purchases look their name up first;
-//! the TLS Secret is only written with a verified certificate).
+//! Act: one lifecycle step's I/O. A step reads what [`StepInput`] bundles and returns what came of
+//! it ([`Done`]): the outcome the lifecycle absorbs into status, and what the controller learnt
+//! besides, which the controller records in the observation and the process memory
+//! ([`Observation::record`]). No step changes either itself.
+//!
+//! Every action is idempotent: a re-run after a crash at any point converges (keys are created,
+//! never overwritten; purchases look their name up first; the TLS Secret is only written with a
+//! verified certificate).
 
-use std::collections::BTreeMap;
+use std::time::Instant;
 
-use k8s_openapi::api::core::v1::Secret;
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Api, ResourceExt};
 
-use super::context::Context;
-use super::observe::{Observation, certificate_info, key_algorithm, pending_key_secret_name, secret_field};
+use super::classify;
+use super::context::{Context, Memory};
+use super::objects::{self, pending_key_secret_name};
+use super::observe::{Learnt, Observation, certificate_info, key_algorithm, secret_field};
 use crate::api::{
-    CertificateOrder, Challenge, MANAGED_BY_LABEL, MANAGER, ORDER_ANNOTATION, ORDER_LABEL, PublishedValidation,
-    RotationPolicy, SelfCheck, ValidationMethod, order_label_value,
+    CertificateInfo, CertificateOrder, Challenge, MANAGER, PublishedValidation, RotationPolicy, SelfCheck,
+    ValidationMethod,
 };
-use crate::lifecycle::{InstalledObs, KeyObs, Outcome, Step, StepError};
-use crate::pki::{self, PrivateKey, TLS_KEY, TLS_SECRET_TYPE};
+use crate::lifecycle::{InstalledObs, Outcome, Step, StepError};
+use crate::pki::{self, KeyAlgorithm, PrivateKey, TLS_KEY};
 use crate::provider::{OrderContext, Provider};
 
-/// Annotations on the TLS Secret naming where the certificate came from (and [`ORDER_ANNOTATION`]).
-pub const SECRET_SERIAL_ANNOTATION: &str = "certorder.io/serial";
-pub const SECRET_EXPIRY_ANNOTATION: &str = "certorder.io/not-after";
+/// Everything a step reads.
+pub struct StepInput<'a> {
+    pub ctx: &'a Context,
+    pub order: &'a CertificateOrder,
+    pub provider: &'a Provider,
+    /// The order as the provider is told about it.
+    pub order_ctx: OrderContext<'a>,
+    /// `status.challenges` and `status.published`.
+    pub challenges: &'a [Challenge],
+    pub published: Option<&'a PublishedValidation>,
+    pub observation: &'a Observation,
+    /// The order's process memory before the step.
+    pub memory: Memory,
+}
 
-fn api_error(step: &'static str, e: kube::Error) -> Outcome {
-    let retryable = match &e {
-        kube::Error::Api(s) => !matches!(s.code, 400 | 403 | 422),
-        _ => true,
-    };
-    let message = format!("Kubernetes API: {e}");
-    let error = if retryable { StepError::transient(message) } else { StepError::permanent(message) };
-    Outcome::Failed { step, error }
+/// What came of a step: the outcome for status, and what the controller learnt besides.
+pub struct Done {
+    pub outcome: Outcome,
+    pub learnt: Learnt,
+}
+
+impl Done {
+    fn with(outcome: Outcome, learnt: Learnt) -> Done {
+        Done { outcome, learnt }
+    }
+}
+
+impl From<Outcome> for Done {
+    fn from(outcome: Outcome) -> Done {
+        Done { outcome, learnt: Learnt::Nothing }
+    }
 }
 
 fn failed(step: &'static str, error: impl Into<StepError>) -> Outcome {
     Outcome::Failed { step, error: error.into() }
 }
 
-/// Runs one step. Updates `seen` with what the step changed, so the next decision sees it.
-#[allow(clippy::too_many_arguments)] // to be bundled into one input with the step refactor (issue 14)
-pub async fn act(
-    ctx: &Context,
-    order: &CertificateOrder,
-    provider: &Provider,
-    step: &Step,
-    pctx: &OrderContext<'_>,
-    challenges: &[Challenge],
-    published: Option<&PublishedValidation>,
-    seen: &mut Observation,
-) -> Outcome {
+fn api_failed(step: &'static str, e: kube::Error) -> Outcome {
+    failed(step, classify("Kubernetes API", e))
+}
+
+fn key_gone(step: &'static str) -> Outcome {
+    failed(step, StepError::transient("the private key Secret disappeared"))
+}
+
+/// Runs one step.
+pub async fn act(step: &Step, input: &StepInput<'_>) -> Done {
     let name = step.name();
     match step {
-        Step::GenerateKey => generate_key(ctx, order, seen).await,
-        Step::RecordPurchaseIntent => {
-            ctx.remember(pctx.uid, |m| {
-                m.purchase_intent_here = true;
-                m.purchase_called = false;
-            });
-            Outcome::PurchaseIntentRecorded
-        }
-        Step::Purchase => {
-            let memory = ctx.memory(pctx.uid);
-            let buy_again = pctx.buy_again;
-            let domains_count = pctx.domains.len() as u32;
-            if let Some(id) = memory.bought {
-                // Bought by this process, but the status write failed: record it, buy nothing.
-                return Outcome::Purchased { id, buy_again, domains_count };
-            }
-            let may_have_bought = !memory.purchase_intent_here || memory.purchase_called;
-            ctx.remember(pctx.uid, |m| m.purchase_called = true);
-            let claims = ctx.vendor_claims(&order.spec.provider_ref.name);
-            match provider.purchase(&OrderContext { may_have_bought, ..*pctx }, &claims).await {
-                Ok(id) => {
-                    ctx.remember(pctx.uid, |m| m.bought = Some(id.clone()));
-                    Outcome::Purchased { id, buy_again, domains_count }
-                }
-                Err(e) if e.outcome_unknown => Outcome::PurchaseUnconfirmed { reason: e.message },
-                Err(e) => {
-                    // Refused outright: nothing was bought by this attempt.
-                    if !may_have_bought {
-                        ctx.remember(pctx.uid, |m| m.purchase_called = false);
-                    }
-                    failed(name, e)
-                }
-            }
-        }
-        Step::RecordTermRenewalIntent => Outcome::TermRenewalIntentRecorded,
-        Step::RenewTerm => match provider.renew_term(pctx).await {
-            Ok(()) => Outcome::TermRenewed,
-            Err(e) => failed(name, e),
+        Step::GenerateKey => generate_key(input, name).await,
+        Step::RecordPurchaseIntent => Done::with(Outcome::PurchaseIntentRecorded, Learnt::PurchaseIntent),
+        Step::Purchase => purchase(input, name).await,
+        Step::RecordTermRenewalIntent => Outcome::TermRenewalIntentRecorded.into(),
+        Step::RenewTerm => match input.provider.renew_term(&input.order_ctx).await {
+            Ok(()) => Outcome::TermRenewed.into(),
+            Err(e) => failed(name, e).into(),
         },
-        Step::SubmitInfo { digest } => {
-            let csr = match csr(seen, pctx.domains) {
-                Ok(csr) => csr,
-                Err(e) => return e,
-            };
-            match provider.submit_info(pctx, &csr).await {
-                Ok(submitted) => Outcome::InfoSubmitted { digest: digest.clone(), submitted },
-                Err(e) => failed(name, e),
+        Step::SubmitInfo { digest } => submit_info(input, name, digest).await.into(),
+        Step::UploadLetter { digest } => upload_letter(input, name, digest).await.into(),
+        Step::OfferLetterTemplate => offer_letter_template(input, name).await.into(),
+        Step::Poll => poll(input, name).await,
+        Step::PublishChallenges { digest } => publish(input, name, digest).await,
+        Step::Unpublish => {
+            let ctx = input.ctx;
+            match super::publish::unpublish(&ctx.client, &ctx.dns, input.order, input.published).await {
+                Ok(()) => Outcome::Unpublished.into(),
+                Err(e) => failed(name, e).into(),
             }
         }
-        Step::UploadLetter { digest } => {
-            let Some((bytes, file_name)) = &seen.letter else {
-                return failed(name, StepError::transient("the confirmation letter disappeared"));
-            };
-            match provider.upload_letter(pctx, bytes, file_name).await {
-                Ok(()) => Outcome::LetterUploaded { digest: digest.clone() },
-                Err(e) => failed(name, e),
-            }
-        }
-        Step::OfferLetterTemplate => offer_letter_template(ctx, order, provider, pctx).await,
-        Step::Poll => {
-            let result = provider.poll(pctx).await;
-            seen.observed.last_poll = Some(pctx.now);
-            ctx.remember(pctx.uid, |m| m.last_poll = Some(pctx.now));
-            match result {
-                Ok(view) => Outcome::Polled(view),
-                Err(e) => failed(name, e),
-            }
-        }
-        Step::PublishChallenges { digest } => {
-            match super::publish::publish(
-                &ctx.client,
-                &ctx.dns,
-                order,
-                challenges,
-                digest,
-                &ctx.solver_image(&order.spec.provider_ref.name),
-                published,
-            )
-            .await
-            {
-                Ok(p) => {
-                    seen.observed.solver_missing = false;
-                    Outcome::Published(p)
-                }
-                Err(e) => failed(name, e),
-            }
-        }
-        Step::Unpublish => match super::publish::unpublish(&ctx.client, &ctx.dns, order, published).await {
-            Ok(()) => Outcome::Unpublished,
-            Err(e) => failed(name, e),
+        Step::SelfCheck => self_check(input).await,
+        Step::Install => install(input, name).await,
+        Step::Reinstall => reinstall(input, name).await,
+        Step::AdoptInstalled => match &input.observation.observed.installed {
+            InstalledObs::Certificate { info, .. } => Outcome::Installed(info.clone()).into(),
+            _ => failed(name, StepError::transient("the TLS Secret changed while adopting it")).into(),
         },
-        Step::SelfCheck => self_check(ctx, pctx, challenges, seen).await,
-        Step::Install => install(ctx, order, provider, pctx, seen, false).await,
-        Step::Reinstall => install(ctx, order, provider, pctx, seen, true).await,
-        Step::AdoptInstalled => match &seen.observed.installed {
-            InstalledObs::Certificate { info, .. } => Outcome::Installed(info.clone()),
-            _ => failed(name, StepError::transient("the TLS Secret changed while adopting it")),
-        },
-        Step::DiscardPendingKey => {
-            let ns = order.namespace().unwrap_or_default();
-            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-            match api.delete(&pending_key_secret_name(&order.name_any()), &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return api_error(name, e),
-            }
-            seen.observed.pending_key = None;
-            seen.pending_key = None;
-            Outcome::PendingKeyDiscarded
-        }
+        Step::DiscardPendingKey => discard_pending_key(input, name).await,
     }
 }
 
-#[allow(clippy::result_large_err)] // an Outcome is what every step returns; this one is built once per order
-fn csr(seen: &Observation, domains: &[String]) -> Result<String, Outcome> {
-    let key = seen
-        .pending_key
-        .as_ref()
-        .ok_or_else(|| failed("SubmitInfo", StepError::transient("the private key Secret disappeared")))?;
-    pki::build_csr(key, domains)
-        .map_err(|e| failed("SubmitInfo", StepError::permanent(format!("cannot build the CSR: {e}"))))
+/// Buys once: a purchase this process made and could not record yet is recorded instead, and the
+/// provider is told whether an earlier attempt may have bought (`OrderContext::may_have_bought`).
+async fn purchase(input: &StepInput<'_>, step: &'static str) -> Done {
+    let order_ctx = &input.order_ctx;
+    let memory = &input.memory;
+    let purchased =
+        |id| Outcome::Purchased { id, buy_again: order_ctx.buy_again, domains_count: order_ctx.domains.len() as u32 };
+    if let Some(id) = &memory.bought {
+        // Bought by this process, but the status write failed: record it, buy nothing.
+        return purchased(id.clone()).into();
+    }
+    // `observe::before_step` noted in memory that the vendor is being called.
+    let may_have_bought = !memory.purchase_intent_here || memory.purchase_called;
+    let claims = input.ctx.vendor_claims(&input.order.spec.provider_ref.name);
+    match input.provider.purchase(&OrderContext { may_have_bought, ..*order_ctx }, &claims).await {
+        Ok(id) => Done::with(purchased(id.clone()), Learnt::Bought(id)),
+        Err(e) if e.outcome_unknown => Outcome::PurchaseUnconfirmed { reason: e.message }.into(),
+        // Refused outright: nothing was bought by this attempt.
+        Err(e) if !may_have_bought => Done::with(failed(step, e), Learnt::PurchaseRefused),
+        Err(e) => failed(step, e).into(),
+    }
 }
 
-/// Name of the ConfigMap that holds the vendor's confirmation-letter template for an order.
-pub fn letter_template_name(order: &str) -> String {
-    crate::api::shortened(order, "-letter-template", 253)
+async fn submit_info(input: &StepInput<'_>, step: &'static str, digest: &str) -> Outcome {
+    let Some(key) = &input.observation.pending_key else { return key_gone(step) };
+    let csr = match pki::build_csr(key, input.order_ctx.domains) {
+        Ok(csr) => csr,
+        Err(e) => return failed(step, StepError::permanent(format!("cannot build the CSR: {e}"))),
+    };
+    match input.provider.submit_info(&input.order_ctx, &csr).await {
+        Ok(submitted) => Outcome::InfoSubmitted { digest: digest.to_string(), submitted },
+        Err(e) => failed(step, e),
+    }
+}
+
+async fn upload_letter(input: &StepInput<'_>, step: &'static str, digest: &str) -> Outcome {
+    let Some((bytes, file_name)) = &input.observation.letter else {
+        return failed(step, StepError::transient("the confirmation letter disappeared"));
+    };
+    match input.provider.upload_letter(&input.order_ctx, bytes, file_name).await {
+        Ok(()) => Outcome::LetterUploaded { digest: digest.to_string() },
+        Err(e) => failed(step, e),
+    }
 }
 
 /// Largest template put in a ConfigMap (the API server's limit is 1 MiB for the whole object).
@@ -185,268 +157,243 @@ const MAX_TEMPLATE_BYTES: usize = 900 * 1024;
 /// Puts the vendor's confirmation-letter template in a ConfigMap owned by the order, so the user
 /// can fill it in and stamp it. A vendor that offers none (or refuses for good) is not an error:
 /// the order keeps waiting for the letter.
-async fn offer_letter_template(
-    ctx: &Context,
-    order: &CertificateOrder,
-    provider: &Provider,
-    pctx: &OrderContext<'_>,
-) -> Outcome {
-    let step = "OfferLetterTemplate";
-    let file = match provider.letter_template(pctx).await {
+async fn offer_letter_template(input: &StepInput<'_>, step: &'static str) -> Outcome {
+    let none = Outcome::LetterTemplateOffered { config_map: None };
+    let file = match input.provider.letter_template(&input.order_ctx).await {
         Ok(Some(file)) if file.data.len() <= MAX_TEMPLATE_BYTES => file,
         Ok(Some(file)) => {
             tracing::warn!(
                 bytes = file.data.len(),
                 "the vendor's letter template is too big for a ConfigMap; not offering it"
             );
-            return Outcome::LetterTemplateOffered { config_map: None };
+            return none;
         }
-        Ok(None) => return Outcome::LetterTemplateOffered { config_map: None },
+        Ok(None) => return none,
         Err(e) if e.retryable => return failed(step, e),
         Err(e) => {
             tracing::warn!(error = %e.message, "the vendor gave no letter template");
-            return Outcome::LetterTemplateOffered { config_map: None };
+            return none;
         }
     };
-    let key: String = file
-        .file_name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
-        .collect();
-    let name = letter_template_name(&order.name_any());
-    let patch = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": pctx.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGER, ORDER_LABEL: order_label_value(&order.name_any())},
-            "annotations": {ORDER_ANNOTATION: order.name_any()},
-            "annotations": {"certorder.io/purpose": "the vendor's confirmation-letter template: fill it in, stamp it, scan it and store the scan in the Secret spec.documents.confirmationLetter names"},
-            "ownerReferences": [owner_reference(order)],
-        },
-        "binaryData": {key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &file.data)},
-    });
-    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(ctx.client.clone(), pctx.namespace);
-    match api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await {
+    let config_map = objects::letter_template(input.order, &file.file_name, &file.data);
+    let name = config_map.name_any();
+    let api: Api<ConfigMap> = Api::namespaced(input.ctx.client.clone(), input.order_ctx.namespace);
+    match api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&config_map)).await {
         Ok(_) => Outcome::LetterTemplateOffered { config_map: Some(name) },
-        Err(e) => api_error(step, e),
+        Err(e) => api_failed(step, e),
     }
 }
 
-fn owner_reference(order: &CertificateOrder) -> serde_json::Value {
-    json!({
-        "apiVersion": CertificateOrder::api_version(&()),
-        "kind": CertificateOrder::kind(&()),
-        "name": order.name_any(),
-        "uid": order.uid().unwrap_or_default(),
-        "controller": true,
-        "blockOwnerDeletion": true,
-    })
+/// Asks the vendor where the order is; the time of asking is learnt whatever the answer.
+async fn poll(input: &StepInput<'_>, step: &'static str) -> Done {
+    let result = input.provider.poll(&input.order_ctx).await;
+    let learnt = Learnt::Polled { at: input.order_ctx.now };
+    match result {
+        Ok(view) => Done::with(Outcome::Polled(view), learnt),
+        Err(e) => Done::with(failed(step, e), learnt),
+    }
+}
+
+async fn publish(input: &StepInput<'_>, step: &'static str, digest: &str) -> Done {
+    let (ctx, order) = (input.ctx, input.order);
+    let solver = ctx.solver_image(&order.spec.provider_ref.name);
+    match super::publish::publish(&ctx.client, &ctx.dns, order, input.challenges, digest, &solver, input.published)
+        .await
+    {
+        Ok(published) => Done::with(Outcome::Published(published), Learnt::Published),
+        Err(e) => failed(step, e).into(),
+    }
+}
+
+/// Deletes the pending key's Secret (gone already is done).
+async fn discard_pending_key(input: &StepInput<'_>, step: &'static str) -> Done {
+    let order = input.order;
+    let api: Api<Secret> = Api::namespaced(input.ctx.client.clone(), &order.namespace().unwrap_or_default());
+    match api.delete(&pending_key_secret_name(&order.name_any()), &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return api_failed(step, e).into(),
+    }
+    Done::with(Outcome::PendingKeyDiscarded, Learnt::PendingKeyDiscarded)
 }
 
 /// Creates the pending key Secret. An existing one is kept when it holds a usable key (a crash
 /// after creating it); with `rotationPolicy: Never` the installed key is reused.
-async fn generate_key(ctx: &Context, order: &CertificateOrder, seen: &mut Observation) -> Outcome {
-    let step = "GenerateKey";
-    let ns = order.namespace().unwrap_or_default();
-    let name = pending_key_secret_name(&order.name_any());
-    let algorithm = key_algorithm(order);
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+async fn generate_key(input: &StepInput<'_>, step: &'static str) -> Done {
+    let algorithm = key_algorithm(input.order);
+    let key = match new_key(input, step, algorithm).await {
+        Ok(key) => key,
+        Err(failed) => return failed.into(),
+    };
+    let secret = objects::pending_key_secret(input.order, key.to_pem());
+    match create_pending_key(input.ctx, &secret, key, algorithm).await {
+        Ok(key) => {
+            let name = secret.name_any();
+            Done::with(Outcome::KeyGenerated { secret: name.clone() }, Learnt::KeyGenerated { secret: name, key })
+        }
+        Err(e) => api_failed(step, e).into(),
+    }
+}
 
-    let reuse = match (&order.spec.private_key.rotation_policy, &seen.installed_key) {
-        (RotationPolicy::Never, Some(key)) if key.algorithm() == algorithm => Some(key.clone()),
-        _ => None,
-    };
-    let key = match reuse {
-        Some(key) => key,
-        None => match tokio::task::spawn_blocking(move || pki::generate_key(algorithm)).await {
-            Ok(Ok(key)) => key,
-            Ok(Err(e)) => return failed(step, StepError::permanent(format!("cannot generate a {algorithm} key: {e}"))),
-            Err(e) => return failed(step, StepError::transient(format!("key generation did not finish: {e}"))),
-        },
-    };
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "labels": {MANAGED_BY_LABEL: MANAGER, ORDER_LABEL: order_label_value(&order.name_any())},
-            "annotations": {ORDER_ANNOTATION: order.name_any()},
-            "ownerReferences": [owner_reference(order)],
-        },
-        "type": "Opaque",
-        "stringData": {TLS_KEY: key.to_pem()},
-    }))
-    .expect("a Secret from a literal");
-    let key = match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &secret).await
+/// The key for the next certificate: the installed one when the spec says to keep it (and it is
+/// of the algorithm asked for), else a new one.
+async fn new_key(input: &StepInput<'_>, step: &'static str, algorithm: KeyAlgorithm) -> Result<PrivateKey, Outcome> {
+    if let (RotationPolicy::Never, Some(key)) =
+        (&input.order.spec.private_key.rotation_policy, &input.observation.installed_key)
+        && key.algorithm() == algorithm
     {
+        return Ok(key.clone());
+    }
+    match tokio::task::spawn_blocking(move || pki::generate_key(algorithm)).await {
+        Ok(Ok(key)) => Ok(key),
+        Ok(Err(e)) => Err(failed(step, StepError::permanent(format!("cannot generate a {algorithm} key: {e}")))),
+        Err(e) => Err(failed(step, StepError::transient(format!("key generation did not finish: {e}")))),
+    }
+}
+
+/// Creates `secret` holding `key`. One that exists (created before a crash, or the cache is
+/// behind) is kept when it holds a key of `algorithm`, and replaced otherwise (the spec changed).
+/// Returns the key the Secret holds.
+async fn create_pending_key(
+    ctx: &Context,
+    secret: &Secret,
+    key: PrivateKey,
+    algorithm: KeyAlgorithm,
+) -> Result<PrivateKey, kube::Error> {
+    let name = secret.name_any();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &secret.namespace().unwrap_or_default());
+    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, secret).await {
         Ok(_) => {
             tracing::debug!(secret = %name, "created the pending key");
-            key
+            return Ok(key);
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::debug!(secret = %name, "the pending key exists; reusing it");
-            // Created before a crash, or the cache is behind: keep the key that exists when it fits.
-            let existing = match api.get(&name).await {
-                Ok(existing) => existing,
-                Err(e) => return api_error(step, e),
-            };
-            let usable = secret_field(&existing, TLS_KEY)
-                .and_then(|pem| PrivateKey::from_pem(&String::from_utf8_lossy(&pem)).ok())
-                .filter(|k| k.algorithm() == algorithm);
-            match usable {
-                Some(existing_key) => existing_key,
-                None => {
-                    // A key of another algorithm (the spec changed): replace it.
-                    let mut replacement = secret.clone();
-                    replacement.metadata.resource_version = existing.metadata.resource_version.clone();
-                    if let Err(e) = api.replace(&name, &PostParams::default(), &replacement).await {
-                        return api_error(step, e);
-                    }
-                    key
-                }
-            }
         }
-        Err(e) => return api_error(step, e),
-    };
-    seen.observed.pending_key = Some(KeyObs { secret: name.clone(), fingerprint: key.public_key_fingerprint() });
-    seen.pending_key = Some(key);
-    Outcome::KeyGenerated { secret: name }
+        Err(e) => return Err(e),
+    }
+    let existing = api.get(&name).await?;
+    let usable = secret_field(&existing, TLS_KEY)
+        .and_then(|pem| PrivateKey::from_pem(&String::from_utf8_lossy(&pem)).ok())
+        .filter(|k| k.algorithm() == algorithm);
+    if let Some(existing_key) = usable {
+        return Ok(existing_key);
+    }
+    let mut replacement = secret.clone();
+    replacement.metadata.resource_version = existing.metadata.resource_version.clone();
+    api.replace(&name, &PostParams::default(), &replacement).await?;
+    Ok(key)
 }
 
 /// Checks every challenge the way the CA will, and records what was seen.
-async fn self_check(
-    ctx: &Context,
-    pctx: &OrderContext<'_>,
-    challenges: &[Challenge],
-    seen: &mut Observation,
-) -> Outcome {
-    let checks = challenges.iter().map(|c| async move {
-        let check = match c.method {
-            ValidationMethod::DNS => {
-                let o = ctx.dns.check_txt(&c.target, &c.expected_value).await;
-                SelfCheck {
-                    passed: o.matched,
-                    seen: o.found.join(", "),
-                    diagnosis: if o.matched { String::new() } else { o.diagnosis },
-                    server: (!o.server.is_empty()).then_some(o.server),
-                    status_code: None,
-                    redirect_target: None,
-                    content_length: None,
-                    last_check_time: pctx.now,
-                }
-            }
-            ValidationMethod::HTTP => {
-                let o = ctx.http.check(&c.target, &c.expected_value).await;
-                SelfCheck {
-                    passed: o.passed,
-                    seen: o.first_bytes,
-                    diagnosis: o.diagnosis,
-                    server: o.server,
-                    status_code: o.status_code,
-                    redirect_target: o.location,
-                    content_length: o.content_length,
-                    last_check_time: pctx.now,
-                }
-            }
-        };
-        (c.domain.clone(), check)
-    });
+async fn self_check(input: &StepInput<'_>) -> Done {
+    let now = input.order_ctx.now;
+    let checks = input.challenges.iter().map(|c| async move { (c.domain.clone(), check(input.ctx, c, now).await) });
     let results: Vec<(String, SelfCheck)> = futures::future::join_all(checks).await;
     let all_passed = results.iter().all(|(_, c)| c.passed);
-    ctx.metrics.self_checks(all_passed);
-    seen.observed.last_self_check = Some(pctx.now);
-    let failures = if all_passed { 0 } else { seen.observed.self_check_failures + 1 };
-    seen.observed.self_check_failures = failures;
-    ctx.remember(pctx.uid, |m| {
-        m.last_self_check = Some(pctx.now);
-        m.self_check_failures = failures;
-    });
-    Outcome::SelfChecked(results)
+    input.ctx.metrics.self_checks(all_passed);
+    Done::with(Outcome::SelfChecked(results), Learnt::SelfChecked { at: now, all_passed })
 }
 
-/// Downloads, verifies against the key, the names and the provider's CA, and only then writes
-/// the TLS Secret, in one server-side apply. `reinstall`: the key is the TLS Secret's own (its
-/// certificate was damaged), not the pending one.
-async fn install(
-    ctx: &Context,
-    order: &CertificateOrder,
-    provider: &Provider,
-    pctx: &OrderContext<'_>,
-    seen: &mut Observation,
-    reinstall: bool,
-) -> Outcome {
-    let step = if reinstall { "Reinstall" } else { "Install" };
-    let key = if reinstall { seen.installed_key.clone() } else { seen.pending_key.clone() };
-    let Some(key) = key else {
-        return failed(step, StepError::transient("the private key Secret disappeared"));
-    };
-    let csr = match pki::build_csr(&key, pctx.domains) {
-        Ok(csr) => csr,
-        Err(e) => return failed(step, StepError::permanent(format!("cannot build the CSR: {e}"))),
-    };
-    let chain = match provider.download(pctx, &csr).await {
-        Ok(chain) => chain,
-        Err(e) => return failed(step, e),
-    };
-    let now = pctx.now;
-    let trust = provider.trust_anchors();
-    let info = match pki::verify_issued(&chain, &key, pctx.domains, now, trust.as_deref()) {
-        Ok(info) => info,
-        // A bad download never replaces a good Secret: refuse it and ask again later.
-        Err(e) => return failed(step, StepError::transient(format!("the downloaded certificate was refused: {e}"))),
-    };
-    let data = match pki::tls_secret_data(&chain, key.to_pem(), None) {
-        Ok(data) => data,
-        Err(e) => return failed(step, StepError::transient(format!("the downloaded certificate was refused: {e}"))),
-    };
-    let info = certificate_info(info, &order.spec.secret_name, &key);
-    let template = order.spec.secret_template.clone().unwrap_or_default();
-    let mut labels: BTreeMap<String, String> = template.labels;
-    labels.insert(MANAGED_BY_LABEL.into(), MANAGER.into());
-    labels.insert(ORDER_LABEL.into(), order_label_value(&order.name_any()));
-    let mut annotations: BTreeMap<String, String> = template.annotations;
-    annotations.insert(ORDER_ANNOTATION.into(), order.name_any());
-    annotations.insert(SECRET_SERIAL_ANNOTATION.into(), info.serial.clone());
-    annotations.insert(SECRET_EXPIRY_ANNOTATION.into(), info.not_after.to_rfc3339());
-    let encoded: BTreeMap<String, String> = data
-        .into_iter()
-        .map(|(k, v)| (k, base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v)))
-        .collect();
-    let patch = json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": order.spec.secret_name, "namespace": pctx.namespace, "labels": labels, "annotations": annotations},
-        "type": TLS_SECRET_TYPE,
-        "data": encoded,
-    });
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), pctx.namespace);
-    let written = match api
-        .patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-        .await
-    {
-        Ok(written) => written,
-        Err(e) => {
-            let hint = match &e {
-                kube::Error::Api(s) if s.code == 422 => format!(
-                    "cannot write Secret {:?} (is it an existing Secret of another type? delete it or choose another spec.secretName): {e}",
-                    order.spec.secret_name
-                ),
-                _ => format!("cannot write Secret {:?}: {e}", order.spec.secret_name),
-            };
-            return failed(step, StepError::transient(hint));
+async fn check(ctx: &Context, c: &Challenge, now: DateTime<Utc>) -> SelfCheck {
+    match c.method {
+        ValidationMethod::DNS => {
+            let o = ctx.dns.check_txt(&c.target, &c.expected_value).await;
+            SelfCheck {
+                passed: o.matched,
+                seen: o.found.join(", "),
+                diagnosis: if o.matched { String::new() } else { o.diagnosis },
+                server: (!o.server.is_empty()).then_some(o.server),
+                status_code: None,
+                redirect_target: None,
+                content_length: None,
+                last_check_time: now,
+            }
         }
-    };
-    let version = written.resource_version().and_then(|v| v.parse::<u64>().ok());
-    ctx.remember(pctx.uid, |m| m.secret_written_version = version.map(|v| (v, std::time::Instant::now())));
-    seen.observed.installed = InstalledObs::Certificate { info: info.clone(), covers: true };
-    seen.installed_key = Some(key);
-    if reinstall {
-        tracing::info!(secret = %order.spec.secret_name, serial = %info.serial, "the damaged TLS Secret was written again with its certificate");
-        Outcome::Reinstalled(info)
-    } else {
-        Outcome::Installed(info)
+        ValidationMethod::HTTP => {
+            let o = ctx.http.check(&c.target, &c.expected_value).await;
+            SelfCheck {
+                passed: o.passed,
+                seen: o.first_bytes,
+                diagnosis: o.diagnosis,
+                server: o.server,
+                status_code: o.status_code,
+                redirect_target: o.location,
+                content_length: o.content_length,
+                last_check_time: now,
+            }
+        }
     }
+}
+
+/// Installs the certificate issued for the pending key.
+async fn install(input: &StepInput<'_>, step: &'static str) -> Done {
+    let Some(key) = input.observation.pending_key.clone() else { return key_gone(step).into() };
+    match write_certificate(input, step, key).await {
+        Ok(written) => Done::with(Outcome::Installed(written.info.clone()), written.learnt()),
+        Err(failed) => failed.into(),
+    }
+}
+
+/// Writes the TLS Secret again with the certificate issued for its own key: its certificate was
+/// damaged, next to a good key.
+async fn reinstall(input: &StepInput<'_>, step: &'static str) -> Done {
+    let Some(key) = input.observation.installed_key.clone() else { return key_gone(step).into() };
+    match write_certificate(input, step, key).await {
+        Ok(written) => {
+            tracing::info!(secret = %input.order.spec.secret_name, serial = %written.info.serial, "the damaged TLS Secret was written again with its certificate");
+            Done::with(Outcome::Reinstalled(written.info.clone()), written.learnt())
+        }
+        Err(failed) => failed.into(),
+    }
+}
+
+/// A certificate written to the TLS Secret.
+struct Written {
+    info: CertificateInfo,
+    key: PrivateKey,
+    /// The Secret's resourceVersion after the write, and when it was written.
+    secret_version: Option<(u64, Instant)>,
+}
+
+impl Written {
+    fn learnt(self) -> Learnt {
+        Learnt::Installed { info: self.info, key: self.key, secret_version: self.secret_version }
+    }
+}
+
+/// Downloads the certificate for `key`, verifies it against the key, the names and the provider's
+/// CA, and only then writes the TLS Secret, in one server-side apply.
+async fn write_certificate(input: &StepInput<'_>, step: &'static str, key: PrivateKey) -> Result<Written, Outcome> {
+    let (order, order_ctx) = (input.order, &input.order_ctx);
+    // A bad download never replaces a good Secret: refuse it and ask again later.
+    let refused = |e: pki::VerifyError| {
+        failed(step, StepError::transient(format!("the downloaded certificate was refused: {e}")))
+    };
+    let csr = pki::build_csr(&key, order_ctx.domains)
+        .map_err(|e| failed(step, StepError::permanent(format!("cannot build the CSR: {e}"))))?;
+    let chain = input.provider.download(order_ctx, &csr).await.map_err(|e| failed(step, e))?;
+    let now = order_ctx.now;
+    let trust = input.provider.trust_anchors();
+    let info = pki::verify_issued(&chain, &key, order_ctx.domains, now, trust.as_deref()).map_err(refused)?;
+    let data = pki::tls_secret_data(&chain, key.to_pem(), None).map_err(refused)?;
+    let info = certificate_info(info, &order.spec.secret_name, &key);
+    let secret = objects::tls_secret(order, data, &info);
+    let api: Api<Secret> = Api::namespaced(input.ctx.client.clone(), order_ctx.namespace);
+    let written = api
+        .patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret))
+        .await
+        .map_err(|e| failed(step, tls_secret_refused(&order.spec.secret_name, e)))?;
+    let secret_version = written.resource_version().and_then(|v| v.parse::<u64>().ok()).map(|v| (v, Instant::now()));
+    Ok(Written { info, key, secret_version })
+}
+
+/// Why the TLS Secret could not be written, and what to do about it.
+fn tls_secret_refused(name: &str, e: kube::Error) -> StepError {
+    StepError::transient(match &e {
+        kube::Error::Api(s) if s.code == 422 => format!(
+            "cannot write Secret {name:?} (is it an existing Secret of another type? delete it or choose another spec.secretName): {e}"
+        ),
+        _ => format!("cannot write Secret {name:?}: {e}"),
+    })
 }

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::classify;
 use crate::api::{
     CertificateOrder, Challenge, ClusterDNSZone, MANAGER, PublishedRecord, PublishedValidation, ValidationMethod,
 };
@@ -24,20 +25,12 @@ fn endpoint_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk_with_plural(&gvk, "dnsendpoints"))
 }
 
-fn kube_error(what: &str, e: kube::Error) -> StepError {
-    let message = format!("{what}: {e}");
-    match &e {
-        kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => StepError::permanent(message),
-        _ => StepError::transient(message),
-    }
-}
-
 /// Every `ClusterDNSZone`; none when the CRD is not installed.
 async fn zones(client: &Client) -> Result<Vec<ClusterDNSZone>, StepError> {
     match Api::<ClusterDNSZone>::all(client.clone()).list(&ListParams::default()).await {
         Ok(list) => Ok(list.items),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(kube_error("cannot list the ClusterDNSZones", e)),
+        Err(e) => Err(classify("cannot list the ClusterDNSZones", e)),
     }
 }
 
@@ -87,7 +80,7 @@ async fn rfc2136_client(client: &Client, zone: &ClusterDNSZone) -> Result<Rfc213
     let secret = Api::<Secret>::namespaced(client.clone(), &r.namespace)
         .get_opt(&r.name)
         .await
-        .map_err(|e| kube_error(&format!("cannot read Secret {}/{}", r.namespace, r.name), e))?
+        .map_err(|e| classify(&format!("cannot read Secret {}/{}", r.namespace, r.name), e))?
         .ok_or_else(|| {
             StepError::transient(format!(
                 "the TSIG Secret {}/{} of ClusterDNSZone {} does not exist: create it",
@@ -177,7 +170,7 @@ pub async fn publish(
             kube::Error::Api(s) if s.code == 404 => StepError::permanent(format!(
                 "cannot create DNSEndpoint {namespace}/{name}: external-dns's CRD (externaldns.k8s.io/v1alpha1 DNSEndpoint) is not installed; install it, or use spec.rfc2136 in the ClusterDNSZone"
             )),
-            _ => kube_error(&format!("cannot apply DNSEndpoint {namespace}/{name}"), e),
+            _ => classify(&format!("cannot apply DNSEndpoint {namespace}/{name}"), e),
         })?;
     }
     tracing::debug!(order = %order.name_any(), records = want.len(), "published the DNS records");
@@ -193,7 +186,7 @@ async fn delete_endpoint(api: &Api<DynamicObject>, name: &str) -> Result<(), Ste
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(kube_error(&format!("cannot delete DNSEndpoint {name}"), e)),
+        Err(e) => Err(classify(&format!("cannot delete DNSEndpoint {name}"), e)),
     }
 }
 

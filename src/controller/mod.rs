@@ -10,6 +10,7 @@ mod dns_publish;
 pub mod fence;
 mod guard;
 pub mod metrics;
+mod objects;
 mod observe;
 mod publish;
 mod secrets;
@@ -34,14 +35,20 @@ use serde_json::json;
 use tracing::{Instrument, info, warn};
 
 pub use context::Context;
-pub use observe::pending_key_secret_name;
+pub use objects::pending_key_secret_name;
+
+use act::{Done, StepInput};
+use observe::Observation;
 
 use crate::api::{
-    BUY_AGAIN_ANNOTATION, CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider, ConditionType,
-    FINALIZER, MANAGED_BY_LABEL, MANAGER, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
+    BUY_AGAIN_ANNOTATION, CertificateInfo, CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider,
+    ConditionType, FINALIZER, MANAGED_BY_LABEL, MANAGER, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
+    VendorOrder,
 };
-use crate::lifecycle::{self, Decision, OrderView, Outcome, ProviderObs, absorb, decide, normalize_domains, summarize};
-use crate::provider::OrderContext;
+use crate::lifecycle::{
+    self, Decision, OrderView, Outcome, ProviderObs, Step, StepError, absorb, decide, normalize_domains, summarize,
+};
+use crate::provider::{OrderContext, Provider};
 use crate::validation::dns::{DnsChecker, DnsCheckerConfig};
 use crate::validation::http::SOLVER_LABEL;
 
@@ -129,6 +136,17 @@ impl Error {
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "transport",
         }
+    }
+}
+
+/// A Kubernetes API error as a step's error, `what` saying what was being done. A request the
+/// server refuses as bad or forbidden (400, 403, 422) fails the same way until something
+/// changes; anything else (a conflict, a timeout, a server away) may pass on a retry.
+pub(crate) fn classify(what: &str, e: kube::Error) -> StepError {
+    let message = format!("{what}: {e}");
+    match &e {
+        kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => StepError::permanent(message),
+        _ => StepError::transient(message),
     }
 }
 
@@ -402,193 +420,286 @@ async fn reconcile(order: Arc<CertificateOrder>, ctx: Arc<Context>) -> Result<Ac
 }
 
 async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Action, Error> {
-    let ns = order.namespace().unwrap_or_default();
-    let name = order.name_any();
-    let uid = order.uid().unwrap_or_default();
-    let orders: Api<CertificateOrder> = Api::namespaced(ctx.client.clone(), &ns);
-
-    // Until the Secret cache has its first full list, a missing Secret proves nothing.
-    if !ctx.secrets_synced() {
-        return Ok(Action::requeue(Duration::from_millis(250)));
+    if let Some(action) = caches_lag(ctx, order) {
+        return Ok(action);
     }
-    // The caches may still hold the order from before our last status write, or the TLS Secret
-    // from before our last write of it: acting on either would redo work (install twice).
-    let memory = ctx.memory(&uid);
-    let version = order.resource_version().and_then(|v| v.parse::<u64>().ok());
-    if let (Some(seen), Some(written)) = (version, memory.written_version)
-        && seen < written
-    {
-        return Ok(Action::requeue(Duration::from_millis(200)));
-    }
-    if let Some((written, at)) = memory.secret_written_version {
-        let cached = ctx
-            .cached_secret(&ns, &order.spec.secret_name)
-            .and_then(|s| s.resource_version())
-            .and_then(|v| v.parse::<u64>().ok());
-        // Missing long after the write means someone deleted it: then it is installed again.
-        let lagging = match cached {
-            Some(seen) => seen < written,
-            None => at.elapsed() < SECRET_CACHE_LAG,
-        };
-        if lagging {
-            return Ok(Action::requeue(Duration::from_millis(200)));
-        }
-    }
-
+    let orders: Api<CertificateOrder> = Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
     if order.metadata.deletion_timestamp.is_some() {
         return finalize(order, ctx, &orders).await;
     }
-    let has_finalizer = order.finalizers().iter().any(|f| f == FINALIZER);
-    if needs_finalizer(order) && !has_finalizer {
-        let patch = json!({"metadata": {"finalizers": order.finalizers().iter().cloned().chain([FINALIZER.to_string()]).collect::<Vec<_>>(), "resourceVersion": order.resource_version()}});
-        orders.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
-        return Ok(Action::await_change());
+    if let Some(action) = ensure_finalizer(order, &orders).await? {
+        return Ok(action);
     }
+    let uid = order.uid().unwrap_or_default();
+    let mut pass = Pass::begin(ctx, order, &uid, orders).await?;
+    let stopped = run_steps(&mut pass).await?;
+    conclude(pass, stopped).await
+}
 
-    let generation = order.metadata.generation.unwrap_or_default();
-    let renew_requested = order
-        .annotations()
-        .get(RENEW_ANNOTATION)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
-    let view = OrderView { spec: &order.spec, generation, uid: &uid, renew_requested };
-    let original = order.status.clone().unwrap_or_default();
-    // Status writes are conditional on the version this reconcile decides from.
-    let mut version = order.resource_version();
-    let mut status = original.clone();
-    let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
-
-    let provider = ctx.provider(&order.spec.provider_ref.name).await;
-    let provider_obs = match &provider {
-        Ok(p) => match p.missing_info(&order.spec, &original) {
-            Some(message) => ProviderObs::MissingInfo(message),
-            None => ProviderObs::Ready,
-        },
-        Err(message) => ProviderObs::Unusable(message.clone()),
+/// Whether the caches lag behind what this process wrote, and when to look again. Until the
+/// Secret cache has its first full list, a missing Secret proves nothing. The caches may still
+/// hold the order from before our last status write, or the TLS Secret from before our last
+/// write of it: acting on either would redo work (install twice).
+fn caches_lag(ctx: &Context, order: &CertificateOrder) -> Option<Action> {
+    if !ctx.secrets_synced() {
+        return Some(Action::requeue(Duration::from_millis(250)));
+    }
+    let memory = ctx.memory(&order.uid().unwrap_or_default());
+    let version = order.resource_version().and_then(|v| v.parse::<u64>().ok());
+    if let (Some(cached), Some(written)) = (version, memory.written_version)
+        && cached < written
+    {
+        return Some(Action::requeue(Duration::from_millis(200)));
+    }
+    let (written, at) = memory.secret_written_version?;
+    let cached = ctx
+        .cached_secret(&order.namespace().unwrap_or_default(), &order.spec.secret_name)
+        .and_then(|s| s.resource_version())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Missing long after the write means someone deleted it: then it is installed again.
+    let lagging = match cached {
+        Some(cached) => cached < written,
+        None => at.elapsed() < SECRET_CACHE_LAG,
     };
-    let now = ctx.config.clock.now();
-    let mut seen = observe::observe(ctx, order, &domains, &provider_obs, now).await?;
-    let timing = match &provider {
-        Ok(p) => p.timing(&ctx.config.timing),
-        Err(_) => ctx.config.timing.clone(),
-    };
+    lagging.then(|| Action::requeue(Duration::from_millis(200)))
+}
 
+/// Adds the finalizer when the order needs one and lacks it; the order then comes back changed.
+async fn ensure_finalizer(order: &CertificateOrder, orders: &Api<CertificateOrder>) -> Result<Option<Action>, Error> {
+    if !needs_finalizer(order) || order.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(None);
+    }
+    let finalizers: Vec<String> = order.finalizers().iter().cloned().chain([FINALIZER.to_string()]).collect();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": order.resource_version()}});
+    orders.patch(&order.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+    Ok(Some(Action::await_change()))
+}
+
+/// One reconcile of an order: what it decides from, and the status it has come to so far.
+struct Pass<'a> {
+    ctx: &'a Context,
+    order: &'a CertificateOrder,
+    orders: Api<CertificateOrder>,
+    view: OrderView<'a>,
+    /// The spec's domains as ASCII.
+    domains: Vec<String>,
+    provider: Result<Arc<Provider>, String>,
+    timing: lifecycle::Timing,
+    observation: Observation,
+    /// The status as read, and as the steps taken so far left it.
+    original: CertificateOrderStatus,
+    status: CertificateOrderStatus,
+    /// Status writes are conditional on the resourceVersion this reconcile decides from (then on
+    /// the one its last write made).
+    version: Option<String>,
+}
+
+/// Why the steps stopped, and what the events need to know.
+#[derive(Default)]
+struct Stopped {
+    /// When to look again; `None`: when something changes.
+    wait: Option<Duration>,
+    /// The order may not do what its next step would (a shared cluster).
+    refused: Option<String>,
+    /// The challenges' first self-check failed in this reconcile (see `validation_event_waits`).
+    first_check_failed: bool,
+}
+
+impl<'a> Pass<'a> {
+    /// Reads what the reconcile decides from: the order's status, its provider, and the observation.
+    async fn begin(
+        ctx: &'a Context,
+        order: &'a CertificateOrder,
+        uid: &'a str,
+        orders: Api<CertificateOrder>,
+    ) -> Result<Pass<'a>, Error> {
+        let renew_requested = order
+            .annotations()
+            .get(RENEW_ANNOTATION)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let generation = order.metadata.generation.unwrap_or_default();
+        let view = OrderView { spec: &order.spec, generation, uid, renew_requested };
+        let original = order.status.clone().unwrap_or_default();
+        let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
+        let provider = ctx.provider(&order.spec.provider_ref.name).await;
+        let provider_state = match &provider {
+            Ok(p) => match p.missing_info(&order.spec, &original) {
+                Some(message) => ProviderObs::MissingInfo(message),
+                None => ProviderObs::Ready,
+            },
+            Err(message) => ProviderObs::Unusable(message.clone()),
+        };
+        let observation = observe::observe(ctx, order, &domains, &provider_state, ctx.config.clock.now()).await?;
+        let timing = match &provider {
+            Ok(p) => p.timing(&ctx.config.timing),
+            Err(_) => ctx.config.timing.clone(),
+        };
+        Ok(Pass {
+            ctx,
+            order,
+            orders,
+            view,
+            domains,
+            provider,
+            timing,
+            observation,
+            status: original.clone(),
+            original,
+            version: order.resource_version(),
+        })
+    }
+}
+
+/// Takes the steps the lifecycle decides, one after the other, until it waits (or a step comes
+/// back within the reconcile, the order is refused one, or it took [`MAX_STEPS`]).
+async fn run_steps(pass: &mut Pass<'_>) -> Result<Stopped, Error> {
+    let mut stopped = Stopped::default();
     let mut taken = BTreeSet::new();
-    let mut wait = None;
-    let mut refused = None;
     let mut checked = BTreeSet::new();
-    // The challenges' first self-check failed in this reconcile (see `validation_event_waits`).
-    let mut first_check_failed = false;
     for _ in 0..MAX_STEPS {
-        seen.observed.now = ctx.config.clock.now();
-        let step = match decide(&view, &status, &seen.observed, &timing) {
+        pass.observation.observed.now = pass.ctx.config.clock.now();
+        let step = match decide(&pass.view, &pass.status, &pass.observation.observed, &pass.timing) {
             Decision::Act(step) => step,
-            Decision::Wait(w) => {
-                wait = w;
+            Decision::Wait(wait) => {
+                stopped.wait = wait;
                 break;
             }
         };
         // A step that comes back in the same reconcile waits for the next one.
         if !taken.insert(step.name()) {
-            wait = Some(Duration::from_secs(1));
+            stopped.wait = Some(Duration::from_secs(1));
             break;
         }
-        let Ok(provider) = &provider else { break };
+        let Some(provider) = pass.provider.as_ref().ok().cloned() else { break };
         // A shared cluster: the order may not make the operator write, buy or publish what is not its own.
-        if let Some(why) = tenancy::refusal(ctx, order, &step, &mut checked).await? {
-            refused = Some(why);
-            wait = Some(timing.letter_poll);
+        if let Some(why) = tenancy::refusal(pass.ctx, pass.order, &step, &mut checked).await? {
+            stopped.refused = Some(why);
+            stopped.wait = Some(pass.timing.letter_poll);
             break;
         }
-        observe::load_keys(ctx, order, &step, &mut seen).await?;
-        let vendor = status.order.clone().unwrap_or_default();
-        let pctx = OrderContext {
-            namespace: &ns,
-            name: &name,
-            uid: &uid,
-            generation,
-            spec: &order.spec,
-            domains: &domains,
-            vendor: &vendor,
-            annotations: order.annotations(),
-            approval: order.status.as_ref().and_then(|s| s.approval.as_ref()),
-            now: seen.observed.now,
-            may_have_bought: true,
-            buy_again: lifecycle::buy_again_request(order.annotations().get(BUY_AGAIN_ANNOTATION), &vendor),
-        };
-        // Every step writes or calls the vendor: none starts, and none runs on, once the fence closes.
-        let taken_step =
-            act::act(ctx, order, provider, &step, &pctx, &status.challenges, status.published.as_ref(), &mut seen);
-        let outcome = match ctx.fence.run(taken_step).await {
-            Ok(outcome) => outcome,
-            Err(fenced) => {
-                Outcome::Failed { step: step.name(), error: lifecycle::StepError::transient(fenced.to_string()) }
-            }
-        };
-        let before: Vec<(String, Option<SelfCheck>)> =
-            status.challenges.iter().map(|c| (c.domain.clone(), c.self_check.clone())).collect();
-        let ok = !matches!(outcome, Outcome::Failed { .. });
-        tracing::debug!(step = step.name(), ok, "step taken");
-        ctx.metrics.step(step.name(), ok);
-        if let Some(action) = step.provider_action() {
-            ctx.metrics.provider_call(provider.kind(), action, ok);
-        }
-        if let Outcome::Failed { error, .. } = &outcome {
-            warn!(step = step.name(), error = %error.message, "step failed");
-        }
-        if let (lifecycle::Step::Reinstall, Outcome::Reinstalled(info)) = (&step, &outcome) {
-            let event = KubeEvent {
-                type_: EventType::Warning,
-                reason: "SecretRepaired".into(),
-                note: Some(format!(
-                    "Secret {:?} held a damaged tls.crt next to its good tls.key: wrote the certificate issued for that key again (serial {}); no new key, no reissue",
-                    order.spec.secret_name, info.serial
-                )),
-                action: "Reinstall".into(),
-                secondary: None,
-            };
-            ctx.publish(&event, order).await;
-        }
-        status = absorb(&view, status, outcome, &timing, seen.observed.now);
-        if step == lifecycle::Step::SelfCheck
-            && before.iter().all(|(_, check)| check.is_none())
-            && status.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|check| !check.passed))
-        {
-            first_check_failed = true;
-        }
-        self_check_events(ctx, order, &before, &status).await;
-        if step.persist_before_next() && !provider.purchase_is_idempotent() {
-            status = summarize(&view, status, &seen.observed);
-            write_status(ctx, &orders, order, &status, &mut version).await?;
-            if step == lifecycle::Step::Purchase {
-                // Recorded: a later purchase (buy-again, a new term) must not reuse it.
-                ctx.remember(&uid, |m| m.bought = None);
-            }
-        }
+        observe::load_keys(pass.ctx, pass.order, &step, &mut pass.observation).await?;
+        let done = take_step(pass, &provider, &step).await;
+        stopped.first_check_failed |= absorb_step(pass, &provider, &step, done).await?;
     }
+    Ok(stopped)
+}
 
-    if let Some(why) = refused {
-        seen.observed.provider = ProviderObs::NotPermitted(why);
+/// Takes one step through the fence: every step writes or calls the vendor, and none starts, or
+/// runs on, once the fence closes.
+async fn take_step(pass: &Pass<'_>, provider: &Provider, step: &Step) -> Done {
+    let (ctx, order, uid) = (pass.ctx, pass.order, pass.view.uid);
+    let vendor = pass.status.order.clone().unwrap_or_default();
+    let order_ctx = OrderContext {
+        buy_again: lifecycle::buy_again_request(order.annotations().get(BUY_AGAIN_ANNOTATION), &vendor),
+        ..order_context(order, &pass.domains, &vendor, pass.observation.observed.now)
+    };
+    let input = StepInput {
+        ctx,
+        order,
+        provider,
+        order_ctx,
+        challenges: &pass.status.challenges,
+        published: pass.status.published.as_ref(),
+        observation: &pass.observation,
+        memory: ctx.memory(uid),
+    };
+    let step_run = async {
+        ctx.remember(uid, |memory| observe::before_step(step, memory));
+        act::act(step, &input).await
+    };
+    match ctx.fence.run(step_run).await {
+        Ok(done) => done,
+        Err(fenced) => Outcome::Failed { step: step.name(), error: StepError::transient(fenced.to_string()) }.into(),
     }
-    let status = summarize(&view, status, &seen.observed);
-    tracing::debug!(phase = %status.phase, ?wait, changed = status != original, "reconciled");
-    if status != original {
-        write_status(ctx, &orders, order, &status, &mut version).await?;
-        let announce = if status.phase != original.phase {
-            !validation_event_waits(&status)
-        } else {
-            first_check_failed && status.phase == Phase::DomainValidation
-        };
-        if announce {
-            phase_event(ctx, order, &status).await;
+}
+
+/// Folds what a step did into status and records what it learnt (the one place the observation
+/// and the process memory change after a step), with its metrics, logs and events; a step that
+/// must be recorded before the next (a purchase) has status written at once. Returns whether the
+/// challenges' first self-check failed.
+async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done: Done) -> Result<bool, Error> {
+    let (ctx, order, uid) = (pass.ctx, pass.order, pass.view.uid);
+    let Done { outcome, learnt } = done;
+    let before: Vec<(String, Option<SelfCheck>)> =
+        pass.status.challenges.iter().map(|c| (c.domain.clone(), c.self_check.clone())).collect();
+    report_step(ctx, provider, step, &outcome);
+    if let (Step::Reinstall, Outcome::Reinstalled(info)) = (step, &outcome) {
+        repaired_event(ctx, order, info).await;
+    }
+    let status = std::mem::take(&mut pass.status);
+    pass.status = absorb(&pass.view, status, outcome, &pass.timing, pass.observation.observed.now);
+    ctx.remember(uid, |memory| pass.observation.record(learnt, memory));
+    let first_check_failed = *step == Step::SelfCheck
+        && before.iter().all(|(_, check)| check.is_none())
+        && pass.status.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|check| !check.passed));
+    self_check_events(ctx, order, &before, &pass.status).await;
+    if step.persist_before_next() && !provider.purchase_is_idempotent() {
+        let status = std::mem::take(&mut pass.status);
+        pass.status = summarize(&pass.view, status, &pass.observation.observed);
+        write_status(ctx, &pass.orders, order, &pass.status, &mut pass.version).await?;
+        if *step == Step::Purchase {
+            // Recorded: a later purchase (buy-again, a new term) must not reuse it.
+            ctx.remember(uid, |memory| memory.bought = None);
         }
-        delay_event(ctx, order, &original, &status).await;
-        refusal_event(ctx, order, &original, &status).await;
+    }
+    Ok(first_check_failed)
+}
+
+/// A step's metrics and logs.
+fn report_step(ctx: &Context, provider: &Provider, step: &Step, outcome: &Outcome) {
+    let ok = !matches!(outcome, Outcome::Failed { .. });
+    tracing::debug!(step = step.name(), ok, "step taken");
+    ctx.metrics.step(step.name(), ok);
+    if let Some(action) = step.provider_action() {
+        ctx.metrics.provider_call(provider.kind(), action, ok);
+    }
+    if let Outcome::Failed { error, .. } = outcome {
+        warn!(step = step.name(), error = %error.message, "step failed");
+    }
+}
+
+/// Summarizes the status the steps came to, writes it when it changed, announces the change,
+/// and says when to look again.
+async fn conclude(mut pass: Pass<'_>, stopped: Stopped) -> Result<Action, Error> {
+    if let Some(why) = stopped.refused {
+        pass.observation.observed.provider = ProviderObs::NotPermitted(why);
+    }
+    let status = summarize(&pass.view, pass.status, &pass.observation.observed);
+    let wait = stopped.wait;
+    tracing::debug!(phase = %status.phase, ?wait, changed = status != pass.original, "reconciled");
+    if status != pass.original {
+        write_status(pass.ctx, &pass.orders, pass.order, &status, &mut pass.version).await?;
+        announce(pass.ctx, pass.order, &pass.original, &status, stopped.first_check_failed).await;
     }
     Ok(match wait {
-        Some(w) => Action::requeue(ctx.config.clock.real(w).max(Duration::from_millis(100))),
+        Some(w) => Action::requeue(pass.ctx.config.clock.real(w).max(Duration::from_millis(100))),
         None => Action::await_change(),
     })
+}
+
+/// The order as the provider is told about it, `vendor` being its vendor order.
+fn order_context<'a>(
+    order: &'a CertificateOrder,
+    domains: &'a [String],
+    vendor: &'a VendorOrder,
+    now: chrono::DateTime<Utc>,
+) -> OrderContext<'a> {
+    let meta = &order.metadata;
+    OrderContext {
+        namespace: meta.namespace.as_deref().unwrap_or_default(),
+        name: meta.name.as_deref().unwrap_or_default(),
+        uid: meta.uid.as_deref().unwrap_or_default(),
+        generation: meta.generation.unwrap_or_default(),
+        spec: &order.spec,
+        domains,
+        vendor,
+        annotations: order.annotations(),
+        approval: order.status.as_ref().and_then(|s| s.approval.as_ref()),
+        now,
+        may_have_bought: true,
+        buy_again: None,
+    }
 }
 
 /// The one status write of a reconcile: server-side apply under the `certorder` manager,
@@ -668,6 +779,42 @@ async fn self_check_events(
         };
         ctx.publish(&event, order).await;
     }
+}
+
+/// The events of a status change: the phase (see [`validation_event_waits`]), conditions that
+/// need a person, refusals.
+async fn announce(
+    ctx: &Context,
+    order: &CertificateOrder,
+    before: &CertificateOrderStatus,
+    after: &CertificateOrderStatus,
+    first_check_failed: bool,
+) {
+    let phase_news = if after.phase != before.phase {
+        !validation_event_waits(after)
+    } else {
+        first_check_failed && after.phase == Phase::DomainValidation
+    };
+    if phase_news {
+        phase_event(ctx, order, after).await;
+    }
+    delay_event(ctx, order, before, after).await;
+    refusal_event(ctx, order, before, after).await;
+}
+
+/// A Warning event when a damaged TLS Secret was written again.
+async fn repaired_event(ctx: &Context, order: &CertificateOrder, info: &CertificateInfo) {
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: "SecretRepaired".into(),
+        note: Some(format!(
+            "Secret {:?} held a damaged tls.crt next to its good tls.key: wrote the certificate issued for that key again (serial {}); no new key, no reissue",
+            order.spec.secret_name, info.serial
+        )),
+        action: "Reinstall".into(),
+        secondary: None,
+    };
+    ctx.publish(&event, order).await;
 }
 
 async fn phase_event(ctx: &Context, order: &CertificateOrder, status: &CertificateOrderStatus) {
@@ -759,23 +906,8 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
         && vendor.id.is_some()
     {
         let domains = normalize_domains(&order.spec.domains).unwrap_or_default();
-        let ns = order.namespace().unwrap_or_default();
-        let name = order.name_any();
-        let pctx = OrderContext {
-            namespace: &ns,
-            name: &name,
-            uid: &uid,
-            generation: order.metadata.generation.unwrap_or_default(),
-            spec: &order.spec,
-            domains: &domains,
-            vendor,
-            annotations: order.annotations(),
-            approval: order.status.as_ref().and_then(|s| s.approval.as_ref()),
-            now: ctx.config.clock.now(),
-            may_have_bought: true,
-            buy_again: None,
-        };
-        let cancelled = ctx.fence.guard(provider.cancel(&pctx)).await;
+        let order_ctx = order_context(order, &domains, vendor, ctx.config.clock.now());
+        let cancelled = ctx.fence.guard(provider.cancel(&order_ctx)).await;
         if let Err(e) = cancelled {
             if e.retryable {
                 warn!(error = %e, "cannot cancel the vendor order yet");

@@ -6,7 +6,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::context::Context;
+use super::context::{Context, Memory};
+pub use super::objects::pending_key_secret_name;
 use super::secrets::{KeyFacts, SecretFacts};
 use crate::api::{
     CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL, RotationPolicy, order_label_value,
@@ -14,11 +15,6 @@ use crate::api::{
 use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs, Step};
 use crate::pki::{self, KeyAlgorithm, PrivateKey, VerifyError};
 use crate::provider::local::check_letter;
-
-/// Name of the Secret holding an order's key until the certificate is issued.
-pub fn pending_key_secret_name(order: &str) -> String {
-    crate::api::shortened(order, "-certorder-key", 253)
-}
 
 /// The key algorithm the spec asks for.
 pub fn key_algorithm(order: &CertificateOrder) -> KeyAlgorithm {
@@ -189,16 +185,16 @@ pub async fn observe(
 ) -> Result<Observation, kube::Error> {
     let uid = order.uid().unwrap_or_default();
     let memory = ctx.memory(&uid);
-    let pending_obs = pending_key(ctx, order).await?;
-    let installed_obs = installed(ctx, order, domains, now).await?;
-    let (letter_obs, letter) = letter(ctx, order).await?;
+    let pending = pending_key(ctx, order).await?;
+    let installed = installed(ctx, order, domains, now).await?;
+    let (letter_state, letter) = letter(ctx, order).await?;
     Ok(Observation {
         observed: Observed {
             now,
             provider: provider.clone(),
-            pending_key: pending_obs,
-            letter: letter_obs,
-            installed: installed_obs,
+            pending_key: pending,
+            letter: letter_state,
+            installed,
             last_poll: memory.last_poll,
             last_self_check: memory.last_self_check,
             self_check_failures: memory.self_check_failures,
@@ -218,18 +214,19 @@ pub async fn load_keys(
     ctx: &Context,
     order: &CertificateOrder,
     step: &Step,
-    seen: &mut Observation,
+    observation: &mut Observation,
 ) -> Result<(), kube::Error> {
     let ns = order.namespace().unwrap_or_default();
     let algorithm = key_algorithm(order);
     match step {
-        Step::SubmitInfo { .. } | Step::Install if seen.pending_key.is_none() => {
-            if let Some(obs) = &seen.observed.pending_key {
-                seen.pending_key = load_key(ctx, &ns, &obs.secret, algorithm, Some(&obs.fingerprint)).await?;
+        Step::SubmitInfo { .. } | Step::Install if observation.pending_key.is_none() => {
+            if let Some(pending) = &observation.observed.pending_key {
+                observation.pending_key =
+                    load_key(ctx, &ns, &pending.secret, algorithm, Some(&pending.fingerprint)).await?;
             }
         }
         Step::GenerateKey | Step::Reinstall
-            if seen.installed_key.is_none()
+            if observation.installed_key.is_none()
                 && (*step == Step::Reinstall || order.spec.private_key.rotation_policy == RotationPolicy::Never) =>
         {
             let ours = match ctx.cached_secret_facts(&ns, &order.spec.secret_name).await? {
@@ -240,10 +237,101 @@ pub async fn load_keys(
                 None => false,
             };
             if ours {
-                seen.installed_key = load_key(ctx, &ns, &order.spec.secret_name, algorithm, None).await?;
+                observation.installed_key = load_key(ctx, &ns, &order.spec.secret_name, algorithm, None).await?;
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// What a step learnt besides its outcome (which goes to status): recorded by
+/// [`Observation::record`] in the observation, for the next decision of this reconcile, and in the
+/// process memory, for the next reconciles.
+#[derive(Default)]
+pub enum Learnt {
+    #[default]
+    Nothing,
+    /// This process recorded the purchase intent: no earlier process can have bought under it,
+    /// and none of its own calls to buy has been made since.
+    PurchaseIntent,
+    /// The vendor sold this order; kept until status records it.
+    Bought(String),
+    /// The vendor refused to buy outright, on an attempt that was the first that could buy: the
+    /// next attempt still cannot find an earlier purchase.
+    PurchaseRefused,
+    /// The vendor was asked about the order (whatever it answered).
+    Polled {
+        at: DateTime<Utc>,
+    },
+    /// The validation files or records are published (a missing solver Pod among them).
+    Published,
+    /// The challenges were self-checked.
+    SelfChecked {
+        at: DateTime<Utc>,
+        all_passed: bool,
+    },
+    /// The pending key's Secret holds this key.
+    KeyGenerated {
+        secret: String,
+        key: PrivateKey,
+    },
+    PendingKeyDiscarded,
+    /// The TLS Secret holds this certificate and key; its resourceVersion after the write, and when.
+    Installed {
+        info: CertificateInfo,
+        key: PrivateKey,
+        secret_version: Option<(u64, std::time::Instant)>,
+    },
+}
+
+impl Observation {
+    /// Records what a step learnt, in the observation and in the order's `memory`: the one place
+    /// either changes after a step.
+    pub fn record(&mut self, learnt: Learnt, memory: &mut Memory) {
+        let observed = &mut self.observed;
+        match learnt {
+            Learnt::Nothing => {}
+            Learnt::PurchaseIntent => {
+                memory.purchase_intent_here = true;
+                memory.purchase_called = false;
+            }
+            Learnt::Bought(id) => memory.bought = Some(id),
+            Learnt::PurchaseRefused => memory.purchase_called = false,
+            Learnt::Polled { at } => {
+                observed.last_poll = Some(at);
+                memory.last_poll = Some(at);
+            }
+            Learnt::Published => observed.solver_missing = false,
+            Learnt::SelfChecked { at, all_passed } => {
+                let failures = if all_passed { 0 } else { observed.self_check_failures + 1 };
+                observed.last_self_check = Some(at);
+                observed.self_check_failures = failures;
+                memory.last_self_check = Some(at);
+                memory.self_check_failures = failures;
+            }
+            Learnt::KeyGenerated { secret, key } => {
+                observed.pending_key = Some(KeyObs { secret, fingerprint: key.public_key_fingerprint() });
+                self.pending_key = Some(key);
+            }
+            Learnt::PendingKeyDiscarded => {
+                observed.pending_key = None;
+                self.pending_key = None;
+            }
+            Learnt::Installed { info, key, secret_version } => {
+                memory.secret_written_version = secret_version;
+                observed.installed = InstalledObs::Certificate { info, covers: true };
+                self.installed_key = Some(key);
+            }
+        }
+    }
+}
+
+/// What the order's `memory` must hold before `step` starts, in case the step never ends (a crash,
+/// the fence): before a call to buy, that the vendor is being called, so a later attempt looks
+/// for what this one may have bought.
+pub fn before_step(step: &Step, memory: &mut Memory) {
+    if *step == Step::Purchase && memory.bought.is_none() {
+        memory.purchase_called = true;
+    }
 }

@@ -8,6 +8,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patc
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
+use super::classify;
 use crate::api::{CertificateOrder, Challenge, MANAGER, PublishedValidation, ValidationMethod};
 use crate::lifecycle::StepError;
 use crate::validation::dns::DnsChecker;
@@ -16,14 +17,6 @@ use crate::validation::http::{self, Owner};
 fn http_route_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk_with_plural(&gvk, "httproutes"))
-}
-
-fn kube_error(what: &str, e: kube::Error) -> StepError {
-    let message = format!("{what}: {e}");
-    match &e {
-        kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => StepError::permanent(message),
-        _ => StepError::transient(message),
-    }
 }
 
 async fn apply<K>(
@@ -38,7 +31,7 @@ where
     api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object))
         .await
         .map(|_| ())
-        .map_err(|e| kube_error(&format!("cannot apply {what} {name}"), e))
+        .map_err(|e| classify(&format!("cannot apply {what} {name}"), e))
 }
 
 /// Deletes, treating NotFound (also: the kind is not installed) as done.
@@ -49,7 +42,7 @@ where
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(kube_error(&format!("cannot delete {what} {name}"), e)),
+        Err(e) => Err(classify(&format!("cannot delete {what} {name}"), e)),
     }
 }
 
@@ -106,7 +99,7 @@ pub async fn publish(
                 kube::Error::Api(s) if s.code == 404 => StepError::permanent(
                     "cannot create the HTTPRoute: the Gateway API (gateway.networking.k8s.io/v1) is not installed; install it or remove spec.domainValidation.http.gatewayRef",
                 ),
-                _ => kube_error(&format!("cannot apply HTTPRoute {object_name}"), e),
+                _ => classify(&format!("cannot apply HTTPRoute {object_name}"), e),
             })?;
     } else {
         delete(&routes, &object_name, "HTTPRoute").await?;
@@ -144,12 +137,12 @@ async fn add_paths(
                 owner.namespace
             )));
         }
-        Err(e) => return Err(kube_error(&format!("cannot read Ingress {name}"), e)),
+        Err(e) => return Err(classify(&format!("cannot read Ingress {name}"), e)),
     };
     if let Some(patched) = http::add_paths(&existing, owner, files, path_type) {
         replace_ingress(api, name, &patched)
             .await
-            .map_err(|e| kube_error(&format!("cannot add the validation paths to Ingress {name}"), e))?;
+            .map_err(|e| classify(&format!("cannot add the validation paths to Ingress {name}"), e))?;
     }
     Ok(())
 }
@@ -165,14 +158,14 @@ async fn remove_paths(api: &Api<Ingress>, owner: &Owner<'_>, name: &str) -> Resu
     let existing = match api.get_opt(name).await {
         Ok(Some(i)) => i,
         Ok(None) => return Ok(()),
-        Err(e) => return Err(kube_error(&format!("cannot read Ingress {name}"), e)),
+        Err(e) => return Err(classify(&format!("cannot read Ingress {name}"), e)),
     };
     if let Some(restored) = http::remove_paths(&existing, owner) {
         match replace_ingress(api, name, &restored).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                return Err(kube_error(&format!("cannot remove the validation paths from Ingress {name}"), e));
+                return Err(classify(&format!("cannot remove the validation paths from Ingress {name}"), e));
             }
         }
     }
