@@ -225,7 +225,7 @@ pub async fn buy_again(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ClusterCertificateProviderSpec, LocalProvider, NamespacedSecretRef};
+    use crate::api::{ClusterCertificateProviderSpec, LocalProviderSpec, NamespacedSecretRef};
 
     fn order(kind: &str, generation: Option<i64>) -> CertificateOrder {
         let mut order: CertificateOrder = serde_json::from_value(json!({
@@ -248,7 +248,7 @@ mod tests {
         ClusterCertificateProvider::new(
             "local",
             ClusterCertificateProviderSpec {
-                local: Some(LocalProvider {
+                local: Some(LocalProviderSpec {
                     ca_secret_ref: NamespacedSecretRef { name: "ca".into(), namespace: "certorder-system".into() },
                     review,
                     certificate_lifetime: None,

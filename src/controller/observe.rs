@@ -13,7 +13,7 @@ use crate::api::{
 };
 use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs, Step};
 use crate::pki::{self, KeyAlgorithm, PrivateKey, VerifyError};
-use crate::provider::local::check_letter;
+use crate::provider::letter::check_letter;
 
 /// Name of the Secret holding an order's key until the certificate is issued.
 pub fn pending_key_secret_name(order: &str) -> String {

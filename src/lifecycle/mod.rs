@@ -19,7 +19,7 @@ use crate::api::{
     CertificateInfo, CertificateOrderSpec, CertificateOrderStatus, Challenge, PublishedValidation, SelfCheck,
     ValidationMethod, VendorOrder, VendorStage,
 };
-pub use domains::{dns_record_name, normalize_domains};
+pub use domains::normalize_domains;
 pub use summary::summarize;
 
 /// How often the operator looks again, by step; configurable with `certorder run` flags.
