@@ -181,7 +181,7 @@ impl Vendor for LocalProvider {
         Ok(None)
     }
 
-    /// The letter is kept by the order (a Secret) and the reviewer reads it there.
+    /// The built-in CA takes the letter as it is (after the checks every vendor makes) and keeps no copy.
     async fn upload_letter(
         &self,
         _ctx: &OrderContext<'_>,
