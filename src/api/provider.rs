@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::{Message, Reason, Rule};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -32,16 +33,16 @@ pub const MAX_LIFETIME_HOURS: i64 = 200 * 24;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.local) != has(self.ucloud)")
-    .message("set exactly one of spec.local (the built-in CA) and spec.ucloud (a UCloud USSL account)")
-    .reason(Reason::FieldValueRequired))]
+#[x_kube(validation = one_kind_rule())]
 pub struct ClusterCertificateProviderSpec {
+    // The kinds of provider, one field each, listed again in `kinds` below.
     /// The built-in CA: for trying certorder without a vendor account, and for internal PKI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<LocalProvider>,
+    pub local: Option<LocalProviderSpec>,
     /// A UCloud account buying from USSL, UCloud's certificate store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ucloud: Option<UcloudProvider>,
+    pub ucloud: Option<UcloudProviderSpec>,
+    // Settings every kind shares.
     /// The namespaces whose orders may use this provider, by their labels (as a webhook's
     /// `namespaceSelector`). Unset (the default): every namespace, as before this field existed.
     /// An order from a namespace it does not select is Stalled and nothing is bought.
@@ -56,6 +57,65 @@ pub struct ClusterCertificateProviderSpec {
     /// whether orders may route hosts that another namespace serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_validation: Option<ProviderHttpValidation>,
+}
+
+/// One kind of provider: a field of [`ClusterCertificateProviderSpec`] naming a vendor (or the
+/// built-in CA), of which a provider sets exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProviderKind {
+    /// The field under `spec`, which is also the kind's name in `status.kind`.
+    pub field: &'static str,
+    /// What it is, for people: the admission message names it.
+    pub what: &'static str,
+}
+
+impl ClusterCertificateProviderSpec {
+    /// Every kind of provider, in one place, with whether this spec sets it. The admission rule and
+    /// its message, `status.kind` and the operator's choice of vendor are all built from this list:
+    /// a new kind adds its field above and one line here.
+    pub fn kinds(&self) -> Vec<(ProviderKind, bool)> {
+        vec![
+            (ProviderKind { field: "local", what: "the built-in CA" }, self.local.is_some()),
+            (ProviderKind { field: "ucloud", what: "a UCloud USSL account" }, self.ucloud.is_some()),
+        ]
+    }
+
+    /// The kind this spec sets, or what to fix when it sets none or several (`sets no kind: set
+    /// spec.local or spec.ucloud`).
+    pub fn kind(&self) -> Result<&'static str, String> {
+        let kinds = self.kinds();
+        let fields = |set_only: bool, last: &str| {
+            let names: Vec<String> =
+                kinds.iter().filter(|(_, set)| *set || !set_only).map(|(k, _)| format!("spec.{}", k.field)).collect();
+            join(&names, last)
+        };
+        let set: Vec<&'static str> = kinds.iter().filter(|(_, set)| *set).map(|(k, _)| k.field).collect();
+        match set[..] {
+            [kind] => Ok(kind),
+            [] => Err(format!("sets no kind: set {}", fields(false, "or"))),
+            _ => Err(format!("sets {} kinds: set only one of {}", set.len(), fields(true, "and"))),
+        }
+    }
+}
+
+/// The admission rule that a provider sets exactly one kind, built from
+/// [`ClusterCertificateProviderSpec::kinds`]: a new kind needs no new rule.
+fn one_kind_rule() -> Rule {
+    let kinds = ClusterCertificateProviderSpec::default().kinds();
+    let has: Vec<String> = kinds.iter().map(|(k, _)| format!("has(self.{})", k.field)).collect();
+    let named: Vec<String> = kinds.iter().map(|(k, _)| format!("spec.{} ({})", k.field, k.what)).collect();
+    Rule::new(format!("[{}].exists_one(set, set)", has.join(", ")))
+        .message(Message::Message(format!("set exactly one of {}", join(&named, "and"))))
+        .reason(Reason::FieldValueRequired)
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join(items: &[String], last: &str) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., end] => format!("{} {last} {end}", rest.join(", ")),
+    }
 }
 
 /// Namespaces by their labels, as a `metav1.LabelSelector`: every `matchLabels` entry and every
@@ -146,7 +206,7 @@ pub struct ProviderHttpValidation {
 /// A UCloud account: orders buy the products of UCloud's SSL certificate service (USSL).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct UcloudProvider {
+pub struct UcloudProviderSpec {
     /// API endpoint; default `https://api.ucloud.cn` (inside UCloud's VPCs `http://api.service.ucloud.cn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
@@ -315,7 +375,7 @@ impl From<DefaultApplicant> for Applicant {
 /// domain validation before it issues.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct LocalProvider {
+pub struct LocalProviderSpec {
     /// Secret with the CA's `tls.crt` and `tls.key`; generated on first use when absent.
     pub ca_secret_ref: NamespacedSecretRef,
     /// `Manual` (default): `certorder approve` / `certorder reject` decide OV and EV orders.
@@ -352,4 +412,32 @@ pub struct ClusterCertificateProviderStatus {
     /// The namespaces allowed to use the provider, for `kubectl get`: `*` (all) or the selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_is_the_one_field_set() {
+        let reference = NamespacedSecretRef { name: "s".into(), namespace: "n".into() };
+        let local = LocalProviderSpec {
+            ca_secret_ref: reference.clone(),
+            review: ReviewMode::Manual,
+            certificate_lifetime: None,
+        };
+        let ucloud: UcloudProviderSpec =
+            serde_json::from_value(serde_json::json!({"credentialsSecretRef": {"name": "s", "namespace": "n"}}))
+                .unwrap();
+        let spec = |local: Option<LocalProviderSpec>, ucloud: Option<UcloudProviderSpec>| {
+            ClusterCertificateProviderSpec { local, ucloud, ..Default::default() }
+        };
+        assert_eq!(spec(Some(local.clone()), None).kind(), Ok("local"));
+        assert_eq!(spec(None, Some(ucloud.clone())).kind(), Ok("ucloud"));
+        assert_eq!(spec(None, None).kind(), Err("sets no kind: set spec.local or spec.ucloud".into()));
+        assert_eq!(
+            spec(Some(local), Some(ucloud)).kind(),
+            Err("sets 2 kinds: set only one of spec.local and spec.ucloud".into())
+        );
+    }
 }

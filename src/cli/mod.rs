@@ -109,7 +109,7 @@ async fn get_order(api: &Api<CertificateOrder>, namespace: &str, name: &str) -> 
 mod tests {
     use super::*;
     use crate::api::{
-        ClusterCertificateProvider, ClusterCertificateProviderSpec, LocalProvider, NamespacedSecretRef,
+        ClusterCertificateProvider, ClusterCertificateProviderSpec, LocalProviderSpec, NamespacedSecretRef,
         RENEW_ANNOTATION, ReviewMode,
     };
     use chrono::{DateTime, Utc};
@@ -136,7 +136,7 @@ mod tests {
         ClusterCertificateProvider::new(
             "local",
             ClusterCertificateProviderSpec {
-                local: Some(LocalProvider {
+                local: Some(LocalProviderSpec {
                     ca_secret_ref: NamespacedSecretRef { name: "ca".into(), namespace: "certorder-system".into() },
                     review,
                     certificate_lifetime: None,

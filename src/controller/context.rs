@@ -6,16 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::Config;
-use crate::api::{ClusterCertificateProvider, MANAGED_BY_LABEL, MANAGER};
-use crate::pki::{LocalCa, TLS_CRT, TLS_KEY};
-use crate::provider::{Provider, local::LocalProvider};
+use crate::api::{ClusterCertificateProvider, MANAGER};
+use crate::provider::{AccountState, Provider};
 use crate::validation::dns::DnsChecker;
 use crate::validation::http::{HttpChecker, Ports};
 
@@ -242,123 +241,33 @@ impl Context {
         Ok(provider)
     }
 
+    /// Builds the provider through its vendor's constructor (`provider::Provider::build`).
     async fn build_provider(&self, object: &ClusterCertificateProvider) -> Result<Provider, String> {
         let name = object.name_any();
-        if let Some(ucloud) = &object.spec.ucloud {
-            return self.ucloud_provider(&name, ucloud).await;
-        }
-        let Some(local) = &object.spec.local else {
-            return Err(format!("ClusterCertificateProvider {name:?} sets no kind: set spec.local or spec.ucloud"));
+        let env = crate::provider::Env {
+            name: &name,
+            client: &self.client,
+            dns: &self.dns,
+            http: &self.http,
+            registry: &self.registry,
         };
-        let ca = self.local_ca(&local.ca_secret_ref.namespace, &local.ca_secret_ref.name).await.map_err(|e| {
-            format!(
-                "ClusterCertificateProvider {name:?}: CA Secret {}/{}: {e}",
-                local.ca_secret_ref.namespace, local.ca_secret_ref.name
-            )
-        })?;
-        LocalProvider::new(local, ca, self.dns.clone(), self.http.clone())
-            .map(Provider::Local)
-            .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
+        Provider::build(&object.spec, &env).await
     }
 
-    /// A UCloud client with the key pair from the provider's Secret (read by name, never cached
-    /// or logged): one client, and one rate limiter, per provider generation.
-    async fn ucloud_provider(&self, name: &str, spec: &crate::api::UcloudProvider) -> Result<Provider, String> {
-        let (credentials, secret_name) = self.ucloud_credentials(name, spec).await?;
-        let account = self.registry.account(name, &crate::provider::ucloud::account_key(spec, &credentials));
-        crate::provider::ucloud::UcloudProvider::new(spec, credentials, secret_name, account)
-            .map(Provider::Ucloud)
-            .map_err(|e| format!("ClusterCertificateProvider {name:?}: {}", e.message))
-    }
-
-    /// The key pair from the provider's Secret, and the Secret's `namespace/name`.
-    async fn ucloud_credentials(
-        &self,
-        name: &str,
-        spec: &crate::api::UcloudProvider,
-    ) -> Result<(crate::provider::ucloud::Credentials, String), String> {
-        let reference = &spec.credentials_secret_ref;
-        let secret_name = format!("{}/{}", reference.namespace, reference.name);
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &reference.namespace);
-        let secret = match api.get_opt(&reference.name).await {
-            Ok(Some(secret)) => secret,
-            Ok(None) => {
-                return Err(format!(
-                    "ClusterCertificateProvider {name:?}: credentials Secret {secret_name} not found: create it with keys PublicKey and PrivateKey"
-                ));
-            }
-            Err(e) => {
-                return Err(format!(
-                    "ClusterCertificateProvider {name:?}: cannot read credentials Secret {secret_name}: {e}"
-                ));
-            }
-        };
-        let field = |key: &str| {
-            secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("ClusterCertificateProvider {name:?}: Secret {secret_name} has no key {key}: store the UCloud API key pair under PublicKey and PrivateKey"))
-        };
-        let credentials =
-            crate::provider::ucloud::Credentials { public_key: field("PublicKey")?, private_key: field("PrivateKey")? };
-        Ok((credentials, secret_name))
-    }
-
-    /// While UCloud refuses the account, the provider shows Ready=False with the reason, and the
-    /// key pair is read again from its Secret (every few seconds at most) before retries: fixing
-    /// the Secret resumes the orders with no change to any spec. Ready again once a call succeeds.
+    /// While the vendor refuses the account, the provider shows Ready=False with the reason, and
+    /// the credentials are read again from their Secret before retries: fixing the Secret resumes
+    /// the orders with no change to any spec. Ready again once a call succeeds.
     async fn check_account(&self, object: &ClusterCertificateProvider, provider: &Provider) {
-        let (Provider::Ucloud(ucloud), Some(spec)) = (provider, &object.spec.ucloud) else { return };
-        match ucloud.refused() {
-            Some(why) => {
+        match provider.account() {
+            AccountState::NoAccount => {}
+            AccountState::Refused(why) => {
                 self.report_ready(object, false, "AccountRefused", &why).await;
-                if ucloud.reread_credentials_due()
-                    && let Ok((credentials, _)) = self.ucloud_credentials(&object.name_any(), spec).await
-                {
-                    ucloud.replace_credentials(credentials);
-                }
+                provider.reread_credentials(&self.client).await;
             }
-            None => self.report_ready(object, true, "Ready", &format!("{} provider ready", provider.kind())).await,
+            AccountState::Accepted => {
+                self.report_ready(object, true, "Ready", &format!("{} provider ready", provider.kind())).await
+            }
         }
-    }
-
-    /// Loads the local CA from its Secret, generating it on first use.
-    async fn local_ca(&self, namespace: &str, name: &str) -> Result<LocalCa, String> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let existing = api.get_opt(name).await.map_err(|e| format!("cannot read it: {e}"))?;
-        let secret = match existing {
-            Some(secret) => secret,
-            None => {
-                let ca = LocalCa::generate("certorder local CA").map_err(|e| e.to_string())?;
-                let (cert, key) = ca.to_pem();
-                let secret: Secret = serde_json::from_value(json!({
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY_LABEL: MANAGER}},
-                    "type": "kubernetes.io/tls",
-                    "stringData": {TLS_CRT: cert, TLS_KEY: key},
-                }))
-                .map_err(|e| e.to_string())?;
-                match api.create(&PostParams::default(), &secret).await {
-                    Ok(_) => return Ok(ca),
-                    // Another replica created it first: use theirs.
-                    Err(kube::Error::Api(s)) if s.code == 409 => api.get(name).await.map_err(|e| e.to_string())?,
-                    Err(e) => return Err(format!("cannot create it: {e}")),
-                }
-            }
-        };
-        let field = |key: &str| {
-            secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                .ok_or_else(|| format!("it has no {key}"))
-        };
-        LocalCa::from_pem(&field(TLS_CRT)?, &field(TLS_KEY)?).map_err(|e| e.to_string())
     }
 
     /// Writes the provider's kind and Ready condition, when they change.
@@ -387,7 +296,7 @@ impl Context {
             "apiVersion": "certorder.io/v1alpha1",
             "kind": "ClusterCertificateProvider",
             "status": {
-                "kind": crate::provider::kind_of(&object.spec).ok(),
+                "kind": object.spec.kind().ok(),
                 "observedGeneration": object.metadata.generation,
                 "namespaces": namespaces,
                 "conditions": [{

@@ -14,7 +14,7 @@ use crate::api::{
 };
 use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs, Step};
 use crate::pki::{self, KeyAlgorithm, PrivateKey, VerifyError};
-use crate::provider::local::check_letter;
+use crate::provider::letter::check_letter;
 
 /// The key algorithm the spec asks for.
 pub fn key_algorithm(order: &CertificateOrder) -> KeyAlgorithm {

@@ -562,3 +562,40 @@ fn the_readme_lists_every_admission_message() {
     missing.dedup();
     assert!(missing.is_empty(), "README.md's admission rules lack (in backticks):\n  {}", missing.join("\n  "));
 }
+
+/// A provider sets exactly one kind. The rule and its message are built from the list of kinds
+/// (`ClusterCertificateProviderSpec::kinds`), so a new kind needs no new rule.
+#[test]
+fn a_provider_sets_exactly_one_kind() {
+    let message = "set exactly one of spec.local (the built-in CA) and spec.ucloud (a UCloud USSL account)";
+    assert_eq!(admit(&local()), Vec::<String>::new());
+    assert_eq!(admit(&ucloud()), Vec::<String>::new());
+    let both = with(local(), "/spec/ucloud", Some(ucloud()["spec"]["ucloud"].clone()));
+    let neither = with(local(), "/spec/local", None);
+    for doc in [both, neither] {
+        let errs = admit(&doc);
+        assert!(errs.len() == 1 && errs[0].starts_with("spec: ") && errs[0].ends_with(message), "{errs:?}");
+    }
+}
+
+/// Every property of a provider's spec is either a kind in `ClusterCertificateProviderSpec::kinds`
+/// (which the one-of rule, `status.kind` and the choice of vendor are built from) or a setting
+/// every kind shares: a kind left out of the list fails here.
+#[test]
+fn every_provider_kind_is_in_the_list_of_kinds() {
+    const SHARED: [&str; 3] = ["namespaceSelector", "maxDomainYears", "httpValidation"];
+    let kinds: Vec<&str> =
+        crate::api::ClusterCertificateProviderSpec::default().kinds().iter().map(|(k, _)| k.field).collect();
+    let schema = schema_of("ClusterCertificateProvider");
+    let properties = schema["properties"]["spec"]["properties"].as_object().unwrap();
+    for property in properties.keys() {
+        assert!(
+            kinds.contains(&property.as_str()) != SHARED.contains(&property.as_str()),
+            "spec.{property}: list it in ClusterCertificateProviderSpec::kinds if it is a kind of provider, \
+             or in SHARED here if every kind has it"
+        );
+    }
+    for kind in kinds {
+        assert!(properties.contains_key(kind), "kinds() lists {kind}, which is no field of the spec");
+    }
+}

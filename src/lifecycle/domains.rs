@@ -34,12 +34,6 @@ pub fn normalize_domains(domains: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// The name a TXT record for `domain` is created under: `_dnsauth.<domain>`, the wildcard's
-/// base name for `*.` names.
-pub fn dns_record_name(domain: &str) -> String {
-    format!("_dnsauth.{}", domain.strip_prefix("*.").unwrap_or(domain))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,11 +63,5 @@ mod tests {
                 (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
             }
         }
-    }
-
-    #[test]
-    fn record_names() {
-        assert_eq!(dns_record_name("www.example.com"), "_dnsauth.www.example.com");
-        assert_eq!(dns_record_name("*.example.com"), "_dnsauth.example.com");
     }
 }

@@ -25,7 +25,7 @@ use crate::api::{
 };
 pub use absorb::absorb;
 pub use decide::decide;
-pub use domains::{dns_record_name, normalize_domains};
+pub use domains::normalize_domains;
 pub use position::{Position, locate};
 pub use summary::summarize;
 

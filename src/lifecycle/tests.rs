@@ -87,7 +87,7 @@ fn challenge(domain: &str) -> ChallengeSpec {
     ChallengeSpec {
         domain: domain.into(),
         method: ValidationMethod::DNS,
-        target: dns_record_name(domain),
+        target: format!("_dnsauth.{}", domain.trim_start_matches("*.")),
         expected_value: format!("token-{domain}"),
     }
 }

@@ -4,29 +4,35 @@
 //! `fileauth.txt` fetched over plain HTTP as the vendor's CA does) — and keeps no state of its own: what it knows
 //! about an order is the order (its status, with the reviewer's `status.approval`), so restarts lose nothing.
 
+mod setup;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Duration;
 use sha2::{Digest, Sha256};
 
-use super::{OrderContext, ProviderError};
+pub use setup::build;
+
+use super::{OrderContext, ProviderError, Vendor, txt_record_name};
 use crate::api::{
-    ApprovalDecision, LocalProvider as LocalProviderSpec, MAX_LIFETIME_HOURS, ReviewMode, ValidationMethod, VendorStage,
+    ApprovalDecision, LocalProviderSpec, MAX_LIFETIME_HOURS, ReviewMode, SubmittedInfo, ValidationMethod, VendorStage,
 };
-use crate::lifecycle::{ChallengeSpec, VendorView, dns_record_name, parse_go_duration};
+use crate::lifecycle::{ChallengeSpec, Timing, VendorView, parse_go_duration};
 use crate::pki::ca::LocalCa;
 use crate::validation::dns::DnsChecker;
 use crate::validation::http::{HttpChecker, WELL_KNOWN};
 
 /// The file name the local CA asks for, as the vendor does.
 pub const FILE_NAME: &str = "fileauth.txt";
+/// The label of the TXT records the local CA asks for (`_dnsauth.<domain>`), as USSL's, so trying
+/// certorder with it shows the records a vendor would ask for.
+pub const DNS_LABEL: &str = "_dnsauth";
 /// The `User-Agent` of the local CA's own fetches of validation files.
 pub const CA_AGENT: &str = "certorder-local-ca";
 
 /// Default lifetime of issued certificates: 90 days.
 pub const DEFAULT_LIFETIME_HOURS: i64 = 90 * 24;
-/// Largest confirmation letter accepted, as vendors limit uploads.
-pub const MAX_LETTER_BYTES: usize = 10 * 1024 * 1024;
 
 pub struct LocalProvider {
     ca: LocalCa,
@@ -85,75 +91,6 @@ impl LocalProvider {
         self.ca.cert_pem()
     }
 
-    pub fn purchase(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
-        Ok(format!("local-{}", ctx.uid))
-    }
-
-    pub fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<(), ProviderError> {
-        let csr = crate::pki::parse_csr(csr_pem)
-            .map_err(|e| ProviderError::permanent(format!("the CSR is unusable: {e}")))?;
-        let mut asked: Vec<String> = csr.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
-        let mut wanted = ctx.domains.to_vec();
-        asked.sort();
-        wanted.sort();
-        if asked != wanted {
-            return Err(ProviderError::permanent(format!(
-                "the CSR names {asked:?} differ from the order's domains {wanted:?}"
-            )));
-        }
-        Ok(())
-    }
-
-    pub fn upload_letter(&self, _ctx: &OrderContext<'_>, letter: &[u8], file_name: &str) -> Result<(), ProviderError> {
-        check_letter(letter, file_name)
-    }
-
-    /// The review decision and the CA's own DNS check of every domain.
-    pub async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
-        let challenges = self.challenges(ctx);
-        if ctx.spec.product.type_.needs_organization_review() {
-            match self.review_decision(ctx) {
-                Review::Rejected(reason) => {
-                    return Ok(VendorView {
-                        stage: VendorStage::Rejected,
-                        state: state::REJECTED.into(),
-                        challenges,
-                        rejection_reason: Some(reason),
-                    });
-                }
-                Review::Pending => {
-                    return Ok(VendorView {
-                        stage: VendorStage::OrganizationReview,
-                        state: state::AWAITING_REVIEW.into(),
-                        challenges,
-                        rejection_reason: None,
-                    });
-                }
-                Review::Approved => {}
-            }
-        }
-        let validated = self.domains_validated(&challenges).await;
-        let (stage, code) = if validated {
-            (VendorStage::Issuable, state::ISSUABLE)
-        } else {
-            (VendorStage::DomainValidation, state::VALIDATING)
-        };
-        Ok(VendorView { stage, state: code.into(), challenges, rejection_reason: None })
-    }
-
-    /// Issues the certificate, after checking once more what a CA checks.
-    pub async fn download(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<String, ProviderError> {
-        let view = self.poll(ctx).await?;
-        if view.stage != VendorStage::Issuable {
-            return Err(ProviderError::retryable(format!("the local CA will not issue yet: state {}", view.state)));
-        }
-        // Never longer than a publicly trusted CA may issue on that day.
-        let lifetime = self.lifetime.min(crate::pki::ca::max_lifetime_at(ctx.now));
-        self.ca
-            .issue(csr_pem, ctx.domains, lifetime, ctx.now)
-            .map_err(|e| ProviderError::permanent(format!("the local CA refused to issue: {e}")))
-    }
-
     fn review_decision(&self, ctx: &OrderContext<'_>) -> Review {
         if self.review == ReviewMode::Automatic {
             return Review::Approved;
@@ -187,7 +124,7 @@ impl LocalProvider {
                     ValidationMethod::DNS => ChallengeSpec {
                         domain: domain.clone(),
                         method: ValidationMethod::DNS,
-                        target: dns_record_name(domain),
+                        target: txt_record_name(DNS_LABEL, domain),
                         expected_value,
                     },
                     ValidationMethod::HTTP => ChallengeSpec {
@@ -214,31 +151,120 @@ impl LocalProvider {
     }
 }
 
+#[async_trait::async_trait]
+impl Vendor for LocalProvider {
+    /// The vendor order is named after the order's uid: buying twice is impossible.
+    fn purchase_is_idempotent(&self) -> bool {
+        true
+    }
+
+    async fn purchase(
+        &self,
+        ctx: &OrderContext<'_>,
+        _claims: &BTreeMap<String, String>,
+    ) -> Result<String, ProviderError> {
+        Ok(format!("local-{}", ctx.uid))
+    }
+
+    async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<Option<SubmittedInfo>, ProviderError> {
+        let csr = crate::pki::parse_csr(csr_pem)
+            .map_err(|e| ProviderError::permanent(format!("the CSR is unusable: {e}")))?;
+        let mut asked: Vec<String> = csr.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let mut wanted = ctx.domains.to_vec();
+        asked.sort();
+        wanted.sort();
+        if asked != wanted {
+            return Err(ProviderError::permanent(format!(
+                "the CSR names {asked:?} differ from the order's domains {wanted:?}"
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The built-in CA takes the letter as it is (after the checks every vendor makes) and keeps no copy.
+    async fn upload_letter(
+        &self,
+        _ctx: &OrderContext<'_>,
+        _letter: &[u8],
+        _file_name: &str,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    /// The review decision and the CA's own DNS check of every domain.
+    async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
+        let challenges = self.challenges(ctx);
+        if ctx.spec.product.type_.needs_organization_review() {
+            match self.review_decision(ctx) {
+                Review::Rejected(reason) => {
+                    return Ok(VendorView {
+                        stage: VendorStage::Rejected,
+                        state: state::REJECTED.into(),
+                        challenges,
+                        rejection_reason: Some(reason),
+                    });
+                }
+                Review::Pending => {
+                    return Ok(VendorView {
+                        stage: VendorStage::OrganizationReview,
+                        state: state::AWAITING_REVIEW.into(),
+                        challenges,
+                        rejection_reason: None,
+                    });
+                }
+                Review::Approved => {}
+            }
+        }
+        let validated = self.domains_validated(&challenges).await;
+        let (stage, code) = if validated {
+            (VendorStage::Issuable, state::ISSUABLE)
+        } else {
+            (VendorStage::DomainValidation, state::VALIDATING)
+        };
+        Ok(VendorView { stage, state: code.into(), challenges, rejection_reason: None })
+    }
+
+    /// Issues the certificate, after checking once more what a CA checks.
+    async fn download(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<String, ProviderError> {
+        let view = self.poll(ctx).await?;
+        if view.stage != VendorStage::Issuable {
+            return Err(ProviderError::retryable(format!("the local CA will not issue yet: state {}", view.state)));
+        }
+        // Never longer than a publicly trusted CA may issue on that day.
+        let lifetime = self.lifetime.min(crate::pki::ca::max_lifetime_at(ctx.now));
+        self.ca
+            .issue(csr_pem, ctx.domains, lifetime, ctx.now)
+            .map_err(|e| ProviderError::permanent(format!("the local CA refused to issue: {e}")))
+    }
+
+    /// The built-in CA sells no terms: nothing to renew.
+    async fn renew_term(&self, _ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    /// Nothing was bought: nothing to cancel.
+    async fn cancel(&self, _ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    fn trust_anchors(&self) -> Vec<String> {
+        vec![self.ca_pem().to_string()]
+    }
+
+    /// The local CA answers at once: poll it often.
+    fn timing(&self, base: &Timing) -> Timing {
+        Timing {
+            review_poll: base.review_poll.min(std::time::Duration::from_secs(5)),
+            validation_poll: base.validation_poll.min(std::time::Duration::from_secs(3)),
+            ..base.clone()
+        }
+    }
+}
+
 enum Review {
     Pending,
     Approved,
     Rejected(String),
-}
-
-/// Refuses letters a vendor would refuse: empty, too big, or not a PDF, JPEG or PNG.
-pub fn check_letter(letter: &[u8], file_name: &str) -> Result<(), ProviderError> {
-    if letter.is_empty() {
-        return Err(ProviderError::permanent(format!("the confirmation letter {file_name:?} is empty")));
-    }
-    if letter.len() > MAX_LETTER_BYTES {
-        return Err(ProviderError::permanent(format!(
-            "the confirmation letter {file_name:?} is {} bytes; the limit is {MAX_LETTER_BYTES}: scan it at a lower resolution",
-            letter.len()
-        )));
-    }
-    let known =
-        letter.starts_with(b"%PDF") || letter.starts_with(&[0xFF, 0xD8, 0xFF]) || letter.starts_with(b"\x89PNG");
-    if !known {
-        return Err(ProviderError::permanent(format!(
-            "the confirmation letter {file_name:?} is not a PDF, JPEG or PNG file: store the scanned, stamped letter"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -358,14 +384,5 @@ mod tests {
         std::fs::write(&file, &challenge.expected_value).unwrap();
         assert_eq!(provider.poll(&ctx).await.unwrap().stage, VendorStage::Issuable);
         solver.abort();
-    }
-
-    #[test]
-    fn letters() {
-        assert!(check_letter(b"%PDF-1.4 ...", "a.pdf").is_ok());
-        assert!(check_letter(b"\x89PNG\r\n", "a.png").is_ok());
-        assert!(check_letter(b"", "a.pdf").unwrap_err().message.contains("empty"));
-        assert!(check_letter(b"hello", "a.txt").unwrap_err().message.contains("not a PDF"));
-        assert!(check_letter(&vec![b'%'; MAX_LETTER_BYTES + 1], "a.pdf").unwrap_err().message.contains("limit"));
     }
 }

@@ -15,6 +15,7 @@
 //! order only some time after it was bought.
 
 pub mod client;
+mod setup;
 #[cfg(test)]
 mod tests;
 pub mod wire;
@@ -25,14 +26,18 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{OrderContext, ProviderError};
+use super::{AccountState, OrderContext, ProviderError, Vendor, VendorFile, txt_record_name};
 use crate::api::{
-    Applicant, CertificateOrderSpec, Organization, SubmittedInfo, UcloudDefaults, UcloudProvider as UcloudSpec,
-    ValidationMethod, VendorStage,
+    Applicant, CertificateOrderSpec, NamespacedSecretRef, Organization, SubmittedInfo, UcloudDefaults,
+    UcloudProviderSpec, ValidationMethod, VendorStage,
 };
-use crate::lifecycle::{ChallengeSpec, Timing, VendorView, dns_record_name, parse_go_duration};
+use crate::lifecycle::{ChallengeSpec, Timing, VendorView, parse_go_duration};
 pub use client::{Client, Credentials};
+pub use setup::{build, read_credentials};
 
+/// The label of the TXT records USSL asks for when `GetDVAuthInfo` names no record:
+/// `_dnsauth.<domain>`.
+pub const DNS_LABEL: &str = "_dnsauth";
 /// Default API endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://api.ucloud.cn";
 /// Default rate of calls, shared by every order of one provider.
@@ -54,6 +59,8 @@ pub struct UcloudProvider {
     buy_again_after: Option<Duration>,
     /// CA certificates (PEM) an issued chain must lead to: the web's roots and `caBundle`.
     trust: Vec<String>,
+    /// The Secret holding the key pair (`spec.ucloud.credentialsSecretRef`).
+    credentials_secret: NamespacedSecretRef,
     /// When the credentials Secret was last read again after a refusal.
     credentials_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Claims and the purchase lock, shared with every provider of the same UCloud account (see
@@ -65,7 +72,7 @@ pub struct UcloudProvider {
 
 /// Which UCloud account a provider buys with: endpoint, project and public key (hashed). Providers
 /// with the same key see the same orders at UCloud.
-pub fn account_key(spec: &UcloudSpec, credentials: &Credentials) -> String {
+pub fn account_key(spec: &UcloudProviderSpec, credentials: &Credentials) -> String {
     use sha2::Digest;
     let endpoint = spec.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
     let project = spec.project_id.as_deref().unwrap_or_default();
@@ -73,17 +80,10 @@ pub fn account_key(spec: &UcloudSpec, credentials: &Credentials) -> String {
     format!("ucloud:{}", hex::encode(&sha2::Sha256::digest(text.as_bytes())[..16]))
 }
 
-/// A file the vendor offers the user, such as the confirmation-letter template.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VendorFile {
-    pub file_name: String,
-    pub data: Vec<u8>,
-}
-
 impl UcloudProvider {
     /// `secret` names the credentials Secret (`namespace/name`) in messages.
     pub fn new(
-        spec: &UcloudSpec,
+        spec: &UcloudProviderSpec,
         credentials: Credentials,
         secret: String,
         account: std::sync::Arc<crate::provider::registry::Account>,
@@ -114,6 +114,7 @@ impl UcloudProvider {
             validation_poll,
             buy_again_after,
             trust: trust_anchors(spec.ca_bundle.as_deref()),
+            credentials_secret: spec.credentials_secret_ref.clone(),
             credentials_read: Default::default(),
             account,
             defaults: Box::new(spec.defaults.clone().unwrap_or_default()),
@@ -141,20 +142,6 @@ impl UcloudProvider {
         true
     }
 
-    /// The CA certificates an issued chain must lead to.
-    pub fn trust(&self) -> &[String] {
-        &self.trust
-    }
-
-    /// The vendor takes minutes to validate and days to review; the spec may say otherwise.
-    pub fn timing(&self, base: &Timing) -> Timing {
-        Timing {
-            review_poll: self.review_poll.unwrap_or(base.review_poll),
-            validation_poll: self.validation_poll.unwrap_or(base.validation_poll),
-            ..base.clone()
-        }
-    }
-
     fn id(ctx: &OrderContext<'_>) -> Result<i64, ProviderError> {
         let id = ctx
             .vendor
@@ -176,78 +163,6 @@ impl UcloudProvider {
                 "UCloud needs spec.product.brand and spec.product.name: a CertificateBrand and CertificateName from ListCertificateCommodity (for example TrustAsia / TrustAsiaDVG5)",
             )),
         }
-    }
-
-    /// Finds a purchase an earlier attempt made (see the module docs), or buys.
-    pub async fn purchase(
-        &self,
-        ctx: &OrderContext<'_>,
-        claims: &BTreeMap<String, String>,
-    ) -> Result<String, ProviderError> {
-        let (brand, name) = Self::product(ctx)?;
-        // What ComplementCSRInfo will require must be there before money is spent on the order.
-        self.applicant_info(ctx.spec)?;
-        // Only a purchase that may have been made before (by an earlier process, or a call
-        // whose answer was lost) is looked for: a first attempt never adopts someone else's order.
-        if ctx.may_have_bought {
-            if let Some(id) = self.find_lost_purchase(ctx, &brand, &name, claims).await? {
-                tracing::info!(vendor_id = %id, "found the vendor order an earlier attempt bought; not buying again");
-                return Ok(id);
-            }
-            if !self.may_buy_again(ctx) {
-                return Err(ProviderError::outcome_unknown(format!(
-                    "no {brand} {name} order bought since the purchase was decided is listed by GetCertificateList yet"
-                )));
-            }
-            tracing::warn!("buying again: the unconfirmed purchase was not found and buying again is allowed");
-        }
-        let _buying = self.account.buying.read().await;
-        let params = params(json!({
-            "CertificateBrand": brand,
-            "CertificateName": name,
-            "DomainsCount": ctx.domains.len(),
-            "ValidYear": ctx.spec.product.validity_years.to_string(),
-        }));
-        let answer = self.client.call("PurchaseCertificate", params).await?;
-        let id = wire::purchased_id(&answer).ok_or_else(|| {
-            // Bought, but the id is unreadable: the next attempt finds it by listing.
-            ProviderError::outcome_unknown(
-                "UCloud answered PurchaseCertificate without a CertificateID; looking the order up on the next attempt",
-            )
-        })?;
-        self.account.claimed.lock().expect("claims lock").insert(id.clone(), ctx.uid.to_string());
-        Ok(id)
-    }
-
-    /// Renews the purchased term (`RenewCertificateOrder`), once: when an earlier attempt may have
-    /// renewed it (its answer was lost, or the operator restarted), the order's `OrderInfo` is
-    /// looked at first, and a renewal paid since the decision counts as this one.
-    pub async fn renew_term(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
-        let id = Self::id(ctx)?;
-        let (brand, name) = Self::product(ctx)?;
-        if let Some(decided) = ctx.vendor.term_renewal_requested_time {
-            let answer = self.client.call("GetCertificateDetailInfo", params(json!({"CertificateID": id}))).await?;
-            let since = (decided - CLOCK_SKEW).timestamp();
-            // The first entry is the purchase itself.
-            if wire::paid_times(&answer).iter().skip(1).any(|t| *t >= since) {
-                tracing::info!(vendor_id = id, "the term was renewed by an earlier attempt; not renewing again");
-                return Ok(());
-            }
-        }
-        let domains_count = ctx.vendor.domains_count.map_or(ctx.domains.len(), |n| n as usize);
-        self.client
-            .call(
-                "RenewCertificateOrder",
-                params(json!({
-                    "CertificateID": id,
-                    "CertificateBrand": brand,
-                    "CertificateName": name,
-                    "DomainsCount": domains_count,
-                    "ValidYear": ctx.spec.product.validity_years,
-                })),
-            )
-            .await?;
-        Ok(())
     }
 
     /// Whether an unconfirmed purchase that was not found may be made again: a person asked
@@ -314,39 +229,6 @@ impl UcloudProvider {
             claimed.insert(id.clone(), ctx.uid.to_string());
         }
         Ok(found)
-    }
-
-    /// Sends domains, company, applicant and the operator's own CSR (`CSROnline=0`). After an
-    /// issuance, the same purchase is re-issued with the new CSR instead. Answers who the vendor
-    /// was told the order is for.
-    pub async fn submit_info(
-        &self,
-        ctx: &OrderContext<'_>,
-        csr_pem: &str,
-    ) -> Result<Option<SubmittedInfo>, ProviderError> {
-        let id = Self::id(ctx)?;
-        let method = match ctx.spec.domain_validation.method {
-            ValidationMethod::DNS => "DNS",
-            ValidationMethod::HTTP => "FILE",
-        };
-        if ctx.vendor.issuances > 0 {
-            let p = params(
-                json!({"CertificateID": id, "CSROnline": "0", "CSR": csr_pem, "Domains": ctx.domains.join(",")}),
-            );
-            self.client.call("ReIssueCertificateCSRInfo", p).await?;
-            return Ok(None);
-        }
-        let (info, submitted) = self.applicant_info(ctx.spec)?;
-        let mut p = params(json!({
-            "CertificateID": id,
-            "Domains": ctx.domains.join(","),
-            "CSROnline": 0,
-            "CSR": csr_pem,
-            "DVAuthMethod": method,
-        }));
-        p.extend(info);
-        self.client.call("ComplementCSRInfo", p).await?;
-        Ok(Some(submitted))
     }
 
     /// The company and applicant `ComplementCSRInfo` sends, which its page requires for every
@@ -430,15 +312,124 @@ impl UcloudProvider {
             SubmittedInfo { company_name: org.name, applicant_name: applicant.name, applicant_email: applicant.email };
         Ok((p, submitted))
     }
+}
 
-    /// Uploads the letter, base64-encoded, after the checks a vendor makes (size, file type).
-    pub async fn upload_letter(
+#[async_trait::async_trait]
+impl Vendor for UcloudProvider {
+    /// `PurchaseCertificate` takes the product's name, not one of ours: a purchase must be
+    /// recorded as intended before it is made, and is found by listing after a crash.
+    fn purchase_is_idempotent(&self) -> bool {
+        false
+    }
+
+    /// Finds a purchase an earlier attempt made (see the module docs), or buys.
+    async fn purchase(
+        &self,
+        ctx: &OrderContext<'_>,
+        claims: &BTreeMap<String, String>,
+    ) -> Result<String, ProviderError> {
+        let (brand, name) = Self::product(ctx)?;
+        // What ComplementCSRInfo will require must be there before money is spent on the order.
+        self.applicant_info(ctx.spec)?;
+        // Only a purchase that may have been made before (by an earlier process, or a call
+        // whose answer was lost) is looked for: a first attempt never adopts someone else's order.
+        if ctx.may_have_bought {
+            if let Some(id) = self.find_lost_purchase(ctx, &brand, &name, claims).await? {
+                tracing::info!(vendor_id = %id, "found the vendor order an earlier attempt bought; not buying again");
+                return Ok(id);
+            }
+            if !self.may_buy_again(ctx) {
+                return Err(ProviderError::outcome_unknown(format!(
+                    "no {brand} {name} order bought since the purchase was decided is listed by GetCertificateList yet"
+                )));
+            }
+            tracing::warn!("buying again: the unconfirmed purchase was not found and buying again is allowed");
+        }
+        let _buying = self.account.buying.read().await;
+        let params = params(json!({
+            "CertificateBrand": brand,
+            "CertificateName": name,
+            "DomainsCount": ctx.domains.len(),
+            "ValidYear": ctx.spec.product.validity_years.to_string(),
+        }));
+        let answer = self.client.call("PurchaseCertificate", params).await?;
+        let id = wire::purchased_id(&answer).ok_or_else(|| {
+            // Bought, but the id is unreadable: the next attempt finds it by listing.
+            ProviderError::outcome_unknown(
+                "UCloud answered PurchaseCertificate without a CertificateID; looking the order up on the next attempt",
+            )
+        })?;
+        self.account.claimed.lock().expect("claims lock").insert(id.clone(), ctx.uid.to_string());
+        Ok(id)
+    }
+
+    /// Renews the purchased term (`RenewCertificateOrder`), once: when an earlier attempt may have
+    /// renewed it (its answer was lost, or the operator restarted), the order's `OrderInfo` is
+    /// looked at first, and a renewal paid since the decision counts as this one.
+    async fn renew_term(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
+        let id = Self::id(ctx)?;
+        let (brand, name) = Self::product(ctx)?;
+        if let Some(decided) = ctx.vendor.term_renewal_requested_time {
+            let answer = self.client.call("GetCertificateDetailInfo", params(json!({"CertificateID": id}))).await?;
+            let since = (decided - CLOCK_SKEW).timestamp();
+            // The first entry is the purchase itself.
+            if wire::paid_times(&answer).iter().skip(1).any(|t| *t >= since) {
+                tracing::info!(vendor_id = id, "the term was renewed by an earlier attempt; not renewing again");
+                return Ok(());
+            }
+        }
+        let domains_count = ctx.vendor.domains_count.map_or(ctx.domains.len(), |n| n as usize);
+        self.client
+            .call(
+                "RenewCertificateOrder",
+                params(json!({
+                    "CertificateID": id,
+                    "CertificateBrand": brand,
+                    "CertificateName": name,
+                    "DomainsCount": domains_count,
+                    "ValidYear": ctx.spec.product.validity_years,
+                })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Sends domains, company, applicant and the operator's own CSR (`CSROnline=0`). After an
+    /// issuance, the same purchase is re-issued with the new CSR instead. Answers who the vendor
+    /// was told the order is for.
+    async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<Option<SubmittedInfo>, ProviderError> {
+        let id = Self::id(ctx)?;
+        let method = match ctx.spec.domain_validation.method {
+            ValidationMethod::DNS => "DNS",
+            ValidationMethod::HTTP => "FILE",
+        };
+        if ctx.vendor.issuances > 0 {
+            let p = params(
+                json!({"CertificateID": id, "CSROnline": "0", "CSR": csr_pem, "Domains": ctx.domains.join(",")}),
+            );
+            self.client.call("ReIssueCertificateCSRInfo", p).await?;
+            return Ok(None);
+        }
+        let (info, submitted) = self.applicant_info(ctx.spec)?;
+        let mut p = params(json!({
+            "CertificateID": id,
+            "Domains": ctx.domains.join(","),
+            "CSROnline": 0,
+            "CSR": csr_pem,
+            "DVAuthMethod": method,
+        }));
+        p.extend(info);
+        self.client.call("ComplementCSRInfo", p).await?;
+        Ok(Some(submitted))
+    }
+
+    /// Uploads the letter, base64-encoded.
+    async fn upload_letter(
         &self,
         ctx: &OrderContext<'_>,
         letter: &[u8],
-        file_name: &str,
+        _file_name: &str,
     ) -> Result<(), ProviderError> {
-        super::local::check_letter(letter, file_name)?;
         let id = Self::id(ctx)?;
         let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, letter);
         self.client.call("UploadConfirmLetter", params(json!({"CertificateID": id, "ConfirmLetter": encoded}))).await?;
@@ -446,7 +437,7 @@ impl UcloudProvider {
     }
 
     /// The confirmation-letter template the user fills in and stamps.
-    pub async fn letter_template(&self, ctx: &OrderContext<'_>) -> Result<VendorFile, ProviderError> {
+    async fn letter_template(&self, ctx: &OrderContext<'_>) -> Result<Option<VendorFile>, ProviderError> {
         let id = Self::id(ctx)?;
         let answer = self.client.call("DownloadConfirmLetterTemp", params(json!({"CertificateID": id}))).await?;
         let url = wire::letter_template_url(&answer).ok_or_else(|| {
@@ -460,11 +451,11 @@ impl UcloudProvider {
             .filter(|n| !n.is_empty() && n.contains('.'))
             .unwrap_or("confirmation-letter-template.docx")
             .to_string();
-        Ok(VendorFile { file_name, data })
+        Ok(Some(VendorFile { file_name, data }))
     }
 
     /// The order's state and, while the CA validates (or reviews) it, the validations it asks for.
-    pub async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
+    async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
         let id = Self::id(ctx)?;
         let answer = self.client.call("GetCertificateDetailInfo", params(json!({"CertificateID": id}))).await?;
         let detail = wire::detail(&answer);
@@ -496,7 +487,7 @@ impl UcloudProvider {
     }
 
     /// The issued chain, leaf first: inline PEM (newer answers) or the zip at `CertificateUrl`.
-    pub async fn download(&self, ctx: &OrderContext<'_>) -> Result<String, ProviderError> {
+    async fn download(&self, ctx: &OrderContext<'_>, _csr_pem: &str) -> Result<String, ProviderError> {
         let id = Self::id(ctx)?;
         let answer = self.client.call("DownloadCertificate", params(json!({"CertificateID": id}))).await?;
         match wire::download(&answer) {
@@ -513,10 +504,45 @@ impl UcloudProvider {
         }
     }
 
-    pub async fn cancel(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
+    async fn cancel(&self, ctx: &OrderContext<'_>) -> Result<(), ProviderError> {
         let id = Self::id(ctx)?;
         self.client.call("CancelCertificateOrder", params(json!({"CertificateID": id}))).await?;
         Ok(())
+    }
+
+    /// The Mozilla root program's CA certificates and `caBundle`.
+    fn trust_anchors(&self) -> Vec<String> {
+        self.trust.clone()
+    }
+
+    /// The vendor takes minutes to validate and days to review; the spec may say otherwise.
+    fn timing(&self, base: &Timing) -> Timing {
+        Timing {
+            review_poll: self.review_poll.unwrap_or(base.review_poll),
+            validation_poll: self.validation_poll.unwrap_or(base.validation_poll),
+            ..base.clone()
+        }
+    }
+
+    /// The company and applicant `ComplementCSRInfo` requires, when neither the order nor the
+    /// provider's defaults give them.
+    fn missing_info(&self, spec: &CertificateOrderSpec) -> Option<String> {
+        self.applicant_info(spec).err().map(|e| e.message)
+    }
+
+    fn account(&self) -> AccountState {
+        match self.refused() {
+            Some(why) => AccountState::Refused(why),
+            None => AccountState::Accepted,
+        }
+    }
+
+    async fn reread_credentials(&self, client: &kube::Client) {
+        if self.reread_credentials_due()
+            && let Ok((credentials, _)) = read_credentials(client, &self.credentials_secret).await
+        {
+            self.replace_credentials(credentials);
+        }
     }
 }
 
@@ -615,7 +641,7 @@ pub fn challenges(answer: &Value, domains: &[String]) -> Vec<ChallengeSpec> {
                 })
             } else {
                 let target = if a.key.is_empty() {
-                    dns_record_name(&domain)
+                    txt_record_name(DNS_LABEL, &domain)
                 } else if a.key.contains('.') {
                     a.key.trim_end_matches('.').to_ascii_lowercase()
                 } else {

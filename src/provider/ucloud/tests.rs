@@ -411,7 +411,7 @@ fn the_company_and_applicant_come_from_the_order_or_the_defaults_and_are_never_m
         "secretName": "example-tls",
     });
     let provider = |defaults: Option<UcloudDefaults>| {
-        let spec = crate::api::UcloudProvider {
+        let spec = crate::api::UcloudProviderSpec {
             endpoint: Some("http://127.0.0.1:9".into()),
             project_id: None,
             credentials_secret_ref: NamespacedSecretRef { name: "c".into(), namespace: "ns".into() },
