@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::position::{CertificateState, Halt, Position};
+use super::position::{CertificateState, Position};
 use super::summary::{DV_ISSUANCE_WARNING, Headline, renewing, unconfirmed_message};
 use super::{InstalledObs, ORGANIZATION_REUSE, Observed, OrderView, organization_notice_time};
 use crate::api::{CertificateOrderStatus, Condition, ConditionStatus, ConditionType, Phase, VendorOrder, VendorStage};
@@ -33,7 +33,7 @@ pub(super) fn derive(
     let mut conds = kstatus(order, status, obs, position, line);
     conds.extend(steps(order, status, position, &vendor));
     conds.extend(unconfirmed(order, &vendor));
-    conds.extend(issuance_delayed(order, obs, position, &vendor));
+    conds.extend(issuance_delayed(order, status, obs, position, &vendor));
     conds.extend(revalidation_due(order, status, obs, &vendor));
     conds
 }
@@ -129,10 +129,16 @@ fn unconfirmed(order: &OrderView, vendor: &VendorOrder) -> Option<Cond> {
 }
 
 /// A DV order not issued a day after it was bought.
-fn issuance_delayed(order: &OrderView, obs: &Observed, position: &Position, vendor: &VendorOrder) -> Option<Cond> {
+fn issuance_delayed(
+    order: &OrderView,
+    status: &CertificateOrderStatus,
+    obs: &Observed,
+    position: &Position,
+    vendor: &VendorOrder,
+) -> Option<Cond> {
     let waited = obs.now - vendor.purchase_requested_time?;
     let current = matches!(position.certificate, CertificateState::Current(_));
-    let failed = matches!(position.halt, Some(Halt::Failed));
+    let failed = status.failed_generation == Some(order.generation);
     let rejected = vendor.rejected_generation == Some(order.generation);
     let dv = !order.spec.product.type_.needs_organization_review();
     let delayed = dv

@@ -28,7 +28,7 @@ fn headline(phase: Phase, reason: &'static str, message: impl Into<String>) -> H
 pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Observed) -> CertificateOrderStatus {
     let position = locate(order, &status, obs);
     let mut line = describe(order, &status, obs, &position);
-    let failed = matches!(position.halt, Some(Halt::Failed));
+    let failed = status.failed_generation == Some(order.generation);
     if status.failures > 0
         && !failed
         && let Some(f) = &status.last_failure

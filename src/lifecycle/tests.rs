@@ -1735,6 +1735,25 @@ fn decide_and_summarize_read_one_position() {
             Phase::Failed,
             "Failed",
         ),
+        // A vendor order id with no name (a person's patch): kept, never bought over.
+        (
+            (
+                "id without a name",
+                &dv,
+                {
+                    let mut s = submitted(&dv, None);
+                    let vendor = s.order.as_mut().unwrap();
+                    vendor.name = String::new();
+                    vendor.info_digest = None;
+                    s
+                },
+                with_key(obs(now, LetterObs::NotNeeded)),
+            ),
+            "needed/info",
+            Some("SubmitInfo"),
+            Phase::Purchased,
+            "SubmittingInfo",
+        ),
     ];
     for ((name, spec, status, observed), where_, step, phase, reason) in cases {
         let order = view(spec, 1);

@@ -432,8 +432,11 @@ impl HttpChecker {
             return HttpObservation::failure(None, format!("{url:?} is not a URL"));
         };
         let mut followed = 0;
+        // Where the domain points decides where redirects may lead: a public name cannot send
+        // the operator (which runs inside the cluster) to a private address the CA never reaches.
+        let mut public_only = false;
         loop {
-            let (addr, answer) = match self.fetch(&target).await {
+            let (addr, answer) = match self.fetch(&target, public_only).await {
                 Ok(fetched) => fetched,
                 Err(mut failure) => {
                     if followed > 0 {
@@ -443,6 +446,9 @@ impl HttpChecker {
                     return failure;
                 }
             };
+            if followed == 0 {
+                public_only = is_public(addr.ip());
+            }
             let next = match (&answer.location, FOLLOWED_REDIRECTS.contains(&answer.status)) {
                 (Some(location), true) => Some(follow(&target, location)),
                 _ => None,
@@ -480,8 +486,9 @@ impl HttpChecker {
         }
     }
 
-    /// One GET of `url`: resolved, connected (TLS for `https`), answered.
-    async fn fetch(&self, url: &url::Url) -> Result<(SocketAddr, Answer), HttpObservation> {
+    /// One GET of `url`: resolved, connected (TLS for `https`), answered. With `public_only`, a name
+    /// that resolves to an address that is not public is not fetched.
+    async fn fetch(&self, url: &url::Url, public_only: bool) -> Result<(SocketAddr, Answer), HttpObservation> {
         let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
         let tls = url.scheme() == "https";
         let port = if tls { self.ports.https } else { self.ports.http };
@@ -495,6 +502,15 @@ impl HttpChecker {
             })?,
         };
         let addr = SocketAddr::new(ips[0], port);
+        if public_only && !is_public(addr.ip()) {
+            return Err(HttpObservation::failure(
+                None,
+                format!(
+                    "redirected to {url}, whose address {} is not a public one: the CA cannot reach it, and certorder does not fetch it",
+                    addr.ip()
+                ),
+            ));
+        }
         let path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
@@ -520,6 +536,38 @@ impl HttpChecker {
             }
             Ok(Ok(answer)) => Ok((addr, answer)),
         }
+    }
+}
+
+/// Whether `ip` is reachable from the internet: not private, loopback, link-local, shared
+/// (100.64/10), documentation, multicast or unspecified.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+                    || first == 0x2001 && v6.segments()[1] == 0x0db8)
+            }
+        },
     }
 }
 

@@ -201,6 +201,11 @@ impl Rfc2136Client {
             // it is.
             ResponseCode::NoError => match verifier {
                 Some(mut verifier) => verifier.verify(&answer_bytes).map(|_| ()).map_err(|e| {
+                    if e.to_string().contains("truncated") {
+                        return format!(
+                            "{what}: {server} signs its answers with a truncated MAC (a key such as hmac-sha256-128), which certorder does not accept: use a full-length key (tsig-keygen -a hmac-sha256)"
+                        );
+                    }
                     format!(
                         "{what}: {server} answered NOERROR without a valid TSIG signature of key {} ({e}): the answer cannot be trusted; check that nothing else answers on that address and that the server signs its answers",
                         self.signer.signer_name()

@@ -334,3 +334,43 @@ async fn redirects_are_followed_as_the_ca_follows_them() {
         assert!(seen.diagnosis.starts_with(diagnosis), "{seen:?}");
     }
 }
+
+#[test]
+fn only_public_addresses_are_public() {
+    for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        assert!(is_public(public.parse().unwrap()), "{public}");
+    }
+    for private in [
+        "10.0.0.1",
+        "172.16.5.4",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "192.0.2.1",
+        "255.255.255.255",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+        "2001:db8::1",
+        "::ffff:10.0.0.1",
+    ] {
+        assert!(!is_public(private.parse().unwrap()), "{private}");
+    }
+}
+
+/// A public name redirected into the cluster's private addresses is not fetched: the operator
+/// runs inside the cluster, the CA does not.
+#[tokio::test]
+async fn a_redirect_from_a_public_name_to_a_private_address_is_not_fetched() {
+    let dns = Arc::new(DnsChecker::new(crate::validation::dns::DnsCheckerConfig::with_nameservers(vec![])).unwrap());
+    let port = answering(false, |_| file("internal data")).await;
+    let checker = HttpChecker::new(dns, Ports { http: port, https: port });
+    let url = url::Url::parse("http://127.0.0.1/.well-known/pki-validation/fileauth.txt").unwrap();
+    let refused = checker.fetch(&url, true).await.unwrap_err();
+    assert!(refused.diagnosis.contains("is not a public one"), "{refused:?}");
+    assert_eq!(refused.first_bytes, "", "nothing of it is shown");
+    // A name that points at a private address from the start (a local CA in a lab) is fetched.
+    assert!(checker.fetch(&url, false).await.is_ok());
+}
