@@ -141,6 +141,10 @@ struct RunArgs {
     /// [default: none]. A provider's spec.httpValidation.imagePullSecrets overrides them.
     #[arg(long, env = "CERTORDER_SOLVER_IMAGE_PULL_SECRETS", value_delimiter = ',')]
     solver_image_pull_secrets: Vec<String>,
+    /// pathType of HTTP validation paths in Ingresses, for orders and providers that set none:
+    /// ImplementationSpecific (ingress-nginx ≥ 1.12, GCE), Exact or Prefix.
+    #[arg(long, env = "CERTORDER_INGRESS_PATH_TYPE", default_value = "ImplementationSpecific", value_parser = parse_path_type)]
+    ingress_path_type: certorder::api::IngressPathType,
     /// Orders reconciled at once.
     #[arg(long, env = "CERTORDER_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -210,6 +214,7 @@ impl RunArgs {
             https_validation_port: 443,
             solver_image: self.solver_image.clone(),
             solver_image_pull_secrets: non_empty(self.solver_image_pull_secrets.iter().cloned()),
+            ingress_path_type: self.ingress_path_type,
             concurrency: self.concurrency,
             timing,
             clock: certorder::clock::Clock::system(),
@@ -276,6 +281,12 @@ impl RunArgs {
 /// The values of a comma-separated flag, without empty ones.
 fn non_empty(values: impl Iterator<Item = String>) -> Vec<String> {
     values.filter(|v| !v.is_empty()).collect()
+}
+
+/// `ImplementationSpecific`, `Exact` or `Prefix`.
+fn parse_path_type(s: &str) -> Result<certorder::api::IngressPathType, String> {
+    certorder::api::IngressPathType::parse(s.trim())
+        .ok_or_else(|| format!("{s:?} is not an Ingress pathType: use ImplementationSpecific, Exact or Prefix"))
 }
 
 /// `IP` or `IP:port` (`[v6]:port`); port 53 when left out.
@@ -484,6 +495,7 @@ mod tests {
         assert_eq!(config.concurrency, want.concurrency);
         assert_eq!(config.http_validation_port, 80);
         assert_eq!(config.solver_image, want.solver_image);
+        assert_eq!(config.ingress_path_type, want.ingress_path_type);
         assert!(config.watch_namespaces.is_empty() && config.dns_servers.is_empty());
     }
 
@@ -506,6 +518,8 @@ mod tests {
             "1m",
             "--log-format",
             "json",
+            "--ingress-path-type",
+            "Exact",
         ])
         .unwrap();
         assert_eq!(args.log_format, LogFormat::Json);
@@ -525,6 +539,7 @@ mod tests {
         assert_eq!(config.timing.review_poll, Duration::from_secs(5400));
         assert_eq!(config.timing.backoff_initial, Duration::from_secs(1));
         assert_eq!(config.timing.backoff_max, Duration::from_secs(60));
+        assert_eq!(config.ingress_path_type, certorder::api::IngressPathType::Exact);
     }
 
     #[test]
@@ -539,6 +554,8 @@ mod tests {
         assert!(err.contains("has no unit"), "{err}");
         let err = run_args(&["--dns-servers", "ns1.example.com"]).unwrap_err().to_string();
         assert!(err.contains("is not a name server address"), "{err}");
+        let err = run_args(&["--ingress-path-type", "exact"]).unwrap_err().to_string();
+        assert!(err.contains("use ImplementationSpecific, Exact or Prefix"), "{err}");
         let err = run_args(&["--concurrency", "0"]).unwrap_err().to_string();
         assert!(err.contains("0"), "{err}");
         let err = run_args(&["--backoff-initial", "10m", "--backoff-max", "1m"]).unwrap().config(None).unwrap_err();

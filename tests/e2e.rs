@@ -3186,6 +3186,35 @@ async fn an_exact_dotted_path_refused_by_ingress_nginx_is_reported_and_the_defau
     env.wait_phase("strict", Phase::Issued).await;
 }
 
+/// An order that sets no pathType gets its provider's: a provider set to `Exact` meets ingress-nginx's
+/// refusal of a dotted Exact path, and the admin's fix on the provider lets the order through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_path_type_applies_to_orders_that_set_none() {
+    let env = HttpEnv::start(&["strict.example.org"]).await;
+    let provider = |path_type: &str| {
+        json!({
+            "apiVersion": "certorder.io/v1alpha1",
+            "kind": "ClusterCertificateProvider",
+            "metadata": {"name": "edge"},
+            "spec": {"local": {"caSecretRef": {"name": "edge-ca", "namespace": "certorder-system"}, "review": "Automatic"},
+                     "httpValidation": {"pathType": path_type}},
+        })
+    };
+    env.apply(provider("Exact")).await;
+    env.apply(with_http(
+        dv_order("edge", &["strict.example.org"], "edge"),
+        "edge",
+        json!({"ingressClassName": testbed::cluster::INGRESS_CLASS}),
+    ))
+    .await;
+    env.wait_for("edge", "the Ingress refused", |o| {
+        serde_json::to_string(&o.status).unwrap().contains("cannot be used with pathType Exact")
+    })
+    .await;
+    env.apply(provider("ImplementationSpecific")).await;
+    env.wait_phase("edge", Phase::Issued).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_dns_publishes_the_orders_dns_endpoint_and_it_is_removed_after_validation() {
     let env = Env::start().await;

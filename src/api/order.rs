@@ -345,11 +345,13 @@ pub struct HttpValidation {
     /// A Gateway API Gateway to attach an HTTPRoute to, instead of an Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_ref: Option<GatewayRef>,
-    /// `pathType` of the validation paths in an Ingress: `ImplementationSpecific` (default;
-    /// accepted by ingress-nginx ≥ 1.12, whose strict path validation refuses `Exact` and
-    /// `Prefix` paths containing a dot, and the only type GCE accepts), `Exact` or `Prefix`.
-    #[serde(default, skip_serializing_if = "IngressPathType::is_default")]
-    pub path_type: IngressPathType,
+    /// `pathType` of the validation paths in an Ingress: `ImplementationSpecific` (accepted by
+    /// ingress-nginx ≥ 1.12, whose strict path validation refuses `Exact` and `Prefix` paths
+    /// containing a dot, and the only type GCE accepts), `Exact` or `Prefix`. Default: the
+    /// provider's `spec.httpValidation.pathType`, else the operator's `--ingress-path-type`
+    /// (`ImplementationSpecific` unless the admin changed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_type: Option<IngressPathType>,
 }
 
 /// `pathType` of an Ingress path.
@@ -370,8 +372,10 @@ impl IngressPathType {
         }
     }
 
-    pub fn is_default(&self) -> bool {
-        *self == IngressPathType::default()
+    pub fn parse(text: &str) -> Option<IngressPathType> {
+        [IngressPathType::ImplementationSpecific, IngressPathType::Exact, IngressPathType::Prefix]
+            .into_iter()
+            .find(|t| t.as_str() == text)
     }
 }
 

@@ -201,6 +201,10 @@ pub struct ProviderHttpValidation {
     /// Default `false`: such an order is Stalled, naming the other object.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_hosts_of_other_namespaces: bool,
+    /// `pathType` of the validation paths in Ingresses for orders that set none: for an ingress
+    /// controller that wants another than the operator's `--ingress-path-type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_type: Option<crate::api::IngressPathType>,
 }
 
 /// A UCloud account: orders buy the products of UCloud's SSL certificate service (USSL).

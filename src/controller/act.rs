@@ -196,8 +196,8 @@ async fn poll(input: &StepInput<'_>, step: &'static str) -> Done {
 
 async fn publish(input: &StepInput<'_>, step: &'static str, digest: &str) -> Done {
     let (ctx, order) = (input.ctx, input.order);
-    let solver = ctx.solver_image(&order.spec.provider_ref.name);
-    match super::publish::publish(&ctx.client, &ctx.dns, order, input.challenges, digest, &solver, input.published)
+    let defaults = ctx.http_defaults(&order.spec.provider_ref.name);
+    match super::publish::publish(&ctx.client, &ctx.dns, order, input.challenges, digest, &defaults, input.published)
         .await
     {
         Ok(published) => Done::with(Outcome::Published(published), Learnt::Published),

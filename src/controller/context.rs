@@ -123,12 +123,13 @@ impl Context {
 
     /// The image solver Pods of `provider`'s orders run, and its pull Secrets: the provider's
     /// `spec.httpValidation`, else the operator's flags. Never the order's choice.
-    pub fn solver_image(&self, provider: &str) -> crate::validation::http::SolverImage {
+    pub fn http_defaults(&self, provider: &str) -> crate::validation::http::HttpDefaults {
         let http = self.providers.get(&ObjectRef::new(provider)).and_then(|p| p.spec.http_validation.clone());
         let http = http.unwrap_or_default();
-        crate::validation::http::SolverImage {
+        crate::validation::http::HttpDefaults {
             image: http.solver_image.unwrap_or_else(|| self.config.solver_image.clone()),
             pull_secrets: http.image_pull_secrets.unwrap_or_else(|| self.config.solver_image_pull_secrets.clone()),
+            path_type: http.path_type.unwrap_or(self.config.ingress_path_type),
         }
     }
 

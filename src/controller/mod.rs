@@ -75,6 +75,8 @@ pub struct Config {
     pub solver_image: String,
     /// Secrets (in each order's namespace) for pulling the solver image.
     pub solver_image_pull_secrets: Vec<String>,
+    /// `pathType` of validation paths in Ingresses when neither the order nor its provider says.
+    pub ingress_path_type: crate::api::IngressPathType,
     /// Timing of polls and backoff.
     pub timing: crate::lifecycle::Timing,
     /// Several replicas, one active: the controller runs only while it holds this Lease.
@@ -107,6 +109,7 @@ impl Default for Config {
             https_validation_port: 443,
             solver_image: DEFAULT_SOLVER_IMAGE.into(),
             solver_image_pull_secrets: Vec::new(),
+            ingress_path_type: crate::api::IngressPathType::ImplementationSpecific,
             timing: crate::lifecycle::Timing::default(),
             leader_election: None,
             clock: crate::clock::Clock::system(),

@@ -34,6 +34,19 @@ where
         .map_err(|e| classify(&format!("cannot apply {what} {name}"), e))
 }
 
+/// An ingress controller's admission webhook refused the route (ingress-nginx's strict path
+/// validation, say). The fix may be the order's, its provider's or the operator's path type, so
+/// the step is retried with backoff rather than held until the order itself changes.
+fn refused_route(e: StepError) -> StepError {
+    if e.kind != crate::lifecycle::ErrorKind::Permanent || !e.message.contains("admission webhook") {
+        return e;
+    }
+    StepError::transient(format!(
+        "{}: set spec.domainValidation.http.pathType, the provider's spec.httpValidation.pathType or the operator's --ingress-path-type to a type the ingress controller accepts",
+        e.message
+    ))
+}
+
 /// Deletes, treating NotFound (also: the kind is not installed) as done.
 async fn delete<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), StepError>
 where
@@ -55,7 +68,7 @@ pub async fn publish(
     order: &CertificateOrder,
     challenges: &[Challenge],
     digest: &str,
-    solver: &http::SolverImage,
+    defaults: &http::HttpDefaults,
     previous: Option<&PublishedValidation>,
 ) -> Result<PublishedValidation, StepError> {
     if order.spec.domain_validation.method == ValidationMethod::DNS {
@@ -68,6 +81,7 @@ pub async fn publish(
     let files = http::file_challenges(challenges)
         .map_err(|e| StepError::permanent(format!("the vendor's file challenge cannot be served: {e}")))?;
     let settings = order.spec.domain_validation.http.clone().unwrap_or_default();
+    let path_type = settings.path_type.unwrap_or(defaults.path_type);
     let object_name = http::solver_name(&name);
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -75,7 +89,7 @@ pub async fn publish(
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     apply(&services, &object_name, &http::solver_service(&owner), "Service").await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod = http::solver_pod(&owner, &solver.image, &solver.pull_secrets);
+    let pod = http::solver_pod(&owner, &defaults.image, &defaults.pull_secrets);
     if let Err(e) = apply(&pods, &object_name, &pod, "Pod").await {
         // A Pod's spec cannot change (a new image): replace it.
         delete(&pods, &object_name, "Pod").await?;
@@ -106,11 +120,11 @@ pub async fn publish(
         match &settings.ingress_name {
             Some(existing) => {
                 delete(&ingresses, &object_name, "Ingress").await?;
-                add_paths(&ingresses, &owner, existing, &files, settings.path_type).await?;
+                add_paths(&ingresses, &owner, existing, &files, path_type).await.map_err(refused_route)?;
             }
             None => {
-                let ingress = http::ingress(&owner, settings.ingress_class_name.as_deref(), &files, settings.path_type);
-                apply(&ingresses, &object_name, &ingress, "Ingress").await?;
+                let ingress = http::ingress(&owner, settings.ingress_class_name.as_deref(), &files, path_type);
+                apply(&ingresses, &object_name, &ingress, "Ingress").await.map_err(refused_route)?;
             }
         }
     }

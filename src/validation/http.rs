@@ -162,13 +162,14 @@ pub fn config_map(owner: &Owner, files: &[FileChallenge]) -> ConfigMap {
     .expect("a ConfigMap from a literal")
 }
 
-/// The solver Pod: `certorder solver` serving the mounted ConfigMap, as non-root with a read-only
-/// root filesystem and no privileges.
-/// The image solver Pods run and the Secrets they pull it with.
+/// What HTTP validation takes from the cluster admin (flags, chart, provider): the image solver
+/// Pods run and the Secrets they pull it with (never the order's choice), and the Ingress path
+/// type of orders that set none.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SolverImage {
+pub struct HttpDefaults {
     pub image: String,
     pub pull_secrets: Vec<String>,
+    pub path_type: IngressPathType,
 }
 
 /// The solver Pod: `image` runs `certorder solver`, pulled with `pull_secrets` (Secrets of the
