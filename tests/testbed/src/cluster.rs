@@ -332,7 +332,18 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
         })
         .collect();
 
-    // Ingress controller: Ingresses of our class (or none) and HTTPRoutes.
+    // Ingress controller: Ingresses of our class (or none) and HTTPRoutes. Like ingress-nginx, a
+    // host has TLS when any Ingress of the class has a certificate for it, and then every location
+    // of that host redirects plain HTTP unless its own Ingress turns ssl-redirect off.
+    let ours = |ing: &&Ingress| {
+        ing.spec.as_ref().is_some_and(|s| s.ingress_class_name.as_deref().is_none_or(|c| c == INGRESS_CLASS))
+    };
+    let tls_hosts: std::collections::BTreeSet<String> = ingresses
+        .iter()
+        .filter(ours)
+        .flat_map(|ing| ing.spec.iter().flat_map(|s| s.tls.iter().flatten()))
+        .flat_map(|t| t.hosts.iter().flatten().cloned())
+        .collect();
     let mut table = Vec::new();
     for ing in &ingresses {
         let Some(spec) = &ing.spec else { continue };
@@ -343,10 +354,9 @@ async fn sync(client: &Client, binary: &Path, state: &Shared) -> anyhow::Result<
         let forced = annotation(FORCE_SSL_REDIRECT) == Some("true");
         let ns = ing.namespace().unwrap_or_default();
         for rule in spec.rules.iter().flatten() {
-            // ingress-nginx redirects plain HTTP for hosts the Ingress has TLS for (ssl-redirect
-            // defaults to true), and for every host when forced.
-            let has_tls =
-                spec.tls.iter().flatten().any(|t| t.hosts.iter().flatten().any(|h| Some(h) == rule.host.as_ref()));
+            // ingress-nginx redirects plain HTTP for hosts with TLS (ssl-redirect defaults to
+            // true), and for every host when forced.
+            let has_tls = rule.host.as_ref().is_some_and(|h| tls_hosts.contains(h));
             let redirect = forced || (has_tls && annotation(SSL_REDIRECT) != Some("false"));
             for path in rule.http.iter().flat_map(|h| h.paths.iter()) {
                 let Some(backend) = &path.backend.service else {
