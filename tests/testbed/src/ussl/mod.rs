@@ -101,6 +101,22 @@ pub struct SimOrder {
     pub valid_year: i64,
     /// When each term renewal was paid (seconds).
     pub renewals: Vec<i64>,
+    /// DNS validation asks for `DNS_CNAME` (see [`UsslSim::set_dns_cname`]) rather than `DNS_TXT`.
+    pub dns_cname: bool,
+}
+
+impl SimOrder {
+    /// The DNS record the CA wants for one domain's token: (name, value). `DNS_TXT`:
+    /// `_dnsauth.<domain>` holding the token; `DNS_CNAME` (Sectigo-style DCV):
+    /// `_<token>.<domain>` CNAME `<token>.dcv.ussl-sim.test`.
+    pub fn dns_record(&self, domain: &str, token: &str) -> (String, String) {
+        let base = domain.trim_start_matches("*.");
+        if self.dns_cname {
+            (format!("_{token}.{base}"), format!("{token}.dcv.ussl-sim.test"))
+        } else {
+            (format!("_dnsauth.{base}"), token.to_owned())
+        }
+    }
 }
 
 impl SimOrder {
@@ -126,6 +142,8 @@ struct Inner {
     files: HashMap<String, Vec<u8>>,
     calls: BTreeMap<String, usize>,
     http_target: Option<SocketAddr>,
+    /// Orders bought from now on ask for `DNS_CNAME` validation.
+    dns_cname: bool,
     /// The account's rate limit, as a bucket of `per_second` calls refilled continuously: a
     /// call finding it empty is refused with RetCode 153. `None`: no limit.
     rate_limit: Option<RateLimit>,
@@ -207,6 +225,7 @@ impl UsslSim {
                 files: HashMap::new(),
                 calls: BTreeMap::new(),
                 http_target: None,
+                dns_cname: false,
                 rate_limit: None,
                 rate_limited: 0,
             }),
@@ -335,6 +354,7 @@ impl UsslSim {
                     foreign_issuer: false,
                     valid_year: 1,
                     renewals: Vec::new(),
+                    dns_cname: false,
                 },
             );
         }
@@ -352,6 +372,13 @@ impl UsslSim {
 
     /// Where file validation connects (an ingress); the request carries the domain as Host.
     /// Unset: the domain itself on port 80.
+    /// DNS validation of orders bought from now on asks for a CNAME (`AuthType: DNS_CNAME`, as
+    /// Sectigo products do) rather than a TXT record (the default), and validates it as the CA
+    /// would: the CNAME must exist at the name with that target.
+    pub fn set_dns_cname(&self, yes: bool) {
+        self.sim.inner.lock().expect("simulator lock").dns_cname = yes;
+    }
+
     pub fn set_http_target(&self, addr: SocketAddr) {
         self.inner().http_target = Some(addr);
     }
@@ -682,6 +709,7 @@ async fn purchase(sim: &Sim, params: &Map<String, Value>) -> Response {
             foreign_issuer: false,
             valid_year: int(params, "ValidYear").unwrap_or(1),
             renewals: Vec::new(),
+            dns_cname: inner.dns_cname,
         };
         inner.orders.insert(id, order);
         sim.purchases.fetch_add(1, Ordering::SeqCst);
@@ -851,13 +879,14 @@ fn auths(order: &SimOrder) -> Vec<Value> {
         .tokens
         .iter()
         .map(|(domain, token)| {
-            let base = domain.trim_start_matches("*.");
             if order.method == "FILE" {
                 json!({"Domain": domain, "AuthType": "FILE", "AuthKey": "fileauth.txt", "AuthValue": token,
                        "AuthPath": "/.well-known/pki-validation/fileauth.txt"})
             } else {
+                let (key, value) = order.dns_record(domain, token);
+                let auth_type = if order.dns_cname { "DNS_CNAME" } else { "DNS_TXT" };
                 // lowerCamel names, as the documented example shows them.
-                json!({"domain": domain, "authType": "DNS_TXT", "authKey": format!("_dnsauth.{base}"), "authValue": token})
+                json!({"domain": domain, "authType": auth_type, "authKey": key, "authValue": value})
             }
         })
         .collect()
@@ -886,7 +915,12 @@ async fn detail(sim: &Sim, id: i64) -> Response {
                 let url = format!("http://{base}/.well-known/pki-validation/fileauth.txt");
                 validate::http_file(&url, http_target, token).await.is_ok()
             } else {
-                validate::dns_txt(sim.dns, &format!("_dnsauth.{base}"), token).await.is_ok()
+                let (name, value) = order.dns_record(domain, token);
+                if order.dns_cname {
+                    validate::dns_cname(sim.dns, &name, &value).await.is_ok()
+                } else {
+                    validate::dns_txt(sim.dns, &name, &value).await.is_ok()
+                }
             };
             all &= ok;
         }
