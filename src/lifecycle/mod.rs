@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    CertificateInfo, CertificateOrderSpec, DnsRecordType, CertificateOrderStatus, Challenge, PublishedValidation, SelfCheck,
-    ValidationMethod, VendorOrder, VendorStage,
+    CertificateInfo, CertificateOrderSpec, CertificateOrderStatus, Challenge, DnsRecordType, PublishedValidation,
+    SelfCheck, ValidationMethod, VendorOrder, VendorStage,
 };
 pub use absorb::absorb;
 pub use decide::decide;
