@@ -877,6 +877,42 @@ async fn ucloud_dns_cname_validation_is_published_as_a_cname_through_rfc2136_and
     println!("figures: issued 1 UCloud DNS_CNAME order through BIND (RFC 2136 CNAME); records left behind: 0");
 }
 
+/// `DNS_CNAME` through external-dns: the order's `DNSEndpoint` holds a CNAME endpoint, which the
+/// emulated external-dns publishes to the DNS the simulated CA asks; it is gone after issuance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_dns_cname_validation_is_published_as_a_cname_dns_endpoint() {
+    let (env, sim) = ucloud_env().await;
+    sim.set_dns_cname(true);
+    let crd: CustomResourceDefinition = serde_yaml::from_str(testbed::cluster::EXTERNAL_DNS_CRD).unwrap();
+    Api::<CustomResourceDefinition>::all(env.client.clone()).create(&PostParams::default(), &crd).await.unwrap();
+    let external_dns = testbed::cluster::ExternalDns::start(env.client.clone(), env.dns.clone());
+    env.dns_zone(json!({"zone": "example.com", "externalDNS": {}}), "example-com").await;
+    env.apply(ucloud_dv_order("edns-cname", &["shop.example.com"], "ucloud")).await;
+    let published = env
+        .wait_for("edns-cname", "its CNAME published", |o| {
+            o.status.as_ref().is_some_and(|s| s.published.as_ref().is_some_and(|p| !p.dns_records.is_empty()))
+        })
+        .await;
+    let status = published.status.as_ref().unwrap();
+    assert!(status.challenges[0].is_cname());
+    let record = &status.published.as_ref().unwrap().dns_records[0];
+    assert_eq!(
+        (record.type_.as_str(), &record.name, &record.value),
+        ("CNAME", &status.challenges[0].target, &status.challenges[0].expected_value)
+    );
+    env.wait_phase("edns-cname", Phase::Issued).await;
+    assert_ussl_secret(&env, &sim, "edns-cname-tls", &["shop.example.com"]).await;
+    let gvk = kube::api::GroupVersionKind::gvk("externaldns.k8s.io", "v1alpha1", "DNSEndpoint");
+    let endpoints: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        NS,
+        &kube::api::ApiResource::from_gvk_with_plural(&gvk, "dnsendpoints"),
+    );
+    wait_until(|| async { endpoints.get_opt("edns-cname-dcv").await.unwrap().is_none() }).await;
+    wait_until(|| async { external_dns.names().is_empty() }).await;
+    assert_eq!(sim.purchases(), 1);
+}
+
 /// With no `ClusterDNSZone`, a `DNS_CNAME` validation is shown as the CNAME a person creates;
 /// once created, the order is issued. A CNAME elsewhere at the name is diagnosed, not accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
