@@ -913,6 +913,38 @@ async fn ucloud_dns_cname_validation_is_published_as_a_cname_dns_endpoint() {
     assert_eq!(sim.purchases(), 1);
 }
 
+/// A `DNS_CNAME` name that already holds someone else's CNAME is reported, not overwritten;
+/// once the person removes it, certorder publishes its own and the order is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_dns_cname_over_someone_elses_cname_is_reported_not_overwritten() {
+    let (env, sim) = ucloud_env().await;
+    sim.set_dns_cname(true);
+    sim.set_dns_cname_label("_dcv");
+    env.dns.set_cname("_dcv.shop.example.com", "someone-else.example.org").await.unwrap();
+    let crd: CustomResourceDefinition = serde_yaml::from_str(testbed::cluster::EXTERNAL_DNS_CRD).unwrap();
+    Api::<CustomResourceDefinition>::all(env.client.clone()).create(&PostParams::default(), &crd).await.unwrap();
+    let _external_dns = testbed::cluster::ExternalDns::start(env.client.clone(), env.dns.clone());
+    env.dns_zone(json!({"zone": "example.com", "externalDNS": {}}), "example-com").await;
+    env.apply(ucloud_dv_order("taken", &["shop.example.com"], "ucloud")).await;
+    let refused = env
+        .wait_for("taken", "the foreign CNAME reported", |o| {
+            serde_json::to_string(&o.status).unwrap().contains("is already a CNAME to someone-else.example.org")
+        })
+        .await;
+    let status = refused.status.as_ref().unwrap();
+    assert_eq!(status.phase, Phase::DomainValidation);
+    assert!(status.published.as_ref().is_none_or(|p| p.dns_records.is_empty()), "nothing published");
+    let checker = certorder::validation::dns::DnsChecker::new(
+        certorder::validation::dns::DnsCheckerConfig::with_nameservers(vec![env.dns.addr()]),
+    )
+    .unwrap();
+    assert_eq!(checker.cname_at("_dcv.shop.example.com").await.as_deref(), Some("someone-else.example.org"));
+    // The person removes theirs: certorder publishes its own, and the order is issued.
+    env.dns.remove_cname("_dcv.shop.example.com").await.unwrap();
+    env.wait_phase("taken", Phase::Issued).await;
+    assert_eq!(sim.purchases(), 1);
+}
+
 /// With no `ClusterDNSZone`, a `DNS_CNAME` validation is shown as the CNAME a person creates;
 /// once created, the order is issued. A CNAME elsewhere at the name is diagnosed, not accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,6 +103,8 @@ pub struct SimOrder {
     pub renewals: Vec<i64>,
     /// DNS validation asks for `DNS_CNAME` (see [`UsslSim::set_dns_cname`]) rather than `DNS_TXT`.
     pub dns_cname: bool,
+    /// The CNAME's first label instead of `_<token>` (see [`UsslSim::set_dns_cname_label`]).
+    pub dns_cname_label: Option<String>,
 }
 
 impl SimOrder {
@@ -112,7 +114,8 @@ impl SimOrder {
     pub fn dns_record(&self, domain: &str, token: &str) -> (String, String) {
         let base = domain.trim_start_matches("*.");
         if self.dns_cname {
-            (format!("_{token}.{base}"), format!("{token}.dcv.ussl-sim.test"))
+            let label = self.dns_cname_label.clone().unwrap_or_else(|| format!("_{token}"));
+            (format!("{label}.{base}"), format!("{token}.dcv.ussl-sim.test"))
         } else {
             (format!("_dnsauth.{base}"), token.to_owned())
         }
@@ -144,6 +147,7 @@ struct Inner {
     http_target: Option<SocketAddr>,
     /// Orders bought from now on ask for `DNS_CNAME` validation.
     dns_cname: bool,
+    dns_cname_label: Option<String>,
     /// The account's rate limit, as a bucket of `per_second` calls refilled continuously: a
     /// call finding it empty is refused with RetCode 153. `None`: no limit.
     rate_limit: Option<RateLimit>,
@@ -226,6 +230,7 @@ impl UsslSim {
                 calls: BTreeMap::new(),
                 http_target: None,
                 dns_cname: false,
+                dns_cname_label: None,
                 rate_limit: None,
                 rate_limited: 0,
             }),
@@ -355,6 +360,7 @@ impl UsslSim {
                     valid_year: 1,
                     renewals: Vec::new(),
                     dns_cname: false,
+                    dns_cname_label: None,
                 },
             );
         }
@@ -377,6 +383,12 @@ impl UsslSim {
     /// would: the CNAME must exist at the name with that target.
     pub fn set_dns_cname(&self, yes: bool) {
         self.sim.inner.lock().expect("simulator lock").dns_cname = yes;
+    }
+
+    /// The `DNS_CNAME` record name of orders bought from now on is `<label>.<domain>` rather than
+    /// `_<token>.<domain>`, so a test can put something at that name beforehand.
+    pub fn set_dns_cname_label(&self, label: &str) {
+        self.sim.inner.lock().expect("simulator lock").dns_cname_label = Some(label.to_owned());
     }
 
     pub fn set_http_target(&self, addr: SocketAddr) {
@@ -710,6 +722,7 @@ async fn purchase(sim: &Sim, params: &Map<String, Value>) -> Response {
             valid_year: int(params, "ValidYear").unwrap_or(1),
             renewals: Vec::new(),
             dns_cname: inner.dns_cname,
+            dns_cname_label: inner.dns_cname_label.clone(),
         };
         inner.orders.insert(id, order);
         sim.purchases.fetch_add(1, Ordering::SeqCst);
