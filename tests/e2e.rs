@@ -828,6 +828,156 @@ async fn ucloud_dv_order_with_dns_validation_is_bought_validated_and_installed()
     assert_eq!(sim.purchases(), 1, "renewed under the same purchase");
 }
 
+/// UCloud's `DNS_CNAME` validation (Sectigo-style DCV): with a `ClusterDNSZone`, certorder
+/// publishes the CNAME itself through BIND (RFC 2136), the simulated CA finds it, and the record
+/// is removed after issuance while another value in the zone stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_dns_cname_validation_is_published_as_a_cname_through_rfc2136_and_removed() {
+    let bind = testbed::bind::Bind::start(&[testbed::bind::Zone {
+        name: "example.net",
+        records: &["_dnsauth.www 60 IN TXT \"someone-elses-value\""],
+        updatable: true,
+    }])
+    .await;
+    let mut env = Env::start_with_controller(false).await;
+    env.metrics_port = free_port();
+    env.controller = Some(spawn_controller(&env.client, test_config(bind.addr(), env.metrics_port)));
+    rfc2136_zone(&env, &bind).await;
+    // The simulated CA looks the CNAME up where certorder publishes it.
+    let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, bind.addr()).await;
+    sim.set_dns_cname(true);
+    ucloud_provider(&env, &sim, "ucloud", USSL_PRIVATE_KEY).await;
+    env.apply(ucloud_dv_order("cname", &["www.example.net"], "ucloud")).await;
+
+    let published = env
+        .wait_for("cname", "its CNAME published", |o| {
+            o.status.as_ref().is_some_and(|s| s.published.as_ref().is_some_and(|p| !p.dns_records.is_empty()))
+        })
+        .await;
+    let status = published.status.as_ref().unwrap();
+    let challenge = &status.challenges[0];
+    assert_eq!(challenge.record_type, Some(certorder::api::DnsRecordType::CNAME));
+    let sim_order = sim.orders().into_iter().next().unwrap();
+    let (name, value) = sim_order.dns_record("www.example.net", &sim_order.tokens["www.example.net"]);
+    assert_eq!((challenge.target.as_str(), challenge.expected_value.as_str()), (name.as_str(), value.as_str()));
+    let record = &status.published.as_ref().unwrap().dns_records[0];
+    assert_eq!((record.type_.as_str(), record.name.as_str(), record.value.as_str()), ("CNAME", &*name, &*value));
+
+    let issued = env.wait_phase("cname", Phase::Issued).await;
+    assert!(has_condition(&issued, "Ready", "True"));
+    assert_ussl_secret(&env, &sim, "cname-tls", &["www.example.net"]).await;
+    assert_eq!(sim.purchases(), 1);
+    // Removed after validation: only certorder's record.
+    wait_until(|| async {
+        env.orders().get("cname").await.unwrap().status.as_ref().is_some_and(|s| s.published.is_none())
+    })
+    .await;
+    assert_eq!(bind.cname(&name).await, None, "the CNAME certorder added is removed");
+    assert_eq!(bind.txt("_dnsauth.www.example.net").await, ["someone-elses-value"]);
+    println!("figures: issued 1 UCloud DNS_CNAME order through BIND (RFC 2136 CNAME); records left behind: 0");
+}
+
+/// `DNS_CNAME` through external-dns: the order's `DNSEndpoint` holds a CNAME endpoint, which the
+/// emulated external-dns publishes to the DNS the simulated CA asks; it is gone after issuance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_dns_cname_validation_is_published_as_a_cname_dns_endpoint() {
+    let (env, sim) = ucloud_env().await;
+    sim.set_dns_cname(true);
+    let crd: CustomResourceDefinition = serde_yaml::from_str(testbed::cluster::EXTERNAL_DNS_CRD).unwrap();
+    Api::<CustomResourceDefinition>::all(env.client.clone()).create(&PostParams::default(), &crd).await.unwrap();
+    let external_dns = testbed::cluster::ExternalDns::start(env.client.clone(), env.dns.clone());
+    env.dns_zone(json!({"zone": "example.com", "externalDNS": {}}), "example-com").await;
+    env.apply(ucloud_dv_order("edns-cname", &["shop.example.com"], "ucloud")).await;
+    let published = env
+        .wait_for("edns-cname", "its CNAME published", |o| {
+            o.status.as_ref().is_some_and(|s| s.published.as_ref().is_some_and(|p| !p.dns_records.is_empty()))
+        })
+        .await;
+    let status = published.status.as_ref().unwrap();
+    assert!(status.challenges[0].is_cname());
+    let record = &status.published.as_ref().unwrap().dns_records[0];
+    assert_eq!(
+        (record.type_.as_str(), &record.name, &record.value),
+        ("CNAME", &status.challenges[0].target, &status.challenges[0].expected_value)
+    );
+    env.wait_phase("edns-cname", Phase::Issued).await;
+    assert_ussl_secret(&env, &sim, "edns-cname-tls", &["shop.example.com"]).await;
+    let gvk = kube::api::GroupVersionKind::gvk("externaldns.k8s.io", "v1alpha1", "DNSEndpoint");
+    let endpoints: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        NS,
+        &kube::api::ApiResource::from_gvk_with_plural(&gvk, "dnsendpoints"),
+    );
+    wait_until(|| async { endpoints.get_opt("edns-cname-dcv").await.unwrap().is_none() }).await;
+    wait_until(|| async { external_dns.names().is_empty() }).await;
+    assert_eq!(sim.purchases(), 1);
+}
+
+/// A `DNS_CNAME` name that already holds someone else's CNAME is reported, not overwritten;
+/// once the person removes it, certorder publishes its own and the order is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_dns_cname_over_someone_elses_cname_is_reported_not_overwritten() {
+    let (env, sim) = ucloud_env().await;
+    sim.set_dns_cname(true);
+    sim.set_dns_cname_label("_dcv");
+    env.dns.set_cname("_dcv.shop.example.com", "someone-else.example.org").await.unwrap();
+    let crd: CustomResourceDefinition = serde_yaml::from_str(testbed::cluster::EXTERNAL_DNS_CRD).unwrap();
+    Api::<CustomResourceDefinition>::all(env.client.clone()).create(&PostParams::default(), &crd).await.unwrap();
+    let _external_dns = testbed::cluster::ExternalDns::start(env.client.clone(), env.dns.clone());
+    env.dns_zone(json!({"zone": "example.com", "externalDNS": {}}), "example-com").await;
+    env.apply(ucloud_dv_order("taken", &["shop.example.com"], "ucloud")).await;
+    let refused = env
+        .wait_for("taken", "the foreign CNAME reported", |o| {
+            serde_json::to_string(&o.status).unwrap().contains("is already a CNAME to someone-else.example.org")
+        })
+        .await;
+    let status = refused.status.as_ref().unwrap();
+    assert_eq!(status.phase, Phase::DomainValidation);
+    assert!(status.published.as_ref().is_none_or(|p| p.dns_records.is_empty()), "nothing published");
+    let checker = certorder::validation::dns::DnsChecker::new(
+        certorder::validation::dns::DnsCheckerConfig::with_nameservers(vec![env.dns.addr()]),
+    )
+    .unwrap();
+    assert_eq!(checker.cname_at("_dcv.shop.example.com").await.as_deref(), Some("someone-else.example.org"));
+    // The person removes theirs: certorder publishes its own, and the order is issued.
+    env.dns.remove_cname("_dcv.shop.example.com").await.unwrap();
+    env.wait_phase("taken", Phase::Issued).await;
+    assert_eq!(sim.purchases(), 1);
+}
+
+/// With no `ClusterDNSZone`, a `DNS_CNAME` validation is shown as the CNAME a person creates;
+/// once created, the order is issued. A CNAME elsewhere at the name is diagnosed, not accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ucloud_dns_cname_validation_without_a_zone_tells_a_person_to_create_the_cname() {
+    let (env, sim) = ucloud_env().await;
+    sim.set_dns_cname(true);
+    env.apply(ucloud_dv_order("manual", &["shop.example.com"], "ucloud")).await;
+    let validating = env.wait_phase("manual", Phase::DomainValidation).await;
+    let sim_order = sim.orders().into_iter().next().unwrap();
+    let (name, value) = sim_order.dns_record("shop.example.com", &sim_order.tokens["shop.example.com"]);
+    assert!(name.starts_with('_') && name.ends_with(".shop.example.com"), "{name}");
+    let want = format!("create CNAME {name} → {value}");
+    let message = validating.status.as_ref().unwrap().message.clone().unwrap_or_default();
+    assert!(message.contains(&want), "{message}");
+    // Someone else's CNAME at the name: the self-check says what is wrong.
+    env.dns.set_cname(&name, "elsewhere.example.org").await.unwrap();
+    let diagnosed = env
+        .wait_for("manual", "the wrong CNAME diagnosed", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.challenges.iter().any(|c| {
+                    c.self_check.as_ref().is_some_and(|k| k.diagnosis.contains("is a CNAME to elsewhere.example.org"))
+                })
+            })
+        })
+        .await;
+    assert_eq!(diagnosed.status.as_ref().unwrap().phase, Phase::DomainValidation);
+    // The person creates it as shown: issued.
+    env.dns.set_cname(&name, &value).await.unwrap();
+    env.wait_phase("manual", Phase::Issued).await;
+    assert_ussl_secret(&env, &sim, "manual-tls", &["shop.example.com"]).await;
+    assert_eq!(sim.purchases(), 1);
+}
+
 /// What was bought is fixed: once the vendor's id is recorded, the API server refuses a change of
 /// product or provider, and more domains than were bought, and the order stays as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,6 +305,16 @@ pub enum ValidationMethod {
     HTTP,
 }
 
+/// The type of DNS record a DNS challenge asks for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DnsRecordType {
+    /// A TXT record holding the value.
+    #[default]
+    TXT,
+    /// A CNAME record pointing at the value (UCloud's `DNS_CNAME`, Sectigo-style DCV).
+    CNAME,
+}
+
 /// DNS validation. When a `ClusterDNSZone` covers the record name (or the name a CNAME there
 /// points to), certorder creates the record before its self-check and removes it after
 /// validation or when the order is deleted; otherwise the status lists the records for a person
@@ -735,13 +745,23 @@ pub struct Challenge {
     /// The domain being validated (ASCII).
     pub domain: String,
     pub method: ValidationMethod,
-    /// DNS: the TXT record's full name. HTTP: the URL the CA fetches.
+    /// DNS: the record's full name. HTTP: the URL the CA fetches.
     pub target: String,
-    /// The exact TXT value or file content the CA expects.
+    /// The exact TXT value, CNAME target or file content the CA expects.
     pub expected_value: String,
+    /// DNS: the record type the CA looks up, `TXT` or `CNAME`; absent means `TXT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_type: Option<DnsRecordType>,
     /// What the operator's own check saw, the way the CA will look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_check: Option<SelfCheck>,
+}
+
+impl Challenge {
+    /// Whether this is a DNS challenge asking for a CNAME (rather than a TXT record).
+    pub fn is_cname(&self) -> bool {
+        self.method == ValidationMethod::DNS && self.record_type == Some(DnsRecordType::CNAME)
+    }
 }
 
 /// The result of the operator's check of one challenge.

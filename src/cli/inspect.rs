@@ -117,6 +117,7 @@ fn domain_validation(out: &mut String, challenges: &[Challenge]) {
     let _ = writeln!(out, "Domain validation:");
     for c in challenges {
         let what = match c.method {
+            ValidationMethod::DNS if c.is_cname() => format!("CNAME {} → {}", c.target, c.expected_value),
             ValidationMethod::DNS => format!("TXT {} = \"{}\"", c.target, c.expected_value),
             ValidationMethod::HTTP => {
                 format!("GET {} must return \"{}\" (no trailing newline)", c.target, c.expected_value)
@@ -232,9 +233,18 @@ async fn check_one(checker: &DnsChecker, c: &Challenge, out: &mut String) -> boo
         );
         return false;
     }
-    let o = checker.check_txt(&c.target, &c.expected_value).await;
+    let (o, what) = match c.is_cname() {
+        true => (
+            checker.check_cname(&c.target, &c.expected_value).await,
+            format!("CNAME {} → {}", c.target, c.expected_value),
+        ),
+        false => (
+            checker.check_txt(&c.target, &c.expected_value).await,
+            format!("TXT {} = \"{}\"", c.target, c.expected_value),
+        ),
+    };
     let verdict = if o.matched { "ok  " } else { "FAIL" };
-    let _ = writeln!(out, "{verdict} {:<28} TXT {} = \"{}\"", c.domain, c.target, c.expected_value);
+    let _ = writeln!(out, "{verdict} {:<28} {what}", c.domain);
     if !o.matched {
         let _ = writeln!(out, "     {:<28} {}", "", o.diagnosis);
     }

@@ -34,13 +34,40 @@ async fn zones(client: &Client) -> Result<Vec<ClusterDNSZone>, StepError> {
     }
 }
 
-/// The record kind a challenge asks for (`DNS_CNAME` challenges carry `CNAME:` in front of the
-/// target value; everything else is TXT).
+/// The record kind a challenge asks for (`recordType: CNAME`, or TXT) and its value.
 fn kind_of(c: &Challenge) -> (RecordKind, String) {
-    match c.expected_value.strip_prefix("CNAME:") {
-        Some(target) => (RecordKind::Cname, target.to_owned()),
-        None => (RecordKind::Txt, c.expected_value.clone()),
+    match c.is_cname() {
+        true => (RecordKind::Cname, c.expected_value.trim_end_matches('.').to_owned()),
+        false => (RecordKind::Txt, c.expected_value.clone()),
     }
+}
+
+/// A CNAME challenge's name must hold certorder's CNAME: one that already points elsewhere
+/// (someone else's, not a value certorder published before) is not overwritten.
+async fn check_cname_names(
+    dns: &DnsChecker,
+    want: &[PublishedRecord],
+    previous: Option<&PublishedValidation>,
+) -> Result<(), StepError> {
+    for r in want.iter().filter(|r| r.type_ == RecordKind::Cname.as_str()) {
+        let Some(existing) = dns.cname_at(&r.name).await else { continue };
+        let ours = |v: &str| v.trim_end_matches('.').eq_ignore_ascii_case(r.value.trim_end_matches('.'));
+        let published_before = previous.is_some_and(|p| {
+            p.dns_records.iter().any(|q| {
+                q.name == r.name
+                    && q.type_ == r.type_
+                    && q.value.trim_end_matches('.').eq_ignore_ascii_case(existing.trim_end_matches('.'))
+            })
+        });
+        if !ours(&existing) && !published_before {
+            return Err(StepError::transient(format!(
+                "{} is already a CNAME to {existing}, which certorder did not create: the CA wants CNAME {} → {}; \
+                 certorder does not overwrite another CNAME, delete it (or change it to {}) yourself",
+                r.name, r.name, r.value, r.value
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The records the challenges would publish now, with the zone of each.
@@ -130,6 +157,7 @@ pub async fn publish(
 ) -> Result<PublishedValidation, StepError> {
     let zones = zones(client).await?;
     let want = desired(order, challenges, &zones, dns).await?;
+    check_cname_names(dns, &want, previous).await?;
     let ns = order.namespace().unwrap_or_default();
     let stale: Vec<PublishedRecord> =
         previous.map(|p| p.dns_records.iter().filter(|r| !want.contains(r)).cloned().collect()).unwrap_or_default();

@@ -141,15 +141,19 @@ fn polled(order: &OrderView, status: &mut CertificateOrderStatus, view: VendorVi
         .challenges
         .into_iter()
         .map(|c| {
-            let same = previous
-                .iter()
-                .find(|p| p.domain == c.domain && p.target == c.target && p.expected_value == c.expected_value);
+            let same = previous.iter().find(|p| {
+                p.domain == c.domain
+                    && p.target == c.target
+                    && p.expected_value == c.expected_value
+                    && p.record_type == c.record_type
+            });
             Challenge {
                 self_check: same.and_then(|p| p.self_check.clone()),
                 domain: c.domain,
                 method: c.method,
                 target: c.target,
                 expected_value: c.expected_value,
+                record_type: c.record_type,
             }
         })
         .collect();

@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    CertificateInfo, CertificateOrderSpec, CertificateOrderStatus, Challenge, PublishedValidation, SelfCheck,
-    ValidationMethod, VendorOrder, VendorStage,
+    CertificateInfo, CertificateOrderSpec, CertificateOrderStatus, Challenge, DnsRecordType, PublishedValidation,
+    SelfCheck, ValidationMethod, VendorOrder, VendorStage,
 };
 pub use absorb::absorb;
 pub use decide::decide;
@@ -164,6 +164,8 @@ pub struct ChallengeSpec {
     /// DNS: the record name. HTTP: the URL.
     pub target: String,
     pub expected_value: String,
+    /// DNS: `Some(CNAME)` for a CNAME challenge; `None` is TXT (as stored statuses have it).
+    pub record_type: Option<DnsRecordType>,
 }
 
 /// What the controller should do next.
@@ -400,10 +402,15 @@ pub fn publish_digest(spec: &CertificateOrderSpec, challenges: &[Challenge]) -> 
         .filter(|c| c.method == ValidationMethod::HTTP)
         .map(|c| (&c.domain, &c.target, &c.expected_value))
         .collect();
-    let records: Vec<_> = challenges
+    // A TXT record hashes as (domain, name, value), as before record types existed; a CNAME one
+    // carries its type too.
+    let records: Vec<serde_json::Value> = challenges
         .iter()
         .filter(|c| c.method == ValidationMethod::DNS)
-        .map(|c| (&c.domain, &c.target, &c.expected_value))
+        .map(|c| match c.is_cname() {
+            false => serde_json::json!([c.domain, c.target, c.expected_value]),
+            true => serde_json::json!([c.domain, c.target, c.expected_value, "CNAME"]),
+        })
         .collect();
     let published = if records.is_empty() {
         serde_json::json!({"files": files, "route": spec.domain_validation.http})

@@ -230,7 +230,8 @@ fn approval_hint(review: bool, vendor: &VendorOrder) -> String {
     }
 }
 
-/// ": create TXT _dnsauth.example.com = "v" (self-check: …)" for challenges not yet seen.
+/// ": create TXT _dnsauth.example.com = "v" (self-check: …)" (or "create CNAME n → v") for
+/// challenges not yet seen.
 fn challenge_hint(status: &CertificateOrderStatus) -> String {
     let pending: Vec<String> = status
         .challenges
@@ -238,6 +239,22 @@ fn challenge_hint(status: &CertificateOrderStatus) -> String {
         .filter(|c| !c.self_check.as_ref().is_some_and(|s| s.passed))
         .map(|c| {
             let what = match c.method {
+                ValidationMethod::DNS if c.is_cname() => {
+                    let name = c.target.trim_end_matches('.').to_ascii_lowercase();
+                    let value = c.expected_value.trim_end_matches('.');
+                    let published = status.published.as_ref().and_then(|p| {
+                        p.dns_records
+                            .iter()
+                            .find(|r| r.type_ == "CNAME" && r.name == name && r.value.eq_ignore_ascii_case(value))
+                    });
+                    match published {
+                        Some(r) => format!(
+                            "CNAME {} → {value} (published by certorder with ClusterDNSZone {})",
+                            c.target, r.zone
+                        ),
+                        None => format!("create CNAME {} → {value}", c.target),
+                    }
+                }
                 ValidationMethod::DNS => {
                     let published = status.published.as_ref().and_then(|p| {
                         p.dns_records.iter().find(|r| r.value == c.expected_value && r.type_ == "TXT")

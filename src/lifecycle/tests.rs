@@ -89,6 +89,7 @@ fn challenge(domain: &str) -> ChallengeSpec {
         method: ValidationMethod::DNS,
         target: format!("_dnsauth.{}", domain.trim_start_matches("*.")),
         expected_value: format!("token-{domain}"),
+        record_type: None,
     }
 }
 
@@ -105,6 +106,7 @@ fn http_challenge(domain: &str) -> Challenge {
         method: ValidationMethod::HTTP,
         target: format!("http://{domain}/.well-known/pki-validation/fileauth.txt"),
         expected_value: format!("token-{domain}"),
+        record_type: None,
         self_check: None,
     }
 }
@@ -200,6 +202,7 @@ fn decide_table() {
                     method: c.method,
                     target: c.target,
                     expected_value: c.expected_value,
+                    record_type: c.record_type,
                     self_check: passed.map(|p| check(p, now)),
                 }
             })
@@ -992,6 +995,31 @@ fn http_validation_is_refused_only_for_wildcards() {
     let mut other_value = files.clone();
     other_value[0].expected_value = "new".into();
     assert_ne!(publish_digest(&http, &files), publish_digest(&http, &other_value));
+}
+
+#[test]
+fn dns_publish_digest_is_stable_for_txt_and_follows_the_record_type() {
+    let dv = spec(CertificateType::DV);
+    let c = challenge("example.com");
+    let txt = vec![Challenge {
+        domain: c.domain.clone(),
+        method: c.method,
+        target: c.target.clone(),
+        expected_value: c.expected_value.clone(),
+        record_type: None,
+        self_check: None,
+    }];
+    // What a TXT challenge hashed to before record types existed: orders in flight keep it.
+    let before = serde_json::json!({
+        "records": [(&c.domain, &c.target, &c.expected_value)],
+        "dns": dv.domain_validation.dns,
+    });
+    let hash = <sha2::Sha256 as sha2::Digest>::digest(before.to_string().as_bytes());
+    assert_eq!(publish_digest(&dv, &txt), hex::encode(&hash[..12]));
+    let mut cname = txt.clone();
+    cname[0].record_type = Some(DnsRecordType::CNAME);
+    assert!(cname[0].is_cname() && !txt[0].is_cname());
+    assert_ne!(publish_digest(&dv, &txt), publish_digest(&dv, &cname));
 }
 
 #[test]

@@ -289,6 +289,36 @@ impl DnsChecker {
         show(&current)
     }
 
+    /// The target of the CNAME at `name` (one hop), as its authoritative servers answer; `None`
+    /// when it is no alias (or on errors).
+    pub async fn cname_at(&self, name: &str) -> Option<String> {
+        let name = fqdn(name).ok()?;
+        let targets = self.targets_for(&name).await.ok()?;
+        for t in &targets {
+            if let Seen::Cname(target) = self.ask_txt(t.addr, &name).await {
+                return Some(show(&target));
+            }
+        }
+        None
+    }
+
+    /// Checks that every authoritative server of `record_name`'s zone serves a CNAME at
+    /// `record_name` whose target is `expected` (case-insensitive, trailing dot ignored), as the
+    /// CA looks for a `DNS_CNAME` validation. Never fails: problems are in the diagnosis.
+    pub async fn check_cname(&self, record_name: &str, expected: &str) -> TxtObservation {
+        let original = record_name.trim_end_matches('.').to_owned();
+        let name = match fqdn(record_name) {
+            Ok(n) => n,
+            Err(reason) => return failure(format!("{original:?} is not a DNS name: {reason}"), ""),
+        };
+        let targets = match self.targets_for(&name).await {
+            Ok(t) => t,
+            Err(diagnosis) => return failure(diagnosis, ""),
+        };
+        let seen = join_all(targets.iter().map(|t| self.ask_txt(t.addr, &name))).await;
+        judge_cname(&show(&name), expected, &targets, &seen)
+    }
+
     async fn ask_txt(&self, server: SocketAddr, name: &Name) -> Seen {
         let response = match query(server, name, RecordType::TXT, false, &self.config).await {
             Ok(r) => r,
@@ -377,6 +407,52 @@ fn judge(name: &str, expected: &str, targets: &[Target], seen: &[Seen], via: &[S
         diagnosis = format!("servers disagree: {good} of {} have the expected value; {diagnosis}", seen.len());
     }
     TxtObservation { found, matched: false, diagnosis: with_via(diagnosis, via), server: bad_target.label.clone() }
+}
+
+/// The judgement of a CNAME challenge: every server must answer a CNAME at `name` whose target
+/// is `expected`.
+fn judge_cname(name: &str, expected: &str, targets: &[Target], seen: &[Seen]) -> TxtObservation {
+    let want = expected.trim_end_matches('.');
+    let holds = |s: &Seen| matches!(s, Seen::Cname(t) if show(t).eq_ignore_ascii_case(want));
+    let create = format!("create CNAME {name} → {want}");
+    let all_labels = targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>().join(", ");
+    let good = seen.iter().filter(|s| holds(s)).count();
+    if good == seen.len() && !seen.is_empty() {
+        return TxtObservation {
+            found: vec![want.to_owned()],
+            matched: true,
+            diagnosis: format!("found the expected CNAME {name} → {want} on {all_labels}"),
+            server: all_labels,
+        };
+    }
+    let bad = seen
+        .iter()
+        .zip(targets)
+        .find(|(s, _)| matches!(s, Seen::Failed(_)))
+        .or_else(|| seen.iter().zip(targets).find(|(s, _)| !holds(s)));
+    let Some((bad_seen, bad_target)) = bad else {
+        return failure(format!("no authoritative server answered for {name}"), "");
+    };
+    let label = &bad_target.label;
+    let (mut diagnosis, found) = match bad_seen {
+        Seen::Cname(t) => (
+            format!("{name} is a CNAME to {} on {label}, but the CA expects {want}: change it", show(t)),
+            vec![show(t)],
+        ),
+        Seen::Txt(values) => (
+            format!(
+                "{name} holds TXT {} on {label}, but the CA looks for a CNAME: remove the TXT and {create}",
+                values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
+            ),
+            values.clone(),
+        ),
+        Seen::Empty | Seen::NxDomain => (format!("CNAME record not found at {name} on {label}: {create}"), Vec::new()),
+        Seen::Failed(e) => (format!("{e} asking {label}"), Vec::new()),
+    };
+    if good > 0 {
+        diagnosis = format!("servers disagree: {good} of {} have the expected CNAME; {diagnosis}", seen.len());
+    }
+    TxtObservation { found, matched: false, diagnosis, server: label.clone() }
 }
 
 fn failure(diagnosis: String, server: &str) -> TxtObservation {

@@ -126,12 +126,14 @@ impl LocalProvider {
                         method: ValidationMethod::DNS,
                         target: txt_record_name(DNS_LABEL, domain),
                         expected_value,
+                        record_type: None,
                     },
                     ValidationMethod::HTTP => ChallengeSpec {
                         domain: domain.clone(),
                         method: ValidationMethod::HTTP,
                         target: format!("http://{domain}{WELL_KNOWN}{FILE_NAME}"),
                         expected_value,
+                        record_type: None,
                     },
                 }
             })

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::{AccountState, OrderContext, ProviderError, Vendor, VendorFile, txt_record_name};
 use crate::api::{
-    Applicant, CertificateOrderSpec, NamespacedSecretRef, Organization, SubmittedInfo, UcloudDefaults,
+    Applicant, CertificateOrderSpec, DnsRecordType, NamespacedSecretRef, Organization, SubmittedInfo, UcloudDefaults,
     UcloudProviderSpec, ValidationMethod, VendorStage,
 };
 use crate::lifecycle::{ChallengeSpec, Timing, VendorView, parse_go_duration};
@@ -611,7 +611,8 @@ pub fn stage_of(code: &str) -> VendorStage {
 }
 
 /// The validations `GetDVAuthInfo` asks for, as challenges. DNS keys that are a bare label are
-/// made into a name under the domain.
+/// made into a name under the domain. `DNS_CNAME` auths are CNAME challenges (record name =
+/// `AuthKey`, target = `AuthValue`); every other DNS auth is a TXT record.
 pub fn challenges(answer: &Value, domains: &[String]) -> Vec<ChallengeSpec> {
     let (method, auths) = wire::dv_auth(answer);
     auths
@@ -638,6 +639,7 @@ pub fn challenges(answer: &Value, domains: &[String]) -> Vec<ChallengeSpec> {
                     method: ValidationMethod::HTTP,
                     target: format!("http://{base}{path}"),
                     expected_value: a.value,
+                    record_type: None,
                 })
             } else {
                 let target = if a.key.is_empty() {
@@ -647,7 +649,13 @@ pub fn challenges(answer: &Value, domains: &[String]) -> Vec<ChallengeSpec> {
                 } else {
                     format!("{}.{base}", a.key.to_ascii_lowercase())
                 };
-                Some(ChallengeSpec { domain, method: ValidationMethod::DNS, target, expected_value: a.value })
+                // `DNS_CNAME`: the CA looks up a CNAME at the key whose target is the value.
+                let cname = kind.to_ascii_uppercase().contains("CNAME");
+                let (expected_value, record_type) = match cname {
+                    true => (a.value.trim().trim_end_matches('.').to_owned(), Some(DnsRecordType::CNAME)),
+                    false => (a.value, None),
+                };
+                Some(ChallengeSpec { domain, method: ValidationMethod::DNS, target, expected_value, record_type })
             }
         })
         .collect()

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::client::{classify, redacted, signature};
 use super::wire::{self, Download};
 use super::*;
+use crate::api::DnsRecordType;
 
 fn map(v: Value) -> BTreeMap<String, Value> {
     params(v)
@@ -153,8 +154,39 @@ fn parses_get_dv_auth_info_example_in_lower_camel_case() {
             method: ValidationMethod::DNS,
             target: "s5iljpx7j6dvmup5i4nyxwb4z3rfvnwj.bestenover.com".into(),
             expected_value: "s20170106185910.bestenover.com".into(),
+            record_type: None,
         }]
     );
+}
+
+#[test]
+fn dns_cname_auths_are_cname_challenges_in_both_casings() {
+    let answer = json!({
+        "AuthMethod": "DNS",
+        "Auths": [
+            {"authType": "DNS_CNAME", "authKey": "S5ILJPX7.bestenover.com.", "authValue": "s20170106185910.ca.example.",
+             "domain": "www.bestenover.com"},
+            {"Domain": "shop.example.org", "AuthType": "DNS_CNAME", "AuthKey": "_0a1b2c", "AuthValue": "t1.dcv.example"},
+            {"Domain": "txt.example.org", "AuthType": "DNS_TXT", "AuthKey": "_dnsauth", "AuthValue": "token-3"},
+        ],
+        "RetCode": 0
+    });
+    let c = challenges(&answer, &[]);
+    assert_eq!(
+        c[0],
+        ChallengeSpec {
+            domain: "www.bestenover.com".into(),
+            method: ValidationMethod::DNS,
+            target: "s5iljpx7.bestenover.com".into(),
+            expected_value: "s20170106185910.ca.example".into(),
+            record_type: Some(DnsRecordType::CNAME),
+        }
+    );
+    assert_eq!(c[1].target, "_0a1b2c.shop.example.org");
+    assert_eq!(c[1].expected_value, "t1.dcv.example");
+    assert_eq!(c[1].record_type, Some(DnsRecordType::CNAME));
+    assert_eq!(c[2].target, "_dnsauth.txt.example.org");
+    assert_eq!(c[2].record_type, None);
 }
 
 #[test]
@@ -174,6 +206,7 @@ fn dv_auth_in_the_field_table_shape_file_and_dns() {
     assert_eq!(c[1].method, ValidationMethod::DNS);
     assert_eq!(c[1].target, "_dnsauth.example.org");
     assert_eq!(c[1].domain, "*.example.org");
+    assert_eq!(c[1].record_type, None);
 }
 
 #[test]

@@ -202,3 +202,38 @@ fn reads_nameservers_from_resolv_conf() {
     let got: Vec<String> = parse_resolv_conf(text).iter().map(|a| a.to_string()).collect();
     assert_eq!(got, vec!["10.96.0.10:53", "[2001:db8::1]:53", "[fe80::1]:53"]);
 }
+
+#[tokio::test]
+async fn cname_challenge_judgement() {
+    let dns = TestDns::start(&["example.com"]).await.unwrap();
+    let checker = checker_for(&[&dns]);
+    let name = "_0a1b2c.example.com";
+    let want = "t1.dcv.ca.example";
+
+    // Nothing there: say what to create.
+    let o = checker.check_cname(name, want).await;
+    assert!(!o.matched);
+    assert!(o.diagnosis.contains("create CNAME _0a1b2c.example.com → t1.dcv.ca.example"), "{}", o.diagnosis);
+
+    // A TXT where the CA wants a CNAME.
+    dns.set_txt(name, &[want]).await.unwrap();
+    let o = checker.check_cname(name, want).await;
+    assert!(!o.matched);
+    assert!(o.diagnosis.contains("looks for a CNAME"), "{}", o.diagnosis);
+    dns.remove_txt(name).await.unwrap();
+
+    // A CNAME elsewhere.
+    dns.set_cname(name, "other.example.net").await.unwrap();
+    let o = checker.check_cname(name, want).await;
+    assert!(!o.matched);
+    assert_eq!(o.found, vec!["other.example.net".to_string()]);
+    assert!(o.diagnosis.contains("is a CNAME to other.example.net"), "{}", o.diagnosis);
+    assert_eq!(checker.cname_at(name).await.as_deref(), Some("other.example.net"));
+
+    // The expected target, whatever its case and trailing dot.
+    dns.set_cname(name, "T1.DCV.ca.example.").await.unwrap();
+    let o = checker.check_cname(name, "t1.dcv.ca.example.").await;
+    assert!(o.matched, "{}", o.diagnosis);
+    assert!(o.diagnosis.contains("found the expected CNAME"), "{}", o.diagnosis);
+    assert_eq!(checker.cname_at("_dnsauth.example.com").await, None);
+}

@@ -173,6 +173,15 @@ impl Bind {
         out
     }
 
+    /// The target of the CNAME BIND serves at `name` (without the trailing dot), if any.
+    pub async fn cname(&self, name: &str) -> Option<String> {
+        let m = self.ask(name, RecordType::CNAME).await.expect("BIND answers");
+        m.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(c) => Some(c.0.to_ascii().trim_end_matches('.').to_owned()),
+            _ => None,
+        })
+    }
+
     /// Every TXT record of the zone whose name starts with `_` or lies below `prefix`: AXFR is not
     /// allowed, so this asks the names given.
     pub async fn txt_at(&self, names: &[&str]) -> Vec<(String, String)> {

@@ -581,7 +581,7 @@ pub const EXTERNAL_DNS_CRD: &str =
     include_str!("../thirdparty/external-dns-v0.22.0/dnsendpoints.externaldns.k8s.io.yaml");
 
 /// What external-dns (`--source=crd --provider=<the test DNS>`) does with `DNSEndpoint`s: every
-/// endpoint's TXT targets are published at its `dnsName` in the test DNS, and names it published
+/// endpoint's TXT targets (or CNAME target) are published at its `dnsName` in the test DNS, and names it published
 /// whose endpoints went away are removed (it owns what it created, as its TXT registry makes it).
 /// Runs until dropped.
 pub struct ExternalDns {
@@ -610,11 +610,14 @@ impl ExternalDns {
                     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
                     for object in list.items.iter().filter(|o| o.metadata.deletion_timestamp.is_none()) {
                         for e in object.data["spec"]["endpoints"].as_array().into_iter().flatten() {
-                            if e["recordType"].as_str() != Some("TXT") {
+                            let kind = e["recordType"].as_str().unwrap_or_default();
+                            if kind != "TXT" && kind != "CNAME" {
                                 continue;
                             }
                             let name = e["dnsName"].as_str().unwrap_or_default().trim_end_matches('.').to_lowercase();
-                            let targets = wanted.entry(name).or_default();
+                            // A CNAME is kept under "CNAME " + name: its one target is the alias.
+                            let key = if kind == "CNAME" { format!("CNAME {name}") } else { name };
+                            let targets = wanted.entry(key).or_default();
                             for t in e["targets"].as_array().into_iter().flatten().filter_map(|t| t.as_str()) {
                                 if !targets.iter().any(|x| x == t) {
                                     targets.push(t.to_string());
@@ -623,14 +626,28 @@ impl ExternalDns {
                         }
                     }
                     let before = mine.lock().expect("external-dns state").clone();
-                    for (name, values) in &wanted {
-                        if before.get(name) != Some(values) {
-                            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-                            let _ = dns.set_txt(name, &refs).await;
+                    for (key, values) in &wanted {
+                        if before.get(key) != Some(values) {
+                            match key.strip_prefix("CNAME ") {
+                                Some(name) => {
+                                    let _ = dns.set_cname(name, &values[0]).await;
+                                }
+                                None => {
+                                    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                                    let _ = dns.set_txt(key, &refs).await;
+                                }
+                            }
                         }
                     }
-                    for name in before.keys().filter(|n| !wanted.contains_key(*n)) {
-                        let _ = dns.remove_txt(name).await;
+                    for key in before.keys().filter(|n| !wanted.contains_key(*n)) {
+                        match key.strip_prefix("CNAME ") {
+                            Some(name) => {
+                                let _ = dns.remove_cname(name).await;
+                            }
+                            None => {
+                                let _ = dns.remove_txt(key).await;
+                            }
+                        }
                     }
                     *mine.lock().expect("external-dns state") = wanted;
                 }
@@ -640,7 +657,7 @@ impl ExternalDns {
         ExternalDns { task, published }
     }
 
-    /// The TXT names it publishes now.
+    /// The names it publishes now (`CNAME <name>` for a CNAME).
     pub fn names(&self) -> Vec<String> {
         self.published.lock().expect("external-dns state").keys().cloned().collect()
     }

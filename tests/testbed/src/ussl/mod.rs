@@ -101,6 +101,25 @@ pub struct SimOrder {
     pub valid_year: i64,
     /// When each term renewal was paid (seconds).
     pub renewals: Vec<i64>,
+    /// DNS validation asks for `DNS_CNAME` (see [`UsslSim::set_dns_cname`]) rather than `DNS_TXT`.
+    pub dns_cname: bool,
+    /// The CNAME's first label instead of `_<token>` (see [`UsslSim::set_dns_cname_label`]).
+    pub dns_cname_label: Option<String>,
+}
+
+impl SimOrder {
+    /// The DNS record the CA wants for one domain's token: (name, value). `DNS_TXT`:
+    /// `_dnsauth.<domain>` holding the token; `DNS_CNAME` (Sectigo-style DCV):
+    /// `_<token>.<domain>` CNAME `<token>.dcv.ussl-sim.test`.
+    pub fn dns_record(&self, domain: &str, token: &str) -> (String, String) {
+        let base = domain.trim_start_matches("*.");
+        if self.dns_cname {
+            let label = self.dns_cname_label.clone().unwrap_or_else(|| format!("_{token}"));
+            (format!("{label}.{base}"), format!("{token}.dcv.ussl-sim.test"))
+        } else {
+            (format!("_dnsauth.{base}"), token.to_owned())
+        }
+    }
 }
 
 impl SimOrder {
@@ -126,6 +145,9 @@ struct Inner {
     files: HashMap<String, Vec<u8>>,
     calls: BTreeMap<String, usize>,
     http_target: Option<SocketAddr>,
+    /// Orders bought from now on ask for `DNS_CNAME` validation.
+    dns_cname: bool,
+    dns_cname_label: Option<String>,
     /// The account's rate limit, as a bucket of `per_second` calls refilled continuously: a
     /// call finding it empty is refused with RetCode 153. `None`: no limit.
     rate_limit: Option<RateLimit>,
@@ -207,6 +229,8 @@ impl UsslSim {
                 files: HashMap::new(),
                 calls: BTreeMap::new(),
                 http_target: None,
+                dns_cname: false,
+                dns_cname_label: None,
                 rate_limit: None,
                 rate_limited: 0,
             }),
@@ -335,6 +359,8 @@ impl UsslSim {
                     foreign_issuer: false,
                     valid_year: 1,
                     renewals: Vec::new(),
+                    dns_cname: false,
+                    dns_cname_label: None,
                 },
             );
         }
@@ -352,6 +378,19 @@ impl UsslSim {
 
     /// Where file validation connects (an ingress); the request carries the domain as Host.
     /// Unset: the domain itself on port 80.
+    /// DNS validation of orders bought from now on asks for a CNAME (`AuthType: DNS_CNAME`, as
+    /// Sectigo products do) rather than a TXT record (the default), and validates it as the CA
+    /// would: the CNAME must exist at the name with that target.
+    pub fn set_dns_cname(&self, yes: bool) {
+        self.sim.inner.lock().expect("simulator lock").dns_cname = yes;
+    }
+
+    /// The `DNS_CNAME` record name of orders bought from now on is `<label>.<domain>` rather than
+    /// `_<token>.<domain>`, so a test can put something at that name beforehand.
+    pub fn set_dns_cname_label(&self, label: &str) {
+        self.sim.inner.lock().expect("simulator lock").dns_cname_label = Some(label.to_owned());
+    }
+
     pub fn set_http_target(&self, addr: SocketAddr) {
         self.inner().http_target = Some(addr);
     }
@@ -682,6 +721,8 @@ async fn purchase(sim: &Sim, params: &Map<String, Value>) -> Response {
             foreign_issuer: false,
             valid_year: int(params, "ValidYear").unwrap_or(1),
             renewals: Vec::new(),
+            dns_cname: inner.dns_cname,
+            dns_cname_label: inner.dns_cname_label.clone(),
         };
         inner.orders.insert(id, order);
         sim.purchases.fetch_add(1, Ordering::SeqCst);
@@ -851,13 +892,14 @@ fn auths(order: &SimOrder) -> Vec<Value> {
         .tokens
         .iter()
         .map(|(domain, token)| {
-            let base = domain.trim_start_matches("*.");
             if order.method == "FILE" {
                 json!({"Domain": domain, "AuthType": "FILE", "AuthKey": "fileauth.txt", "AuthValue": token,
                        "AuthPath": "/.well-known/pki-validation/fileauth.txt"})
             } else {
+                let (key, value) = order.dns_record(domain, token);
+                let auth_type = if order.dns_cname { "DNS_CNAME" } else { "DNS_TXT" };
                 // lowerCamel names, as the documented example shows them.
-                json!({"domain": domain, "authType": "DNS_TXT", "authKey": format!("_dnsauth.{base}"), "authValue": token})
+                json!({"domain": domain, "authType": auth_type, "authKey": key, "authValue": value})
             }
         })
         .collect()
@@ -886,7 +928,12 @@ async fn detail(sim: &Sim, id: i64) -> Response {
                 let url = format!("http://{base}/.well-known/pki-validation/fileauth.txt");
                 validate::http_file(&url, http_target, token).await.is_ok()
             } else {
-                validate::dns_txt(sim.dns, &format!("_dnsauth.{base}"), token).await.is_ok()
+                let (name, value) = order.dns_record(domain, token);
+                if order.dns_cname {
+                    validate::dns_cname(sim.dns, &name, &value).await.is_ok()
+                } else {
+                    validate::dns_txt(sim.dns, &name, &value).await.is_ok()
+                }
             };
             all &= ok;
         }

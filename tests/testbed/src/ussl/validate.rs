@@ -43,6 +43,42 @@ pub async fn dns_txt(server: SocketAddr, name: &str, expected: &str) -> Result<(
     }
 }
 
+/// Whether `name` is a CNAME whose target is `expected` (case-insensitive, trailing dot
+/// ignored), asking `server`, as a CA checks a `DNS_CNAME` validation.
+pub async fn dns_cname(server: SocketAddr, name: &str, expected: &str) -> Result<(), String> {
+    use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    let mut udp = ConnectionConfig::udp();
+    udp.port = server.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = server.port();
+    let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(server.ip(), true, vec![udp, tcp])]);
+    let mut builder = hickory_resolver::TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+    builder.options_mut().timeout = Duration::from_secs(2);
+    builder.options_mut().cache_size = 0;
+    let resolver = builder.build().map_err(|e| e.to_string())?;
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    let fqdn = hickory_proto::rr::Name::from_ascii(&fqdn).map_err(|e| format!("{name}: {e}"))?;
+    let lookup = resolver
+        .lookup(fqdn.clone(), hickory_proto::rr::RecordType::CNAME)
+        .await
+        .map_err(|e| format!("CNAME {name}: {e}"))?;
+    let found: Vec<String> = lookup
+        .answers()
+        .iter()
+        .filter(|r| r.name.to_lowercase() == fqdn.to_lowercase())
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::CNAME(c) => Some(c.0.to_ascii().trim_end_matches('.').to_owned()),
+            _ => None,
+        })
+        .collect();
+    if found.iter().any(|v| v.eq_ignore_ascii_case(expected.trim_end_matches('.'))) {
+        Ok(())
+    } else {
+        Err(format!("CNAME {name} points at {found:?}, not {expected:?}"))
+    }
+}
+
 /// Whether `url` serves exactly `expected` with a 200 (redirects are failures). With `target`,
 /// the connection goes there and the URL's host is sent as `Host`, as through an ingress.
 pub async fn http_file(url: &str, target: Option<SocketAddr>, expected: &str) -> Result<(), String> {
