@@ -29,12 +29,13 @@ pub(super) fn derive(
     position: &Position,
     line: &Headline,
 ) -> Vec<Cond> {
-    let vendor = status.order.clone().unwrap_or_default();
+    let none = VendorOrder::default();
+    let vendor = status.order.as_ref().unwrap_or(&none);
     let mut conds = kstatus(order, status, obs, position, line);
-    conds.extend(steps(order, status, position, &vendor));
-    conds.extend(unconfirmed(order, &vendor));
-    conds.extend(issuance_delayed(order, status, obs, position, &vendor));
-    conds.extend(revalidation_due(order, status, obs, &vendor));
+    conds.extend(steps(order, status, position, vendor));
+    conds.extend(unconfirmed(order, vendor));
+    conds.extend(issuance_delayed(order, status, obs, position, vendor));
+    conds.extend(revalidation_due(order, status, obs, vendor));
     conds
 }
 

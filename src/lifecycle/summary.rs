@@ -46,9 +46,10 @@ pub fn summarize(order: &OrderView, mut status: CertificateOrderStatus, obs: &Ob
 
 /// Where the order is, for people.
 fn describe(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed, position: &Position) -> Headline {
-    let vendor = status.order.clone().unwrap_or_default();
+    let none = VendorOrder::default();
+    let vendor = status.order.as_ref().unwrap_or(&none);
     if let Some(halt) = &position.halt {
-        return halted(status, &vendor, halt);
+        return halted(status, vendor, halt);
     }
     match &position.certificate {
         CertificateState::Current(info) => {
@@ -84,7 +85,7 @@ fn describe(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed, 
             ),
         ),
         VendorProgress::NotBought { unconfirmed_since: Some(since), .. } => {
-            headline(Phase::Pending, "PurchaseUnconfirmed", unconfirmed_message(order, &vendor, *since))
+            headline(Phase::Pending, "PurchaseUnconfirmed", unconfirmed_message(order, vendor, *since))
         }
         VendorProgress::NotBought { intent_recorded: false, .. } => {
             headline(Phase::Pending, "Purchasing", "preparing the purchase")
@@ -104,9 +105,9 @@ fn describe(order: &OrderView, status: &CertificateOrderStatus, obs: &Observed, 
         VendorProgress::InfoToSend { .. } => {
             headline(Phase::Purchased, "SubmittingInfo", "bought; sending domains, company, applicant and CSR")
         }
-        VendorProgress::Letter(LetterNeed::Upload { first: false, .. }) => at_vendor(order, status, &vendor),
-        VendorProgress::Letter(_) => waiting_for_letter(order, obs, &vendor),
-        VendorProgress::AtVendor(_) => at_vendor(order, status, &vendor),
+        VendorProgress::Letter(LetterNeed::Upload { first: false, .. }) => at_vendor(order, status, vendor),
+        VendorProgress::Letter(_) => waiting_for_letter(order, obs, vendor),
+        VendorProgress::AtVendor(_) => at_vendor(order, status, vendor),
     }
 }
 

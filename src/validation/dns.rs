@@ -394,11 +394,7 @@ fn judge(name: &str, expected: &str, targets: &[Target], seen: &[Seen], via: &[S
         };
     }
     // Report the first server that does not hold the value; failures (timeouts) first.
-    let bad = seen
-        .iter()
-        .zip(targets)
-        .find(|(s, _)| matches!(s, Seen::Failed(_)))
-        .or_else(|| seen.iter().zip(targets).find(|(s, _)| !holds(s)));
+    let bad = first_bad(seen, targets, holds);
     let Some((bad_seen, bad_target)) = bad else {
         return failure(with_via(format!("no authoritative server answered for {name}"), via), "");
     };
@@ -425,11 +421,7 @@ fn judge_cname(name: &str, expected: &str, targets: &[Target], seen: &[Seen]) ->
             server: all_labels,
         };
     }
-    let bad = seen
-        .iter()
-        .zip(targets)
-        .find(|(s, _)| matches!(s, Seen::Failed(_)))
-        .or_else(|| seen.iter().zip(targets).find(|(s, _)| !holds(s)));
+    let bad = first_bad(seen, targets, holds);
     let Some((bad_seen, bad_target)) = bad else {
         return failure(format!("no authoritative server answered for {name}"), "");
     };
@@ -453,6 +445,16 @@ fn judge_cname(name: &str, expected: &str, targets: &[Target], seen: &[Seen]) ->
         diagnosis = format!("servers disagree: {good} of {} have the expected CNAME; {diagnosis}", seen.len());
     }
     TxtObservation { found, matched: false, diagnosis, server: label.clone() }
+}
+
+/// The first server that does not hold what is wanted, reporting failures (timeouts) first.
+fn first_bad<'a>(
+    seen: &'a [Seen],
+    targets: &'a [Target],
+    holds: impl Fn(&Seen) -> bool,
+) -> Option<(&'a Seen, &'a Target)> {
+    let mut pairs = seen.iter().zip(targets);
+    pairs.clone().find(|(s, _)| matches!(s, Seen::Failed(_))).or_else(|| pairs.find(|(s, _)| !holds(s)))
 }
 
 fn failure(diagnosis: String, server: &str) -> TxtObservation {

@@ -9,8 +9,11 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// Whether `name` has a TXT record whose value is exactly `expected`, asking `server`.
-pub async fn dns_txt(server: SocketAddr, name: &str, expected: &str) -> Result<(), String> {
+/// A resolver that asks only `server` (no cache), and `name` as a fully qualified name.
+fn resolver_for(
+    server: SocketAddr,
+    name: &str,
+) -> Result<(hickory_resolver::TokioResolver, hickory_proto::rr::Name), String> {
     use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
     use hickory_resolver::net::runtime::TokioRuntimeProvider;
     let mut udp = ConnectionConfig::udp();
@@ -24,6 +27,12 @@ pub async fn dns_txt(server: SocketAddr, name: &str, expected: &str) -> Result<(
     let resolver = builder.build().map_err(|e| e.to_string())?;
     let fqdn = format!("{}.", name.trim_end_matches('.'));
     let fqdn = hickory_proto::rr::Name::from_ascii(&fqdn).map_err(|e| format!("{name}: {e}"))?;
+    Ok((resolver, fqdn))
+}
+
+/// Whether `name` has a TXT record whose value is exactly `expected`, asking `server`.
+pub async fn dns_txt(server: SocketAddr, name: &str, expected: &str) -> Result<(), String> {
+    let (resolver, fqdn) = resolver_for(server, name)?;
     let lookup =
         resolver.lookup(fqdn, hickory_proto::rr::RecordType::TXT).await.map_err(|e| format!("TXT {name}: {e}"))?;
     let found: Vec<String> = lookup
@@ -46,19 +55,7 @@ pub async fn dns_txt(server: SocketAddr, name: &str, expected: &str) -> Result<(
 /// Whether `name` is a CNAME whose target is `expected` (case-insensitive, trailing dot
 /// ignored), asking `server`, as a CA checks a `DNS_CNAME` validation.
 pub async fn dns_cname(server: SocketAddr, name: &str, expected: &str) -> Result<(), String> {
-    use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-    use hickory_resolver::net::runtime::TokioRuntimeProvider;
-    let mut udp = ConnectionConfig::udp();
-    udp.port = server.port();
-    let mut tcp = ConnectionConfig::tcp();
-    tcp.port = server.port();
-    let config = ResolverConfig::from_name_servers(vec![NameServerConfig::new(server.ip(), true, vec![udp, tcp])]);
-    let mut builder = hickory_resolver::TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
-    builder.options_mut().timeout = Duration::from_secs(2);
-    builder.options_mut().cache_size = 0;
-    let resolver = builder.build().map_err(|e| e.to_string())?;
-    let fqdn = format!("{}.", name.trim_end_matches('.'));
-    let fqdn = hickory_proto::rr::Name::from_ascii(&fqdn).map_err(|e| format!("{name}: {e}"))?;
+    let (resolver, fqdn) = resolver_for(server, name)?;
     let lookup = resolver
         .lookup(fqdn.clone(), hickory_proto::rr::RecordType::CNAME)
         .await
