@@ -3134,6 +3134,36 @@ async fn deleting_an_order_mid_validation_removes_its_rfc2136_record() {
     assert_eq!(bind.txt("_dnsauth.www.example.net").await, ["someone-elses-value"], "records left behind: 0");
 }
 
+/// A value goes into an RFC 2136 zone only once the order's status on the server records the
+/// challenge it answers: when the status cannot be written (here every status write is refused,
+/// as when a deletion changes the order under a reconcile), nothing is published, and deleting
+/// the order then leaves nothing behind. (Before, a renewal published first and wrote after: a
+/// conflicting write lost the record of the value, and the finalizer could not remove it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_value_is_never_published_before_status_records_it() {
+    use testbed::{FaultAnswer, FaultMatch};
+    let (env, bind) = bind_env().await;
+    env.provider("auto", "Automatic").await;
+    let refused = FaultMatch::default().verb("patch").resource("certificateorders/status").name("unrecorded");
+    env.api.faults().reset_counts();
+    env.api.faults().inject(refused, FaultAnswer::Conflict, usize::MAX);
+    env.apply(dv_order("unrecorded", &["www.example.net"], "auto")).await;
+    // Keys are made, the CA answers, the challenges are known; their writes are refused.
+    wait_until(|| async { env.api.faults().count("patch", "certificateorders/status") >= 3 }).await;
+    assert_eq!(bind.txt("_dnsauth.www.example.net").await, ["someone-elses-value"], "published before recorded");
+    env.orders().delete("unrecorded", &DeleteParams::default()).await.unwrap();
+    env.api.faults().clear();
+    wait_until(|| async { env.orders().get_opt("unrecorded").await.unwrap().is_none() }).await;
+    assert_eq!(bind.txt("_dnsauth.www.example.net").await, ["someone-elses-value"], "records left behind");
+
+    // Unhindered, the same order is recorded, published, issued, and cleaned up on deletion.
+    env.apply(dv_order("recorded", &["www.example.net"], "auto")).await;
+    env.wait_for("recorded", "Issued", |o| o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued)).await;
+    env.orders().delete("recorded", &DeleteParams::default()).await.unwrap();
+    wait_until(|| async { env.orders().get_opt("recorded").await.unwrap().is_none() }).await;
+    assert_eq!(bind.txt("_dnsauth.www.example.net").await, ["someone-elses-value"], "records left behind");
+}
+
 /// What a test saw of one order over the years.
 #[derive(Default)]
 struct Years {

@@ -1,8 +1,10 @@
 //! DNS validation's I/O: publishes the records of DNS challenges with the `ClusterDNSZone`
 //! that covers each (RFC 2136 update, or an external-dns `DNSEndpoint`), and removes exactly the
 //! values certorder added. Records no zone covers are left for a person, as the status shows.
-//! Idempotent both ways; removal covers both what status recorded and what the current
-//! challenges would publish, so a crash between publishing and writing status leaves nothing.
+//! Idempotent both ways; removal covers both what status recorded and what the recorded
+//! challenges would publish, and the controller writes new challenges to status before it puts
+//! their values into an RFC 2136 zone, so a crash or a deletion between publishing and writing
+//! status leaves nothing.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +34,12 @@ async fn zones(client: &Client) -> Result<Vec<ClusterDNSZone>, StepError> {
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
         Err(e) => Err(classify("cannot list the ClusterDNSZones", e)),
     }
+}
+
+/// Whether some `ClusterDNSZone` is updated by RFC 2136 (true when that cannot be read: then
+/// the caller takes the careful path).
+pub async fn updates_a_zone(client: &Client) -> bool {
+    zones(client).await.ok().is_none_or(|zones| zones.iter().any(|z| z.spec.rfc2136.is_some()))
 }
 
 /// The record kind a challenge asks for (`recordType: CNAME`, or TXT) and its value.

@@ -41,9 +41,9 @@ use act::{Done, StepInput};
 use observe::Observation;
 
 use crate::api::{
-    BUY_AGAIN_ANNOTATION, CertificateInfo, CertificateOrder, CertificateOrderStatus, ClusterCertificateProvider,
-    ConditionType, FINALIZER, MANAGED_BY_LABEL, MANAGER, Phase, RENEW_ANNOTATION, SelfCheck, ValidationMethod,
-    VendorOrder,
+    BUY_AGAIN_ANNOTATION, CertificateInfo, CertificateOrder, CertificateOrderStatus, Challenge,
+    ClusterCertificateProvider, ConditionType, FINALIZER, MANAGED_BY_LABEL, MANAGER, Phase, RENEW_ANNOTATION,
+    SelfCheck, ValidationMethod, VendorOrder,
 };
 use crate::lifecycle::{
     self, Decision, OrderView, Outcome, ProviderObs, Step, StepError, absorb, decide, normalize_domains, summarize,
@@ -495,6 +495,8 @@ struct Pass<'a> {
     /// Status writes are conditional on the resourceVersion this reconcile decides from (then on
     /// the one its last write made).
     version: Option<String>,
+    /// The challenges as the server has them (read, or last written): what a deletion removes.
+    recorded: Vec<Challenge>,
 }
 
 /// Why the steps stopped, and what the events need to know.
@@ -548,6 +550,7 @@ impl<'a> Pass<'a> {
             timing,
             observation,
             status: original.clone(),
+            recorded: original.challenges.clone(),
             original,
             version: order.resource_version(),
         })
@@ -582,6 +585,9 @@ async fn run_steps(pass: &mut Pass<'_>) -> Result<Stopped, Error> {
             break;
         }
         observe::load_keys(pass.ctx, pass.order, &step, &mut pass.observation).await?;
+        if records_unrecorded_values(pass, &step).await {
+            persist(pass).await?;
+        }
         let done = take_step(pass, &provider, &step).await;
         stopped.first_check_failed |= absorb_step(pass, &provider, &step, done).await?;
     }
@@ -638,15 +644,33 @@ async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done
         && pass.status.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|check| !check.passed));
     self_check_events(ctx, order, &before, &pass.status).await;
     if step.persist_before_next() && !provider.purchase_is_idempotent() {
-        let status = std::mem::take(&mut pass.status);
-        pass.status = summarize(&pass.view, status, &pass.observation.observed);
-        write_status(ctx, &pass.orders, order, &pass.status, &mut pass.version).await?;
+        persist(pass).await?;
         if *step == Step::Purchase {
             // Recorded: a later purchase (buy-again, a new term) must not reuse it.
             ctx.remember(uid, |memory| memory.bought = None);
         }
     }
     Ok(first_check_failed)
+}
+
+/// Whether the step would put values into a DNS zone (RFC 2136) that the server's status does
+/// not record yet: the challenges are written first, so a deletion (or a crash) after the update
+/// still knows every value to remove. Records in `DNSEndpoint`s and HTTP objects are found by
+/// name and need no such care; nor does an order no RFC 2136 zone serves (no write is spent).
+async fn records_unrecorded_values(pass: &Pass<'_>, step: &Step) -> bool {
+    matches!(step, Step::PublishChallenges { .. })
+        && pass.order.spec.domain_validation.method == ValidationMethod::DNS
+        && pass.status.challenges != pass.recorded
+        && dns_publish::updates_a_zone(&pass.ctx.client).await
+}
+
+/// Writes the status the steps came to so far, before the next step.
+async fn persist(pass: &mut Pass<'_>) -> Result<(), Error> {
+    let status = std::mem::take(&mut pass.status);
+    pass.status = summarize(&pass.view, status, &pass.observation.observed);
+    write_status(pass.ctx, &pass.orders, pass.order, &pass.status, &mut pass.version).await?;
+    pass.recorded = pass.status.challenges.clone();
+    Ok(())
 }
 
 /// A step's metrics and logs.
