@@ -317,6 +317,10 @@ async fn main() -> anyhow::Result<()> {
     for (verb, n) in &by_verb {
         println!("  {verb:<18} {:>8.2}", *n as f64 / orders_wanted as f64);
     }
+    println!("API reads per order by resource (get and list; all clients):");
+    for ((verb, resource), n) in counts.iter().filter(|((verb, _), _)| verb == "get" || verb == "list") {
+        println!("  {:<32} {:>6.2}", format!("{verb} {resource}"), *n as f64 / orders_wanted as f64);
+    }
     println!("operator writes per order through issuance:");
     let mut total = 0;
     for (what, n) in writes(&counts) {

@@ -3134,6 +3134,34 @@ async fn deleting_an_order_mid_validation_removes_its_rfc2136_record() {
     assert_eq!(bind.txt("_dnsauth.www.example.net").await, ["someone-elses-value"], "records left behind: 0");
 }
 
+/// A DNS order whose zone nobody configured shows the record for a person; when the admin then
+/// adds a `ClusterDNSZone`, the order publishes its record there itself and is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_added_later_publishes_the_records_of_a_waiting_order() {
+    let bind =
+        testbed::bind::Bind::start(&[testbed::bind::Zone { name: "example.net", records: &[], updatable: true }]).await;
+    let mut env = Env::start_with_controller(false).await;
+    env.metrics_port = free_port();
+    env.controller = Some(spawn_controller(&env.client, test_config(bind.addr(), env.metrics_port)));
+    env.provider("auto", "Automatic").await;
+    env.apply(dv_order("early", &["www.example.net"], "auto")).await;
+    let waiting = env
+        .wait_for("early", "its first self-check failed", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|c| !c.passed)))
+        })
+        .await;
+    let status = waiting.status.as_ref().unwrap();
+    assert!(status.published.as_ref().is_none_or(|p| p.dns_records.is_empty()), "no zone, nothing published");
+    assert!(bind.txt("_dnsauth.www.example.net").await.is_empty());
+    rfc2136_zone(&env, &bind).await;
+    env.wait_for("early", "Issued", |o| o.status.as_ref().is_some_and(|s| s.phase == Phase::Issued)).await;
+    env.orders().delete("early", &DeleteParams::default()).await.unwrap();
+    wait_until(|| async { env.orders().get_opt("early").await.unwrap().is_none() }).await;
+    assert!(bind.txt("_dnsauth.www.example.net").await.is_empty(), "records left behind");
+}
+
 /// A value goes into an RFC 2136 zone only once the order's status on the server records the
 /// challenge it answers: when the status cannot be written (here every status write is refused,
 /// as when a deletion changes the order under a reconcile), nothing is published, and deleting

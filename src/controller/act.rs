@@ -7,6 +7,7 @@
 //! never overwritten; purchases look their name up first; the TLS Secret is only written with a
 //! verified certificate).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -90,7 +91,7 @@ pub async fn act(step: &Step, input: &StepInput<'_>) -> Done {
         Step::PublishChallenges { digest } => publish(input, name, digest).await,
         Step::Unpublish => {
             let ctx = input.ctx;
-            match super::publish::unpublish(&ctx.client, &ctx.dns, input.order, input.published).await {
+            match super::publish::unpublish(ctx, input.order, input.published).await {
                 Ok(()) => Outcome::Unpublished.into(),
                 Err(e) => failed(name, e).into(),
             }
@@ -119,7 +120,11 @@ async fn purchase(input: &StepInput<'_>, step: &'static str) -> Done {
     }
     // `observe::before_step` noted in memory that the vendor is being called.
     let may_have_bought = !memory.purchase_intent_here || memory.purchase_called;
-    let claims = input.ctx.vendor_claims(&input.order.spec.provider_ref.name);
+    // A vendor that buys idempotently finds nothing to claim: the orders are not gone through.
+    let claims = match input.provider.purchase_is_idempotent() {
+        true => BTreeMap::new(),
+        false => input.ctx.vendor_claims(&input.order.spec.provider_ref.name),
+    };
     match input.provider.purchase(&OrderContext { may_have_bought, ..*order_ctx }, &claims).await {
         Ok(id) => Done::with(purchased(id.clone()), Learnt::Bought(id)),
         Err(e) if e.outcome_unknown => Outcome::PurchaseUnconfirmed { reason: e.message }.into(),
@@ -197,9 +202,7 @@ async fn poll(input: &StepInput<'_>, step: &'static str) -> Done {
 async fn publish(input: &StepInput<'_>, step: &'static str, digest: &str) -> Done {
     let (ctx, order) = (input.ctx, input.order);
     let defaults = ctx.http_defaults(&order.spec.provider_ref.name);
-    match super::publish::publish(&ctx.client, &ctx.dns, order, input.challenges, digest, &defaults, input.published)
-        .await
-    {
+    match super::publish::publish(ctx, order, input.challenges, digest, &defaults, input.published).await {
         Ok(published) => Done::with(Outcome::Published(published), Learnt::Published),
         Err(e) => failed(step, e).into(),
     }

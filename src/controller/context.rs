@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
@@ -13,10 +14,20 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::Config;
-use crate::api::{ClusterCertificateProvider, MANAGER};
+use crate::api::{CertificateOrder, ClusterCertificateProvider, MANAGER};
 use crate::provider::{AccountState, Provider};
 use crate::validation::dns::DnsChecker;
 use crate::validation::http::{HttpChecker, Ports};
+
+/// The `ClusterDNSZone` cache, and whether it has done its first full list.
+#[derive(Clone)]
+pub struct ZoneCache {
+    pub store: Store<crate::api::ClusterDNSZone>,
+    pub synced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How often the memory of deleted orders is dropped.
+const MEMORY_SWEEP: Duration = Duration::from_secs(60);
 
 /// Per-order memory: polls and checks are cheap to repeat after a restart, so their times live
 /// here rather than in status writes.
@@ -61,6 +72,8 @@ pub struct Context {
     /// Closes when a leader could not renew its Lease in time: no step may then start or run on.
     pub fence: Arc<super::fence::Fence>,
     secrets_synced: std::sync::atomic::AtomicBool,
+    /// The `ClusterDNSZone`s (cluster-scoped and few, shared by all Contexts), once listed.
+    dns_zones: Option<ZoneCache>,
     memory: Mutex<HashMap<String, Memory>>,
 }
 
@@ -91,6 +104,7 @@ impl Context {
             registry,
             fence: super::fence::Fence::open(),
             secrets_synced: Default::default(),
+            dns_zones: None,
             memory: Mutex::default(),
         }
     }
@@ -147,6 +161,30 @@ impl Context {
         self
     }
 
+    pub fn with_dns_zones(mut self, zones: ZoneCache) -> Context {
+        self.dns_zones = Some(zones);
+        self
+    }
+
+    /// Every `ClusterDNSZone`, when the cache has listed them (`None`: list them).
+    pub fn cached_dns_zones(&self) -> Option<Vec<crate::api::ClusterDNSZone>> {
+        let zones = self.dns_zones.as_ref().filter(|z| z.synced.load(std::sync::atomic::Ordering::Relaxed))?;
+        Some(zones.store.state().iter().map(|z| (**z).clone()).collect())
+    }
+
+    /// Which zones exist, in which generation ("" before the cache has listed them, or with
+    /// none): records are published again when this changes (a zone added after an order's
+    /// records were shown to a person publishes them).
+    pub fn dns_zones_fingerprint(&self) -> String {
+        let Some(mut zones) = self.cached_dns_zones() else { return String::new() };
+        zones.sort_by_key(|z| z.name_any());
+        zones
+            .iter()
+            .map(|z| format!("{}@{}", z.name_any(), z.metadata.generation.unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Publishes an event about the order. Each event gets a recorder of its own: kube-runtime's
     /// recorder folds events of one reason into a series that keeps the first note (a new
     /// diagnosis must read as such), and caches every event it published for minutes, which at
@@ -195,6 +233,21 @@ impl Context {
 
     pub fn forget(&self, uid: &str) {
         self.memory.lock().expect("memory lock").remove(uid);
+    }
+
+    /// Forgets, once a minute, the orders `orders` no longer holds: an order without a finalizer
+    /// goes without a last reconcile, and a relist drops deleted orders without a word.
+    pub fn forget_deleted_orders(self: &Arc<Self>, orders: Store<CertificateOrder>) {
+        let ctx = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(MEMORY_SWEEP);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let live: std::collections::HashSet<String> = orders.state().iter().filter_map(|o| o.uid()).collect();
+                ctx.memory.lock().expect("memory lock").retain(|uid, _| live.contains(uid));
+            }
+        });
     }
 
     /// A Secret the operator labelled, from the cache: its metadata and type, without its data.

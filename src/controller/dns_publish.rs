@@ -13,6 +13,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, List
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::classify;
+use super::context::Context;
 use crate::api::{
     CertificateOrder, Challenge, ClusterDNSZone, MANAGER, PublishedRecord, PublishedValidation, ValidationMethod,
 };
@@ -27,9 +28,13 @@ fn endpoint_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk_with_plural(&gvk, "dnsendpoints"))
 }
 
-/// Every `ClusterDNSZone`; none when the CRD is not installed.
-async fn zones(client: &Client) -> Result<Vec<ClusterDNSZone>, StepError> {
-    match Api::<ClusterDNSZone>::all(client.clone()).list(&ListParams::default()).await {
+/// Every `ClusterDNSZone` (from the cache once it has listed them); none when the CRD is not
+/// installed.
+async fn zones(ctx: &Context) -> Result<Vec<ClusterDNSZone>, StepError> {
+    if let Some(cached) = ctx.cached_dns_zones() {
+        return Ok(cached);
+    }
+    match Api::<ClusterDNSZone>::all(ctx.client.clone()).list(&ListParams::default()).await {
         Ok(list) => Ok(list.items),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
         Err(e) => Err(classify("cannot list the ClusterDNSZones", e)),
@@ -38,8 +43,13 @@ async fn zones(client: &Client) -> Result<Vec<ClusterDNSZone>, StepError> {
 
 /// Whether some `ClusterDNSZone` is updated by RFC 2136 (true when that cannot be read: then
 /// the caller takes the careful path).
-pub async fn updates_a_zone(client: &Client) -> bool {
-    zones(client).await.ok().is_none_or(|zones| zones.iter().any(|z| z.spec.rfc2136.is_some()))
+pub async fn updates_a_zone(ctx: &Context) -> bool {
+    zones(ctx).await.ok().is_none_or(|zones| zones.iter().any(|z| z.spec.rfc2136.is_some()))
+}
+
+/// Whether any `ClusterDNSZone` exists (true when that cannot be read).
+pub async fn any_zone(ctx: &Context) -> bool {
+    zones(ctx).await.ok().is_none_or(|zones| !zones.is_empty())
 }
 
 /// The record kind a challenge asks for (`recordType: CNAME`, or TXT) and its value.
@@ -156,14 +166,14 @@ fn endpoint_namespace(zone: &ClusterDNSZone, order_ns: &str) -> Option<String> {
 /// Publishes the records of the order's DNS challenges; `previous` lists what was published
 /// before (values no longer wanted are removed).
 pub async fn publish(
-    client: &Client,
-    dns: &DnsChecker,
+    ctx: &Context,
     order: &CertificateOrder,
     challenges: &[Challenge],
     digest: &str,
     previous: Option<&PublishedValidation>,
 ) -> Result<PublishedValidation, StepError> {
-    let zones = zones(client).await?;
+    let (client, dns) = (&ctx.client, &ctx.dns);
+    let zones = zones(ctx).await?;
     let want = desired(order, challenges, &zones, dns).await?;
     check_cname_names(dns, &want, previous).await?;
     let ns = order.namespace().unwrap_or_default();
@@ -249,13 +259,13 @@ async fn remove_records(
 /// Removes every record the order published: those recorded, and those its current challenges
 /// would publish (published just before a crash). Values of others at the same names stay.
 pub async fn unpublish(
-    client: &Client,
-    dns: &DnsChecker,
+    ctx: &Context,
     order: &CertificateOrder,
     published: Option<&PublishedValidation>,
     challenges: &[Challenge],
 ) -> Result<(), StepError> {
-    let zones = zones(client).await?;
+    let (client, dns) = (&ctx.client, &ctx.dns);
+    let zones = zones(ctx).await?;
     let mut records: Vec<PublishedRecord> = published.map(|p| p.dns_records.clone()).unwrap_or_default();
     // An order whose zoneRef no longer exists still removes what it recorded.
     if let Ok(now) = desired(order, challenges, &zones, dns).await {

@@ -42,8 +42,8 @@ use observe::Observation;
 
 use crate::api::{
     BUY_AGAIN_ANNOTATION, CertificateInfo, CertificateOrder, CertificateOrderStatus, Challenge,
-    ClusterCertificateProvider, ConditionType, FINALIZER, MANAGED_BY_LABEL, MANAGER, Phase, RENEW_ANNOTATION,
-    SelfCheck, ValidationMethod, VendorOrder,
+    ClusterCertificateProvider, ClusterDNSZone, ConditionType, FINALIZER, MANAGED_BY_LABEL, MANAGER, Phase,
+    RENEW_ANNOTATION, SelfCheck, ValidationMethod, VendorOrder,
 };
 use crate::lifecycle::{
     self, Decision, OrderView, Outcome, ProviderObs, Step, StepError, absorb, decide, normalize_domains, summarize,
@@ -205,6 +205,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         .applied_objects();
 
     let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    // DNS zones are cluster-scoped and few; DNS orders read them at each publication.
+    let zones = watch_dns_zones(&client, &mut controllers);
     let mut provider_ctx = None;
     // Ready (for /readyz) once every cache has done its first full list: with no orders at all
     // there may never be a reconcile to wait for.
@@ -263,9 +265,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             )
             .with_solver_pods(pod_store)
             .with_fence(fence.clone())
-            .with_secret_facts(secret_facts),
+            .with_secret_facts(secret_facts)
+            .with_dns_zones(zones.clone()),
         );
         ctx.watch_secret_sync();
+        ctx.forget_deleted_orders(order_store.clone());
         provider_ctx.get_or_insert_with(|| ctx.clone());
         let controller = Controller::for_stream(order_stream, order_store)
             .watches_stream(secret_stream, |secret: Secret| {
@@ -322,6 +326,25 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     // Dropping the Lease's channel releases it, so a standby replica takes over at once.
     metrics_server.abort();
     result
+}
+
+/// Caches the `ClusterDNSZone`s (the watch runs among `tasks`). Without the CRD the watch
+/// retries quietly and the zones are listed (and found missing) when an order publishes.
+fn watch_dns_zones(client: &Client, tasks: &mut Vec<futures::future::BoxFuture<'static, ()>>) -> context::ZoneCache {
+    let (store, writer) = reflector::store::<ClusterDNSZone>();
+    let synced_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let zones = context::ZoneCache { store: store.clone(), synced: synced_flag.clone() };
+    let stream = watcher(Api::<ClusterDNSZone>::all(client.clone()), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|z| z.managed_fields_mut().clear())
+        .reflect(writer)
+        .for_each(|_| futures::future::ready(()));
+    tasks.push(Box::pin(stream));
+    tokio::spawn(async move {
+        synced(&store).await;
+        synced_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    zones
 }
 
 /// How often a provider that cannot be used is looked at again (its credentials Secret or CA may
@@ -386,13 +409,20 @@ where
     }
 }
 
-/// Whether the order publishes something a garbage collector cannot remove, or must cancel its
-/// vendor order: only then does it carry a finalizer (and only then pay for one).
-fn needs_finalizer(order: &CertificateOrder) -> bool {
-    // DNS orders: records a ClusterDNSZone published are removed on deletion (issue 15).
-    order.spec.cancel_on_delete
-        || order.spec.domain_validation.method == ValidationMethod::HTTP
-        || order.spec.domain_validation.method == ValidationMethod::DNS
+/// Whether the step is the first that leaves something a garbage collector cannot remove (paths
+/// in a user's Ingress, records in a DNS zone), or a vendor order to cancel on deletion: the
+/// finalizer is added just before it, so an order that never does (DNS validation with no zone
+/// to publish to) neither carries one nor pays a write for it.
+async fn needs_finalizer_before(pass: &Pass<'_>, step: &Step) -> bool {
+    let spec = &pass.order.spec;
+    spec.cancel_on_delete
+        || match step {
+            Step::PublishChallenges { .. } => match spec.domain_validation.method {
+                ValidationMethod::HTTP => true,
+                ValidationMethod::DNS => dns_publish::any_zone(pass.ctx).await,
+            },
+            _ => false,
+        }
 }
 
 fn error_policy(order: Arc<CertificateOrder>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -430,9 +460,6 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     if order.metadata.deletion_timestamp.is_some() {
         return finalize(order, ctx, &orders).await;
     }
-    if let Some(action) = ensure_finalizer(order, &orders).await? {
-        return Ok(action);
-    }
     let uid = order.uid().unwrap_or_default();
     let mut pass = Pass::begin(ctx, order, &uid, orders).await?;
     let stopped = run_steps(&mut pass).await?;
@@ -467,15 +494,25 @@ fn caches_lag(ctx: &Context, order: &CertificateOrder) -> Option<Action> {
     lagging.then(|| Action::requeue(Duration::from_millis(200)))
 }
 
-/// Adds the finalizer when the order needs one and lacks it; the order then comes back changed.
-async fn ensure_finalizer(order: &CertificateOrder, orders: &Api<CertificateOrder>) -> Result<Option<Action>, Error> {
-    if !needs_finalizer(order) || order.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(None);
-    }
+/// Adds the finalizer, conditional on the version the reconcile decides from (then status
+/// writes are conditional on the one this write made).
+async fn add_finalizer(pass: &mut Pass<'_>) -> Result<(), Error> {
+    let order = pass.order;
     let finalizers: Vec<String> = order.finalizers().iter().cloned().chain([FINALIZER.to_string()]).collect();
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": order.resource_version()}});
-    orders.patch(&order.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
-    Ok(Some(Action::await_change()))
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": pass.version}});
+    let written = pass.orders.patch(&order.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+    pass.finalizer = true;
+    pass.version = written.resource_version();
+    remember_written(pass.ctx, order, &written);
+    Ok(())
+}
+
+/// The resourceVersion this process last wrote: until the cache holds it, the order is not
+/// reconciled from the cache (see `caches_lag`).
+fn remember_written(ctx: &Context, order: &CertificateOrder, written: &CertificateOrder) {
+    if let Some(v) = written.resource_version().and_then(|v| v.parse::<u64>().ok()) {
+        ctx.remember(&order.uid().unwrap_or_default(), |m| m.written_version = Some(v));
+    }
 }
 
 /// One reconcile of an order: what it decides from, and the status it has come to so far.
@@ -497,6 +534,8 @@ struct Pass<'a> {
     version: Option<String>,
     /// The challenges as the server has them (read, or last written): what a deletion removes.
     recorded: Vec<Challenge>,
+    /// Whether the order carries the finalizer.
+    finalizer: bool,
 }
 
 /// Why the steps stopped, and what the events need to know.
@@ -551,6 +590,7 @@ impl<'a> Pass<'a> {
             observation,
             status: original.clone(),
             recorded: original.challenges.clone(),
+            finalizer: order.finalizers().iter().any(|f| f == FINALIZER),
             original,
             version: order.resource_version(),
         })
@@ -585,6 +625,9 @@ async fn run_steps(pass: &mut Pass<'_>) -> Result<Stopped, Error> {
             break;
         }
         observe::load_keys(pass.ctx, pass.order, &step, &mut pass.observation).await?;
+        if !pass.finalizer && needs_finalizer_before(pass, &step).await {
+            add_finalizer(pass).await?;
+        }
         if records_unrecorded_values(pass, &step).await {
             persist(pass).await?;
         }
@@ -661,7 +704,7 @@ async fn records_unrecorded_values(pass: &Pass<'_>, step: &Step) -> bool {
     matches!(step, Step::PublishChallenges { .. })
         && pass.order.spec.domain_validation.method == ValidationMethod::DNS
         && pass.status.challenges != pass.recorded
-        && dns_publish::updates_a_zone(&pass.ctx.client).await
+        && dns_publish::updates_a_zone(pass.ctx).await
 }
 
 /// Writes the status the steps came to so far, before the next step.
@@ -756,9 +799,7 @@ async fn write_status(
         orders.patch_status(&order.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await?;
     ctx.metrics.status_written();
     *version = written.resource_version();
-    if let Some(v) = written.resource_version().and_then(|v| v.parse::<u64>().ok()) {
-        ctx.remember(&order.uid().unwrap_or_default(), |m| m.written_version = Some(v));
-    }
+    remember_written(ctx, order, &written);
     Ok(())
 }
 
@@ -921,7 +962,7 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
     if (order.spec.domain_validation.method == ValidationMethod::HTTP
         || order.spec.domain_validation.method == ValidationMethod::DNS
         || status.published.is_some())
-        && let Err(e) = publish::unpublish(&ctx.client, &ctx.dns, order, status.published.as_ref()).await
+        && let Err(e) = publish::unpublish(ctx, order, status.published.as_ref()).await
     {
         warn!(error = %e.message, "cannot remove the validation files yet");
         return Ok(Action::requeue(lifecycle::backoff(&ctx.config.timing, 1)));

@@ -200,6 +200,10 @@ pub async fn observe(
             self_check_failures: memory.self_check_failures,
             solver_missing: solver_missing(ctx, order),
             shared_with: ctx.other_holders(order),
+            dns_zones: match order.spec.domain_validation.method {
+                crate::api::ValidationMethod::DNS => ctx.dns_zones_fingerprint(),
+                crate::api::ValidationMethod::HTTP => String::new(),
+            },
         },
         pending_key: None,
         installed_key: None,

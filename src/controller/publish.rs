@@ -9,9 +9,9 @@ use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
 use super::classify;
+use super::context::Context;
 use crate::api::{CertificateOrder, Challenge, MANAGER, PublishedValidation, ValidationMethod};
 use crate::lifecycle::StepError;
-use crate::validation::dns::DnsChecker;
 use crate::validation::http::{self, Owner};
 
 fn http_route_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
@@ -63,8 +63,7 @@ where
 /// published before (its paths in another Ingress are removed when the spec moved them).
 #[allow(clippy::too_many_arguments)]
 pub async fn publish(
-    client: &Client,
-    dns: &DnsChecker,
+    ctx: &Context,
     order: &CertificateOrder,
     challenges: &[Challenge],
     digest: &str,
@@ -72,8 +71,9 @@ pub async fn publish(
     previous: Option<&PublishedValidation>,
 ) -> Result<PublishedValidation, StepError> {
     if order.spec.domain_validation.method == ValidationMethod::DNS {
-        return super::dns_publish::publish(client, dns, order, challenges, digest, previous).await;
+        return super::dns_publish::publish(ctx, order, challenges, digest, previous).await;
     }
+    let client = &ctx.client;
     let ns = order.namespace().unwrap_or_default();
     let name = order.name_any();
     let uid = order.uid().unwrap_or_default();
@@ -189,8 +189,7 @@ async fn remove_paths(api: &Api<Ingress>, owner: &Owner<'_>, name: &str) -> Resu
 /// Removes everything HTTP validation published for the order: its own objects, and its paths
 /// in the user's Ingress (the one recorded as published and the one the spec names).
 pub async fn unpublish(
-    client: &Client,
-    dns: &DnsChecker,
+    ctx: &Context,
     order: &CertificateOrder,
     published: Option<&PublishedValidation>,
 ) -> Result<(), StepError> {
@@ -198,13 +197,14 @@ pub async fn unpublish(
         || published.is_some_and(|p| !p.dns_records.is_empty())
     {
         let challenges = order.status.as_ref().map(|s| s.challenges.as_slice()).unwrap_or_default();
-        super::dns_publish::unpublish(client, dns, order, published, challenges).await?;
+        super::dns_publish::unpublish(ctx, order, published, challenges).await?;
         if order.spec.domain_validation.method == ValidationMethod::DNS
             && published.is_none_or(|p| p.ingress_name.is_none())
         {
             return Ok(());
         }
     }
+    let client = &ctx.client;
     let ns = order.namespace().unwrap_or_default();
     let name = order.name_any();
     let uid = order.uid().unwrap_or_default();

@@ -196,15 +196,16 @@ async fn secret_refusal(
 /// Another order of the namespace naming the same TLS Secret and created before this one (by
 /// creation time, then name): it is the one that may take the Secret.
 fn earlier_claimant(ctx: &Context, order: &CertificateOrder) -> Option<String> {
-    let ns = order.namespace();
-    let key = |o: &CertificateOrder| (o.metadata.creation_timestamp.clone().map(|t| t.0), o.name_any());
-    let mine = key(order);
+    let meta = &order.metadata;
+    let time = |o: &CertificateOrder| o.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let (mine, my_name) = (time(order), meta.name.as_deref().unwrap_or_default());
+    // Runs over every order at each first step: compares in place, copies only what it keeps.
     ctx.orders_where(|o| {
-        o.namespace() == ns
-            && o.uid() != order.uid()
-            && o.spec.secret_name == order.spec.secret_name
+        o.spec.secret_name == order.spec.secret_name
+            && o.metadata.namespace == meta.namespace
+            && o.metadata.uid != meta.uid
             && o.metadata.deletion_timestamp.is_none()
-            && key(o) < mine
+            && (time(o), o.metadata.name.as_deref().unwrap_or_default()) < (mine, my_name)
     })
     .iter()
     .map(|o| o.name_any())

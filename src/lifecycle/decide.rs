@@ -177,7 +177,7 @@ fn validation(
 /// Files (HTTP) or records (DNS) to publish that are not published as they are now, or a solver
 /// Pod to bring back.
 fn publish_step(spec: &CertificateOrderSpec, status: &CertificateOrderStatus, obs: &Observed) -> Option<Step> {
-    let digest = publish_digest(spec, &status.challenges);
+    let digest = publish_digest(spec, &status.challenges, &obs.dns_zones);
     let to_publish = status.challenges.iter().any(|c| c.method == spec.domain_validation.method);
     let outdated = to_publish && status.published.as_ref().map(|p| p.digest.as_str()) != Some(digest.as_str());
     let solver_gone = obs.solver_missing && status.published.is_some();

@@ -93,6 +93,9 @@ pub struct Observed {
     /// Other orders (`namespace/name`) whose status holds the same vendor order id: nothing is
     /// done with a vendor order two orders hold until a person sorts it out.
     pub shared_with: Vec<String>,
+    /// Which `ClusterDNSZone`s exist (names and generations; "" for none): DNS records are
+    /// published again when it changes.
+    pub dns_zones: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -396,7 +399,7 @@ pub fn info_digest(spec: &CertificateOrderSpec, domains: &[String], key_fingerpr
 
 /// Identifies what HTTP validation publishes: the files (domain, URL, content) and how they are
 /// routed. A change of either publishes again.
-pub fn publish_digest(spec: &CertificateOrderSpec, challenges: &[Challenge]) -> String {
+pub fn publish_digest(spec: &CertificateOrderSpec, challenges: &[Challenge], dns_zones: &str) -> String {
     let files: Vec<_> = challenges
         .iter()
         .filter(|c| c.method == ValidationMethod::HTTP)
@@ -415,8 +418,13 @@ pub fn publish_digest(spec: &CertificateOrderSpec, challenges: &[Challenge]) -> 
     let published = if records.is_empty() {
         serde_json::json!({"files": files, "route": spec.domain_validation.http})
     } else {
-        // DNS records: published by a ClusterDNSZone when one covers them (issue 15).
-        serde_json::json!({"records": records, "dns": spec.domain_validation.dns})
+        // DNS records: published by a ClusterDNSZone when one covers them (issue 15), so again
+        // when the zones change (the digest stays as it was while there are none).
+        let mut published = serde_json::json!({"records": records, "dns": spec.domain_validation.dns});
+        if !dns_zones.is_empty() {
+            published["zones"] = dns_zones.into();
+        }
+        published
     };
     let hash = Sha256::digest(published.to_string().as_bytes());
     hex::encode(&hash[..12])

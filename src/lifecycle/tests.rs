@@ -64,6 +64,7 @@ fn obs(now: DateTime<Utc>, letter: LetterObs) -> Observed {
         self_check_failures: 0,
         solver_missing: false,
         shared_with: Vec::new(),
+        dns_zones: String::new(),
     }
 }
 
@@ -208,13 +209,13 @@ fn decide_table() {
             })
             .collect();
         // Published already (by a ClusterDNSZone, or nothing to publish): see the case below.
-        let digest = publish_digest(&dv, &s.challenges);
+        let digest = publish_digest(&dv, &s.challenges, "");
         s.published = Some(PublishedValidation { digest, ingress_name: None, dns_records: vec![] });
         s
     };
     let http_dv = http_spec(CertificateType::DV);
     let http_files = vec![http_challenge("example.com"), http_challenge("www.example.com")];
-    let http_digest = publish_digest(&http_dv, &http_files);
+    let http_digest = publish_digest(&http_dv, &http_files, "");
     let http_status_at = |published: Option<&str>, passed: Option<bool>, stage: VendorStage| {
         let mut s = submitted(&http_dv, Some(stage));
         s.challenges = http_files
@@ -684,7 +685,7 @@ fn decide_table() {
             },
             obs: base(LetterObs::NotNeeded),
             want: Decision::Act(Step::PublishChallenges {
-                digest: publish_digest(&dv, &with_challenges(Default::default(), None).challenges),
+                digest: publish_digest(&dv, &with_challenges(Default::default(), None).challenges, ""),
             }),
         },
         Case {
@@ -987,14 +988,14 @@ fn http_validation_is_refused_only_for_wildcards() {
     let files = vec![http_challenge("example.com")];
     let mut checked = files.clone();
     checked[0].self_check = Some(check(true, t0()));
-    assert_eq!(publish_digest(&http, &files), publish_digest(&http, &checked));
+    assert_eq!(publish_digest(&http, &files, ""), publish_digest(&http, &checked, ""));
     let mut other_route = http.clone();
     other_route.domain_validation.http =
         Some(HttpValidation { ingress_name: Some("web".into()), ..Default::default() });
-    assert_ne!(publish_digest(&http, &files), publish_digest(&other_route, &files));
+    assert_ne!(publish_digest(&http, &files, ""), publish_digest(&other_route, &files, ""));
     let mut other_value = files.clone();
     other_value[0].expected_value = "new".into();
-    assert_ne!(publish_digest(&http, &files), publish_digest(&http, &other_value));
+    assert_ne!(publish_digest(&http, &files, ""), publish_digest(&http, &other_value, ""));
 }
 
 #[test]
@@ -1015,11 +1016,14 @@ fn dns_publish_digest_is_stable_for_txt_and_follows_the_record_type() {
         "dns": dv.domain_validation.dns,
     });
     let hash = <sha2::Sha256 as sha2::Digest>::digest(before.to_string().as_bytes());
-    assert_eq!(publish_digest(&dv, &txt), hex::encode(&hash[..12]));
+    assert_eq!(publish_digest(&dv, &txt, ""), hex::encode(&hash[..12]));
     let mut cname = txt.clone();
     cname[0].record_type = Some(DnsRecordType::CNAME);
     assert!(cname[0].is_cname() && !txt[0].is_cname());
-    assert_ne!(publish_digest(&dv, &txt), publish_digest(&dv, &cname));
+    assert_ne!(publish_digest(&dv, &txt, ""), publish_digest(&dv, &cname, ""));
+    // A zone added (or changed) publishes the records again.
+    assert_ne!(publish_digest(&dv, &txt, ""), publish_digest(&dv, &txt, "example-net@1"));
+    assert_ne!(publish_digest(&dv, &txt, "example-net@1"), publish_digest(&dv, &txt, "example-net@2"));
 }
 
 #[test]

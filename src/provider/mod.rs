@@ -125,7 +125,9 @@ pub trait Vendor: Send + Sync {
 
     /// Finds the vendor order by `ctx.vendor.name`, and buys it only when none exists.
     /// `claims` maps the vendor order ids other CertificateOrders already hold to their uids,
-    /// so a purchase found after a crash is never one that belongs to another order.
+    /// so a purchase found after a crash is never one that belongs to another order (empty when
+    /// `purchase_is_idempotent`: such a vendor finds no order it did not make for this one, and
+    /// listing every order's claim at each purchase costs thousands of copies at scale).
     async fn purchase(
         &self,
         ctx: &OrderContext<'_>,

@@ -38,6 +38,11 @@ pub struct Account {
     pub buying: tokio::sync::RwLock<()>,
 }
 
+/// The vendor order id an order holds, and its uid.
+fn claim_of(o: &CertificateOrder) -> Option<(&String, &String)> {
+    Some((o.status.as_ref()?.order.as_ref()?.id.as_ref()?, o.metadata.uid.as_ref()?))
+}
+
 impl Registry {
     /// The provider built from `version` of `name`, building it with `build` when there is none
     /// (or an older one). `on_built` sees every build's result (to report it in the provider's
@@ -95,9 +100,9 @@ impl Registry {
     /// any namespace, with the uid of the order holding each.
     pub fn vendor_claims(&self, provider: &str) -> BTreeMap<String, String> {
         let providers = self.same_account(provider);
-        self.orders_where(|o| providers.contains(&o.spec.provider_ref.name))
+        self.orders_where(|o| claim_of(o).is_some() && providers.contains(&o.spec.provider_ref.name))
             .iter()
-            .filter_map(|o| Some((o.status.as_ref()?.order.as_ref()?.id.clone()?, o.uid()?)))
+            .filter_map(|o| claim_of(o).map(|(id, uid)| (id.clone(), uid.clone())))
             .collect()
     }
 
@@ -111,7 +116,9 @@ impl Registry {
         let providers = self.same_account(&order.spec.provider_ref.name);
         let mut others: Vec<String> = self
             .orders_where(|o| {
-                vendor_id(o) == Some(id) && providers.contains(&o.spec.provider_ref.name) && o.uid() != order.uid()
+                vendor_id(o) == Some(id)
+                    && providers.contains(&o.spec.provider_ref.name)
+                    && o.metadata.uid != order.metadata.uid
             })
             .iter()
             .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))

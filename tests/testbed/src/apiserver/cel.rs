@@ -269,14 +269,15 @@ fn eval_rule(
         // A transition rule without a correlated old value is not evaluated (creates, new items).
         return;
     }
-    // A rule on a string that passed once for the same value passes again: rules such as
-    // `self.matches(...)` compile their regex at every evaluation, on every write of the object.
-    let passed_key = match new {
-        Value::String(text) if !compiled.uses_old_self && text.len() <= 1024 => {
+    // A rule that passed once for the same value (of the same type and format) passes again: rules
+    // such as `self.matches(...)` compile their regex at every evaluation, on every write of the
+    // object. Transition rules depend on the old value too, and are always evaluated.
+    let passed_key = match compiled.uses_old_self {
+        true => None,
+        false => serde_json::to_string(new).ok().filter(|text| text.len() <= 4096).map(|text| {
             let format = schema.get("format").and_then(Value::as_str).unwrap_or_default();
-            Some(format!("{src}\u{0}{format}\u{0}{text}"))
-        }
-        _ => None,
+            format!("{src}\u{0}{ty}\u{0}{format}\u{0}{root}\u{0}{text}")
+        }),
     };
     if let Some(key) = &passed_key
         && passed_rules().lock().unwrap_or_else(|e| e.into_inner()).contains(key)

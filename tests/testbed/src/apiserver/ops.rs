@@ -649,8 +649,10 @@ fn apply(store: &mut Store, ri: &ResourceInfo, key: &ObjKey, body: &[u8], opts: 
     if opts.field_manager.is_empty() {
         return Err(ApiError::bad_request("PATCH requests with apply content type must specify a fieldManager"));
     }
-    let mut applied: Value =
-        serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    // JSON (what clients send) is YAML too, and parsed much faster as JSON.
+    let mut applied: Value = serde_json::from_slice(body)
+        .or_else(|_| serde_yaml::from_slice(body))
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     check_type(ri, &mut applied)?;
     match applied["metadata"]["name"].as_str() {
         Some(n) if n == key.name => {}
