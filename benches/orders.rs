@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use certorder::api::{CertificateOrder, ClusterCertificateProvider, Phase};
+use certorder::api::{CertificateOrder, ClusterCertificateProvider, ClusterDNSZone, Phase};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -106,7 +106,8 @@ async fn main() -> anyhow::Result<()> {
     let client = api.client();
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd()] {
+    // Every CRD the chart installs.
+    for crd in [CertificateOrder::crd(), ClusterCertificateProvider::crd(), ClusterDNSZone::crd()] {
         crds.create(&PostParams::default(), &crd).await?;
     }
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -333,6 +334,12 @@ async fn main() -> anyhow::Result<()> {
         println!("  {what:<32} {:>6.2}", n as f64 / orders_wanted as f64);
     }
     println!("  {:<32} {:>6.2}", "total", total as f64 / orders_wanted as f64);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for event in events.list(&Default::default()).await?.items {
+        *reasons.entry(event.reason.unwrap_or_default()).or_default() += 1;
+    }
+    println!("events by reason: {reasons:?}");
 
     api.faults().reset_counts();
     tokio::time::sleep(settle).await;

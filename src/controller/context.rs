@@ -109,7 +109,6 @@ impl Context {
         }
     }
 
-    /// Watches the solver Pods through `store`, so a Pod that disappears is published again.
     /// Vendor order ids held by the orders of `provider` (any namespace), with the order (uid)
     /// holding each.
     pub fn vendor_claims(&self, provider: &str) -> std::collections::BTreeMap<String, String> {
@@ -126,13 +125,15 @@ impl Context {
         self
     }
 
-    /// The orders the process watches (any namespace) that `keep` keeps, from the caches; only
-    /// those are copied.
-    pub fn orders_where(
+    /// The other orders of `namespace` naming the TLS Secret `secret` and not being deleted:
+    /// (creation time, name).
+    pub fn secret_claimants(
         &self,
-        keep: impl Fn(&crate::api::CertificateOrder) -> bool,
-    ) -> Vec<Arc<crate::api::CertificateOrder>> {
-        self.registry.orders_where(keep)
+        namespace: &str,
+        secret: &str,
+        except_uid: &str,
+    ) -> Vec<(Option<k8s_openapi::jiff::Timestamp>, String)> {
+        self.registry.secret_claimants(namespace, secret, except_uid)
     }
 
     /// The image solver Pods of `provider`'s orders run, and its pull Secrets: the provider's

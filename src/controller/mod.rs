@@ -230,10 +230,14 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .touched_objects();
         let (order_store, order_writer) = reflector::store::<CertificateOrder>();
         metrics.watch_orders(order_store.clone());
-        registry.watch_orders(order_store.clone());
+        let (source, index) = (registry.order_source(), registry.clone());
         let order_watch = watcher(orders, watcher::Config::default().any_semantic()).default_backoff();
         let order_stream = guard::readable(order_watch, order_store.clone(), client.clone())
             .modify(trim_order)
+            .map_ok(move |event| {
+                index.order_event(source, &event);
+                event
+            })
             .reflect(order_writer)
             .applied_objects();
         // Solver Pods of HTTP validation (metadata only, by label): a Pod that disappears is

@@ -197,19 +197,13 @@ async fn secret_refusal(
 /// creation time, then name): it is the one that may take the Secret.
 fn earlier_claimant(ctx: &Context, order: &CertificateOrder) -> Option<String> {
     let meta = &order.metadata;
-    let time = |o: &CertificateOrder| o.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let (mine, my_name) = (time(order), meta.name.as_deref().unwrap_or_default());
-    // Runs over every order at each first step: compares in place, copies only what it keeps.
-    ctx.orders_where(|o| {
-        o.spec.secret_name == order.spec.secret_name
-            && o.metadata.namespace == meta.namespace
-            && o.metadata.uid != meta.uid
-            && o.metadata.deletion_timestamp.is_none()
-            && (time(o), o.metadata.name.as_deref().unwrap_or_default()) < (mine, my_name)
-    })
-    .iter()
-    .map(|o| o.name_any())
-    .min()
+    let mine = (meta.creation_timestamp.as_ref().map(|t| t.0), meta.name.clone().unwrap_or_default());
+    let (ns, uid) = (meta.namespace.as_deref().unwrap_or_default(), meta.uid.as_deref().unwrap_or_default());
+    ctx.secret_claimants(ns, &order.spec.secret_name, uid)
+        .into_iter()
+        .filter(|other| *other < mine)
+        .map(|(_, name)| name)
+        .min()
 }
 
 fn provider_object(ctx: &Context, order: &CertificateOrder) -> Option<std::sync::Arc<ClusterCertificateProvider>> {

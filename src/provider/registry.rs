@@ -1,15 +1,16 @@
 //! One registry of providers for the whole process: each `ClusterCertificateProvider` is built once
 //! per generation and shared by every namespace the operator watches — one client, one rate limit,
 //! one claims map and one purchase lock per provider, however many namespaces its orders live in.
-//! It also knows every order cache, so the vendor order ids orders hold are seen across namespaces,
-//! and which providers use the same vendor account: those share one [`Account`] (purchase lock and
+//! It also keeps an index of every watched order (by vendor order id, and by TLS Secret), so the
+//! vendor order ids orders hold are seen across namespaces without going through every order at
+//! each reconcile, and which providers use the same vendor account: those share one [`Account`] (purchase lock and
 //! claims), so an order of one never adopts a vendor order bought for an order of the other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use kube::ResourceExt;
-use kube::runtime::reflector::Store;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::watcher;
 
 use super::Provider;
 use crate::api::CertificateOrder;
@@ -18,8 +19,8 @@ use crate::api::CertificateOrder;
 pub struct Registry {
     /// Provider name → (uid/generation it was built from, the provider).
     built: tokio::sync::Mutex<HashMap<String, (String, Arc<Provider>)>>,
-    /// The order caches of every watched namespace.
-    orders: Mutex<Vec<Store<CertificateOrder>>>,
+    /// What the cross-order checks read of every watched order.
+    orders: Mutex<OrderIndex>,
     /// Vendor account key → what every provider using that account shares.
     accounts: Mutex<HashMap<String, Arc<Account>>>,
     /// Provider name → its vendor account key.
@@ -36,11 +37,6 @@ pub struct Account {
     /// Purchase calls share it; a lookup for a lost purchase holds it alone, so it never sees an
     /// order whose purchase call is still being answered, and two lookups never pick the same one.
     pub buying: tokio::sync::RwLock<()>,
-}
-
-/// The vendor order id an order holds, and its uid.
-fn claim_of(o: &CertificateOrder) -> Option<(&String, &String)> {
-    Some((o.status.as_ref()?.order.as_ref()?.id.as_ref()?, o.metadata.uid.as_ref()?))
 }
 
 impl Registry {
@@ -86,44 +82,232 @@ impl Registry {
         }
     }
 
-    pub fn watch_orders(&self, store: Store<CertificateOrder>) {
-        self.orders.lock().expect("registry lock").push(store);
+    /// A new source of order events (one per watched namespace, or one for all): its number.
+    pub fn order_source(&self) -> usize {
+        let mut index = self.orders.lock().expect("registry lock");
+        index.sources += 1;
+        index.sources - 1
     }
 
-    /// The orders of every namespace that `keep` keeps (only those are copied out of the caches:
-    /// this runs at every reconcile, over every order).
-    pub fn orders_where(&self, keep: impl Fn(&CertificateOrder) -> bool) -> Vec<Arc<CertificateOrder>> {
-        self.orders.lock().expect("registry lock").iter().flat_map(|s| s.state_filter(|o| keep(o))).collect()
+    /// Follows one event of the order watch of `source`, as its cache does.
+    pub fn order_event(&self, source: usize, event: &watcher::Event<CertificateOrder>) {
+        self.orders.lock().expect("registry lock").apply(source, event);
     }
 
     /// Vendor order ids held by the orders of `provider` (or of a provider of the same account), in
     /// any namespace, with the uid of the order holding each.
     pub fn vendor_claims(&self, provider: &str) -> BTreeMap<String, String> {
         let providers = self.same_account(provider);
-        self.orders_where(|o| claim_of(o).is_some() && providers.contains(&o.spec.provider_ref.name))
+        let index = self.orders.lock().expect("registry lock");
+        index
+            .entries
             .iter()
-            .filter_map(|o| claim_of(o).map(|(id, uid)| (id.clone(), uid.clone())))
+            .filter(|(_, (_, e))| providers.contains(&e.provider))
+            .filter_map(|(uid, (_, e))| Some((e.vendor_id.clone()?, uid.clone())))
             .collect()
     }
 
     /// Other orders of the same provider (or vendor account), in any namespace, whose status holds
     /// `order`'s vendor order id (`namespace/name`, sorted).
     pub fn other_holders(&self, order: &CertificateOrder) -> Vec<String> {
-        fn vendor_id(o: &CertificateOrder) -> Option<&str> {
-            o.status.as_ref()?.order.as_ref()?.id.as_deref()
-        }
-        let Some(id) = vendor_id(order) else { return Vec::new() };
+        let Some(id) = order.status.as_ref().and_then(|s| s.order.as_ref()).and_then(|o| o.id.as_ref()) else {
+            return Vec::new();
+        };
         let providers = self.same_account(&order.spec.provider_ref.name);
-        let mut others: Vec<String> = self
-            .orders_where(|o| {
-                vendor_id(o) == Some(id)
-                    && providers.contains(&o.spec.provider_ref.name)
-                    && o.metadata.uid != order.metadata.uid
-            })
-            .iter()
-            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        let index = self.orders.lock().expect("registry lock");
+        let mut others: Vec<String> = index
+            .by_vendor_id
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|uid| order.metadata.uid.as_ref() != Some(*uid))
+            .filter_map(|uid| index.entries.get(uid).map(|(_, e)| e))
+            .filter(|e| providers.contains(&e.provider))
+            .map(|e| format!("{}/{}", e.namespace, e.name))
             .collect();
         others.sort();
         others
+    }
+
+    /// The other orders of `namespace` that name the TLS Secret `secret`, and are not being deleted:
+    /// (creation time, name).
+    pub fn secret_claimants(
+        &self,
+        namespace: &str,
+        secret: &str,
+        except_uid: &str,
+    ) -> Vec<(Option<Timestamp>, String)> {
+        let index = self.orders.lock().expect("registry lock");
+        let key = (namespace.to_string(), secret.to_string());
+        index
+            .by_secret
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|uid| uid.as_str() != except_uid)
+            .filter_map(|uid| index.entries.get(uid).map(|(_, e)| e))
+            .filter(|e| !e.deleting)
+            .map(|e| (e.created, e.name.clone()))
+            .collect()
+    }
+}
+
+/// What the cross-order checks read of one order.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    namespace: String,
+    name: String,
+    provider: String,
+    secret_name: String,
+    vendor_id: Option<String>,
+    created: Option<Timestamp>,
+    deleting: bool,
+}
+
+impl Entry {
+    fn of(order: &CertificateOrder) -> Option<(String, Entry)> {
+        let meta = &order.metadata;
+        let entry = Entry {
+            namespace: meta.namespace.clone()?,
+            name: meta.name.clone()?,
+            provider: order.spec.provider_ref.name.clone(),
+            secret_name: order.spec.secret_name.clone(),
+            vendor_id: order.status.as_ref().and_then(|s| s.order.as_ref()).and_then(|o| o.id.clone()),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            deleting: meta.deletion_timestamp.is_some(),
+        };
+        Some((meta.uid.clone()?, entry))
+    }
+}
+
+/// Every watched order by uid (with the source that saw it), and the lookups the checks make:
+/// kept from the watch events, so a lookup costs what it finds, not the number of orders.
+#[derive(Default)]
+struct OrderIndex {
+    sources: usize,
+    entries: HashMap<String, (usize, Entry)>,
+    by_vendor_id: HashMap<String, BTreeSet<String>>,
+    by_secret: HashMap<(String, String), BTreeSet<String>>,
+    /// A relist in progress, by source: the orders it has listed so far.
+    relisting: HashMap<usize, Vec<(String, Entry)>>,
+}
+
+impl OrderIndex {
+    fn apply(&mut self, source: usize, event: &watcher::Event<CertificateOrder>) {
+        match event {
+            watcher::Event::Apply(order) => {
+                if let Some((uid, entry)) = Entry::of(order) {
+                    self.insert(source, uid, entry);
+                }
+            }
+            watcher::Event::Delete(order) => {
+                if let Some(uid) = &order.metadata.uid {
+                    self.remove(uid);
+                }
+            }
+            watcher::Event::Init => {
+                self.relisting.insert(source, Vec::new());
+            }
+            watcher::Event::InitApply(order) => {
+                if let Some(found) = Entry::of(order) {
+                    self.relisting.entry(source).or_default().push(found);
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed = self.relisting.remove(&source).unwrap_or_default();
+                let gone: Vec<String> =
+                    self.entries.iter().filter(|(_, (s, _))| *s == source).map(|(uid, _)| uid.clone()).collect();
+                for uid in gone {
+                    self.remove(&uid);
+                }
+                for (uid, entry) in listed {
+                    self.insert(source, uid, entry);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, source: usize, uid: String, entry: Entry) {
+        if self.entries.get(&uid).is_some_and(|(_, e)| *e == entry) {
+            return;
+        }
+        self.remove(&uid);
+        if let Some(id) = &entry.vendor_id {
+            self.by_vendor_id.entry(id.clone()).or_default().insert(uid.clone());
+        }
+        let key = (entry.namespace.clone(), entry.secret_name.clone());
+        self.by_secret.entry(key).or_default().insert(uid.clone());
+        self.entries.insert(uid, (source, entry));
+    }
+
+    fn remove(&mut self, uid: &str) {
+        let Some((_, entry)) = self.entries.remove(uid) else { return };
+        if let Some(id) = &entry.vendor_id
+            && let Some(uids) = self.by_vendor_id.get_mut(id)
+        {
+            uids.remove(uid);
+            if uids.is_empty() {
+                self.by_vendor_id.remove(id);
+            }
+        }
+        let key = (entry.namespace, entry.secret_name);
+        if let Some(uids) = self.by_secret.get_mut(&key) {
+            uids.remove(uid);
+            if uids.is_empty() {
+                self.by_secret.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(ns: &str, name: &str, uid: &str, secret: &str, vendor_id: Option<&str>) -> CertificateOrder {
+        let mut status = serde_json::json!({});
+        if let Some(id) = vendor_id {
+            status = serde_json::json!({"order": {"name": name, "id": id}});
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "certorder.io/v1alpha1", "kind": "CertificateOrder",
+            "metadata": {"name": name, "namespace": ns, "uid": uid, "creationTimestamp": "2026-11-26T00:00:00Z"},
+            "spec": {"providerRef": {"name": "p"}, "product": {"type": "DV"}, "domains": ["a.example"], "secretName": secret},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_order_index_follows_applies_deletes_and_relists() {
+        let registry = Registry::default();
+        let (a, b) = (registry.order_source(), registry.order_source());
+        assert_ne!(a, b);
+        let one = order("x", "one", "u1", "tls", Some("V1"));
+        let two = order("x", "two", "u2", "tls", Some("V1"));
+        let three = order("y", "three", "u3", "tls", None);
+        registry.order_event(a, &watcher::Event::Apply(one.clone()));
+        registry.order_event(a, &watcher::Event::Apply(two.clone()));
+        registry.order_event(b, &watcher::Event::Apply(three.clone()));
+        assert_eq!(registry.other_holders(&one), ["x/two"]);
+        assert_eq!(registry.secret_claimants("x", "tls", "u1").len(), 1);
+        assert_eq!(registry.secret_claimants("y", "tls", "").len(), 1, "namespaces apart");
+        assert_eq!(registry.vendor_claims("p").get("V1").map(String::len), Some(2));
+        // The second order's vendor id changes: it no longer shares.
+        registry.order_event(a, &watcher::Event::Apply(order("x", "two", "u2", "tls", Some("V2"))));
+        assert!(registry.other_holders(&one).is_empty());
+        // A relist of source a that no longer has "two": it is gone; source b is untouched.
+        registry.order_event(a, &watcher::Event::Init);
+        registry.order_event(a, &watcher::Event::InitApply(one.clone()));
+        registry.order_event(a, &watcher::Event::InitDone);
+        assert!(registry.secret_claimants("x", "tls", "u1").is_empty());
+        assert_eq!(registry.secret_claimants("y", "tls", "").len(), 1);
+        assert_eq!(registry.vendor_claims("p").len(), 1);
+        registry.order_event(b, &watcher::Event::Delete(three));
+        assert!(registry.secret_claimants("y", "tls", "").is_empty());
+        let index = registry.orders.lock().unwrap();
+        assert_eq!(index.entries.len(), 1);
+        assert_eq!(index.by_vendor_id.len(), 1, "emptied lookups are dropped");
+        assert_eq!(index.by_secret.len(), 1);
     }
 }
