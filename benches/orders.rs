@@ -340,6 +340,17 @@ async fn main() -> anyhow::Result<()> {
         *reasons.entry(event.reason.unwrap_or_default()).or_default() += 1;
     }
     println!("events by reason: {reasons:?}");
+    // What the operator caches of an issued order, and of its TLS Secret (without its data).
+    if let Ok(order) = orders.get("o0").await {
+        let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
+        let json = serde_json::to_value(&order)?;
+        let fields: Vec<String> = json["status"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| format!("{k} {}", size(v))).collect())
+            .unwrap_or_default();
+        println!("an issued order as JSON: {} bytes (status fields: {})", size(&json), fields.join(", "));
+        if std::env::var("BENCH_DUMP").is_ok() { println!("{}", serde_json::to_string_pretty(&json)?); }
+    }
 
     api.faults().reset_counts();
     tokio::time::sleep(settle).await;
