@@ -14,7 +14,8 @@
 //! `BENCH_UCLOUD_ORDERS` (20: DV orders of a UCloud provider against the USSL simulator, after the
 //! local ones; 0 skips them) and `BENCH_UCLOUD_RATE` (10: the provider's `requestsPerSecond`, and
 //! the simulator's limit, beyond which it refuses calls with RetCode 153). `BENCH_OPERATOR` runs
-//! another `certorder` binary (a copy of an earlier build, for before/after figures).
+//! another `certorder` binary (a copy of an earlier build, for before/after figures);
+//! `BENCH_DUMP=1` prints an issued order as JSON.
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -349,7 +350,9 @@ async fn main() -> anyhow::Result<()> {
             .map(|o| o.iter().map(|(k, v)| format!("{k} {}", size(v))).collect())
             .unwrap_or_default();
         println!("an issued order as JSON: {} bytes (status fields: {})", size(&json), fields.join(", "));
-        if std::env::var("BENCH_DUMP").is_ok() { println!("{}", serde_json::to_string_pretty(&json)?); }
+        if std::env::var("BENCH_DUMP").is_ok() {
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
     }
 
     api.faults().reset_counts();

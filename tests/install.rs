@@ -254,8 +254,8 @@ const NEEDED_CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
     ("", "namespaces", &["get"]),
     ("networking.k8s.io", "ingresses", &["list"]),
     ("gateway.networking.k8s.io", "httproutes", &["list"]),
-    // The DNS zones records are published with, read when publishing.
-    ("certorder.io", "clusterdnszones", &["get", "list"]),
+    // The DNS zones records are published with, cached by a watch.
+    ("certorder.io", "clusterdnszones", &["get", "list", "watch"]),
 ];
 /// In the operator's own namespace, in every mode.
 const NEEDED_IN_OWN_NAMESPACE: &[(&str, &str, &[&str])] =

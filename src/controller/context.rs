@@ -154,6 +154,7 @@ impl Context {
         self
     }
 
+    /// Watches the solver Pods through `store`, so a Pod that disappears is published again.
     pub fn with_solver_pods(
         mut self,
         store: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>,
