@@ -6,7 +6,7 @@
 //! each reconcile, and which providers use the same vendor account: those share one [`Account`] (purchase lock and
 //! claims), so an order of one never adopts a vendor order bought for an order of the other.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::jiff::Timestamp;
@@ -186,8 +186,10 @@ impl Entry {
 struct OrderIndex {
     sources: usize,
     entries: HashMap<String, (usize, Entry)>,
-    by_vendor_id: HashMap<String, BTreeSet<String>>,
-    by_secret: HashMap<(String, String), BTreeSet<String>>,
+    /// Uids by vendor order id, and by (namespace, TLS Secret): almost always one each, so a
+    /// `Vec` (a B-tree set would take a node of eleven slots per order).
+    by_vendor_id: HashMap<String, Vec<String>>,
+    by_secret: HashMap<(String, String), Vec<String>>,
     /// A relist in progress, by source: the orders it has listed so far.
     relisting: HashMap<usize, Vec<(String, Entry)>>,
 }
@@ -233,10 +235,10 @@ impl OrderIndex {
         }
         self.remove(&uid);
         if let Some(id) = &entry.vendor_id {
-            self.by_vendor_id.entry(id.clone()).or_default().insert(uid.clone());
+            self.by_vendor_id.entry(id.clone()).or_default().push(uid.clone());
         }
         let key = (entry.namespace.clone(), entry.secret_name.clone());
-        self.by_secret.entry(key).or_default().insert(uid.clone());
+        self.by_secret.entry(key).or_default().push(uid.clone());
         self.entries.insert(uid, (source, entry));
     }
 
@@ -245,14 +247,14 @@ impl OrderIndex {
         if let Some(id) = &entry.vendor_id
             && let Some(uids) = self.by_vendor_id.get_mut(id)
         {
-            uids.remove(uid);
+            uids.retain(|u| u != uid);
             if uids.is_empty() {
                 self.by_vendor_id.remove(id);
             }
         }
         let key = (entry.namespace, entry.secret_name);
         if let Some(uids) = self.by_secret.get_mut(&key) {
-            uids.remove(uid);
+            uids.retain(|u| u != uid);
             if uids.is_empty() {
                 self.by_secret.remove(&key);
             }
