@@ -120,7 +120,8 @@ async fn purchase(input: &StepInput<'_>, step: &'static str) -> Done {
     }
     // `observe::before_step` noted in memory that the vendor is being called.
     let may_have_bought = !memory.purchase_intent_here || memory.purchase_called;
-    // A vendor that buys idempotently finds nothing to claim: the orders are not gone through.
+    // A vendor whose purchase is idempotent never adopts a vendor order it did not make for this
+    // order, so the claims (a pass over every order) are not gathered for it.
     let claims = match input.provider.purchase_is_idempotent() {
         true => BTreeMap::new(),
         false => input.ctx.vendor_claims(&input.order.spec.provider_ref.name),
