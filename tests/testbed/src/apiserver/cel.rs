@@ -269,6 +269,12 @@ fn eval_rule(
         // A transition rule without a correlated old value is not evaluated (creates, new items).
         return;
     }
+    // Validation ratcheting (KEP-4008, GA in Kubernetes 1.33): a rule that does not use `oldSelf`
+    // does not fail a value that is unchanged from the stored object, so an unchanged value
+    // (a status write leaves the spec as it was) is not evaluated at all.
+    if !compiled.uses_old_self && old == Some(new) {
+        return;
+    }
     // A rule that passed once for the same value (of the same type and format) passes again: rules
     // such as `self.matches(...)` compile their regex at every evaluation, on every write of the
     // object. Transition rules depend on the old value too, and are always evaluated.

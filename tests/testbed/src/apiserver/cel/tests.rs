@@ -348,3 +348,28 @@ fn unused_scalar_rule_schema_helper_compiles() {
         vec![r#"FieldValueInvalid | spec.name | Invalid value: "string": failed rule: self.size() > 0"#]
     );
 }
+
+/// Validation ratcheting (KEP-4008, GA in 1.33): a value unchanged from the stored object is not
+/// failed by a rule that does not use `oldSelf`, so an object stored before a rule tightened can
+/// still be written (its status, another field); changing the value is checked again, and
+/// transition rules are always evaluated.
+#[test]
+fn unchanged_values_are_ratcheted_and_transition_rules_are_not() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "name": {"type": "string", "x-kubernetes-validations": [{"rule": "self.matches('^[a-z]+$')", "message": "lowercase only"}]},
+        "mode": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "mode is immutable"}]},
+        "other": {"type": "integer"}}}}});
+    let stored = json!({"spec": {"name": "Bad", "mode": "a", "other": 1}});
+    let other_changed = json!({"spec": {"name": "Bad", "mode": "a", "other": 2}});
+    assert!(validate_rules(&schema, &other_changed, Some(&stored)).is_empty(), "the unchanged name is ratcheted");
+    let got = lines(&validate_rules(&schema, &json!({"spec": {"name": "Worse", "mode": "a"}}), Some(&stored)));
+    assert_eq!(got, vec![r#"FieldValueInvalid | spec.name | Invalid value: "string": lowercase only"#]);
+    let got = lines(&validate_rules(&schema, &stored, None));
+    assert_eq!(
+        got,
+        vec![r#"FieldValueInvalid | spec.name | Invalid value: "string": lowercase only"#],
+        "a create is checked"
+    );
+    let got = lines(&validate_rules(&schema, &json!({"spec": {"name": "Bad", "mode": "b"}}), Some(&stored)));
+    assert_eq!(got, vec![r#"FieldValueInvalid | spec.mode | Invalid value: "string": mode is immutable"#]);
+}
