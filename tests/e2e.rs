@@ -833,15 +833,12 @@ async fn ucloud_dv_order_with_dns_validation_is_bought_validated_and_installed()
 /// is removed after issuance while another value in the zone stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucloud_dns_cname_validation_is_published_as_a_cname_through_rfc2136_and_removed() {
-    let bind = testbed::bind::Bind::start(&[testbed::bind::Zone {
+    let (env, bind) = env_with_bind(&[testbed::bind::Zone {
         name: "example.net",
         records: &["_dnsauth.www 60 IN TXT \"someone-elses-value\""],
         updatable: true,
     }])
     .await;
-    let mut env = Env::start_with_controller(false).await;
-    env.metrics_port = free_port();
-    env.controller = Some(spawn_controller(&env.client, test_config(bind.addr(), env.metrics_port)));
     rfc2136_zone(&env, &bind).await;
     // The simulated CA looks the CNAME up where certorder publishes it.
     let sim = testbed::ussl::UsslSim::start(USSL_PUBLIC_KEY, USSL_PRIVATE_KEY, bind.addr()).await;
@@ -3043,7 +3040,7 @@ impl Env {
 /// the name certorder will use) and `static.test` (not updatable: the name a user delegates
 /// once, by CNAME, into example.net).
 async fn bind_env() -> (Env, testbed::bind::Bind) {
-    let bind = testbed::bind::Bind::start(&[
+    let (env, bind) = env_with_bind(&[
         testbed::bind::Zone {
             name: "example.net",
             records: &["_dnsauth.www 60 IN TXT \"someone-elses-value\""],
@@ -3056,10 +3053,16 @@ async fn bind_env() -> (Env, testbed::bind::Bind) {
         },
     ])
     .await;
+    rfc2136_zone(&env, &bind).await;
+    (env, bind)
+}
+
+/// A real BIND 9 serving `zones`, and the operator resolving through it (no `ClusterDNSZone` yet).
+async fn env_with_bind(zones: &[testbed::bind::Zone<'_>]) -> (Env, testbed::bind::Bind) {
+    let bind = testbed::bind::Bind::start(zones).await;
     let mut env = Env::start_with_controller(false).await;
     env.metrics_port = free_port();
     env.controller = Some(spawn_controller(&env.client, test_config(bind.addr(), env.metrics_port)));
-    rfc2136_zone(&env, &bind).await;
     (env, bind)
 }
 
@@ -3138,11 +3141,8 @@ async fn deleting_an_order_mid_validation_removes_its_rfc2136_record() {
 /// adds a `ClusterDNSZone`, the order publishes its record there itself and is issued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_added_later_publishes_the_records_of_a_waiting_order() {
-    let bind =
-        testbed::bind::Bind::start(&[testbed::bind::Zone { name: "example.net", records: &[], updatable: true }]).await;
-    let mut env = Env::start_with_controller(false).await;
-    env.metrics_port = free_port();
-    env.controller = Some(spawn_controller(&env.client, test_config(bind.addr(), env.metrics_port)));
+    let (env, bind) =
+        env_with_bind(&[testbed::bind::Zone { name: "example.net", records: &[], updatable: true }]).await;
     env.provider("auto", "Automatic").await;
     env.apply(dv_order("early", &["www.example.net"], "auto")).await;
     let waiting = env

@@ -110,6 +110,14 @@ fn vendor(out: &mut String, status: &CertificateOrderStatus) {
     }
 }
 
+/// `CNAME name → target` or `TXT name = "value"`: the record a DNS challenge asks for.
+fn dns_record(c: &Challenge) -> String {
+    match c.is_cname() {
+        true => format!("CNAME {} → {}", c.target, c.expected_value),
+        false => format!("TXT {} = \"{}\"", c.target, c.expected_value),
+    }
+}
+
 fn domain_validation(out: &mut String, challenges: &[Challenge]) {
     if challenges.is_empty() {
         return;
@@ -117,8 +125,7 @@ fn domain_validation(out: &mut String, challenges: &[Challenge]) {
     let _ = writeln!(out, "Domain validation:");
     for c in challenges {
         let what = match c.method {
-            ValidationMethod::DNS if c.is_cname() => format!("CNAME {} → {}", c.target, c.expected_value),
-            ValidationMethod::DNS => format!("TXT {} = \"{}\"", c.target, c.expected_value),
+            ValidationMethod::DNS => dns_record(c),
             ValidationMethod::HTTP => {
                 format!("GET {} must return \"{}\" (no trailing newline)", c.target, c.expected_value)
             }
@@ -233,18 +240,9 @@ async fn check_one(checker: &DnsChecker, c: &Challenge, out: &mut String) -> boo
         );
         return false;
     }
-    let (o, what) = match c.is_cname() {
-        true => (
-            checker.check_cname(&c.target, &c.expected_value).await,
-            format!("CNAME {} → {}", c.target, c.expected_value),
-        ),
-        false => (
-            checker.check_txt(&c.target, &c.expected_value).await,
-            format!("TXT {} = \"{}\"", c.target, c.expected_value),
-        ),
-    };
+    let o = checker.check_challenge(c).await;
     let verdict = if o.matched { "ok  " } else { "FAIL" };
-    let _ = writeln!(out, "{verdict} {:<28} {what}", c.domain);
+    let _ = writeln!(out, "{verdict} {:<28} {}", c.domain, dns_record(c));
     if !o.matched {
         let _ = writeln!(out, "     {:<28} {}", "", o.diagnosis);
     }

@@ -302,10 +302,7 @@ async fn self_check(input: &StepInput<'_>) -> Done {
 async fn check(ctx: &Context, c: &Challenge, now: DateTime<Utc>) -> SelfCheck {
     match c.method {
         ValidationMethod::DNS => {
-            let o = match c.is_cname() {
-                true => ctx.dns.check_cname(&c.target, &c.expected_value).await,
-                false => ctx.dns.check_txt(&c.target, &c.expected_value).await,
-            };
+            let o = ctx.dns.check_challenge(c).await;
             SelfCheck {
                 passed: o.matched,
                 seen: o.found.join(", "),

@@ -178,13 +178,18 @@ impl Context {
     /// none): records are published again when this changes (a zone added after an order's
     /// records were shown to a person publishes them).
     pub fn dns_zones_fingerprint(&self) -> String {
-        let Some(mut zones) = self.cached_dns_zones() else { return String::new() };
-        zones.sort_by_key(|z| z.name_any());
-        zones
+        let Some(zones) = self.dns_zones.as_ref().filter(|z| z.synced.load(std::sync::atomic::Ordering::Relaxed))
+        else {
+            return String::new();
+        };
+        let mut zones: Vec<String> = zones
+            .store
+            .state()
             .iter()
             .map(|z| format!("{}@{}", z.name_any(), z.metadata.generation.unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(",")
+            .collect();
+        zones.sort();
+        zones.join(",")
     }
 
     /// Publishes an event about the order. Each event gets a recorder of its own: kube-runtime's

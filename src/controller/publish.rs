@@ -61,7 +61,6 @@ where
 
 /// Publishes the files the challenges ask for, and the route to them; `previous` is what was
 /// published before (its paths in another Ingress are removed when the spec moved them).
-#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     ctx: &Context,
     order: &CertificateOrder,

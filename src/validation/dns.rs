@@ -319,6 +319,14 @@ impl DnsChecker {
         judge_cname(&show(&name), expected, &targets, &seen)
     }
 
+    /// Checks a DNS challenge as the CA does: its CNAME (`recordType: CNAME`) or its TXT value.
+    pub async fn check_challenge(&self, c: &crate::api::Challenge) -> TxtObservation {
+        match c.is_cname() {
+            true => self.check_cname(&c.target, &c.expected_value).await,
+            false => self.check_txt(&c.target, &c.expected_value).await,
+        }
+    }
+
     async fn ask_txt(&self, server: SocketAddr, name: &Name) -> Seen {
         let response = match query(server, name, RecordType::TXT, false, &self.config).await {
             Ok(r) => r,
