@@ -14,7 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::Config;
-use crate::api::{CertificateOrder, ClusterCertificateProvider, MANAGER};
+use crate::api::{ClusterCertificateProvider, MANAGER};
 use crate::provider::{AccountState, Provider};
 use crate::validation::dns::DnsChecker;
 use crate::validation::http::{HttpChecker, Ports};
@@ -244,7 +244,7 @@ impl Context {
 
     /// Forgets, once a minute, the orders `orders` no longer holds: an order without a finalizer
     /// goes without a last reconcile, and a relist drops deleted orders without a word.
-    pub fn forget_deleted_orders(self: &Arc<Self>, orders: Store<CertificateOrder>) {
+    pub fn forget_deleted_orders(self: &Arc<Self>, orders: Store<super::cache::CachedOrder>) {
         let ctx = Arc::clone(self);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(MEMORY_SWEEP);

@@ -31,7 +31,7 @@ pub const UNREADABLE: &str = "Unreadable";
 /// `client`) and, when `cache` holds an older version, deleted from it.
 pub(crate) fn readable<K, S>(
     events: S,
-    cache: Store<K>,
+    cache: impl Cache<K>,
     client: Client,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
 where
@@ -56,7 +56,7 @@ where
 /// The event for the readable objects; `report` gets the unreadable one.
 fn split<K>(
     event: watcher::Event<DeserializeGuard<K>>,
-    cache: &Store<K>,
+    cache: &impl Cache<K>,
     report: &mut impl FnMut(InvalidObject),
 ) -> Option<watcher::Event<K>>
 where
@@ -83,7 +83,7 @@ where
 }
 
 /// The cache's (readable, older) version of the object `bad` is a version of.
-fn cached<K>(cache: &Store<K>, bad: &InvalidObject) -> Option<K>
+fn cached<K>(cache: &impl Cache<K>, bad: &InvalidObject) -> Option<K>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
@@ -91,7 +91,19 @@ where
     if let Some(namespace) = &bad.metadata.namespace {
         key = key.within(namespace);
     }
-    cache.get(&key).map(|object| (*object).clone())
+    cache.version(&key)
+}
+
+/// Where `readable` finds the cached version of an object: a store of the objects themselves,
+/// or of what stands for them (the compressed orders of `cache::CachedOrder`).
+pub(crate) trait Cache<K: Resource<DynamicType = ()>>: Send + 'static {
+    fn version(&self, key: &ObjectRef<K>) -> Option<K>;
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Cache<K> for Store<K> {
+    fn version(&self, key: &ObjectRef<K>) -> Option<K> {
+        self.get(key).map(|object| (*object).clone())
+    }
 }
 
 /// The log line and the Warning event about an object that cannot be read.

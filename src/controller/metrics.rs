@@ -11,7 +11,10 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::api::{CertificateOrder, Phase};
+use chrono::{DateTime, Utc};
+
+use super::cache::{CachedOrder, OrderFacts};
+use crate::api::Phase;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -67,17 +70,16 @@ const PHASES: [Phase; 9] = [
 /// validity and renewal times. Nothing to keep in step, no series left behind by deleted orders.
 #[derive(Debug, Default)]
 struct OrderCollector {
-    stores: std::sync::Mutex<Vec<Store<CertificateOrder>>>,
+    stores: std::sync::Mutex<Vec<Store<CachedOrder>>>,
 }
 
 impl Collector for OrderCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let orders: Vec<Arc<CertificateOrder>> =
+        let orders: Vec<Arc<CachedOrder>> =
             self.stores.lock().expect("collector lock").iter().flat_map(|s| s.state()).collect();
         let mut by_phase = [0i64; PHASES.len()];
         for order in &orders {
-            let phase = order.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            if let Some(i) = PHASES.iter().position(|p| *p == phase) {
+            if let Some(i) = PHASES.iter().position(|p| *p == order.facts.phase) {
                 by_phase[i] += 1;
             }
         }
@@ -86,41 +88,35 @@ impl Collector for OrderCollector {
         for (phase, count) in PHASES.iter().zip(by_phase) {
             ConstGauge::new(count).encode(family.encode_family(&PhaseLabels { phase: phase.as_str() })?)?;
         }
-        let unconfirmed = orders
-            .iter()
-            .filter(|o| {
-                let vendor = o.status.as_ref().and_then(|s| s.order.as_ref());
-                vendor.is_some_and(|v| v.id.is_none() && v.purchase_unconfirmed_time.is_some())
-            })
-            .count() as i64;
+        let unconfirmed = orders.iter().filter(|o| o.facts.purchase_unconfirmed).count() as i64;
         ConstGauge::new(unconfirmed).encode(encoder.encode_descriptor(
             "purchases_unconfirmed",
             "Orders whose purchase may have been made but is not found yet: a person may have to decide (alert on > 0 for long)",
             None,
             ConstGauge::new(0i64).metric_type(),
         )?)?;
-        type Field = fn(&CertificateOrder) -> Option<f64>;
+        type Field = fn(&OrderFacts) -> Option<DateTime<Utc>>;
         let timestamps: [(&str, &str, Field); 3] = [
             (
                 "certificate_expiration_timestamp_seconds",
                 "When the order's certificate expires (notAfter), Unix seconds",
-                |o| o.status.as_ref()?.certificate.as_ref().map(|c| c.not_after.timestamp() as f64),
+                |o| o.not_after,
             ),
             (
                 "certificate_not_before_timestamp_seconds",
                 "When the order's certificate became valid (notBefore), Unix seconds",
-                |o| o.status.as_ref()?.certificate.as_ref().map(|c| c.not_before.timestamp() as f64),
+                |o| o.not_before,
             ),
             (
                 "certificate_renewal_timestamp_seconds",
                 "When the order's certificate will be renewed, Unix seconds",
-                |o| o.status.as_ref()?.renewal_time.map(|t| t.timestamp() as f64),
+                |o| o.renewal_time,
             ),
         ];
         for (name, help, field) in timestamps {
             let mut family = encoder.encode_descriptor(name, help, None, ConstGauge::new(0f64).metric_type())?;
             for order in &orders {
-                if let Some(value) = field(order) {
+                if let Some(value) = field(&order.facts).map(|t| t.timestamp() as f64) {
                     let labels =
                         OrderLabels { namespace: order.namespace().unwrap_or_default(), name: order.name_any() };
                     ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
@@ -213,7 +209,7 @@ impl Metrics {
     }
 
     /// Orders in this cache are counted by phase and their certificates' times exported.
-    pub fn watch_orders(&self, store: Store<CertificateOrder>) {
+    pub fn watch_orders(&self, store: Store<CachedOrder>) {
         self.orders.stores.lock().expect("collector lock").push(store);
     }
 

@@ -5,6 +5,7 @@
 //! decision; nothing hot-loops.
 
 mod act;
+mod cache;
 mod context;
 mod dns_publish;
 pub mod fence;
@@ -38,6 +39,7 @@ pub use context::Context;
 pub use objects::pending_key_secret_name;
 
 use act::{Done, StepInput};
+use cache::CachedOrder;
 use observe::Observation;
 
 use crate::api::{
@@ -130,6 +132,9 @@ const MAX_STEPS: usize = 16;
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// A bug: the cache wrote the bytes it cannot read back.
+    #[error("the cached order does not decode: {0}")]
+    Cache(#[from] serde_json::Error),
 }
 
 impl Error {
@@ -138,6 +143,7 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "transport",
+            Error::Cache(_) => "cache",
         }
     }
 }
@@ -228,7 +234,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .map_ok(move |event| facts.absorb(event))
             .reflect(secret_writer)
             .touched_objects();
-        let (order_store, order_writer) = reflector::store::<CertificateOrder>();
+        // The cache keeps each order compressed (see cache): reconciles decode the one they read.
+        let (order_store, order_writer) = reflector::store::<CachedOrder>();
         metrics.watch_orders(order_store.clone());
         let (source, index) = (registry.order_source(), registry.clone());
         let order_watch = watcher(orders, watcher::Config::default().any_semantic()).default_backoff();
@@ -236,7 +243,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             .modify(trim_order)
             .map_ok(move |event| {
                 index.order_event(source, &event);
-                event
+                cache::compress(event)
             })
             .reflect(order_writer)
             .applied_objects();
@@ -429,7 +436,7 @@ async fn needs_finalizer_before(pass: &Pass<'_>, step: &Step) -> bool {
         }
 }
 
-fn error_policy(order: Arc<CertificateOrder>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(order: Arc<CachedOrder>, error: &Error, ctx: Arc<Context>) -> Action {
     let uid = order.uid().unwrap_or_default();
     ctx.metrics.reconcile_failed(error.category());
     let mut errors = 0;
@@ -442,8 +449,9 @@ fn error_policy(order: Arc<CertificateOrder>, error: &Error, ctx: Arc<Context>) 
     Action::requeue(wait)
 }
 
-async fn reconcile(order: Arc<CertificateOrder>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(cached: Arc<CachedOrder>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    let order = cached.order()?;
     let ns = order.namespace().unwrap_or_default();
     let name = order.name_any();
     let phase = order.status.as_ref().map(|s| s.phase).unwrap_or_default();
