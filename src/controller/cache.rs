@@ -6,7 +6,6 @@
 //! optional parts); compressed it takes under 1 KB. With 10,000 orders that is most of the
 //! operator's memory (issue 16). Decoding costs tens of microseconds, once per reconcile.
 
-use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use flate2::Compression;
 use flate2::read::DeflateDecoder;
@@ -16,6 +15,7 @@ use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde::{Deserialize, Deserializer, Serialize};
+use std::borrow::Cow;
 
 use super::guard::Cache;
 use crate::api::{CertificateOrder, CertificateOrderSpec, CertificateOrderStatus, Phase};
@@ -229,8 +229,4 @@ mod tests {
             json.len()
         );
     }
-}
-#[test]
-fn zz_sizes() {
-    eprintln!("ObjectMeta {} CachedOrder {} OrderFacts {} Secret {} ObjectRef {} CertificateOrder {}", std::mem::size_of::<ObjectMeta>(), std::mem::size_of::<CachedOrder>(), std::mem::size_of::<OrderFacts>(), std::mem::size_of::<k8s_openapi::api::core::v1::Secret>(), std::mem::size_of::<ObjectRef<CachedOrder>>(), std::mem::size_of::<CertificateOrder>());
 }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -57,21 +56,19 @@ pub struct Memory {
 pub struct Context {
     pub client: Client,
     pub config: Config,
-    pub secrets: Store<Secret>,
+    /// The Secrets certorder labelled, as far as reconciles read them (see `secrets`).
+    pub secrets: Arc<super::secrets::SecretCache>,
     pub providers: Store<ClusterCertificateProvider>,
     pub dns: Arc<DnsChecker>,
     /// Fetches HTTP validation files as a CA does (self-check and the local CA).
     pub http: Arc<HttpChecker>,
     pub metrics: Arc<super::metrics::Metrics>,
-    /// What the cached Secrets' data held (the cache keeps them without it).
-    pub secret_facts: Arc<super::secrets::FactsTable>,
     /// Metadata of the solver Pods the operator published (labelled), when watched.
     pub solver_pods: Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Pod>>>,
     /// The process's providers and the orders of every namespace (shared by all Contexts).
     registry: Arc<crate::provider::registry::Registry>,
     /// Closes when a leader could not renew its Lease in time: no step may then start or run on.
     pub fence: Arc<super::fence::Fence>,
-    secrets_synced: std::sync::atomic::AtomicBool,
     /// The `ClusterDNSZone`s (cluster-scoped and few, shared by all Contexts), once listed.
     dns_zones: Option<ZoneCache>,
     memory: Mutex<HashMap<String, Memory>>,
@@ -81,7 +78,7 @@ impl Context {
     pub fn new(
         client: Client,
         config: Config,
-        secrets: Store<Secret>,
+        secrets: Arc<super::secrets::SecretCache>,
         providers: Store<ClusterCertificateProvider>,
         dns: Arc<DnsChecker>,
         metrics: Arc<super::metrics::Metrics>,
@@ -99,11 +96,9 @@ impl Context {
             http,
             dns,
             metrics,
-            secret_facts: Arc::default(),
             solver_pods: None,
             registry,
             fence: super::fence::Fence::open(),
-            secrets_synced: Default::default(),
             dns_zones: None,
             memory: Mutex::default(),
         }
@@ -149,10 +144,6 @@ impl Context {
     }
 
     /// Reads what the cached Secrets' data held from `facts`, filled by the Secret watch.
-    pub fn with_secret_facts(mut self, facts: Arc<super::secrets::FactsTable>) -> Context {
-        self.secret_facts = facts;
-        self
-    }
 
     /// Watches the solver Pods through `store`, so a Pod that disappears is published again.
     pub fn with_solver_pods(
@@ -216,18 +207,10 @@ impl Context {
         }
     }
 
-    /// Whether the Secret cache has done its first full list.
+    /// Whether the Secret cache has done its first full list (kube-runtime waits only for the
+    /// orders' cache).
     pub fn secrets_synced(&self) -> bool {
-        self.secrets_synced.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Marks the Secret cache synced once it is (kube-runtime waits only for the orders' cache).
-    pub fn watch_secret_sync(self: &Arc<Self>) {
-        let ctx = Arc::clone(self);
-        tokio::spawn(async move {
-            super::synced(&ctx.secrets).await;
-            ctx.secrets_synced.store(true, std::sync::atomic::Ordering::Relaxed);
-        });
+        self.secrets.is_synced()
     }
 
     pub fn memory(&self, uid: &str) -> Memory {
@@ -257,27 +240,10 @@ impl Context {
         });
     }
 
-    /// A Secret the operator labelled, from the cache: its metadata and type, without its data.
-    pub fn cached_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        self.secrets.get(&ObjectRef::new(name).within(namespace))
-    }
-
-    /// A Secret the operator labelled, from the cache, with the facts of its data; those are read
-    /// from the API in the rare case the watch has not delivered the cached version's facts.
-    pub async fn cached_secret_facts(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<(Arc<Secret>, Arc<super::secrets::SecretFacts>)>, kube::Error> {
-        let Some(secret) = self.cached_secret(namespace, name) else { return Ok(None) };
-        if let Some(facts) = self.secret_facts.get(&secret) {
-            return Ok(Some((secret, facts)));
-        }
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        Ok(api.get_opt(name).await?.map(|full| {
-            let facts = Arc::new(super::secrets::SecretFacts::of(&full));
-            (secret, facts)
-        }))
+    /// A Secret the operator labelled, as the cache keeps it: who holds it and what its data
+    /// held, read from one version.
+    pub fn cached_secret(&self, namespace: &str, name: &str) -> Option<Arc<super::secrets::CachedSecret>> {
+        self.secrets.get(namespace, name)
     }
 
     /// The provider an order names, built once per provider generation; `Err` says what to fix.

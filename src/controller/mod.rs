@@ -224,15 +224,12 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     for ns in namespaces {
         let orders: Api<DeserializeGuard<CertificateOrder>> = scoped(&client, ns.as_deref());
         let secrets: Api<Secret> = scoped(&client, ns.as_deref());
-        let (secret_store, secret_writer) = reflector::store::<Secret>();
-        // The cache keeps the Secrets without their data (keys, certificates): the facts
-        // reconciles read of it are kept aside, read once per version.
-        let secret_facts = Arc::new(secrets::FactsTable::default());
-        let facts = secret_facts.clone();
+        // The Secret cache keeps only what reconciles read of each Secret (see secrets).
+        let secret_cache = Arc::new(secrets::SecretCache::default());
+        let cache = secret_cache.clone();
         let secret_stream = watcher(secrets, labelled.clone())
             .default_backoff()
-            .map_ok(move |event| facts.absorb(event))
-            .reflect(secret_writer)
+            .map_ok(move |event| cache.absorb(event))
             .touched_objects();
         // The cache keeps each order compressed (see cache): reconciles decode the one they read.
         let (order_store, order_writer) = reflector::store::<CachedOrder>();
@@ -259,16 +256,16 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         .modify(|p| p.managed_fields_mut().clear())
         .reflect(pod_writer)
         .touched_objects();
-        let (order_cache, secret_cache) = (order_store.clone(), secret_store.clone());
+        let (order_cache, secrets_cache) = (order_store.clone(), secret_cache.clone());
         caches.push(Box::pin(async move {
             synced(&order_cache).await;
-            synced(&secret_cache).await;
+            secrets_cache.synced().await;
         }));
         let ctx = Arc::new(
             Context::new(
                 client.clone(),
                 config.clone(),
-                secret_store,
+                secret_cache,
                 providers.clone(),
                 dns.clone(),
                 metrics.clone(),
@@ -276,10 +273,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
             )
             .with_solver_pods(pod_store)
             .with_fence(fence.clone())
-            .with_secret_facts(secret_facts)
             .with_dns_zones(zones.clone()),
         );
-        ctx.watch_secret_sync();
         ctx.forget_deleted_orders(order_store.clone());
         provider_ctx.get_or_insert_with(|| ctx.clone());
         let controller = Controller::for_stream(order_stream, order_store)
@@ -496,8 +491,7 @@ fn caches_lag(ctx: &Context, order: &CertificateOrder) -> Option<Action> {
     let (written, at) = memory.secret_written_version?;
     let cached = ctx
         .cached_secret(&order.namespace().unwrap_or_default(), &order.spec.secret_name)
-        .and_then(|s| s.resource_version())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|s| s.resource_version()?.parse::<u64>().ok());
     // Missing long after the write means someone deleted it: then it is installed again.
     let lagging = match cached {
         Some(cached) => cached < written,

@@ -9,9 +9,7 @@ use sha2::{Digest, Sha256};
 use super::context::{Context, Memory};
 pub use super::objects::pending_key_secret_name;
 use super::secrets::{KeyFacts, SecretFacts};
-use crate::api::{
-    CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, ORDER_LABEL, RotationPolicy, order_label_value,
-};
+use crate::api::{CertificateInfo, CertificateOrder, KeyAlgorithm as SpecAlgorithm, RotationPolicy};
 use crate::lifecycle::{InstalledObs, KeyObs, LetterObs, Observed, ProviderObs, Step};
 use crate::pki::{self, KeyAlgorithm, PrivateKey, VerifyError};
 use crate::provider::letter::check_letter;
@@ -37,8 +35,8 @@ pub fn secret_field(secret: &Secret, key: &str) -> Option<Vec<u8>> {
 pub async fn pending_key(ctx: &Context, order: &CertificateOrder) -> Result<Option<KeyObs>, kube::Error> {
     let ns = order.namespace().unwrap_or_default();
     let name = pending_key_secret_name(&order.name_any());
-    let Some((_, facts)) = ctx.cached_secret_facts(&ns, &name).await? else { return Ok(None) };
-    Ok(match &facts.key {
+    let Some(cached) = ctx.cached_secret(&ns, &name) else { return Ok(None) };
+    Ok(match &cached.facts.key {
         KeyFacts::Key { algorithm, fingerprint } if *algorithm == key_algorithm(order) => {
             Some(KeyObs { secret: name, fingerprint: fingerprint.clone() })
         }
@@ -70,12 +68,13 @@ pub async fn installed(
     now: DateTime<Utc>,
 ) -> Result<InstalledObs, kube::Error> {
     let ns = order.namespace().unwrap_or_default();
-    let Some((secret, facts)) = ctx.cached_secret_facts(&ns, &order.spec.secret_name).await? else {
+    let Some(cached) = ctx.cached_secret(&ns, &order.spec.secret_name) else {
         return Ok(InstalledObs::Missing);
     };
-    if secret.labels().get(ORDER_LABEL) != Some(&order_label_value(&order.name_any())) {
+    if !cached.labelled_for(&order.name_any()) {
         return Ok(InstalledObs::Missing);
     }
+    let facts = &cached.facts;
     let key_fingerprint = match (&facts.key, facts.has_certificate) {
         (KeyFacts::Absent, _) | (_, false) => {
             return Ok(InstalledObs::Unusable("the Secret lacks tls.crt or tls.key".into()));
@@ -233,13 +232,9 @@ pub async fn load_keys(
             if observation.installed_key.is_none()
                 && (*step == Step::Reinstall || order.spec.private_key.rotation_policy == RotationPolicy::Never) =>
         {
-            let ours = match ctx.cached_secret_facts(&ns, &order.spec.secret_name).await? {
-                Some((secret, facts)) => {
-                    secret.labels().get(ORDER_LABEL) == Some(&order_label_value(&order.name_any()))
-                        && facts.has_certificate
-                }
-                None => false,
-            };
+            let ours = ctx
+                .cached_secret(&ns, &order.spec.secret_name)
+                .is_some_and(|cached| cached.labelled_for(&order.name_any()) && cached.facts.has_certificate);
             if ours {
                 observation.installed_key = load_key(ctx, &ns, &order.spec.secret_name, algorithm, None).await?;
             }

@@ -1,18 +1,20 @@
-//! The Secret cache keeps the Secrets certorder labelled without their data. Their metadata
-//! (labels, annotations, owner references, resourceVersion: all that ownership checks read) and
-//! type stay as they are; in place of the key and certificate bytes the operator keeps what
-//! reconciles look at: the key's algorithm and fingerprint, and what checking the certificate
-//! against the key found that depends neither on the time nor on the names (`pki::Inspected`),
-//! worked out once per version as the watch delivers it. The steps that need the key itself (the
-//! CSR, the install, a kept key) read the Secret from the API.
+//! The Secret cache keeps, of each Secret certorder labelled, only what reconciles read: who
+//! holds it (the labels and annotations ownership checks read, `Ownership`), its
+//! resourceVersion, and in place of the key and certificate bytes the key's algorithm and
+//! fingerprint and what checking the certificate against the key found that depends neither on
+//! the time nor on the names (`pki::Inspected`), worked out once per version as the watch
+//! delivers it. The steps that need the key itself (the CSR, the install, a kept key) read the
+//! Secret from the API.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
+use crate::api::{ADOPT_ANNOTATION, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, order_label_value, owning_order};
 use crate::pki::{self, KeyAlgorithm, PrivateKey, TLS_CRT, TLS_KEY};
 
 /// What a labelled Secret's data held, as far as reconciles care.
@@ -71,15 +73,72 @@ impl SecretFacts {
 
 type Key = (String, String);
 
-/// The facts of every Secret in the cache, by namespace and name.
-#[derive(Default)]
-pub struct FactsTable {
+/// A labelled Secret as the cache keeps it: who holds it, and what its data held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedSecret {
+    pub ownership: Ownership,
+    /// Read from the same version as `ownership` (`facts.resource_version`).
+    pub facts: SecretFacts,
+}
+
+impl CachedSecret {
+    pub fn of(secret: &Secret) -> Self {
+        Self { ownership: Ownership::of(&secret.metadata), facts: SecretFacts::of(secret) }
+    }
+
+    pub fn resource_version(&self) -> Option<&str> {
+        self.facts.resource_version.as_deref()
+    }
+
+    /// Labelled for the order named `order` (its [`ORDER_LABEL`] value).
+    pub fn labelled_for(&self, order: &str) -> bool {
+        self.ownership.order_label.as_deref() == Some(order_label_value(order).as_str())
+    }
+}
+
+/// What ownership checks read of a Secret's labels and annotations (`tenancy::holder`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// Labelled as certorder's ([`MANAGED_BY_LABEL`]).
+    pub managed: bool,
+    /// The order it belongs to: its annotation, or else its label (`api::owning_order`).
+    pub order: Option<String>,
+    /// Its [`ORDER_LABEL`] value.
+    pub order_label: Option<String>,
+    /// The order a person allowed to adopt it ([`ADOPT_ANNOTATION`]).
+    pub adopt: Option<String>,
+}
+
+impl Ownership {
+    pub fn of(meta: &ObjectMeta) -> Self {
+        let label = |key: &str| meta.labels.as_ref()?.get(key).cloned();
+        Self {
+            managed: label(MANAGED_BY_LABEL).as_deref() == Some(MANAGER),
+            order: owning_order(meta),
+            order_label: label(ORDER_LABEL),
+            adopt: meta.annotations.as_ref().and_then(|a| a.get(ADOPT_ANNOTATION).cloned()),
+        }
+    }
+}
+
+/// The Secrets certorder labelled, by namespace and name, as the watch delivers them. Only
+/// what reconciles read is kept (not the Secret objects: their labels and annotations alone
+/// took 1 KB each in two maps).
+pub struct SecretCache {
     inner: Mutex<Table>,
+    /// Whether the watch has done its first full list.
+    synced: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for SecretCache {
+    fn default() -> Self {
+        Self { inner: Mutex::default(), synced: tokio::sync::watch::Sender::new(false) }
+    }
 }
 
 #[derive(Default)]
 struct Table {
-    facts: HashMap<Key, Arc<SecretFacts>>,
+    secrets: HashMap<Key, Arc<CachedSecret>>,
     /// Secrets listed since the watch restarted, while it lists.
     relisted: Option<HashSet<Key>>,
 }
@@ -88,42 +147,53 @@ fn key_of(secret: &Secret) -> Key {
     (secret.namespace().unwrap_or_default(), secret.name_any())
 }
 
-impl FactsTable {
-    /// Takes one event of the Secret watch on its way to the cache: records the facts of the
-    /// Secret it carries and strips the data they were read from.
+impl SecretCache {
+    /// Takes one event of the Secret watch: keeps what the Secret it carries holds, and passes
+    /// the event on without the Secret's data.
     pub fn absorb(&self, event: watcher::Event<Secret>) -> watcher::Event<Secret> {
-        let mut table = self.inner.lock().expect("facts lock");
+        let mut table = self.inner.lock().expect("secret cache lock");
         match &event {
             watcher::Event::Init => table.relisted = Some(HashSet::new()),
             watcher::Event::InitDone => {
                 if let Some(listed) = table.relisted.take() {
-                    table.facts.retain(|k, _| listed.contains(k));
+                    table.secrets.retain(|k, _| listed.contains(k));
                 }
+                self.synced.send_replace(true);
             }
             watcher::Event::Delete(secret) => {
-                table.facts.remove(&key_of(secret));
+                table.secrets.remove(&key_of(secret));
             }
             watcher::Event::Apply(secret) | watcher::Event::InitApply(secret) => {
                 let key = key_of(secret);
                 if let Some(listed) = &mut table.relisted {
                     listed.insert(key.clone());
                 }
-                table.facts.insert(key, Arc::new(SecretFacts::of(secret)));
+                table.secrets.insert(key, Arc::new(CachedSecret::of(secret)));
             }
         }
         drop(table);
         event.modify(strip)
     }
 
-    /// The facts of `secret` (a cached copy), when they were read from its version.
-    pub fn get(&self, secret: &Secret) -> Option<Arc<SecretFacts>> {
-        let table = self.inner.lock().expect("facts lock");
-        let facts = table.facts.get(&key_of(secret))?;
-        (facts.resource_version == secret.resource_version()).then(|| facts.clone())
+    /// The Secret `namespace/name`, when it is labelled as certorder's.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<CachedSecret>> {
+        let table = self.inner.lock().expect("secret cache lock");
+        table.secrets.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Returns once the watch has done its first full list.
+    pub async fn synced(&self) {
+        let mut synced = self.synced.subscribe();
+        let _ = synced.wait_for(|s| *s).await;
     }
 }
 
-/// What the cache keeps of a Secret: everything but its data and `managedFields`.
+/// What goes on from the watch of a Secret (to find its order): everything but its data and
+/// `managedFields`.
 pub fn strip(secret: &mut Secret) {
     secret.managed_fields_mut().clear();
     secret.data = None;
@@ -140,7 +210,7 @@ mod tests {
     fn secret(name: &str, version: &str, data: &[(&str, &str)]) -> Secret {
         let mut s: Secret = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "ns", "resourceVersion": version,
-                         "labels": {"app.kubernetes.io/managed-by": "certorder"},
+                         "labels": {"app.kubernetes.io/managed-by": "certorder", "certorder.io/order": "o"},
                          "annotations": {"certorder.io/order": "o"}},
             "type": "kubernetes.io/tls",
         }))
@@ -150,48 +220,61 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_keeps_metadata_and_facts_and_drops_the_data() {
+    fn the_cache_keeps_ownership_and_facts_and_the_event_drops_the_data() {
         let key = pki::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
-        let table = FactsTable::default();
-        let event = table.absorb(watcher::Event::Apply(secret("k", "5", &[(TLS_KEY, key.to_pem())])));
-        let watcher::Event::Apply(cached) = event else { panic!("an Apply stays an Apply") };
-        assert_eq!(cached.data, None, "no key bytes in the cache");
-        assert_eq!(cached.labels().get("app.kubernetes.io/managed-by").map(String::as_str), Some("certorder"));
-        assert_eq!(cached.annotations().get("certorder.io/order").map(String::as_str), Some("o"));
-        assert_eq!(cached.type_.as_deref(), Some("kubernetes.io/tls"));
-        let facts = table.get(&cached).expect("facts of this version");
+        let cache = SecretCache::default();
+        let event = cache.absorb(watcher::Event::Apply(secret("k", "5", &[(TLS_KEY, key.to_pem())])));
+        let watcher::Event::Apply(passed) = event else { panic!("an Apply stays an Apply") };
+        assert_eq!(passed.data, None, "no key bytes go on");
+        assert_eq!(crate::api::owning_order(&passed.metadata).as_deref(), Some("o"), "the order is found from it");
+        let cached = cache.get("ns", "k").expect("cached");
         assert_eq!(
-            facts.key,
+            cached.ownership,
+            Ownership { managed: true, order: Some("o".into()), order_label: Some("o".into()), adopt: None }
+        );
+        assert!(cached.labelled_for("o") && !cached.labelled_for("p"));
+        assert_eq!(cached.resource_version(), Some("5"));
+        assert_eq!(
+            cached.facts.key,
             KeyFacts::Key { algorithm: KeyAlgorithm::EcdsaP256, fingerprint: key.public_key_fingerprint() }
         );
-        assert!(facts.certificate.is_none() && !facts.has_certificate);
+        assert!(cached.facts.certificate.is_none() && !cached.facts.has_certificate);
 
-        // Another version of the Secret in the cache has no facts until the watch delivers it.
-        let mut newer = cached.clone();
-        newer.metadata.resource_version = Some("6".into());
-        assert!(table.get(&newer).is_none());
+        // A new version replaces what was kept of the old one.
+        cache.absorb(watcher::Event::Apply(secret("k", "6", &[(TLS_KEY, "garbage"), (TLS_CRT, "x")])));
+        let cached = cache.get("ns", "k").unwrap();
+        assert_eq!(cached.resource_version(), Some("6"));
+        assert_eq!((cached.facts.key.clone(), cached.facts.has_certificate), (KeyFacts::NotAKey, true));
 
-        let garbage = table.absorb(watcher::Event::Apply(secret("k", "6", &[(TLS_KEY, "garbage"), (TLS_CRT, "x")])));
-        let watcher::Event::Apply(cached) = garbage else { panic!() };
-        let facts = table.get(&cached).unwrap();
-        assert_eq!((facts.key.clone(), facts.has_certificate), (KeyFacts::NotAKey, true));
-
-        table.absorb(watcher::Event::Delete(cached.clone()));
-        assert!(table.get(&cached).is_none(), "a deleted Secret's facts are forgotten");
+        cache.absorb(watcher::Event::Delete(passed));
+        assert!(cache.get("ns", "k").is_none(), "a deleted Secret is forgotten");
+        assert!(cache.get("other", "k").is_none());
     }
 
     #[test]
     fn a_relist_forgets_secrets_deleted_while_the_watch_was_down() {
-        let table = FactsTable::default();
+        let cache = SecretCache::default();
+        assert!(!cache.is_synced());
         for name in ["a", "b"] {
-            table.absorb(watcher::Event::Apply(secret(name, "1", &[])));
+            cache.absorb(watcher::Event::Apply(secret(name, "1", &[])));
         }
-        table.absorb(watcher::Event::Init);
-        let watcher::Event::InitApply(a) = table.absorb(watcher::Event::InitApply(secret("a", "1", &[]))) else {
-            panic!()
-        };
-        table.absorb(watcher::Event::InitDone);
-        assert!(table.get(&a).is_some());
-        assert!(table.get(&secret("b", "1", &[])).is_none(), "b was not listed again");
+        cache.absorb(watcher::Event::Init);
+        cache.absorb(watcher::Event::InitApply(secret("a", "1", &[])));
+        assert!(cache.get("ns", "b").is_some(), "kept while the list runs");
+        cache.absorb(watcher::Event::InitDone);
+        assert!(cache.is_synced());
+        assert!(cache.get("ns", "a").is_some());
+        assert!(cache.get("ns", "b").is_none(), "b was not listed again");
+    }
+
+    #[test]
+    fn ownership_reads_the_labels_and_annotations_that_say_who_holds_a_secret() {
+        let mut foreign = secret("f", "1", &[]);
+        foreign.metadata.labels = None;
+        foreign.metadata.annotations = Some([(ADOPT_ANNOTATION.to_string(), "shop".to_string())].into());
+        assert_eq!(
+            Ownership::of(&foreign.metadata),
+            Ownership { managed: false, order: None, order_label: None, adopt: Some("shop".into()) }
+        );
     }
 }

@@ -23,10 +23,8 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::observe::pending_key_secret_name;
-use crate::api::{
-    ADOPT_ANNOTATION, CertificateOrder, ClusterCertificateProvider, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL,
-    ValidationMethod,
-};
+use super::secrets::Ownership;
+use crate::api::{ADOPT_ANNOTATION, CertificateOrder, ClusterCertificateProvider, ORDER_LABEL, ValidationMethod};
 use crate::lifecycle::{Step, normalize_domains};
 
 /// Objects listed per page when looking for other namespaces' hosts.
@@ -125,18 +123,17 @@ pub enum Holder {
 }
 
 /// Who holds `secret`, for the order named `order` (pure: labels and annotations only).
-pub fn holder(secret: &Secret, order: &str, adoptable: bool) -> Holder {
-    let labels = secret.labels();
-    if adoptable && secret.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some(order) {
+pub fn holder(secret: &Ownership, order: &str, adoptable: bool) -> Holder {
+    if adoptable && secret.adopt.as_deref() == Some(order) {
         return Holder::ThisOrder;
     }
-    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGER) {
+    if !secret.managed {
         return Holder::Foreign;
     }
     // The full order name (long names are shortened in the label and kept whole in the annotation).
-    match crate::api::owning_order(&secret.metadata) {
+    match &secret.order {
         Some(o) if o == order => Holder::ThisOrder,
-        Some(o) => Holder::Order(o),
+        Some(o) => Holder::Order(o.clone()),
         None => Holder::Foreign,
     }
 }
@@ -152,8 +149,10 @@ async fn secret_refusal(
     let adoptable = purpose == SecretUse::Tls;
     // The cache holds only Secrets labelled as certorder's; anything else needs one GET.
     let existing = match ctx.cached_secret(&ns, name) {
-        Some(cached) => Some((*cached).clone()),
-        None => Api::<Secret>::namespaced(ctx.client.clone(), &ns).get_opt(name).await?,
+        Some(cached) => Some(cached.ownership.clone()),
+        None => {
+            Api::<Secret>::namespaced(ctx.client.clone(), &ns).get_opt(name).await?.map(|s| Ownership::of(&s.metadata))
+        }
     };
     let what = match purpose {
         SecretUse::Tls => "spec.secretName",
@@ -375,6 +374,7 @@ async fn hosts_refusal(ctx: &Context, order: &CertificateOrder) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{MANAGED_BY_LABEL, MANAGER};
     use serde_json::json;
 
     fn secret(labels: serde_json::Value, annotations: serde_json::Value) -> Secret {
@@ -400,7 +400,7 @@ mod tests {
             (secret(json!({}), json!({ADOPT_ANNOTATION: "shop"})), "shop", true, Holder::ThisOrder),
         ];
         for (secret, order, adoptable, want) in cases {
-            assert_eq!(holder(&secret, order, adoptable), want, "{:?}", secret.metadata);
+            assert_eq!(holder(&Ownership::of(&secret.metadata), order, adoptable), want, "{:?}", secret.metadata);
         }
     }
 
