@@ -363,9 +363,28 @@ fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match parse_cli().command {
+fn main() -> anyhow::Result<()> {
+    one_malloc_arena();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(command(parse_cli().command))
+}
+
+/// One malloc arena for the process instead of glibc's up to eight per core: the operator's
+/// memory is many small cached objects, and each arena keeps free space of its own. With 10,000
+/// orders this took 5 MiB off the operator's peak RSS, at no CPU cost the benchmark could tell
+/// (issue 16; glibc's per-thread caches serve small allocations without the arena's lock).
+/// `MALLOC_ARENA_MAX` in the environment, read by glibc itself, still wins.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable of the allocator; no other thread runs yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
+async fn command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Run(args) => run(&args).await,
         Command::Crd { out_dir } => crd(out_dir),
         Command::Solver { dir, listen } => {

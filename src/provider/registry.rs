@@ -234,11 +234,13 @@ impl OrderIndex {
             return;
         }
         self.remove(&uid);
+        // Almost always the only one: room for one (a default `Vec` makes room for four).
+        let one = || Vec::with_capacity(1);
         if let Some(id) = &entry.vendor_id {
-            self.by_vendor_id.entry(id.clone()).or_default().push(uid.clone());
+            self.by_vendor_id.entry(id.clone()).or_insert_with(one).push(uid.clone());
         }
         let key = (entry.namespace.clone(), entry.secret_name.clone());
-        self.by_secret.entry(key).or_default().push(uid.clone());
+        self.by_secret.entry(key).or_insert_with(one).push(uid.clone());
         self.entries.insert(uid, (source, entry));
     }
 
