@@ -221,17 +221,6 @@ impl Context {
         update(self.memory.lock().expect("memory lock").entry(uid.to_string()).or_default());
     }
 
-    /// After a reconcile that went through: resets the order's error count, and forgets its
-    /// memory altogether when `settled` says nothing in it matters any more.
-    pub fn reconciled(&self, uid: &str, settled: impl FnOnce(&Memory) -> bool) {
-        let mut memory = self.memory.lock().expect("memory lock");
-        let Some(m) = memory.get_mut(uid) else { return };
-        m.errors = 0;
-        if settled(m) {
-            memory.remove(uid);
-        }
-    }
-
     pub fn forget(&self, uid: &str) {
         self.memory.lock().expect("memory lock").remove(uid);
     }

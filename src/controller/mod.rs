@@ -454,27 +454,9 @@ async fn reconcile(cached: Arc<CachedOrder>, ctx: Arc<Context>) -> Result<Action
     let result = reconcile_order(&order, &ctx).instrument(span).await;
     ctx.metrics.reconciled(started.elapsed().as_secs_f64());
     if result.is_ok() {
-        ctx.reconciled(&order.uid().unwrap_or_default(), |m| phase == Phase::Issued && forgettable(&ctx, &order, m));
+        ctx.remember(&order.uid().unwrap_or_default(), |m| m.errors = 0);
     }
     result
-}
-
-/// Whether an order's memory holds nothing that still matters once it is Issued: no vendor
-/// order bought and not yet in its status, and the caches show what this process last wrote
-/// (then no stale copy can be acted on). Forgetting is the safe side for the rest: with no
-/// memory a purchase is looked for before one is made, and a self-check runs at once. 10,000
-/// settled orders kept 3 MB of memory that mattered no more (issue 16).
-fn forgettable(ctx: &Context, order: &CertificateOrder, memory: &context::Memory) -> bool {
-    let version = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok());
-    let order_caught_up = memory
-        .written_version
-        .is_none_or(|written| version(order.metadata.resource_version.as_deref()).is_some_and(|v| v >= written));
-    let secret_caught_up = memory.secret_written_version.is_none_or(|(written, _)| {
-        ctx.cached_secret(&order.namespace().unwrap_or_default(), &order.spec.secret_name)
-            .and_then(|s| version(s.resource_version()))
-            .is_some_and(|v| v >= written)
-    });
-    memory.bought.is_none() && order_caught_up && secret_caught_up
 }
 
 async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Action, Error> {
