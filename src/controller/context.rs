@@ -143,8 +143,6 @@ impl Context {
         }
     }
 
-    /// Reads what the cached Secrets' data held from `facts`, filled by the Secret watch.
-
     /// Watches the solver Pods through `store`, so a Pod that disappears is published again.
     pub fn with_solver_pods(
         mut self,
