@@ -1,6 +1,6 @@
 //! What the order cache keeps of each order: its metadata, the few facts the metrics read at
-//! every scrape, and the spec and status as Deflate-compressed JSON, decoded when a reconcile
-//! reads the order.
+//! every scrape, and its labels, annotations, spec and status as Deflate-compressed JSON,
+//! decoded when a reconcile reads the order.
 //!
 //! A decoded issued order takes about 4 KB of heap (its struct alone is 2 KB, mostly empty
 //! optional parts). Its spec and status are about 2.2 KB of JSON: 880 bytes compressed alone,
@@ -107,7 +107,7 @@ impl CachedOrder {
         Ok(order)
     }
 
-    /// The heap the compressed spec and status take.
+    /// The heap the compressed body takes.
     pub fn body_len(&self) -> usize {
         self.body.len()
     }
