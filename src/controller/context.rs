@@ -158,22 +158,18 @@ impl Context {
     }
 
     /// Every `ClusterDNSZone`, when the cache has listed them (`None`: list them).
-    pub fn cached_dns_zones(&self) -> Option<Vec<crate::api::ClusterDNSZone>> {
+    pub fn cached_dns_zones(&self) -> Option<Vec<Arc<crate::api::ClusterDNSZone>>> {
         let zones = self.dns_zones.as_ref().filter(|z| z.synced.load(std::sync::atomic::Ordering::Relaxed))?;
-        Some(zones.store.state().iter().map(|z| (**z).clone()).collect())
+        Some(zones.store.state())
     }
 
     /// Which zones exist, in which generation ("" before the cache has listed them, or with
     /// none): records are published again when this changes (a zone added after an order's
     /// records were shown to a person publishes them).
     pub fn dns_zones_fingerprint(&self) -> String {
-        let Some(zones) = self.dns_zones.as_ref().filter(|z| z.synced.load(std::sync::atomic::Ordering::Relaxed))
-        else {
-            return String::new();
-        };
-        let mut zones: Vec<String> = zones
-            .store
-            .state()
+        let mut zones: Vec<String> = self
+            .cached_dns_zones()
+            .unwrap_or_default()
             .iter()
             .map(|z| format!("{}@{}", z.name_any(), z.metadata.generation.unwrap_or_default()))
             .collect();

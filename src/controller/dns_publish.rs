@@ -7,6 +7,7 @@
 //! status leaves nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
@@ -30,12 +31,12 @@ fn endpoint_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
 
 /// Every `ClusterDNSZone` (from the cache once it has listed them); none when the CRD is not
 /// installed.
-async fn zones(ctx: &Context) -> Result<Vec<ClusterDNSZone>, StepError> {
+async fn zones(ctx: &Context) -> Result<Vec<Arc<ClusterDNSZone>>, StepError> {
     if let Some(cached) = ctx.cached_dns_zones() {
         return Ok(cached);
     }
     match Api::<ClusterDNSZone>::all(ctx.client.clone()).list(&ListParams::default()).await {
-        Ok(list) => Ok(list.items),
+        Ok(list) => Ok(list.items.into_iter().map(Arc::new).collect()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
         Err(e) => Err(classify("cannot list the ClusterDNSZones", e)),
     }
@@ -92,7 +93,7 @@ async fn check_cname_names(
 async fn desired(
     order: &CertificateOrder,
     challenges: &[Challenge],
-    zones: &[ClusterDNSZone],
+    zones: &[Arc<ClusterDNSZone>],
     dns: &DnsChecker,
 ) -> Result<Vec<PublishedRecord>, StepError> {
     let explicit = order.spec.domain_validation.dns.as_ref().and_then(|d| d.zone_ref.as_deref());
@@ -105,7 +106,7 @@ async fn desired(
             RecordKind::Txt => dns.follow_cname(&c.target).await,
             RecordKind::Cname => c.target.clone(),
         };
-        let zone = select_zone(zones, explicit, &name).map_err(StepError::permanent)?;
+        let zone = select_zone(zones.iter().map(|z| &**z), explicit, &name).map_err(StepError::permanent)?;
         if let Some(zone) = zone {
             let record = PublishedRecord { name, type_: kind.as_str().into(), value, zone: zone.name_any() };
             if !out.contains(&record) {
@@ -239,7 +240,7 @@ async fn delete_endpoint(api: &Api<DynamicObject>, name: &str) -> Result<(), Ste
 /// Removes RFC 2136 values (external-dns records go with their `DNSEndpoint`).
 async fn remove_records(
     client: &Client,
-    zones: &[ClusterDNSZone],
+    zones: &[Arc<ClusterDNSZone>],
     records: &[PublishedRecord],
 ) -> Result<(), StepError> {
     for zone in zones.iter().filter(|z| z.spec.rfc2136.is_some()) {

@@ -57,12 +57,13 @@ pub fn in_zone(name: &str, zone: &str) -> bool {
 /// cover the name), else the one whose zone is the longest suffix of the name (ties: the first
 /// by object name). `Ok(None)`: no zone covers it (a person creates the record).
 pub fn select_zone<'a>(
-    zones: &'a [ClusterDNSZone],
+    zones: impl IntoIterator<Item = &'a ClusterDNSZone>,
     explicit: Option<&str>,
     record_name: &str,
 ) -> Result<Option<&'a ClusterDNSZone>, String> {
+    let mut sorted: Vec<&ClusterDNSZone> = zones.into_iter().collect();
     if let Some(wanted) = explicit {
-        let Some(zone) = zones.iter().find(|z| z.name_any() == wanted) else {
+        let Some(zone) = sorted.into_iter().find(|z| z.name_any() == wanted) else {
             return Err(format!(
                 "ClusterDNSZone {wanted:?} (spec.domainValidation.dns.zoneRef) does not exist: create it or remove zoneRef"
             ));
@@ -76,7 +77,6 @@ pub fn select_zone<'a>(
         return Ok(Some(zone));
     }
     let mut best: Option<&ClusterDNSZone> = None;
-    let mut sorted: Vec<&ClusterDNSZone> = zones.iter().collect();
     sorted.sort_by_key(|z| z.name_any());
     for zone in sorted {
         if !in_zone(record_name, &zone.spec.zone) {
