@@ -185,8 +185,9 @@ fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool
         return;
     }
     if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
+        let mut bound = Bindings::default();
         for rule in rules {
-            eval_rule(schema, rule, new, old, path, root, errs);
+            eval_rule(schema, rule, new, old, path, root, &mut bound, errs);
         }
     }
     match new {
@@ -243,6 +244,58 @@ fn rule_message_or_default(rule: &Value) -> String {
     if msg.is_empty() { format!("failed rule: {}", rule_error_string(rule)) } else { msg.to_string() }
 }
 
+/// The rules of one schema node see the same `self` and `oldSelf`: the values are converted to
+/// CEL once, and each way of binding them (`self` alone, with `oldSelf`, with an optional
+/// `oldSelf`) makes one context, shared by the node's rules.
+#[derive(Default)]
+struct Bindings {
+    values: Option<(CelValue, Option<CelValue>)>,
+    contexts: Vec<(Binding, Context<'static, 'static>)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    SelfOnly,
+    OldSelf,
+    OptionalOldSelf,
+}
+
+impl Bindings {
+    fn context(
+        &mut self,
+        binding: Binding,
+        schema: &Value,
+        new: &Value,
+        old: Option<&Value>,
+        root: bool,
+    ) -> &Context<'static, 'static> {
+        if let Some(i) = self.contexts.iter().position(|(b, _)| *b == binding) {
+            return &self.contexts[i].1;
+        }
+        let (self_val, old_val) = self
+            .values
+            .get_or_insert_with(|| (root_view(schema, new, root), old.map(|o| root_view(schema, o, root))))
+            .clone();
+        let mut ctx = Context::with_env(env());
+        register_functions(&mut ctx);
+        ctx.add_variable_from_value("self", self_val);
+        match binding {
+            Binding::SelfOnly => {}
+            Binding::OldSelf => ctx.add_variable_from_value("oldSelf", old_val.unwrap_or(CelValue::Null)),
+            Binding::OptionalOldSelf => {
+                let opt = match old_val {
+                    Some(v) => OptionalValue::of(v),
+                    None => OptionalValue::none(),
+                };
+                ctx.add_variable_from_value("oldSelf", CelValue::Opaque(Arc::new(opt)));
+            }
+        }
+        self.contexts.push((binding, ctx));
+        &self.contexts.last().expect("just pushed").1
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn eval_rule(
     schema: &Value,
     rule: &Value,
@@ -250,6 +303,7 @@ fn eval_rule(
     old: Option<&Value>,
     path: &str,
     root: bool,
+    bound: &mut Bindings,
     errs: &mut Vec<FieldError>,
 ) {
     let Some(src) = rule.get("rule").and_then(Value::as_str) else {
@@ -290,25 +344,14 @@ fn eval_rule(
     {
         return;
     }
-    let self_val = to_cel(Some(schema), &root_view(new, root));
-    let old_val = old.map(|o| to_cel(Some(schema), &root_view(o, root)));
-    let mut ctx = Context::with_env(env());
-    register_functions(&mut ctx);
-    ctx.add_variable_from_value("self", self_val);
-    if compiled.uses_old_self {
-        let bound = if optional_old {
-            let opt = match old_val {
-                Some(v) => OptionalValue::of(v),
-                None => OptionalValue::none(),
-            };
-            CelValue::Opaque(Arc::new(opt))
-        } else {
-            old_val.unwrap_or(CelValue::Null)
-        };
-        ctx.add_variable_from_value("oldSelf", bound);
-    }
+    let binding = match (compiled.uses_old_self, optional_old) {
+        (false, _) => Binding::SelfOnly,
+        (true, false) => Binding::OldSelf,
+        (true, true) => Binding::OptionalOldSelf,
+    };
+    let ctx = bound.context(binding, schema, new, old, root);
     let rule_err = rule_error_string(rule);
-    match compiled.program.execute(&ctx) {
+    match compiled.program.execute(ctx) {
         Ok(CelValue::Bool(true)) => {
             if let Some(key) = passed_key {
                 let mut passed = passed_rules().lock().unwrap_or_else(|e| e.into_inner());
@@ -325,7 +368,7 @@ fn eval_rule(
             };
             let mut message = rule_message_or_default(rule);
             if let Some(me) = rule.get("messageExpression").and_then(Value::as_str)
-                && let Some(m) = eval_message_expression(me, &ctx)
+                && let Some(m) = eval_message_expression(me, ctx)
             {
                 message = m;
             }
@@ -424,16 +467,24 @@ fn join_field_path(base: &str, fp: &str) -> String {
     path
 }
 
-/// At the root, rules only see `metadata.name` and `metadata.generateName`, as in Kubernetes.
-fn root_view(v: &Value, root: bool) -> Value {
-    if !root {
-        return v.clone();
-    }
-    let mut v = v.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.retain(|k, _| k == "name" || k == "generateName");
-    }
-    v
+/// `v` in CEL, typed by `schema`. At the root, rules only see `metadata.name` and
+/// `metadata.generateName`, as in Kubernetes.
+fn root_view(schema: &Value, v: &Value, root: bool) -> CelValue {
+    let Some(meta) = v.get("metadata").and_then(Value::as_object).filter(|_| root) else {
+        return to_cel(Some(schema), v);
+    };
+    let seen: serde_json::Map<String, Value> = meta
+        .iter()
+        .filter(|(k, _)| *k == "name" || *k == "generateName")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let seen = Value::Object(seen);
+    let CelValue::Map(mut converted) = to_cel_except(Some(schema), v, "metadata") else {
+        unreachable!("an object converts to a map")
+    };
+    let meta_schema = property_schema(schema, "metadata");
+    Arc::make_mut(&mut converted.map).insert(Key::String(Arc::new("metadata".into())), to_cel(meta_schema, &seen));
+    CelValue::Map(converted)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +542,11 @@ fn escape_property(name: &str) -> String {
 }
 
 fn to_cel(schema: Option<&Value>, v: &Value) -> CelValue {
+    to_cel_except(schema, v, "")
+}
+
+/// `to_cel`, leaving out the property `skip` of an object (none when empty).
+fn to_cel_except(schema: Option<&Value>, v: &Value, skip: &str) -> CelValue {
     let ty = schema.and_then(|s| s.get("type")).and_then(Value::as_str);
     let format = schema.and_then(|s| s.get("format")).and_then(Value::as_str);
     match v {
@@ -532,7 +588,7 @@ fn to_cel(schema: Option<&Value>, v: &Value) -> CelValue {
         Value::Object(map) => {
             let props = schema.and_then(|s| s.get("properties")).and_then(Value::as_object);
             let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(map.len());
-            for (k, val) in map {
+            for (k, val) in map.iter().filter(|(k, _)| skip.is_empty() || *k != skip) {
                 let (name, ps) = match props.and_then(|p| p.get(k)) {
                     Some(ps) => (escape_property(k), Some(ps)),
                     None => (k.clone(), schema.and_then(|s| property_schema(s, k))),

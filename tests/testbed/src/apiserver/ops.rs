@@ -428,15 +428,17 @@ pub fn create(
     Ok(Written { obj: stored, created: true, warnings })
 }
 
-fn without_meta_status(ri: &ResourceInfo, v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("metadata");
-        if ri.status_subresource {
-            o.remove("status");
+/// Whether `a` and `b` differ outside metadata (and status, when it is a subresource): what
+/// moves the generation.
+fn spec_differs(ri: &ResourceInfo, a: &Value, b: &Value) -> bool {
+    let counted = |k: &str| k != "metadata" && !(ri.status_subresource && k == "status");
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let count = |o: &serde_json::Map<String, Value>| o.keys().filter(|k| counted(k)).count();
+            count(a) != count(b) || a.iter().any(|(k, v)| counted(k) && b.get(k) != Some(v))
         }
+        _ => a != b,
     }
-    v
 }
 
 /// Replaces an existing object with `new` (already merged from the request), with the
@@ -491,7 +493,8 @@ pub fn write_existing(
         }
     }
     {
-        let om = old["metadata"].as_object().cloned().unwrap_or_default();
+        let no_meta = serde_json::Map::new();
+        let om = old["metadata"].as_object().unwrap_or(&no_meta);
         let m = meta(&mut new);
         for f in [
             "uid",
@@ -519,7 +522,7 @@ pub fn write_existing(
         new["spec"] = old["spec"].clone();
     }
     let warnings = admit(ri, &mut new, Some(&old), opts)?;
-    if tracks_generation(ri) && without_meta_status(ri, &new) != without_meta_status(ri, &old) {
+    if tracks_generation(ri) && spec_differs(ri, &new, &old) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
         new["metadata"]["generation"] = json!(g + 1);
     }
