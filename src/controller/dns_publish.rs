@@ -97,6 +97,10 @@ async fn desired(
     dns: &DnsChecker,
 ) -> Result<Vec<PublishedRecord>, StepError> {
     let explicit = order.spec.domain_validation.dns.as_ref().and_then(|d| d.zone_ref.as_deref());
+    if zones.is_empty() && explicit.is_none() {
+        // No zone can take a record: nothing to publish, and no CNAME worth looking up.
+        return Ok(Vec::new());
+    }
     let mut out = Vec::new();
     for c in challenges.iter().filter(|c| c.method == ValidationMethod::DNS) {
         let (kind, value) = kind_of(c);

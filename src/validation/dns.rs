@@ -567,13 +567,14 @@ async fn query(
     let mut last = String::new();
     for _ in 0..config.attempts.max(1) {
         match tokio::time::timeout(config.timeout, udp_exchange(server, &bytes, id)).await {
-            Ok(Ok(response)) if response.metadata.truncation => {
+            Ok(Ok(Some(response))) if !response.metadata.truncation => return Ok(response),
+            // Truncated, or too long to trust: asked again over TCP.
+            Ok(Ok(_)) => {
                 return match tokio::time::timeout(config.timeout, tcp_exchange(server, &bytes, id)).await {
                     Ok(result) => result,
                     Err(_) => Err(format!("timeout ({:?}, TCP)", config.timeout)),
                 };
             }
-            Ok(Ok(response)) => return Ok(response),
             Ok(Err(e)) => last = e,
             Err(_) => last = format!("timeout ({:?})", config.timeout),
         }
@@ -581,7 +582,11 @@ async fn query(
     Err(last)
 }
 
-async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
+/// The largest UDP answer read: the query offers 1232 bytes (EDNS), so an answer filling this
+/// buffer broke that limit and may have been cut short; it is asked again over TCP (`None`).
+const UDP_ANSWER_MAX: usize = 4096;
+
+async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Option<Message>, String> {
     let bind: SocketAddr = match server.ip() {
         IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -589,11 +594,14 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
     let socket = tokio::net::UdpSocket::bind(bind).await.map_err(|e| format!("socket error ({e})"))?;
     socket.connect(server).await.map_err(|e| format!("cannot connect ({e})"))?;
     socket.send(bytes).await.map_err(|e| format!("send failed ({e})"))?;
-    let mut buf = vec![0u8; 65535];
+    let mut buf = vec![0u8; UDP_ANSWER_MAX];
     loop {
         let n = socket.recv(&mut buf).await.map_err(|e| format!("no answer ({e})"))?;
+        if n == buf.len() {
+            return Ok(None);
+        }
         match Message::from_vec(&buf[..n]) {
-            Ok(m) if m.metadata.id == id => return Ok(m),
+            Ok(m) if m.metadata.id == id => return Ok(Some(m)),
             Ok(_) => continue, // a late answer to something else
             Err(e) => return Err(format!("unreadable answer ({e})")),
         }
