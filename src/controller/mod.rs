@@ -551,8 +551,9 @@ struct Stopped {
     wait: Option<Duration>,
     /// The order may not do what its next step would (a shared cluster).
     refused: Option<String>,
-    /// The challenges' first self-check failed in this reconcile (see `validation_event_waits`).
-    first_check_failed: bool,
+    /// The challenges' self-check failed for the second time in a row in this reconcile: the
+    /// failure is news (see `validation_event_waits` and `CHECK_FAILURES_ANNOUNCED`).
+    check_failure_news: bool,
 }
 
 impl<'a> Pass<'a> {
@@ -638,7 +639,7 @@ async fn run_steps(pass: &mut Pass<'_>) -> Result<Stopped, Error> {
             persist(pass).await?;
         }
         let done = take_step(pass, &provider, &step).await;
-        stopped.first_check_failed |= absorb_step(pass, &provider, &step, done).await?;
+        stopped.check_failure_news |= absorb_step(pass, &provider, &step, done).await?;
     }
     Ok(stopped)
 }
@@ -675,7 +676,7 @@ async fn take_step(pass: &Pass<'_>, provider: &Provider, step: &Step) -> Done {
 /// Folds what a step did into status and records what it learnt (the one place the observation
 /// and the process memory change after a step), with its metrics, logs and events; a step that
 /// must be recorded before the next (a purchase) has status written at once. Returns whether the
-/// challenges' first self-check failed.
+/// challenges' self-check failed for the `CHECK_FAILURES_ANNOUNCED`th time in a row.
 async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done: Done) -> Result<bool, Error> {
     let (ctx, order, uid) = (pass.ctx, pass.order, pass.view.uid);
     let Done { outcome, learnt } = done;
@@ -687,11 +688,13 @@ async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done
     }
     let status = std::mem::take(&mut pass.status);
     pass.status = absorb(&pass.view, status, outcome, &pass.timing, pass.observation.observed.now);
+    let failures_before = pass.observation.observed.self_check_failures;
     ctx.remember(uid, |memory| pass.observation.record(learnt, memory));
-    let first_check_failed = *step == Step::SelfCheck
-        && before.iter().all(|(_, check)| check.is_none())
-        && pass.status.challenges.iter().any(|c| c.self_check.as_ref().is_some_and(|check| !check.passed));
-    self_check_events(ctx, order, &before, &pass.status).await;
+    let failures = pass.observation.observed.self_check_failures;
+    let failure_news = *step == Step::SelfCheck && failures == CHECK_FAILURES_ANNOUNCED;
+    if *step == Step::SelfCheck {
+        self_check_events(ctx, order, &before, &pass.status, failures_before, failures).await;
+    }
     if step.persist_before_next() && !provider.purchase_is_idempotent() {
         persist(pass).await?;
         if *step == Step::Purchase {
@@ -699,7 +702,7 @@ async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done
             ctx.remember(uid, |memory| memory.bought = None);
         }
     }
-    Ok(first_check_failed)
+    Ok(failure_news)
 }
 
 /// Whether the step would put values into a DNS zone (RFC 2136) that the server's status does
@@ -746,7 +749,7 @@ async fn conclude(mut pass: Pass<'_>, stopped: Stopped) -> Result<Action, Error>
     tracing::debug!(phase = %status.phase, ?wait, changed = status != pass.original, "reconciled");
     if status != pass.original {
         write_status(pass.ctx, &pass.orders, pass.order, &status, &mut pass.version).await?;
-        announce(pass.ctx, pass.order, &pass.original, &status, stopped.first_check_failed).await;
+        announce(pass.ctx, pass.order, &pass.original, &status, stopped.check_failure_news).await;
     }
     Ok(match wait {
         Some(w) => Action::requeue(pass.ctx.config.clock.real(w).max(Duration::from_millis(100))),
@@ -809,30 +812,49 @@ async fn write_status(
     Ok(())
 }
 
-/// Entering `DomainValidation` with challenges not checked yet: its event waits for the first
-/// self-check, and is published only when that check fails, when a person may have to act
-/// (create the records, fix them). A check that passes at once leaves nobody anything to do.
+/// Whether a challenge's self-check `now` is news (an event), `previous` being its last one and
+/// `failures_before`, `failures` the failed checks in a row before and after this one. A failure
+/// is news at the failure that reaches `CHECK_FAILURES_ANNOUNCED`, whatever it says, and after
+/// that when what it says changes; a pass is news after a failure that was.
+fn check_news(previous: Option<&SelfCheck>, now: &SelfCheck, failures_before: u32, failures: u32) -> bool {
+    let unchanged = previous.is_some_and(|p| p.passed == now.passed && p.diagnosis == now.diagnosis);
+    match now.passed {
+        false => failures == CHECK_FAILURES_ANNOUNCED || (failures > CHECK_FAILURES_ANNOUNCED && !unchanged),
+        true => failures_before >= CHECK_FAILURES_ANNOUNCED && previous.is_some_and(|p| !p.passed),
+    }
+}
+
+/// Entering `DomainValidation` with challenges not checked yet: its event waits for the
+/// self-checks, and is published only when they fail `CHECK_FAILURES_ANNOUNCED` times in a row,
+/// when a person may have to act (create the records, fix them). Records that are visible at
+/// once, or by the next check, leave nobody anything to do.
 fn validation_event_waits(status: &CertificateOrderStatus) -> bool {
     status.phase == Phase::DomainValidation
         && !status.challenges.is_empty()
         && status.challenges.iter().all(|c| c.self_check.is_none())
 }
 
-/// An event for every challenge whose self-check diagnosis changed: a warning with what is wrong,
-/// or a note that it now passes.
+/// Self-checks in a row that must fail before the failure is news (a Warning event, and the
+/// phase's event with what to publish): a record or file made a moment ago may not be visible
+/// yet at the first check, and needs nobody.
+const CHECK_FAILURES_ANNOUNCED: u32 = 2;
+
+/// An event for every challenge whose self-check diagnosis changed once failures are news (see
+/// `CHECK_FAILURES_ANNOUNCED`): a warning with what is wrong, or a note that it now passes after
+/// a warning. `failures_before` and `failures` count the failed checks in a row before and after
+/// this one.
 async fn self_check_events(
     ctx: &Context,
     order: &CertificateOrder,
     before: &[(String, Option<SelfCheck>)],
     status: &CertificateOrderStatus,
+    failures_before: u32,
+    failures: u32,
 ) {
     for challenge in &status.challenges {
         let Some(now) = &challenge.self_check else { continue };
         let previous = before.iter().find(|(d, _)| *d == challenge.domain).and_then(|(_, c)| c.as_ref());
-        if previous.is_some_and(|p| p.passed == now.passed && p.diagnosis == now.diagnosis) {
-            continue;
-        }
-        if now.passed && previous.is_none() {
+        if !check_news(previous, now, failures_before, failures) {
             continue;
         }
         let (type_, reason, note) = if now.passed {
@@ -862,12 +884,12 @@ async fn announce(
     order: &CertificateOrder,
     before: &CertificateOrderStatus,
     after: &CertificateOrderStatus,
-    first_check_failed: bool,
+    check_failure_news: bool,
 ) {
     let phase_news = if after.phase != before.phase {
         !validation_event_waits(after)
     } else {
-        first_check_failed && after.phase == Phase::DomainValidation
+        check_failure_news && after.phase == Phase::DomainValidation
     };
     if phase_news {
         phase_event(ctx, order, after).await;
@@ -999,4 +1021,52 @@ async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<Certific
     }
     ctx.forget(&uid);
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(passed: bool, diagnosis: &str) -> SelfCheck {
+        SelfCheck {
+            passed,
+            seen: String::new(),
+            diagnosis: diagnosis.into(),
+            server: None,
+            status_code: None,
+            redirect_target: None,
+            content_length: None,
+            last_check_time: "2026-11-26T10:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_self_check_is_news_once_it_has_failed_twice_in_a_row() {
+        let (missing, wrong, pass) = (check(false, "no TXT record"), check(false, "wrong value"), check(true, ""));
+        // (previous, now, failures before, failures after, news)
+        let table: &[(Option<&SelfCheck>, &SelfCheck, u32, u32, bool)] = &[
+            // The first check passes, or fails: a record made a moment ago may not be visible yet.
+            (None, &pass, 0, 0, false),
+            (None, &missing, 0, 1, false),
+            // It passes at the next check: nobody was told, nobody needs to be.
+            (Some(&missing), &pass, 1, 0, false),
+            // It fails again: now it is news, even saying the same.
+            (Some(&missing), &missing, 1, 2, true),
+            (Some(&missing), &wrong, 1, 2, true),
+            // Later failures are news when what they say changes.
+            (Some(&missing), &missing, 2, 3, false),
+            (Some(&missing), &wrong, 2, 3, true),
+            (Some(&pass), &missing, 3, 4, true),
+            // A pass after an announced failure is news.
+            (Some(&missing), &pass, 2, 0, true),
+            (Some(&wrong), &pass, 5, 0, true),
+            // A pass after a pass is not.
+            (Some(&pass), &pass, 3, 0, false),
+            // One challenge that passed before while another keeps failing.
+            (Some(&pass), &pass, 2, 3, false),
+        ];
+        for (i, (previous, now, before, after, news)) in table.iter().enumerate() {
+            assert_eq!(check_news(*previous, now, *before, *after), *news, "row {i}");
+        }
+    }
 }
