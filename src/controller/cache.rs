@@ -1,5 +1,5 @@
-//! What the order cache keeps of each order: its metadata, the few facts the metrics read at
-//! every scrape, and its labels, annotations, spec and status as Deflate-compressed JSON,
+//! What the order cache keeps of each order: its name, namespace and uid, the few facts the
+//! metrics read at every scrape, and its metadata, spec and status as Deflate-compressed JSON,
 //! decoded when a reconcile reads the order.
 //!
 //! A decoded issued order takes about 4 KB of heap (its struct alone is 2 KB, mostly empty
@@ -8,6 +8,10 @@
 //! conditions and messages certorder writes: `cache_dictionary.jsonl`). With 10,000 orders that
 //! was most of the operator's memory (issue 16). Decoding costs tens of microseconds, once per
 //! reconcile.
+//!
+//! kube-runtime keeps a reference to each order (`ObjectRef`: name, namespace, and the uid and
+//! resourceVersion it finds in the metadata) in its store, its scheduler and its delay queue.
+//! The cached metadata has only the name and namespace, so those copies hold no more.
 
 use chrono::{DateTime, Utc};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -18,7 +22,6 @@ use kube::runtime::watcher;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use super::guard::Cache;
 use crate::api::{CertificateOrder, CertificateOrderSpec, CertificateOrderStatus, Phase};
@@ -27,12 +30,14 @@ use crate::api::{CertificateOrder, CertificateOrderSpec, CertificateOrderStatus,
 /// `CertificateOrder`, so the controller and its store can be built over it.
 #[derive(Clone, Debug)]
 pub struct CachedOrder {
-    /// Without the labels and annotations, which are in `body`: tools add them (GitOps ones
-    /// several), and each map takes half a kilobyte.
+    /// The name and namespace; the rest is in `body`.
     pub metadata: ObjectMeta,
+    /// The uid, which the process memory of orders is kept by.
+    uid: Option<Box<str>>,
     /// What the metrics export of the order, read without decoding it.
     pub facts: OrderFacts,
-    /// `{"labels": …, "annotations": …, "spec": …, "status": …}`, compressed.
+    /// `{"metadata": …, "spec": …, "status": …}` (the metadata without name and namespace),
+    /// compressed.
     body: Box<[u8]>,
 }
 
@@ -49,10 +54,7 @@ pub struct OrderFacts {
 
 #[derive(Serialize)]
 struct BodyRef<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<&'a BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    annotations: Option<&'a BTreeMap<String, String>>,
+    metadata: &'a ObjectMeta,
     spec: &'a CertificateOrderSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a CertificateOrderStatus>,
@@ -60,8 +62,7 @@ struct BodyRef<'a> {
 
 #[derive(Deserialize)]
 struct Body {
-    labels: Option<BTreeMap<String, String>>,
-    annotations: Option<BTreeMap<String, String>>,
+    metadata: ObjectMeta,
     spec: CertificateOrderSpec,
     status: Option<CertificateOrderStatus>,
 }
@@ -83,15 +84,16 @@ impl OrderFacts {
 impl From<&CertificateOrder> for CachedOrder {
     fn from(order: &CertificateOrder) -> Self {
         let meta = &order.metadata;
-        let body = BodyRef {
-            labels: meta.labels.as_ref(),
-            annotations: meta.annotations.as_ref(),
-            spec: &order.spec,
-            status: order.status.as_ref(),
-        };
+        let (name, namespace) = (meta.name.clone(), meta.namespace.clone());
+        let unnamed = ObjectMeta { name: None, namespace: None, ..meta.clone() };
+        let body = BodyRef { metadata: &unnamed, spec: &order.spec, status: order.status.as_ref() };
         let json = serde_json::to_vec(&body).expect("an order serializes");
-        let metadata = ObjectMeta { labels: None, annotations: None, ..meta.clone() };
-        Self { metadata, facts: OrderFacts::of(order), body: deflate(&json) }
+        Self {
+            metadata: ObjectMeta { name, namespace, ..ObjectMeta::default() },
+            uid: meta.uid.as_deref().map(Box::from),
+            facts: OrderFacts::of(order),
+            body: deflate(&json),
+        }
     }
 }
 
@@ -100,11 +102,17 @@ impl CachedOrder {
     /// `from` in this process.
     pub fn order(&self) -> Result<CertificateOrder, serde_json::Error> {
         let json = inflate(&self.body).map_err(serde::de::Error::custom)?;
-        let Body { labels, annotations, spec, status } = serde_json::from_slice(&json)?;
+        let Body { metadata, spec, status } = serde_json::from_slice(&json)?;
         let mut order = CertificateOrder::new(self.metadata.name.as_deref().unwrap_or_default(), spec);
-        order.metadata = ObjectMeta { labels, annotations, ..self.metadata.clone() };
+        order.metadata =
+            ObjectMeta { name: self.metadata.name.clone(), namespace: self.metadata.namespace.clone(), ..metadata };
         order.status = status;
         Ok(order)
+    }
+
+    /// The order's uid (`metadata.uid`, which the cached metadata leaves out).
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
     }
 
     /// The heap the compressed body takes.
@@ -259,8 +267,13 @@ mod tests {
         for order in [issued(), CertificateOrder { status: None, ..issued() }, annotated] {
             let cached = CachedOrder::from(&order);
             assert_eq!(serde_json::to_value(cached.order().unwrap()).unwrap(), serde_json::to_value(&order).unwrap());
-            assert_eq!(cached.metadata.uid, order.metadata.uid);
-            assert_eq!((&cached.metadata.labels, &cached.metadata.annotations), (&None, &None), "in the body");
+            assert_eq!(cached.uid(), order.metadata.uid.as_deref());
+            let only_names = ObjectMeta {
+                name: order.metadata.name.clone(),
+                namespace: order.metadata.namespace.clone(),
+                ..ObjectMeta::default()
+            };
+            assert_eq!(cached.metadata, only_names, "the rest is in the body");
             let json: serde_json::Value = serde_json::from_slice(&inflate(&cached.body).unwrap()).unwrap();
             assert_eq!(json["spec"], serde_json::to_value(&order.spec).unwrap(), "the spec is kept whole");
         }
@@ -286,7 +299,7 @@ mod tests {
         assert_eq!(OrderFacts::of(&CertificateOrder { status: None, ..order.clone() }), OrderFacts::default());
 
         // With the dictionary, a quarter of its JSON; Deflate alone makes it more than half.
-        let json = serde_json::to_vec(&(&order.metadata.labels, &order.spec, &order.status)).unwrap();
+        let json = serde_json::to_vec(&(&order.metadata, &order.spec, &order.status)).unwrap();
         let mut alone = Compress::new(Compression::fast(), false);
         let mut plain = Vec::with_capacity(json.len() * 2);
         alone.compress_vec(&json, &mut plain, FlushCompress::Finish).unwrap();

@@ -228,8 +228,9 @@ impl Context {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let live: std::collections::HashSet<String> = orders.state().iter().filter_map(|o| o.uid()).collect();
-                ctx.memory.lock().expect("memory lock").retain(|uid, _| live.contains(uid));
+                let orders = orders.state();
+                let live: std::collections::HashSet<&str> = orders.iter().filter_map(|o| o.uid()).collect();
+                ctx.memory.lock().expect("memory lock").retain(|uid, _| live.contains(uid.as_str()));
             }
         });
     }
