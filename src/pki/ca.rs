@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
     KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use x509_parser::certificate::X509Certificate;
@@ -73,7 +73,7 @@ impl LocalCa {
     /// `now` - 1 minute for [`CA_LIFETIME_DAYS`] days.
     pub fn generate_at(common_name: &str, now: DateTime<Utc>) -> Result<LocalCa, CaError> {
         let key = generate_key(KeyAlgorithm::EcdsaP256)?;
-        let key_pair = key.key_pair()?;
+        let key_pair = key.key_pair();
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, common_name);
@@ -162,7 +162,7 @@ impl LocalCa {
         params.serial_number = Some(random_serial());
         set_validity(&mut params, now - Duration::minutes(1), now + lifetime)?;
 
-        let key_pair: KeyPair = self.key.key_pair()?;
+        let key_pair = self.key.key_pair();
         let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), key_pair)
             .map_err(|e| CaError::InvalidCa(e.to_string()))?;
         let leaf = params.signed_by(&public_key, &issuer).map_err(|e| CaError::Sign(e.to_string()))?;

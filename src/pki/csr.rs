@@ -31,7 +31,7 @@ pub fn build_csr(key: &PrivateKey, domains: &[String]) -> Result<String, PkiErro
     dn.push(DnType::CommonName, first.as_str());
     params.distinguished_name = dn;
     params.subject_alt_names = sans;
-    let key_pair = key.key_pair()?;
+    let key_pair = key.key_pair();
     let csr = params.serialize_request(&key_pair).map_err(|e| PkiError::Csr(e.to_string()))?;
     csr.pem().map_err(|e| PkiError::Csr(e.to_string()))
 }

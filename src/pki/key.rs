@@ -5,6 +5,7 @@
 //! PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), which is what `tls.key` holds.
 
 use std::fmt;
+use std::sync::Arc;
 
 use rcgen::{KeyPair, PublicKeyData};
 use sha2::{Digest, Sha256};
@@ -71,10 +72,13 @@ impl fmt::Display for KeyAlgorithm {
     }
 }
 
-/// A private key, held as PKCS#8. `Debug` never prints the key material.
+/// A private key, held as PKCS#8 and as the key pair that signs with it (parsing one computes
+/// its public half: an EC point multiplication, or RSA's checks). `Debug` never prints the key
+/// material.
 #[derive(Clone)]
 pub struct PrivateKey {
     algorithm: KeyAlgorithm,
+    signer: Arc<KeyPair>,
     pkcs8_pem: String,
     pkcs8_der: Vec<u8>,
     /// SubjectPublicKeyInfo DER of the public half.
@@ -95,13 +99,15 @@ impl fmt::Debug for PrivateKey {
 /// Generates a new private key. RSA-4096 takes seconds in a debug build; call it from
 /// `tokio::task::spawn_blocking` in async code.
 pub fn generate_key(algorithm: KeyAlgorithm) -> Result<PrivateKey, PkiError> {
-    let pkcs8_der = match algorithm.rsa_bits() {
-        None => KeyPair::generate_for(algorithm.signature_algorithm())
-            .map_err(|e| PkiError::KeyGeneration(e.to_string()))?
-            .serialize_der(),
-        Some(bits) => generate_rsa_pkcs8(bits)?,
-    };
-    PrivateKey::from_pkcs8_der(&pkcs8_der)
+    match algorithm.rsa_bits() {
+        None => {
+            let key_pair = KeyPair::generate_for(algorithm.signature_algorithm())
+                .map_err(|e| PkiError::KeyGeneration(e.to_string()))?;
+            let der = key_pair.serialize_der();
+            PrivateKey::of_key_pair(key_pair, der)
+        }
+        Some(bits) => PrivateKey::from_pkcs8_der(&generate_rsa_pkcs8(bits)?),
+    }
 }
 
 fn generate_rsa_pkcs8(bits: usize) -> Result<Vec<u8>, PkiError> {
@@ -161,11 +167,16 @@ impl PrivateKey {
     pub fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, PkiError> {
         let key_pair = KeyPair::try_from(der)
             .map_err(|e| PkiError::InvalidKey(format!("unsupported or malformed PKCS#8 key: {e}")))?;
+        PrivateKey::of_key_pair(key_pair, der.to_vec())
+    }
+
+    /// A key pair parsed from (or serialized as) `pkcs8_der`.
+    fn of_key_pair(key_pair: KeyPair, pkcs8_der: Vec<u8>) -> Result<PrivateKey, PkiError> {
         let spki_der = key_pair.subject_public_key_info();
         let public_key_raw = key_pair.der_bytes().to_vec();
         let algorithm = algorithm_of_spki(&spki_der)?;
-        let pkcs8_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
-        Ok(PrivateKey { algorithm, pkcs8_pem, pkcs8_der: der.to_vec(), spki_der, public_key_raw })
+        let pkcs8_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8_der.as_slice()));
+        Ok(PrivateKey { algorithm, signer: Arc::new(key_pair), pkcs8_pem, pkcs8_der, spki_der, public_key_raw })
     }
 
     /// The key's algorithm (for RSA, by its modulus size).
@@ -201,10 +212,9 @@ impl PrivateKey {
         spki.subject_public_key.data.as_ref() == self.public_key_raw.as_slice()
     }
 
-    /// An rcgen key pair for signing (CSR, or a CA signing certificates).
-    pub(crate) fn key_pair(&self) -> Result<KeyPair, PkiError> {
-        KeyPair::try_from(self.pkcs8_der.as_slice())
-            .map_err(|e| PkiError::InvalidKey(format!("cannot load the key for signing: {e}")))
+    /// The rcgen key pair that signs (CSR, or a CA signing certificates).
+    pub(crate) fn key_pair(&self) -> &KeyPair {
+        &self.signer
     }
 }
 
@@ -271,8 +281,11 @@ mod tests {
             assert_eq!(again.public_key_der(), key.public_key_der());
             assert_eq!(again.public_key_fingerprint(), key.public_key_fingerprint());
             assert_eq!(key.public_key_fingerprint().len(), 64);
-            // signing works with the key rcgen/ring loads from it
-            key.key_pair().expect("key pair");
+            // The key pair it holds signs, and so does the one read back.
+            for signer in [key.key_pair(), again.key_pair()] {
+                let signature = rcgen::SigningKey::sign(signer, b"certorder").expect("sign");
+                assert!(!signature.is_empty(), "{alg}");
+            }
         }
     }
 
