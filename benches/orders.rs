@@ -155,13 +155,16 @@ async fn main() -> anyhow::Result<()> {
 
     let storm = std::env::var("BENCH_STORM").is_ok_and(|v| v == "1");
     let binary = env_text("BENCH_OPERATOR", env!("CARGO_BIN_EXE_certorder"));
+    // A fixed metrics port, so the figures can read the operator's reconcile and step counts.
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let metrics_arg = metrics_addr.to_string();
     let start_operator = || -> std::io::Result<Operator> {
         Ok(Operator(
             Command::new(&binary)
                 .args([
                     "run",
                     "--metrics-addr",
-                    "127.0.0.1:0",
+                    &metrics_arg,
                     "--dns-servers",
                     &dns.addr().to_string(),
                     "--log-level",
@@ -341,6 +344,9 @@ async fn main() -> anyhow::Result<()> {
         *reasons.entry(event.reason.unwrap_or_default()).or_default() += 1;
     }
     println!("events by reason: {reasons:?}");
+    if !storm {
+        print_reconciles(metrics_addr, orders_wanted);
+    }
     // What the operator caches of an issued order, and of its TLS Secret (without its data).
     if let Ok(order) = orders.get("o0").await {
         let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
@@ -369,6 +375,36 @@ async fn main() -> anyhow::Result<()> {
     publisher.abort();
     drop(operator);
     Ok(())
+}
+
+/// The operator's reconciles and steps per order, from its `/metrics` (a process restarted in a
+/// storm starts counting again, so only calm runs print them).
+fn print_reconciles(addr: std::net::SocketAddr, orders: usize) {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    let read = std::net::TcpStream::connect(addr).and_then(|mut s| {
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")?;
+        s.read_to_string(&mut text)
+    });
+    if let Err(e) = read {
+        println!("reconciles per order: the operator's metrics could not be read ({e})");
+        return;
+    }
+    let per_order = |n: f64| n / orders.max(1) as f64;
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    if let Some(line) = text.lines().find(|l| l.starts_with("certorder_reconcile_duration_seconds_count")) {
+        println!("reconciles per order       {:>8.2}", per_order(value(line)));
+    }
+    let steps: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("certorder_steps_total{"))
+        .filter_map(|l| {
+            let step = l.split("step=\"").nth(1)?.split('"').next()?;
+            let result = l.split("result=\"").nth(1)?.split('"').next()?;
+            Some(format!("{step} {result} {:.2}", per_order(value(l))))
+        })
+        .collect();
+    println!("steps per order: {}", steps.join(", "));
 }
 
 /// `count` DV orders of a UCloud provider against the USSL simulator, whose rate limit is the
