@@ -6,7 +6,7 @@
 //! each reconcile, and which providers use the same vendor account: those share one [`Account`] (purchase lock and
 //! claims), so an order of one never adopts a vendor order bought for an order of the other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::jiff::Timestamp;
@@ -102,8 +102,8 @@ impl Registry {
         index
             .entries
             .iter()
-            .filter(|(_, (_, e))| providers.contains(&e.provider))
-            .filter_map(|(uid, (_, e))| Some((e.vendor_id.clone()?, uid.clone())))
+            .filter(|(_, e)| providers.iter().any(|p| **p == *e.provider))
+            .filter_map(|(uid, e)| Some((e.vendor_id.as_deref()?.to_owned(), uid.to_string())))
             .collect()
     }
 
@@ -117,12 +117,12 @@ impl Registry {
         let index = self.orders.lock().expect("registry lock");
         let mut others: Vec<String> = index
             .by_vendor_id
-            .get(id)
+            .get(id.as_str())
             .into_iter()
             .flatten()
-            .filter(|uid| order.metadata.uid.as_ref() != Some(*uid))
-            .filter_map(|uid| index.entries.get(uid).map(|(_, e)| e))
-            .filter(|e| providers.contains(&e.provider))
+            .filter(|uid| order.metadata.uid.as_deref() != Some(&***uid))
+            .filter_map(|uid| index.entries.get(uid))
+            .filter(|e| providers.iter().any(|p| **p == *e.provider))
             .map(|e| format!("{}/{}", e.namespace, e.name))
             .collect();
         others.sort();
@@ -138,68 +138,56 @@ impl Registry {
         except_uid: &str,
     ) -> Vec<(Option<Timestamp>, String)> {
         let index = self.orders.lock().expect("registry lock");
-        let key = (namespace.to_string(), secret.to_string());
-        index
-            .by_secret
-            .get(&key)
-            .into_iter()
-            .flatten()
-            .filter(|uid| uid.as_str() != except_uid)
-            .filter_map(|uid| index.entries.get(uid).map(|(_, e)| e))
+        let Some(uids) = index.by_secret.get(&(Box::from(namespace), Box::from(secret))) else {
+            return Vec::new();
+        };
+        uids.iter()
+            .filter(|uid| ***uid != *except_uid)
+            .filter_map(|uid| index.entries.get(uid))
             .filter(|e| !e.deleting)
-            .map(|e| (e.created, e.name.clone()))
+            .map(|e| (e.created, e.name.to_string()))
             .collect()
     }
 }
 
-/// What the cross-order checks read of one order.
+/// What the cross-order checks read of one order. The namespace and provider are shared with
+/// every other order of theirs (`OrderIndex::shared`).
 #[derive(Clone, Debug, PartialEq)]
 struct Entry {
-    namespace: String,
-    name: String,
-    provider: String,
-    secret_name: String,
-    vendor_id: Option<String>,
+    source: usize,
+    namespace: Arc<str>,
+    name: Box<str>,
+    provider: Arc<str>,
+    secret_name: Box<str>,
+    vendor_id: Option<Box<str>>,
     created: Option<Timestamp>,
     deleting: bool,
 }
 
-impl Entry {
-    fn of(order: &CertificateOrder) -> Option<(String, Entry)> {
-        let meta = &order.metadata;
-        let entry = Entry {
-            namespace: meta.namespace.clone()?,
-            name: meta.name.clone()?,
-            provider: order.spec.provider_ref.name.clone(),
-            secret_name: order.spec.secret_name.clone(),
-            vendor_id: order.status.as_ref().and_then(|s| s.order.as_ref()).and_then(|o| o.id.clone()),
-            created: meta.creation_timestamp.as_ref().map(|t| t.0),
-            deleting: meta.deletion_timestamp.is_some(),
-        };
-        Some((meta.uid.clone()?, entry))
-    }
-}
-
 /// Every watched order by uid (with the source that saw it), and the lookups the checks make:
-/// kept from the watch events, so a lookup costs what it finds, not the number of orders.
+/// kept from the watch events, so a lookup costs what it finds, not the number of orders. Each
+/// uid is one shared string, held by the entry and the lookups (with 10,000 orders, copies of
+/// the uid, namespace and provider in every map took a quarter of the index).
 #[derive(Default)]
 struct OrderIndex {
     sources: usize,
-    entries: HashMap<String, (usize, Entry)>,
+    entries: HashMap<Arc<str>, Entry>,
     /// Uids by vendor order id, and by (namespace, TLS Secret): almost always one each, so a
     /// `Vec` (a B-tree set would take a node of eleven slots per order).
-    by_vendor_id: HashMap<String, Vec<String>>,
-    by_secret: HashMap<(String, String), Vec<String>>,
+    by_vendor_id: HashMap<Box<str>, Vec<Arc<str>>>,
+    by_secret: HashMap<(Box<str>, Box<str>), Vec<Arc<str>>>,
+    /// Namespaces and provider names, one copy each for all the orders that name them.
+    shared: HashSet<Arc<str>>,
     /// A relist in progress, by source: the orders it has listed so far.
-    relisting: HashMap<usize, Vec<(String, Entry)>>,
+    relisting: HashMap<usize, Vec<(Arc<str>, Entry)>>,
 }
 
 impl OrderIndex {
     fn apply(&mut self, source: usize, event: &watcher::Event<CertificateOrder>) {
         match event {
             watcher::Event::Apply(order) => {
-                if let Some((uid, entry)) = Entry::of(order) {
-                    self.insert(source, uid, entry);
+                if let Some((uid, entry)) = self.entry(source, order) {
+                    self.insert(uid, entry);
                 }
             }
             watcher::Event::Delete(order) => {
@@ -211,26 +199,58 @@ impl OrderIndex {
                 self.relisting.insert(source, Vec::new());
             }
             watcher::Event::InitApply(order) => {
-                if let Some(found) = Entry::of(order) {
+                if let Some(found) = self.entry(source, order) {
                     self.relisting.entry(source).or_default().push(found);
                 }
             }
             watcher::Event::InitDone => {
                 let listed = self.relisting.remove(&source).unwrap_or_default();
-                let gone: Vec<String> =
-                    self.entries.iter().filter(|(_, (s, _))| *s == source).map(|(uid, _)| uid.clone()).collect();
+                let gone: Vec<Arc<str>> =
+                    self.entries.iter().filter(|(_, e)| e.source == source).map(|(uid, _)| uid.clone()).collect();
                 for uid in gone {
                     self.remove(&uid);
                 }
                 for (uid, entry) in listed {
-                    self.insert(source, uid, entry);
+                    self.insert(uid, entry);
                 }
             }
         }
     }
 
-    fn insert(&mut self, source: usize, uid: String, entry: Entry) {
-        if self.entries.get(&uid).is_some_and(|(_, e)| *e == entry) {
+    /// The one copy of `text` the index keeps.
+    fn share(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.shared.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.shared.insert(shared.clone());
+        shared
+    }
+
+    fn entry(&mut self, source: usize, order: &CertificateOrder) -> Option<(Arc<str>, Entry)> {
+        let meta = &order.metadata;
+        let (uid, namespace, name) = (meta.uid.as_deref()?, meta.namespace.as_deref()?, meta.name.as_deref()?);
+        let uid = self.entries.get_key_value(uid).map(|(u, _)| u.clone()).unwrap_or_else(|| Arc::from(uid));
+        let entry = Entry {
+            source,
+            namespace: self.share(namespace),
+            name: name.into(),
+            provider: self.share(&order.spec.provider_ref.name),
+            secret_name: order.spec.secret_name.as_str().into(),
+            vendor_id: order
+                .status
+                .as_ref()
+                .and_then(|s| s.order.as_ref())
+                .and_then(|o| o.id.as_deref())
+                .map(Box::from),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            deleting: meta.deletion_timestamp.is_some(),
+        };
+        Some((uid, entry))
+    }
+
+    fn insert(&mut self, uid: Arc<str>, entry: Entry) {
+        if self.entries.get(&uid).is_some_and(|e| *e == entry) {
             return;
         }
         self.remove(&uid);
@@ -239,26 +259,33 @@ impl OrderIndex {
         if let Some(id) = &entry.vendor_id {
             self.by_vendor_id.entry(id.clone()).or_insert_with(one).push(uid.clone());
         }
-        let key = (entry.namespace.clone(), entry.secret_name.clone());
+        let key = (Box::from(&*entry.namespace), entry.secret_name.clone());
         self.by_secret.entry(key).or_insert_with(one).push(uid.clone());
-        self.entries.insert(uid, (source, entry));
+        self.entries.insert(uid, entry);
     }
 
     fn remove(&mut self, uid: &str) {
-        let Some((_, entry)) = self.entries.remove(uid) else { return };
+        let Some(entry) = self.entries.remove(uid) else { return };
         if let Some(id) = &entry.vendor_id
             && let Some(uids) = self.by_vendor_id.get_mut(id)
         {
-            uids.retain(|u| u != uid);
+            uids.retain(|u| **u != *uid);
             if uids.is_empty() {
                 self.by_vendor_id.remove(id);
             }
         }
-        let key = (entry.namespace, entry.secret_name);
+        let key = (Box::from(&*entry.namespace), entry.secret_name.clone());
         if let Some(uids) = self.by_secret.get_mut(&key) {
-            uids.retain(|u| u != uid);
+            uids.retain(|u| **u != *uid);
             if uids.is_empty() {
                 self.by_secret.remove(&key);
+            }
+        }
+        // A namespace or provider no other order names is dropped.
+        let Entry { namespace, provider, .. } = entry;
+        for shared in [namespace, provider] {
+            if Arc::strong_count(&shared) == 2 {
+                self.shared.remove(&shared);
             }
         }
     }
@@ -313,5 +340,18 @@ mod tests {
         assert_eq!(index.entries.len(), 1);
         assert_eq!(index.by_vendor_id.len(), 1, "emptied lookups are dropped");
         assert_eq!(index.by_secret.len(), 1);
+        // One copy of the namespace and provider the order left names; namespace "y" is gone.
+        let mut shared: Vec<&str> = index.shared.iter().map(|s| &**s).collect();
+        shared.sort();
+        assert_eq!(shared, ["p", "x"]);
+        let entry = index.entries.get("u1").unwrap();
+        assert!(Arc::ptr_eq(&entry.namespace, index.shared.get("x").unwrap()), "shared, not copied");
+        assert!(
+            index
+                .by_secret
+                .values()
+                .flatten()
+                .all(|uid| Arc::ptr_eq(uid, index.entries.get_key_value("u1").unwrap().0))
+        );
     }
 }
