@@ -491,7 +491,7 @@ fn caches_lag(ctx: &Context, order: &CertificateOrder) -> Option<Action> {
     let (written, at) = memory.secret_written_version?;
     let cached = ctx
         .cached_secret(&order.namespace().unwrap_or_default(), &order.spec.secret_name)
-        .and_then(|s| s.resource_version()?.parse::<u64>().ok());
+        .and_then(|s| s.resource_version());
     // Missing long after the write means someone deleted it: then it is installed again.
     let lagging = match cached {
         Some(cached) => cached < written,

@@ -20,8 +20,9 @@ use crate::pki::{self, KeyAlgorithm, PrivateKey, TLS_CRT, TLS_KEY};
 /// What a labelled Secret's data held, as far as reconciles care.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretFacts {
-    /// The resourceVersion the facts were read from.
-    pub resource_version: Option<String>,
+    /// The resourceVersion the facts were read from (as a number, as the API server makes
+    /// them; `None` when it is not one).
+    pub resource_version: Option<u64>,
     pub key: KeyFacts,
     /// `tls.crt` checked against `tls.key`, when both are there and the key is one.
     pub certificate: Option<pki::Inspected>,
@@ -62,7 +63,7 @@ impl SecretFacts {
             _ => None,
         };
         let facts = SecretFacts {
-            resource_version: secret.resource_version(),
+            resource_version: secret.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()),
             key,
             certificate,
             has_certificate: chain.is_some(),
@@ -86,8 +87,8 @@ impl CachedSecret {
         Self { ownership: Ownership::of(&secret.metadata), facts: SecretFacts::of(secret) }
     }
 
-    pub fn resource_version(&self) -> Option<&str> {
-        self.facts.resource_version.as_deref()
+    pub fn resource_version(&self) -> Option<u64> {
+        self.facts.resource_version
     }
 
     /// Labelled for the order named `order` (its [`ORDER_LABEL`] value).
@@ -233,7 +234,7 @@ mod tests {
             Ownership { managed: true, order: Some("o".into()), order_label: Some("o".into()), adopt: None }
         );
         assert!(cached.labelled_for("o") && !cached.labelled_for("p"));
-        assert_eq!(cached.resource_version(), Some("5"));
+        assert_eq!(cached.resource_version(), Some(5));
         assert_eq!(
             cached.facts.key,
             KeyFacts::Key { algorithm: KeyAlgorithm::EcdsaP256, fingerprint: key.public_key_fingerprint() }
@@ -243,7 +244,7 @@ mod tests {
         // A new version replaces what was kept of the old one.
         cache.absorb(watcher::Event::Apply(secret("k", "6", &[(TLS_KEY, "garbage"), (TLS_CRT, "x")])));
         let cached = cache.get("ns", "k").unwrap();
-        assert_eq!(cached.resource_version(), Some("6"));
+        assert_eq!(cached.resource_version(), Some(6));
         assert_eq!((cached.facts.key.clone(), cached.facts.has_certificate), (KeyFacts::NotAKey, true));
 
         cache.absorb(watcher::Event::Delete(passed));

@@ -161,7 +161,8 @@ pub struct Inspected {
     /// The chain parses, its leaf matches the key, is no CA and is for TLS servers.
     leaf: Result<CertInfo, VerifyError>,
     /// Each certificate is signed by the next.
-    chain: Result<(), VerifyError>,
+    /// (Boxed: almost always `Ok`, and the cache keeps one per TLS Secret.)
+    chain: Result<(), Box<VerifyError>>,
 }
 
 /// Inspects a chain (PEM, leaf first) against its key; see [`Inspected`].
@@ -192,7 +193,7 @@ impl Inspected {
         if now > info.not_after {
             return Err(VerifyError::Expired { not_after: info.not_after, now });
         }
-        self.chain.clone()?;
+        self.chain.clone().map_err(|e| *e)?;
         Ok(info)
     }
 }
@@ -202,10 +203,10 @@ fn inspect_parsed(ders: &[Vec<u8>], chain: &[X509Certificate<'_>], key: &Private
     for pair in chain.windows(2) {
         let (child, parent) = (&pair[0], &pair[1]);
         if child.verify_signature(Some(parent.public_key())).is_err() {
-            chain_check = Err(VerifyError::BrokenChain {
+            chain_check = Err(Box::new(VerifyError::BrokenChain {
                 child: child.subject().to_string(),
                 parent: parent.subject().to_string(),
-            });
+            }));
             break;
         }
     }
