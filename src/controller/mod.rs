@@ -435,7 +435,7 @@ fn error_policy(order: Arc<CachedOrder>, error: &Error, ctx: Arc<Context>) -> Ac
     let uid = order.uid().unwrap_or_default();
     ctx.metrics.reconcile_failed(error.category());
     let mut errors = 0;
-    ctx.remember(&uid, |m| {
+    ctx.remember(uid, |m| {
         m.errors = m.errors.saturating_add(1);
         errors = m.errors;
     });

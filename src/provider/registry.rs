@@ -164,6 +164,9 @@ struct Entry {
     deleting: bool,
 }
 
+/// A TLS Secret: (namespace, name).
+type SecretKey = (Box<str>, Box<str>);
+
 /// Every watched order by uid (with the source that saw it), and the lookups the checks make:
 /// kept from the watch events, so a lookup costs what it finds, not the number of orders. Each
 /// uid is one shared string, held by the entry and the lookups (with 10,000 orders, copies of
@@ -175,7 +178,7 @@ struct OrderIndex {
     /// Uids by vendor order id, and by (namespace, TLS Secret): almost always one each, so a
     /// `Vec` (a B-tree set would take a node of eleven slots per order).
     by_vendor_id: HashMap<Box<str>, Vec<Arc<str>>>,
-    by_secret: HashMap<(Box<str>, Box<str>), Vec<Arc<str>>>,
+    by_secret: HashMap<SecretKey, Vec<Arc<str>>>,
     /// Namespaces and provider names, one copy each for all the orders that name them.
     shared: HashSet<Arc<str>>,
     /// A relist in progress, by source: the orders it has listed so far.
