@@ -19,6 +19,7 @@ use super::classify;
 use super::context::{Context, Memory};
 use super::objects::{self, pending_key_secret_name};
 use super::observe::{Learnt, Observation, certificate_info, key_algorithm, secret_field};
+use super::secrets::SecretFacts;
 use crate::api::{
     CertificateInfo, CertificateOrder, Challenge, MANAGER, PublishedValidation, RotationPolicy, SelfCheck,
     ValidationMethod,
@@ -267,7 +268,8 @@ async fn create_pending_key(
     let name = secret.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &secret.namespace().unwrap_or_default());
     match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, secret).await {
-        Ok(_) => {
+        Ok(created) => {
+            ctx.secrets.wrote(&created, SecretFacts::written(&key, None));
             tracing::debug!(secret = %name, "created the pending key");
             return Ok(key);
         }
@@ -381,6 +383,7 @@ async fn write_certificate(input: &StepInput<'_>, step: &'static str, key: Priva
     let trust = input.provider.trust_anchors();
     let info = pki::verify_issued(&chain, &key, order_ctx.domains, now, trust.as_deref()).map_err(refused)?;
     let data = pki::tls_secret_data(&chain, key.to_pem(), None).map_err(refused)?;
+    let facts = SecretFacts::written(&key, Some(info.clone()));
     let info = certificate_info(info, &order.spec.secret_name, &key);
     let secret = objects::tls_secret(order, data, &info);
     let api: Api<Secret> = Api::namespaced(input.ctx.client.clone(), order_ctx.namespace);
@@ -388,6 +391,7 @@ async fn write_certificate(input: &StepInput<'_>, step: &'static str, key: Priva
         .patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret))
         .await
         .map_err(|e| failed(step, tls_secret_refused(&order.spec.secret_name, e)))?;
+    input.ctx.secrets.wrote(&written, facts);
     let secret_version = written.resource_version().and_then(|v| v.parse::<u64>().ok()).map(|v| (v, Instant::now()));
     Ok(Written { info, key, secret_version })
 }

@@ -43,6 +43,17 @@ pub enum KeyFacts {
 }
 
 impl SecretFacts {
+    /// The facts of a Secret this process writes: `key` in `tls.key` and, when given, in
+    /// `tls.crt` a chain that passed `pki::verify_issued` for it, whose leaf is `leaf`.
+    pub fn written(key: &PrivateKey, leaf: Option<pki::CertInfo>) -> SecretFacts {
+        SecretFacts {
+            resource_version: None,
+            key: KeyFacts::Key { algorithm: key.algorithm(), fingerprint: key.public_key_fingerprint() },
+            has_certificate: leaf.is_some(),
+            certificate: leaf.map(pki::Inspected::verified),
+        }
+    }
+
     /// Reads the facts from a Secret with its data.
     pub fn of(secret: &Secret) -> SecretFacts {
         Self::with_key(secret).0
@@ -62,12 +73,8 @@ impl SecretFacts {
             (Some(chain), Some(Some(key))) => Some(pki::inspect_issued(chain, key)),
             _ => None,
         };
-        let facts = SecretFacts {
-            resource_version: secret.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()),
-            key,
-            certificate,
-            has_certificate: chain.is_some(),
-        };
+        let facts =
+            SecretFacts { resource_version: version_of(secret), key, certificate, has_certificate: chain.is_some() };
         (facts, private_key.flatten())
     }
 }
@@ -144,6 +151,10 @@ struct Table {
     relisted: Option<HashSet<Key>>,
 }
 
+fn version_of(secret: &Secret) -> Option<u64> {
+    secret.metadata.resource_version.as_deref().and_then(|v| v.parse().ok())
+}
+
 fn key_of(secret: &Secret) -> Key {
     (secret.namespace().unwrap_or_default(), secret.name_any())
 }
@@ -169,11 +180,33 @@ impl SecretCache {
                 if let Some(listed) = &mut table.relisted {
                     listed.insert(key.clone());
                 }
-                table.secrets.insert(key, Arc::new(CachedSecret::of(secret)));
+                // The version this process wrote (`wrote`) is known already: its key and
+                // certificate are not read again.
+                let version = version_of(secret);
+                let known =
+                    table.secrets.get(&key).is_some_and(|c| version.is_some() && c.resource_version() == version);
+                if !known {
+                    table.secrets.insert(key, Arc::new(CachedSecret::of(secret)));
+                }
             }
         }
         drop(table);
         event.modify(strip)
+    }
+
+    /// What this process just wrote: `secret` as the API server answered the write (its
+    /// metadata and version), and `facts` of the data written, worked out before writing (their
+    /// version is set here). The watch's event of that version then finds them rather than
+    /// reading the key and certificate again; a newer version in the cache stays.
+    pub fn wrote(&self, secret: &Secret, facts: SecretFacts) {
+        let Some(version) = version_of(secret) else { return };
+        let mut table = self.inner.lock().expect("secret cache lock");
+        let key = key_of(secret);
+        if table.secrets.get(&key).and_then(|c| c.resource_version()).is_some_and(|cached| cached >= version) {
+            return;
+        }
+        let facts = SecretFacts { resource_version: Some(version), ..facts };
+        table.secrets.insert(key, Arc::new(CachedSecret { ownership: Ownership::of(&secret.metadata), facts }));
     }
 
     /// The Secret `namespace/name`, when it is labelled as certorder's.
@@ -250,6 +283,31 @@ mod tests {
         cache.absorb(watcher::Event::Delete(passed));
         assert!(cache.get("ns", "k").is_none(), "a deleted Secret is forgotten");
         assert!(cache.get("other", "k").is_none());
+    }
+
+    #[test]
+    fn what_this_process_wrote_is_not_read_again_when_the_watch_brings_it() {
+        let key = pki::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let cache = SecretCache::default();
+        let facts = SecretFacts::written(&key, None);
+        assert_eq!(
+            facts,
+            SecretFacts { resource_version: None, ..SecretFacts::of(&secret("k", "1", &[(TLS_KEY, key.to_pem())])) }
+        );
+
+        // The write's answer (version 7) is cached with the facts worked out before writing. Here
+        // the event of version 7 carries other data, which would give other facts if it were
+        // read: it is not, as the version is the one written.
+        cache.wrote(&secret("k", "7", &[]), facts.clone());
+        assert_eq!(cache.get("ns", "k").unwrap().facts, SecretFacts { resource_version: Some(7), ..facts.clone() });
+        cache.absorb(watcher::Event::Apply(secret("k", "7", &[(TLS_KEY, "garbage")])));
+        assert_eq!(cache.get("ns", "k").unwrap().facts.key, facts.key, "version 7 not read again");
+        // A later version is read.
+        cache.absorb(watcher::Event::Apply(secret("k", "8", &[(TLS_KEY, "garbage")])));
+        assert_eq!(cache.get("ns", "k").unwrap().facts.key, KeyFacts::NotAKey);
+        // A write answered with an older version than the cache holds changes nothing.
+        cache.wrote(&secret("k", "7", &[]), facts);
+        assert_eq!(cache.get("ns", "k").unwrap().resource_version(), Some(8));
     }
 
     #[test]

@@ -229,6 +229,14 @@ fn refuses_each_bad_case_with_the_right_error() {
     verify_issued(&messy, &t.key, &t.domains, now(), Some(&trust_ours)).unwrap();
     // case-insensitive names
     verify_issued(&t.chain, &t.key, &names(&["EXAMPLE.com", "Www.Example.COM"]), now(), None).unwrap();
+    // What the Secret cache is told of a chain it wrote (`Inspected::verified`) is what it would
+    // find reading tls.crt as written, messy input or not.
+    for chain in [&t.chain, &messy] {
+        let info = verify_issued(chain, &t.key, &t.domains, now(), None).unwrap();
+        let written = crate::pki::tls_secret_data(chain, t.key.to_pem(), None).unwrap();
+        let tls_crt = String::from_utf8(written[crate::pki::TLS_CRT].clone()).unwrap();
+        assert_eq!(inspect_issued(&tls_crt, &t.key), Inspected::verified(info));
+    }
 }
 
 #[test]
