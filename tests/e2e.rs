@@ -2271,6 +2271,12 @@ async fn status_and_check_explain_an_order_stuck_in_domain_validation() {
         })
         .await;
     let challenge = &order.status.as_ref().unwrap().challenges[0];
+    // The failure is news (the phase's event, with what to create) once a second check fails.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.events("stuck", "DomainValidation").await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no DomainValidation event after failing self-checks");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A wrong value is published: the check must say what it found and what it wanted.
     env.dns.set_txt("_dnsauth.stuck.example.com", &["a-stale-token"]).await.unwrap();
 

@@ -749,6 +749,9 @@ async fn conclude(mut pass: Pass<'_>, stopped: Stopped) -> Result<Action, Error>
     tracing::debug!(phase = %status.phase, ?wait, changed = status != pass.original, "reconciled");
     if status != pass.original {
         write_status(pass.ctx, &pass.orders, pass.order, &status, &mut pass.version).await?;
+    }
+    // A check that fails again as it did before leaves the status as it was, and is news then.
+    if status != pass.original || stopped.check_failure_news {
         announce(pass.ctx, pass.order, &pass.original, &status, stopped.check_failure_news).await;
     }
     Ok(match wait {
