@@ -34,6 +34,8 @@ pub struct CachedOrder {
     pub metadata: ObjectMeta,
     /// The uid, which the process memory of orders is kept by.
     uid: Option<Box<str>>,
+    /// The resourceVersion, as a number (`None` when it is not one).
+    version: Option<u64>,
     /// What the metrics export of the order, read without decoding it.
     pub facts: OrderFacts,
     /// `{"metadata": …, "spec": …, "status": …}` (the metadata without name and namespace),
@@ -91,6 +93,7 @@ impl From<&CertificateOrder> for CachedOrder {
         Self {
             metadata: ObjectMeta { name, namespace, ..ObjectMeta::default() },
             uid: meta.uid.as_deref().map(Box::from),
+            version: meta.resource_version.as_deref().and_then(|v| v.parse().ok()),
             facts: OrderFacts::of(order),
             body: deflate(&json),
         }
@@ -113,6 +116,11 @@ impl CachedOrder {
     /// The order's uid (`metadata.uid`, which the cached metadata leaves out).
     pub fn uid(&self) -> Option<&str> {
         self.uid.as_deref()
+    }
+
+    /// The order's resourceVersion, as a number.
+    pub fn version(&self) -> Option<u64> {
+        self.version
     }
 
     /// The heap the compressed body takes.
@@ -268,6 +276,7 @@ mod tests {
             let cached = CachedOrder::from(&order);
             assert_eq!(serde_json::to_value(cached.order().unwrap()).unwrap(), serde_json::to_value(&order).unwrap());
             assert_eq!(cached.uid(), order.metadata.uid.as_deref());
+            assert_eq!(cached.version(), Some(42));
             let only_names = ObjectMeta {
                 name: order.metadata.name.clone(),
                 namespace: order.metadata.namespace.clone(),

@@ -211,6 +211,16 @@ impl Context {
         self.memory.lock().expect("memory lock").get(uid).cloned().unwrap_or_default()
     }
 
+    /// Whether this process has already acted on `order` as cached: its version is one this
+    /// process wrote, or older than that (status writes are conditional on the version read, so
+    /// no one else's change comes between). Its watch event then needs no reconcile: the one
+    /// that wrote it decided what comes next.
+    pub fn acted_on(&self, order: &super::cache::CachedOrder) -> bool {
+        let (Some(uid), Some(version)) = (order.uid(), order.version()) else { return false };
+        let memory = self.memory.lock().expect("memory lock");
+        memory.get(uid).and_then(|m| m.written_version).is_some_and(|written| version <= written)
+    }
+
     pub fn remember(&self, uid: &str, update: impl FnOnce(&mut Memory)) {
         update(self.memory.lock().expect("memory lock").entry(uid.to_string()).or_default());
     }

@@ -277,6 +277,9 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         );
         ctx.forget_deleted_orders(order_store.clone());
         provider_ctx.get_or_insert_with(|| ctx.clone());
+        // The watch event of a status this process wrote wakes no reconcile (`Context::acted_on`).
+        let own = ctx.clone();
+        let order_stream = order_stream.try_filter(move |order| futures::future::ready(!own.acted_on(order)));
         let controller = Controller::for_stream(order_stream, order_store)
             .watches_stream(secret_stream, |secret: Secret| {
                 let order = crate::api::owning_order(&secret.metadata)?;
@@ -607,7 +610,9 @@ impl<'a> Pass<'a> {
 /// Takes the steps the lifecycle decides, one after the other, until it waits (or a step comes
 /// back within the reconcile, the order is refused one, or it took [`MAX_STEPS`]).
 async fn run_steps(pass: &mut Pass<'_>) -> Result<Stopped, Error> {
-    let mut stopped = Stopped::default();
+    // Out of steps: the next reconcile goes on at once (the watch event of this one's own status
+    // write wakes none, see `Context::acted_on`).
+    let mut stopped = Stopped { wait: Some(Duration::ZERO), ..Stopped::default() };
     let mut taken = BTreeSet::new();
     let mut checked = BTreeSet::new();
     for _ in 0..MAX_STEPS {
@@ -624,7 +629,11 @@ async fn run_steps(pass: &mut Pass<'_>) -> Result<Stopped, Error> {
             stopped.wait = Some(Duration::from_secs(1));
             break;
         }
-        let Some(provider) = pass.provider.as_ref().ok().cloned() else { break };
+        let Some(provider) = pass.provider.as_ref().ok().cloned() else {
+            // Until the provider changes (its status says why).
+            stopped.wait = None;
+            break;
+        };
         // A shared cluster: the order may not make the operator write, buy or publish what is not its own.
         if let Some(why) = tenancy::refusal(pass.ctx, pass.order, &step, &mut checked).await? {
             stopped.refused = Some(why);
