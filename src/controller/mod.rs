@@ -229,7 +229,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         let cache = secret_cache.clone();
         let secret_stream = watcher(secrets, labelled.clone())
             .default_backoff()
-            .map_ok(move |event| cache.absorb(event))
+            .try_filter_map(move |event| futures::future::ready(Ok(cache.absorb(event))))
             .touched_objects();
         // The cache keeps each order compressed (see cache): reconciles decode the one they read.
         let (order_store, order_writer) = reflector::store::<CachedOrder>();

@@ -161,9 +161,12 @@ fn key_of(secret: &Secret) -> Key {
 
 impl SecretCache {
     /// Takes one event of the Secret watch: keeps what the Secret it carries holds, and passes
-    /// the event on without the Secret's data.
-    pub fn absorb(&self, event: watcher::Event<Secret>) -> watcher::Event<Secret> {
+    /// the event on without the Secret's data, to wake its order's reconcile. The event of a
+    /// version this process wrote (`wrote`) is not passed on: the reconcile that wrote it
+    /// decided what comes next.
+    pub fn absorb(&self, event: watcher::Event<Secret>) -> Option<watcher::Event<Secret>> {
         let mut table = self.inner.lock().expect("secret cache lock");
+        let mut own = false;
         match &event {
             watcher::Event::Init => table.relisted = Some(HashSet::new()),
             watcher::Event::InitDone => {
@@ -188,10 +191,11 @@ impl SecretCache {
                 if !known {
                     table.secrets.insert(key, Arc::new(CachedSecret::of(secret)));
                 }
+                own = known && matches!(event, watcher::Event::Apply(_));
             }
         }
         drop(table);
-        event.modify(strip)
+        (!own).then(|| event.modify(strip))
     }
 
     /// What this process just wrote: `secret` as the API server answered the write (its
@@ -258,7 +262,7 @@ mod tests {
         let key = pki::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
         let cache = SecretCache::default();
         let event = cache.absorb(watcher::Event::Apply(secret("k", "5", &[(TLS_KEY, key.to_pem())])));
-        let watcher::Event::Apply(passed) = event else { panic!("an Apply stays an Apply") };
+        let Some(watcher::Event::Apply(passed)) = event else { panic!("an Apply stays an Apply") };
         assert_eq!(passed.data, None, "no key bytes go on");
         assert_eq!(crate::api::owning_order(&passed.metadata).as_deref(), Some("o"), "the order is found from it");
         let cached = cache.get("ns", "k").expect("cached");
@@ -300,10 +304,12 @@ mod tests {
         // read: it is not, as the version is the one written.
         cache.wrote(&secret("k", "7", &[]), facts.clone());
         assert_eq!(cache.get("ns", "k").unwrap().facts, SecretFacts { resource_version: Some(7), ..facts.clone() });
-        cache.absorb(watcher::Event::Apply(secret("k", "7", &[(TLS_KEY, "garbage")])));
+        let event = cache.absorb(watcher::Event::Apply(secret("k", "7", &[(TLS_KEY, "garbage")])));
         assert_eq!(cache.get("ns", "k").unwrap().facts.key, facts.key, "version 7 not read again");
-        // A later version is read.
-        cache.absorb(watcher::Event::Apply(secret("k", "8", &[(TLS_KEY, "garbage")])));
+        assert!(event.is_none(), "and its event wakes no reconcile");
+        // A later version is read, and passed on.
+        let event = cache.absorb(watcher::Event::Apply(secret("k", "8", &[(TLS_KEY, "garbage")])));
+        assert!(event.is_some());
         assert_eq!(cache.get("ns", "k").unwrap().facts.key, KeyFacts::NotAKey);
         // A write answered with an older version than the cache holds changes nothing.
         cache.wrote(&secret("k", "7", &[]), facts);
