@@ -555,7 +555,7 @@ struct Stopped {
     /// The order may not do what its next step would (a shared cluster).
     refused: Option<String>,
     /// The challenges' self-check failed for the second time in a row in this reconcile: the
-    /// failure is news (see `validation_event_waits` and `CHECK_FAILURES_ANNOUNCED`).
+    /// failure is news (see `phase_news` and `CHECK_FAILURES_ANNOUNCED`).
     check_failure_news: bool,
 }
 
@@ -836,14 +836,16 @@ fn check_news(previous: Option<&SelfCheck>, now: &SelfCheck, failures_before: u3
     }
 }
 
-/// Entering `DomainValidation` with challenges not checked yet: its event waits for the
-/// self-checks, and is published only when they fail `CHECK_FAILURES_ANNOUNCED` times in a row,
-/// when a person may have to act (create the records, fix them). Records that are visible at
-/// once, or by the next check, leave nobody anything to do.
-fn validation_event_waits(status: &CertificateOrderStatus) -> bool {
-    status.phase == Phase::DomainValidation
-        && !status.challenges.is_empty()
-        && status.challenges.iter().all(|c| c.self_check.is_none())
+/// Whether the phase is news (an event): a new phase, except `DomainValidation` with challenges,
+/// whose event (with what to create) waits until the self-checks fail
+/// `CHECK_FAILURES_ANNOUNCED` times in a row, when a person may have to act (create the
+/// records, fix them). Records that are visible at once, or by the next check, leave nobody
+/// anything to do.
+fn phase_news(before: &CertificateOrderStatus, after: &CertificateOrderStatus, check_failure_news: bool) -> bool {
+    match after.phase {
+        Phase::DomainValidation if !after.challenges.is_empty() => check_failure_news,
+        _ => after.phase != before.phase,
+    }
 }
 
 /// Self-checks in a row that must fail before the failure is news (a Warning event, and the
@@ -889,7 +891,7 @@ async fn self_check_events(
     }
 }
 
-/// The events of a status change: the phase (see [`validation_event_waits`]), conditions that
+/// The events of a status change: the phase (see [`phase_news`]), conditions that
 /// need a person, refusals.
 async fn announce(
     ctx: &Context,
@@ -898,12 +900,7 @@ async fn announce(
     after: &CertificateOrderStatus,
     check_failure_news: bool,
 ) {
-    let phase_news = if after.phase != before.phase {
-        !validation_event_waits(after)
-    } else {
-        check_failure_news && after.phase == Phase::DomainValidation
-    };
-    if phase_news {
+    if phase_news(before, after, check_failure_news) {
         phase_event(ctx, order, after).await;
     }
     delay_event(ctx, order, before, after).await;
@@ -1079,6 +1076,42 @@ mod tests {
         ];
         for (i, (previous, now, before, after, news)) in table.iter().enumerate() {
             assert_eq!(check_news(*previous, now, *before, *after), *news, "row {i}");
+        }
+    }
+
+    #[test]
+    fn domain_validation_with_challenges_is_news_only_when_the_checks_fail_twice() {
+        let challenge = Challenge {
+            domain: "shop.example.com".into(),
+            method: ValidationMethod::DNS,
+            target: "_dnsauth.shop.example.com".into(),
+            expected_value: "v".into(),
+            record_type: None,
+            self_check: Some(check(true, "")),
+        };
+        let status = |phase, challenges: &[Challenge]| CertificateOrderStatus {
+            phase,
+            challenges: challenges.to_vec(),
+            ..CertificateOrderStatus::default()
+        };
+        let one = std::slice::from_ref(&challenge);
+        // (before, after, the checks' failure is news, the phase is news)
+        let table = [
+            (status(Phase::InfoSubmitted, &[]), status(Phase::Purchased, &[]), false, true),
+            (status(Phase::Issued, &[]), status(Phase::Issued, &[]), false, false),
+            // The CA has not said what to publish yet: entering is news.
+            (status(Phase::InfoSubmitted, &[]), status(Phase::DomainValidation, &[]), false, true),
+            // With challenges, even checked (and passed) in the same reconcile, it waits.
+            (status(Phase::InfoSubmitted, &[]), status(Phase::DomainValidation, one), false, false),
+            (status(Phase::DomainValidation, one), status(Phase::DomainValidation, one), false, false),
+            // Until the checks fail twice in a row.
+            (status(Phase::DomainValidation, one), status(Phase::DomainValidation, one), true, true),
+            (status(Phase::InfoSubmitted, &[]), status(Phase::DomainValidation, one), true, true),
+            // Leaving it is news as ever.
+            (status(Phase::DomainValidation, one), status(Phase::Issued, one), false, true),
+        ];
+        for (i, (before, after, failure_news, news)) in table.iter().enumerate() {
+            assert_eq!(phase_news(before, after, *failure_news), *news, "row {i}");
         }
     }
 }
