@@ -701,6 +701,11 @@ async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done
     ctx.remember(uid, |memory| pass.observation.record(learnt, memory));
     let failures = pass.observation.observed.self_check_failures;
     let failure_news = *step == Step::SelfCheck && failures == CHECK_FAILURES_ANNOUNCED;
+    if *step == Step::SelfCheck && first_failure(&before, failures) {
+        // Not news yet, and not written: the challenges stay unchecked in status until the next
+        // check (the process remembers this one for the pace of checks).
+        pass.status.challenges.iter_mut().for_each(|c| c.self_check = None);
+    }
     if *step == Step::SelfCheck {
         self_check_events(ctx, order, &before, &pass.status, failures_before, failures).await;
     }
@@ -834,6 +839,13 @@ fn check_news(previous: Option<&SelfCheck>, now: &SelfCheck, failures_before: u3
         false => failures == CHECK_FAILURES_ANNOUNCED || (failures > CHECK_FAILURES_ANNOUNCED && !unchanged),
         true => failures_before >= CHECK_FAILURES_ANNOUNCED && previous.is_some_and(|p| !p.passed),
     }
+}
+
+/// Whether a self-check that failed (`failures` in a row, this one included) is the first check
+/// of challenges none of which was checked before (`before`): a record made a moment ago may not
+/// be visible yet, so the failure is neither news nor written to status.
+fn first_failure(before: &[(String, Option<SelfCheck>)], failures: u32) -> bool {
+    (1..CHECK_FAILURES_ANNOUNCED).contains(&failures) && before.iter().all(|(_, check)| check.is_none())
 }
 
 /// Whether the phase is news (an event): a new phase, except `DomainValidation` with challenges,
@@ -1076,6 +1088,24 @@ mod tests {
         ];
         for (i, (previous, now, before, after, news)) in table.iter().enumerate() {
             assert_eq!(check_news(*previous, now, *before, *after), *news, "row {i}");
+        }
+    }
+
+    #[test]
+    fn only_the_first_check_of_unchecked_challenges_that_fails_goes_unwritten() {
+        let unchecked = vec![("a".to_string(), None), ("b".to_string(), None)];
+        let checked = vec![("a".to_string(), Some(check(true, ""))), ("b".to_string(), None)];
+        // (challenges before the check, failures in a row after it, unwritten)
+        let table = [
+            (&unchecked, 1, true),
+            // It passed (no failures), or failed again: written.
+            (&unchecked, 0, false),
+            (&unchecked, 2, false),
+            // A challenge was checked before: a failure now changes what status says, written.
+            (&checked, 1, false),
+        ];
+        for (i, (before, failures, unwritten)) in table.into_iter().enumerate() {
+            assert_eq!(first_failure(before, failures), unwritten, "row {i}");
         }
     }
 
