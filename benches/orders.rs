@@ -338,12 +338,6 @@ async fn main() -> anyhow::Result<()> {
         println!("  {what:<32} {:>6.2}", n as f64 / orders_wanted as f64);
     }
     println!("  {:<32} {:>6.2}", "total", total as f64 / orders_wanted as f64);
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
-    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    for event in events.list(&Default::default()).await?.items {
-        *reasons.entry(event.reason.unwrap_or_default()).or_default() += 1;
-    }
-    println!("events by reason: {reasons:?}");
     if !storm {
         print_reconciles(metrics_addr, orders_wanted);
     }
@@ -366,6 +360,14 @@ async fn main() -> anyhow::Result<()> {
     let after = writes(&api.faults().counts());
     let settled: u64 = after.values().sum();
     println!("API writes in the {} s after all were issued: {settled} {after:?}", settle.as_secs());
+    // Counted after the settle window: the last order's Issued event may still be on its way
+    // when its status says Issued.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for event in events.list(&Default::default()).await?.items {
+        *reasons.entry(event.reason.unwrap_or_default()).or_default() += 1;
+    }
+    println!("events by reason: {reasons:?}");
     if let Some(rss) = peak_rss_mib(pid) {
         println!("operator peak RSS (end)    {rss:>8.1} MiB");
     }
