@@ -207,6 +207,13 @@ impl Context {
         self.secrets.is_synced()
     }
 
+    /// Whether the providers' cache has done its first full list: until then a provider not
+    /// found proves nothing (the order would be Stalled, and look again only after a while).
+    pub fn providers_synced(&self) -> bool {
+        use futures::FutureExt;
+        self.providers.wait_until_ready().now_or_never().is_some_and(|ready| ready.is_ok())
+    }
+
     pub fn memory(&self, uid: &str) -> Memory {
         self.memory.lock().expect("memory lock").get(uid).cloned().unwrap_or_default()
     }

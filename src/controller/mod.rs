@@ -477,11 +477,12 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
 }
 
 /// Whether the caches lag behind what this process wrote, and when to look again. Until the
-/// Secret cache has its first full list, a missing Secret proves nothing. The caches may still
+/// Secret and provider caches have their first full list, a missing Secret or provider proves
+/// nothing. The caches may still
 /// hold the order from before our last status write, or the TLS Secret from before our last
 /// write of it: acting on either would redo work (install twice).
 fn caches_lag(ctx: &Context, order: &CertificateOrder) -> Option<Action> {
-    if !ctx.secrets_synced() {
+    if !ctx.secrets_synced() || !ctx.providers_synced() {
         return Some(Action::requeue(Duration::from_millis(250)));
     }
     let memory = ctx.memory(&order.uid().unwrap_or_default());
