@@ -29,7 +29,8 @@ fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
 }
 
 async fn eventually<F: FnMut() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, mut f: F) {
-    for _ in 0..200 {
+    // Up to 10 s: a watcher's backoff after a refused watch takes about 4 (kube's default).
+    for _ in 0..400 {
         if f().await {
             return;
         }
