@@ -167,6 +167,13 @@ struct Entry {
 /// A TLS Secret: (namespace, name).
 type SecretKey = (Box<str>, Box<str>);
 
+impl Entry {
+    /// The TLS Secret the order names, as `OrderIndex::by_secret` keys it.
+    fn secret_key(&self) -> SecretKey {
+        (Box::from(&*self.namespace), self.secret_name.clone())
+    }
+}
+
 /// Every watched order by uid (with the source that saw it), and the lookups the checks make:
 /// kept from the watch events, so a lookup costs what it finds, not the number of orders. Each
 /// uid is one shared string, held by the entry and the lookups (with 10,000 orders, copies of
@@ -262,7 +269,7 @@ impl OrderIndex {
         if let Some(id) = &entry.vendor_id {
             self.by_vendor_id.entry(id.clone()).or_insert_with(one).push(uid.clone());
         }
-        let key = (Box::from(&*entry.namespace), entry.secret_name.clone());
+        let key = entry.secret_key();
         self.by_secret.entry(key).or_insert_with(one).push(uid.clone());
         self.entries.insert(uid, entry);
     }
@@ -277,7 +284,7 @@ impl OrderIndex {
                 self.by_vendor_id.remove(id);
             }
         }
-        let key = (Box::from(&*entry.namespace), entry.secret_name.clone());
+        let key = entry.secret_key();
         if let Some(uids) = self.by_secret.get_mut(&key) {
             uids.retain(|u| **u != *uid);
             if uids.is_empty() {
