@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
-use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -46,12 +45,6 @@ pub struct ProviderCallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OrderLabels {
-    namespace: String,
-    name: String,
 }
 
 const PHASES: [Phase; 9] = [
@@ -117,8 +110,10 @@ impl Collector for OrderCollector {
             let mut family = encoder.encode_descriptor(name, help, None, ConstGauge::new(0f64).metric_type())?;
             for order in &orders {
                 if let Some(value) = field(&order.facts).map(|t| t.timestamp() as f64) {
-                    let labels =
-                        OrderLabels { namespace: order.namespace().unwrap_or_default(), name: order.name_any() };
+                    let labels = [
+                        ("namespace", order.metadata.namespace.as_deref().unwrap_or_default()),
+                        ("name", order.metadata.name.as_deref().unwrap_or_default()),
+                    ];
                     ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
                 }
             }
@@ -222,10 +217,49 @@ impl Metrics {
         self.ready.store(true, Ordering::Relaxed);
     }
 
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
-        out
+    /// The OpenMetrics text of every metric, written into `out` as it is made.
+    pub fn encode_to(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode(out, &self.registry)
+    }
+
+    /// The scrape's answer as a stream of pieces of about [`SCRAPE_PIECE`] bytes. The text has
+    /// several series per order, megabytes at 10,000 orders: made whole, it would raise the
+    /// process's peak memory by that much at every scrape. It is made on a blocking thread that
+    /// waits while the client reads, and stops if the client goes away.
+    fn scrape(self: Arc<Self>) -> axum::body::Body {
+        let (tx, rx) = tokio::sync::mpsc::channel::<String>(1);
+        tokio::task::spawn_blocking(move || {
+            let mut out = Pieces { piece: String::with_capacity(SCRAPE_PIECE), tx };
+            // An error means the client went away: nothing to tell.
+            let _ = self.encode_to(&mut out).and_then(|()| out.send());
+        });
+        let pieces = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|piece| (Ok::<_, std::convert::Infallible>(piece), rx))
+        });
+        axum::body::Body::from_stream(pieces)
+    }
+}
+
+/// About how many bytes of a scrape's answer are made before they are sent.
+const SCRAPE_PIECE: usize = 32 * 1024;
+
+/// Text written here goes to the scrape's client in pieces of about [`SCRAPE_PIECE`] bytes.
+struct Pieces {
+    piece: String,
+    tx: tokio::sync::mpsc::Sender<String>,
+}
+
+impl Pieces {
+    fn send(&mut self) -> std::fmt::Result {
+        let piece = std::mem::replace(&mut self.piece, String::with_capacity(SCRAPE_PIECE));
+        self.tx.blocking_send(piece).map_err(|_| std::fmt::Error)
+    }
+}
+
+impl std::fmt::Write for Pieces {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.piece.push_str(s);
+        if self.piece.len() >= SCRAPE_PIECE { self.send() } else { Ok(()) }
     }
 }
 
@@ -237,7 +271,7 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()
             get(|State(m): State<Arc<Metrics>>| async move {
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    m.encode(),
+                    m.scrape(),
                 )
             }),
         )
@@ -256,4 +290,50 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write;
+
+    #[test]
+    fn a_scrape_is_sent_in_bounded_pieces_that_add_up_to_the_text() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+        let line = "certorder_certificate_expiration_timestamp_seconds{namespace=\"shop\",name=\"site\"} 1.8e9\n";
+        let writer = std::thread::spawn(move || {
+            let mut out = Pieces { piece: String::new(), tx };
+            for _ in 0..2_000 {
+                out.write_str(line)?;
+            }
+            out.send()
+        });
+        let mut pieces = Vec::new();
+        while let Some(piece) = rx.blocking_recv() {
+            pieces.push(piece);
+        }
+        writer.join().unwrap().expect("the reader took every piece");
+        assert!(pieces.len() > 2, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() < SCRAPE_PIECE + line.len()));
+        assert_eq!(pieces.concat(), line.repeat(2_000));
+    }
+
+    #[test]
+    fn a_scrape_stops_when_its_client_goes_away() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<String>(1);
+        drop(rx);
+        let mut out = Pieces { piece: String::new(), tx };
+        let written = (0..SCRAPE_PIECE).try_for_each(|_| out.write_str("x"));
+        assert_eq!(written, Err(std::fmt::Error));
+    }
+
+    #[test]
+    fn the_metrics_text_ends_with_eof() {
+        let metrics = Metrics::default();
+        metrics.step("Purchase", true);
+        let mut text = String::new();
+        metrics.encode_to(&mut text).unwrap();
+        assert!(text.contains("certorder_steps_total{step=\"Purchase\",result=\"ok\"} 1\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
 }
