@@ -26,7 +26,7 @@ use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams};
-use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -201,7 +201,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let (providers, provider_writer) = reflector::store::<ClusterCertificateProvider>();
     // An object that cannot be read is reported and left out, never stalls the watch (see guard).
     let provider_watch = watcher(
-        Api::<DeserializeGuard<ClusterCertificateProvider>>::all(client.clone()),
+        Api::<guard::Guarded<ClusterCertificateProvider>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff();
@@ -222,7 +222,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     // One provider registry for the whole process: one client, rate limit and claims per provider.
     let registry = Arc::new(crate::provider::registry::Registry::default());
     for ns in namespaces {
-        let orders: Api<DeserializeGuard<CertificateOrder>> = scoped(&client, ns.as_deref());
+        let orders: Api<guard::Guarded<CertificateOrder>> = scoped(&client, ns.as_deref());
         let secrets: Api<Secret> = scoped(&client, ns.as_deref());
         // The Secret cache keeps only what reconciles read of each Secret (see secrets).
         let secret_cache = Arc::new(secrets::SecretCache::default());
