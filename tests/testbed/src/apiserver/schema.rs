@@ -515,7 +515,8 @@ fn format_ok(format: &str, s: &str) -> Option<bool> {
     Some(ok)
 }
 
-fn cached_regex(p: &str) -> Option<regex::Regex> {
+/// `p` compiled once (`None` when it is not a regex).
+pub(crate) fn cached_regex(p: &str) -> Option<regex::Regex> {
     static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());

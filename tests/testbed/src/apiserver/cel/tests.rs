@@ -155,6 +155,8 @@ fn cel_library_as_kubernetes_rules_use_it() {
         ("self.labels.all(k, k in ['app', 'tier'])", true),
         ("self.labels['app'] == 'web'", true),
         ("self.name.matches('^[A-Z][a-z]+-[A-Z][a-z]+$')", true),
+        ("matches(self.name, '^Hello') && !self.name.matches('^World')", true),
+        ("self.tags.all(t, t.matches('^[a-c]$')) && !self.tags.exists(t, t.matches('[0-9]'))", true),
         ("self.name.startsWith('Hello') && self.name.endsWith('World') && self.name.contains('-')", true),
         ("self.name.lowerAscii() == 'hello-world' && self.name.upperAscii() == 'HELLO-WORLD'", true),
         ("self.name.indexOf('-') == 5 && self.name.lastIndexOf('o') == 7", true),
@@ -187,6 +189,8 @@ fn evaluation_errors_are_reported_with_the_rule() {
     assert_eq!(err, r#"Invalid value: "object": division by zero evaluating rule: self.n / 0 == 1"#);
     let err = spec_rule_passes("self.name + 1 == 'x'", spec.clone()).unwrap_err();
     assert!(err.contains("call arguments did not match a supported operator, function or macro signature for rule: self.name + 1 == 'x'"), "{err}");
+    let err = spec_rule_passes("self.name.matches('(x')", spec.clone()).unwrap_err();
+    assert!(err.contains("'(x' not a valid regex"), "{err}");
     let err = spec_rule_passes("self.name", spec).unwrap_err();
     assert!(err.contains("rule did not evaluate to a bool"), "{err}");
 }
