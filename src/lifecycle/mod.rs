@@ -382,18 +382,29 @@ pub fn vendor_order_name(uid: &str) -> String {
 /// Never`, and exactly once. The first round leaves it out, so digests recorded before it existed
 /// still match.
 pub fn info_digest(spec: &CertificateOrderSpec, domains: &[String], key_fingerprint: &str, round: u32) -> String {
-    let mut sent = serde_json::json!({
-        "domains": domains,
-        "product": spec.product,
-        "organization": spec.organization,
-        "applicant": spec.applicant,
-        "method": spec.domain_validation.method,
-        "key": key_fingerprint,
-    });
-    if round > 0 {
-        sent["round"] = round.into();
+    /// What is hashed, field by field in this order (digests recorded in status depend on it).
+    #[derive(serde::Serialize)]
+    struct Sent<'a> {
+        domains: &'a [String],
+        product: &'a crate::api::Product,
+        organization: &'a Option<crate::api::Organization>,
+        applicant: &'a Option<crate::api::Applicant>,
+        method: ValidationMethod,
+        key: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        round: Option<u32>,
     }
-    let hash = Sha256::digest(sent.to_string().as_bytes());
+    let sent = Sent {
+        domains,
+        product: &spec.product,
+        organization: &spec.organization,
+        applicant: &spec.applicant,
+        method: spec.domain_validation.method,
+        key: key_fingerprint,
+        round: (round > 0).then_some(round),
+    };
+    let text = serde_json::to_vec(&sent).expect("the info serializes");
+    let hash = Sha256::digest(&text);
     hex::encode(&hash[..12])
 }
 

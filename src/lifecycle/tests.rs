@@ -1027,6 +1027,41 @@ fn dns_publish_digest_is_stable_for_txt_and_follows_the_record_type() {
 }
 
 #[test]
+fn the_info_digest_is_what_orders_in_flight_recorded() {
+    // How the digest was made before it was serialized straight from the spec: a JSON value
+    // built field by field. Orders in flight compare against digests made this way.
+    let before = |spec: &CertificateOrderSpec, domains: &[String], key: &str, round: u32| {
+        let mut sent = serde_json::json!({
+            "domains": domains,
+            "product": spec.product,
+            "organization": spec.organization,
+            "applicant": spec.applicant,
+            "method": spec.domain_validation.method,
+            "key": key,
+        });
+        if round > 0 {
+            sent["round"] = round.into();
+        }
+        hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(sent.to_string().as_bytes())[..12])
+    };
+    for spec in [
+        spec(CertificateType::DV),
+        spec(CertificateType::OV),
+        spec(CertificateType::EV),
+        http_spec(CertificateType::DV),
+    ] {
+        let domains = normalize_domains(&spec.domains).unwrap();
+        for (key, round) in [("k1", 0), ("k1", 1), ("k2", 7)] {
+            assert_eq!(info_digest(&spec, &domains, key, round), before(&spec, &domains, key, round));
+        }
+    }
+    let dv = spec(CertificateType::DV);
+    let domains = normalize_domains(&dv.domains).unwrap();
+    assert_ne!(info_digest(&dv, &domains, "k1", 0), info_digest(&dv, &domains, "k2", 0));
+    assert_ne!(info_digest(&dv, &domains, "k1", 0), info_digest(&dv, &domains, "k1", 1));
+}
+
+#[test]
 fn ov_goes_through_documents_review_rejection_and_resubmission() {
     let mut walk =
         Walk::new(spec(CertificateType::OV), LetterObs::Missing("Secret letter not found: create it".into()));
