@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::Config;
 use crate::api::{ClusterCertificateProvider, MANAGER};
+use crate::pki::PrivateKey;
 use crate::provider::{AccountState, Provider};
 use crate::validation::dns::DnsChecker;
 use crate::validation::http::{HttpChecker, Ports};
@@ -27,6 +28,10 @@ pub struct ZoneCache {
 
 /// How often the memory of deleted orders is dropped.
 const MEMORY_SWEEP: Duration = Duration::from_secs(60);
+
+/// Pending keys kept in the process memory at most (about 1 KB each for P-256, 3 KB for RSA
+/// 4096): beyond that many orders between key and install, keys are read from their Secrets.
+const KEPT_KEYS: usize = 1024;
 
 /// Per-order memory: polls and checks are cheap to repeat after a restart, so their times live
 /// here rather than in status writes.
@@ -72,6 +77,41 @@ pub struct Context {
     /// The `ClusterDNSZone`s (cluster-scoped and few, shared by all Contexts), once listed.
     dns_zones: Option<ZoneCache>,
     memory: Mutex<HashMap<String, Memory>>,
+    /// Pending keys this process generated, kept from the key's step to its discard so that the
+    /// info and install steps need not read them back.
+    kept_keys: Mutex<KeptKeys>,
+}
+
+/// Pending keys by order uid, at most `limit` of them.
+#[derive(Default)]
+struct KeptKeys {
+    keys: HashMap<String, PrivateKey>,
+    limit: usize,
+}
+
+impl KeptKeys {
+    fn new(limit: usize) -> Self {
+        KeptKeys { keys: HashMap::new(), limit }
+    }
+
+    /// Keeps (or with `None` forgets) the pending key of order `uid`; a new order's key only
+    /// while fewer than `limit` are kept.
+    fn keep(&mut self, uid: &str, key: Option<&PrivateKey>) {
+        match key {
+            Some(key) if self.keys.len() < self.limit || self.keys.contains_key(uid) => {
+                self.keys.insert(uid.to_string(), key.clone());
+            }
+            Some(_) => {}
+            None => {
+                self.keys.remove(uid);
+            }
+        }
+    }
+
+    /// The key of order `uid`, when it has this public key and algorithm.
+    fn get(&self, uid: &str, fingerprint: &str, algorithm: crate::pki::KeyAlgorithm) -> Option<PrivateKey> {
+        self.keys.get(uid).filter(|k| k.algorithm() == algorithm && k.public_key_fingerprint() == fingerprint).cloned()
+    }
 }
 
 impl Context {
@@ -101,6 +141,7 @@ impl Context {
             fence: super::fence::Fence::open(),
             dns_zones: None,
             memory: Mutex::default(),
+            kept_keys: Mutex::new(KeptKeys::new(KEPT_KEYS)),
         }
     }
 
@@ -234,6 +275,19 @@ impl Context {
 
     pub fn forget(&self, uid: &str) {
         self.memory.lock().expect("memory lock").remove(uid);
+        self.kept_keys.lock().expect("kept keys lock").keep(uid, None);
+    }
+
+    /// Keeps the pending key of order `uid` (`None`: forgets it), while fewer than
+    /// [`KEPT_KEYS`] are kept.
+    pub fn keep_key(&self, uid: &str, key: Option<&PrivateKey>) {
+        self.kept_keys.lock().expect("kept keys lock").keep(uid, key);
+    }
+
+    /// The kept pending key of order `uid` when it is the one the order's Secret holds (same
+    /// public key) and of `algorithm`: a key changed or replaced in the Secret is read from it.
+    pub fn kept_key(&self, uid: &str, fingerprint: &str, algorithm: crate::pki::KeyAlgorithm) -> Option<PrivateKey> {
+        self.kept_keys.lock().expect("kept keys lock").get(uid, fingerprint, algorithm)
     }
 
     /// Forgets, once a minute, the orders `orders` no longer holds: an order without a finalizer
@@ -248,6 +302,7 @@ impl Context {
                 let orders = orders.state();
                 let live: std::collections::HashSet<&str> = orders.iter().filter_map(|o| o.uid()).collect();
                 ctx.memory.lock().expect("memory lock").retain(|uid, _| live.contains(uid.as_str()));
+                ctx.kept_keys.lock().expect("kept keys lock").keys.retain(|uid, _| live.contains(uid.as_str()));
             }
         });
     }
@@ -386,4 +441,37 @@ fn long_name_event(
         }),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{KeyAlgorithm, generate_key};
+
+    #[test]
+    fn kept_keys_are_bounded_and_given_only_for_the_secrets_key() {
+        let (a, b, c) = (
+            generate_key(KeyAlgorithm::EcdsaP256).unwrap(),
+            generate_key(KeyAlgorithm::EcdsaP256).unwrap(),
+            generate_key(KeyAlgorithm::EcdsaP256).unwrap(),
+        );
+        let p256 = KeyAlgorithm::EcdsaP256;
+        let mut kept = KeptKeys::new(2);
+        kept.keep("u1", Some(&a));
+        kept.keep("u2", Some(&b));
+        kept.keep("u3", Some(&c));
+        let fingerprint = |k: &PrivateKey| k.public_key_fingerprint();
+        assert_eq!(kept.get("u1", &fingerprint(&a), p256).map(|k| k.to_pem().to_string()), Some(a.to_pem().to_string()));
+        assert!(kept.get("u3", &fingerprint(&c), p256).is_none(), "beyond the limit a key is read from its Secret");
+        // The Secret holds another key (replaced by someone): the kept one is not used.
+        assert!(kept.get("u1", &fingerprint(&b), p256).is_none());
+        assert!(kept.get("u1", &fingerprint(&a), KeyAlgorithm::EcdsaP384).is_none());
+        // A kept order's new key replaces its old one even at the limit; a forgotten one frees a place.
+        kept.keep("u2", Some(&c));
+        assert!(kept.get("u2", &fingerprint(&c), p256).is_some());
+        kept.keep("u1", None);
+        assert!(kept.get("u1", &fingerprint(&a), p256).is_none());
+        kept.keep("u3", Some(&c));
+        assert!(kept.get("u3", &fingerprint(&c), p256).is_some());
+    }
 }

@@ -699,6 +699,11 @@ async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done
     let status = std::mem::take(&mut pass.status);
     pass.status = absorb(&pass.view, status, outcome, &pass.timing, pass.observation.observed.now);
     let failures_before = pass.observation.observed.self_check_failures;
+    match &learnt {
+        observe::Learnt::KeyGenerated { key, .. } => ctx.keep_key(uid, Some(key)),
+        observe::Learnt::PendingKeyDiscarded => ctx.keep_key(uid, None),
+        _ => {}
+    }
     ctx.remember(uid, |memory| pass.observation.record(learnt, memory));
     let failures = pass.observation.observed.self_check_failures;
     let failure_news = *step == Step::SelfCheck && failures == CHECK_FAILURES_ANNOUNCED;

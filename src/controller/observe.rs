@@ -210,7 +210,8 @@ pub async fn observe(
     })
 }
 
-/// Reads the keys `step` needs from their Secrets: the pending key for the CSR and the install,
+/// Reads the keys `step` needs from their Secrets: the pending key for the CSR and the install
+/// (unless this process generated it and still keeps it),
 /// the installed key when a new certificate keeps it (`rotationPolicy: Never`). Other steps need
 /// neither, so most reconciles read no key at all.
 pub async fn load_keys(
@@ -224,8 +225,11 @@ pub async fn load_keys(
     match step {
         Step::SubmitInfo { .. } | Step::Install if observation.pending_key.is_none() => {
             if let Some(pending) = &observation.observed.pending_key {
-                observation.pending_key =
-                    load_key(ctx, &ns, &pending.secret, algorithm, Some(&pending.fingerprint)).await?;
+                let kept = ctx.kept_key(&order.uid().unwrap_or_default(), &pending.fingerprint, algorithm);
+                observation.pending_key = match kept {
+                    Some(key) => Some(key),
+                    None => load_key(ctx, &ns, &pending.secret, algorithm, Some(&pending.fingerprint)).await?,
+                };
             }
         }
         Step::GenerateKey | Step::Reinstall
