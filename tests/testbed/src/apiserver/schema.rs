@@ -8,7 +8,7 @@
 //! (`Duplicate value: "a"`).
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One field error, as kube-apiserver reports it in a 422 `Invalid` status's `details.causes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,12 +515,16 @@ fn format_ok(format: &str, s: &str) -> Option<bool> {
     Some(ok)
 }
 
-/// `p` compiled once (`None` when it is not a regex).
-pub(crate) fn cached_regex(p: &str) -> Option<regex::Regex> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+/// `p` compiled once (`None` when it is not a regex). Shared, not cloned: a cloned `Regex`
+/// starts a pool of match caches of its own, which it then builds at its first match.
+pub(crate) fn cached_regex(p: &str) -> Option<Arc<regex::Regex>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<Arc<regex::Regex>>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
-    guard.entry(p.to_string()).or_insert_with(|| regex::Regex::new(p).ok()).clone()
+    if let Some(compiled) = guard.get(p) {
+        return compiled.clone();
+    }
+    guard.entry(p.to_string()).or_insert_with(|| regex::Regex::new(p).ok().map(Arc::new)).clone()
 }
 
 fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
