@@ -461,7 +461,10 @@ mod tests {
         kept.keep("u2", Some(&b));
         kept.keep("u3", Some(&c));
         let fingerprint = |k: &PrivateKey| k.public_key_fingerprint();
-        assert_eq!(kept.get("u1", &fingerprint(&a), p256).map(|k| k.to_pem().to_string()), Some(a.to_pem().to_string()));
+        assert_eq!(
+            kept.get("u1", &fingerprint(&a), p256).map(|k| k.to_pem().to_string()),
+            Some(a.to_pem().to_string())
+        );
         assert!(kept.get("u3", &fingerprint(&c), p256).is_none(), "beyond the limit a key is read from its Secret");
         // The Secret holds another key (replaced by someone): the kept one is not used.
         assert!(kept.get("u1", &fingerprint(&b), p256).is_none());
