@@ -83,7 +83,6 @@ pub struct Context {
 }
 
 /// Pending keys by order uid, at most `limit` of them.
-#[derive(Default)]
 struct KeptKeys {
     keys: HashMap<String, PrivateKey>,
     limit: usize,

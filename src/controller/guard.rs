@@ -1,13 +1,13 @@
 //! Objects that cannot be read: one malformed object must not stall the controller.
 //!
-//! Orders and providers are watched through [`Guarded`] (what kube's `DeserializeGuard` does, at
-//! a third of its cost): an object whose JSON does not fit the Rust type (a field of the wrong type, stored before the CRD's schema
-//! tightened) arrives as an [`InvalidObject`] instead of failing the whole list, which would stop
-//! the watch, keep the cache from filling and leave every other object waiting. Such an object
-//! is kept out of the cache (taken out, when an earlier readable version is in it), so it is not
-//! reconciled, and it is reported once per version: a log line and a Warning event `Unreadable`
-//! on it, saying which field is wrong and how to fix it. Its next readable version is read as
-//! usual.
+//! Orders and providers are watched through [`Guarded`] (what kube's `DeserializeGuard` does,
+//! without its copy of every object): an object whose JSON does not fit the Rust type (a field
+//! of the wrong type, stored before the CRD's schema tightened) arrives as an [`InvalidObject`]
+//! instead of failing the whole list, which would stop the watch, keep the cache from filling and
+//! leave every other object waiting. Such an object is kept out of the cache (taken out, when an
+//! earlier readable version is in it), so it is not reconciled, and it is reported once per
+//! version: a log line and a Warning event `Unreadable` on it, saying which field is wrong and
+//! how to fix it. Its next readable version is read as usual.
 
 use std::collections::HashSet;
 
