@@ -93,18 +93,16 @@ impl KeptKeys {
         KeptKeys { keys: HashMap::new(), limit }
     }
 
-    /// Keeps (or with `None` forgets) the pending key of order `uid`; a new order's key only
-    /// while fewer than `limit` are kept.
-    fn keep(&mut self, uid: &str, key: Option<&PrivateKey>) {
-        match key {
-            Some(key) if self.keys.len() < self.limit || self.keys.contains_key(uid) => {
-                self.keys.insert(uid.to_string(), key.clone());
-            }
-            Some(_) => {}
-            None => {
-                self.keys.remove(uid);
-            }
+    /// Keeps the pending key of order `uid`; a new order's key only while fewer than `limit`
+    /// are kept.
+    fn keep(&mut self, uid: &str, key: &PrivateKey) {
+        if self.keys.len() < self.limit || self.keys.contains_key(uid) {
+            self.keys.insert(uid.to_string(), key.clone());
         }
+    }
+
+    fn forget(&mut self, uid: &str) {
+        self.keys.remove(uid);
     }
 
     /// The key of order `uid`, when it has this public key and algorithm.
@@ -274,13 +272,17 @@ impl Context {
 
     pub fn forget(&self, uid: &str) {
         self.memory.lock().expect("memory lock").remove(uid);
-        self.kept_keys.lock().expect("kept keys lock").keep(uid, None);
+        self.forget_key(uid);
     }
 
-    /// Keeps the pending key of order `uid` (`None`: forgets it), while fewer than
-    /// [`KEPT_KEYS`] are kept.
-    pub fn keep_key(&self, uid: &str, key: Option<&PrivateKey>) {
+    /// Keeps the pending key of order `uid`, while fewer than [`KEPT_KEYS`] are kept.
+    pub fn keep_key(&self, uid: &str, key: &PrivateKey) {
         self.kept_keys.lock().expect("kept keys lock").keep(uid, key);
+    }
+
+    /// Forgets the pending key of order `uid` (discarded, or the order gone).
+    pub fn forget_key(&self, uid: &str) {
+        self.kept_keys.lock().expect("kept keys lock").forget(uid);
     }
 
     /// The kept pending key of order `uid` when it is the one the order's Secret holds (same
@@ -456,9 +458,9 @@ mod tests {
         );
         let p256 = KeyAlgorithm::EcdsaP256;
         let mut kept = KeptKeys::new(2);
-        kept.keep("u1", Some(&a));
-        kept.keep("u2", Some(&b));
-        kept.keep("u3", Some(&c));
+        kept.keep("u1", &a);
+        kept.keep("u2", &b);
+        kept.keep("u3", &c);
         let fingerprint = |k: &PrivateKey| k.public_key_fingerprint();
         assert_eq!(
             kept.get("u1", &fingerprint(&a), p256).map(|k| k.to_pem().to_string()),
@@ -469,11 +471,11 @@ mod tests {
         assert!(kept.get("u1", &fingerprint(&b), p256).is_none());
         assert!(kept.get("u1", &fingerprint(&a), KeyAlgorithm::EcdsaP384).is_none());
         // A kept order's new key replaces its old one even at the limit; a forgotten one frees a place.
-        kept.keep("u2", Some(&c));
+        kept.keep("u2", &c);
         assert!(kept.get("u2", &fingerprint(&c), p256).is_some());
-        kept.keep("u1", None);
+        kept.forget("u1");
         assert!(kept.get("u1", &fingerprint(&a), p256).is_none());
-        kept.keep("u3", Some(&c));
+        kept.keep("u3", &c);
         assert!(kept.get("u3", &fingerprint(&c), p256).is_some());
     }
 }

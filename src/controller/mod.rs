@@ -478,9 +478,8 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
 
 /// Whether the caches lag behind what this process wrote, and when to look again. Until the
 /// Secret and provider caches have their first full list, a missing Secret or provider proves
-/// nothing. The caches may still
-/// hold the order from before our last status write, or the TLS Secret from before our last
-/// write of it: acting on either would redo work (install twice).
+/// nothing. The caches may still hold the order from before our last status write, or the TLS
+/// Secret from before our last write of it: acting on either would redo work (install twice).
 fn caches_lag(ctx: &Context, order: &CertificateOrder) -> Option<Action> {
     if !ctx.secrets_synced() || !ctx.providers_synced() {
         return Some(Action::requeue(Duration::from_millis(250)));
@@ -700,8 +699,8 @@ async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done
     pass.status = absorb(&pass.view, status, outcome, &pass.timing, pass.observation.observed.now);
     let failures_before = pass.observation.observed.self_check_failures;
     match &learnt {
-        observe::Learnt::KeyGenerated { key, .. } => ctx.keep_key(uid, Some(key)),
-        observe::Learnt::PendingKeyDiscarded => ctx.keep_key(uid, None),
+        observe::Learnt::KeyGenerated { key, .. } => ctx.keep_key(uid, key),
+        observe::Learnt::PendingKeyDiscarded => ctx.forget_key(uid),
         _ => {}
     }
     ctx.remember(uid, |memory| pass.observation.record(learnt, memory));
