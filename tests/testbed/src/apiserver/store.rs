@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::registry::Registry;
@@ -50,9 +50,15 @@ impl Event {
     }
 }
 
+/// `{"type":t,"object":obj}` and a newline, written straight from `obj` (no copy of it in a new
+/// `Value`, as `json!` would make).
 pub fn watch_line(t: &str, obj: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": t, "object": obj})).expect("serializes");
-    v.push(b'\n');
+    let mut v = Vec::with_capacity(1024);
+    v.extend_from_slice(b"{\"type\":");
+    serde_json::to_writer(&mut v, t).expect("a string serializes");
+    v.extend_from_slice(b",\"object\":");
+    serde_json::to_writer(&mut v, obj).expect("a JSON value serializes");
+    v.extend_from_slice(b"}\n");
     Bytes::from(v)
 }
 
@@ -310,6 +316,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn key(ns: &str, name: &str) -> ObjKey {
         ObjKey { storage: "configmaps".into(), namespace: ns.into(), name: name.into() }
@@ -335,5 +342,16 @@ mod tests {
         s.compact();
         assert!(s.events_since(4).is_none());
         assert!(s.events_since(5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_watch_line_is_one_json_object_and_a_newline() {
+        let obj = json!({"kind": "ConfigMap", "metadata": {"name": "a\"b", "labels": {"x": "é"}}, "data": {"n": 1.5}});
+        for t in ["ADDED", "BOOKMARK", "ERROR"] {
+            let line = watch_line(t, &obj);
+            let mut expected = serde_json::to_vec(&json!({"type": t, "object": obj})).unwrap();
+            expected.push(b'\n');
+            assert_eq!(line.as_ref(), expected.as_slice(), "{t}");
+        }
     }
 }
