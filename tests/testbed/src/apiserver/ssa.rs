@@ -88,35 +88,37 @@ pub fn apply(
     let last_set = me.map(|i| entries[i].set.clone()).unwrap_or_default();
 
     // Remove what this manager applied before and no longer applies, unless someone else owns it.
-    let mut owned_by_others = FieldSet::new();
-    for (i, e) in entries.iter().enumerate() {
-        if Some(i) != me {
-            owned_by_others.extend(e.set.iter().cloned());
+    let dropped: Vec<&Path> = last_set.iter().filter(|p| !new_set.contains(*p)).collect();
+    if !dropped.is_empty() {
+        let mut owned_by_others = FieldSet::new();
+        for (i, e) in entries.iter().enumerate() {
+            if Some(i) != me {
+                owned_by_others.extend(e.set.iter().cloned());
+            }
         }
-    }
-    let mut to_remove: Vec<&Path> = last_set
-        .iter()
-        .filter(|p| !new_set.contains(*p))
-        .filter(|p| !owns_path_or_below(&owned_by_others, p) && !owns_path_or_below(&new_set, p))
-        .collect();
-    // Shallow first: removing an item before its fields keeps its key findable.
-    to_remove.sort_by_key(|p| p.len());
-    for p in to_remove {
-        if remove_path(&mut merged, p, &t, &mut Vec::new()) {
-            remove_empty_ancestors(&mut merged, p, &t, &owned_by_others, &new_set);
+        let mut to_remove: Vec<&Path> = dropped
+            .into_iter()
+            .filter(|p| !owns_path_or_below(&owned_by_others, p) && !owns_path_or_below(&new_set, p))
+            .collect();
+        // Shallow first: removing an item before its fields keeps its key findable.
+        to_remove.sort_by_key(|p| p.len());
+        for p in to_remove {
+            if remove_path(&mut merged, p, &t, &mut Vec::new()) {
+                remove_empty_ancestors(&mut merged, p, &t, &owned_by_others, &new_set);
+            }
         }
     }
 
     // Conflicts: fields other managers own that this apply changes.
     let cmp = compare(&live_obj, &merged, &t);
-    let changed: FieldSet = cmp.added.union(&cmp.modified).cloned().collect();
+    let changed = |p: &Path| cmp.added.contains(p) || cmp.modified.contains(p);
     let mut conflicts = Vec::new();
     let mut taken: Vec<(usize, FieldSet)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         if Some(i) == me {
             continue;
         }
-        let c: FieldSet = e.set.intersection(&changed).cloned().collect();
+        let c: FieldSet = e.set.iter().filter(|p| changed(p)).cloned().collect();
         if !c.is_empty() {
             conflicts.extend(c.iter().map(|p| Conflict { manager: e.manager.clone(), field: path_string(p) }));
             taken.push((i, c));
@@ -127,11 +129,11 @@ pub fn apply(
         return Err(conflicts);
     }
     for (i, c) in taken {
-        entries[i].set.retain(|p| !c.contains(p));
+        entries[i].retain(|p| !c.contains(p));
     }
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != me {
-            e.set.retain(|p| !cmp.removed.contains(p));
+            e.retain(|p| !cmp.removed.contains(p));
         }
     }
 
@@ -144,6 +146,7 @@ pub fn apply(
                 e.time = Some(now());
             }
             e.set = new_set;
+            e.encoded = None;
             e.api_version = api_version;
         }
         None => {
@@ -171,7 +174,11 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
     // Managed fields: the ones the client sent, if any (`[{}]` resets them), else the old ones.
     let mut entries = match new.pointer("/metadata/managedFields") {
         Some(Value::Array(a)) if a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty) => Vec::new(),
-        Some(Value::Array(a)) if !a.is_empty() => parse_entries(new),
+        // The client's own spelling of its fields is not kept: they are written as the server
+        // spells them.
+        Some(Value::Array(a)) if !a.is_empty() => {
+            parse_entries(new).into_iter().map(|e| Entry { encoded: None, ..e }).collect()
+        }
         _ => old.map(parse_entries).unwrap_or_default(),
     };
     let old_obj = old.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
@@ -185,7 +192,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
     let me = entries.iter().position(|e| e.is(manager, "Update", subresource));
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != me {
-            e.set.retain(|p| !touched.contains(p) && !cmp.removed.contains(p));
+            e.retain(|p| !touched.contains(p) && !cmp.removed.contains(p));
         }
     }
     if !touched.is_empty() {
@@ -193,8 +200,9 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
         match me {
             Some(i) => {
                 let e = &mut entries[i];
-                e.set.retain(|p| !cmp.removed.contains(p));
+                e.retain(|p| !cmp.removed.contains(p));
                 e.set.extend(touched);
+                e.encoded = None;
                 e.time = Some(now());
                 e.api_version = api_version;
             }
@@ -205,7 +213,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
             }
         }
     } else if let Some(i) = me {
-        entries[i].set.retain(|p| !cmp.removed.contains(p));
+        entries[i].retain(|p| !cmp.removed.contains(p));
     }
     entries.retain(|e| !e.set.is_empty());
     set_managed_fields(new, &entries);
@@ -369,7 +377,7 @@ fn set_to_fields_v1(set: &FieldSet) -> Value {
 // managedFields entries
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Entry {
     manager: String,
     operation: String,
@@ -377,6 +385,17 @@ struct Entry {
     time: Option<String>,
     subresource: Option<String>,
     set: FieldSet,
+    /// `fieldsV1` as the stored object has it, while `set` is what it was read as: written back
+    /// as it is instead of encoded again. Cleared by every change of `set`.
+    encoded: Option<Value>,
+}
+
+/// Entries are the same when they say the same; how `fieldsV1` was come by does not count.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.manager, &self.operation, &self.api_version, &self.time, &self.subresource, &self.set)
+            == (&other.manager, &other.operation, &other.api_version, &other.time, &other.subresource, &other.set)
+    }
 }
 
 impl Entry {
@@ -388,6 +407,16 @@ impl Entry {
             time: None,
             subresource: subresource.filter(|s| !s.is_empty()).map(str::to_string),
             set,
+            encoded: None,
+        }
+    }
+
+    /// Keeps the paths `keep` says to keep (`BTreeSet::retain`, which only removes).
+    fn retain(&mut self, keep: impl FnMut(&Path) -> bool) {
+        let before = self.set.len();
+        self.set.retain(keep);
+        if self.set.len() != before {
+            self.encoded = None;
         }
     }
 
@@ -406,7 +435,8 @@ impl Entry {
             m.insert("time".into(), Value::String(t.clone()));
         }
         m.insert("fieldsType".into(), Value::String("FieldsV1".into()));
-        m.insert("fieldsV1".into(), set_to_fields_v1(&self.set));
+        let fields = self.encoded.clone().unwrap_or_else(|| set_to_fields_v1(&self.set));
+        m.insert("fieldsV1".into(), fields);
         if let Some(s) = &self.subresource {
             m.insert("subresource".into(), Value::String(s.clone()));
         }
@@ -429,6 +459,7 @@ fn parse_entries(obj: &Value) -> Vec<Entry> {
                 time: e.get("time").and_then(Value::as_str).map(str::to_string),
                 subresource: e.get("subresource").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
                 set: e.get("fieldsV1").map(fields_v1_to_set).unwrap_or_default(),
+                encoded: e.get("fieldsV1").cloned(),
             })
         })
         .collect()

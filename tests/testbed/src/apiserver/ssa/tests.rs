@@ -493,3 +493,47 @@ fn applying_an_empty_map_removes_the_fields_applied_before() {
     assert_eq!(out["data"], json!({}));
     assert_eq!(fields(&out, "alice", "Apply"), json!({"f:data": {}}));
 }
+
+/// An entry's `fieldsV1` is written back as read only while its fields are unchanged: fields a
+/// forced apply takes leave the other manager's entry, and a client's own spelling of its
+/// managed fields is written as the server spells them.
+#[test]
+fn an_entry_keeps_its_fields_v1_only_while_its_fields_are_unchanged() {
+    let types = deployment_types();
+    let cfg =
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}});
+    let live = apply(None, &cfg, "kubectl", false, None, &types).unwrap();
+    let mut new = live.clone();
+    new["spec"]["replicas"] = json!(5);
+    new["spec"]["paused"] = json!(true);
+    record_update(Some(&live), &mut new, "scaler", None, &types);
+    assert_eq!(fields(&new, "scaler", "Update"), json!({"f:spec": {"f:paused": {}, "f:replicas": {}}}));
+
+    // Applying again what it applied before: the scaler's entry is read and written back as it is.
+    let unchanged = apply(
+        Some(&new),
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+        "other",
+        false,
+        None,
+        &types,
+    )
+    .unwrap();
+    assert_eq!(fields(&unchanged, "scaler", "Update"), fields(&new, "scaler", "Update"));
+
+    let forced = apply(Some(&new), &cfg, "kubectl", true, None, &types).unwrap();
+    assert_eq!(fields(&forced, "scaler", "Update"), json!({"f:spec": {"f:paused": {}}}));
+    assert_eq!(fields(&forced, "kubectl", "Apply"), json!({"f:spec": {"f:replicas": {}}}));
+
+    // A client that sends managed fields spelled its own way (key names unsorted).
+    let mut sent = forced.clone();
+    sent["metadata"]["managedFields"] = json!([{
+        "manager": "mine", "operation": "Update", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {"f:ports": {"k:{\"protocol\":\"TCP\",\"containerPort\":80}": {}}}},
+    }]);
+    record_update(Some(&forced), &mut sent, "mine", None, &types);
+    assert_eq!(
+        fields(&sent, "mine", "Update"),
+        json!({"f:spec": {"f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}}}})
+    );
+}
