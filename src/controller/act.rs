@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
+use super::answer::Answer;
 use super::classify;
 use super::context::{Context, Memory};
 use super::objects::{self, pending_key_secret_name};
@@ -269,7 +270,7 @@ async fn create_pending_key(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &secret.namespace().unwrap_or_default());
     match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, secret).await {
         Ok(created) => {
-            ctx.secrets.wrote(&created, SecretFacts::written(&key, None));
+            ctx.secrets.wrote(&created.metadata, SecretFacts::written(&key, None));
             tracing::debug!(secret = %name, "created the pending key");
             return Ok(key);
         }
@@ -386,12 +387,13 @@ async fn write_certificate(input: &StepInput<'_>, step: &'static str, key: Priva
     let facts = SecretFacts::written(&key, Some(info.clone()));
     let info = certificate_info(info, &order.spec.secret_name, &key);
     let secret = objects::tls_secret(order, data, &info);
-    let api: Api<Secret> = Api::namespaced(input.ctx.client.clone(), order_ctx.namespace);
+    // The answer's certificate and key are what was just sent: only its metadata is read.
+    let api: Api<Answer<Secret>> = Api::namespaced(input.ctx.client.clone(), order_ctx.namespace);
     let written = api
         .patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret))
         .await
         .map_err(|e| failed(step, tls_secret_refused(&order.spec.secret_name, e)))?;
-    input.ctx.secrets.wrote(&written, facts);
+    input.ctx.secrets.wrote(&written.metadata, facts);
     let secret_version = written.resource_version().and_then(|v| v.parse::<u64>().ok()).map(|v| (v, Instant::now()));
     Ok(Written { info, key, secret_version })
 }

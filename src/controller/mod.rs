@@ -5,6 +5,7 @@
 //! decision; nothing hot-loops.
 
 mod act;
+mod answer;
 mod cache;
 mod context;
 mod dns_publish;
@@ -39,6 +40,7 @@ pub use context::Context;
 pub use objects::pending_key_secret_name;
 
 use act::{Done, StepInput};
+use answer::Answer;
 use cache::CachedOrder;
 use observe::Observation;
 
@@ -466,7 +468,9 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     if let Some(action) = caches_lag(ctx, order) {
         return Ok(action);
     }
-    let orders: Api<CertificateOrder> = Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
+    // The answers to the order's writes are read for their resourceVersion only (see answer).
+    let orders: Api<Answer<CertificateOrder>> =
+        Api::namespaced(ctx.client.clone(), &order.namespace().unwrap_or_default());
     if order.metadata.deletion_timestamp.is_some() {
         return finalize(order, ctx, &orders).await;
     }
@@ -518,7 +522,7 @@ async fn add_finalizer(pass: &mut Pass<'_>) -> Result<(), Error> {
 
 /// The resourceVersion this process last wrote: until the cache holds it, the order is not
 /// reconciled from the cache (see `caches_lag`).
-fn remember_written(ctx: &Context, order: &CertificateOrder, written: &CertificateOrder) {
+fn remember_written(ctx: &Context, order: &CertificateOrder, written: &Answer<CertificateOrder>) {
     if let Some(v) = written.resource_version().and_then(|v| v.parse::<u64>().ok()) {
         ctx.remember(&order.uid().unwrap_or_default(), |m| m.written_version = Some(v));
     }
@@ -528,7 +532,7 @@ fn remember_written(ctx: &Context, order: &CertificateOrder, written: &Certifica
 struct Pass<'a> {
     ctx: &'a Context,
     order: &'a CertificateOrder,
-    orders: Api<CertificateOrder>,
+    orders: Api<Answer<CertificateOrder>>,
     view: OrderView<'a>,
     /// The spec's domains as ASCII.
     domains: Vec<String>,
@@ -565,7 +569,7 @@ impl<'a> Pass<'a> {
         ctx: &'a Context,
         order: &'a CertificateOrder,
         uid: &'a str,
-        orders: Api<CertificateOrder>,
+        orders: Api<Answer<CertificateOrder>>,
     ) -> Result<Pass<'a>, Error> {
         let renew_requested = order
             .annotations()
@@ -809,7 +813,7 @@ fn order_context<'a>(
 /// answers 409 and the order is reconciled again from what is there.
 async fn write_status(
     ctx: &Context,
-    orders: &Api<CertificateOrder>,
+    orders: &Api<Answer<CertificateOrder>>,
     order: &CertificateOrder,
     status: &CertificateOrderStatus,
     version: &mut Option<String>,
@@ -1006,7 +1010,11 @@ async fn delay_event(
 
 /// Deletion: cancel the vendor order when asked (before issuance), then let go. Owned objects
 /// (the pending key) go with the order; the TLS Secret stays.
-async fn finalize(order: &CertificateOrder, ctx: &Context, orders: &Api<CertificateOrder>) -> Result<Action, Error> {
+async fn finalize(
+    order: &CertificateOrder,
+    ctx: &Context,
+    orders: &Api<Answer<CertificateOrder>>,
+) -> Result<Action, Error> {
     let uid = order.uid().unwrap_or_default();
     if !order.finalizers().iter().any(|f| f == FINALIZER) {
         ctx.forget(&uid);

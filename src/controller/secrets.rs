@@ -202,15 +202,15 @@ impl SecretCache {
     /// metadata and version), and `facts` of the data written, worked out before writing (their
     /// version is set here). The watch's event of that version then finds them rather than
     /// reading the key and certificate again; a newer version in the cache stays.
-    pub fn wrote(&self, secret: &Secret, facts: SecretFacts) {
-        let Some(version) = version_of(secret) else { return };
+    pub fn wrote(&self, metadata: &ObjectMeta, facts: SecretFacts) {
+        let Some(version) = metadata.resource_version.as_deref().and_then(|v| v.parse().ok()) else { return };
         let mut table = self.inner.lock().expect("secret cache lock");
-        let key = key_of(secret);
+        let key = (metadata.namespace.clone().unwrap_or_default(), metadata.name.clone().unwrap_or_default());
         if table.secrets.get(&key).and_then(|c| c.resource_version()).is_some_and(|cached| cached >= version) {
             return;
         }
         let facts = SecretFacts { resource_version: Some(version), ..facts };
-        table.secrets.insert(key, Arc::new(CachedSecret { ownership: Ownership::of(&secret.metadata), facts }));
+        table.secrets.insert(key, Arc::new(CachedSecret { ownership: Ownership::of(metadata), facts }));
     }
 
     /// The Secret `namespace/name`, when it is labelled as certorder's.
@@ -302,7 +302,7 @@ mod tests {
         // The write's answer (version 7) is cached with the facts worked out before writing. Here
         // the event of version 7 carries other data, which would give other facts if it were
         // read: it is not, as the version is the one written.
-        cache.wrote(&secret("k", "7", &[]), facts.clone());
+        cache.wrote(&secret("k", "7", &[]).metadata, facts.clone());
         assert_eq!(cache.get("ns", "k").unwrap().facts, SecretFacts { resource_version: Some(7), ..facts.clone() });
         let event = cache.absorb(watcher::Event::Apply(secret("k", "7", &[(TLS_KEY, "garbage")])));
         assert_eq!(cache.get("ns", "k").unwrap().facts.key, facts.key, "version 7 not read again");
@@ -312,7 +312,7 @@ mod tests {
         assert!(event.is_some());
         assert_eq!(cache.get("ns", "k").unwrap().facts.key, KeyFacts::NotAKey);
         // A write answered with an older version than the cache holds changes nothing.
-        cache.wrote(&secret("k", "7", &[]), facts);
+        cache.wrote(&secret("k", "7", &[]).metadata, facts);
         assert_eq!(cache.get("ns", "k").unwrap().resource_version(), Some(8));
     }
 
