@@ -213,12 +213,18 @@ async fn publish(input: &StepInput<'_>, step: &'static str, digest: &str) -> Don
 
 /// Deletes the pending key's Secret (gone already is done).
 async fn discard_pending_key(input: &StepInput<'_>, step: &'static str) -> Done {
-    let order = input.order;
-    let api: Api<Secret> = Api::namespaced(input.ctx.client.clone(), &order.namespace().unwrap_or_default());
-    match api.delete(&pending_key_secret_name(&order.name_any()), &DeleteParams::default()).await {
+    let (order, secrets) = (input.order, &input.ctx.secrets);
+    let (namespace, name) = (order.namespace().unwrap_or_default(), pending_key_secret_name(&order.name_any()));
+    let api: Api<Secret> = Api::namespaced(input.ctx.client.clone(), &namespace);
+    // Announced before the call: the watch may report the deletion before the call returns.
+    secrets.deleting(&namespace, &name);
+    match api.delete(&name, &DeleteParams::default()).await {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return api_failed(step, e).into(),
+        Err(kube::Error::Api(s)) if s.code == 404 => secrets.not_deleted(&namespace, &name),
+        Err(e) => {
+            secrets.not_deleted(&namespace, &name);
+            return api_failed(step, e).into();
+        }
     }
     Done::with(Outcome::PendingKeyDiscarded, Learnt::PendingKeyDiscarded)
 }

@@ -149,6 +149,8 @@ struct Table {
     secrets: HashMap<Key, Arc<CachedSecret>>,
     /// Secrets listed since the watch restarted, while it lists.
     relisted: Option<HashSet<Key>>,
+    /// Secrets this process is deleting, or deleted and has not seen the deletion of yet.
+    deleting: HashSet<Key>,
 }
 
 fn version_of(secret: &Secret) -> Option<u64> {
@@ -162,13 +164,17 @@ fn key_of(secret: &Secret) -> Key {
 impl SecretCache {
     /// Takes one event of the Secret watch: keeps what the Secret it carries holds, and passes
     /// the event on without the Secret's data, to wake its order's reconcile. The event of a
-    /// version this process wrote (`wrote`) is not passed on: the reconcile that wrote it
-    /// decided what comes next.
+    /// version this process wrote (`wrote`), or of a deletion it made (`deleting`), is not passed
+    /// on: the reconcile that wrote it decided what comes next.
     pub fn absorb(&self, event: watcher::Event<Secret>) -> Option<watcher::Event<Secret>> {
         let mut table = self.inner.lock().expect("secret cache lock");
         let mut own = false;
         match &event {
-            watcher::Event::Init => table.relisted = Some(HashSet::new()),
+            watcher::Event::Init => {
+                table.relisted = Some(HashSet::new());
+                // A relist brings no deletion events: the ones awaited will not come.
+                table.deleting.clear();
+            }
             watcher::Event::InitDone => {
                 if let Some(listed) = table.relisted.take() {
                     table.secrets.retain(|k, _| listed.contains(k));
@@ -176,7 +182,9 @@ impl SecretCache {
                 self.synced.send_replace(true);
             }
             watcher::Event::Delete(secret) => {
-                table.secrets.remove(&key_of(secret));
+                let key = key_of(secret);
+                table.secrets.remove(&key);
+                own = table.deleting.remove(&key);
             }
             watcher::Event::Apply(secret) | watcher::Event::InitApply(secret) => {
                 let key = key_of(secret);
@@ -211,6 +219,18 @@ impl SecretCache {
         }
         let facts = SecretFacts { resource_version: Some(version), ..facts };
         table.secrets.insert(key, Arc::new(CachedSecret { ownership: Ownership::of(metadata), facts }));
+    }
+
+    /// This process is about to delete Secret `namespace/name`: the watch's event of that
+    /// deletion wakes no reconcile. Call [`Self::not_deleted`] when the delete fails.
+    pub fn deleting(&self, namespace: &str, name: &str) {
+        self.inner.lock().expect("secret cache lock").deleting.insert((namespace.to_string(), name.to_string()));
+    }
+
+    /// The delete announced by [`Self::deleting`] deleted nothing (it failed, or the Secret was
+    /// gone): a later deletion by someone else wakes the reconcile as usual.
+    pub fn not_deleted(&self, namespace: &str, name: &str) {
+        self.inner.lock().expect("secret cache lock").deleting.remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// The Secret `namespace/name`, when it is labelled as certorder's.
@@ -314,6 +334,28 @@ mod tests {
         // A write answered with an older version than the cache holds changes nothing.
         cache.wrote(&secret("k", "7", &[]).metadata, facts);
         assert_eq!(cache.get("ns", "k").unwrap().resource_version(), Some(8));
+    }
+
+    #[test]
+    fn a_deletion_this_process_made_wakes_no_reconcile_and_others_do() {
+        let cache = SecretCache::default();
+        let deleted = |name: &str| cache.absorb(watcher::Event::Delete(secret(name, "3", &[])));
+        for name in ["mine", "failed", "theirs"] {
+            cache.absorb(watcher::Event::Apply(secret(name, "2", &[])));
+        }
+        cache.deleting("ns", "mine");
+        assert!(deleted("mine").is_none(), "the deletion it announced");
+        assert!(cache.get("ns", "mine").is_none(), "is forgotten all the same");
+        assert!(deleted("mine").is_some(), "only once: a later deletion is someone else's");
+        cache.deleting("ns", "failed");
+        cache.not_deleted("ns", "failed");
+        assert!(deleted("failed").is_some(), "a delete that failed announced nothing");
+        assert!(deleted("theirs").is_some());
+        // A relist brings no deletion events: what was awaited is forgotten.
+        cache.deleting("ns", "gone");
+        cache.absorb(watcher::Event::Init);
+        cache.absorb(watcher::Event::InitDone);
+        assert!(deleted("gone").is_some());
     }
 
     #[test]
