@@ -206,9 +206,9 @@ impl SecretCache {
         (!own).then(|| event.modify(strip))
     }
 
-    /// What this process just wrote: `secret` as the API server answered the write (its
-    /// metadata and version), and `facts` of the data written, worked out before writing (their
-    /// version is set here). The watch's event of that version then finds them rather than
+    /// What this process just wrote: the `metadata` of the API server's answer to the write (its
+    /// name, labels, annotations and version), and `facts` of the data written, worked out before
+    /// writing (their version is set here). The watch's event of that version then finds them rather than
     /// reading the key and certificate again; a newer version in the cache stays.
     pub fn wrote(&self, metadata: &ObjectMeta, facts: SecretFacts) {
         let Some(version) = metadata.resource_version.as_deref().and_then(|v| v.parse().ok()) else { return };
