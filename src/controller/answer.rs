@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 use serde::{Deserialize, Deserializer};
 
 /// The answer to a write of a `K`, as far as the operator reads it. An `Api<Answer<K>>` writes
@@ -62,41 +61,14 @@ impl<'de, K> Deserialize<'de> for Answer<K> {
     }
 }
 
-impl<K: Resource> Resource for Answer<K> {
-    type DynamicType = K::DynamicType;
-    type Scope = K::Scope;
-
-    fn kind(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
-        K::kind(dt)
-    }
-
-    fn group(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
-        K::group(dt)
-    }
-
-    fn version(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
-        K::version(dt)
-    }
-
-    fn plural(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
-        K::plural(dt)
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+resource_as_inner!(Answer, |answer| &answer.metadata, |answer| &mut answer.metadata);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::CertificateOrder;
     use k8s_openapi::api::core::v1::Secret;
-    use kube::ResourceExt;
+    use kube::{Resource, ResourceExt};
 
     #[test]
     fn the_metadata_is_read_and_the_rest_skipped() {

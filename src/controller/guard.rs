@@ -52,34 +52,10 @@ impl<'de, K: Resource + DeserializeOwned> Deserialize<'de> for Guarded<K> {
     }
 }
 
-impl<K: Resource> Resource for Guarded<K> {
-    type DynamicType = K::DynamicType;
-    type Scope = K::Scope;
-
-    fn kind(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
-        K::kind(dt)
-    }
-
-    fn group(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
-        K::group(dt)
-    }
-
-    fn version(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
-        K::version(dt)
-    }
-
-    fn plural(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
-        K::plural(dt)
-    }
-
-    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        self.0.as_ref().map_or_else(|bad| &bad.metadata, K::meta)
-    }
-
-    fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        self.0.as_mut().map_or_else(|bad| &mut bad.metadata, K::meta_mut)
-    }
-}
+resource_as_inner!(Guarded, |guarded| guarded.0.as_ref().map_or_else(|bad| &bad.metadata, K::meta), |guarded| guarded
+    .0
+    .as_mut()
+    .map_or_else(|bad| &mut bad.metadata, K::meta_mut));
 
 /// The watch `events` with the objects that could be read; the others are reported (through
 /// `client`) and, when `cache` holds an older version, deleted from it.

@@ -4,6 +4,44 @@
 //! reads come from those caches, `managedFields` stripped. Requeues come from the lifecycle's
 //! decision; nothing hot-loops.
 
+/// `impl Resource for $wrapper<K>`: the API resource of `K` (kind, group, version, plural and
+/// scope), whose metadata `|$w| $meta` and `|$w| $meta_mut` find in the wrapper `$w`. For the
+/// types the API is read through (`guard::Guarded`, `answer::Answer`).
+macro_rules! resource_as_inner {
+    ($wrapper:ident, |$w:ident| $meta:expr, |$wm:ident| $meta_mut:expr) => {
+        impl<K: kube::Resource> kube::Resource for $wrapper<K> {
+            type DynamicType = K::DynamicType;
+            type Scope = K::Scope;
+
+            fn kind(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+                K::kind(dt)
+            }
+
+            fn group(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+                K::group(dt)
+            }
+
+            fn version(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+                K::version(dt)
+            }
+
+            fn plural(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+                K::plural(dt)
+            }
+
+            fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                let $w = self;
+                $meta
+            }
+
+            fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                let $wm = self;
+                $meta_mut
+            }
+        }
+    };
+}
+
 mod act;
 mod answer;
 mod cache;
