@@ -3,13 +3,16 @@
 //! check of every domain before it issues (the DNS TXT record, or for `method: HTTP` the file
 //! `fileauth.txt` fetched over plain HTTP as the vendor's CA does) — and keeps no state of its own: what it knows
 //! about an order is the order (its status, with the reviewer's `status.approval`), so restarts lose nothing.
+//! The one thing it remembers, in memory only, is which challenges it saw validated a moment ago,
+//! so that issuing right after a poll does not ask again ([`RecentValidations`]); a restart only
+//! makes it look once more.
 
 mod setup;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 pub use setup::build;
@@ -42,6 +45,51 @@ pub struct LocalProvider {
     lifetime: Duration,
     dns: Arc<DnsChecker>,
     http: Arc<HttpChecker>,
+    recent: RecentValidations,
+}
+
+/// How long a challenge the CA saw validated counts as validated without looking again: long
+/// enough for the download that follows a poll, far shorter than the reuse of validation data
+/// the CA/Browser Forum allows (10 days from 2029), so a record taken down is soon noticed.
+pub const VALIDATION_REUSE: Duration = Duration::minutes(10);
+
+/// Past this many remembered challenges, those older than [`VALIDATION_REUSE`] are dropped: orders
+/// that were validated and then deleted, never downloaded.
+const RECENT_PRUNE_AT: usize = 4096;
+
+/// The challenges (record or URL, and value) the CA saw validated, and when: a real CA reuses a
+/// domain's validation (an ACME authorization) rather than asking DNS again within seconds.
+/// Forgotten once the certificate is issued; kept in memory only.
+#[derive(Default)]
+struct RecentValidations {
+    seen: Mutex<HashMap<(String, String), DateTime<Utc>>>,
+}
+
+impl RecentValidations {
+    fn key(c: &ChallengeSpec) -> (String, String) {
+        (c.target.clone(), c.expected_value.clone())
+    }
+
+    /// Whether every challenge was seen validated within [`VALIDATION_REUSE`] before `now`.
+    fn all_fresh(&self, challenges: &[ChallengeSpec], now: DateTime<Utc>) -> bool {
+        let seen = self.seen.lock().expect("recent validations lock");
+        challenges.iter().all(|c| seen.get(&Self::key(c)).is_some_and(|at| *at <= now && now - *at < VALIDATION_REUSE))
+    }
+
+    fn validated(&self, challenges: &[ChallengeSpec], now: DateTime<Utc>) {
+        let mut seen = self.seen.lock().expect("recent validations lock");
+        if seen.len() >= RECENT_PRUNE_AT {
+            seen.retain(|_, at| now - *at < VALIDATION_REUSE);
+        }
+        seen.extend(challenges.iter().map(|c| (Self::key(c), now)));
+    }
+
+    fn forget(&self, challenges: &[ChallengeSpec]) {
+        let mut seen = self.seen.lock().expect("recent validations lock");
+        challenges.iter().for_each(|c| {
+            seen.remove(&Self::key(c));
+        });
+    }
 }
 
 /// The state codes the local CA reports, in the style of a vendor's.
@@ -84,7 +132,15 @@ impl LocalProvider {
         }
         let token_secret = ca.to_pem().1.into_bytes();
         let http = Arc::new(http.with_user_agent(CA_AGENT));
-        Ok(LocalProvider { ca, token_secret, review: spec.review, lifetime, dns, http })
+        Ok(LocalProvider {
+            ca,
+            token_secret,
+            review: spec.review,
+            lifetime,
+            dns,
+            http,
+            recent: RecentValidations::default(),
+        })
     }
 
     pub fn ca_pem(&self) -> &str {
@@ -140,6 +196,48 @@ impl LocalProvider {
             .collect()
     }
 
+    /// The review decision and the CA's own check of every challenge. With `reuse`, challenges it
+    /// saw validated within [`VALIDATION_REUSE`] are not asked again (issuing right after a poll).
+    async fn look(&self, ctx: &OrderContext<'_>, reuse: bool) -> VendorView {
+        let challenges = self.challenges(ctx);
+        if ctx.spec.product.type_.needs_organization_review() {
+            match self.review_decision(ctx) {
+                Review::Rejected(reason) => {
+                    return VendorView {
+                        stage: VendorStage::Rejected,
+                        state: state::REJECTED.into(),
+                        challenges,
+                        rejection_reason: Some(reason),
+                    };
+                }
+                Review::Pending => {
+                    return VendorView {
+                        stage: VendorStage::OrganizationReview,
+                        state: state::AWAITING_REVIEW.into(),
+                        challenges,
+                        rejection_reason: None,
+                    };
+                }
+                Review::Approved => {}
+            }
+        }
+        let validated = if reuse && self.recent.all_fresh(&challenges, ctx.now) {
+            true
+        } else {
+            let validated = self.domains_validated(&challenges).await;
+            if validated {
+                self.recent.validated(&challenges, ctx.now);
+            }
+            validated
+        };
+        let (stage, code) = if validated {
+            (VendorStage::Issuable, state::ISSUABLE)
+        } else {
+            (VendorStage::DomainValidation, state::VALIDATING)
+        };
+        VendorView { stage, state: code.into(), challenges, rejection_reason: None }
+    }
+
     /// The CA's own look at every challenge: the TXT record at the zone's name servers, or the
     /// file over plain HTTP (no redirects, exact bytes).
     async fn domains_validated(&self, challenges: &[ChallengeSpec]) -> bool {
@@ -193,50 +291,26 @@ impl Vendor for LocalProvider {
         Ok(())
     }
 
-    /// The review decision and the CA's own DNS check of every domain.
+    /// The review decision and the CA's own check of every challenge.
     async fn poll(&self, ctx: &OrderContext<'_>) -> Result<VendorView, ProviderError> {
-        let challenges = self.challenges(ctx);
-        if ctx.spec.product.type_.needs_organization_review() {
-            match self.review_decision(ctx) {
-                Review::Rejected(reason) => {
-                    return Ok(VendorView {
-                        stage: VendorStage::Rejected,
-                        state: state::REJECTED.into(),
-                        challenges,
-                        rejection_reason: Some(reason),
-                    });
-                }
-                Review::Pending => {
-                    return Ok(VendorView {
-                        stage: VendorStage::OrganizationReview,
-                        state: state::AWAITING_REVIEW.into(),
-                        challenges,
-                        rejection_reason: None,
-                    });
-                }
-                Review::Approved => {}
-            }
-        }
-        let validated = self.domains_validated(&challenges).await;
-        let (stage, code) = if validated {
-            (VendorStage::Issuable, state::ISSUABLE)
-        } else {
-            (VendorStage::DomainValidation, state::VALIDATING)
-        };
-        Ok(VendorView { stage, state: code.into(), challenges, rejection_reason: None })
+        Ok(self.look(ctx, false).await)
     }
 
-    /// Issues the certificate, after checking once more what a CA checks.
+    /// Issues the certificate, after checking once more what a CA checks (the validation of a
+    /// moment ago counts: see [`RecentValidations`]).
     async fn download(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<String, ProviderError> {
-        let view = self.poll(ctx).await?;
+        let view = self.look(ctx, true).await;
         if view.stage != VendorStage::Issuable {
             return Err(ProviderError::retryable(format!("the local CA will not issue yet: state {}", view.state)));
         }
         // Never longer than a publicly trusted CA may issue on that day.
         let lifetime = self.lifetime.min(crate::pki::ca::max_lifetime_at(ctx.now));
-        self.ca
+        let chain = self
+            .ca
             .issue(csr_pem, ctx.domains, lifetime, ctx.now)
-            .map_err(|e| ProviderError::permanent(format!("the local CA refused to issue: {e}")))
+            .map_err(|e| ProviderError::permanent(format!("the local CA refused to issue: {e}")))?;
+        self.recent.forget(&view.challenges);
+        Ok(chain)
     }
 
     /// The built-in CA sells no terms: nothing to renew.
@@ -329,62 +403,130 @@ mod tests {
         }
     }
 
+    /// A local CA with automatic review, checking `fileauth.txt` over HTTP from a solver serving
+    /// the files in a temporary directory, and an HTTP order for `127.0.0.1` (an address: nothing
+    /// needs resolving, the name servers are never asked).
+    struct HttpCa {
+        provider: LocalProvider,
+        files: tempfile::TempDir,
+        solver: tokio::task::JoinHandle<std::io::Result<()>>,
+        order: CertificateOrderSpec,
+        domains: Vec<String>,
+        vendor: VendorOrder,
+        annotations: BTreeMap<String, String>,
+    }
+
+    impl HttpCa {
+        async fn start() -> HttpCa {
+            let files = tempfile::tempdir().unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let solver = tokio::spawn(crate::validation::solver::serve(listener, files.path().to_path_buf()));
+            let dns = Arc::new(
+                DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap(),
+            );
+            let http = Arc::new(HttpChecker::new(dns.clone(), Ports { http: port, https: 9 }));
+            let spec: LocalProviderSpec = serde_json::from_value(serde_json::json!({
+                "caSecretRef": {"name": "ca", "namespace": "certorder-system"}, "review": "Automatic"
+            }))
+            .unwrap();
+            let provider = LocalProvider::new(&spec, LocalCa::generate("test CA").unwrap(), dns, http).unwrap();
+            let order: CertificateOrderSpec = serde_json::from_value(serde_json::json!({
+                "providerRef": {"name": "local"}, "product": {"type": "DV"}, "domains": ["127.0.0.1"],
+                "secretName": "tls", "domainValidation": {"method": "HTTP"},
+            }))
+            .unwrap();
+            let vendor = VendorOrder { info_digest: Some("d1".into()), ..Default::default() };
+            HttpCa {
+                provider,
+                files,
+                solver,
+                order,
+                domains: vec!["127.0.0.1".to_string()],
+                vendor,
+                annotations: BTreeMap::new(),
+            }
+        }
+
+        fn ctx(&self, now: DateTime<Utc>) -> OrderContext<'_> {
+            OrderContext {
+                namespace: "shop",
+                name: "o",
+                uid: "uid-1",
+                generation: 1,
+                spec: &self.order,
+                domains: &self.domains,
+                vendor: &self.vendor,
+                annotations: &self.annotations,
+                approval: None,
+                now,
+                may_have_bought: true,
+                buy_again: None,
+            }
+        }
+
+        fn serve(&self, content: &str) {
+            std::fs::write(self.files.path().join("127.0.0.1_fileauth.txt"), content).unwrap();
+        }
+
+        fn take_down(&self) {
+            std::fs::remove_file(self.files.path().join("127.0.0.1_fileauth.txt")).unwrap();
+        }
+    }
+
+    impl Drop for HttpCa {
+        fn drop(&mut self) {
+            self.solver.abort();
+        }
+    }
+
     /// For `method: HTTP` the CA asks for fileauth.txt on every domain and fetches it itself:
     /// absent or with a trailing newline it keeps validating; served exactly, it can issue.
     #[tokio::test]
     async fn http_orders_are_issuable_only_when_the_file_is_served_byte_exact() {
-        let files = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let solver = tokio::spawn(crate::validation::solver::serve(listener, files.path().to_path_buf()));
-        // The domain is an address, so nothing needs resolving; the name servers are never asked.
-        let dns = Arc::new(
-            DnsChecker::new(DnsCheckerConfig::with_nameservers(vec!["127.0.0.1:9".parse().unwrap()])).unwrap(),
-        );
-        let http = Arc::new(HttpChecker::new(dns.clone(), Ports { http: port, https: 9 }));
-        let spec: LocalProviderSpec = serde_json::from_value(serde_json::json!({
-            "caSecretRef": {"name": "ca", "namespace": "certorder-system"}, "review": "Automatic"
-        }))
-        .unwrap();
-        let provider = LocalProvider::new(&spec, LocalCa::generate("test CA").unwrap(), dns, http).unwrap();
-        let order: CertificateOrderSpec = serde_json::from_value(serde_json::json!({
-            "providerRef": {"name": "local"}, "product": {"type": "DV"}, "domains": ["127.0.0.1"],
-            "secretName": "tls", "domainValidation": {"method": "HTTP"},
-        }))
-        .unwrap();
-        let domains = vec!["127.0.0.1".to_string()];
-        let vendor = VendorOrder { info_digest: Some("d1".into()), ..Default::default() };
-        let annotations = Default::default();
-        let ctx = OrderContext {
-            namespace: "shop",
-            name: "o",
-            uid: "uid-1",
-            generation: 1,
-            spec: &order,
-            domains: &domains,
-            vendor: &vendor,
-            annotations: &annotations,
-            approval: None,
-            now: chrono::Utc::now(),
-            may_have_bought: true,
-            buy_again: None,
-        };
-
-        let view = provider.poll(&ctx).await.unwrap();
+        let ca = HttpCa::start().await;
+        let ctx = ca.ctx(Utc::now());
+        let view = ca.provider.poll(&ctx).await.unwrap();
         assert_eq!(view.stage, VendorStage::DomainValidation, "no file yet");
         let challenge = &view.challenges[0];
         assert_eq!(challenge.method, ValidationMethod::HTTP);
         assert_eq!(challenge.target, "http://127.0.0.1/.well-known/pki-validation/fileauth.txt");
         assert!(!challenge.expected_value.ends_with('\n'));
-        let file = files.path().join("127.0.0.1_fileauth.txt");
-        std::fs::write(&file, format!("{}\n", challenge.expected_value)).unwrap();
+        ca.serve(&format!("{}\n", challenge.expected_value));
         assert_eq!(
-            provider.poll(&ctx).await.unwrap().stage,
+            ca.provider.poll(&ctx).await.unwrap().stage,
             VendorStage::DomainValidation,
             "a trailing newline does not match"
         );
-        std::fs::write(&file, &challenge.expected_value).unwrap();
-        assert_eq!(provider.poll(&ctx).await.unwrap().stage, VendorStage::Issuable);
-        solver.abort();
+        ca.serve(&challenge.expected_value);
+        assert_eq!(ca.provider.poll(&ctx).await.unwrap().stage, VendorStage::Issuable);
+    }
+
+    /// Issuing right after a poll reuses the poll's validation, within `VALIDATION_REUSE` only;
+    /// a download with no validation seen, or after an issue, looks afresh; a poll always looks.
+    #[tokio::test]
+    async fn issuing_reuses_a_validation_of_a_moment_ago_and_no_other() {
+        let ca = HttpCa::start().await;
+        let key = crate::pki::generate_key(crate::pki::KeyAlgorithm::EcdsaP256).unwrap();
+        let csr = crate::pki::build_csr(&key, &ca.domains).unwrap();
+        let now = Utc::now();
+        let ctx = ca.ctx(now);
+        let expected = ca.provider.poll(&ctx).await.unwrap().challenges[0].expected_value.clone();
+        assert!(ca.provider.download(&ctx, &csr).await.is_err(), "never seen validated: the CA looks, finds nothing");
+
+        ca.serve(&expected);
+        assert_eq!(ca.provider.poll(&ctx).await.unwrap().stage, VendorStage::Issuable);
+        ca.take_down();
+        assert_eq!(ca.provider.poll(&ctx).await.unwrap().stage, VendorStage::DomainValidation, "a poll looks again");
+
+        ca.serve(&expected);
+        assert_eq!(ca.provider.poll(&ctx).await.unwrap().stage, VendorStage::Issuable);
+        ca.take_down();
+        let late = ca.ctx(now + VALIDATION_REUSE);
+        assert!(ca.provider.download(&late, &csr).await.is_err(), "too old to reuse: looked again");
+        let soon = ca.ctx(now + VALIDATION_REUSE - Duration::seconds(1));
+        let chain = ca.provider.download(&soon, &csr).await.expect("the validation of a moment ago counts");
+        assert!(chain.contains("BEGIN CERTIFICATE"));
+        assert!(ca.provider.download(&soon, &csr).await.is_err(), "forgotten once issued: looked again");
     }
 }
