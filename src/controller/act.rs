@@ -20,7 +20,8 @@ use super::classify;
 use super::context::{Context, Memory};
 use super::objects::{self, pending_key_secret_name};
 use super::observe::{Learnt, Observation, certificate_info, key_algorithm, secret_field};
-use super::secrets::SecretFacts;
+use super::secrets::{Ownership, SecretFacts};
+use super::tenancy;
 use crate::api::{
     CertificateInfo, CertificateOrder, Challenge, MANAGER, PublishedValidation, RotationPolicy, SelfCheck,
     ValidationMethod,
@@ -48,17 +49,24 @@ pub struct StepInput<'a> {
 pub struct Done {
     pub outcome: Outcome,
     pub learnt: Learnt,
+    /// The step found the order may not do what it would, as a check before it would have
+    /// ([`tenancy::refusal`]); nothing was done, and the outcome is not absorbed.
+    pub refused: Option<String>,
 }
 
 impl Done {
     fn with(outcome: Outcome, learnt: Learnt) -> Done {
-        Done { outcome, learnt }
+        Done { outcome, learnt, refused: None }
+    }
+
+    fn refused(step: &'static str, why: String) -> Done {
+        Done { outcome: failed(step, StepError::transient(why.clone())), learnt: Learnt::Nothing, refused: Some(why) }
     }
 }
 
 impl From<Outcome> for Done {
     fn from(outcome: Outcome) -> Done {
-        Done { outcome, learnt: Learnt::Nothing }
+        Done::with(outcome, Learnt::Nothing)
     }
 }
 
@@ -238,11 +246,12 @@ async fn generate_key(input: &StepInput<'_>, step: &'static str) -> Done {
         Err(failed) => return failed.into(),
     };
     let secret = objects::pending_key_secret(input.order, key.to_pem());
-    match create_pending_key(input.ctx, &secret, key, algorithm).await {
-        Ok(key) => {
+    match create_pending_key(input.ctx, input.order, &secret, key, algorithm).await {
+        Ok(PendingKey::Holds(key)) => {
             let name = secret.name_any();
             Done::with(Outcome::KeyGenerated { secret: name.clone() }, Learnt::KeyGenerated { secret: name, key })
         }
+        Ok(PendingKey::Refused(why)) => Done::refused(step, why),
         Err(e) => api_failed(step, e).into(),
     }
 }
@@ -263,39 +272,52 @@ async fn new_key(input: &StepInput<'_>, step: &'static str, algorithm: KeyAlgori
     }
 }
 
+/// What creating the pending key's Secret came to.
+enum PendingKey {
+    /// The Secret holds this key.
+    Holds(PrivateKey),
+    /// A Secret of that name exists that the order may not take (see `tenancy::pending_key_refusal`).
+    Refused(String),
+}
+
 /// Creates `secret` holding `key`. One that exists (created before a crash, or the cache is
-/// behind) is kept when it holds a key of `algorithm`, and replaced otherwise (the spec changed).
-/// Returns the key the Secret holds.
+/// behind) is kept when it is this order's and holds a key of `algorithm`, replaced when it is
+/// this order's with another key (the spec changed), and refused when it is not this order's:
+/// the create is the only look for it (tenancy's `Lookup::ByCreate`).
 async fn create_pending_key(
     ctx: &Context,
+    order: &CertificateOrder,
     secret: &Secret,
     key: PrivateKey,
     algorithm: KeyAlgorithm,
-) -> Result<PrivateKey, kube::Error> {
+) -> Result<PendingKey, kube::Error> {
     let name = secret.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &secret.namespace().unwrap_or_default());
     match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, secret).await {
         Ok(created) => {
             ctx.secrets.wrote(&created.metadata, SecretFacts::written(&key, None));
             tracing::debug!(secret = %name, "created the pending key");
-            return Ok(key);
+            return Ok(PendingKey::Holds(key));
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            tracing::debug!(secret = %name, "the pending key exists; reusing it");
+            tracing::debug!(secret = %name, "the pending key's Secret exists");
         }
         Err(e) => return Err(e),
     }
     let existing = api.get(&name).await?;
+    if let Some(why) = tenancy::pending_key_refusal(ctx, order, &Ownership::of(&existing.metadata)) {
+        return Ok(PendingKey::Refused(why));
+    }
     let usable = secret_field(&existing, TLS_KEY)
         .and_then(|pem| PrivateKey::from_pem(&String::from_utf8_lossy(&pem)).ok())
         .filter(|k| k.algorithm() == algorithm);
     if let Some(existing_key) = usable {
-        return Ok(existing_key);
+        return Ok(PendingKey::Holds(existing_key));
     }
     let mut replacement = secret.clone();
     replacement.metadata.resource_version = existing.metadata.resource_version.clone();
     api.replace(&name, &PostParams::default(), &replacement).await?;
-    Ok(key)
+    Ok(PendingKey::Holds(key))
 }
 
 /// Checks every challenge the way the CA will, and records what was seen.

@@ -689,7 +689,13 @@ async fn run_steps(pass: &mut Pass<'_>) -> Result<Stopped, Error> {
         if records_unrecorded_values(pass, &step).await {
             persist(pass).await?;
         }
-        let done = take_step(pass, &provider, &step).await;
+        let mut done = take_step(pass, &provider, &step).await;
+        // The step's own look found what the check before it leaves to the step.
+        if let Some(why) = done.refused.take() {
+            stopped.refused = Some(why);
+            stopped.wait = Some(pass.timing.letter_poll);
+            break;
+        }
         stopped.check_failure_news |= absorb_step(pass, &provider, &step, done).await?;
     }
     Ok(stopped)
@@ -730,7 +736,7 @@ async fn take_step(pass: &Pass<'_>, provider: &Provider, step: &Step) -> Done {
 /// challenges' self-check failed for the `CHECK_FAILURES_ANNOUNCED`th time in a row.
 async fn absorb_step(pass: &mut Pass<'_>, provider: &Provider, step: &Step, done: Done) -> Result<bool, Error> {
     let (ctx, order, uid) = (pass.ctx, pass.order, pass.view.uid);
-    let Done { outcome, learnt } = done;
+    let Done { outcome, learnt, .. } = done;
     let before: Vec<(String, Option<SelfCheck>)> =
         pass.status.challenges.iter().map(|c| (c.domain.clone(), c.self_check.clone())).collect();
     report_step(ctx, provider, step, &outcome);

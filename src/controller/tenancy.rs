@@ -62,9 +62,13 @@ pub async fn refusal(
             Check::Spend => provider_object(ctx, order).and_then(|p| spend_refusal(&p, order)),
             Check::PendingKey => {
                 let name = pending_key_secret_name(&order.name_any());
-                secret_refusal(ctx, order, &name, SecretUse::PendingKey).await?
+                // The key's Secret is created, never applied: before its creation, the create is the look.
+                let lookup = if *step == Step::GenerateKey { Lookup::ByCreate } else { Lookup::Get };
+                secret_refusal(ctx, order, &name, SecretUse::PendingKey, lookup).await?
             }
-            Check::TlsSecret => secret_refusal(ctx, order, &order.spec.secret_name, SecretUse::Tls).await?,
+            Check::TlsSecret => {
+                secret_refusal(ctx, order, &order.spec.secret_name, SecretUse::Tls, Lookup::Get).await?
+            }
             Check::Hosts => {
                 forbidden_is_refusal(hosts_refusal(ctx, order).await, "list Ingresses and HTTPRoutes cluster-wide")?
             }
@@ -101,6 +105,16 @@ pub enum Check {
     PendingKey,
     TlsSecret,
     Hosts,
+}
+
+/// How a Secret the cache does not hold (it holds only certorder's) is looked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// One GET.
+    Get,
+    /// Not at all: the step creates it, and its create fails on one that exists, whose holder the
+    /// step then checks ([`pending_key_refusal`]).
+    ByCreate,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,23 +157,44 @@ async fn secret_refusal(
     order: &CertificateOrder,
     name: &str,
     purpose: SecretUse,
+    lookup: Lookup,
 ) -> Result<Option<String>, kube::Error> {
     let ns = order.namespace().unwrap_or_default();
-    let me = order.name_any();
-    let adoptable = purpose == SecretUse::Tls;
-    // The cache holds only Secrets labelled as certorder's; anything else needs one GET.
-    let existing = match ctx.cached_secret(&ns, name) {
-        Some(cached) => Some(cached.ownership.clone()),
-        None => {
+    // The cache holds only Secrets labelled as certorder's; anything else needs one GET, unless
+    // the step's own create is the look (it fails on a Secret that exists, see `pending_key_refusal`).
+    let existing = match (ctx.cached_secret(&ns, name), lookup) {
+        (Some(cached), _) => Some(cached.ownership.clone()),
+        (None, Lookup::ByCreate) => return Ok(None),
+        (None, Lookup::Get) => {
             Api::<Secret>::namespaced(ctx.client.clone(), &ns).get_opt(name).await?.map(|s| Ownership::of(&s.metadata))
         }
     };
+    Ok(refusal_for_secret(ctx, order, name, purpose, existing.as_ref()))
+}
+
+/// Why the order may not take the pending key's Secret that its create found existing (`secret`).
+pub fn pending_key_refusal(ctx: &Context, order: &CertificateOrder, secret: &Ownership) -> Option<String> {
+    let name = pending_key_secret_name(&order.name_any());
+    refusal_for_secret(ctx, order, &name, SecretUse::PendingKey, Some(secret))
+}
+
+/// Why the order may not write the Secret `name`, which is `existing` (or does not exist).
+fn refusal_for_secret(
+    ctx: &Context,
+    order: &CertificateOrder,
+    name: &str,
+    purpose: SecretUse,
+    existing: Option<&Ownership>,
+) -> Option<String> {
+    let ns = order.namespace().unwrap_or_default();
+    let me = order.name_any();
+    let adoptable = purpose == SecretUse::Tls;
     let what = match purpose {
         SecretUse::Tls => "spec.secretName",
         SecretUse::PendingKey => "the order's pending private key",
     };
     let Some(secret) = existing else {
-        return Ok(match purpose {
+        return match purpose {
             SecretUse::Tls => earlier_claimant(ctx, order).map(|other| {
                 format!(
                     "Secret {name:?} ({what}) is also named by CertificateOrder {other:?}, which was created first and \
@@ -167,9 +202,9 @@ async fn secret_refusal(
                 )
             }),
             SecretUse::PendingKey => None,
-        });
+        };
     };
-    Ok(match (holder(&secret, &me, adoptable), purpose) {
+    match (holder(secret, &me, adoptable), purpose) {
         (Holder::ThisOrder, _) => None,
         (Holder::Order(other), SecretUse::Tls) => Some(format!(
             "Secret {name:?} ({what}) is held by CertificateOrder {other:?} (its label {ORDER_LABEL}); certorder does \
@@ -189,7 +224,7 @@ async fn secret_refusal(
             "Secret {name:?} ({what}) exists and was not created by certorder for this order; certorder does not \
              replace or delete it: rename that Secret or this order"
         )),
-    })
+    }
 }
 
 /// Another order of the namespace naming the same TLS Secret and created before this one (by
