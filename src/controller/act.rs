@@ -265,11 +265,16 @@ async fn new_key(input: &StepInput<'_>, step: &'static str, algorithm: KeyAlgori
     {
         return Ok(key.clone());
     }
-    match tokio::task::spawn_blocking(move || pki::generate_key(algorithm)).await {
-        Ok(Ok(key)) => Ok(key),
-        Ok(Err(e)) => Err(failed(step, StepError::permanent(format!("cannot generate a {algorithm} key: {e}")))),
-        Err(e) => Err(failed(step, StepError::transient(format!("key generation did not finish: {e}")))),
-    }
+    // An ECDSA key takes tens of microseconds: less than handing it to a blocking thread costs.
+    // An RSA key takes up to seconds, and must not hold up the runtime.
+    let generated = match algorithm.rsa_bits() {
+        None => pki::generate_key(algorithm),
+        Some(_) => match tokio::task::spawn_blocking(move || pki::generate_key(algorithm)).await {
+            Ok(generated) => generated,
+            Err(e) => return Err(failed(step, StepError::transient(format!("key generation did not finish: {e}")))),
+        },
+    };
+    generated.map_err(|e| failed(step, StepError::permanent(format!("cannot generate a {algorithm} key: {e}"))))
 }
 
 /// What creating the pending key's Secret came to.

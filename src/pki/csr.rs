@@ -9,8 +9,18 @@ use x509_parser::prelude::FromDer;
 use super::{PkiError, PrivateKey};
 
 /// Builds a PEM CSR for `domains`: the common name is the first domain, the SANs are all of them
-/// (dNSName, wildcards as given). Domains must already be ASCII (punycode).
+/// (dNSName, wildcards as given). Domains must already be ASCII (punycode). The same key (or a
+/// clone of it) asked again for the same domains gives the same CSR, signed once.
 pub fn build_csr(key: &PrivateKey, domains: &[String]) -> Result<String, PkiError> {
+    if let Some(csr) = key.built_csr(domains) {
+        return Ok(csr);
+    }
+    let csr = sign_csr(key, domains)?;
+    key.keep_csr(domains, &csr);
+    Ok(csr)
+}
+
+fn sign_csr(key: &PrivateKey, domains: &[String]) -> Result<String, PkiError> {
     let first = domains.first().ok_or(PkiError::NoDomains)?;
     let mut sans = Vec::with_capacity(domains.len());
     for domain in domains {
@@ -103,6 +113,23 @@ mod tests {
             assert_eq!(parsed.dns_names, domains);
             assert_eq!(parsed.public_key_der, key.public_key_der(), "{alg}");
         }
+    }
+
+    /// The CSR submitted to the vendor is the one sent again at download: signed once per key
+    /// (and its clones) and names; other names get their own.
+    #[test]
+    fn a_key_asked_again_for_the_same_names_gives_the_same_csr() {
+        let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let (one, two) = (names(&["a.example"]), names(&["a.example", "b.example"]));
+        let first = build_csr(&key, &one).unwrap();
+        assert_eq!(build_csr(&key.clone(), &one).unwrap(), first, "a clone shares it");
+        let other = build_csr(&key, &two).unwrap();
+        assert_eq!(parse_csr(&other).unwrap().dns_names, two);
+        let again = build_csr(&key, &one).unwrap();
+        assert_eq!(parse_csr(&again).unwrap().dns_names, one);
+        assert_ne!(again, first, "only the last is kept; ECDSA signs with a fresh nonce");
+        let read_back = PrivateKey::from_pem(key.to_pem()).unwrap();
+        assert_ne!(build_csr(&read_back, &one).unwrap(), again, "a key read again signs its own");
     }
 
     #[test]

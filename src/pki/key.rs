@@ -5,7 +5,7 @@
 //! PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), which is what `tls.key` holds.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rcgen::{KeyPair, PublicKeyData};
 use sha2::{Digest, Sha256};
@@ -85,7 +85,13 @@ pub struct PrivateKey {
     spki_der: Vec<u8>,
     /// The public key bits inside the SPKI (EC point, or PKCS#1 RSAPublicKey).
     public_key_raw: Vec<u8>,
+    /// The last CSR built with this key and the names it asks for, shared by the key's clones:
+    /// the request submitted to the vendor is sent again at download without signing it again.
+    csr: Arc<Mutex<Option<BuiltCsr>>>,
 }
+
+/// A CSR's PEM and the names it asks for.
+type BuiltCsr = (Vec<String>, String);
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,6 +145,17 @@ impl<R: rand::RngCore + rand::CryptoRng> rsa::rand_core::TryRng for RandAdapter<
 impl<R: rand::RngCore + rand::CryptoRng> rsa::rand_core::TryCryptoRng for RandAdapter<R> {}
 
 impl PrivateKey {
+    /// The CSR built with this key for `domains` (`build_csr`), if one was.
+    pub(super) fn built_csr(&self, domains: &[String]) -> Option<String> {
+        let memo = self.csr.lock().expect("CSR memo lock");
+        memo.as_ref().filter(|(names, _)| names.as_slice() == domains).map(|(_, csr)| csr.clone())
+    }
+
+    /// Keeps `csr`, built with this key for `domains`, for its next `built_csr`.
+    pub(super) fn keep_csr(&self, domains: &[String], csr: &str) {
+        *self.csr.lock().expect("CSR memo lock") = Some((domains.to_vec(), csr.to_string()));
+    }
+
     /// Reads a private key from PEM. Accepts PKCS#8 (`PRIVATE KEY`) for every algorithm and PKCS#1
     /// (`RSA PRIVATE KEY`) for RSA, which is converted to PKCS#8. Text around the block is ignored.
     pub fn from_pem(pem_text: &str) -> Result<PrivateKey, PkiError> {
@@ -176,7 +193,15 @@ impl PrivateKey {
         let public_key_raw = key_pair.der_bytes().to_vec();
         let algorithm = algorithm_of_spki(&spki_der)?;
         let pkcs8_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8_der.as_slice()));
-        Ok(PrivateKey { algorithm, signer: Arc::new(key_pair), pkcs8_pem, pkcs8_der, spki_der, public_key_raw })
+        Ok(PrivateKey {
+            algorithm,
+            signer: Arc::new(key_pair),
+            pkcs8_pem,
+            pkcs8_der,
+            spki_der,
+            public_key_raw,
+            csr: Arc::default(),
+        })
     }
 
     /// The key's algorithm (for RSA, by its modulus size).
