@@ -6,18 +6,22 @@
 //! `format: date-time` strings timestamps, `format: byte` strings bytes, `format: duration`
 //! strings durations), and `oldSelf` for transition rules when the old object has a value at
 //! the same path (object properties, map values and items of `x-kubernetes-list-type: map` lists
-//! correlate, as in Kubernetes). Failures are reported as kube-apiserver does:
+//! correlate, as in Kubernetes). Only what the node's rules can observe of those values (the
+//! fields their field selections reach, see `Need`) is converted and bound, which answers as
+//! the whole value would. Failures are reported as kube-apiserver does:
 //! `Invalid value: "object": <message>` at the node's path (or the rule's `fieldPath`).
 //!
 //! Known gaps: no static type checking (a rule naming a field the schema lacks compiles, and
 //! fails at evaluation with `no such key`), no cost limits, none of the newer Kubernetes
 //! libraries (quantity, ip/cidr, format, authz) beyond what is listed above.
 use super::schema::{FieldError, child_path, index_path, property_schema};
+use cel::common::ast::{EntryExpr, Expr};
 use cel::extractors::This;
 use cel::objects::{Key, OptionalValue};
-use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
+use cel::{Context, Env, ExecutionError, IdedExpr, Program, Value as CelValue};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Evaluates every `x-kubernetes-validations` rule in the schema against `new` (and, for
@@ -141,10 +145,13 @@ fn env() -> Arc<Env> {
     .clone()
 }
 
-/// A compiled rule and whether it is a transition rule (uses `oldSelf`).
+/// A compiled rule, whether it is a transition rule (uses `oldSelf`), and what it can observe
+/// of `self` and `oldSelf` (see [`Need`]).
 struct Compiled {
     program: Program,
     uses_old_self: bool,
+    self_need: Need,
+    old_need: Need,
 }
 
 type CompileResult = Result<Arc<Compiled>, String>;
@@ -159,7 +166,8 @@ fn compile(src: &str) -> CompileResult {
         .compile(src)
         .map(|program| {
             let uses_old_self = program.references().has_variable("oldSelf");
-            Arc::new(Compiled { program, uses_old_self })
+            let (self_need, old_need) = observed(program.expression());
+            Arc::new(Compiled { program, uses_old_self, self_need, old_need })
         })
         .map_err(|e| e.to_string().trim().to_string());
     let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,6 +179,175 @@ fn compile(src: &str) -> CompileResult {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What a rule can observe of `self` and `oldSelf`
+// ---------------------------------------------------------------------------------------------
+
+/// What a rule can observe of the value bound to `self` or `oldSelf`, found from its syntax
+/// tree, so that only that much is converted to CEL and bound (converting a whole object for
+/// each root rule was most of the cost of evaluating them).
+///
+/// A use of the variable is observed through the longest chain of plain field selections above
+/// it (`self.spec.product`, `has(oldSelf.status.order.id)`), which ends at anything else (an
+/// index, a call on or with the value, a comparison, a macro, `.?` optional selection): the value
+/// at the end of a chain is observed whole, and a presence test (`has()`) only observes whether
+/// its field is there. The maps on the way are only ever selected from with the fields of the
+/// chains through them, so a map holding only those fields (those the object has) answers the
+/// rule exactly as the whole one does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Need {
+    /// Only whether the value is there (`has(x.f)` on its map): it is bound as `null`.
+    Presence,
+    /// Only these fields of the value, when it is an object (the whole value otherwise). With
+    /// no fields, nothing is observed.
+    Fields(BTreeMap<String, Need>),
+    /// All of it.
+    Whole,
+}
+
+impl Need {
+    fn nothing() -> Need {
+        Need::Fields(BTreeMap::new())
+    }
+
+    /// Adds `other`: the value then holds what either needs.
+    fn merge(&mut self, other: &Need) {
+        match (&mut *self, other) {
+            (Need::Whole, _) | (_, Need::Presence) => {}
+            (_, Need::Whole) | (Need::Presence, Need::Fields(_)) => *self = other.clone(),
+            (Need::Fields(mine), Need::Fields(theirs)) => {
+                for (k, n) in theirs {
+                    match mine.get_mut(k) {
+                        Some(m) => m.merge(n),
+                        None => {
+                            mine.insert(k.clone(), n.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the field path `path`, with `leaf` the need at its end.
+    fn add_path(&mut self, path: &[String], leaf: Need) {
+        let need = path.iter().rev().fold(leaf, |n, f| Need::Fields(BTreeMap::from([(f.clone(), n)])));
+        self.merge(&need);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Bound {
+    SelfValue,
+    OldSelf,
+}
+
+/// `self` or `oldSelf` (also spelt absolutely, `.self`), or neither.
+fn bound_variable(name: &str) -> Option<Bound> {
+    match name.strip_prefix('.').unwrap_or(name) {
+        "self" => Some(Bound::SelfValue),
+        "oldSelf" => Some(Bound::OldSelf),
+        _ => None,
+    }
+}
+
+/// What the expression can observe of `self` and of `oldSelf`. When a macro's variable is
+/// named like one of them (it would hide it inside the macro), both are needed whole.
+fn observed(expr: &IdedExpr) -> (Need, Need) {
+    let mut acc = Observed { self_need: Need::nothing(), old_need: Need::nothing(), unsure: false };
+    acc.visit(expr);
+    if acc.unsure { (Need::Whole, Need::Whole) } else { (acc.self_need, acc.old_need) }
+}
+
+struct Observed {
+    self_need: Need,
+    old_need: Need,
+    unsure: bool,
+}
+
+impl Observed {
+    fn add(&mut self, var: Bound, path: &[String], leaf: Need) {
+        match var {
+            Bound::SelfValue => self.self_need.add_path(path, leaf),
+            Bound::OldSelf => self.old_need.add_path(path, leaf),
+        }
+    }
+
+    fn visit(&mut self, expr: &IdedExpr) {
+        match &expr.expr {
+            Expr::Unspecified | Expr::Literal(_) => {}
+            Expr::Ident(name) => {
+                if let Some(var) = bound_variable(name) {
+                    self.add(var, &[], Need::Whole);
+                }
+            }
+            Expr::Select(select) => match selection_chain(&select.operand.expr) {
+                Some((var, mut path)) => {
+                    path.push(select.field.clone());
+                    self.add(var, &path, if select.test { Need::Presence } else { Need::Whole });
+                }
+                None => self.visit(&select.operand),
+            },
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    self.visit(target);
+                }
+                for arg in &call.args {
+                    self.visit(arg);
+                }
+            }
+            Expr::Comprehension(comp) => {
+                let vars = [Some(&comp.iter_var), comp.iter_var2.as_ref(), Some(&comp.accu_var)];
+                if vars.into_iter().flatten().any(|v| bound_variable(v).is_some()) {
+                    self.unsure = true;
+                }
+                for e in [&comp.iter_range, &comp.accu_init, &comp.loop_cond, &comp.loop_step, &comp.result] {
+                    self.visit(e);
+                }
+            }
+            Expr::List(list) => {
+                for e in &list.elements {
+                    self.visit(e);
+                }
+            }
+            Expr::Map(map) => self.visit_entries(&map.entries),
+            Expr::Struct(st) => self.visit_entries(&st.entries),
+        }
+    }
+
+    fn visit_entries(&mut self, entries: &[cel::common::ast::IdedEntryExpr]) {
+        for entry in entries {
+            match &entry.expr {
+                EntryExpr::StructField(f) => self.visit(&f.value),
+                EntryExpr::MapEntry(m) => {
+                    self.visit(&m.key);
+                    self.visit(&m.value);
+                }
+            }
+        }
+    }
+}
+
+/// The variable and the fields of `expr` when it is `self` or `oldSelf` with plain field
+/// selections on it (`self.spec.product`: `self`, [spec, product]).
+fn selection_chain(expr: &Expr) -> Option<(Bound, Vec<String>)> {
+    let mut fields = Vec::new();
+    let mut e = expr;
+    loop {
+        match e {
+            Expr::Ident(name) => {
+                let var = bound_variable(name)?;
+                fields.reverse();
+                return Some((var, fields));
+            }
+            Expr::Select(select) if !select.test => {
+                fields.push(select.field.clone());
+                e = &select.operand.expr;
+            }
+            _ => return None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Walking the schema
 // ---------------------------------------------------------------------------------------------
 
@@ -179,9 +356,14 @@ fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool
         return;
     }
     if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
-        let mut bound = Bindings::default();
-        for rule in rules {
-            eval_rule(schema, rule, new, old, path, root, &mut bound, errs);
+        let plans: Vec<_> = rules.iter().map(|rule| plan_rule(schema, rule, new, old, path, root)).collect();
+        let mut bound = Bindings::new(plans.iter().flatten().flatten());
+        for (rule, plan) in rules.iter().zip(&plans) {
+            match plan {
+                None => {}
+                Some(Err(e)) => errs.push(e.clone()),
+                Some(Ok(run)) => eval_rule(schema, rule, run, new, old, path, root, &mut bound, errs),
+            }
         }
     }
     match new {
@@ -238,11 +420,22 @@ fn rule_message_or_default(rule: &Value) -> String {
     if msg.is_empty() { format!("failed rule: {}", rule_error_string(rule)) } else { msg.to_string() }
 }
 
+/// A rule that is to be evaluated: its program, how `oldSelf` is bound, and its compiled
+/// `messageExpression` (none when it has none or it does not compile).
+struct Run {
+    compiled: Arc<Compiled>,
+    binding: Binding,
+    message: Option<Arc<Compiled>>,
+}
+
 /// The rules of one schema node see the same `self` and `oldSelf`: the values are converted to
-/// CEL once, and each way of binding them (`self` alone, with `oldSelf`, with an optional
-/// `oldSelf`) makes one context, shared by the node's rules.
-#[derive(Default)]
+/// CEL once, holding what any of the node's rules to be evaluated (or their messageExpressions)
+/// can observe of them (see [`Need`]), and each way of binding them (`self` alone, with
+/// `oldSelf`, with an optional `oldSelf`) makes one context, shared by the node's rules.
 struct Bindings {
+    self_need: Need,
+    old_need: Need,
+    binds_old: bool,
     values: Option<(CelValue, Option<CelValue>)>,
     contexts: Vec<(Binding, Context<'static, 'static>)>,
 }
@@ -255,6 +448,21 @@ enum Binding {
 }
 
 impl Bindings {
+    fn new<'a>(runs: impl Iterator<Item = &'a Run>) -> Bindings {
+        let (mut self_need, mut old_need, mut binds_old) = (Need::nothing(), Need::nothing(), false);
+        for run in runs {
+            let binds = run.binding != Binding::SelfOnly;
+            binds_old |= binds;
+            for c in std::iter::once(&run.compiled).chain(&run.message) {
+                self_need.merge(&c.self_need);
+                if binds {
+                    old_need.merge(&c.old_need);
+                }
+            }
+        }
+        Bindings { self_need, old_need, binds_old, values: None, contexts: Vec::new() }
+    }
+
     fn context(
         &mut self,
         binding: Binding,
@@ -266,9 +474,13 @@ impl Bindings {
         if let Some(i) = self.contexts.iter().position(|(b, _)| *b == binding) {
             return &self.contexts[i].1;
         }
+        let (self_need, old_need) = (&self.self_need, &self.old_need);
+        let old = old.filter(|_| self.binds_old);
         let (self_val, old_val) = self
             .values
-            .get_or_insert_with(|| (root_view(schema, new, root), old.map(|o| root_view(schema, o, root))))
+            .get_or_insert_with(|| {
+                (root_view(schema, new, root, self_need), old.map(|o| root_view(schema, o, root, old_need)))
+            })
             .clone();
         let mut ctx = Context::with_env(env());
         register_functions(&mut ctx);
@@ -289,10 +501,53 @@ impl Bindings {
     }
 }
 
+fn shown_path(path: &str, root: bool) -> String {
+    if root && path.is_empty() { "<nil>".to_string() } else { path.to_string() }
+}
+
+/// Whether `rule` is to be evaluated here (`None` when it is not), and how; or its compile error.
+fn plan_rule(
+    schema: &Value,
+    rule: &Value,
+    new: &Value,
+    old: Option<&Value>,
+    path: &str,
+    root: bool,
+) -> Option<Result<Run, FieldError>> {
+    let src = rule.get("rule").and_then(Value::as_str)?;
+    let compiled = match compile(src) {
+        Ok(c) => c,
+        Err(e) => {
+            let ty = Value::String(schema_type(schema));
+            let detail = format!("rule compile error: compilation failed: {e}");
+            return Some(Err(FieldError::invalid(&shown_path(path, root), &ty, &detail)));
+        }
+    };
+    let optional_old = rule.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false);
+    if compiled.uses_old_self && old.is_none() && !optional_old {
+        // A transition rule without a correlated old value is not evaluated (creates, new items).
+        return None;
+    }
+    // Validation ratcheting (KEP-4008, GA in Kubernetes 1.33): a rule that does not use `oldSelf`
+    // does not fail a value that is unchanged from the stored object, so an unchanged value
+    // (a status write leaves the spec as it was) is not evaluated at all.
+    if !compiled.uses_old_self && old == Some(new) {
+        return None;
+    }
+    let binding = match (compiled.uses_old_self, optional_old) {
+        (false, _) => Binding::SelfOnly,
+        (true, false) => Binding::OldSelf,
+        (true, true) => Binding::OptionalOldSelf,
+    };
+    let message = rule.get("messageExpression").and_then(Value::as_str).and_then(|m| compile(m).ok());
+    Some(Ok(Run { compiled, binding, message }))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn eval_rule(
     schema: &Value,
     rule: &Value,
+    run: &Run,
     new: &Value,
     old: Option<&Value>,
     path: &str,
@@ -300,37 +555,11 @@ fn eval_rule(
     bound: &mut Bindings,
     errs: &mut Vec<FieldError>,
 ) {
-    let Some(src) = rule.get("rule").and_then(Value::as_str) else {
-        return;
-    };
-    let shown_path = if root && path.is_empty() { "<nil>".to_string() } else { path.to_string() };
+    let shown_path = shown_path(path, root);
     let ty = Value::String(schema_type(schema));
-    let compiled = match compile(src) {
-        Ok(c) => c,
-        Err(e) => {
-            errs.push(FieldError::invalid(&shown_path, &ty, &format!("rule compile error: compilation failed: {e}")));
-            return;
-        }
-    };
-    let optional_old = rule.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false);
-    if compiled.uses_old_self && old.is_none() && !optional_old {
-        // A transition rule without a correlated old value is not evaluated (creates, new items).
-        return;
-    }
-    // Validation ratcheting (KEP-4008, GA in Kubernetes 1.33): a rule that does not use `oldSelf`
-    // does not fail a value that is unchanged from the stored object, so an unchanged value
-    // (a status write leaves the spec as it was) is not evaluated at all.
-    if !compiled.uses_old_self && old == Some(new) {
-        return;
-    }
-    let binding = match (compiled.uses_old_self, optional_old) {
-        (false, _) => Binding::SelfOnly,
-        (true, false) => Binding::OldSelf,
-        (true, true) => Binding::OptionalOldSelf,
-    };
-    let ctx = bound.context(binding, schema, new, old, root);
+    let ctx = bound.context(run.binding, schema, new, old, root);
     let rule_err = rule_error_string(rule);
-    match compiled.program.execute(ctx) {
+    match run.compiled.program.execute(ctx) {
         Ok(CelValue::Bool(true)) => {}
         Ok(CelValue::Bool(false)) => {
             let field = match rule.get("fieldPath").and_then(Value::as_str) {
@@ -338,7 +567,7 @@ fn eval_rule(
                 _ => shown_path.clone(),
             };
             let mut message = rule_message_or_default(rule);
-            if let Some(me) = rule.get("messageExpression").and_then(Value::as_str)
+            if let Some(me) = &run.message
                 && let Some(m) = eval_message_expression(me, ctx)
             {
                 message = m;
@@ -404,8 +633,7 @@ fn cel_to_json(v: &CelValue) -> String {
     v.json().map(|j| j.to_string()).unwrap_or_else(|_| format!("{v:?}"))
 }
 
-fn eval_message_expression(src: &str, ctx: &Context) -> Option<String> {
-    let compiled = compile(src).ok()?;
+fn eval_message_expression(compiled: &Compiled, ctx: &Context) -> Option<String> {
     match compiled.program.execute(ctx) {
         Ok(CelValue::String(s)) if !s.trim().is_empty() && !s.contains('\n') => Some(s.trim().to_string()),
         _ => None,
@@ -438,23 +666,29 @@ fn join_field_path(base: &str, fp: &str) -> String {
     path
 }
 
-/// `v` in CEL, typed by `schema`. At the root, rules only see `metadata.name` and
-/// `metadata.generateName`, as in Kubernetes.
-fn root_view(schema: &Value, v: &Value, root: bool) -> CelValue {
+/// `v` in CEL, typed by `schema`, holding what `need` asks for. At the root, rules only see
+/// `metadata.name` and `metadata.generateName`, as in Kubernetes.
+fn root_view(schema: &Value, v: &Value, root: bool, need: &Need) -> CelValue {
     let Some(meta) = v.get("metadata").and_then(Value::as_object).filter(|_| root) else {
-        return to_cel(Some(schema), v);
+        return to_cel_part(Some(schema), v, need, "");
     };
-    let seen: serde_json::Map<String, Value> = meta
-        .iter()
-        .filter(|(k, _)| *k == "name" || *k == "generateName")
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let seen = Value::Object(seen);
-    let CelValue::Map(mut converted) = to_cel_except(Some(schema), v, "metadata") else {
+    let CelValue::Map(mut converted) = to_cel_part(Some(schema), v, need, "metadata") else {
         unreachable!("an object converts to a map")
     };
-    let meta_schema = property_schema(schema, "metadata");
-    Arc::make_mut(&mut converted.map).insert(Key::String(Arc::new("metadata".into())), to_cel(meta_schema, &seen));
+    let meta_need = match need {
+        Need::Fields(fields) => fields.get("metadata"),
+        other => Some(other),
+    };
+    if let Some(meta_need) = meta_need {
+        let seen: serde_json::Map<String, Value> = meta
+            .iter()
+            .filter(|(k, _)| *k == "name" || *k == "generateName")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let meta_schema = property_schema(schema, "metadata");
+        let seen = to_cel_part(meta_schema, &Value::Object(seen), meta_need, "");
+        Arc::make_mut(&mut converted.map).insert(Key::String(Arc::new("metadata".into())), seen);
+    }
     CelValue::Map(converted)
 }
 
@@ -488,9 +722,12 @@ const CEL_RESERVED: &[&str] = &[
 
 /// Kubernetes' escaping of property names for CEL: `__` → `__underscores__`, `.` → `__dot__`,
 /// `-` → `__dash__`, `/` → `__slash__`, and reserved words as `__{word}__`.
-fn escape_property(name: &str) -> String {
+fn escape_property(name: &str) -> Cow<'_, str> {
     if CEL_RESERVED.contains(&name) {
-        return format!("__{name}__");
+        return Cow::Owned(format!("__{name}__"));
+    }
+    if !name.contains(['.', '-', '/']) && !name.contains("__") {
+        return Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
@@ -509,7 +746,7 @@ fn escape_property(name: &str) -> String {
         }
         rest = &rest[c.len_utf8()..];
     }
-    out
+    Cow::Owned(out)
 }
 
 fn to_cel(schema: Option<&Value>, v: &Value) -> CelValue {
@@ -560,15 +797,48 @@ fn to_cel_except(schema: Option<&Value>, v: &Value, skip: &str) -> CelValue {
             let props = schema.and_then(|s| s.get("properties")).and_then(Value::as_object);
             let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(map.len());
             for (k, val) in map.iter().filter(|(k, _)| skip.is_empty() || *k != skip) {
-                let (name, ps) = match props.and_then(|p| p.get(k)) {
-                    Some(ps) => (escape_property(k), Some(ps)),
-                    None => (k.clone(), schema.and_then(|s| property_schema(s, k))),
-                };
-                out.insert(Key::String(Arc::new(name)), to_cel(ps, val));
+                let (name, ps) = cel_property(schema, props, k);
+                out.insert(Key::String(Arc::new(name.into_owned())), to_cel(ps, val));
             }
             CelValue::Map(cel::objects::Map { map: Arc::new(out) })
         }
     }
+}
+
+/// The CEL name of the property `k` of an object typed by `schema` (whose `properties` are
+/// `props`), and its schema: declared properties are escaped, others (`additionalProperties`)
+/// are not.
+fn cel_property<'a, 'k>(
+    schema: Option<&'a Value>,
+    props: Option<&'a serde_json::Map<String, Value>>,
+    k: &'k str,
+) -> (Cow<'k, str>, Option<&'a Value>) {
+    match props.and_then(|p| p.get(k)) {
+        Some(ps) => (escape_property(k), Some(ps)),
+        None => (Cow::Borrowed(k), schema.and_then(|s| property_schema(s, k))),
+    }
+}
+
+/// `to_cel_except`, holding only what `need` asks for: of an object, only the properties it
+/// names (by their CEL names), each as its own need asks; a value only tested for presence is
+/// `null`. Anything but an object is converted whole.
+fn to_cel_part(schema: Option<&Value>, v: &Value, need: &Need, skip: &str) -> CelValue {
+    let fields = match (need, v) {
+        (Need::Presence, _) => return CelValue::Null,
+        (Need::Fields(fields), Value::Object(_)) => fields,
+        _ => return to_cel_except(schema, v, skip),
+    };
+    let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(fields.len());
+    if let (Value::Object(map), false) = (v, fields.is_empty()) {
+        let props = schema.and_then(|s| s.get("properties")).and_then(Value::as_object);
+        for (k, val) in map.iter().filter(|(k, _)| skip.is_empty() || *k != skip) {
+            let (name, ps) = cel_property(schema, props, k);
+            if let Some(n) = fields.get(name.as_ref()) {
+                out.insert(Key::String(Arc::new(name.into_owned())), to_cel_part(ps, val, n, ""));
+            }
+        }
+    }
+    CelValue::Map(cel::objects::Map { map: Arc::new(out) })
 }
 
 /// Parses a Go duration (`1h30m`, `720h`, `1.5s`, `300ms`, `-2m`).

@@ -377,3 +377,256 @@ fn unchanged_values_are_ratcheted_and_transition_rules_are_not() {
     let got = lines(&validate_rules(&schema, &json!({"spec": {"name": "Bad", "mode": "b"}}), Some(&stored)));
     assert_eq!(got, vec![r#"FieldValueInvalid | spec.mode | Invalid value: "string": mode is immutable"#]);
 }
+
+/// The leaves of a need as dotted paths: `*` for the whole value, `a.b?` for a presence test,
+/// none when nothing is observed.
+fn need_paths(need: &Need) -> Vec<String> {
+    fn leaves(need: &Need, prefix: &str, out: &mut Vec<String>) {
+        match need {
+            Need::Whole if prefix.is_empty() => out.push("*".to_string()),
+            Need::Whole => out.push(prefix.to_string()),
+            Need::Presence => out.push(format!("{prefix}?")),
+            Need::Fields(fields) => {
+                for (k, n) in fields {
+                    leaves(n, &if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    leaves(need, "", &mut out);
+    out
+}
+
+/// What the rule `src` observes of `self` and of `oldSelf`.
+fn observed_paths(src: &str) -> (Vec<String>, Vec<String>) {
+    let compiled = compile(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+    (need_paths(&compiled.self_need), need_paths(&compiled.old_need))
+}
+
+#[test]
+fn rules_observe_the_ends_of_their_field_selections() {
+    let cases: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
+        ("self.spec.product == oldSelf.spec.product", vec!["spec.product"], vec!["spec.product"]),
+        (
+            "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.id)) || self.spec.product == oldSelf.spec.product",
+            vec!["spec.product"],
+            vec!["spec.product", "status.order.id?"],
+        ),
+        (
+            "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.domainsCount)) || size(self.spec.domains) <= oldSelf.status.order.domainsCount",
+            vec!["spec.domains"],
+            vec!["status.order.domainsCount"],
+        ),
+        // A presence test and a selection of the same field: the field is observed.
+        ("has(self.a) && has(self.a.b) && self.a.b.c == 1", vec!["a.b.c"], vec![]),
+        ("has(self.a.b) || self.a.size() > 0", vec!["a"], vec![]),
+        // Calls with the value as target or argument, macros, indexes and optional selections
+        // end the chain: what they are given is observed whole.
+        ("self.spec.domains.all(d, d.startsWith('*.'))", vec!["spec.domains"], vec![]),
+        ("size(self.spec.domains) == 1 && self.spec.name.matches('x')", vec!["spec.domains", "spec.name"], vec![]),
+        ("self.spec.domains[0] == 'a' && self.spec.labels['k'] == 'v'", vec!["spec.domains", "spec.labels"], vec![]),
+        ("self['spec'].product == 1", vec!["*"], vec![]),
+        ("self.spec.?product.orValue(1) == 1", vec!["spec"], vec![]),
+        ("self.spec.list.sortBy(e, e.k) == []", vec!["spec.list"], vec![]),
+        ("[self.a, {'k': self.b.c}, {self.d: 1}].size() > 0", vec!["a", "b.c", "d"], vec![]),
+        ("(self.a == 1 ? self.b : oldSelf.c).x == 1", vec!["a", "b"], vec!["c"]),
+        // The whole value: bare, compared, or given to a call.
+        ("self == oldSelf", vec!["*"], vec!["*"]),
+        ("self.size() > 0 && oldSelf.x.y", vec!["*"], vec!["x.y"]),
+        ("self.exists(k, k == 'status')", vec!["*"], vec![]),
+        ("!oldSelf.hasValue() || self >= oldSelf.value()", vec!["*"], vec!["*"]),
+        // Absolute names are the same variables; other names are not theirs.
+        (".self.spec.x == .oldSelf.spec.x", vec!["spec.x"], vec!["spec.x"]),
+        (
+            "self.metadata.name.startsWith('ok-') && !has(self.metadata.namespace)",
+            vec!["metadata.name", "metadata.namespace?"],
+            vec![],
+        ),
+        ("oldSelf.x == 1", vec![], vec!["x"]),
+        ("self.items.all(x, x.self == 1)", vec!["items"], vec![]),
+        // A macro variable named like one of them hides it: both are needed whole.
+        ("self.spec.domains.all(self, self != '')", vec!["*"], vec!["*"]),
+        ("self.spec.domains.exists(oldSelf, oldSelf == 'a')", vec!["*"], vec!["*"]),
+    ];
+    for (src, want_self, want_old) in cases {
+        assert_eq!(observed_paths(src), (strings(&want_self), strings(&want_old)), "{src}");
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Shaped like certorder's CertificateOrder, with its root transition rules: an issued order's
+/// status is most of it.
+fn purchased_schema(extra_rules: Value) -> Value {
+    let mut rules = vec![
+        json!({"rule": "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.id)) || self.spec.product == oldSelf.spec.product",
+               "message": "spec.product cannot change once the order is purchased", "fieldPath": ".spec.product"}),
+        json!({"rule": "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.id)) || self.spec.providerRef == oldSelf.spec.providerRef",
+               "message": "spec.providerRef cannot change once the order is purchased", "fieldPath": ".spec.providerRef"}),
+        json!({"rule": "!(has(oldSelf.status) && has(oldSelf.status.order) && has(oldSelf.status.order.domainsCount)) || size(self.spec.domains) <= oldSelf.status.order.domainsCount",
+               "message": "spec.domains cannot list more names than were bought", "fieldPath": ".spec.domains"}),
+    ];
+    rules.extend(extra_rules.as_array().cloned().unwrap_or_default());
+    let condition = json!({"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"},
+        "lastTransitionTime": {"type": "string", "format": "date-time"}, "message": {"type": "string"}}});
+    json!({"type": "object", "x-kubernetes-validations": rules, "properties": {
+        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+        "spec": {"type": "object", "properties": {
+            "providerRef": {"type": "object", "properties": {"name": {"type": "string"}}},
+            "product": {"type": "object", "properties": {"type": {"type": "string"}, "validityYears": {"type": "integer"}}},
+            "domains": {"type": "array", "items": {"type": "string"}},
+            "secretName": {"type": "string"}}},
+        "status": {"type": "object", "properties": {
+            "phase": {"type": "string"},
+            "conditions": {"type": "array", "items": condition},
+            "order": {"type": "object", "properties": {"id": {"type": "string"}, "domainsCount": {"type": "integer"},
+                "termEndTime": {"type": "string", "format": "date-time"}}},
+            "certificate": {"type": "object", "properties": {"serial": {"type": "string"},
+                "notAfter": {"type": "string", "format": "date-time"}}}}}}})
+}
+
+fn issued_order() -> Value {
+    let conditions: Vec<Value> = ["Ready", "Reconciling", "Stalled", "Purchased", "InfoSubmitted", "DomainsVerified"]
+        .iter()
+        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": "2026-11-26T12:43:26Z", "message": format!("{t} for a while")}))
+        .collect();
+    json!({"apiVersion": "certorder.io/v1alpha1", "kind": "CertificateOrder",
+        "metadata": {"name": "o0", "namespace": "d", "uid": "u", "labels": {"a": "b"}},
+        "spec": {"providerRef": {"name": "local"}, "product": {"type": "DV", "validityYears": 1},
+                 "domains": ["o0.bench.test", "www.o0.bench.test"], "secretName": "o0-tls"},
+        "status": {"phase": "Issued", "conditions": conditions,
+                   "order": {"id": "local-1", "domainsCount": 2, "termEndTime": "2027-11-26T12:43:26Z"},
+                   "certificate": {"serial": "4bd8", "notAfter": "2027-02-24T12:43:26Z"}}})
+}
+
+#[test]
+fn root_transition_rules_answer_as_with_the_whole_object() {
+    let schema = purchased_schema(json!([]));
+    let stored = issued_order();
+    let check = |new: &Value, old: &Value| lines(&validate_rules(&schema, new, Some(old)));
+
+    // A status write: the spec is as it was.
+    let mut new = stored.clone();
+    new["status"]["phase"] = json!("Renewing");
+    new["status"]["conditions"][0]["status"] = json!("False");
+    assert_eq!(check(&new, &stored), Vec::<String>::new());
+
+    // Fields the rules do not name may change.
+    let mut new = stored.clone();
+    new["spec"]["secretName"] = json!("other-tls");
+    new["metadata"]["labels"] = json!({});
+    assert_eq!(check(&new, &stored), Vec::<String>::new());
+
+    // What was bought may not.
+    let mut new = stored.clone();
+    new["spec"]["product"]["validityYears"] = json!(2);
+    new["spec"]["providerRef"] = json!({"name": "other"});
+    new["spec"]["domains"] = json!(["a.test", "b.test", "c.test"]);
+    let refused = vec![
+        r#"FieldValueInvalid | spec.product | Invalid value: "object": spec.product cannot change once the order is purchased"#,
+        r#"FieldValueInvalid | spec.providerRef | Invalid value: "object": spec.providerRef cannot change once the order is purchased"#,
+        r#"FieldValueInvalid | spec.domains | Invalid value: "object": spec.domains cannot list more names than were bought"#,
+    ];
+    assert_eq!(check(&new, &stored), refused);
+
+    // Before the order has an id (or a count, or an order, or a status), it may.
+    let mut unbought = stored.clone();
+    unbought["status"]["order"].as_object_mut().expect("order").remove("id");
+    unbought["status"]["order"].as_object_mut().expect("order").remove("domainsCount");
+    assert_eq!(check(&new, &unbought), Vec::<String>::new());
+    let mut counted = unbought.clone();
+    counted["status"]["order"]["domainsCount"] = json!(2);
+    assert_eq!(check(&new, &counted), vec![refused[2]]);
+    unbought["status"].as_object_mut().expect("status").remove("order");
+    assert_eq!(check(&new, &unbought), Vec::<String>::new());
+    unbought.as_object_mut().expect("object").remove("status");
+    assert_eq!(check(&new, &unbought), Vec::<String>::new());
+
+    // A field a rule selects that the object lacks is an evaluation error, as it was.
+    let mut new = stored.clone();
+    new["spec"].as_object_mut().expect("spec").remove("product");
+    assert_eq!(
+        check(&new, &stored),
+        vec![
+            r#"FieldValueInvalid | <nil> | Invalid value: "object": no such key: product evaluating rule: spec.product cannot change once the order is purchased"#
+        ]
+    );
+}
+
+#[test]
+fn rules_observing_whole_values_and_message_expressions_see_all_of_them() {
+    let schema = purchased_schema(json!([
+        {"rule": "self.status == oldSelf.status || oldSelf.status.phase != 'Issued'", "message": "an issued order's status is fixed"},
+        {"rule": "self.size() == 5 && self.exists(k, k == 'status')", "message": "whole self"},
+        {"rule": "self.spec.domains.all(d, d.endsWith('.test'))", "message": "test domains only"},
+        {"rule": "self.metadata.name == oldSelf.metadata.name && !has(self.metadata.namespace)", "message": "metadata"}
+    ]));
+    let stored = issued_order();
+    assert_eq!(lines(&validate_rules(&schema, &stored, Some(&stored))), Vec::<String>::new());
+    let mut new = stored.clone();
+    new["spec"]["secretName"] = json!("new-tls");
+    assert_eq!(lines(&validate_rules(&schema, &new, Some(&stored))), Vec::<String>::new());
+
+    // Only a nested field no rule names changes: the rule comparing whole statuses sees it.
+    let mut new = stored.clone();
+    new["status"]["conditions"][5]["lastTransitionTime"] = json!("2026-11-27T00:00:00Z");
+    new["spec"]["domains"] = json!(["o0.bench.example"]);
+    new["spec"]["secretName"] = json!("new-tls");
+    new.as_object_mut().expect("object").remove("apiVersion");
+    assert_eq!(
+        lines(&validate_rules(&schema, &new, Some(&stored))),
+        vec![
+            r#"FieldValueInvalid | <nil> | Invalid value: "object": an issued order's status is fixed"#,
+            r#"FieldValueInvalid | <nil> | Invalid value: "object": whole self"#,
+            r#"FieldValueInvalid | <nil> | Invalid value: "object": test domains only"#,
+        ]
+    );
+
+    // A messageExpression sees what it reads, though its rule does not read it.
+    let schema = purchased_schema(json!([
+        {"rule": "self.spec.secretName == oldSelf.spec.secretName", "message": "static",
+         "messageExpression": "'secretName was ' + oldSelf.spec.secretName + ' for order ' + oldSelf.status.order.id + ' of ' + string(size(oldSelf.status.conditions)) + ' conditions'"}
+    ]));
+    assert_eq!(
+        lines(&validate_rules(&schema, &new, Some(&stored))),
+        vec![
+            r#"FieldValueInvalid | <nil> | Invalid value: "object": secretName was o0-tls for order local-1 of 6 conditions"#
+        ]
+    );
+}
+
+#[test]
+fn bound_values_hold_what_the_rules_observe() {
+    let schema = purchased_schema(json!([]));
+    let order = issued_order();
+    let view = |src: &str, old: bool| {
+        let compiled = compile(src).expect("compiles");
+        let need = if old { &compiled.old_need } else { &compiled.self_need };
+        root_view(&schema, &order, true, need).json().expect("converts to JSON")
+    };
+    // Selected fields whole, their maps holding only them, presence tests as null; missing
+    // fields stay missing; metadata only shows name and generateName.
+    assert_eq!(
+        view(
+            "has(self.status.order.id) && has(self.status.renewalTime) && self.spec.product.type == 'DV' && has(self.metadata.uid) && self.metadata.name == 'o0'",
+            false
+        ),
+        json!({"spec": {"product": {"type": "DV"}}, "status": {"order": {"id": null}}, "metadata": {"name": "o0"}})
+    );
+    assert_eq!(
+        view("oldSelf.status.order.domainsCount == 2 && oldSelf.spec.product == {}", true),
+        json!({"status": {"order": {"domainsCount": 2}}, "spec": {"product": {"type": "DV", "validityYears": 1}}})
+    );
+    assert_eq!(view("oldSelf.status.order.domainsCount == 2", false), json!({}));
+    // A rule observing the whole value gets all of it (but metadata), as converted before.
+    let whole = view("self == oldSelf", false);
+    assert_eq!(whole["metadata"], json!({"name": "o0"}));
+    assert_eq!(whole["status"]["conditions"].as_array().map(Vec::len), Some(6));
+    let compiled = compile("self.size() == 5").expect("compiles");
+    let bound = root_view(&schema, &order, true, &compiled.self_need);
+    assert_eq!(bound, root_view(&schema, &order, true, &Need::Whole));
+    assert!(matches!(&bound, CelValue::Map(m) if m.map.len() == 5));
+}
