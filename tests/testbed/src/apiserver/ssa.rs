@@ -18,7 +18,9 @@
 use super::patchmeta;
 use super::schema::{json_equal, property_schema};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 /// How a list is merged, from `x-kubernetes-list-type` / `x-kubernetes-list-map-keys` (CRDs) or
 /// from the built-in kinds' patch metadata.
@@ -62,30 +64,34 @@ pub fn apply(
     types: &TypeInfo,
 ) -> Result<Value, Vec<Conflict>> {
     let t = Types { info: types };
-    let live_obj = live.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
+    let empty = Value::Object(Map::new());
+    // The object before the apply, whose managedFields every comparison below skips.
+    let before = live.unwrap_or(&empty);
     let original_entries = live.map(parse_entries).unwrap_or_default();
+    // Shares the field sets of `original_entries` until one of them changes.
     let mut entries = original_entries.clone();
-    if live.is_some() && entries.is_empty() {
+    if let Some(live) = live
+        && entries.is_empty()
+    {
         // Objects written before any field manager: everything belongs to one Update manager.
         let mut all = FieldSet::new();
-        collect_all(&live_obj, &t, &mut Vec::new(), &mut Vec::new(), &mut all);
+        collect_all(&without_managed_fields(live), &t, &mut Vec::new(), &mut Vec::new(), &mut all);
         strip(&mut all);
         if !all.is_empty() {
-            entries.push(Entry::new("before-first-apply", "Update", api_version_of(&live_obj, types), None, all));
+            entries.push(Entry::new("before-first-apply", "Update", api_version_of(live, types), None, all));
         }
     }
 
-    let mut config = without_managed_fields(applied);
-    if subresource == Some("status") {
-        config = status_only(&config);
-    }
-    let mut merged = merge(Some(&live_obj), &config, &t, &mut Vec::new());
+    // `status_only` never keeps managedFields, so it needs no copy without them first.
+    let config = if subresource == Some("status") { status_only(applied) } else { without_managed_fields(applied) };
+    let mut merged = live.map(clone_without_managed_fields).unwrap_or_else(|| empty.clone());
+    merge_into(&mut merged, &config, &t, &mut Vec::new());
     let mut new_set = FieldSet::new();
     collect_apply(&config, &t, &mut Vec::new(), &mut Vec::new(), &mut new_set);
     strip(&mut new_set);
 
     let me = entries.iter().position(|e| e.is(manager, "Apply", subresource));
-    let last_set = me.map(|i| entries[i].set.clone()).unwrap_or_default();
+    let last_set = me.map(|i| Rc::clone(&entries[i].set)).unwrap_or_default();
 
     // Remove what this manager applied before and no longer applies, unless someone else owns it.
     let dropped: Vec<&Path> = last_set.iter().filter(|p| !new_set.contains(*p)).collect();
@@ -110,7 +116,7 @@ pub fn apply(
     }
 
     // Conflicts: fields other managers own that this apply changes.
-    let cmp = compare(&live_obj, &merged, &t);
+    let cmp = compare(before, &merged, &t);
     let changed = |p: &Path| cmp.added.contains(p) || cmp.modified.contains(p);
     let mut conflicts = Vec::new();
     let mut taken: Vec<(usize, FieldSet)> = Vec::new();
@@ -137,15 +143,15 @@ pub fn apply(
         }
     }
 
-    let object_changed = merged != live_obj;
+    let object_changed = !equal_without_managed_fields(&merged, before);
     let api_version = api_version_of(applied, types);
     match me {
         Some(i) => {
             let e = &mut entries[i];
-            if object_changed || e.set != new_set {
+            if object_changed || *e.set != new_set {
                 e.time = Some(now());
             }
-            e.set = new_set;
+            e.set = Rc::new(new_set);
             e.encoded = None;
             e.api_version = api_version;
         }
@@ -176,18 +182,16 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
         Some(Value::Array(a)) if a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty) => Vec::new(),
         // The client's own spelling of its fields is not kept: they are written as the server
         // spells them.
-        Some(Value::Array(a)) if !a.is_empty() => {
-            parse_entries(new).into_iter().map(|e| Entry { encoded: None, ..e }).collect()
-        }
+        Some(Value::Array(a)) if !a.is_empty() => parse_entries(new).into_iter().map(Entry::without_encoding).collect(),
         _ => old.map(parse_entries).unwrap_or_default(),
     };
-    let old_obj = old.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
-    let new_obj = without_managed_fields(new);
-    let mut cmp = compare(&old_obj, &new_obj, &t);
+    let empty = Value::Object(Map::new());
+    let mut cmp = compare(old.unwrap_or(&empty), new, &t);
     strip(&mut cmp.added);
     strip(&mut cmp.modified);
     strip(&mut cmp.removed);
-    let touched: FieldSet = cmp.added.union(&cmp.modified).cloned().collect();
+    let mut touched = cmp.added;
+    touched.append(&mut cmp.modified);
 
     let me = entries.iter().position(|e| e.is(manager, "Update", subresource));
     for (i, e) in entries.iter_mut().enumerate() {
@@ -201,7 +205,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
             Some(i) => {
                 let e = &mut entries[i];
                 e.retain(|p| !cmp.removed.contains(p));
-                e.set.extend(touched);
+                Rc::make_mut(&mut e.set).extend(touched);
                 e.encoded = None;
                 e.time = Some(now());
                 e.api_version = api_version;
@@ -242,7 +246,13 @@ fn field(name: &str) -> PE {
 
 /// Paths kube-apiserver never records in managed fields.
 fn strip(set: &mut FieldSet) {
-    let meta = [
+    set.retain(|p| !never_owned(p));
+}
+
+/// `apiVersion`, `kind`, `metadata` itself, the metadata the server sets (`metadata.name`, ...,
+/// `metadata.managedFields`) and anything below `metadata.managedFields`.
+fn never_owned(p: &[PE]) -> bool {
+    const META: [&str; 9] = [
         "name",
         "namespace",
         "creationTimestamp",
@@ -253,13 +263,13 @@ fn strip(set: &mut FieldSet) {
         "managedFields",
         "resourceVersion",
     ];
-    set.remove(&vec![field("apiVersion")]);
-    set.remove(&vec![field("kind")]);
-    set.remove(&vec![field("metadata")]);
-    for m in meta {
-        set.remove(&vec![field("metadata"), field(m)]);
+    let is_field = |pe: &PE, name: &str| matches!(pe, PE::Field(n) if n == name);
+    match p {
+        [f] => is_field(f, "apiVersion") || is_field(f, "kind") || is_field(f, "metadata"),
+        [m, f] => is_field(m, "metadata") && META.iter().any(|n| is_field(f, n)),
+        [m, f, ..] => is_field(m, "metadata") && is_field(f, "managedFields"),
+        [] => false,
     }
-    set.retain(|p| !(p.len() > 2 && p[0] == field("metadata") && p[1] == field("managedFields")));
 }
 
 fn owns_path_or_below(set: &FieldSet, p: &Path) -> bool {
@@ -347,58 +357,63 @@ fn fields_v1_to_set(v: &Value) -> FieldSet {
 }
 
 fn set_to_fields_v1(set: &FieldSet) -> Value {
-    #[derive(Default)]
-    struct Node {
-        member: bool,
-        children: BTreeMap<PE, Node>,
-    }
-    let mut root = Node::default();
-    for p in set {
-        let mut n = &mut root;
-        for pe in p {
-            n = n.children.entry(pe.clone()).or_default();
+    let paths: Vec<&[PE]> = set.iter().map(Vec::as_slice).collect();
+    encode_fields_v1(&paths, 0)
+}
+
+/// The `fieldsV1` node at `depth` for `paths`, sorted and sharing their first `depth` elements:
+/// its children in the order of their path elements, and `"."` when the node is itself a member
+/// and has children. A path that ends at the node sorts first among them.
+fn encode_fields_v1(paths: &[&[PE]], depth: usize) -> Value {
+    let mut m = Map::new();
+    let below = match paths.split_first() {
+        Some((p, rest)) if p.len() == depth => {
+            if !rest.is_empty() {
+                m.insert(".".to_string(), Value::Object(Map::new()));
+            }
+            rest
         }
-        n.member = true;
+        _ => paths,
+    };
+    let mut rest = below;
+    while let Some(first) = rest.first() {
+        let pe = &first[depth];
+        let n = rest.iter().take_while(|p| &p[depth] == pe).count();
+        m.insert(pe_to_key(pe), encode_fields_v1(&rest[..n], depth + 1));
+        rest = &rest[n..];
     }
-    fn encode(n: &Node) -> Value {
-        let mut m = Map::new();
-        if n.member && !n.children.is_empty() {
-            m.insert(".".to_string(), Value::Object(Map::new()));
-        }
-        for (pe, c) in &n.children {
-            m.insert(pe_to_key(pe), encode(c));
-        }
-        Value::Object(m)
-    }
-    encode(&root)
+    Value::Object(m)
 }
 
 // ---------------------------------------------------------------------------------------------
 // managedFields entries
 // ---------------------------------------------------------------------------------------------
 
+/// One entry of `managedFields`; `'a` is the object it was read from.
 #[derive(Debug, Clone)]
-struct Entry {
+struct Entry<'a> {
     manager: String,
     operation: String,
     api_version: String,
     time: Option<String>,
     subresource: Option<String>,
-    set: FieldSet,
+    /// Shared (copy on write, `Rc::make_mut`) so that copying the entries as read, to tell at the
+    /// end whether they changed, copies no field set.
+    set: Rc<FieldSet>,
     /// `fieldsV1` as the stored object has it, while `set` is what it was read as: written back
     /// as it is instead of encoded again. Cleared by every change of `set`.
-    encoded: Option<Value>,
+    encoded: Option<&'a Value>,
 }
 
 /// Entries are the same when they say the same; how `fieldsV1` was come by does not count.
-impl PartialEq for Entry {
+impl PartialEq for Entry<'_> {
     fn eq(&self, other: &Self) -> bool {
         (&self.manager, &self.operation, &self.api_version, &self.time, &self.subresource, &self.set)
             == (&other.manager, &other.operation, &other.api_version, &other.time, &other.subresource, &other.set)
     }
 }
 
-impl Entry {
+impl Entry<'_> {
     fn new(manager: &str, operation: &str, api_version: String, subresource: Option<&str>, set: FieldSet) -> Self {
         Entry {
             manager: manager.to_string(),
@@ -406,18 +421,26 @@ impl Entry {
             api_version,
             time: None,
             subresource: subresource.filter(|s| !s.is_empty()).map(str::to_string),
-            set,
+            set: Rc::new(set),
             encoded: None,
         }
     }
 
-    /// Keeps the paths `keep` says to keep (`BTreeSet::retain`, which only removes).
-    fn retain(&mut self, keep: impl FnMut(&Path) -> bool) {
-        let before = self.set.len();
-        self.set.retain(keep);
-        if self.set.len() != before {
-            self.encoded = None;
+    /// The entry with its fields to be encoded again when written, no longer tied to the object
+    /// it was read from.
+    fn without_encoding<'b>(self) -> Entry<'b> {
+        let Entry { manager, operation, api_version, time, subresource, set, encoded: _ } = self;
+        Entry { manager, operation, api_version, time, subresource, set, encoded: None }
+    }
+
+    /// Keeps the paths `keep` says to keep (`BTreeSet::retain`, which only removes). The set is
+    /// copied (when shared) only if some path goes; `keep` must answer the same both times.
+    fn retain(&mut self, mut keep: impl FnMut(&Path) -> bool) {
+        if self.set.iter().all(&mut keep) {
+            return;
         }
+        Rc::make_mut(&mut self.set).retain(keep);
+        self.encoded = None;
     }
 
     fn is(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
@@ -435,7 +458,7 @@ impl Entry {
             m.insert("time".into(), Value::String(t.clone()));
         }
         m.insert("fieldsType".into(), Value::String("FieldsV1".into()));
-        let fields = self.encoded.clone().unwrap_or_else(|| set_to_fields_v1(&self.set));
+        let fields = self.encoded.cloned().unwrap_or_else(|| set_to_fields_v1(&self.set));
         m.insert("fieldsV1".into(), fields);
         if let Some(s) = &self.subresource {
             m.insert("subresource".into(), Value::String(s.clone()));
@@ -444,7 +467,7 @@ impl Entry {
     }
 }
 
-fn parse_entries(obj: &Value) -> Vec<Entry> {
+fn parse_entries(obj: &Value) -> Vec<Entry<'_>> {
     let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -458,8 +481,8 @@ fn parse_entries(obj: &Value) -> Vec<Entry> {
                 api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string(),
                 time: e.get("time").and_then(Value::as_str).map(str::to_string),
                 subresource: e.get("subresource").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
-                set: e.get("fieldsV1").map(fields_v1_to_set).unwrap_or_default(),
-                encoded: e.get("fieldsV1").cloned(),
+                set: Rc::new(e.get("fieldsV1").map(fields_v1_to_set).unwrap_or_default()),
+                encoded: e.get("fieldsV1"),
             })
         })
         .collect()
@@ -503,6 +526,61 @@ fn without_managed_fields(v: &Value) -> Value {
         m.remove("managedFields");
     }
     v
+}
+
+/// `without_managed_fields(v)` without copying the managed fields first. The keys keep the same
+/// order: `metadata` is copied with a null in place of the managed fields, which are then removed
+/// as `without_managed_fields` removes them (`Map::remove` moves the last key into their place).
+fn clone_without_managed_fields(v: &Value) -> Value {
+    let Value::Object(root) = v else {
+        return v.clone();
+    };
+    let out = root
+        .iter()
+        .map(|(k, child)| {
+            let child = match child {
+                Value::Object(meta) if k == "metadata" => {
+                    let mut meta: Map<String, Value> = meta
+                        .iter()
+                        .map(|(mk, mv)| (mk.clone(), if mk == "managedFields" { Value::Null } else { mv.clone() }))
+                        .collect();
+                    meta.remove("managedFields");
+                    Value::Object(meta)
+                }
+                _ => child.clone(),
+            };
+            (k.clone(), child)
+        })
+        .collect();
+    Value::Object(out)
+}
+
+/// The `metadata` of an object as `without_managed_fields` leaves it: copied (without the managed
+/// fields) only when it has them.
+fn metadata_without_managed_fields(meta: Option<&Value>) -> Option<Cow<'_, Value>> {
+    match meta? {
+        Value::Object(m) if m.contains_key("managedFields") => Some(Cow::Owned(Value::Object(
+            m.iter().filter(|(k, _)| *k != "managedFields").map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ))),
+        v => Some(Cow::Borrowed(v)),
+    }
+}
+
+/// `without_managed_fields(a) == without_managed_fields(b)`, without copying either.
+fn equal_without_managed_fields(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|(k, v)| match y.get(k) {
+                    Some(w) if k == "metadata" => {
+                        metadata_without_managed_fields(Some(v)) == metadata_without_managed_fields(Some(w))
+                    }
+                    Some(w) => v == w,
+                    None => false,
+                })
+        }
+        _ => a == b,
+    }
 }
 
 fn status_only(config: &Value) -> Value {
@@ -635,53 +713,63 @@ fn item_pe(t: &Types, names: &[String], lt: &ListType, i: usize, item: &Value) -
 // Merge, field sets, comparison, removal
 // ---------------------------------------------------------------------------------------------
 
-fn merge(live: Option<&Value>, cfg: &Value, t: &Types, names: &mut Vec<String>) -> Value {
-    match (live, cfg) {
-        (Some(Value::Object(l)), Value::Object(c)) if !t.atomic_map(names) => {
-            let mut out = l.clone();
+/// Merges the configuration `cfg` into `live`, in place: maps key by key (a null removes the key)
+/// unless atomic, lists by their list type (atomic lists replaced, sets united, map lists merged
+/// item by item by key, new items appended), anything else replaced by `cfg`.
+fn merge_into(live: &mut Value, cfg: &Value, t: &Types, names: &mut Vec<String>) {
+    match (&mut *live, cfg) {
+        (Value::Object(l), Value::Object(c)) if !t.atomic_map(names) => {
             for (k, v) in c {
                 if v.is_null() {
-                    out.remove(k);
+                    l.remove(k);
                     continue;
                 }
-                names.push(k.clone());
-                let merged = merge(l.get(k), v, t, names);
-                names.pop();
-                out.insert(k.clone(), merged);
-            }
-            Value::Object(out)
-        }
-        (Some(Value::Array(l)), Value::Array(c)) => match t.list_type(names) {
-            ListType::Atomic => cfg.clone(),
-            ListType::Set => {
-                let mut out = l.clone();
-                for item in c {
-                    if !out.iter().any(|o| json_equal(o, item)) {
-                        out.push(item.clone());
+                match l.get_mut(k) {
+                    Some(slot) => {
+                        names.push(k.clone());
+                        merge_into(slot, v, t, names);
+                        names.pop();
+                    }
+                    None => {
+                        l.insert(k.clone(), v.clone());
                     }
                 }
-                Value::Array(out)
+            }
+            return;
+        }
+        (Value::Array(l), Value::Array(c)) => match t.list_type(names) {
+            ListType::Atomic => {}
+            ListType::Set => {
+                for item in c {
+                    if !l.iter().any(|o| json_equal(o, item)) {
+                        l.push(item.clone());
+                    }
+                }
+                return;
             }
             ListType::Map(keys) => {
-                let mut out = l.clone();
+                // The key of each item of `l`, kept up to date as items are merged or added.
+                let mut item_keys: Vec<Option<String>> = l.iter().map(|o| t.item_key(names, &keys, o)).collect();
                 for item in c {
                     let k = t.item_key(names, &keys, item);
-                    let pos = k
-                        .as_ref()
-                        .and_then(|k| out.iter().position(|o| t.item_key(names, &keys, o).as_ref() == Some(k)));
+                    let pos = k.as_ref().and_then(|k| item_keys.iter().position(|o| o.as_ref() == Some(k)));
                     match pos {
                         Some(p) => {
-                            let m = merge(Some(&out[p]), item, t, names);
-                            out[p] = m;
+                            merge_into(&mut l[p], item, t, names);
+                            item_keys[p] = t.item_key(names, &keys, &l[p]);
                         }
-                        None => out.push(item.clone()),
+                        None => {
+                            l.push(item.clone());
+                            item_keys.push(k);
+                        }
                     }
                 }
-                Value::Array(out)
+                return;
             }
         },
-        _ => cfg.clone(),
+        _ => {}
     }
+    *live = cfg.clone();
 }
 
 /// The set an applier gets from its configuration: leaves, empty maps, list items.
@@ -776,10 +864,36 @@ struct Comparison {
     removed: FieldSet,
 }
 
+/// What changed from `old` to `new`, both seen without `metadata.managedFields` (as
+/// `without_managed_fields` leaves them, but without copying them).
 fn compare(old: &Value, new: &Value, t: &Types) -> Comparison {
     let mut c = Comparison::default();
-    compare_at(Some(old), Some(new), t, &mut Vec::new(), &mut Vec::new(), &mut c);
+    let (mut names, mut path) = (Vec::new(), Vec::new());
+    match (old, new) {
+        // The map branch of `compare_at` at the root (which is never an atomic map).
+        (Value::Object(o), Value::Object(n)) => {
+            for k in union_keys(o, n) {
+                names.push(k.clone());
+                path.push(PE::Field(k.clone()));
+                if k == "metadata" {
+                    let om = metadata_without_managed_fields(o.get(k));
+                    let nm = metadata_without_managed_fields(n.get(k));
+                    compare_at(om.as_deref(), nm.as_deref(), t, &mut names, &mut path, &mut c);
+                } else {
+                    compare_at(o.get(k), n.get(k), t, &mut names, &mut path, &mut c);
+                }
+                path.pop();
+                names.pop();
+            }
+        }
+        _ => compare_at(Some(old), Some(new), t, &mut names, &mut path, &mut c),
+    }
     c
+}
+
+/// The keys of `a`, then those of `b` that `a` does not have.
+fn union_keys<'a>(a: &'a Map<String, Value>, b: &'a Map<String, Value>) -> impl Iterator<Item = &'a String> {
+    a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)))
 }
 
 fn compare_at(
@@ -795,8 +909,7 @@ fn compare_at(
         (None, Some(n)) => collect_all(n, t, names, path, &mut c.added),
         (Some(o), None) => collect_all(o, t, names, path, &mut c.removed),
         (Some(Value::Object(o)), Some(Value::Object(n))) if !t.atomic_map(names) => {
-            let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
-            for k in keys {
+            for k in union_keys(o, n) {
                 names.push(k.clone());
                 path.push(PE::Field(k.clone()));
                 compare_at(o.get(k), n.get(k), t, names, path, c);
@@ -820,8 +933,7 @@ fn compare_at(
                     (Some(ov), Some(nv), ListType::Map(_)) => {
                         // Compare the item's fields (the item itself is unchanged).
                         if let (Value::Object(om), Value::Object(nm)) = (ov, nv) {
-                            let keys: BTreeSet<&String> = om.keys().chain(nm.keys()).collect();
-                            for k in keys {
+                            for k in union_keys(om, nm) {
                                 names.push(k.clone());
                                 path.push(PE::Field(k.clone()));
                                 compare_at(om.get(k), nm.get(k), t, names, path, c);

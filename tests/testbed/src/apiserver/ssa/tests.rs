@@ -537,3 +537,38 @@ fn an_entry_keeps_its_fields_v1_only_while_its_fields_are_unchanged() {
         json!({"f:spec": {"f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}}}})
     );
 }
+
+/// Apply's merge finds a map-list item by the key it has now: an item whose merge changed its key
+/// (a null key field removed, so the default applies) no longer matches its old key.
+#[test]
+fn a_list_item_is_matched_by_its_key_after_a_merge() {
+    let types = crd_types();
+    let live = order(json!({"ports": [{"port": 80, "protocol": null}]}));
+    let cfg = order(json!({"ports": [{"port": 80, "protocol": null}, {"port": 80, "protocol": null, "name": "x"}]}));
+    let out = apply(Some(&live), &cfg, "m", true, None, &types).unwrap();
+    assert_eq!(out["spec"]["ports"], json!([{"port": 80}, {"port": 80, "protocol": null, "name": "x"}]));
+}
+
+/// An apply writes the managed fields last in `metadata`, the key that was last moving into their
+/// old place (the order `Map::remove` leaves); an update writes them where they were.
+#[test]
+fn managed_fields_are_written_last_in_metadata() {
+    let types = cm_types();
+    let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "1"}}});
+    let mut live = apply(None, &cfg, "kubectl", false, None, &types).unwrap();
+    let meta = live["metadata"].as_object_mut().unwrap();
+    let managed = meta.shift_remove("managedFields").unwrap();
+    meta.shift_insert(0, "managedFields".into(), managed);
+    meta.insert("uid".into(), json!("u"));
+    let keys = |v: &Value| v["metadata"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&live), ["managedFields", "name", "labels", "uid"]);
+
+    let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "2"}}});
+    let out = apply(Some(&live), &cfg, "kubectl", false, None, &types).unwrap();
+    assert_eq!(keys(&out), ["uid", "name", "labels", "managedFields"]);
+
+    let mut new = live.clone();
+    new["metadata"]["labels"]["b"] = json!("3");
+    record_update(Some(&live), &mut new, "editor", None, &types);
+    assert_eq!(keys(&new), ["managedFields", "name", "labels", "uid"]);
+}
