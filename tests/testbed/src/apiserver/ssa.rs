@@ -20,7 +20,9 @@ use super::schema::{json_equal, property_schema};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::rc::Rc;
+use std::sync::LazyLock;
 
 /// How a list is merged, from `x-kubernetes-list-type` / `x-kubernetes-list-map-keys` (CRDs) or
 /// from the built-in kinds' patch metadata.
@@ -75,7 +77,7 @@ pub fn apply(
     {
         // Objects written before any field manager: everything belongs to one Update manager.
         let mut all = FieldSet::new();
-        collect_all(&without_managed_fields(live), &t, &mut Vec::new(), &mut Vec::new(), &mut all);
+        collect_all(&without_managed_fields(live), &t, &mut Vec::new(), &mut Path::default(), &mut all);
         strip(&mut all);
         if !all.is_empty() {
             entries.push(Entry::new("before-first-apply", "Update", api_version_of(live, types), None, all));
@@ -87,7 +89,7 @@ pub fn apply(
     let mut merged = live.map(clone_without_managed_fields).unwrap_or_else(|| empty.clone());
     merge_into(&mut merged, &config, &t, &mut Vec::new());
     let mut new_set = FieldSet::new();
-    collect_apply(&config, &t, &mut Vec::new(), &mut Vec::new(), &mut new_set);
+    collect_apply(&config, &t, &mut Vec::new(), &mut Path::default(), &mut new_set);
     strip(&mut new_set);
 
     let me = entries.iter().position(|e| e.is(manager, "Apply", subresource));
@@ -102,15 +104,16 @@ pub fn apply(
                 owned_by_others.extend(e.set.iter().cloned());
             }
         }
-        let mut to_remove: Vec<&Path> = dropped
+        let mut to_remove: Vec<Vec<PE>> = dropped
             .into_iter()
             .filter(|p| !owns_path_or_below(&owned_by_others, p) && !owns_path_or_below(&new_set, p))
+            .map(|p| p.elements().collect())
             .collect();
         // Shallow first: removing an item before its fields keeps its key findable.
-        to_remove.sort_by_key(|p| p.len());
+        to_remove.sort_by_key(Vec::len);
         for p in to_remove {
-            if remove_path(&mut merged, p, &t, &mut Vec::new()) {
-                remove_empty_ancestors(&mut merged, p, &t, &owned_by_others, &new_set);
+            if remove_path(&mut merged, &p, &t, &mut Vec::new()) {
+                remove_empty_ancestors(&mut merged, &p, &t, &owned_by_others, &new_set);
             }
         }
     }
@@ -237,58 +240,192 @@ enum PE {
     Index(usize),
 }
 
-type Path = Vec<PE>;
 type FieldSet = BTreeSet<Path>;
 
 fn field(name: &str) -> PE {
     PE::Field(name.to_string())
 }
 
-/// Paths kube-apiserver never records in managed fields.
-fn strip(set: &mut FieldSet) {
-    set.retain(|p| !never_owned(p));
+/// A field path, kept as one byte string whose byte order is the order of the paths compared
+/// element by element (`PE`'s derived order, which is also the order of `fieldsV1`): a set of paths
+/// then compares, copies and frees one buffer per path rather than a string per element.
+///
+/// Each element is a tag byte (`FIELD` < `KEY` < `VAL` < `INDEX`, the order of `PE`'s variants)
+/// followed by
+/// - for a field, key or value: its text with the bytes 0 and 1 escaped (0 as 1 1, 1 as 1 2), then
+///   a 0. The escapes keep the order of texts and leave 0 only at the end, where it sorts before
+///   any byte a longer text goes on with ("a" before "a\0" before "ab") and ends the element;
+/// - for an index: the number as 8 bytes, big-endian (byte order is number order).
+///
+/// No element's encoding is a prefix of another's, so comparing two paths byte by byte compares
+/// their first differing elements, and a shorter path sorts before the longer ones it begins.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Path {
+    bytes: Vec<u8>,
 }
 
-/// `apiVersion`, `kind`, `metadata` itself, the metadata the server sets (`metadata.name`, ...,
-/// `metadata.managedFields`) and anything below `metadata.managedFields`.
-fn never_owned(p: &[PE]) -> bool {
-    const META: [&str; 9] = [
-        "name",
-        "namespace",
-        "creationTimestamp",
-        "selfLink",
-        "uid",
-        "clusterName",
-        "generation",
-        "managedFields",
-        "resourceVersion",
-    ];
-    let is_field = |pe: &PE, name: &str| matches!(pe, PE::Field(n) if n == name);
-    match p {
-        [f] => is_field(f, "apiVersion") || is_field(f, "kind") || is_field(f, "metadata"),
-        [m, f] => is_field(m, "metadata") && META.iter().any(|n| is_field(f, n)),
-        [m, f, ..] => is_field(m, "metadata") && is_field(f, "managedFields"),
-        [] => false,
+const FIELD: u8 = 1;
+const KEY: u8 = 2;
+const VAL: u8 = 3;
+const INDEX: u8 = 4;
+
+impl Path {
+    fn from_elements<'a>(elements: impl IntoIterator<Item = &'a PE>) -> Path {
+        let mut p = Path::default();
+        for pe in elements {
+            p.push(pe);
+        }
+        p
+    }
+
+    fn of_fields(names: &[&str]) -> Path {
+        let mut p = Path::default();
+        for n in names {
+            p.push_field(n);
+        }
+        p
+    }
+
+    /// Appends `pe`; returns the length to `truncate` to, to take it off again.
+    fn push(&mut self, pe: &PE) -> usize {
+        let mark = self.bytes.len();
+        match pe {
+            PE::Field(text) => self.push_text(FIELD, text),
+            PE::Key(text) => self.push_text(KEY, text),
+            PE::Val(text) => self.push_text(VAL, text),
+            PE::Index(i) => {
+                self.bytes.push(INDEX);
+                self.bytes.extend_from_slice(&(*i as u64).to_be_bytes());
+            }
+        }
+        mark
+    }
+
+    /// `push(&PE::Field(name))` without making the `PE`.
+    fn push_field(&mut self, name: &str) -> usize {
+        let mark = self.bytes.len();
+        self.push_text(FIELD, name);
+        mark
+    }
+
+    fn push_text(&mut self, tag: u8, text: &str) {
+        self.bytes.push(tag);
+        for &b in text.as_bytes() {
+            match b {
+                0 => self.bytes.extend_from_slice(&[1, 1]),
+                1 => self.bytes.extend_from_slice(&[1, 2]),
+                b => self.bytes.push(b),
+            }
+        }
+        self.bytes.push(0);
+    }
+
+    fn truncate(&mut self, mark: usize) {
+        self.bytes.truncate(mark);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Whether `prefix`'s elements are this path's first ones.
+    fn starts_with(&self, prefix: &Path) -> bool {
+        self.bytes.starts_with(&prefix.bytes)
+    }
+
+    /// Where the element that starts at byte `at` ends. (Escapes are 1 1 and 1 2: the first 0
+    /// after the tag ends a text.)
+    fn element_end(&self, at: usize) -> usize {
+        if self.bytes[at] == INDEX {
+            return at + 9;
+        }
+        at + 1 + self.bytes[at + 1..].iter().position(|&b| b == 0).expect("a text ends with 0") + 1
+    }
+
+    /// The element that starts at byte `at`, and where the next one starts.
+    fn element_at(&self, at: usize) -> (PE, usize) {
+        let end = self.element_end(at);
+        let body = &self.bytes[at + 1..end];
+        if self.bytes[at] == INDEX {
+            let n = u64::from_be_bytes(body.try_into().expect("an index is 8 bytes"));
+            return (PE::Index(n as usize), end);
+        }
+        let mut text = Vec::with_capacity(body.len() - 1);
+        let mut bytes = body[..body.len() - 1].iter();
+        while let Some(&b) = bytes.next() {
+            text.push(if b == 1 { bytes.next().expect("an escape is two bytes") - 1 } else { b });
+        }
+        let text = String::from_utf8(text).expect("the text of a str");
+        let pe = match self.bytes[at] {
+            FIELD => PE::Field(text),
+            KEY => PE::Key(text),
+            VAL => PE::Val(text),
+            tag => unreachable!("path element tag {tag}"),
+        };
+        (pe, end)
+    }
+
+    fn elements(&self) -> impl Iterator<Item = PE> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            (at < self.bytes.len()).then(|| {
+                let (pe, next) = self.element_at(at);
+                at = next;
+                pe
+            })
+        })
     }
 }
 
+impl std::fmt::Debug for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.elements()).finish()
+    }
+}
+
+/// Paths kube-apiserver never records in managed fields: `apiVersion`, `kind`, `metadata` itself,
+/// the metadata the server sets (`metadata.name`, ...) and `metadata.managedFields` and below.
+fn strip(set: &mut FieldSet) {
+    /// The paths removed themselves, and the one removed with everything below it.
+    static NEVER_OWNED: LazyLock<(Vec<Path>, Path)> = LazyLock::new(|| {
+        let mut exact: Vec<Path> = ["apiVersion", "kind", "metadata"].iter().map(|n| Path::of_fields(&[n])).collect();
+        exact.extend(
+            [
+                "name",
+                "namespace",
+                "creationTimestamp",
+                "selfLink",
+                "uid",
+                "clusterName",
+                "generation",
+                "resourceVersion",
+            ]
+            .iter()
+            .map(|n| Path::of_fields(&["metadata", n])),
+        );
+        (exact, Path::of_fields(&["metadata", "managedFields"]))
+    });
+    let (exact, managed_fields) = &*NEVER_OWNED;
+    set.retain(|p| !exact.contains(p) && !p.starts_with(managed_fields));
+}
+
 fn owns_path_or_below(set: &FieldSet, p: &Path) -> bool {
-    set.range(p.clone()..).next().is_some_and(|q| q.starts_with(p))
+    set.range::<Path, _>((Bound::Included(p), Bound::Unbounded)).next().is_some_and(|q| q.starts_with(p))
 }
 
 /// `.spec.containers[name="app"].image`, as structured-merge-diff prints paths in conflicts.
 fn path_string(p: &Path) -> String {
     let mut s = String::new();
-    for pe in p {
+    for pe in p.elements() {
         match pe {
             PE::Field(n) => {
                 s.push('.');
-                s.push_str(n);
+                s.push_str(&n);
             }
             PE::Key(k) => {
-                let parts: Vec<String> = match serde_json::from_str::<Value>(k) {
+                let parts: Vec<String> = match serde_json::from_str::<Value>(&k) {
                     Ok(Value::Object(m)) => m.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-                    _ => vec![k.clone()],
+                    _ => vec![k],
                 };
                 s.push_str(&format!("[{}]", parts.join(",")));
             }
@@ -338,36 +475,41 @@ fn fields_v1_to_set(v: &Value) -> FieldSet {
                 }
                 continue;
             }
-            let Some(pe) = pe_from_key(k) else { continue };
-            prefix.push(pe);
+            let mark = match k.strip_prefix("f:") {
+                Some(name) => prefix.push_field(name),
+                None => match pe_from_key(k) {
+                    Some(pe) => prefix.push(&pe),
+                    None => continue,
+                },
+            };
             match child.as_object() {
                 Some(m) if !m.is_empty() => walk(m, prefix, out),
                 _ => {
                     out.insert(prefix.clone());
                 }
             }
-            prefix.pop();
+            prefix.truncate(mark);
         }
     }
     let mut out = FieldSet::new();
     if let Some(m) = v.as_object() {
-        walk(m, &mut Vec::new(), &mut out);
+        walk(m, &mut Path::default(), &mut out);
     }
     out
 }
 
 fn set_to_fields_v1(set: &FieldSet) -> Value {
-    let paths: Vec<&[PE]> = set.iter().map(Vec::as_slice).collect();
+    let paths: Vec<&Path> = set.iter().collect();
     encode_fields_v1(&paths, 0)
 }
 
-/// The `fieldsV1` node at `depth` for `paths`, sorted and sharing their first `depth` elements:
+/// The `fieldsV1` node for `paths`, sorted and sharing their first `at` bytes (whole elements):
 /// its children in the order of their path elements, and `"."` when the node is itself a member
 /// and has children. A path that ends at the node sorts first among them.
-fn encode_fields_v1(paths: &[&[PE]], depth: usize) -> Value {
+fn encode_fields_v1(paths: &[&Path], at: usize) -> Value {
     let mut m = Map::new();
-    let below = match paths.split_first() {
-        Some((p, rest)) if p.len() == depth => {
+    let mut rest = match paths.split_first() {
+        Some((p, rest)) if p.bytes.len() == at => {
             if !rest.is_empty() {
                 m.insert(".".to_string(), Value::Object(Map::new()));
             }
@@ -375,11 +517,12 @@ fn encode_fields_v1(paths: &[&[PE]], depth: usize) -> Value {
         }
         _ => paths,
     };
-    let mut rest = below;
     while let Some(first) = rest.first() {
-        let pe = &first[depth];
-        let n = rest.iter().take_while(|p| &p[depth] == pe).count();
-        m.insert(pe_to_key(pe), encode_fields_v1(&rest[..n], depth + 1));
+        let end = first.element_end(at);
+        let element = &first.bytes[at..end];
+        // No element's encoding begins another's: the same bytes are the same element.
+        let n = rest.iter().take_while(|p| p.bytes.get(at..end) == Some(element)).count();
+        m.insert(pe_to_key(&first.element_at(at).0), encode_fields_v1(&rest[..n], end));
         rest = &rest[n..];
     }
     Value::Object(m)
@@ -687,16 +830,32 @@ impl Types<'_> {
         let obj = item.as_object()?;
         let mut sorted: Vec<&String> = keys.iter().collect();
         sorted.sort();
-        let mut m = Map::new();
+        sorted.dedup();
+        // The text of the JSON object of these fields, in this order, written straight away (it
+        // is what `Value::Object(..).to_string()` writes) rather than made as a map first.
+        let mut text = Vec::new();
         for k in sorted {
-            if let Some(v) = obj.get(k).cloned().or_else(|| self.key_default(names, k)) {
-                m.insert(k.clone(), v);
-            }
+            let default;
+            let v = match obj.get(k) {
+                Some(v) => v,
+                None => {
+                    default = self.key_default(names, k);
+                    match &default {
+                        Some(d) => d,
+                        None => continue,
+                    }
+                }
+            };
+            text.push(if text.is_empty() { b'{' } else { b',' });
+            serde_json::to_writer(&mut text, k).expect("JSON is written to memory");
+            text.push(b':');
+            serde_json::to_writer(&mut text, v).expect("JSON is written to memory");
         }
-        if m.is_empty() {
+        if text.is_empty() {
             return None;
         }
-        Some(Value::Object(m).to_string())
+        text.push(b'}');
+        Some(String::from_utf8(text).expect("JSON is UTF-8"))
     }
 }
 
@@ -782,9 +941,9 @@ fn collect_apply(v: &Value, t: &Types, names: &mut Vec<String>, path: &mut Path,
                     continue;
                 }
                 names.push(k.clone());
-                path.push(PE::Field(k.clone()));
+                let mark = path.push_field(k);
                 collect_apply(c, t, names, path, out);
-                path.pop();
+                path.truncate(mark);
                 names.pop();
             }
         }
@@ -813,9 +972,9 @@ fn collect_all(v: &Value, t: &Types, names: &mut Vec<String>, path: &mut Path, o
         Value::Object(m) if !t.atomic_map(names) => {
             for (k, c) in m {
                 names.push(k.clone());
-                path.push(PE::Field(k.clone()));
+                let mark = path.push_field(k);
                 collect_all(c, t, names, path, out);
-                path.pop();
+                path.truncate(mark);
                 names.pop();
             }
         }
@@ -842,18 +1001,18 @@ fn collect_items(
     recurse: fn(&Value, &Types, &mut Vec<String>, &mut Path, &mut FieldSet),
 ) {
     for (i, item) in items.iter().enumerate() {
-        path.push(item_pe(t, names, lt, i, item));
+        let mark = path.push(&item_pe(t, names, lt, i, item));
         out.insert(path.clone());
         if let (ListType::Map(_), Value::Object(m)) = (lt, item) {
             for (k, c) in m {
                 names.push(k.clone());
-                path.push(PE::Field(k.clone()));
+                let mark = path.push_field(k);
                 recurse(c, t, names, path, out);
-                path.pop();
+                path.truncate(mark);
                 names.pop();
             }
         }
-        path.pop();
+        path.truncate(mark);
     }
 }
 
@@ -868,13 +1027,13 @@ struct Comparison {
 /// `without_managed_fields` leaves them, but without copying them).
 fn compare(old: &Value, new: &Value, t: &Types) -> Comparison {
     let mut c = Comparison::default();
-    let (mut names, mut path) = (Vec::new(), Vec::new());
+    let (mut names, mut path) = (Vec::new(), Path::default());
     match (old, new) {
         // The map branch of `compare_at` at the root (which is never an atomic map).
         (Value::Object(o), Value::Object(n)) => {
             for k in union_keys(o, n) {
                 names.push(k.clone());
-                path.push(PE::Field(k.clone()));
+                let mark = path.push_field(k);
                 if k == "metadata" {
                     let om = metadata_without_managed_fields(o.get(k));
                     let nm = metadata_without_managed_fields(n.get(k));
@@ -882,7 +1041,7 @@ fn compare(old: &Value, new: &Value, t: &Types) -> Comparison {
                 } else {
                     compare_at(o.get(k), n.get(k), t, &mut names, &mut path, &mut c);
                 }
-                path.pop();
+                path.truncate(mark);
                 names.pop();
             }
         }
@@ -904,6 +1063,13 @@ fn compare_at(
     path: &mut Path,
     c: &mut Comparison,
 ) {
+    // Equal values (strictly: `1` and `1.0` differ here, though not to `json_equal`) have no
+    // differences to find, however big they are: most of an object is unchanged by a write.
+    if let (Some(o), Some(n)) = (old, new)
+        && o == n
+    {
+        return;
+    }
     match (old, new) {
         (None, None) => {}
         (None, Some(n)) => collect_all(n, t, names, path, &mut c.added),
@@ -911,9 +1077,9 @@ fn compare_at(
         (Some(Value::Object(o)), Some(Value::Object(n))) if !t.atomic_map(names) => {
             for k in union_keys(o, n) {
                 names.push(k.clone());
-                path.push(PE::Field(k.clone()));
+                let mark = path.push_field(k);
                 compare_at(o.get(k), n.get(k), t, names, path, c);
-                path.pop();
+                path.truncate(mark);
                 names.pop();
             }
         }
@@ -928,16 +1094,16 @@ fn compare_at(
             for pe in pes {
                 let ov = oi.get(pe).map(|&i| &o[i]);
                 let nv = ni.get(pe).map(|&i| &n[i]);
-                path.push(pe.clone());
+                let mark = path.push(pe);
                 match (ov, nv, &lt) {
                     (Some(ov), Some(nv), ListType::Map(_)) => {
                         // Compare the item's fields (the item itself is unchanged).
                         if let (Value::Object(om), Value::Object(nm)) = (ov, nv) {
                             for k in union_keys(om, nm) {
                                 names.push(k.clone());
-                                path.push(PE::Field(k.clone()));
+                                let mark = path.push_field(k);
                                 compare_at(om.get(k), nm.get(k), t, names, path, c);
-                                path.pop();
+                                path.truncate(mark);
                                 names.pop();
                             }
                         } else if !json_equal(ov, nv) {
@@ -955,7 +1121,7 @@ fn compare_at(
                     }
                     (None, None, _) => {}
                 }
-                path.pop();
+                path.truncate(mark);
             }
         }
         (Some(o), Some(n)) => {
@@ -966,7 +1132,7 @@ fn compare_at(
                 // Anything below the old value that the new one no longer has is gone.
                 let mut below = FieldSet::new();
                 collect_all(o, t, names, path, &mut below);
-                below.remove(path.as_slice());
+                below.remove(&*path);
                 c.removed.extend(below);
             }
         }
@@ -979,9 +1145,9 @@ fn collect_item(item: &Value, t: &Types, names: &mut Vec<String>, path: &mut Pat
     if let Value::Object(m) = item {
         for (k, c) in m {
             names.push(k.clone());
-            path.push(PE::Field(k.clone()));
+            let mark = path.push_field(k);
             collect_all(c, t, names, path, out);
-            path.pop();
+            path.truncate(mark);
             names.pop();
         }
     }
@@ -1069,14 +1235,14 @@ fn value_at<'a>(obj: &'a Value, path: &[PE], t: &Types, names: &mut Vec<String>)
 
 /// After pruning `removed`, drops the maps and lists above it that became empty and that no one
 /// owns (the applier had them only because of what it removed).
-fn remove_empty_ancestors(obj: &mut Value, removed: &Path, t: &Types, others: &FieldSet, mine: &FieldSet) {
+fn remove_empty_ancestors(obj: &mut Value, removed: &[PE], t: &Types, others: &FieldSet, mine: &FieldSet) {
     for n in (1..removed.len()).rev() {
         let prefix = &removed[..n];
         if prefix.len() == 1 && prefix[0] == field("metadata") {
             return;
         }
-        let prefix_vec = prefix.to_vec();
-        if owns_path_or_below(others, &prefix_vec) || owns_path_or_below(mine, &prefix_vec) {
+        let prefix_path = Path::from_elements(prefix);
+        if owns_path_or_below(others, &prefix_path) || owns_path_or_below(mine, &prefix_path) {
             return;
         }
         let mut names = Vec::new();

@@ -442,8 +442,8 @@ fn fields_v1_round_trip() {
     });
     let set = fields_v1_to_set(&v);
     assert_eq!(set.len(), 7);
-    assert!(set.contains(&vec![field("metadata"), field("labels")]));
-    assert!(!set.contains(&vec![field("metadata")]));
+    assert!(set.contains(&Path::of_fields(&["metadata", "labels"])));
+    assert!(!set.contains(&Path::of_fields(&["metadata"])));
     assert_eq!(set_to_fields_v1(&set), v);
     // Key objects are normalised (sorted names) when parsed.
     let unsorted = json!({"f:ports": {"k:{\"protocol\":\"TCP\",\"containerPort\":80}": {}}});
@@ -465,7 +465,7 @@ fn conflict_paths_print_like_structured_merge_diff() {
         (vec![field("spec"), field("args"), PE::Index(2)], ".spec.args[2]"),
     ];
     for (p, want) in cases {
-        assert_eq!(path_string(&p), want);
+        assert_eq!(path_string(&Path::from_elements(&p)), want);
     }
 }
 
@@ -571,4 +571,56 @@ fn managed_fields_are_written_last_in_metadata() {
     new["metadata"]["labels"]["b"] = json!("3");
     record_update(Some(&live), &mut new, "editor", None, &types);
     assert_eq!(keys(&new), ["managedFields", "name", "labels", "uid"]);
+}
+
+/// Encoded paths sort byte by byte as their elements do one by one (the order of `fieldsV1`, and
+/// what `owns_path_or_below` relies on), and read back as written.
+#[test]
+fn encoded_paths_sort_as_their_elements() {
+    let elements = [
+        PE::Field(String::new()),
+        PE::Field("a".into()),
+        PE::Field("a\0".into()),
+        PE::Field("a\u{1}".into()),
+        PE::Field("a\u{1}b".into()),
+        PE::Field("a\u{2}".into()),
+        PE::Field("ab".into()),
+        PE::Field("é".into()),
+        PE::Key(r#"{"name":"a"}"#.into()),
+        PE::Key(r#"{"name":"b"}"#.into()),
+        PE::Val("\"a\"".into()),
+        PE::Val("1".into()),
+        PE::Index(0),
+        PE::Index(1),
+        PE::Index(255),
+        PE::Index(256),
+    ];
+    let mut paths: Vec<Vec<PE>> = vec![vec![]];
+    for a in &elements {
+        paths.push(vec![a.clone()]);
+        for b in &elements {
+            paths.push(vec![a.clone(), b.clone()]);
+        }
+    }
+    let encoded: Vec<Path> = paths.iter().map(Path::from_elements).collect();
+    for (a, pa) in paths.iter().zip(&encoded) {
+        assert_eq!(&pa.elements().collect::<Vec<_>>(), a);
+        for (b, pb) in paths.iter().zip(&encoded) {
+            assert_eq!(pa.cmp(pb), a.cmp(b), "{a:?} vs {b:?}");
+            assert_eq!(pa.starts_with(pb), a.starts_with(b), "{a:?} vs {b:?}");
+        }
+    }
+}
+
+/// Values equal as JSON numbers can still be different fields: a set's `1` and `1.0` are two
+/// items (`v:1`, `v:1.0`), so replacing one by the other is a change.
+#[test]
+fn a_set_item_one_replaced_by_one_point_zero_is_a_change() {
+    let types = crd_types();
+    let old = apply(None, &order(json!({"domains": [1]})), "kubectl", false, None, &types).unwrap();
+    let mut new = old.clone();
+    new["spec"]["domains"] = json!([1.0]);
+    record_update(Some(&old), &mut new, "editor", None, &types);
+    assert_eq!(fields(&new, "editor", "Update"), json!({"f:spec": {"f:domains": {"v:1.0": {}}}}));
+    assert_eq!(fields(&new, "kubectl", "Apply"), Value::Null);
 }
