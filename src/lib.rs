@@ -11,3 +11,17 @@ pub mod lifecycle;
 pub mod pki;
 pub mod provider;
 pub mod validation;
+
+/// No transparent huge pages for the process. mimalloc (the operator's allocator, see `main.rs`)
+/// asks for them on its memory, and where the kernel grants them (its `madvise` or `always` mode,
+/// as on most distributions) each 2 MiB page touched again after memory was given back is cleared
+/// whole: a fifth of the benchmark's API server's CPU went to that, and a few half-used huge pages
+/// would be much of the operator's memory. Best effort: a kernel without the setting changes
+/// nothing.
+pub fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE only sets a flag of the process's memory map.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
