@@ -13,11 +13,11 @@ pub mod provider;
 pub mod validation;
 
 /// No transparent huge pages for the process. mimalloc (the operator's allocator, see `main.rs`)
-/// asks for them on its memory, and where the kernel grants them (its `madvise` or `always` mode,
-/// as on most distributions) each 2 MiB page touched again after memory was given back is cleared
-/// whole: a fifth of the benchmark's API server's CPU went to that, and a few half-used huge pages
-/// would be much of the operator's memory. Best effort: a kernel without the setting changes
-/// nothing.
+/// is built not to ask for them (its `no_thp` feature); this keeps them out where the kernel
+/// gives them unasked (its `always` mode, as on some distributions). A huge page touched again
+/// after the allocator gave memory back is cleared whole, 2 MiB at a time: a fifth of the
+/// benchmark's API server's CPU went to that, and a few half-used huge pages would be much of the
+/// operator's memory. Best effort: a kernel without the setting changes nothing.
 pub fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_THP_DISABLE only sets a flag of the process's memory map.

@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
 use super::answer::Answer;
 use super::classify;
@@ -296,9 +296,9 @@ async fn create_pending_key(
     key: PrivateKey,
     algorithm: KeyAlgorithm,
 ) -> Result<PendingKey, kube::Error> {
-    let name = secret.name_any();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &secret.namespace().unwrap_or_default());
-    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, secret).await {
+    let (name, namespace) = (secret.name_any(), secret.namespace().unwrap_or_default());
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    match create_reading_metadata(ctx, &namespace, secret).await {
         Ok(created) => {
             ctx.secrets.wrote(&created.metadata, SecretFacts::written(&key, None));
             tracing::debug!(secret = %name, "created the pending key");
@@ -323,6 +323,22 @@ async fn create_pending_key(
     replacement.metadata.resource_version = existing.metadata.resource_version.clone();
     api.replace(&name, &PostParams::default(), &replacement).await?;
     Ok(PendingKey::Holds(key))
+}
+
+/// Creates `secret`, reading only the metadata of the API server's answer (see `answer`): the
+/// answer repeats the key, which `Api::create` would decode for nothing.
+async fn create_reading_metadata(
+    ctx: &Context,
+    namespace: &str,
+    secret: &Secret,
+) -> Result<Answer<Secret>, kube::Error> {
+    let params = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+    let body = serde_json::to_vec(secret).map_err(kube::Error::SerdeError)?;
+    let mut request = kube::core::Request::new(Secret::url_path(&(), Some(namespace)))
+        .create(&params, body)
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("create");
+    ctx.client.request::<Answer<Secret>>(request).await
 }
 
 /// Checks every challenge the way the CA will, and records what was seen.

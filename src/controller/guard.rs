@@ -34,14 +34,15 @@ pub const UNREADABLE: &str = "Unreadable";
 /// kube's `DeserializeGuard` does the same through a copy of the object as a `serde_value` tree,
 /// cloned before it is decoded: a tenth of the operator's CPU at 1,000 orders (issue 16). This
 /// one keeps the object's JSON text (the watch and list answers are JSON) and decodes the type
-/// straight from it, and only the metadata from it again when that fails.
+/// straight from it, without its `managedFields` (see `lean`), and only the metadata from it
+/// again when that fails.
 #[derive(Clone, Debug)]
 pub struct Guarded<K>(pub Result<K, InvalidObject>);
 
 impl<'de, K: Resource + DeserializeOwned> Deserialize<'de> for Guarded<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = Box::<RawValue>::deserialize(deserializer)?;
-        match serde_json::from_str::<K>(text.get()) {
+        match super::lean::from_str::<K>(text.get()) {
             Ok(object) => Ok(Guarded(Ok(object))),
             Err(error) => {
                 let PartialObjectMeta { metadata, .. } =

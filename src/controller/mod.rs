@@ -49,6 +49,7 @@ mod context;
 mod dns_publish;
 pub mod fence;
 mod guard;
+mod lean;
 pub mod metrics;
 mod objects;
 mod observe;
@@ -263,13 +264,14 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let registry = Arc::new(crate::provider::registry::Registry::default());
     for ns in namespaces {
         let orders: Api<guard::Guarded<CertificateOrder>> = scoped(&client, ns.as_deref());
-        let secrets: Api<Secret> = scoped(&client, ns.as_deref());
+        // Secrets and orders are decoded without their managedFields (see lean).
+        let secrets: Api<lean::Lean<Secret>> = scoped(&client, ns.as_deref());
         // The Secret cache keeps only what reconciles read of each Secret (see secrets).
         let secret_cache = Arc::new(secrets::SecretCache::default());
         let cache = secret_cache.clone();
         let secret_stream = watcher(secrets, labelled.clone())
             .default_backoff()
-            .try_filter_map(move |event| futures::future::ready(Ok(cache.absorb(event))))
+            .try_filter_map(move |event| futures::future::ready(Ok(cache.absorb(lean::event(event)))))
             .touched_objects();
         // The cache keeps each order compressed (see cache): reconciles decode the one they read.
         let (order_store, order_writer) = reflector::store::<CachedOrder>();
