@@ -11,7 +11,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 use super::verify::pem_certificates;
-use super::{KeyAlgorithm, PkiError, PrivateKey, generate_key, parse_csr};
+use super::{KeyAlgorithm, ParsedCsr, PkiError, PrivateKey, generate_key, parse_csr};
 
 /// How long the CA itself is valid.
 pub const CA_LIFETIME_DAYS: i64 = 3650;
@@ -125,11 +125,22 @@ impl LocalCa {
         lifetime: Duration,
         now: DateTime<Utc>,
     ) -> Result<String, CaError> {
+        let csr = parse_csr(csr_pem).map_err(|e| CaError::InvalidCsr(e.to_string()))?;
+        self.issue_for(&csr, names, lifetime, now)
+    }
+
+    /// Issues a certificate for the CSR `csr`, read (and its signature verified) by the caller.
+    pub fn issue_for(
+        &self,
+        csr: &ParsedCsr,
+        names: &[String],
+        lifetime: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<String, CaError> {
         let first = names.first().ok_or(CaError::NoNames)?;
         if lifetime <= Duration::zero() {
             return Err(CaError::InvalidLifetime(lifetime));
         }
-        let csr = parse_csr(csr_pem).map_err(|e| CaError::InvalidCsr(e.to_string()))?;
         let normalise = |list: &[String]| {
             let mut v: Vec<String> = list.iter().map(|n| n.to_ascii_lowercase()).collect();
             v.sort();

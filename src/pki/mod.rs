@@ -14,7 +14,7 @@ mod secret;
 mod verify;
 
 pub use ca::{CaError, LocalCa};
-pub use csr::{ParsedCsr, build_csr, parse_csr, parse_csr_der};
+pub use csr::{ParsedCsr, build_csr, csr_der, parse_csr, parse_csr_der, read_csr_der};
 pub use key::{KeyAlgorithm, PrivateKey, generate_key};
 pub use secret::{CA_CRT, TLS_CRT, TLS_KEY, TLS_SECRET_TYPE, tls_secret_data};
 pub use verify::{

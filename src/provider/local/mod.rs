@@ -3,13 +3,15 @@
 //! check of every domain before it issues (the DNS TXT record, or for `method: HTTP` the file
 //! `fileauth.txt` fetched over plain HTTP as the vendor's CA does) — and keeps no state of its own: what it knows
 //! about an order is the order (its status, with the reviewer's `status.approval`), so restarts lose nothing.
-//! The one thing it remembers, in memory only, is which challenges it saw validated a moment ago,
-//! so that issuing right after a poll does not ask again ([`RecentValidations`]); a restart only
-//! makes it look once more.
+//! The one thing it remembers, in memory only, is what it checked a moment ago ([`Recent`]): the
+//! challenges it saw validated, so that issuing right after a poll does not ask again, and the
+//! CSRs whose signature it verified when the info was submitted, so that issuing does not verify
+//! the same bytes again. A restart only makes it check once more.
 
 mod setup;
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
@@ -45,51 +47,60 @@ pub struct LocalProvider {
     lifetime: Duration,
     dns: Arc<DnsChecker>,
     http: Arc<HttpChecker>,
-    recent: RecentValidations,
+    /// The challenges (record or URL, and value) seen validated.
+    validations: Recent<(String, String)>,
+    /// The SHA-256 of the CSRs (DER) whose signature was verified.
+    verified_csrs: Recent<[u8; 32]>,
 }
 
-/// How long a challenge the CA saw validated counts as validated without looking again: long
-/// enough for the download that follows a poll, far shorter than the reuse of validation data
-/// the CA/Browser Forum allows (10 days from 2029), so a record taken down is soon noticed.
+/// How long what the CA checked counts as checked without checking again: long enough for the
+/// download that follows a poll, far shorter than the reuse of validation data the CA/Browser
+/// Forum allows (10 days from 2029), so a record taken down is soon noticed.
 pub const VALIDATION_REUSE: Duration = Duration::minutes(10);
 
-/// Past this many remembered challenges, those older than [`VALIDATION_REUSE`] are dropped: orders
+/// Past this many remembered checks, those older than [`VALIDATION_REUSE`] are dropped: orders
 /// that were validated and then deleted, never downloaded.
 const RECENT_PRUNE_AT: usize = 4096;
 
-/// The challenges (record or URL, and value) the CA saw validated, and when: a real CA reuses a
-/// domain's validation (an ACME authorization) rather than asking DNS again within seconds.
+/// What the CA checked, and when: a real CA reuses a domain's validation (an ACME authorization)
+/// rather than asking DNS again within seconds, and keeps the CSR it verified at submission.
 /// Forgotten once the certificate is issued; kept in memory only.
-#[derive(Default)]
-struct RecentValidations {
-    seen: Mutex<HashMap<(String, String), DateTime<Utc>>>,
+struct Recent<K> {
+    seen: Mutex<HashMap<K, DateTime<Utc>>>,
 }
 
-impl RecentValidations {
-    fn key(c: &ChallengeSpec) -> (String, String) {
-        (c.target.clone(), c.expected_value.clone())
+impl<K> Default for Recent<K> {
+    fn default() -> Self {
+        Self { seen: Mutex::default() }
+    }
+}
+
+impl<K: Hash + Eq> Recent<K> {
+    /// Whether every one of `keys` was checked within [`VALIDATION_REUSE`] before `now`.
+    fn all_fresh(&self, keys: impl IntoIterator<Item = K>, now: DateTime<Utc>) -> bool {
+        let seen = self.seen.lock().expect("recent checks lock");
+        keys.into_iter().all(|k| seen.get(&k).is_some_and(|at| *at <= now && now - *at < VALIDATION_REUSE))
     }
 
-    /// Whether every challenge was seen validated within [`VALIDATION_REUSE`] before `now`.
-    fn all_fresh(&self, challenges: &[ChallengeSpec], now: DateTime<Utc>) -> bool {
-        let seen = self.seen.lock().expect("recent validations lock");
-        challenges.iter().all(|c| seen.get(&Self::key(c)).is_some_and(|at| *at <= now && now - *at < VALIDATION_REUSE))
-    }
-
-    fn validated(&self, challenges: &[ChallengeSpec], now: DateTime<Utc>) {
-        let mut seen = self.seen.lock().expect("recent validations lock");
+    fn checked(&self, keys: impl IntoIterator<Item = K>, now: DateTime<Utc>) {
+        let mut seen = self.seen.lock().expect("recent checks lock");
         if seen.len() >= RECENT_PRUNE_AT {
             seen.retain(|_, at| now - *at < VALIDATION_REUSE);
         }
-        seen.extend(challenges.iter().map(|c| (Self::key(c), now)));
+        seen.extend(keys.into_iter().map(|k| (k, now)));
     }
 
-    fn forget(&self, challenges: &[ChallengeSpec]) {
-        let mut seen = self.seen.lock().expect("recent validations lock");
-        challenges.iter().for_each(|c| {
-            seen.remove(&Self::key(c));
+    fn forget(&self, keys: impl IntoIterator<Item = K>) {
+        let mut seen = self.seen.lock().expect("recent checks lock");
+        keys.into_iter().for_each(|k| {
+            seen.remove(&k);
         });
     }
+}
+
+/// The keys [`Recent`] knows challenges by.
+fn challenge_keys(challenges: &[ChallengeSpec]) -> impl Iterator<Item = (String, String)> + '_ {
+    challenges.iter().map(|c| (c.target.clone(), c.expected_value.clone()))
 }
 
 /// The state codes the local CA reports, in the style of a vendor's.
@@ -139,7 +150,8 @@ impl LocalProvider {
             lifetime,
             dns,
             http,
-            recent: RecentValidations::default(),
+            validations: Recent::default(),
+            verified_csrs: Recent::default(),
         })
     }
 
@@ -221,12 +233,12 @@ impl LocalProvider {
                 Review::Approved => {}
             }
         }
-        let validated = if reuse && self.recent.all_fresh(&challenges, ctx.now) {
+        let validated = if reuse && self.validations.all_fresh(challenge_keys(&challenges), ctx.now) {
             true
         } else {
             let validated = self.domains_validated(&challenges).await;
             if validated {
-                self.recent.validated(&challenges, ctx.now);
+                self.validations.checked(challenge_keys(&challenges), ctx.now);
             }
             validated
         };
@@ -269,6 +281,7 @@ impl Vendor for LocalProvider {
     async fn submit_info(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<Option<SubmittedInfo>, ProviderError> {
         let csr = crate::pki::parse_csr(csr_pem)
             .map_err(|e| ProviderError::permanent(format!("the CSR is unusable: {e}")))?;
+        let digest: [u8; 32] = Sha256::digest(&csr.der).into();
         let mut asked: Vec<String> = csr.dns_names.iter().map(|n| n.to_ascii_lowercase()).collect();
         let mut wanted = ctx.domains.to_vec();
         asked.sort();
@@ -278,6 +291,7 @@ impl Vendor for LocalProvider {
                 "the CSR names {asked:?} differ from the order's domains {wanted:?}"
             )));
         }
+        self.verified_csrs.checked([digest], ctx.now);
         Ok(None)
     }
 
@@ -297,7 +311,7 @@ impl Vendor for LocalProvider {
     }
 
     /// Issues the certificate, after checking once more what a CA checks (the validation of a
-    /// moment ago counts: see [`RecentValidations`]).
+    /// moment ago counts, and so does the signature of the CSR submitted: see [`Recent`]).
     async fn download(&self, ctx: &OrderContext<'_>, csr_pem: &str) -> Result<String, ProviderError> {
         let view = self.look(ctx, true).await;
         if view.stage != VendorStage::Issuable {
@@ -305,11 +319,17 @@ impl Vendor for LocalProvider {
         }
         // Never longer than a publicly trusted CA may issue on that day.
         let lifetime = self.lifetime.min(crate::pki::ca::max_lifetime_at(ctx.now));
+        let unusable = |e: crate::pki::PkiError| ProviderError::permanent(format!("the CSR is unusable: {e}"));
+        let der = crate::pki::csr_der(csr_pem).map_err(unusable)?;
+        let digest: [u8; 32] = Sha256::digest(&der).into();
+        let verified = self.verified_csrs.all_fresh([digest], ctx.now);
+        let csr = crate::pki::read_csr_der(&der, !verified).map_err(unusable)?;
         let chain = self
             .ca
-            .issue(csr_pem, ctx.domains, lifetime, ctx.now)
+            .issue_for(&csr, ctx.domains, lifetime, ctx.now)
             .map_err(|e| ProviderError::permanent(format!("the local CA refused to issue: {e}")))?;
-        self.recent.forget(&view.challenges);
+        self.validations.forget(challenge_keys(&view.challenges));
+        self.verified_csrs.forget([digest]);
         Ok(chain)
     }
 
@@ -528,5 +548,29 @@ mod tests {
         let chain = ca.provider.download(&soon, &csr).await.expect("the validation of a moment ago counts");
         assert!(chain.contains("BEGIN CERTIFICATE"));
         assert!(ca.provider.download(&soon, &csr).await.is_err(), "forgotten once issued: looked again");
+    }
+
+    /// The CSR verified at submission is not verified again at issue; any other bytes are.
+    #[tokio::test]
+    async fn issuing_verifies_any_csr_but_the_one_verified_at_submission() {
+        let ca = HttpCa::start().await;
+        let key = crate::pki::generate_key(crate::pki::KeyAlgorithm::EcdsaP256).unwrap();
+        let csr = crate::pki::build_csr(&key, &ca.domains).unwrap();
+        let mut der = crate::pki::csr_der(&csr).unwrap();
+        *der.last_mut().unwrap() ^= 1;
+        let forged = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der.clone()));
+        assert!(crate::pki::read_csr_der(&der, false).is_ok(), "it reads");
+        assert!(crate::pki::read_csr_der(&der, true).is_err(), "its signature does not verify");
+
+        let ctx = ca.ctx(Utc::now());
+        assert!(ca.provider.submit_info(&ctx, &forged).await.is_err(), "refused at submission");
+        ca.provider.submit_info(&ctx, &csr).await.unwrap();
+        let expected = ca.provider.poll(&ctx).await.unwrap().challenges[0].expected_value.clone();
+        ca.serve(&expected);
+        assert_eq!(ca.provider.poll(&ctx).await.unwrap().stage, VendorStage::Issuable);
+        let refused = ca.provider.download(&ctx, &forged).await.unwrap_err().to_string();
+        assert!(refused.contains("signature does not verify"), "{refused}");
+        let chain = ca.provider.download(&ctx, &csr).await.expect("the CSR submitted");
+        assert!(chain.contains("BEGIN CERTIFICATE"));
     }
 }
