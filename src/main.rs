@@ -366,7 +366,7 @@ fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 /// The operator allocates with mimalloc: with glibc's malloc (one arena, to keep its memory
 /// down) a quarter of the operator's CPU at 1,000 orders went to malloc and free, 11% of it
 /// waiting for the arena's lock between the runtime's threads. mimalloc keeps a heap per thread
-/// and took the operator's CPU per order down by about a sixth, for about 1 MiB more at 10,000
+/// and took the operator's CPU per order down by about a sixth, for about 3 MiB more at 10,000
 /// orders (issue 16).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
