@@ -213,14 +213,7 @@ impl Resource for CachedOrder {
 
 /// One event of the order watch, its orders compressed for the cache.
 pub fn compress(event: watcher::Event<CertificateOrder>) -> watcher::Event<CachedOrder> {
-    use watcher::Event::*;
-    match event {
-        Init => Init,
-        InitDone => InitDone,
-        InitApply(order) => InitApply(CachedOrder::from(&order)),
-        Apply(order) => Apply(CachedOrder::from(&order)),
-        Delete(order) => Delete(CachedOrder::from(&order)),
-    }
+    super::map_event(event, |order| CachedOrder::from(&order))
 }
 
 /// The guard (`guard::readable`) takes an order that cannot be read out of the cache by the

@@ -3,7 +3,7 @@
 //! The API server sends every object with its `managedFields`: which manager set which field, as
 //! a tree of JSON objects (`fieldsV1`) that for an issued order is about as large as its status.
 //! certorder never reads them, but kube's types decoded them into `serde_json` maps, which were
-//! then dropped unread (`trim_order`): about a twentieth of the operator's CPU at 1,000 orders
+//! then dropped unread: about a twentieth of the operator's CPU at 1,000 orders
 //! (issue 16). Here the parser skips that member, without building anything of it.
 //!
 //! It works on any type decoded from a JSON object whose `metadata` is a JSON object: a
@@ -40,14 +40,7 @@ pub fn from_str<'a, K: Deserialize<'a>>(text: &'a str) -> serde_json::Result<K> 
 
 /// A watch event of lean objects, as one of the objects themselves.
 pub fn event<K>(event: kube::runtime::watcher::Event<Lean<K>>) -> kube::runtime::watcher::Event<K> {
-    use kube::runtime::watcher::Event::*;
-    match event {
-        Init => Init,
-        InitDone => InitDone,
-        InitApply(Lean(object)) => InitApply(object),
-        Apply(Lean(object)) => Apply(object),
-        Delete(Lean(object)) => Delete(object),
-    }
+    super::map_event(event, |Lean(object)| object)
 }
 
 /// Which map a [`Skipping`] deserializer reads.

@@ -246,10 +246,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         watcher::Config::default().any_semantic(),
     )
     .default_backoff();
-    let provider_stream = guard::readable(provider_watch, providers.clone(), client.clone())
-        .modify(|p| p.managed_fields_mut().clear())
-        .reflect(provider_writer)
-        .applied_objects();
+    let provider_stream =
+        guard::readable(provider_watch, providers.clone(), client.clone()).reflect(provider_writer).applied_objects();
 
     let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     // DNS zones are cluster-scoped and few; DNS orders read them at each publication.
@@ -264,7 +262,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let registry = Arc::new(crate::provider::registry::Registry::default());
     for ns in namespaces {
         let orders: Api<guard::Guarded<CertificateOrder>> = scoped(&client, ns.as_deref());
-        // Secrets and orders are decoded without their managedFields (see lean).
+        // Every watched object is decoded without its managedFields (see lean; orders and
+        // providers through guard).
         let secrets: Api<lean::Lean<Secret>> = scoped(&client, ns.as_deref());
         // The Secret cache keeps only what reconciles read of each Secret (see secrets).
         let secret_cache = Arc::new(secrets::SecretCache::default());
@@ -291,11 +290,11 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         let (pod_store, pod_writer) = reflector::store::<PartialObjectMeta<Pod>>();
         let solver_pods = format!("{MANAGED_BY_LABEL}={MANAGER},{SOLVER_LABEL}");
         let pod_stream = watcher(
-            scoped::<PartialObjectMeta<Pod>>(&client, ns.as_deref()),
+            scoped::<lean::Lean<PartialObjectMeta<Pod>>>(&client, ns.as_deref()),
             watcher::Config::default().labels(&solver_pods).any_semantic(),
         )
         .default_backoff()
-        .modify(|p| p.managed_fields_mut().clear())
+        .map_ok(lean::event)
         .reflect(pod_writer)
         .touched_objects();
         let (order_cache, secrets_cache) = (order_store.clone(), secret_cache.clone());
@@ -385,11 +384,12 @@ fn watch_dns_zones(client: &Client, tasks: &mut Vec<futures::future::BoxFuture<'
     let (store, writer) = reflector::store::<ClusterDNSZone>();
     let synced_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let zones = context::ZoneCache { store: store.clone(), synced: synced_flag.clone() };
-    let stream = watcher(Api::<ClusterDNSZone>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|z| z.managed_fields_mut().clear())
-        .reflect(writer)
-        .for_each(|_| futures::future::ready(()));
+    let stream =
+        watcher(Api::<lean::Lean<ClusterDNSZone>>::all(client.clone()), watcher::Config::default().any_semantic())
+            .default_backoff()
+            .map_ok(lean::event)
+            .reflect(writer)
+            .for_each(|_| futures::future::ready(()));
     tasks.push(Box::pin(stream));
     tokio::spawn(async move {
         synced(&store).await;
@@ -433,11 +433,22 @@ async fn lead(
     Ok(leading)
 }
 
-/// What the order cache keeps: all reconcile reads, without `managedFields` and the copy of the
-/// spec `kubectl apply` leaves in an annotation.
+/// What the order cache keeps: all reconcile reads, without the copy of the spec `kubectl apply`
+/// leaves in an annotation (`managedFields` are not decoded: see lean).
 fn trim_order(order: &mut CertificateOrder) {
-    order.managed_fields_mut().clear();
     order.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+/// A watch event of `A`s as one of `B`s.
+fn map_event<A, B>(event: watcher::Event<A>, mut f: impl FnMut(A) -> B) -> watcher::Event<B> {
+    use watcher::Event::*;
+    match event {
+        Init => Init,
+        InitDone => InitDone,
+        InitApply(object) => InitApply(f(object)),
+        Apply(object) => Apply(f(object)),
+        Delete(object) => Delete(f(object)),
+    }
 }
 
 /// Waits until a cache has done its first full list. The store's readiness signal wakes only

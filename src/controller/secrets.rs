@@ -250,10 +250,9 @@ impl SecretCache {
     }
 }
 
-/// What goes on from the watch of a Secret (to find its order): everything but its data and
-/// `managedFields`.
+/// What goes on from the watch of a Secret (to find its order): everything but its data (its
+/// `managedFields` are not decoded: see lean).
 pub fn strip(secret: &mut Secret) {
-    secret.managed_fields_mut().clear();
     secret.data = None;
     secret.string_data = None;
 }
