@@ -86,7 +86,7 @@ pub fn apply(
 
     // `status_only` never keeps managedFields, so it needs no copy without them first.
     let config = if subresource == Some("status") { status_only(applied) } else { without_managed_fields(applied) };
-    let mut merged = live.map(clone_without_managed_fields).unwrap_or_else(|| empty.clone());
+    let mut merged = live.map(without_managed_fields).unwrap_or_else(|| empty.clone());
     merge_into(&mut merged, &config, &t, &mut Vec::new());
     let mut new_set = FieldSet::new();
     collect_apply(&config, &t, &mut Vec::new(), &mut Path::default(), &mut new_set);
@@ -445,20 +445,35 @@ fn pe_to_key(pe: &PE) -> String {
     }
 }
 
+/// The `k:` text of a map-list item's key `fields`: the JSON object of them sorted by name, each
+/// once, written straight away as `Value::Object(..).to_string()` would write it. Item keys and
+/// keys read back from `fieldsV1` must give the same bytes, so both come here. None when there
+/// are no fields.
+fn key_text(mut fields: Vec<(&str, &Value)>) -> Option<String> {
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    fields.dedup_by(|a, b| a.0 == b.0);
+    let mut text = Vec::new();
+    for (k, v) in fields {
+        text.push(if text.is_empty() { b'{' } else { b',' });
+        serde_json::to_writer(&mut text, k).expect("JSON is written to memory");
+        text.push(b':');
+        serde_json::to_writer(&mut text, v).expect("JSON is written to memory");
+    }
+    if text.is_empty() {
+        return None;
+    }
+    text.push(b'}');
+    Some(String::from_utf8(text).expect("JSON is UTF-8"))
+}
+
 fn pe_from_key(k: &str) -> Option<PE> {
     let (kind, rest) = k.split_at_checked(2)?;
     match kind {
         "f:" => Some(PE::Field(rest.to_string())),
         "k:" => {
             let v: Value = serde_json::from_str(rest).ok()?;
-            let m = v.as_object()?;
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let mut sorted = Map::new();
-            for key in keys {
-                sorted.insert(key.clone(), m[key].clone());
-            }
-            Some(PE::Key(Value::Object(sorted).to_string()))
+            let fields = v.as_object()?.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            Some(PE::Key(key_text(fields).unwrap_or_else(|| "{}".into())))
         }
         "v:" => serde_json::from_str::<Value>(rest).ok().map(|v| PE::Val(v.to_string())),
         "i:" => rest.parse().ok().map(PE::Index),
@@ -663,18 +678,10 @@ fn set_managed_fields(obj: &mut Value, entries: &[Entry]) {
     }
 }
 
+/// A copy of `v` without `metadata.managedFields`, which are not copied first. The keys keep the
+/// order `Map::remove` leaves (it moves the last key into the removed one's place): `metadata` is
+/// copied with a null in place of the managed fields, which are then removed.
 fn without_managed_fields(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
-    v
-}
-
-/// `without_managed_fields(v)` without copying the managed fields first. The keys keep the same
-/// order: `metadata` is copied with a null in place of the managed fields, which are then removed
-/// as `without_managed_fields` removes them (`Map::remove` moves the last key into their place).
-fn clone_without_managed_fields(v: &Value) -> Value {
     let Value::Object(root) = v else {
         return v.clone();
     };
@@ -825,37 +832,17 @@ impl Types<'_> {
         self.schema_at(names)?.get("items")?.get("properties")?.get(key)?.get("default").cloned()
     }
 
-    /// The `k:` text of an item of a map list: its key fields as JSON with sorted names.
+    /// The `k:` text of an item of a map list: its key fields (defaulted where missing) as JSON
+    /// with sorted names (`key_text`).
     fn item_key(&self, names: &[String], keys: &[String], item: &Value) -> Option<String> {
         let obj = item.as_object()?;
-        let mut sorted: Vec<&String> = keys.iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        // The text of the JSON object of these fields, in this order, written straight away (it
-        // is what `Value::Object(..).to_string()` writes) rather than made as a map first.
-        let mut text = Vec::new();
-        for k in sorted {
-            let default;
-            let v = match obj.get(k) {
-                Some(v) => v,
-                None => {
-                    default = self.key_default(names, k);
-                    match &default {
-                        Some(d) => d,
-                        None => continue,
-                    }
-                }
-            };
-            text.push(if text.is_empty() { b'{' } else { b',' });
-            serde_json::to_writer(&mut text, k).expect("JSON is written to memory");
-            text.push(b':');
-            serde_json::to_writer(&mut text, v).expect("JSON is written to memory");
-        }
-        if text.is_empty() {
-            return None;
-        }
-        text.push(b'}');
-        Some(String::from_utf8(text).expect("JSON is UTF-8"))
+        let defaults: Vec<(&String, Value)> = keys
+            .iter()
+            .filter(|k| !obj.contains_key(*k))
+            .filter_map(|k| Some((k, self.key_default(names, k)?)))
+            .collect();
+        let given = keys.iter().filter_map(|k| obj.get(k).map(|v| (k.as_str(), v)));
+        key_text(given.chain(defaults.iter().map(|(k, v)| (k.as_str(), v))).collect())
     }
 }
 
