@@ -261,6 +261,46 @@ async fn status_subresource_and_generation() {
 }
 
 #[tokio::test]
+async fn a_status_write_is_checked_against_the_status_schema_and_the_rules() {
+    let server = ApiServer::start().await;
+    let api = widgets(&server).await;
+    api.create(&PostParams::default(), &widget("w", json!({"size": 2, "color": "red"}))).await.unwrap();
+    // The CRD then refuses red, defaults a status field, and gets a rule on the whole object.
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client());
+    let mut crd = crds.get("widgets.example.com").await.unwrap();
+    let mut schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+    let root = &mut schema["openAPIV3Schema"];
+    root["properties"]["spec"]["properties"]["color"]["enum"] = json!(["blue"]);
+    root["properties"]["status"]["properties"]["level"] = json!({"type": "integer", "default": 0});
+    root["x-kubernetes-validations"] = json!([{"rule": "!has(self.status) || !has(self.status.phase) || self.status.phase != 'Broken'",
+                "message": "a widget is never Broken"}]);
+    crd.spec.versions[0].schema = Some(serde_json::from_value(schema).unwrap());
+    crds.replace("widgets.example.com", &PostParams::default(), &crd).await.unwrap();
+
+    // kube-apiserver checks only `status` against its schema on a status write: the stored
+    // spec, which the new schema refuses, does not stop it. Status is pruned and defaulted.
+    let status = |phase: Value| Patch::Merge(json!({"status": {"phase": phase, "bogus": 1}}));
+    let written = api.patch_status("w", &PatchParams::default(), &status(json!("Ready"))).await.unwrap();
+    assert_eq!(written.data["status"], json!({"phase": "Ready", "level": 0}));
+    // A write of the object itself checks all of it.
+    let labels = Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}}));
+    let Err(kube::Error::Api(refused)) = api.patch("w", &PatchParams::default(), &labels).await else {
+        panic!("the red spec was not checked")
+    };
+    assert!(refused.message.contains("spec.color: Unsupported value: \"red\""), "{}", refused.message);
+    // A bad status value is refused at its path; the rules of the whole object still run.
+    let Err(kube::Error::Api(wrong)) = api.patch_status("w", &PatchParams::default(), &status(json!(5))).await else {
+        panic!("a number for a string")
+    };
+    assert!(wrong.message.contains("status.phase: Invalid value: \"integer\""), "{}", wrong.message);
+    let Err(kube::Error::Api(broken)) = api.patch_status("w", &PatchParams::default(), &status(json!("Broken"))).await
+    else {
+        panic!("the rule on the whole object did not run")
+    };
+    assert!(broken.message.contains("a widget is never Broken"), "{}", broken.message);
+}
+
+#[tokio::test]
 async fn crd_schema_defaults_pruning_and_cel() {
     let server = ApiServer::start().await;
     let api = widgets(&server).await;

@@ -29,8 +29,53 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// its `message` (or `messageExpression`, or kube-apiserver's default text) at its field path.
 pub fn validate_rules(schema: &Value, new: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    walk(schema, new, old, "", true, &mut errs);
+    if let Some(rules) = RuleTree::of(schema) {
+        walk(schema, &rules, new, old, "", true, &mut errs);
+    }
     errs
+}
+
+/// Where a schema's rules are: its nodes with `x-kubernetes-validations` and the nodes above
+/// them, worked out once per CRD version. The walk goes only there: most of an object (a whole
+/// `status`, say) has no rule at or below it.
+#[derive(Debug)]
+pub struct RuleTree {
+    /// This node has rules.
+    here: bool,
+    /// Declared properties with rules at or below them. When `additional` has rules, every
+    /// declared property is listed (`None` for those without), as a declared name does not
+    /// take `additionalProperties`.
+    properties: Vec<(String, Option<RuleTree>)>,
+    additional: Option<Box<RuleTree>>,
+    items: Option<Box<RuleTree>>,
+}
+
+impl RuleTree {
+    /// The rules of `schema`; `None` when it has none at or below its root.
+    pub fn of(schema: &Value) -> Option<RuleTree> {
+        let node = schema.as_object()?;
+        let here = node.get("x-kubernetes-validations").and_then(Value::as_array).is_some_and(|r| !r.is_empty());
+        let additional = node.get("additionalProperties").filter(|a| a.is_object()).and_then(Self::of).map(Box::new);
+        let items = node.get("items").and_then(Self::of).map(Box::new);
+        let properties: Vec<(String, Option<RuleTree>)> = node
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(name, property)| (name.clone(), Self::of(property)))
+            .filter(|(_, rules)| rules.is_some() || additional.is_some())
+            .collect();
+        let below = additional.is_some() || items.is_some() || properties.iter().any(|(_, r)| r.is_some());
+        (here || below).then_some(RuleTree { here, properties, additional, items })
+    }
+
+    /// The rules of property `key`'s schema (see [`property_schema`]).
+    fn property(&self, key: &str) -> Option<&RuleTree> {
+        match self.properties.iter().find(|(name, _)| name == key) {
+            Some((_, rules)) => rules.as_ref(),
+            None => self.additional.as_deref(),
+        }
+    }
 }
 
 /// What kube-apiserver answers for a custom resource's body (after pruning and defaulting): the
@@ -38,8 +83,40 @@ pub fn validate_rules(schema: &Value, new: &Value, old: Option<&Value>) -> Vec<F
 /// wrong type, a missing required field, an unsupported enum value, a string, list or map over
 /// its maximum). Then the rules are not run, and one more error says so, as in
 /// apiextensions-apiserver's `hasBlockingErr`.
-pub fn validate_custom_resource(schema: &Value, new: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let mut errs = super::schema::validate(schema, new);
+pub fn validate_custom_resource(
+    schema: &Value,
+    rules: Option<&RuleTree>,
+    new: &Value,
+    old: Option<&Value>,
+) -> Vec<FieldError> {
+    with_rules(super::schema::validate(schema, new), schema, rules, new, old)
+}
+
+/// [`validate_custom_resource`] for a write to the status subresource: kube-apiserver checks
+/// only `status` against its own schema (its `statusSchemaValidator`; the rest of the object is
+/// the stored one), then the rules of the whole object.
+pub fn validate_status_write(
+    schema: &Value,
+    status_schema: &Value,
+    rules: Option<&RuleTree>,
+    new: &Value,
+    old: Option<&Value>,
+) -> Vec<FieldError> {
+    let errs = match new.get("status") {
+        Some(status) => super::schema::validate_at(status_schema, status, "status"),
+        None => Vec::new(),
+    };
+    with_rules(errs, schema, rules, new, old)
+}
+
+/// The schema's errors `errs`, and the rules' unless one of them blocks them.
+fn with_rules(
+    mut errs: Vec<FieldError>,
+    schema: &Value,
+    rules: Option<&RuleTree>,
+    new: &Value,
+    old: Option<&Value>,
+) -> Vec<FieldError> {
     let blocking = errs.iter().any(|e| {
         matches!(
             e.reason.as_str(),
@@ -56,8 +133,8 @@ pub fn validate_custom_resource(schema: &Value, new: &Value, old: Option<&Value>
             &Value::String("null".into()),
             "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
         ));
-    } else {
-        errs.extend(validate_rules(schema, new, old));
+    } else if let Some(rules) = rules {
+        walk(schema, rules, new, old, "", true, &mut errs);
     }
     errs
 }
@@ -351,11 +428,22 @@ fn selection_chain(expr: &Expr) -> Option<(Bound, Vec<String>)> {
 // Walking the schema
 // ---------------------------------------------------------------------------------------------
 
-fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool, errs: &mut Vec<FieldError>) {
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    schema: &Value,
+    rules: &RuleTree,
+    new: &Value,
+    old: Option<&Value>,
+    path: &str,
+    root: bool,
+    errs: &mut Vec<FieldError>,
+) {
     if !schema.is_object() || new.is_null() {
         return;
     }
-    if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
+    if rules.here
+        && let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array)
+    {
         let plans: Vec<_> = rules.iter().map(|rule| plan_rule(schema, rule, new, old, path, root)).collect();
         let mut bound = Bindings::new(plans.iter().flatten().flatten());
         for (rule, plan) in rules.iter().zip(&plans) {
@@ -372,15 +460,18 @@ fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool
                 if root && matches!(k.as_str(), "metadata" | "apiVersion" | "kind") {
                     continue;
                 }
+                let Some(below) = rules.property(k) else {
+                    continue;
+                };
                 let Some(ps) = property_schema(schema, k) else {
                     continue;
                 };
                 let old_child = old.and_then(|o| o.get(k));
-                walk(ps, v, old_child, &child_path(path, k), false, errs);
+                walk(ps, below, v, old_child, &child_path(path, k), false, errs);
             }
         }
         Value::Array(items) => {
-            let Some(is) = schema.get("items") else {
+            let (Some(below), Some(is)) = (rules.items.as_deref(), schema.get("items")) else {
                 return;
             };
             let map_keys: Option<Vec<&str>> = match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
@@ -396,7 +487,7 @@ fn walk(schema: &Value, new: &Value, old: Option<&Value>, path: &str, root: bool
                     (Some(keys), Some(olds)) => olds.iter().find(|o| keys.iter().all(|k| o.get(k) == item.get(k))),
                     _ => None,
                 };
-                walk(is, item, old_item, &index_path(path, i), false, errs);
+                walk(is, below, item, old_item, &index_path(path, i), false, errs);
             }
         }
         _ => {}

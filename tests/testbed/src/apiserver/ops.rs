@@ -204,6 +204,46 @@ fn unknown_fields_answer(ri: &ResourceInfo, unknown: &[String], v: FieldValidati
     }
 }
 
+/// The stored object `old` with the `status` (and the managedFields, when it has them) of a
+/// write to the status subresource, `new`: the rest of the write is ignored. Neither is copied
+/// from `old` only to be replaced; each takes the place of the old one.
+fn with_status_of(old: &Value, mut new: Value) -> Value {
+    let mut status = new.as_object_mut().and_then(|o| o.remove("status"));
+    let mut managed_fields =
+        new.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"));
+    let mut object = serde_json::Map::new();
+    for (key, value) in old.as_object().into_iter().flatten() {
+        match (key.as_str(), value) {
+            ("status", _) => {
+                if let Some(s) = status.take() {
+                    object.insert(key.clone(), s);
+                }
+            }
+            ("metadata", Value::Object(meta)) if managed_fields.is_some() => {
+                let mut copy = serde_json::Map::new();
+                for (field, v) in meta {
+                    let v = match field.as_str() {
+                        "managedFields" => managed_fields.take().unwrap_or_default(),
+                        _ => v.clone(),
+                    };
+                    copy.insert(field.clone(), v);
+                }
+                if let Some(mf) = managed_fields.take() {
+                    copy.insert("managedFields".into(), mf);
+                }
+                object.insert(key.clone(), Value::Object(copy));
+            }
+            _ => {
+                object.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(s) = status {
+        object.insert("status".into(), s);
+    }
+    Value::Object(object)
+}
+
 /// Decoding, pruning, defaulting and validation of a new object state (`old` on updates).
 fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOpts) -> ApiResult<Vec<String>> {
     let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
@@ -233,10 +273,27 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
         KindInfo::Custom(c) => {
             let mut warnings = Vec::new();
             if let Some(s) = &c.schema {
-                let unknown = schema::prune(s, obj);
-                warnings = unknown_fields_answer(ri, &unknown, opts.validation)?;
-                schema::apply_defaults(s, obj);
-                let errs = cel::validate_custom_resource(s, obj, old);
+                // A write to the status subresource keeps all but `status` as stored (see
+                // `write_existing`): kube-apiserver prunes, defaults and validates only `status`,
+                // by its own schema, and runs the rules of the whole object.
+                let status_schema = match opts.subresource.as_deref() {
+                    Some("status") => schema::property_schema(s, "status"),
+                    _ => None,
+                };
+                let errs = match (status_schema, obj.get_mut("status")) {
+                    (Some(ss), Some(status)) if !status.is_null() => {
+                        let unknown = schema::prune_at(ss, status, ".status");
+                        warnings = unknown_fields_answer(ri, &unknown, opts.validation)?;
+                        schema::apply_defaults_at(ss, status);
+                        cel::validate_status_write(s, ss, c.rules.as_deref(), obj, old)
+                    }
+                    _ => {
+                        let unknown = schema::prune(s, obj);
+                        warnings = unknown_fields_answer(ri, &unknown, opts.validation)?;
+                        schema::apply_defaults(s, obj);
+                        cel::validate_custom_resource(s, c.rules.as_deref(), obj, old)
+                    }
+                };
                 if !errs.is_empty() {
                     return Err(ApiError::invalid(&ri.kind, &ri.group, &name, &errs));
                 }
@@ -470,18 +527,7 @@ pub fn write_existing(
         _ => {}
     }
     if opts.subresource.as_deref() == Some("status") {
-        let status = new.get("status").cloned();
-        let managed_fields = new["metadata"].get("managedFields").cloned();
-        new = (*old).clone();
-        match status {
-            Some(s) => new["status"] = s,
-            None => {
-                new.as_object_mut().map(|o| o.remove("status"));
-            }
-        }
-        if let Some(mf) = managed_fields {
-            new["metadata"]["managedFields"] = mf;
-        }
+        new = with_status_of(&old, new);
     } else if let Some(sub @ ("approval" | "ephemeralcontainers")) = opts.subresource.as_deref() {
         new = super::subresources::partial_update(sub, ri, &old, new, &now())?;
     } else if ri.status_subresource {

@@ -29,6 +29,8 @@ pub struct CustomInfo {
     pub crd_name: String,
     /// `openAPIV3Schema` of this version (shared: every write of the kind reads it).
     pub schema: Option<std::sync::Arc<Value>>,
+    /// Where that schema's CEL rules are (`None`: it has none).
+    pub rules: Option<std::sync::Arc<super::cel::RuleTree>>,
     /// `additionalPrinterColumns` of this version.
     pub printer_columns: Vec<Value>,
     /// `subresources.scale` of this version (`specReplicasPath`, `statusReplicasPath`,
@@ -402,6 +404,7 @@ impl Registry {
                     schema: v["schema"]["openAPIV3Schema"]
                         .as_object()
                         .map(|o| std::sync::Arc::new(Value::Object(o.clone()))),
+                    rules: super::cel::RuleTree::of(&v["schema"]["openAPIV3Schema"]).map(std::sync::Arc::new),
                     printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
                     scale: v["subresources"]["scale"].as_object().map(|o| Box::new(Value::Object(o.clone()))),
                     selectable_fields: v["selectableFields"]

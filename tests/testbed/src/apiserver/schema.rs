@@ -187,10 +187,6 @@ fn flag(schema: &Value, name: &str) -> bool {
     schema.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn is_nullable(schema: &Value) -> bool {
-    flag(schema, "nullable")
-}
-
 /// Schema of a property of an object node: `properties[key]`, else a schema-valued
 /// `additionalProperties`.
 pub(crate) fn property_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
@@ -200,6 +196,72 @@ pub(crate) fn property_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Va
     match schema.get("additionalProperties") {
         Some(ap @ Value::Object(_)) => Some(ap),
         _ => None,
+    }
+}
+
+/// The keywords of one schema node that every walk asks for, read in one pass over its members.
+/// A node has a few members, and each lookup by name hashes the name: the walks below asked for
+/// a dozen names at every node of every object written. The rarer checks (bounds, lengths,
+/// patterns, combinators) are only flagged here, and read by name when the flag is set.
+#[derive(Default)]
+struct Keywords<'a> {
+    ty: Option<&'a str>,
+    nullable: bool,
+    int_or_string: bool,
+    preserve_unknown: bool,
+    embedded: bool,
+    properties: Option<&'a Map<String, Value>>,
+    additional: Option<&'a Value>,
+    items: Option<&'a Value>,
+    default: Option<&'a Value>,
+    enumeration: Option<&'a Vec<Value>>,
+    required: Option<&'a Vec<Value>>,
+    /// `allOf`, `anyOf`, `oneOf` or `not`.
+    combinators: bool,
+    /// `maxLength`, `minLength`, `pattern` or `format`.
+    string_checks: bool,
+    /// `maximum`, `minimum` or `multipleOf`.
+    number_checks: bool,
+    /// `minItems`, `maxItems` or `x-kubernetes-list-type`.
+    array_checks: bool,
+    /// `maxProperties` or `minProperties`.
+    object_checks: bool,
+}
+
+impl<'a> Keywords<'a> {
+    fn of(schema: &'a Value) -> Self {
+        let mut k = Keywords::default();
+        let Some(members) = schema.as_object() else { return k };
+        for (name, value) in members {
+            match name.as_str() {
+                "type" => k.ty = value.as_str(),
+                "nullable" => k.nullable = value.as_bool() == Some(true),
+                "x-kubernetes-int-or-string" => k.int_or_string = value.as_bool() == Some(true),
+                "x-kubernetes-preserve-unknown-fields" => k.preserve_unknown = value.as_bool() == Some(true),
+                "x-kubernetes-embedded-resource" => k.embedded = value.as_bool() == Some(true),
+                "properties" => k.properties = value.as_object(),
+                "additionalProperties" => k.additional = Some(value),
+                "items" => k.items = Some(value),
+                "default" => k.default = Some(value),
+                "enum" => k.enumeration = value.as_array(),
+                "required" => k.required = value.as_array(),
+                "allOf" | "anyOf" | "oneOf" | "not" => k.combinators = true,
+                "maxLength" | "minLength" | "pattern" | "format" => k.string_checks = true,
+                "maximum" | "minimum" | "multipleOf" => k.number_checks = true,
+                "minItems" | "maxItems" | "x-kubernetes-list-type" => k.array_checks = true,
+                "maxProperties" | "minProperties" => k.object_checks = true,
+                _ => {}
+            }
+        }
+        k
+    }
+
+    /// [`property_schema`] of this node.
+    fn property(&self, key: &str) -> Option<&'a Value> {
+        if let Some(p) = self.properties.and_then(|p| p.get(key)) {
+            return Some(p);
+        }
+        self.additional.filter(|a| a.is_object())
     }
 }
 
@@ -216,45 +278,46 @@ pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
     removed
 }
 
+/// [`prune`] of the value at `path` (`.status`), by its own schema.
+pub fn prune_at(schema: &Value, value: &mut Value, path: &str) -> Vec<String> {
+    let mut removed = Vec::new();
+    prune_node(schema, value, path, false, &mut removed);
+    removed
+}
+
 fn prune_node(schema: &Value, value: &mut Value, path: &str, root: bool, removed: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
-            let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
-            let embedded = flag(schema, "x-kubernetes-embedded-resource");
-            let props = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties");
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
-                let kpath = format!("{path}.{key}");
-                if (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+            let kw = Keywords::of(schema);
+            let mut undeclared = Vec::new();
+            for (key, v) in map.iter_mut() {
+                if (root || kw.embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                     // Type meta and object meta are the server's business, not the schema's.
                     continue;
                 }
-                if let Some(ps) = props.and_then(|p| p.get(&key)) {
-                    if let Some(v) = map.get_mut(&key) {
-                        prune_node(ps, v, &kpath, false, removed);
-                    }
+                if let Some(ps) = kw.properties.and_then(|p| p.get(key)) {
+                    prune_node(ps, v, &format!("{path}.{key}"), false, removed);
                     continue;
                 }
-                match additional {
+                match kw.additional {
                     Some(ap @ Value::Object(_)) => {
-                        if let Some(v) = map.get_mut(&key) {
-                            prune_node(ap, v, &kpath, false, removed);
-                        }
+                        prune_node(ap, v, &format!("{path}.{key}"), false, removed);
                         continue;
                     }
                     Some(Value::Bool(true)) => continue,
                     _ => {}
                 }
-                if preserve {
-                    continue;
+                if !kw.preserve_unknown {
+                    removed.push(format!("{path}.{key}"));
+                    undeclared.push(key.clone());
                 }
+            }
+            for key in undeclared {
                 map.remove(&key);
-                removed.push(kpath);
             }
         }
         Value::Array(items) => {
-            if let Some(is) = schema.get("items") {
+            if let Some(is) = Keywords::of(schema).items {
                 for (i, v) in items.iter_mut().enumerate() {
                     prune_node(is, v, &format!("{path}[{i}]"), false, removed);
                 }
@@ -278,20 +341,27 @@ pub fn apply_defaults(schema: &Value, obj: &mut Value) {
     default_node(schema, obj, true);
 }
 
+/// [`apply_defaults`] to a value below the root (`status`), by its own schema.
+pub fn apply_defaults_at(schema: &Value, value: &mut Value) {
+    default_node(schema, value, false);
+}
+
 fn default_node(schema: &Value, value: &mut Value, root: bool) {
     match value {
         Value::Object(map) => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            let kw = Keywords::of(schema);
+            if let Some(props) = kw.properties {
                 for (k, ps) in props {
                     if root && k == "metadata" {
                         continue;
                     }
-                    let Some(def) = ps.get("default") else {
+                    let child = Keywords::of(ps);
+                    let Some(def) = child.default else {
                         continue;
                     };
                     let set = match map.get(k) {
                         None => true,
-                        Some(Value::Null) => !is_nullable(ps),
+                        Some(Value::Null) => !child.nullable,
                         Some(_) => false,
                     };
                     if set {
@@ -299,34 +369,34 @@ fn default_node(schema: &Value, value: &mut Value, root: bool) {
                     }
                 }
             }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
+            let mut dropped = Vec::new();
+            for (k, v) in map.iter_mut() {
                 if root && matches!(k.as_str(), "metadata" | "apiVersion" | "kind") {
                     continue;
                 }
-                let Some(ps) = property_schema(schema, &k) else {
+                let Some(ps) = kw.property(k) else {
                     continue;
                 };
-                let drop = {
-                    let v = map.get_mut(&k).expect("key present");
-                    if v.is_null() {
-                        !is_nullable(ps) && ps.get("default").is_none()
-                    } else {
-                        default_node(ps, v, false);
-                        false
+                if v.is_null() {
+                    let child = Keywords::of(ps);
+                    if !child.nullable && child.default.is_none() {
+                        dropped.push(k.clone());
                     }
-                };
-                if drop {
-                    map.remove(&k);
+                } else {
+                    default_node(ps, v, false);
                 }
+            }
+            for k in dropped {
+                map.remove(&k);
             }
         }
         Value::Array(items) => {
-            if let Some(is) = schema.get("items") {
+            if let Some(is) = Keywords::of(schema).items {
+                let item = Keywords::of(is);
                 for v in items.iter_mut() {
                     if v.is_null()
-                        && !is_nullable(is)
-                        && let Some(def) = is.get("default")
+                        && !item.nullable
+                        && let Some(def) = item.default
                     {
                         *v = def.clone();
                     }
@@ -350,6 +420,14 @@ pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// [`validate`] of the value at `path` (`status`), by its own schema, as kube-apiserver checks
+/// a write to the status subresource.
+pub fn validate_at(schema: &Value, value: &Value, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    validate_node(schema, value, path, false, &mut errs);
+    errs
+}
+
 /// kube-openapi's message prefix: `<path> in body`.
 fn in_body(path: &str) -> String {
     if path.is_empty() { "body".to_string() } else { format!("{path} in body") }
@@ -368,9 +446,8 @@ fn validate_node(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut V
     if !schema.is_object() {
         return;
     }
-    let nullable = is_nullable(schema);
-    let int_or_string = flag(schema, "x-kubernetes-int-or-string");
-    let ty = schema.get("type").and_then(Value::as_str);
+    let kw = Keywords::of(schema);
+    let (nullable, int_or_string, ty) = (kw.nullable, kw.int_or_string, kw.ty);
 
     // Type (and nullability).
     if v.is_null() {
@@ -393,16 +470,18 @@ fn validate_node(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut V
     }
 
     // allOf / anyOf / oneOf / not.
-    validate_combinators(schema, v, path, errs);
+    if kw.combinators {
+        validate_combinators(schema, v, path, errs);
+    }
 
     match v {
-        Value::String(s) => validate_string(schema, s, v, path, errs),
-        Value::Number(_) => validate_number(schema, v, path, errs),
+        Value::String(s) if kw.string_checks => validate_string(schema, s, v, path, errs),
+        Value::Number(_) if kw.number_checks => validate_number(schema, v, path, errs),
         _ => {}
     }
 
     // enum
-    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+    if let Some(options) = kw.enumeration
         && !options.iter().any(|o| json_equal(o, v))
     {
         let supported: Vec<String> = options
@@ -416,8 +495,8 @@ fn validate_node(schema: &Value, v: &Value, path: &str, root: bool, errs: &mut V
     }
 
     match v {
-        Value::Array(items) => validate_array(schema, items, path, errs),
-        Value::Object(map) => validate_object(schema, map, path, root, errs),
+        Value::Array(items) => validate_array(schema, &kw, items, path, errs),
+        Value::Object(map) => validate_object(schema, &kw, map, path, root, errs),
         _ => {}
     }
 }
@@ -556,11 +635,14 @@ fn validate_number(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldEr
     }
 }
 
-fn validate_array(schema: &Value, items: &[Value], path: &str, errs: &mut Vec<FieldError>) {
-    if let Some(is) = schema.get("items") {
+fn validate_array(schema: &Value, kw: &Keywords, items: &[Value], path: &str, errs: &mut Vec<FieldError>) {
+    if let Some(is) = kw.items {
         for (i, item) in items.iter().enumerate() {
             validate_node(is, item, &index_path(path, i), false, errs);
         }
+    }
+    if !kw.array_checks {
+        return;
     }
     let n = items.len() as i64;
     if let Some(min) = schema.get("minItems").and_then(Value::as_i64)
@@ -588,7 +670,7 @@ fn validate_array(schema: &Value, items: &[Value], path: &str, errs: &mut Vec<Fi
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
-            let item_schema = schema.get("items");
+            let item_schema = kw.items;
             let key_of = |item: &Value| -> Option<Map<String, Value>> {
                 let obj = item.as_object()?;
                 let mut m = Map::new();
@@ -635,8 +717,15 @@ pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, root: bool, errs: &mut Vec<FieldError>) {
-    if let Some(req) = schema.get("required").and_then(Value::as_array) {
+fn validate_object(
+    schema: &Value,
+    kw: &Keywords,
+    map: &Map<String, Value>,
+    path: &str,
+    root: bool,
+    errs: &mut Vec<FieldError>,
+) {
+    if let Some(req) = kw.required {
         for r in req.iter().filter_map(Value::as_str) {
             if root && r == "metadata" {
                 continue;
@@ -647,20 +736,22 @@ fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, root: b
         }
     }
     let n = map.len() as i64;
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_i64)
-        && n > max
-    {
-        errs.push(FieldError::too_many(path, n, max));
+    if kw.object_checks {
+        if let Some(max) = schema.get("maxProperties").and_then(Value::as_i64)
+            && n > max
+        {
+            errs.push(FieldError::too_many(path, n, max));
+        }
+        if let Some(min) = schema.get("minProperties").and_then(Value::as_i64)
+            && n < min
+        {
+            let msg = format!("{} should have at least {} properties", in_body(path), min);
+            errs.push(FieldError::invalid(path, &Value::from(n), &msg));
+        }
     }
-    if let Some(min) = schema.get("minProperties").and_then(Value::as_i64)
-        && n < min
-    {
-        let msg = format!("{} should have at least {} properties", in_body(path), min);
-        errs.push(FieldError::invalid(path, &Value::from(n), &msg));
-    }
-    let embedded = flag(schema, "x-kubernetes-embedded-resource");
-    let props = schema.get("properties").and_then(Value::as_object);
-    let additional = schema.get("additionalProperties");
+    let embedded = kw.embedded;
+    let props = kw.properties;
+    let additional = kw.additional;
     for (k, v) in map {
         if root && k == "metadata" {
             continue;
@@ -674,7 +765,7 @@ fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, root: b
         } else if let Some(ap @ Value::Object(_)) = additional {
             validate_node(ap, v, &cpath, false, errs);
         } else if let Some(Value::Bool(false)) = additional
-            && (props.is_some() || !flag(schema, "x-kubernetes-preserve-unknown-fields"))
+            && (props.is_some() || !kw.preserve_unknown)
         {
             let msg = format!("{}.{} in body is a forbidden property", if path.is_empty() { "" } else { path }, k);
             errs.push(FieldError::forbidden(&cpath, &msg));
