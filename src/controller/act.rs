@@ -298,16 +298,22 @@ async fn create_pending_key(
 ) -> Result<PendingKey, kube::Error> {
     let (name, namespace) = (secret.name_any(), secret.namespace().unwrap_or_default());
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let facts = SecretFacts::written(&key, None);
+    ctx.secrets.writing(secret, facts.clone());
     match create_reading_metadata(ctx, &namespace, secret).await {
         Ok(created) => {
-            ctx.secrets.wrote(&created.metadata, SecretFacts::written(&key, None));
+            ctx.secrets.wrote(&created.metadata, facts);
             tracing::debug!(secret = %name, "created the pending key");
             return Ok(PendingKey::Holds(key));
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
+            ctx.secrets.not_written(&namespace, &name);
             tracing::debug!(secret = %name, "the pending key's Secret exists");
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            ctx.secrets.not_written(&namespace, &name);
+            return Err(e);
+        }
     }
     let existing = api.get(&name).await?;
     if let Some(why) = tenancy::pending_key_refusal(ctx, order, &Ownership::of(&existing.metadata)) {
@@ -438,10 +444,14 @@ async fn write_certificate(input: &StepInput<'_>, step: &'static str, key: Priva
     let secret = objects::tls_secret(order, data, &info);
     // The answer's certificate and key are what was just sent: only its metadata is read.
     let api: Api<Answer<Secret>> = Api::namespaced(input.ctx.client.clone(), order_ctx.namespace);
+    input.ctx.secrets.writing(&secret, facts.clone());
     let written = api
         .patch(&order.spec.secret_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret))
         .await
-        .map_err(|e| failed(step, tls_secret_refused(&order.spec.secret_name, e)))?;
+        .map_err(|e| {
+            input.ctx.secrets.not_written(order_ctx.namespace, &order.spec.secret_name);
+            failed(step, tls_secret_refused(&order.spec.secret_name, e))
+        })?;
     input.ctx.secrets.wrote(&written.metadata, facts);
     let secret_version = written.resource_version().and_then(|v| v.parse::<u64>().ok()).map(|v| (v, Instant::now()));
     Ok(Written { info, key, secret_version })

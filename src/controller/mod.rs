@@ -877,22 +877,42 @@ async fn write_status(
 ) -> Result<(), Error> {
     // The reviewer's decision is not the operator's: never applied, so never owned or removed by
     // this manager, whatever the cache held.
-    let mut status = serde_json::to_value(status).expect("a status serializes");
-    if let Some(fields) = status.as_object_mut() {
-        fields.remove("approval");
-    }
-    let patch = json!({
-        "apiVersion": CertificateOrder::api_version(&()),
-        "kind": CertificateOrder::kind(&()),
-        "metadata": {"resourceVersion": version},
-        "status": status,
-    });
+    let without_approval;
+    let status = match status.approval {
+        None => status,
+        Some(_) => {
+            without_approval = CertificateOrderStatus { approval: None, ..status.clone() };
+            &without_approval
+        }
+    };
+    let patch = StatusApply {
+        api_version: CertificateOrder::api_version(&()),
+        kind: CertificateOrder::kind(&()),
+        metadata: VersionOnly { resource_version: version.as_deref() },
+        status,
+    };
     let written =
-        orders.patch_status(&order.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await?;
+        orders.patch_status(&order.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     ctx.metrics.status_written();
     *version = written.resource_version();
     remember_written(ctx, order, &written);
     Ok(())
+}
+
+/// The server-side apply of an order's status, conditional on `metadata.resourceVersion`.
+#[derive(serde::Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a> {
+    api_version: std::borrow::Cow<'a, str>,
+    kind: std::borrow::Cow<'a, str>,
+    metadata: VersionOnly<'a>,
+    status: &'a CertificateOrderStatus,
+}
+
+#[derive(serde::Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct VersionOnly<'a> {
+    resource_version: Option<&'a str>,
 }
 
 /// Whether a challenge's self-check `now` is news (an event), `previous` being its last one and

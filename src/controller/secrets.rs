@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::runtime::watcher;
+use sha2::{Digest, Sha256};
 
 use crate::api::{ADOPT_ANNOTATION, MANAGED_BY_LABEL, MANAGER, ORDER_LABEL, order_label_value, owning_order};
 use crate::pki::{self, KeyAlgorithm, PrivateKey, TLS_CRT, TLS_KEY};
@@ -151,6 +152,26 @@ struct Table {
     relisted: Option<HashSet<Key>>,
     /// Secrets this process is deleting, or deleted and has not seen the deletion of yet.
     deleting: HashSet<Key>,
+    /// Secrets this process is writing and has no answer for yet: what the facts are read from
+    /// in the data it sends ([`facts_digest`]), and those facts.
+    writing: HashMap<Key, ([u8; 32], SecretFacts)>,
+}
+
+/// SHA-256 of what [`SecretFacts`] are read from: `tls.key` and `tls.crt`, each absent or with
+/// its length.
+fn facts_digest(secret: &Secret) -> [u8; 32] {
+    let mut sha = Sha256::new();
+    for field in [TLS_KEY, TLS_CRT] {
+        match secret.data.as_ref().and_then(|d| d.get(field)) {
+            None => sha.update([0]),
+            Some(bytes) => {
+                sha.update([1]);
+                sha.update((bytes.0.len() as u64).to_be_bytes());
+                sha.update(&bytes.0);
+            }
+        }
+    }
+    sha.finalize().into()
 }
 
 fn version_of(secret: &Secret) -> Option<u64> {
@@ -194,8 +215,20 @@ impl SecretCache {
                 // The version this process wrote (`wrote`) is known already: its key and
                 // certificate are not read again.
                 let version = version_of(secret);
-                let known =
+                let mut known =
                     table.secrets.get(&key).is_some_and(|c| version.is_some() && c.resource_version() == version);
+                // The event of a write whose answer has not come yet: the facts were worked out
+                // before writing, and are the same for the same bytes.
+                if !known
+                    && let Some((digest, facts)) = table.writing.get(&key)
+                    && *digest == facts_digest(secret)
+                {
+                    let facts = SecretFacts { resource_version: version, ..facts.clone() };
+                    let cached = CachedSecret { ownership: Ownership::of(&secret.metadata), facts };
+                    table.writing.remove(&key);
+                    table.secrets.insert(key.clone(), Arc::new(cached));
+                    known = true;
+                }
                 if !known {
                     table.secrets.insert(key, Arc::new(CachedSecret::of(secret)));
                 }
@@ -211,14 +244,29 @@ impl SecretCache {
     /// writing (their version is set here). The watch's event of that version then finds them rather than
     /// reading the key and certificate again; a newer version in the cache stays.
     pub fn wrote(&self, metadata: &ObjectMeta, facts: SecretFacts) {
-        let Some(version) = metadata.resource_version.as_deref().and_then(|v| v.parse().ok()) else { return };
         let mut table = self.inner.lock().expect("secret cache lock");
         let key = (metadata.namespace.clone().unwrap_or_default(), metadata.name.clone().unwrap_or_default());
+        table.writing.remove(&key);
+        let Some(version) = metadata.resource_version.as_deref().and_then(|v| v.parse().ok()) else { return };
         if table.secrets.get(&key).and_then(|c| c.resource_version()).is_some_and(|cached| cached >= version) {
             return;
         }
         let facts = SecretFacts { resource_version: Some(version), ..facts };
         table.secrets.insert(key, Arc::new(CachedSecret { ownership: Ownership::of(metadata), facts }));
+    }
+
+    /// This process is about to write `secret` (its namespace, name and data), whose data has
+    /// `facts`. When the watch brings that data before the write's answer comes (and
+    /// [`Self::wrote`] with it), it is known all the same: not read again, and no reconcile woken.
+    /// Call [`Self::not_written`] when the write fails.
+    pub fn writing(&self, secret: &Secret, facts: SecretFacts) {
+        let entry = (facts_digest(secret), facts);
+        self.inner.lock().expect("secret cache lock").writing.insert(key_of(secret), entry);
+    }
+
+    /// The write announced by [`Self::writing`] failed.
+    pub fn not_written(&self, namespace: &str, name: &str) {
+        self.inner.lock().expect("secret cache lock").writing.remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// This process is about to delete Secret `namespace/name`: the watch's event of that
@@ -333,6 +381,38 @@ mod tests {
         // A write answered with an older version than the cache holds changes nothing.
         cache.wrote(&secret("k", "7", &[]).metadata, facts);
         assert_eq!(cache.get("ns", "k").unwrap().resource_version(), Some(8));
+    }
+
+    #[test]
+    fn a_write_whose_event_comes_before_its_answer_is_known_by_its_data() {
+        let key = pki::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let other = pki::generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let cache = SecretCache::default();
+        let sent = secret("k", "", &[(TLS_KEY, key.to_pem())]);
+        let facts = SecretFacts::written(&key, None);
+
+        // Someone else's data in the same Secret is read, and wakes the reconcile.
+        cache.writing(&sent, facts.clone());
+        let theirs = cache.absorb(watcher::Event::Apply(secret("k", "4", &[(TLS_KEY, other.to_pem())])));
+        assert!(theirs.is_some());
+        assert_eq!(
+            cache.get("ns", "k").unwrap().facts,
+            SecretFacts::of(&secret("k", "4", &[(TLS_KEY, other.to_pem())]))
+        );
+        // The event of the data written takes the facts worked out before writing, and wakes nothing.
+        let echo = cache.absorb(watcher::Event::Apply(secret("k", "5", &[(TLS_KEY, key.to_pem())])));
+        assert!(echo.is_none(), "the event of this process's own write");
+        assert_eq!(cache.get("ns", "k").unwrap().facts, SecretFacts { resource_version: Some(5), ..facts.clone() });
+        // The answer then comes: nothing changes.
+        cache.wrote(&secret("k", "5", &[]).metadata, facts.clone());
+        assert_eq!(cache.get("ns", "k").unwrap().resource_version(), Some(5));
+        // Once answered, the same data again is someone else's write.
+        assert!(cache.absorb(watcher::Event::Apply(secret("k", "6", &[(TLS_KEY, key.to_pem())]))).is_some());
+
+        // A write that failed announced nothing.
+        cache.writing(&secret("f", "", &[(TLS_KEY, key.to_pem())]), facts);
+        cache.not_written("ns", "f");
+        assert!(cache.absorb(watcher::Event::Apply(secret("f", "2", &[(TLS_KEY, key.to_pem())]))).is_some());
     }
 
     #[test]

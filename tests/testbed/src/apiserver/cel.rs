@@ -83,12 +83,12 @@ impl RuleTree {
 /// wrong type, a missing required field, an unsupported enum value, a string, list or map over
 /// its maximum). Then the rules are not run, and one more error says so, as in
 /// apiextensions-apiserver's `hasBlockingErr`.
-pub fn validate_custom_resource(
-    schema: &Value,
-    rules: Option<&RuleTree>,
-    new: &Value,
-    old: Option<&Value>,
-) -> Vec<FieldError> {
+pub fn validate_custom_resource(schema: &Value, new: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    validate_object(schema, RuleTree::of(schema).as_ref(), new, old)
+}
+
+/// [`validate_custom_resource`] with the schema's rules worked out already.
+pub fn validate_object(schema: &Value, rules: Option<&RuleTree>, new: &Value, old: Option<&Value>) -> Vec<FieldError> {
     with_rules(super::schema::validate(schema, new), schema, rules, new, old)
 }
 

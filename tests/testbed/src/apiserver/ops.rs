@@ -291,7 +291,7 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
                         let unknown = schema::prune(s, obj);
                         warnings = unknown_fields_answer(ri, &unknown, opts.validation)?;
                         schema::apply_defaults(s, obj);
-                        cel::validate_custom_resource(s, c.rules.as_deref(), obj, old)
+                        cel::validate_object(s, c.rules.as_deref(), obj, old)
                     }
                 };
                 if !errs.is_empty() {

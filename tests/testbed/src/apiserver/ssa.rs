@@ -716,15 +716,29 @@ fn metadata_without_managed_fields(meta: Option<&Value>) -> Option<Cow<'_, Value
     }
 }
 
+/// The members of metadata `meta` but `managedFields` (none when it is not an object).
+fn metadata_members(meta: Option<&Value>) -> impl Iterator<Item = (&String, &Value)> {
+    meta.and_then(Value::as_object).into_iter().flatten().filter(|(k, _)| *k != "managedFields")
+}
+
+/// Two `metadata` values equal but for their `managedFields`, without copying either.
+fn metadata_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            metadata_members(Some(a)).count() == metadata_members(Some(b)).count()
+                && x.iter().all(|(k, v)| k == "managedFields" || y.get(k) == Some(v))
+        }
+        _ => a == b,
+    }
+}
+
 /// `without_managed_fields(a) == without_managed_fields(b)`, without copying either.
 fn equal_without_managed_fields(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
                 && x.iter().all(|(k, v)| match y.get(k) {
-                    Some(w) if k == "metadata" => {
-                        metadata_without_managed_fields(Some(v)) == metadata_without_managed_fields(Some(w))
-                    }
+                    Some(w) if k == "metadata" => metadata_equal(v, w),
                     Some(w) => v == w,
                     None => false,
                 })
@@ -1021,7 +1035,18 @@ fn compare(old: &Value, new: &Value, t: &Types) -> Comparison {
             for k in union_keys(o, n) {
                 names.push(k.clone());
                 let mark = path.push_field(k);
-                if k == "metadata" {
+                if let (Some(Value::Object(om)), Some(Value::Object(nm))) = (o.get(k), n.get(k))
+                    && k == "metadata"
+                {
+                    // `compare_at` of the two without their managedFields, without copying them.
+                    for mk in union_keys(om, nm).filter(|mk| *mk != "managedFields") {
+                        names.push(mk.clone());
+                        let mark = path.push_field(mk);
+                        compare_at(om.get(mk), nm.get(mk), t, &mut names, &mut path, &mut c);
+                        path.truncate(mark);
+                        names.pop();
+                    }
+                } else if k == "metadata" {
                     let om = metadata_without_managed_fields(o.get(k));
                     let nm = metadata_without_managed_fields(n.get(k));
                     compare_at(om.as_deref(), nm.as_deref(), t, &mut names, &mut path, &mut c);

@@ -117,6 +117,53 @@ impl WatchParams {
 }
 
 /// Starts a watch and answers with its stream.
+/// At most this much of the events waiting is sent as one chunk.
+const CHUNK_MAX: usize = 64 * 1024;
+
+/// The watch's lines for event `first` and the events already waiting after it, as one chunk
+/// (`None`: none is for this watch); and whether the watch ends (it lagged behind the broadcast,
+/// or the store closed). kube-apiserver flushes a watch only when no event is waiting
+/// (`serveWatch`), so a burst of events reaches the client in one write.
+fn drain(
+    first: Result<Arc<Event>, RecvError>,
+    rx: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
+    p: &WatchParams,
+    last_rv: &mut u64,
+) -> (Option<Bytes>, bool) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let mut lines: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    let mut next = first.map_err(|_| ());
+    let ended = loop {
+        match next {
+            Ok(ev) => {
+                if ev.rv > *last_rv {
+                    *last_rv = ev.rv;
+                    if let Some(line) = p.translate(&ev) {
+                        size += line.len();
+                        lines.push(line);
+                    }
+                }
+            }
+            Err(()) => break true,
+        }
+        if size >= CHUNK_MAX {
+            break false;
+        }
+        next = match rx.try_recv() {
+            Ok(ev) => Ok(ev),
+            Err(TryRecvError::Empty) => break false,
+            Err(TryRecvError::Lagged(_) | TryRecvError::Closed) => Err(()),
+        };
+    };
+    let chunk = match lines.len() {
+        0 => None,
+        1 => lines.pop(),
+        _ => Some(Bytes::from(lines.concat())),
+    };
+    (chunk, ended)
+}
+
 pub fn serve(shared: Arc<Shared>, p: WatchParams) -> Response {
     let mut initial: Vec<Bytes> = Vec::new();
     let mut gone = false;
@@ -169,17 +216,14 @@ pub fn serve(shared: Arc<Shared>, p: WatchParams) -> Response {
                 _ = ticker.tick(), if p.bookmarks => {
                     if tx.send(Ok(p.bookmark(last_rv, false))).await.is_err() { return; }
                 }
-                r = rx.recv() => match r {
-                    Ok(ev) => {
-                        if ev.rv <= last_rv { continue; }
-                        last_rv = ev.rv;
-                        if let Some(line) = p.translate(&ev)
-                            && tx.send(Ok(line)).await.is_err() { return; }
-                    }
+                r = rx.recv() => {
+                    let (chunk, ended) = drain(r, &mut rx, &p, &mut last_rv);
+                    if let Some(chunk) = chunk
+                        && tx.send(Ok(chunk)).await.is_err() { return; }
                     // A watcher too slow for the broadcast buffer is closed; the client resumes
                     // from its last resourceVersion, like after any dropped watch.
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
-                },
+                    if ended { return; }
+                }
             }
         }
         if p.bookmarks {
