@@ -17,7 +17,7 @@
 //! another `certorder` binary (a copy of an earlier build, for before/after figures);
 //! `BENCH_DUMP=1` prints an issued order as JSON.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -186,27 +186,37 @@ async fn main() -> anyhow::Result<()> {
     let mut operator = start_operator()?;
 
     // The benchmark's one watch of the orders (a second one would double its decoding): it
-    // publishes each order's TXT records as soon as the status lists them, like a person (or
-    // external-dns) would, and reports every order that is Issued.
+    // publishes each order's TXT records as soon as the status lists them, and removes them once
+    // the order is Issued, like a person (or external-dns) would, and reports every order that
+    // is Issued. (A zone keeping every record ever published would make the test DNS server's
+    // answers slower and slower: hickory looks through all records for a name it lacks.)
     let orders: Api<CertificateOrder> = Api::namespaced(client.clone(), NS);
     let (issued_tx, mut issued_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let publisher = {
         let orders = orders.clone();
         let dns = dns.clone();
         tokio::spawn(async move {
-            let mut published = HashSet::new();
+            // Each order's published records, by order.
+            let mut published: HashMap<String, HashSet<(String, String)>> = HashMap::new();
             // The storm's dropped watches and 410s are errors of the stream, after which it goes on.
             let mut stream = watcher(orders, watcher::Config::default()).default_backoff().applied_objects().boxed();
             while let Some(order) = stream.next().await {
                 let Ok(order) = order else { continue };
                 let Some(status) = &order.status else { continue };
+                let name = order.name_any();
+                if status.phase == Phase::Issued {
+                    if issued_tx.send(name.clone()).is_err() {
+                        break;
+                    }
+                    for (target, _) in published.remove(&name).unwrap_or_default() {
+                        let _ = dns.remove_txt(&target).await;
+                    }
+                    continue;
+                }
                 for c in &status.challenges {
-                    if published.insert((c.target.clone(), c.expected_value.clone())) {
+                    if published.entry(name.clone()).or_default().insert((c.target.clone(), c.expected_value.clone())) {
                         let _ = dns.set_txt(&c.target, &[c.expected_value.as_str()]).await;
                     }
-                }
-                if status.phase == Phase::Issued && issued_tx.send(order.name_any()).is_err() {
-                    break;
                 }
             }
         })

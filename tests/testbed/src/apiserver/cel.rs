@@ -646,11 +646,16 @@ fn eval_rule(
     bound: &mut Bindings,
     errs: &mut Vec<FieldError>,
 ) {
+    let ctx = bound.context(run.binding, schema, new, old, root);
+    let result = run.compiled.program.execute(ctx);
+    if matches!(result, Ok(CelValue::Bool(true))) {
+        return;
+    }
+    // The rule failed: what the error says.
     let shown_path = shown_path(path, root);
     let ty = Value::String(schema_type(schema));
-    let ctx = bound.context(run.binding, schema, new, old, root);
     let rule_err = rule_error_string(rule);
-    match run.compiled.program.execute(ctx) {
+    match result {
         Ok(CelValue::Bool(true)) => {}
         Ok(CelValue::Bool(false)) => {
             let field = match rule.get("fieldPath").and_then(Value::as_str) {
