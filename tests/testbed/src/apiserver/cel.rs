@@ -890,15 +890,27 @@ fn to_cel_except(schema: Option<&Value>, v: &Value, skip: &str) -> CelValue {
             CelValue::List(Arc::new(items.iter().map(|i| to_cel(is, i)).collect()))
         }
         Value::Object(map) => {
-            let props = schema.and_then(|s| s.get("properties")).and_then(Value::as_object);
             let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(map.len());
-            for (k, val) in map.iter().filter(|(k, _)| skip.is_empty() || *k != skip) {
-                let (name, ps) = cel_property(schema, props, k);
+            for (name, ps, val) in cel_members(schema, map, skip) {
                 out.insert(Key::String(Arc::new(name.into_owned())), to_cel(ps, val));
             }
             CelValue::Map(cel::objects::Map { map: Arc::new(out) })
         }
     }
+}
+
+/// The members of an object typed by `schema` but `skip` (none when empty), each with its CEL
+/// name and its schema (see [`cel_property`]).
+fn cel_members<'a>(
+    schema: Option<&'a Value>,
+    map: &'a serde_json::Map<String, Value>,
+    skip: &'a str,
+) -> impl Iterator<Item = (Cow<'a, str>, Option<&'a Value>, &'a Value)> {
+    let props = schema.and_then(|s| s.get("properties")).and_then(Value::as_object);
+    map.iter().filter(move |(k, _)| skip.is_empty() || *k != skip).map(move |(k, val)| {
+        let (name, ps) = cel_property(schema, props, k);
+        (name, ps, val)
+    })
 }
 
 /// The CEL name of the property `k` of an object typed by `schema` (whose `properties` are
@@ -926,9 +938,7 @@ fn to_cel_part(schema: Option<&Value>, v: &Value, need: &Need, skip: &str) -> Ce
     };
     let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(fields.len());
     if let (Value::Object(map), false) = (v, fields.is_empty()) {
-        let props = schema.and_then(|s| s.get("properties")).and_then(Value::as_object);
-        for (k, val) in map.iter().filter(|(k, _)| skip.is_empty() || *k != skip) {
-            let (name, ps) = cel_property(schema, props, k);
+        for (name, ps, val) in cel_members(schema, map, skip) {
             if let Some(n) = fields.get(name.as_ref()) {
                 out.insert(Key::String(Arc::new(name.into_owned())), to_cel_part(ps, val, n, ""));
             }

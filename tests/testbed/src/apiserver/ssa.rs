@@ -457,13 +457,29 @@ fn key_text(mut fields: Vec<(&str, &Value)>) -> Option<String> {
         text.push(if text.is_empty() { b'{' } else { b',' });
         serde_json::to_writer(&mut text, k).expect("JSON is written to memory");
         text.push(b':');
-        serde_json::to_writer(&mut text, v).expect("JSON is written to memory");
+        text.extend_from_slice(value_text(v).as_bytes());
     }
     if text.is_empty() {
         return None;
     }
     text.push(b'}');
     Some(String::from_utf8(text).expect("JSON is UTF-8"))
+}
+
+/// A list item's value (or a map-list key's field) as it is written in a path element: JSON, with
+/// a number that has no fraction written as an integer (`1.0` as `1`, as Go's encoding/json
+/// writes a float64). structured-merge-diff compares numbers by value (`value.Compare`), so `1`
+/// and `1.0` are one item, and one element.
+fn value_text(v: &Value) -> String {
+    if let Value::Number(n) = v
+        && n.is_f64()
+        && let Some(f) = n.as_f64()
+        && f.fract() == 0.0
+        && f.abs() < 1e21
+    {
+        return format!("{f:.0}");
+    }
+    v.to_string()
 }
 
 fn pe_from_key(k: &str) -> Option<PE> {
@@ -475,7 +491,7 @@ fn pe_from_key(k: &str) -> Option<PE> {
             let fields = v.as_object()?.iter().map(|(k, v)| (k.as_str(), v)).collect();
             Some(PE::Key(key_text(fields).unwrap_or_else(|| "{}".into())))
         }
-        "v:" => serde_json::from_str::<Value>(rest).ok().map(|v| PE::Val(v.to_string())),
+        "v:" => serde_json::from_str::<Value>(rest).ok().map(|v| PE::Val(value_text(&v))),
         "i:" => rest.parse().ok().map(PE::Index),
         _ => None,
     }
@@ -863,7 +879,7 @@ impl Types<'_> {
 /// The path element of item `i` of the list at `names`.
 fn item_pe(t: &Types, names: &[String], lt: &ListType, i: usize, item: &Value) -> PE {
     match lt {
-        ListType::Set => PE::Val(item.to_string()),
+        ListType::Set => PE::Val(value_text(item)),
         ListType::Map(keys) => t.item_key(names, keys, item).map(PE::Key).unwrap_or(PE::Index(i)),
         ListType::Atomic => PE::Index(i),
     }

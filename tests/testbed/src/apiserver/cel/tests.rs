@@ -503,7 +503,7 @@ fn issued_order() -> Value {
 }
 
 #[test]
-fn root_transition_rules_answer_as_with_the_whole_object() {
+fn root_transition_rules_refuse_changing_what_was_bought_once_it_is() {
     let schema = purchased_schema(json!([]));
     let stored = issued_order();
     let check = |new: &Value, old: &Value| lines(&validate_rules(&schema, new, Some(old)));

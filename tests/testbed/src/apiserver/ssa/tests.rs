@@ -612,15 +612,20 @@ fn encoded_paths_sort_as_their_elements() {
     }
 }
 
-/// Values equal as JSON numbers can still be different fields: a set's `1` and `1.0` are two
-/// items (`v:1`, `v:1.0`), so replacing one by the other is a change.
+/// structured-merge-diff compares numbers by value (`value.Compare`, `value.Equals`): a set's
+/// `1` and `1.0` are one item, `v:1` (Go writes the float as `1`), and replacing one by the other
+/// changes no field, so its owner keeps it.
 #[test]
-fn a_set_item_one_replaced_by_one_point_zero_is_a_change() {
+fn a_set_item_one_replaced_by_one_point_zero_is_the_same_item() {
     let types = crd_types();
     let old = apply(None, &order(json!({"domains": [1]})), "kubectl", false, None, &types).unwrap();
     let mut new = old.clone();
     new["spec"]["domains"] = json!([1.0]);
     record_update(Some(&old), &mut new, "editor", None, &types);
-    assert_eq!(fields(&new, "editor", "Update"), json!({"f:spec": {"f:domains": {"v:1.0": {}}}}));
-    assert_eq!(fields(&new, "kubectl", "Apply"), Value::Null);
+    assert_eq!(fields(&new, "editor", "Update"), Value::Null);
+    assert_eq!(fields(&new, "kubectl", "Apply"), json!({"f:spec": {"f:domains": {"v:1": {}}}}));
+    // Applied as `1.0` by another manager, it is the same element, shared.
+    let shared = apply(Some(&old), &order(json!({"domains": [1.0]})), "other", false, None, &types).unwrap();
+    assert_eq!(fields(&shared, "other", "Apply"), json!({"f:spec": {"f:domains": {"v:1": {}}}}));
+    assert_eq!(fields(&shared, "kubectl", "Apply"), json!({"f:spec": {"f:domains": {"v:1": {}}}}));
 }
