@@ -298,6 +298,9 @@ async fn a_status_write_is_checked_against_the_status_schema_and_the_rules() {
         panic!("the rule on the whole object did not run")
     };
     assert!(broken.message.contains("a widget is never Broken"), "{}", broken.message);
+    // A status write that removes the status checks no schema either (it is not nullable: dropped).
+    let removed = api.patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": null}))).await.unwrap();
+    assert!(removed.data.get("status").is_none(), "{:?}", removed.data);
 }
 
 #[tokio::test]

@@ -280,14 +280,28 @@ fn admit(ri: &ResourceInfo, obj: &mut Value, old: Option<&Value>, opts: &WriteOp
                     Some("status") => schema::property_schema(s, "status"),
                     _ => None,
                 };
-                let errs = match (status_schema, obj.get_mut("status")) {
-                    (Some(ss), Some(status)) if !status.is_null() => {
-                        let unknown = schema::prune_at(ss, status, ".status");
-                        warnings = unknown_fields_answer(ri, &unknown, opts.validation)?;
-                        schema::apply_defaults_at(ss, status);
+                let errs = match status_schema {
+                    Some(ss) => {
+                        match obj.get_mut("status") {
+                            None => {}
+                            Some(status) if status.is_null() => match schema::defaulted_null(ss) {
+                                Some(value) => {
+                                    *status = value;
+                                    schema::apply_defaults_at(ss, status);
+                                }
+                                None => {
+                                    obj.as_object_mut().map(|o| o.remove("status"));
+                                }
+                            },
+                            Some(status) => {
+                                let unknown = schema::prune_at(ss, status, ".status");
+                                warnings = unknown_fields_answer(ri, &unknown, opts.validation)?;
+                                schema::apply_defaults_at(ss, status);
+                            }
+                        }
                         cel::validate_status_write(s, ss, c.rules.as_deref(), obj, old)
                     }
-                    _ => {
+                    None => {
                         let unknown = schema::prune(s, obj);
                         warnings = unknown_fields_answer(ri, &unknown, opts.validation)?;
                         schema::apply_defaults(s, obj);

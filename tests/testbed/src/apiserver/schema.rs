@@ -346,6 +346,16 @@ pub fn apply_defaults_at(schema: &Value, value: &mut Value) {
     default_node(schema, value, false);
 }
 
+/// What defaulting makes of a member whose value is `null`, by the member's schema: its
+/// `default`, `null` kept when it is nullable, or `None`: the member is dropped.
+pub fn defaulted_null(schema: &Value) -> Option<Value> {
+    let kw = Keywords::of(schema);
+    match kw.default {
+        Some(default) => Some(default.clone()),
+        None => kw.nullable.then_some(Value::Null),
+    }
+}
+
 fn default_node(schema: &Value, value: &mut Value, root: bool) {
     match value {
         Value::Object(map) => {

@@ -467,19 +467,34 @@ fn key_text(mut fields: Vec<(&str, &Value)>) -> Option<String> {
 }
 
 /// A list item's value (or a map-list key's field) as it is written in a path element: JSON, with
-/// a number that has no fraction written as an integer (`1.0` as `1`, as Go's encoding/json
-/// writes a float64). structured-merge-diff compares numbers by value (`value.Compare`), so `1`
-/// and `1.0` are one item, and one element.
+/// a number that is whole written as Go's encoding/json writes the float64 kube-apiserver decodes
+/// it to when it is not an int64 (`1.0` as `1`, `-0.0` as `0`, `1.2345678901234567e20` as
+/// `123456789012345670000`, a u64 beyond int64 as its float64). structured-merge-diff compares
+/// numbers by value (`value.Compare`), so `1` and `1.0` are one item, and one element.
 fn value_text(v: &Value) -> String {
-    if let Value::Number(n) = v
-        && n.is_f64()
-        && let Some(f) = n.as_f64()
-        && f.fract() == 0.0
-        && f.abs() < 1e21
-    {
-        return format!("{f:.0}");
+    let Value::Number(n) = v else { return v.to_string() };
+    if n.is_i64() {
+        return v.to_string();
     }
-    v.to_string()
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e21 => whole_float_text(f),
+        _ => v.to_string(),
+    }
+}
+
+/// A whole float64 below 1e21 as Go's `strconv.FormatFloat(f, 'f', -1, 64)` writes it: its
+/// shortest digits, then zeros.
+fn whole_float_text(f: f64) -> String {
+    if f == 0.0 {
+        return "0".into();
+    }
+    let scientific = format!("{f:e}"); // shortest digits, e.g. "-1.2345e20"
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: usize = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let zeros = (exponent + 1).saturating_sub(digits.len());
+    format!("{sign}{digits}{}", "0".repeat(zeros))
 }
 
 fn pe_from_key(k: &str) -> Option<PE> {

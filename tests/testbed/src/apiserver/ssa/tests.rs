@@ -612,6 +612,23 @@ fn encoded_paths_sort_as_their_elements() {
     }
 }
 
+#[test]
+fn whole_numbers_are_written_in_path_elements_as_go_writes_their_float64() {
+    for (value, text) in [
+        (json!(1), "1"),
+        (json!(1.0), "1"),
+        (json!(-0.0), "0"),
+        (json!(-3.0), "-3"),
+        (json!(1.5), "1.5"),
+        (json!(1.2345678901234567e20), "123456789012345670000"),
+        (json!(18446744073709551615u64), "18446744073709552000"),
+        (json!(18446744073709551615.0), "18446744073709552000"),
+        (json!("1.0"), "\"1.0\""),
+    ] {
+        assert_eq!(value_text(&value), text, "{value}");
+    }
+}
+
 /// structured-merge-diff compares numbers by value (`value.Compare`, `value.Equals`): a set's
 /// `1` and `1.0` are one item, `v:1` (Go writes the float as `1`), and replacing one by the other
 /// changes no field, so its owner keeps it.
