@@ -357,30 +357,51 @@ impl Context {
         match provider.account() {
             AccountState::NoAccount => {}
             AccountState::Refused(why) => {
-                self.report_ready(object, false, "AccountRefused", &why).await;
+                self.report_ready(object, Some(provider), false, "AccountRefused", &why).await;
                 provider.reread_credentials(&self.client).await;
             }
             AccountState::Accepted => {
-                self.report_ready(object, true, "Ready", &format!("{} provider ready", provider.kind())).await
+                let message = format!("{} provider ready", provider.kind());
+                self.report_ready(object, Some(provider), true, "Ready", &message).await
             }
+        }
+    }
+
+    /// After an order's steps: what the vendor answered them may have changed whether it
+    /// refuses the account (a refusal, or the first call that succeeds after one). The provider
+    /// shows it now, rather than at the next reconcile that reads the provider.
+    pub async fn recheck_account(&self, name: &str, provider: &Provider) {
+        if let Some(object) = self.providers.get(&ObjectRef::new(name)) {
+            self.check_account(&object, provider).await;
         }
     }
 
     /// Writes the provider's kind and Ready condition, when they change.
     async fn report_provider(&self, object: &ClusterCertificateProvider, result: &Result<Provider, String>) {
         match result {
-            Ok(p) => self.report_ready(object, true, "Ready", &format!("{} provider ready", p.kind())).await,
-            Err(e) => self.report_ready(object, false, "Invalid", e).await,
+            Ok(p) => self.report_ready(object, Some(p), true, "Ready", &format!("{} provider ready", p.kind())).await,
+            Err(e) => self.report_ready(object, None, false, "Invalid", e).await,
         }
     }
 
-    async fn report_ready(&self, object: &ClusterCertificateProvider, ready: bool, reason: &str, message: &str) {
+    /// Writes the provider's Ready condition, unless the cached provider shows it already and
+    /// it is also the one this process last wrote (the cache may not show that write yet).
+    async fn report_ready(
+        &self,
+        object: &ClusterCertificateProvider,
+        provider: Option<&Provider>,
+        ready: bool,
+        reason: &str,
+        message: &str,
+    ) {
         let status = crate::api::ConditionStatus::from(ready);
         let current = object.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
         let namespaces = super::tenancy::describe_selector(object);
+        let last_written = provider.and_then(Provider::reported);
         if current.is_some_and(|c| c.status == status && c.message == message)
             && object.status.as_ref().and_then(|s| s.observed_generation) == object.metadata.generation
             && object.status.as_ref().and_then(|s| s.namespaces.as_ref()) == Some(&namespaces)
+            && last_written.as_ref().is_none_or(|(r, m)| *r == ready && m == message)
         {
             return;
         }
@@ -402,10 +423,13 @@ impl Context {
             },
         });
         let api: Api<ClusterCertificateProvider> = Api::all(self.client.clone());
-        if let Err(e) =
-            api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await
-        {
-            tracing::warn!(provider = %object.name_any(), error = %e, "cannot write the provider's status");
+        match api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch)).await {
+            Ok(_) => {
+                if let Some(provider) = provider {
+                    provider.set_reported(ready, message);
+                }
+            }
+            Err(e) => tracing::warn!(provider = %object.name_any(), error = %e, "cannot write the provider's status"),
         }
     }
 }

@@ -527,8 +527,11 @@ async fn reconcile_order(order: &CertificateOrder, ctx: &Context) -> Result<Acti
     }
     let uid = order.uid().unwrap_or_default();
     let mut pass = Pass::begin(ctx, order, &uid, orders).await?;
-    let stopped = run_steps(&mut pass).await?;
-    conclude(pass, stopped).await
+    let stopped = run_steps(&mut pass).await;
+    if let Ok(provider) = &pass.provider {
+        ctx.recheck_account(&order.spec.provider_ref.name, provider).await;
+    }
+    conclude(pass, stopped?).await
 }
 
 /// Whether the caches lag behind what this process wrote, and when to look again. Until the

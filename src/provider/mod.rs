@@ -219,6 +219,9 @@ pub struct Env<'a> {
 pub struct Provider {
     kind: &'static str,
     vendor: Box<dyn Vendor>,
+    /// The Ready condition this process last wrote for the provider (status, message), which
+    /// the provider cache may not show yet.
+    reported: std::sync::Mutex<Option<(bool, String)>>,
 }
 
 impl Provider {
@@ -234,7 +237,7 @@ impl Provider {
             Err(format!("kind {kind} has no vendor in this build of certorder"))
         };
         let vendor = vendor.map_err(|e| format!("ClusterCertificateProvider {name:?}: {e}"))?;
-        Ok(Provider { kind, vendor })
+        Ok(Provider { kind, vendor, reported: Default::default() })
     }
 
     /// The kind, as shown in the provider's status.
@@ -325,6 +328,16 @@ impl Provider {
     /// See [`Vendor::account`].
     pub fn account(&self) -> AccountState {
         self.vendor.account()
+    }
+
+    /// The Ready condition (status, message) this process last wrote for the provider.
+    pub fn reported(&self) -> Option<(bool, String)> {
+        self.reported.lock().expect("reported lock").clone()
+    }
+
+    /// Records the Ready condition just written for the provider.
+    pub fn set_reported(&self, ready: bool, message: &str) {
+        *self.reported.lock().expect("reported lock") = Some((ready, message.to_string()));
     }
 
     /// See [`Vendor::reread_credentials`].
