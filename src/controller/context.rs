@@ -361,8 +361,7 @@ impl Context {
                 provider.reread_credentials(&self.client).await;
             }
             AccountState::Accepted => {
-                let message = format!("{} provider ready", provider.kind());
-                self.report_ready(object, Some(provider), true, "Ready", &message).await
+                self.report_ready(object, Some(provider), true, "Ready", &provider.ready_message()).await
             }
         }
     }
@@ -379,7 +378,7 @@ impl Context {
     /// Writes the provider's kind and Ready condition, when they change.
     async fn report_provider(&self, object: &ClusterCertificateProvider, result: &Result<Provider, String>) {
         match result {
-            Ok(p) => self.report_ready(object, Some(p), true, "Ready", &format!("{} provider ready", p.kind())).await,
+            Ok(p) => self.report_ready(object, Some(p), true, "Ready", &p.ready_message()).await,
             Err(e) => self.report_ready(object, None, false, "Invalid", e).await,
         }
     }

@@ -330,6 +330,11 @@ impl Provider {
         self.vendor.account()
     }
 
+    /// The message of the provider's Ready condition while it is ready.
+    pub fn ready_message(&self) -> String {
+        format!("{} provider ready", self.kind)
+    }
+
     /// The Ready condition (status, message) this process last wrote for the provider.
     pub fn reported(&self) -> Option<(bool, String)> {
         self.reported.lock().expect("reported lock").clone()

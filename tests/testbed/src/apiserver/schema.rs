@@ -190,13 +190,16 @@ fn flag(schema: &Value, name: &str) -> bool {
 /// Schema of a property of an object node: `properties[key]`, else a schema-valued
 /// `additionalProperties`.
 pub(crate) fn property_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
-    if let Some(p) = schema.get("properties").and_then(|p| p.get(key)) {
-        return Some(p);
-    }
-    match schema.get("additionalProperties") {
-        Some(ap @ Value::Object(_)) => Some(ap),
-        _ => None,
-    }
+    declared_or_additional(schema.get("properties").and_then(Value::as_object), schema.get("additionalProperties"), key)
+}
+
+/// `properties[key]`, else `additionalProperties` when it is a schema.
+fn declared_or_additional<'a>(
+    properties: Option<&'a Map<String, Value>>,
+    additional: Option<&'a Value>,
+    key: &str,
+) -> Option<&'a Value> {
+    properties.and_then(|p| p.get(key)).or(additional.filter(|a| a.is_object()))
 }
 
 /// The keywords of one schema node that every walk asks for, read in one pass over its members.
@@ -258,10 +261,7 @@ impl<'a> Keywords<'a> {
 
     /// [`property_schema`] of this node.
     fn property(&self, key: &str) -> Option<&'a Value> {
-        if let Some(p) = self.properties.and_then(|p| p.get(key)) {
-            return Some(p);
-        }
-        self.additional.filter(|a| a.is_object())
+        declared_or_additional(self.properties, self.additional, key)
     }
 }
 
