@@ -122,8 +122,9 @@ const CHUNK_MAX: usize = 64 * 1024;
 
 /// The watch's lines for event `first` and the events already waiting after it, as one chunk
 /// (`None`: none is for this watch); and whether the watch ends (it lagged behind the broadcast,
-/// or the store closed). kube-apiserver flushes a watch only when no event is waiting
-/// (`serveWatch`), so a burst of events reaches the client in one write.
+/// or the store closed). kube-apiserver flushes a watch only when no event is waiting (its
+/// `WatchServer` flushes when `len(ch) == 0`), so a burst of events reaches the client in one
+/// write.
 fn drain(
     first: Result<Arc<Event>, RecvError>,
     rx: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
